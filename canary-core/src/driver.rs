@@ -1,0 +1,170 @@
+//! The driver: one reconcile pass, observe → transition → persist → act → requeue. Simulation
+//! and the Kubernetes controller both run it; only the providers and the clock differ.
+//!
+//! The status is saved *before* the actions run. Every action is idempotent and follows from the
+//! saved status, so a pass that stops anywhere (a crash, a provider error) leaves a status from
+//! which the next pass redoes exactly what was missed.
+
+use jiff::{SignedDuration, Timestamp};
+
+use crate::error::Result;
+use crate::machine::{
+    Action, AnalysisResults, Command, Event, Input, MetricResult, Observation, Transition,
+    transition,
+};
+use crate::plan::RolloutPlan;
+use crate::providers::{
+    MetricProvider, QueryContext, StatusStore, TrafficProvider, WebhookRunner, WorkloadProvider,
+};
+use crate::status::RolloutStatus;
+
+/// How many observe → transition rounds one pass may take when each asks to look again at once.
+const MAX_ROUNDS: usize = 8;
+
+/// The providers one rollout runs with.
+pub struct Driver<'a> {
+    /// The validated rollout.
+    pub plan: &'a RolloutPlan,
+    /// Moves traffic.
+    pub traffic: &'a dyn TrafficProvider,
+    /// Runs the workloads.
+    pub workload: &'a dyn WorkloadProvider,
+    /// Measures metrics.
+    pub metrics: &'a dyn MetricProvider,
+    /// Calls webhooks.
+    pub webhooks: &'a dyn WebhookRunner,
+    /// Keeps the status.
+    pub store: &'a dyn StatusStore,
+}
+
+/// What one pass did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reconciled {
+    /// The status at the end of the pass (as saved).
+    pub status: RolloutStatus,
+    /// When to run again; `None` means on the next change.
+    pub requeue_after: Option<SignedDuration>,
+    /// Events raised during the pass.
+    pub events: Vec<Event>,
+    /// Whether an analysis run was judged during the pass.
+    pub analysed: bool,
+}
+
+impl Driver<'_> {
+    /// Runs one reconcile pass at `now`.
+    pub async fn reconcile(&self, now: Timestamp) -> Result<Reconciled> {
+        let mut pass = Pass::start(self).await?;
+        for _ in 0..MAX_ROUNDS {
+            let seen = self.observe(&pass.status).await?;
+            self.step(&mut pass, &Input::Observed(seen), now).await?;
+            if pass.requeue_after != Some(SignedDuration::ZERO) {
+                break;
+            }
+        }
+        Ok(pass.finish())
+    }
+
+    /// Applies a user command at `now`, then reconciles.
+    pub async fn command(&self, command: Command, now: Timestamp) -> Result<Reconciled> {
+        let mut pass = Pass::start(self).await?;
+        self.step(&mut pass, &Input::Command(command), now).await?;
+        let mut after = self.reconcile(now).await?;
+        pass.events.append(&mut after.events);
+        after.events = pass.events;
+        Ok(after)
+    }
+
+    /// The world now, as the providers report it.
+    async fn observe(&self, status: &RolloutStatus) -> Result<Observation> {
+        Ok(Observation {
+            workload: self.workload.observe().await?,
+            route: self.traffic.observe().await?,
+            verified: self.traffic.verify(&status.route).await?,
+        })
+    }
+
+    /// One transition: save the new status, then carry out its actions.
+    async fn step(&self, pass: &mut Pass, input: &Input, now: Timestamp) -> Result<()> {
+        let Transition {
+            status,
+            actions,
+            requeue_after,
+        } = transition(self.plan, pass.status.clone(), input, now);
+        if status != pass.status {
+            self.store.save(&status).await?;
+            pass.status = status;
+        }
+        pass.requeue_after = requeue_after;
+        for action in actions {
+            match action {
+                Action::EnsureCanary { revision, replicas } => {
+                    self.workload.ensure_canary(&revision, replicas).await?;
+                }
+                Action::SetRoute(route) => {
+                    self.traffic.apply(&route).await?;
+                }
+                Action::PromoteStable { revision } => {
+                    self.workload.promote(&revision).await?;
+                }
+                Action::RemoveCanary => {
+                    self.workload.remove_canary().await?;
+                }
+                Action::Event(event) => pass.events.push(event),
+                Action::RunAnalysis => {
+                    let results = self.analyse(now).await;
+                    pass.analysed = true;
+                    Box::pin(self.step(pass, &Input::Analysed(results), now)).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Measures every metric of the plan over its window ending at `now`.
+    async fn analyse(&self, now: Timestamp) -> AnalysisResults {
+        let spec = &self.plan.rollout.spec;
+        let context = QueryContext {
+            namespace: self.plan.namespace.clone(),
+            target: spec.workload_ref.name.clone(),
+            service: spec.service.name.clone(),
+            at: now,
+        };
+        let mut metrics = Vec::with_capacity(self.plan.analysis.metrics.len());
+        for metric in &self.plan.analysis.metrics {
+            let outcome = self.metrics.measure(metric, &context).await;
+            metrics.push(MetricResult {
+                metric: metric.name.clone(),
+                outcome,
+            });
+        }
+        AnalysisResults { metrics }
+    }
+}
+
+/// The state of one pass.
+struct Pass {
+    status: RolloutStatus,
+    requeue_after: Option<SignedDuration>,
+    events: Vec<Event>,
+    analysed: bool,
+}
+
+impl Pass {
+    async fn start(driver: &Driver<'_>) -> Result<Self> {
+        Ok(Pass {
+            status: driver.store.load().await?.unwrap_or_default(),
+            requeue_after: None,
+            events: Vec::new(),
+            analysed: false,
+        })
+    }
+
+    fn finish(self) -> Reconciled {
+        Reconciled {
+            status: self.status,
+            requeue_after: self.requeue_after,
+            events: self.events,
+            analysed: self.analysed,
+        }
+    }
+}

@@ -1,0 +1,50 @@
+//! What the engine asks the shell to do.
+
+use serde::{Deserialize, Serialize};
+
+use crate::route::RouteState;
+
+/// One thing for the shell to do, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Make the canary workload run `revision` at `replicas` (create it if missing).
+    EnsureCanary {
+        /// The revision to run.
+        revision: String,
+        /// How many replicas.
+        replicas: u32,
+    },
+    /// Apply this route.
+    SetRoute(RouteState),
+    /// Measure every metric of the plan now and report with [`crate::Input::Analysed`].
+    RunAnalysis,
+    /// Make the stable workload run `revision` (it takes the canary's template).
+    PromoteStable {
+        /// The revision to run.
+        revision: String,
+    },
+    /// Scale the canary down and remove it.
+    RemoveCanary,
+    /// Tell people (a Kubernetes event, a log line, a timeline row).
+    Event(Event),
+}
+
+/// An event for people.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// Normal or warning.
+    pub kind: EventKind,
+    /// A CamelCase reason, e.g. `Progressing`, `FailedCheck`.
+    pub reason: String,
+    /// What happened.
+    pub message: String,
+}
+
+/// Kubernetes' two kinds of event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EventKind {
+    /// Things going as planned.
+    Normal,
+    /// Something needs attention.
+    Warning,
+}

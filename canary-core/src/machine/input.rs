@@ -1,0 +1,127 @@
+//! What the engine is told: observations of the world, analysis results, user commands.
+
+use serde::{Deserialize, Serialize};
+
+use crate::route::RouteState;
+
+/// One input to [`crate::machine::transition`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Input {
+    /// The world as the providers see it now (also serves as a tick).
+    Observed(Observation),
+    /// The results of an analysis run the engine asked for.
+    Analysed(AnalysisResults),
+    /// A user command.
+    Command(Command),
+}
+
+/// The world as the providers report it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observation {
+    /// The workloads.
+    pub workload: WorkloadObservation,
+    /// The route as the traffic provider reports it; `None` when it cannot read routes back.
+    pub route: Option<RouteState>,
+    /// Whether the route last applied is in effect.
+    pub verified: Verification,
+}
+
+/// The stable and canary workloads, and the revision the user wants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkloadObservation {
+    /// The revision the user asks for (the stable template with `newVersion` applied, or the
+    /// stable workload's changed template).
+    pub desired_revision: String,
+    /// The stable workload.
+    pub stable: WorkloadState,
+    /// The canary workload, when one exists.
+    pub canary: Option<WorkloadState>,
+}
+
+/// One workload's revision and replica counts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkloadState {
+    /// The revision of its pod template.
+    pub revision: String,
+    /// Replicas it asks for.
+    pub desired: u32,
+    /// Replicas of `revision` that are ready.
+    pub ready: u32,
+    /// Replicas of `revision` that are available (ready long enough to take traffic).
+    pub available: u32,
+}
+
+/// Whether a route is in effect, as far as the provider can tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verification {
+    /// It is.
+    Yes,
+    /// It is not (yet).
+    No,
+    /// The provider cannot tell.
+    Unknown,
+}
+
+/// The results of one analysis run.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct AnalysisResults {
+    /// One outcome per metric of the plan.
+    pub metrics: Vec<MetricResult>,
+}
+
+/// A metric's outcome in one run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricResult {
+    /// The metric's name, as in the plan.
+    pub metric: String,
+    /// What the query returned.
+    pub outcome: MetricOutcome,
+}
+
+/// What a metric query returned.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MetricOutcome {
+    /// A value.
+    Value(f64),
+    /// No data: an empty result, NaN or infinity.
+    NoData,
+    /// The query failed; the message says why.
+    Error(String),
+}
+
+/// A user command. Commands are inputs, never status edits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Command {
+    /// Complete the current step now (approve a manual pause, end a timed one, waive the
+    /// remaining analysis of the step).
+    Promote,
+    /// Skip every remaining step and promote.
+    PromoteFull,
+    /// Roll back: all traffic to stable, canary removed.
+    Abort,
+    /// Start a failed release again from the first step.
+    Retry,
+    /// Hold the rollout at its current step.
+    Pause,
+    /// Undo `pause`.
+    Resume,
+    /// Move to the next step at once, whatever the current one was waiting for.
+    Skip,
+}
+
+impl Command {
+    /// The command's name as the CLI spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Command::Promote => "promote",
+            Command::PromoteFull => "promote-full",
+            Command::Abort => "abort",
+            Command::Retry => "retry",
+            Command::Pause => "pause",
+            Command::Resume => "resume",
+            Command::Skip => "skip",
+        }
+    }
+}

@@ -1,0 +1,371 @@
+//! Observations: adopting the stable workload, starting, restarting and cancelling releases,
+//! and the stages of a step, promotion and finalising.
+
+use super::{Action, Engine, EventKind, Observation, Verification};
+use crate::plan::Finish;
+use crate::route::RouteState;
+use crate::status::{Phase, StepStage};
+
+impl Engine<'_> {
+    pub(super) fn observed(&mut self, seen: &Observation) {
+        match self.status.phase {
+            Phase::Initializing => {
+                self.status.stable_revision = Some(seen.workload.stable.revision.clone());
+                self.set_phase(
+                    Phase::Initialized,
+                    format!("stable revision {} adopted", seen.workload.stable.revision),
+                );
+                self.idle(seen);
+            }
+            Phase::Initialized | Phase::Succeeded | Phase::Failed => self.idle(seen),
+            Phase::Progressing | Phase::Paused => self.active(seen),
+            Phase::Promoting => self.promoting(seen),
+            Phase::Finalising => self.finalising(seen),
+        }
+    }
+
+    /// No release under way: keep everything on stable, and start a release when the user asks
+    /// for a new revision.
+    fn idle(&mut self, seen: &Observation) {
+        self.keep_stable(seen);
+        let stable = &seen.workload.stable.revision;
+        let desired = &seen.workload.desired_revision;
+        self.status.stable_revision = Some(stable.clone());
+        if desired == stable {
+            if self.status.phase == Phase::Failed {
+                self.status.canary_revision = None;
+                self.set_phase(
+                    Phase::Initialized,
+                    format!("the workload was reverted to the stable revision {stable}"),
+                );
+            }
+            return;
+        }
+        let failed_same = self.status.phase == Phase::Failed
+            && self.status.canary_revision.as_ref() == Some(desired);
+        if !failed_same {
+            self.start(desired.clone(), seen);
+        }
+    }
+
+    /// Repairs drift while idle: traffic only to stable, no canary.
+    fn keep_stable(&mut self, seen: &Observation) {
+        let shown_elsewhere = seen
+            .route
+            .as_ref()
+            .is_some_and(|route| !route.is_stable_only());
+        if !self.status.route.is_stable_only()
+            || shown_elsewhere
+            || seen.verified == Verification::No
+        {
+            self.set_route(RouteState::stable(), 0);
+        }
+        if seen.workload.canary.is_some() {
+            self.emit(Action::RemoveCanary);
+        }
+    }
+
+    /// Starts (or restarts) a release of `revision` from the first step.
+    fn start(&mut self, revision: String, seen: &Observation) {
+        let status = &mut self.status;
+        status.canary_revision = Some(revision.clone());
+        status.started_at = Some(self.now);
+        status.failed_checks = 0;
+        status.consecutive_failures = 0;
+        status.inconclusive = 0;
+        status.user_paused = false;
+        status.measurements.clear();
+        status.set_condition(
+            "Promoted",
+            false,
+            "Progressing",
+            "a new revision is being released",
+            self.now,
+        );
+        self.enter_step(0);
+        self.set_phase(
+            Phase::Progressing,
+            format!("new revision {revision} detected; starting the release"),
+        );
+        self.scaling(seen);
+    }
+
+    /// Enters step `index` at its first stage.
+    pub(super) fn enter_step(&mut self, index: u32) {
+        let status = &mut self.status;
+        status.step = index;
+        status.stage = StepStage::Scaling;
+        status.waiting_since = Some(self.now);
+        status.gate_since = None;
+        status.last_analysis = None;
+        status.iterations = 0;
+        status.approved = false;
+        self.again = true;
+    }
+
+    fn active(&mut self, seen: &Observation) {
+        let desired = &seen.workload.desired_revision;
+        if *desired == seen.workload.stable.revision {
+            let message = format!(
+                "the workload was reverted to the stable revision {desired}; release cancelled"
+            );
+            self.set_route(RouteState::stable(), 0);
+            self.emit(Action::RemoveCanary);
+            self.status.canary_revision = None;
+            self.status
+                .set_condition("Promoted", false, "Cancelled", &message, self.now);
+            self.set_phase(Phase::Initialized, message);
+            return;
+        }
+        if self.status.canary_revision.as_ref() != Some(desired) {
+            self.event(
+                EventKind::Normal,
+                "Restarted",
+                format!(
+                    "new revision {desired} during the release; restarting from the first step"
+                ),
+            );
+            if !self.status.route.is_stable_only() {
+                self.set_route(RouteState::stable(), 0);
+            }
+            self.start(desired.clone(), seen);
+            return;
+        }
+        if self.pull_traffic_if_unready(seen) {
+            return;
+        }
+        match self.status.stage {
+            StepStage::Scaling => self.scaling(seen),
+            StepStage::Routing => self.routing(seen),
+            StepStage::Gating => self.gating(),
+        }
+    }
+
+    /// Traffic never goes to a canary that is not ready: when fewer canary replicas are
+    /// available than the applied route relies on, all traffic goes back to stable and the step
+    /// scales again.
+    fn pull_traffic_if_unready(&mut self, seen: &Observation) -> bool {
+        if self.status.route.is_stable_only() {
+            return false;
+        }
+        let available = seen
+            .workload
+            .canary
+            .as_ref()
+            .filter(|canary| Some(&canary.revision) == self.status.canary_revision.as_ref())
+            .map_or(0, |canary| canary.available);
+        if available >= self.status.routed_replicas {
+            return false;
+        }
+        self.event(
+            EventKind::Warning,
+            "CanaryUnready",
+            format!(
+                "{available} canary replicas available, the route relies on {}; all traffic back to stable",
+                self.status.routed_replicas
+            ),
+        );
+        self.set_route(RouteState::stable(), 0);
+        let step = self.status.step;
+        self.enter_step(step);
+        true
+    }
+
+    /// Canary replicas for the current step, then route once enough are available.
+    pub(super) fn scaling(&mut self, seen: &Observation) {
+        let Some(step) = self.plan.step(self.status.step) else {
+            return;
+        };
+        let Some(revision) = self.status.canary_revision.clone() else {
+            return;
+        };
+        let replicas = step.replicas.resolve(seen.workload.stable.desired);
+        let needed = step.readiness.needed(replicas);
+        let current = seen
+            .workload
+            .canary
+            .as_ref()
+            .filter(|canary| canary.revision == revision);
+        match current {
+            Some(canary) if canary.desired == replicas && canary.available >= needed => {
+                self.status.stage = StepStage::Routing;
+                self.status.waiting_since = Some(self.now);
+                let route = step.route.clone();
+                if self.status.route != route || seen.route.as_ref() != Some(&route) {
+                    self.set_route(route, needed);
+                } else {
+                    self.status.routed_replicas = needed;
+                }
+                self.again = true;
+            }
+            Some(canary) if canary.desired == replicas => {
+                self.status.message = format!(
+                    "step {}: waiting for the canary ({}/{needed} available)",
+                    self.status.step + 1,
+                    canary.available
+                );
+                self.check_deadline("the canary to become available");
+            }
+            _ => {
+                self.emit(Action::EnsureCanary { revision, replicas });
+                self.status.message = format!(
+                    "step {}: scaling the canary to {replicas}",
+                    self.status.step + 1
+                );
+                self.check_deadline("the canary to become available");
+            }
+        }
+    }
+
+    /// The step's route is applied; wait until the provider shows it.
+    fn routing(&mut self, seen: &Observation) {
+        let Some(step) = self.plan.step(self.status.step) else {
+            return;
+        };
+        let wanted = &step.route;
+        let shown = match (&seen.route, seen.verified) {
+            (_, Verification::No) => false,
+            (Some(route), _) => route == wanted,
+            (None, _) => true,
+        };
+        if self.status.route != *wanted {
+            let needed = self.status.routed_replicas;
+            self.set_route(wanted.clone(), needed);
+        } else if shown {
+            self.status.stage = StepStage::Gating;
+            self.status.gate_since = Some(self.now);
+            self.status.waiting_since = None;
+            self.event(
+                EventKind::Normal,
+                "StepReached",
+                format!(
+                    "step {}/{}: {}",
+                    self.status.step + 1,
+                    self.plan.steps.len(),
+                    describe_route(wanted)
+                ),
+            );
+            self.gating();
+        } else {
+            self.emit(Action::SetRoute(wanted.clone()));
+            self.check_deadline("the route to take effect");
+        }
+    }
+
+    /// Every step passed: promote, or discard a mirror that does not promote.
+    pub(super) fn finish_steps(&mut self) {
+        match self.plan.finish {
+            Finish::Promote => self.begin_promotion(),
+            Finish::Discard => self.begin_finalising(
+                "the analysis passed; the new version is not promoted (promote: false)",
+            ),
+        }
+    }
+
+    pub(super) fn begin_promotion(&mut self) {
+        let Some(revision) = self.status.canary_revision.clone() else {
+            return;
+        };
+        self.status.waiting_since = Some(self.now);
+        self.emit(Action::PromoteStable {
+            revision: revision.clone(),
+        });
+        self.set_phase(
+            Phase::Promoting,
+            format!("promoting revision {revision} to stable"),
+        );
+    }
+
+    fn promoting(&mut self, seen: &Observation) {
+        let Some(revision) = self.status.canary_revision.clone() else {
+            return;
+        };
+        let stable = &seen.workload.stable;
+        if stable.revision != revision {
+            self.emit(Action::PromoteStable { revision });
+            return;
+        }
+        if stable.available >= stable.desired {
+            self.begin_finalising("stable runs the new revision; routing all traffic to stable");
+        } else {
+            self.status.message = format!(
+                "waiting for stable to run {revision} ({}/{} available)",
+                stable.available, stable.desired
+            );
+        }
+    }
+
+    fn begin_finalising(&mut self, message: &str) {
+        self.set_route(RouteState::stable(), 0);
+        self.status.waiting_since = Some(self.now);
+        self.set_phase(Phase::Finalising, message);
+    }
+
+    fn finalising(&mut self, seen: &Observation) {
+        let shown = seen.verified != Verification::No
+            && seen.route.as_ref().is_none_or(RouteState::is_stable_only);
+        if !self.status.route.is_stable_only() || !shown {
+            self.set_route(RouteState::stable(), 0);
+            return;
+        }
+        if seen.workload.canary.is_some() {
+            self.emit(Action::RemoveCanary);
+            return;
+        }
+        self.succeed();
+    }
+
+    fn succeed(&mut self) {
+        let revision = self.status.canary_revision.take().unwrap_or_default();
+        let message = match self.plan.finish {
+            Finish::Promote => {
+                self.status.stable_revision = Some(revision.clone());
+                format!("revision {revision} promoted; the release succeeded")
+            }
+            Finish::Discard => {
+                format!("revision {revision} passed its analysis and was removed without promotion")
+            }
+        };
+        self.status.waiting_since = None;
+        self.status
+            .set_condition("Promoted", true, "Succeeded", &message, self.now);
+        self.set_phase(Phase::Succeeded, message);
+    }
+
+    /// Rolls back at once: all traffic to stable, canary removed, stable untouched.
+    pub(super) fn rollback(&mut self, reason: &str, message: String) {
+        self.set_route(RouteState::stable(), 0);
+        self.emit(Action::RemoveCanary);
+        self.status.waiting_since = None;
+        self.status
+            .set_condition("Promoted", false, reason, &message, self.now);
+        self.set_phase(Phase::Failed, message);
+    }
+
+    /// Fails the release when waiting for `what` has taken longer than the progress deadline.
+    fn check_deadline(&mut self, what: &str) {
+        let since = *self.status.waiting_since.get_or_insert(self.now);
+        let deadline = self.plan.progress_deadline;
+        if self.now.duration_since(since) >= deadline {
+            self.rollback(
+                "ProgressDeadlineExceeded",
+                format!(
+                    "waited {} for {what}, longer than the progress deadline; rolled back",
+                    crate::duration::format_duration(deadline)
+                ),
+            );
+        }
+    }
+}
+
+/// `weight 20%`, `weight 0% + 1 match`, `mirror 50%`.
+pub(crate) fn describe_route(route: &RouteState) -> String {
+    let mut text = format!("weight {}%", route.weight_percent());
+    if !route.matches.is_empty() {
+        text.push_str(&format!(" + {} match(es)", route.matches.len()));
+    }
+    if let Some(mirror) = route.mirror {
+        text.push_str(&format!(", mirror {mirror}%"));
+    }
+    text
+}

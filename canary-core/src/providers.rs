@@ -1,0 +1,157 @@
+//! The traits the driver works through. Each has an in-memory implementation in
+//! [`crate::memory`]; the Kubernetes and mesh crates implement them for real clusters.
+
+use async_trait::async_trait;
+use jiff::{SignedDuration, Timestamp};
+use serde::Serialize;
+
+use crate::error::Result;
+use crate::machine::{MetricOutcome, Verification, WorkloadObservation};
+use crate::plan::{MetricPlan, WebhookPlan};
+use crate::route::{Capabilities, RouteState};
+use crate::status::RolloutStatus;
+
+/// Moves traffic between stable and canary.
+#[async_trait]
+pub trait TrafficProvider: Send + Sync {
+    /// What this provider can route.
+    fn capabilities(&self) -> Capabilities;
+    /// Applies `route`; idempotent. Returns whether anything changed.
+    async fn apply(&self, route: &RouteState) -> Result<bool>;
+    /// The route as it really is; `None` when the provider cannot read it back.
+    async fn observe(&self) -> Result<Option<RouteState>>;
+    /// Whether `route` is in effect.
+    async fn verify(&self, route: &RouteState) -> Result<Verification>;
+    /// All traffic to stable, no matches, no mirror. Returns whether anything changed.
+    async fn reset(&self) -> Result<bool> {
+        self.apply(&RouteState::stable()).await
+    }
+    /// Removes what the provider created and restores what it changed.
+    async fn finalize(&self) -> Result<()>;
+}
+
+/// Runs the stable and canary workloads.
+#[async_trait]
+pub trait WorkloadProvider: Send + Sync {
+    /// The revisions and replica counts of both workloads.
+    async fn observe(&self) -> Result<WorkloadObservation>;
+    /// Makes the canary run `revision` at `replicas`. Returns whether anything changed.
+    async fn ensure_canary(&self, revision: &str, replicas: u32) -> Result<bool>;
+    /// Makes the stable workload run `revision`. Returns whether anything changed.
+    async fn promote(&self, revision: &str) -> Result<bool>;
+    /// Scales the canary down and removes it. Returns whether anything changed.
+    async fn remove_canary(&self) -> Result<bool>;
+}
+
+/// What a metric query needs besides the metric.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct QueryContext {
+    /// The Rollout's namespace.
+    pub namespace: String,
+    /// The workload being released.
+    pub target: String,
+    /// Its Service.
+    pub service: String,
+    /// The end of the query window.
+    pub at: Timestamp,
+}
+
+/// Measures metrics.
+#[async_trait]
+pub trait MetricProvider: Send + Sync {
+    /// Measures `metric` over its window ending at `context.at`. Never fails: a failure is an
+    /// outcome ([`MetricOutcome::Error`]) the judge decides on.
+    async fn measure(&self, metric: &MetricPlan, context: &QueryContext) -> MetricOutcome;
+}
+
+/// The JSON body of a webhook call.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HookPayload {
+    /// The Rollout's name.
+    pub name: String,
+    /// Its namespace.
+    pub namespace: String,
+    /// Its phase.
+    pub phase: String,
+    /// The revision being released.
+    pub revision: String,
+    /// The webhook's metadata.
+    pub metadata: std::collections::BTreeMap<String, String>,
+}
+
+/// What a webhook answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HookOutcome {
+    /// A 2xx answer.
+    Pass,
+    /// A non-2xx answer.
+    Fail(String),
+    /// No answer (timeout, connection refused).
+    Error(String),
+}
+
+/// Calls webhooks.
+#[async_trait]
+pub trait WebhookRunner: Send + Sync {
+    /// Calls `hook` with `payload`, within the hook's timeout.
+    async fn call(&self, hook: &WebhookPlan, payload: &HookPayload) -> HookOutcome;
+}
+
+/// Keeps the status between passes.
+#[async_trait]
+pub trait StatusStore: Send + Sync {
+    /// The last saved status, if any.
+    async fn load(&self) -> Result<Option<RolloutStatus>>;
+    /// Saves `status`.
+    async fn save(&self, status: &RolloutStatus) -> Result<()>;
+}
+
+/// A source of the current time, for shells.
+pub trait Clock: Send + Sync {
+    /// Now.
+    fn now(&self) -> Timestamp;
+}
+
+/// The system clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        Timestamp::now()
+    }
+}
+
+/// A hand-moved clock for tests and simulation, shared by clones.
+#[derive(Debug, Clone)]
+pub struct ManualClock(std::sync::Arc<std::sync::Mutex<Timestamp>>);
+
+impl ManualClock {
+    /// A clock showing `start`.
+    pub fn new(start: Timestamp) -> Self {
+        ManualClock(std::sync::Arc::new(std::sync::Mutex::new(start)))
+    }
+
+    /// Moves the clock to `to`.
+    pub fn set(&self, to: Timestamp) {
+        if let Ok(mut now) = self.0.lock() {
+            *now = to;
+        }
+    }
+
+    /// Moves the clock forward by `by`.
+    pub fn advance(&self, by: SignedDuration) {
+        if let Ok(mut now) = self.0.lock() {
+            *now = now.checked_add(by).unwrap_or(*now);
+        }
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Timestamp {
+        self.0
+            .lock()
+            .map(|now| *now)
+            .unwrap_or(Timestamp::UNIX_EPOCH)
+    }
+}

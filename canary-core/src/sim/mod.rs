@@ -1,0 +1,265 @@
+//! Simulation: a rollout run by the real driver and engine against in-memory providers and
+//! synthetic traffic, in virtual time. Deterministic for a seed.
+//!
+//! ```
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! use canary_core::sim::{SimConfig, Simulation};
+//! let plan = canary_core::load::plan_from_yaml(include_str!("../../../examples/rollouts/podinfo-kuma.yaml")).unwrap();
+//! let bad = SimConfig { canary_error_rate: Some(0.2), ..SimConfig::default() };
+//! let report = Simulation::new(&plan, bad).run().await.unwrap();
+//! assert_eq!(report.summary.phase, canary_core::Phase::Failed);
+//! assert_eq!(report.summary.canary_weight, 0);
+//! # });
+//! ```
+
+mod metrics;
+mod report;
+pub mod rng;
+pub mod traffic;
+
+use std::sync::Arc;
+
+use jiff::{SignedDuration, Timestamp};
+
+pub use metrics::SimMetrics;
+pub use report::{Row, SimReport, Summary};
+pub use traffic::{SecondCounts, TrafficModel};
+
+use crate::driver::{Driver, Reconciled};
+use crate::error::{Error, Result};
+use crate::machine::Command;
+use crate::memory::{
+    Faults, InMemoryStatusStore, InMemoryTraffic, InMemoryWebhooks, InMemoryWorkload,
+};
+use crate::plan::{MetricQuery, PlanPause, RolloutPlan};
+use crate::providers::Clock;
+use crate::status::{Phase, RolloutStatus, StepStage};
+
+/// The virtual time a simulation starts at: 2026-01-01T00:00:00Z.
+pub const START: Timestamp = Timestamp::constant(1_767_225_600, 0);
+
+/// The stable revision in a simulation.
+pub const STABLE_REVISION: &str = "rev-1";
+/// The revision a simulation releases.
+pub const NEW_REVISION: &str = "rev-2";
+
+/// How a simulation's world behaves.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimConfig {
+    /// User requests per second.
+    pub rps: u64,
+    /// Error rate of stable.
+    pub baseline_error_rate: f64,
+    /// Error rate of the canary; the baseline's when `None`.
+    pub canary_error_rate: Option<f64>,
+    /// Median latency of stable, in milliseconds.
+    pub baseline_latency_ms: f64,
+    /// Median latency of the canary; the baseline's when `None`.
+    pub canary_latency_ms: Option<f64>,
+    /// Share of requests an A/B match selects.
+    pub match_share: f64,
+    /// Random seed.
+    pub seed: u64,
+    /// Stable replicas.
+    pub stable_replicas: u32,
+    /// How long a new pod takes to become available.
+    pub pod_startup: SignedDuration,
+    /// How long the simulated operator takes to approve a manual step; `None` never approves.
+    pub approve_after: Option<SignedDuration>,
+    /// When to stop if the rollout has not ended.
+    pub max_duration: SignedDuration,
+    /// Crash the driver at its n-th mutating call (0 never), to check that it resumes.
+    pub crash_at_call: u64,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            rps: 100,
+            baseline_error_rate: 0.001,
+            canary_error_rate: None,
+            baseline_latency_ms: 40.0,
+            canary_latency_ms: None,
+            match_share: 0.1,
+            seed: 1,
+            stable_replicas: 5,
+            pod_startup: SignedDuration::from_secs(20),
+            approve_after: Some(SignedDuration::from_mins(2)),
+            max_duration: SignedDuration::from_hours(24),
+            crash_at_call: 0,
+        }
+    }
+}
+
+impl SimConfig {
+    /// The traffic model this configuration describes.
+    pub fn traffic_model(&self) -> TrafficModel {
+        TrafficModel {
+            seed: self.seed,
+            rps: self.rps,
+            baseline_error_rate: self.baseline_error_rate,
+            canary_error_rate: self.canary_error_rate.unwrap_or(self.baseline_error_rate),
+            baseline_latency_ms: self.baseline_latency_ms,
+            canary_latency_ms: self.canary_latency_ms.unwrap_or(self.baseline_latency_ms),
+            match_share: self.match_share,
+        }
+    }
+
+    fn check(&self) -> Result<()> {
+        let rate = |name: &str, value: f64| {
+            if (0.0..=1.0).contains(&value) {
+                Ok(())
+            } else {
+                Err(Error::Simulation(format!(
+                    "{name} {value} is not within 0..=1"
+                )))
+            }
+        };
+        rate("baseline error rate", self.baseline_error_rate)?;
+        rate("canary error rate", self.canary_error_rate.unwrap_or(0.0))?;
+        rate("match share", self.match_share)?;
+        let latencies = [Some(self.baseline_latency_ms), self.canary_latency_ms];
+        if latencies
+            .into_iter()
+            .flatten()
+            .any(|ms| !(ms.is_finite() && ms > 0.0))
+        {
+            return Err(Error::Simulation(
+                "latencies must be positive milliseconds".to_owned(),
+            ));
+        }
+        if self.stable_replicas == 0 {
+            return Err(Error::Simulation(
+                "stable replicas must be at least 1".to_owned(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// One rollout to simulate.
+pub struct Simulation<'p> {
+    plan: &'p RolloutPlan,
+    config: SimConfig,
+}
+
+impl<'p> Simulation<'p> {
+    /// A simulation of `plan` in the world `config` describes.
+    pub fn new(plan: &'p RolloutPlan, config: SimConfig) -> Self {
+        Simulation { plan, config }
+    }
+
+    /// Metrics simulation cannot compute (custom Prometheus queries): they measure no data.
+    pub fn unsimulated_metrics(&self) -> Vec<&str> {
+        self.plan
+            .analysis
+            .metrics
+            .iter()
+            .filter(|metric| matches!(metric.query, MetricQuery::Prometheus { .. }))
+            .map(|metric| metric.name.as_str())
+            .collect()
+    }
+
+    /// Runs the rollout from the stable revision to the end (or `max_duration`): adopts the
+    /// stable workload, asks for the new revision, then reconciles whenever the engine asks,
+    /// approving manual steps as configured.
+    pub async fn run(&self) -> Result<SimReport> {
+        self.config.check()?;
+        let clock = crate::providers::ManualClock::new(START);
+        let shared: Arc<dyn Clock> = Arc::new(clock.clone());
+        let faults = Faults::default();
+        let traffic =
+            InMemoryTraffic::new(self.plan.capabilities(), shared.clone(), faults.clone());
+        let workload = InMemoryWorkload::new(
+            STABLE_REVISION,
+            self.config.stable_replicas,
+            self.config.pod_startup,
+            shared.clone(),
+            faults.clone(),
+        );
+        let metrics = SimMetrics::new(self.config.traffic_model(), traffic.clone());
+        let webhooks = InMemoryWebhooks::default();
+        let store = InMemoryStatusStore::new(faults.clone());
+        let driver = Driver {
+            plan: self.plan,
+            traffic: &traffic,
+            workload: &workload,
+            metrics: &metrics,
+            webhooks: &webhooks,
+            store: &store,
+        };
+        let mut report = report::Recorder::new(self.plan);
+        let mut now = START;
+        let initialised = driver.reconcile(now).await?;
+        report.record(now, &initialised);
+        workload.set_desired_revision(NEW_REVISION);
+        faults.fail_call(self.config.crash_at_call);
+        let end = START.checked_add(self.config.max_duration).unwrap_or(START);
+        loop {
+            let approval = self.approval_due(&store.status().unwrap_or_default());
+            let pass = match approval {
+                Some(at) if at <= now => driver.command(Command::Promote, now).await,
+                _ => driver.reconcile(now).await,
+            };
+            let next = match pass {
+                Ok(pass) => {
+                    report.record(now, &pass);
+                    if pass.status.phase.is_terminal() {
+                        break;
+                    }
+                    self.next_wakeup(&pass, now)
+                }
+                Err(error) => {
+                    report.error(now, &error);
+                    Some(now)
+                }
+            };
+            let approval = self.approval_due(&store.status().unwrap_or_default());
+            let next = match (next, approval) {
+                (Some(a), Some(b)) => a.min(b),
+                (a, b) => match a.or(b) {
+                    Some(at) => at,
+                    None => break,
+                },
+            };
+            // Virtual time moves on by at least a second, so a wait always ends.
+            now = next.max(
+                now.checked_add(SignedDuration::from_secs(1))
+                    .unwrap_or(next),
+            );
+            if now > end {
+                break;
+            }
+            clock.set(now);
+        }
+        let status = store.status().unwrap_or_default();
+        Ok(report.finish(
+            &status,
+            now.min(end),
+            &traffic,
+            &self.config.traffic_model(),
+        ))
+    }
+
+    /// When the simulated operator approves the manual step the rollout waits at, if any.
+    fn approval_due(&self, status: &RolloutStatus) -> Option<Timestamp> {
+        let after = self.config.approve_after?;
+        let waiting = status.phase == Phase::Paused
+            && status.stage == StepStage::Gating
+            && !status.user_paused
+            && !status.approved
+            && self
+                .plan
+                .step(status.step)
+                .is_some_and(|step| step.pause == Some(PlanPause::Manual));
+        if !waiting {
+            return None;
+        }
+        status.gate_since?.checked_add(after).ok()
+    }
+
+    fn next_wakeup(&self, pass: &Reconciled, now: Timestamp) -> Option<Timestamp> {
+        pass.requeue_after
+            .and_then(|after| now.checked_add(after).ok())
+    }
+}

@@ -1,0 +1,191 @@
+//! The timeline and summary of a simulation.
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use serde::Serialize;
+
+use super::START;
+use super::traffic::{SecondCounts, TrafficModel};
+use crate::driver::Reconciled;
+use crate::error::Error;
+use crate::memory::InMemoryTraffic;
+use crate::plan::RolloutPlan;
+use crate::status::{Phase, RolloutStatus, Verdict};
+
+/// One line of the timeline: written whenever the phase, step or weight changes, an analysis
+/// run is judged, or something happens.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Row {
+    /// Seconds since the simulation started.
+    pub t: i64,
+    /// The phase.
+    pub phase: Phase,
+    /// The step (1-based) while a release is under way.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub step: Option<u32>,
+    /// The number of steps.
+    pub steps: u32,
+    /// The canary weight in effect, in percent.
+    pub canary_weight: u32,
+    /// Metric values measured at this time (`null` for no data).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub metrics: BTreeMap<String, Option<f64>>,
+    /// The verdict of the analysis run at this time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<Verdict>,
+    /// Events raised at this time.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<String>,
+}
+
+/// The end of a simulation.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Summary {
+    /// Always true: marks the summary line in `--json` output.
+    pub summary: bool,
+    /// The phase at the end.
+    pub phase: Phase,
+    /// The canary weight at the end, in percent.
+    pub canary_weight: u32,
+    /// User requests during the simulation.
+    pub requests_total: u64,
+    /// User requests answered by the canary.
+    pub canary_requests: u64,
+    /// Of those, errors: users the canary failed.
+    pub canary_errors: u64,
+    /// User requests answered by stable.
+    pub stable_requests: u64,
+    /// Of those, errors.
+    pub stable_errors: u64,
+    /// Requests copied to the canary by mirroring.
+    pub mirrored_requests: u64,
+    /// Failed checks in the release.
+    pub failed_checks: u32,
+    /// Virtual seconds from the request for the new revision to the end.
+    pub duration_s: i64,
+    /// The status message at the end.
+    pub message: String,
+}
+
+/// Everything a simulation produced.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SimReport {
+    /// The timeline.
+    pub rows: Vec<Row>,
+    /// The summary.
+    pub summary: Summary,
+}
+
+/// Builds the timeline pass by pass.
+pub(super) struct Recorder {
+    steps: u32,
+    rows: Vec<Row>,
+}
+
+impl Recorder {
+    pub(super) fn new(plan: &RolloutPlan) -> Self {
+        Recorder {
+            steps: u32::try_from(plan.steps.len()).unwrap_or(u32::MAX),
+            rows: Vec::new(),
+        }
+    }
+
+    pub(super) fn record(&mut self, now: Timestamp, pass: &Reconciled) {
+        let status = &pass.status;
+        let step = status
+            .phase
+            .is_active()
+            .then_some(status.step + 1)
+            .filter(|_| matches!(status.phase, Phase::Progressing | Phase::Paused));
+        let measured: Vec<_> = status
+            .measurements
+            .iter()
+            .filter(|m| m.at == now && pass.analysed)
+            .collect();
+        let metrics = measured
+            .iter()
+            .map(|m| (m.metric.clone(), m.value))
+            .collect();
+        let verdict = pass.analysed.then(|| {
+            if measured.iter().any(|m| m.verdict == Verdict::Fail) {
+                Verdict::Fail
+            } else if measured.iter().any(|m| m.verdict == Verdict::Inconclusive) {
+                Verdict::Inconclusive
+            } else {
+                Verdict::Pass
+            }
+        });
+        let row = Row {
+            t: now.duration_since(START).as_secs(),
+            phase: status.phase,
+            step,
+            steps: self.steps,
+            canary_weight: status.canary_weight(),
+            metrics,
+            verdict,
+            events: pass
+                .events
+                .iter()
+                .map(|event| format!("{}: {}", event.reason, event.message))
+                .collect(),
+        };
+        let changed = self.rows.last().is_none_or(|last| {
+            (last.phase, last.step, last.canary_weight) != (row.phase, row.step, row.canary_weight)
+        });
+        if changed || row.verdict.is_some() || !row.events.is_empty() {
+            self.rows.push(row);
+        }
+    }
+
+    pub(super) fn error(&mut self, now: Timestamp, error: &Error) {
+        let (phase, step, weight) = self
+            .rows
+            .last()
+            .map_or((Phase::Initializing, None, 0), |last| {
+                (last.phase, last.step, last.canary_weight)
+            });
+        self.rows.push(Row {
+            t: now.duration_since(START).as_secs(),
+            phase,
+            step,
+            steps: self.steps,
+            canary_weight: weight,
+            metrics: BTreeMap::new(),
+            verdict: None,
+            events: vec![format!("ReconcileError: {error}; retrying")],
+        });
+    }
+
+    pub(super) fn finish(
+        self,
+        status: &RolloutStatus,
+        end: Timestamp,
+        traffic: &InMemoryTraffic,
+        model: &TrafficModel,
+    ) -> SimReport {
+        let mut totals = SecondCounts::default();
+        for second in (START.as_second() + 1)..=end.as_second() {
+            let route = traffic.route_at(Timestamp::from_second(second).unwrap_or(end));
+            totals += model.second(second, &route);
+        }
+        let summary = Summary {
+            summary: true,
+            phase: status.phase,
+            canary_weight: traffic.route().weight,
+            requests_total: totals.total,
+            canary_requests: totals.canary,
+            canary_errors: totals.canary_errors,
+            stable_requests: totals.stable,
+            stable_errors: totals.stable_errors,
+            mirrored_requests: totals.mirrored,
+            failed_checks: status.failed_checks,
+            duration_s: end.duration_since(START).as_secs(),
+            message: status.message.clone(),
+        };
+        SimReport {
+            rows: self.rows,
+            summary,
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! `spec.analysis`: metrics, judges and webhooks.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// How the canary is judged at each analysis interval.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Analysis {
+    /// Time between analysis runs, and each step's minimum time; `1m` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<String>,
+    /// Failed checks that roll the canary back (Flagger's `threshold`); 1 when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_limit: Option<i64>,
+    /// Whether failed checks add up over the whole rollout or only in a row; `Cumulative`
+    /// when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_counting: Option<FailureCounting>,
+    /// What a metric with no data counts as; `Fail` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_data: Option<NoDataPolicy>,
+    /// The metrics checked at each run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub metrics: Vec<Metric>,
+    /// Webhooks called at points of the rollout.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub webhooks: Vec<Webhook>,
+}
+
+/// How failed checks are counted against `failureLimit`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum FailureCounting {
+    /// Every failed check counts, for the whole rollout.
+    #[default]
+    Cumulative,
+    /// Only failed checks in a row count; a passed check resets the count.
+    Consecutive,
+}
+
+/// What a metric that returns no data counts as. Never a pass unless it says so.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum NoDataPolicy {
+    /// A failed check.
+    #[default]
+    Fail,
+    /// Neither pass nor fail: the step waits for the next run.
+    Inconclusive,
+    /// A passed check.
+    Pass,
+}
+
+/// One metric: a builtin name (`request-success-rate`, `request-duration`) or a Prometheus
+/// query, judged by a threshold range.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Metric {
+    /// The metric's name; a builtin name when `prometheus` is absent.
+    pub name: String,
+    /// The range a good value lies in (inclusive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold_range: Option<ThresholdRange>,
+    /// The query window (`{{ interval }}`); the analysis interval when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<String>,
+    /// A custom Prometheus query instead of the builtin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prometheus: Option<PrometheusQuery>,
+}
+
+/// An inclusive range; either bound may be absent, not both.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ThresholdRange {
+    /// The smallest good value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
+    /// The largest good value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
+}
+
+impl ThresholdRange {
+    /// True when `value` lies within the range.
+    pub fn contains(&self, value: f64) -> bool {
+        self.min.is_none_or(|min| value >= min) && self.max.is_none_or(|max| value <= max)
+    }
+}
+
+impl std::fmt::Display for ThresholdRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.min, self.max) {
+            (Some(min), Some(max)) => write!(f, "[{min}, {max}]"),
+            (Some(min), None) => write!(f, ">= {min}"),
+            (None, Some(max)) => write!(f, "<= {max}"),
+            (None, None) => write!(f, "any value"),
+        }
+    }
+}
+
+/// A custom Prometheus query.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PrometheusQuery {
+    /// The server, e.g. `http://prometheus:9090`.
+    pub address: String,
+    /// PromQL, with `{{ namespace }}`, `{{ target }}`, `{{ service }}`, `{{ ingress }}` and
+    /// `{{ interval }}` filled in.
+    pub query: String,
+}
+
+/// A webhook: an HTTP POST at a point of the rollout.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Webhook {
+    /// A name for events and status.
+    pub name: String,
+    /// When it is called and what its answer means.
+    #[serde(rename = "type")]
+    pub hook_type: HookType,
+    /// An `http` or `https` URL.
+    pub url: String,
+    /// How long one call may take; `60s` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+    /// Sent as `metadata` in the payload.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// When a webhook is called, with Flagger's meanings.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum HookType {
+    /// Before the rollout starts; it waits until the hook passes.
+    ConfirmRollout,
+    /// Before traffic reaches the canary; a failure is a failed check.
+    PreRollout,
+    /// At every analysis run; a failure is a failed check.
+    Rollout,
+    /// Before each weight increase; it waits until the hook passes.
+    ConfirmTrafficIncrease,
+    /// Before promotion; it waits until the hook passes.
+    ConfirmPromotion,
+    /// After the rollout ends, succeeded or failed; informational.
+    PostRollout,
+    /// At every analysis run; a pass rolls the canary back.
+    Rollback,
+    /// On every event; informational.
+    Event,
+}

@@ -1,0 +1,102 @@
+//! `spec.trafficRouting`: which provider moves traffic, and its settings.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Exactly one of the providers must be set.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TrafficRouting {
+    /// Istio VirtualService + DestinationRule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub istio: Option<IstioRouting>,
+    /// ingress-nginx canary Ingress.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nginx: Option<NginxRouting>,
+    /// Kuma MeshHTTPRoute.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kuma: Option<KumaRouting>,
+    /// Alibaba ASM traffic lanes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub asm: Option<AsmRouting>,
+}
+
+/// Istio settings.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IstioRouting {
+    /// The VirtualService to manage; one named after the service is generated when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub virtual_service: Option<VirtualServiceRef>,
+    /// The DestinationRule to manage; one named after the service is generated when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination_rule: Option<DestinationRuleRef>,
+}
+
+/// A VirtualService, and which of its HTTP routes canary manages.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct VirtualServiceRef {
+    /// The VirtualService name.
+    pub name: String,
+    /// Names of the HTTP routes to manage; the others are left as they are. Empty means the
+    /// only route.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<String>,
+}
+
+/// A DestinationRule by name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DestinationRuleRef {
+    /// The DestinationRule name.
+    pub name: String,
+}
+
+/// ingress-nginx settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NginxRouting {
+    /// The stable Ingress to clone into `<ingress>-canary`.
+    pub ingress: String,
+    /// The controller's `--annotations-prefix`; `nginx.ingress.kubernetes.io` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotation_prefix: Option<String>,
+}
+
+/// Kuma settings.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KumaRouting {
+    /// The mesh; `default` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mesh: Option<String>,
+}
+
+/// Alibaba ASM lane settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AsmRouting {
+    /// The ASMSwimLaneGroup shared by the rollouts of one call chain.
+    pub lane_group: String,
+    /// The lane canary workloads join.
+    pub canary_lane: String,
+    /// The lane of the stable workloads, and the permissive-mode fallback.
+    pub base_lane: String,
+    /// The header whose value names the lane (`x-asm-prefer-tag` in ASM's examples).
+    pub route_header: String,
+    /// How ingress traffic enters the canary lane; `header` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<AsmRoutingMode>,
+}
+
+/// How ingress traffic is sent into the canary lane.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum AsmRoutingMode {
+    /// Requests whose route header names the canary lane (ASM `rule_based`).
+    #[serde(rename = "header")]
+    Header,
+    /// A share of ingress traffic by weight (ASM `weighted`).
+    #[serde(rename = "weighted")]
+    Weighted,
+}

@@ -1,0 +1,212 @@
+//! Validation: checks a [`Rollout`] against every rule at once and compiles it into a
+//! [`RolloutPlan`]. Each error names its field path and what is allowed:
+//!
+//! ```text
+//! spec.strategy.canary.steps[2].weight: 120 is not within 0..=100
+//! ```
+
+mod analysis;
+mod matches;
+mod strategy;
+mod traffic;
+mod workload;
+
+use std::fmt;
+
+use jiff::SignedDuration;
+
+use crate::duration::parse_duration;
+use crate::names;
+use crate::plan::RolloutPlan;
+use crate::spec::{API_VERSION, KIND, Rollout};
+
+/// One broken rule: where, and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidationError {
+    /// The field path, e.g. `spec.strategy.canary.steps[2].weight`.
+    pub path: String,
+    /// What is wrong and what is allowed.
+    pub message: String,
+}
+
+impl fmt::Display for ValidationError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+/// Every rule a Rollout breaks, in the order of its fields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidationErrors(pub Vec<ValidationError>);
+
+impl fmt::Display for ValidationErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, error) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{error}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ValidationErrors {}
+
+/// Collects errors while the validators walk the spec.
+#[derive(Default)]
+pub(crate) struct Checker {
+    errors: Vec<ValidationError>,
+}
+
+impl Checker {
+    /// Records an error at `path`.
+    pub(crate) fn error(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.errors.push(ValidationError {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+
+    /// Records the error of a rule, if it is broken.
+    pub(crate) fn check(&mut self, path: impl Into<String>, rule: Result<(), String>) {
+        if let Err(message) = rule {
+            self.error(path, message);
+        }
+    }
+
+    /// A duration at `path`, at least `min`; `default` when absent.
+    pub(crate) fn duration(
+        &mut self,
+        path: &str,
+        text: Option<&str>,
+        default: SignedDuration,
+        min: SignedDuration,
+    ) -> SignedDuration {
+        let Some(text) = text else { return default };
+        match parse_duration(text) {
+            Ok(duration) if duration >= min => duration,
+            Ok(_) => {
+                self.error(
+                    path,
+                    format!(
+                        "`{text}` is shorter than {}",
+                        crate::duration::format_duration(min)
+                    ),
+                );
+                default
+            }
+            Err(message) => {
+                self.error(path, message);
+                default
+            }
+        }
+    }
+
+    /// An integer at `path` within `range`, as `u32`; `default` when absent or out of range.
+    pub(crate) fn int_in(
+        &mut self,
+        path: &str,
+        value: Option<i64>,
+        range: std::ops::RangeInclusive<i64>,
+        default: u32,
+    ) -> u32 {
+        let Some(value) = value else { return default };
+        if range.contains(&value) {
+            u32::try_from(value).unwrap_or(default)
+        } else {
+            self.error(
+                path,
+                format!("{value} is not within {}..={}", range.start(), range.end()),
+            );
+            default
+        }
+    }
+}
+
+/// Checks every rule of a Rollout and, when none is broken, compiles it into a plan.
+///
+/// ```
+/// let yaml = r#"
+/// apiVersion: canary.rs/v1alpha1
+/// kind: Rollout
+/// metadata: {name: podinfo}
+/// spec:
+///   workloadRef: {apiVersion: apps/v1, kind: Deployment, name: podinfo}
+///   service: {name: podinfo, port: 9898}
+///   trafficRouting: {kuma: {}}
+///   strategy: {canary: {stepWeight: 10, maxWeight: 50}}
+/// "#;
+/// let rollout = canary_core::load::from_yaml(yaml).unwrap();
+/// let plan = canary_core::validate::validate(&rollout).unwrap();
+/// assert_eq!(plan.steps.len(), 5);
+/// ```
+pub fn validate(rollout: &Rollout) -> Result<RolloutPlan, ValidationErrors> {
+    let mut c = Checker::default();
+    if rollout.api_version != API_VERSION {
+        c.error(
+            "apiVersion",
+            format!("`{}` must be `{API_VERSION}`", rollout.api_version),
+        );
+    }
+    if rollout.kind != KIND {
+        c.error("kind", format!("`{}` must be `{KIND}`", rollout.kind));
+    }
+    c.check(
+        "metadata.name",
+        names::dns1123_subdomain(&rollout.metadata.name),
+    );
+    if let Some(namespace) = &rollout.metadata.namespace {
+        c.check("metadata.namespace", names::dns1123_label(namespace));
+    }
+    let spec = &rollout.spec;
+    let workload = &spec.workload_ref;
+    if workload.api_version != "apps/v1" || workload.kind != "Deployment" {
+        c.error(
+            "spec.workloadRef",
+            format!(
+                "{}/{} is not supported; the workload must be an apps/v1 Deployment",
+                workload.api_version, workload.kind
+            ),
+        );
+    }
+    c.check(
+        "spec.workloadRef.name",
+        names::dns1123_subdomain(&workload.name),
+    );
+    c.check(
+        "spec.service.name",
+        names::dns1123_label(&spec.service.name),
+    );
+    c.int_in("spec.service.port", Some(spec.service.port), 1..=65535, 0);
+    workload::check_new_version(&mut c, spec.new_version.as_ref());
+    let provider = traffic::check_routing(&mut c, &spec.traffic_routing);
+    let analysis = analysis::check_analysis(&mut c, spec.analysis.as_ref());
+    let progress_deadline = c.duration(
+        "spec.progressDeadline",
+        spec.progress_deadline.as_deref(),
+        SignedDuration::from_mins(10),
+        SignedDuration::from_secs(1),
+    );
+    let compiled = strategy::compile(&mut c, spec, provider, spec.analysis.is_some());
+    match (provider, compiled) {
+        (Some(provider), Some((strategy, steps, finish))) if c.errors.is_empty() => {
+            Ok(RolloutPlan {
+                name: rollout.metadata.name.clone(),
+                namespace: rollout
+                    .metadata
+                    .namespace
+                    .clone()
+                    .unwrap_or_else(|| "default".to_owned()),
+                provider,
+                strategy,
+                steps,
+                finish,
+                analysis,
+                progress_deadline,
+                rollout: rollout.clone(),
+            })
+        }
+        _ => Err(ValidationErrors(c.errors)),
+    }
+}

@@ -1,0 +1,184 @@
+//! `canary`: validate and simulate Rollout files.
+//!
+//! ```text
+//! cargo run --example canary -- validate examples/rollouts/podinfo-kuma.yaml
+//! cargo run --example canary -- simulate examples/rollouts/podinfo-kuma.yaml --canary-error-rate 0.2
+//! ```
+
+mod chart;
+mod timeline;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use canary::Error;
+use canary::duration::parse_duration;
+use canary::sim::{SimConfig, Simulation};
+use clap::{Parser, Subcommand};
+
+/// Progressive delivery for Kubernetes: check and try Rollout files.
+#[derive(Parser)]
+#[command(name = "canary", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Commands,
+}
+
+#[derive(Subcommand)]
+enum Commands {
+    /// Check a Rollout file; prints `valid`, or every error with its field path (exit 2).
+    Validate {
+        /// The Rollout YAML file.
+        file: PathBuf,
+    },
+    /// Run a Rollout against in-memory providers and synthetic traffic, in virtual time.
+    Simulate(SimulateArgs),
+}
+
+#[derive(clap::Args)]
+struct SimulateArgs {
+    /// The Rollout YAML file.
+    file: PathBuf,
+    /// Share of requests the canary fails, 0..=1 (default: the baseline's).
+    #[arg(long, value_name = "R")]
+    canary_error_rate: Option<f64>,
+    /// Share of requests stable fails, 0..=1.
+    #[arg(long, value_name = "R", default_value_t = 0.001)]
+    baseline_error_rate: f64,
+    /// Median canary latency in milliseconds (default: the baseline's, 40).
+    #[arg(long, value_name = "MS")]
+    canary_latency_ms: Option<f64>,
+    /// User requests per second.
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    rps: u64,
+    /// Random seed.
+    #[arg(long, value_name = "S", default_value_t = 1)]
+    seed: u64,
+    /// How long the simulated operator takes to approve a manual step (`never` to not approve).
+    #[arg(long, value_name = "DURATION", default_value = "2m")]
+    approve_after: String,
+    /// One JSON object per timeline row, then the summary object.
+    #[arg(long)]
+    json: bool,
+    /// Write a chart of the weight and metrics over time to this SVG file.
+    #[arg(long, value_name = "OUT")]
+    svg: Option<PathBuf>,
+}
+
+/// An error for the user, and the exit code it leads to.
+struct Failure {
+    message: String,
+    code: u8,
+}
+
+impl Failure {
+    fn input(message: impl Into<String>) -> Self {
+        Failure {
+            message: message.into(),
+            code: 2,
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Commands::Validate { file } => validate(&file),
+        Commands::Simulate(args) => simulate(&args),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("{}", failure.message);
+            ExitCode::from(failure.code)
+        }
+    }
+}
+
+/// Reads and validates a Rollout file, describing any problem for the user.
+fn load(file: &Path) -> Result<canary::RolloutPlan, Failure> {
+    let name = file.display();
+    let text = std::fs::read_to_string(file)
+        .map_err(|error| Failure::input(format!("{name}: cannot read: {error}")))?;
+    canary::load::plan_from_yaml(&text).map_err(|error| match error {
+        Error::Parse {
+            message,
+            line,
+            column,
+        } => {
+            let place = match (line, column) {
+                (Some(line), Some(column)) => format!(":{line}:{column}"),
+                (Some(line), None) => format!(":{line}"),
+                _ => String::new(),
+            };
+            Failure::input(format!("{name}{place}: {message}"))
+        }
+        Error::Invalid(errors) => {
+            let count = errors.0.len();
+            let noun = if count == 1 { "error" } else { "errors" };
+            let lines: Vec<String> = errors.0.iter().map(|e| format!("  {e}")).collect();
+            Failure::input(format!("{name}: {count} {noun}\n{}", lines.join("\n")))
+        }
+        other => Failure::input(format!("{name}: {other}")),
+    })
+}
+
+fn validate(file: &Path) -> Result<(), Failure> {
+    load(file)?;
+    println!("valid");
+    Ok(())
+}
+
+fn simulate(args: &SimulateArgs) -> Result<(), Failure> {
+    let plan = load(&args.file)?;
+    let approve_after = match args.approve_after.as_str() {
+        "never" => None,
+        text => Some(
+            parse_duration(text).map_err(|e| Failure::input(format!("--approve-after: {e}")))?,
+        ),
+    };
+    let config = SimConfig {
+        rps: args.rps,
+        baseline_error_rate: args.baseline_error_rate,
+        canary_error_rate: args.canary_error_rate,
+        canary_latency_ms: args.canary_latency_ms,
+        seed: args.seed,
+        approve_after,
+        ..SimConfig::default()
+    };
+    let simulation = Simulation::new(&plan, config.clone());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .map_err(|e| Failure {
+            message: format!("cannot start the runtime: {e}"),
+            code: 1,
+        })?;
+    let report = runtime
+        .block_on(simulation.run())
+        .map_err(|error| match error {
+            Error::Simulation(message) => Failure::input(message),
+            other => Failure {
+                message: other.to_string(),
+                code: 1,
+            },
+        })?;
+    let unsimulated = simulation.unsimulated_metrics();
+    if args.json {
+        timeline::print_json(&report).map_err(|e| Failure {
+            message: e.to_string(),
+            code: 1,
+        })?;
+    } else {
+        timeline::print_text(&plan, &config, &unsimulated, &report);
+    }
+    if let Some(out) = &args.svg {
+        chart::write_svg(out, &plan, &report).map_err(|e| Failure {
+            message: format!("{}: {e}", out.display()),
+            code: 1,
+        })?;
+        if !args.json {
+            println!("chart written to {}", out.display());
+        }
+    }
+    Ok(())
+}
