@@ -11,12 +11,14 @@ pub fn from_yaml(text: &str) -> Result<Rollout> {
     serde_saphyr::from_str::<Rollout>(text).map_err(|error| {
         let location = error.location();
         let message = error.without_snippet().to_string();
+        let first = message.lines().next().unwrap_or("unreadable YAML");
+        // The location is reported on its own; drop the parser's " at line L, column C".
+        let message = match first.rfind(" at line ") {
+            Some(at) if location.is_some() => &first[..at],
+            _ => first,
+        };
         Error::Parse {
-            message: message
-                .lines()
-                .next()
-                .unwrap_or("unreadable YAML")
-                .to_owned(),
+            message: message.to_owned(),
             line: location.as_ref().map(|l| l.line()).filter(|line| *line > 0),
             column: location
                 .as_ref()

@@ -8,6 +8,7 @@
 mod chart;
 mod timeline;
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -125,7 +126,7 @@ fn load(file: &Path) -> Result<canary::RolloutPlan, Failure> {
 
 fn validate(file: &Path) -> Result<(), Failure> {
     load(file)?;
-    println!("valid");
+    let _ = writeln!(std::io::stdout(), "valid");
     Ok(())
 }
 
@@ -162,23 +163,30 @@ fn simulate(args: &SimulateArgs) -> Result<(), Failure> {
                 code: 1,
             },
         })?;
-    let unsimulated = simulation.unsimulated_metrics();
-    if args.json {
-        timeline::print_json(&report).map_err(|e| Failure {
-            message: e.to_string(),
-            code: 1,
-        })?;
-    } else {
-        timeline::print_text(&plan, &config, &unsimulated, &report);
-    }
     if let Some(out) = &args.svg {
         chart::write_svg(out, &plan, &report).map_err(|e| Failure {
             message: format!("{}: {e}", out.display()),
             code: 1,
         })?;
-        if !args.json {
-            println!("chart written to {}", out.display());
-        }
     }
-    Ok(())
+    let unsimulated = simulation.unsimulated_metrics();
+    let mut out = std::io::stdout().lock();
+    let printed = if args.json {
+        timeline::print_json(&mut out, &report)
+    } else {
+        timeline::print_text(&mut out, &plan, &config, &unsimulated, &report).and_then(|()| {
+            match &args.svg {
+                Some(svg) => writeln!(out, "chart written to {}", svg.display()),
+                None => Ok(()),
+            }
+        })
+    };
+    match printed {
+        // A reader that stops early (`| head`) is not an error.
+        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => Err(Failure {
+            message: format!("cannot write the timeline: {error}"),
+            code: 1,
+        }),
+        _ => Ok(()),
+    }
 }

@@ -1,17 +1,20 @@
 //! The simulate timeline, as text for people or JSON lines for programs.
 
+use std::io::{self, Write};
+
 use canary::RolloutPlan;
 use canary::duration::format_duration;
 use canary::plan::StrategyKind;
 use canary::sim::{SimConfig, SimReport};
 
 /// One JSON object per row, then the summary.
-pub fn print_json(report: &SimReport) -> serde_json::Result<()> {
+pub fn print_json(out: &mut impl Write, report: &SimReport) -> io::Result<()> {
     for row in &report.rows {
-        println!("{}", serde_json::to_string(row)?);
+        serde_json::to_writer(&mut *out, row)?;
+        writeln!(out)?;
     }
-    println!("{}", serde_json::to_string(&report.summary)?);
-    Ok(())
+    serde_json::to_writer(&mut *out, &report.summary)?;
+    writeln!(out)
 }
 
 fn seconds(t: i64) -> String {
@@ -24,27 +27,30 @@ fn percent(rate: f64) -> String {
 
 /// A readable table with events under their rows, then the summary.
 pub fn print_text(
+    out: &mut impl Write,
     plan: &RolloutPlan,
     config: &SimConfig,
     unsimulated: &[&str],
     report: &SimReport,
-) {
+) -> io::Result<()> {
     let strategy = match plan.strategy {
         StrategyKind::Canary => "canary".to_owned(),
         StrategyKind::BlueGreen(switch) => format!("blue-green ({switch:?} switch)"),
         StrategyKind::AbTest => "A/B test".to_owned(),
         StrategyKind::Mirror => "mirror".to_owned(),
     };
-    println!(
+    writeln!(
+        out,
         "Simulating {}/{}: {strategy} on {}, {} step(s), analysis every {}",
         plan.namespace,
         plan.name,
         plan.provider.name(),
         plan.steps.len(),
         format_duration(plan.analysis.interval)
-    );
+    )?;
     let model = config.traffic_model();
-    println!(
+    writeln!(
+        out,
         "traffic: {} rps; errors stable {} / canary {}; median latency stable {}ms / canary {}ms; seed {}",
         model.rps,
         percent(model.baseline_error_rate),
@@ -52,17 +58,19 @@ pub fn print_text(
         model.baseline_latency_ms,
         model.canary_latency_ms,
         model.seed
-    );
+    )?;
     for name in unsimulated {
-        println!(
+        writeln!(
+            out,
             "note: metric `{name}` is a custom Prometheus query; simulation measures no data for it"
-        );
+        )?;
     }
-    println!();
-    println!(
-        "{:>8}  {:<12} {:>5} {:>7}  {:<40} verdict",
+    writeln!(out)?;
+    writeln!(
+        out,
+        "{:>8}  {:<12} {:>5} {:>7}  {:<44} verdict",
         "time", "phase", "step", "weight", "metrics"
-    );
+    )?;
     for row in &report.rows {
         let step = row
             .step
@@ -78,33 +86,41 @@ pub fn print_text(
         let verdict = row.verdict.map_or(String::new(), |verdict| {
             format!("{verdict:?}").to_lowercase()
         });
-        println!(
-            "{:>8}  {:<12} {:>5} {:>6}%  {:<40} {verdict}",
+        let line = format!(
+            "{:>8}  {:<12} {:>5} {:>6}%  {:<44} {verdict}",
             seconds(row.t),
             row.phase.to_string(),
             step,
             row.canary_weight,
             metrics.join(" ")
         );
+        writeln!(out, "{}", line.trim_end())?;
         for event in &row.events {
-            println!("{:>8}  · {event}", "");
+            writeln!(out, "{:>8}  · {event}", "")?;
         }
     }
     let s = &report.summary;
-    println!();
-    println!("{} after {}: {}", s.phase, seconds(s.duration_s), s.message);
-    println!(
-        "canary weight {}%; {} requests: {} answered by the canary ({} errors), {} by stable ({} errors){}",
+    writeln!(out)?;
+    writeln!(
+        out,
+        "{} after {}: {}",
+        s.phase,
+        seconds(s.duration_s),
+        s.message
+    )?;
+    let mirrored = if s.mirrored_requests > 0 {
+        format!("; {} mirrored", s.mirrored_requests)
+    } else {
+        String::new()
+    };
+    writeln!(
+        out,
+        "canary weight {}%; {} requests: {} answered by the canary ({} errors), {} by stable ({} errors){mirrored}",
         s.canary_weight,
         s.requests_total,
         s.canary_requests,
         s.canary_errors,
         s.stable_requests,
-        s.stable_errors,
-        if s.mirrored_requests > 0 {
-            format!("; {} mirrored", s.mirrored_requests)
-        } else {
-            String::new()
-        }
-    );
+        s.stable_errors
+    )
 }

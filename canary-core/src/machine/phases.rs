@@ -32,8 +32,8 @@ impl Engine<'_> {
         let desired = &seen.workload.desired_revision;
         self.status.stable_revision = Some(stable.clone());
         if desired == stable {
+            self.status.canary_revision = None;
             if self.status.phase == Phase::Failed {
-                self.status.canary_revision = None;
                 self.set_phase(
                     Phase::Initialized,
                     format!("the workload was reverted to the stable revision {stable}"),
@@ -41,9 +41,11 @@ impl Engine<'_> {
             }
             return;
         }
-        let failed_same = self.status.phase == Phase::Failed
+        // A revision that already failed, or passed a release that does not promote, is not
+        // released again until the user asks for another (or retries).
+        let judged = matches!(self.status.phase, Phase::Failed | Phase::Succeeded)
             && self.status.canary_revision.as_ref() == Some(desired);
-        if !failed_same {
+        if !judged {
             self.start(desired.clone(), seen);
         }
     }
@@ -316,9 +318,10 @@ impl Engine<'_> {
     }
 
     fn succeed(&mut self) {
-        let revision = self.status.canary_revision.take().unwrap_or_default();
+        let revision = self.status.canary_revision.clone().unwrap_or_default();
         let message = match self.plan.finish {
             Finish::Promote => {
+                self.status.canary_revision = None;
                 self.status.stable_revision = Some(revision.clone());
                 format!("revision {revision} promoted; the release succeeded")
             }

@@ -73,6 +73,10 @@ pub struct BlueGreenStrategy {
     /// When traffic switches to the new version; `AfterReady` when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub switch: Option<SwitchMode>,
+    /// How many analysis intervals must pass after the switch before promotion; 1 when absent
+    /// (0 with no `analysis`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iterations: Option<i64>,
 }
 
 /// When a blue-green release switches traffic (KubeSphere's release strategies).

@@ -115,10 +115,12 @@ impl Checker {
         if range.contains(&value) {
             u32::try_from(value).unwrap_or(default)
         } else {
-            self.error(
-                path,
-                format!("{value} is not within {}..={}", range.start(), range.end()),
-            );
+            let allowed = if *range.end() >= i64::from(i32::MAX) {
+                format!("must be at least {}", range.start())
+            } else {
+                format!("is not within {}..={}", range.start(), range.end())
+            };
+            self.error(path, format!("{value} {allowed}"));
             default
         }
     }
@@ -181,6 +183,7 @@ pub fn validate(rollout: &Rollout) -> Result<RolloutPlan, ValidationErrors> {
     c.int_in("spec.service.port", Some(spec.service.port), 1..=65535, 0);
     workload::check_new_version(&mut c, spec.new_version.as_ref());
     let provider = traffic::check_routing(&mut c, &spec.traffic_routing);
+    let compiled = strategy::compile(&mut c, spec, provider, spec.analysis.is_some());
     let analysis = analysis::check_analysis(&mut c, spec.analysis.as_ref());
     let progress_deadline = c.duration(
         "spec.progressDeadline",
@@ -188,7 +191,6 @@ pub fn validate(rollout: &Rollout) -> Result<RolloutPlan, ValidationErrors> {
         SignedDuration::from_mins(10),
         SignedDuration::from_secs(1),
     );
-    let compiled = strategy::compile(&mut c, spec, provider, spec.analysis.is_some());
     match (provider, compiled) {
         (Some(provider), Some((strategy, steps, finish))) if c.errors.is_empty() => {
             Ok(RolloutPlan {

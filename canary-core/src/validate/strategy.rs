@@ -72,12 +72,18 @@ pub(super) fn compile(
     if let Some(blue_green) = &strategy.blue_green {
         needs_weights(c, "spec.strategy.blueGreen");
         let switch = blue_green.switch.unwrap_or(SwitchMode::AfterReady);
+        let iterations = c.int_in(
+            "spec.strategy.blueGreen.iterations",
+            blue_green.iterations,
+            1..=10_000,
+            gate_iterations,
+        );
         let switch_step = |readiness| PlanStep {
             route: RouteState::weighted(100),
             replicas: full,
             readiness,
             pause: None,
-            iterations: gate_iterations,
+            iterations,
         };
         let steps = match switch {
             SwitchMode::Immediate => vec![switch_step(Readiness::AnyOne)],
