@@ -64,10 +64,12 @@ impl Driver<'_> {
         Ok(pass.finish())
     }
 
-    /// Applies a user command at `now`, then reconciles.
-    pub async fn command(&self, command: Command, now: Timestamp) -> Result<Reconciled> {
+    /// Applies user command `id` at `now`, then reconciles. Ids increase from one command to
+    /// the next; delivering the same id again (after an error) applies it at most once.
+    pub async fn command(&self, id: u64, command: Command, now: Timestamp) -> Result<Reconciled> {
         let mut pass = Pass::start(self).await?;
-        self.step(&mut pass, &Input::Command(command), now).await?;
+        self.step(&mut pass, &Input::Command { id, command }, now)
+            .await?;
         let mut after = self.reconcile(now).await?;
         pass.events.append(&mut after.events);
         after.events = pass.events;

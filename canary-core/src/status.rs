@@ -101,6 +101,9 @@ pub struct RolloutStatus {
     /// The current manual gate has been approved.
     #[serde(default)]
     pub approved: bool,
+    /// The id of the last user command applied.
+    #[serde(default)]
+    pub last_command: u64,
     /// A user paused the rollout.
     #[serde(default)]
     pub user_paused: bool,

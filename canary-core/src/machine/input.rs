@@ -11,8 +11,14 @@ pub enum Input {
     Observed(Observation),
     /// The results of an analysis run the engine asked for.
     Analysed(AnalysisResults),
-    /// A user command.
-    Command(Command),
+    /// A user command. `id` increases from one command to the next; a command whose id is not
+    /// above the last one applied is ignored, so a shell may deliver it again after a crash.
+    Command {
+        /// Increases with every new command (a timestamp, a counter, a generation).
+        id: u64,
+        /// The command.
+        command: Command,
+    },
 }
 
 /// The world as the providers report it.

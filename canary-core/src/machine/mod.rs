@@ -83,7 +83,12 @@ pub fn transition(
     match input {
         Input::Observed(observation) => engine.observed(observation),
         Input::Analysed(results) => engine.analysed(results),
-        Input::Command(command) => engine.command(*command),
+        Input::Command { id, command } => {
+            if *id > engine.status.last_command {
+                engine.status.last_command = *id;
+                engine.command(*command);
+            }
+        }
     }
     let requeue_after = engine.requeue_after();
     Transition {

@@ -137,9 +137,38 @@ impl Engine<'_> {
             return;
         }
         match self.status.stage {
-            StepStage::Scaling => self.scaling(seen),
+            StepStage::Scaling => {
+                self.repair_drift(seen);
+                self.scaling(seen);
+            }
             StepStage::Routing => self.routing(seen),
-            StepStage::Gating => self.gating(),
+            StepStage::Gating => {
+                self.repair_drift(seen);
+                self.gating();
+            }
+        }
+    }
+        }
+    }
+
+    /// At the gate the route must stay as applied; someone or something that changed it is
+    /// overruled.
+    fn repair_drift(&mut self, seen: &Observation) {
+        let drifted = seen.verified == Verification::No
+            || seen
+                .route
+                .as_ref()
+                .is_some_and(|route| *route != self.status.route);
+        if drifted {
+            self.event(
+                EventKind::Warning,
+                "RouteDrift",
+                format!(
+                    "the route was changed outside the rollout; applying {} again",
+                    describe_route(&self.status.route)
+                ),
+            );
+            self.emit(Action::SetRoute(self.status.route.clone()));
         }
     }
 
@@ -168,8 +197,10 @@ impl Engine<'_> {
             ),
         );
         self.set_route(RouteState::stable(), 0);
-        let step = self.status.step;
-        self.enter_step(step);
+        if matches!(self.status.phase, Phase::Progressing | Phase::Paused) {
+            let step = self.status.step;
+            self.enter_step(step);
+        }
         true
     }
 
@@ -209,6 +240,11 @@ impl Engine<'_> {
                 self.check_deadline("the canary to become available");
             }
             _ => {
+                if replicas < self.status.routed_replicas {
+                    // Fewer replicas than the route in effect relies on: move its traffic off
+                    // before scaling down.
+                    self.set_route(RouteState::stable(), 0);
+                }
                 self.emit(Action::EnsureCanary { revision, replicas });
                 self.status.message = format!(
                     "step {}: scaling the canary to {replicas}",
@@ -282,6 +318,9 @@ impl Engine<'_> {
         let Some(revision) = self.status.canary_revision.clone() else {
             return;
         };
+        if !self.pull_traffic_if_unready(seen) {
+            self.repair_drift(seen);
+        }
         let stable = &seen.workload.stable;
         if stable.revision != revision {
             self.emit(Action::PromoteStable { revision });

@@ -195,14 +195,19 @@ impl<'p> Simulation<'p> {
         workload.set_desired_revision(NEW_REVISION);
         faults.fail_call(self.config.crash_at_call);
         let end = START.checked_add(self.config.max_duration).unwrap_or(START);
+        let mut failures_in_a_row = 0;
         loop {
             let approval = self.approval_due(&store.status().unwrap_or_default());
             let pass = match approval {
-                Some(at) if at <= now => driver.command(Command::Promote, now).await,
+                Some(at) if at <= now => {
+                    let id = u64::try_from(now.as_millisecond()).unwrap_or(u64::MAX);
+                    driver.command(id, Command::Promote, now).await
+                }
                 _ => driver.reconcile(now).await,
             };
             let next = match pass {
                 Ok(pass) => {
+                    failures_in_a_row = 0;
                     report.record(now, &pass);
                     if pass.status.phase.is_terminal() {
                         break;
@@ -211,6 +216,13 @@ impl<'p> Simulation<'p> {
                 }
                 Err(error) => {
                     report.error(now, &error);
+                    // A restarted controller runs again at once; only a provider that keeps
+                    // failing makes virtual time move on.
+                    failures_in_a_row += 1;
+                    if failures_in_a_row < 3 {
+                        continue;
+                    }
+                    failures_in_a_row = 0;
                     Some(now)
                 }
             };

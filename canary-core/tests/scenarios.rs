@@ -1,0 +1,612 @@
+//! Whole rollouts through the real driver and engine: the seed scenarios, every strategy, every
+//! user command, and the failure paths.
+
+mod common;
+
+use canary_core::Phase;
+use canary_core::machine::{Command, MetricOutcome};
+use canary_core::route::RouteState;
+use canary_core::status::StepStage;
+use common::{World, rollout, success_rate};
+use jiff::SignedDuration;
+
+const MINUTE: SignedDuration = SignedDuration::from_mins(1);
+const HOUR: SignedDuration = SignedDuration::from_hours(1);
+
+fn flagger() -> World {
+    World::new(&rollout(
+        "kuma",
+        "{canary: {stepWeight: 10, maxWeight: 50}}",
+        &success_rate(2),
+    ))
+}
+
+#[tokio::test]
+async fn healthy_canary_goes_10_to_50_then_promotes_and_finalises() {
+    let world = flagger();
+    let first = world.reconcile().await;
+    assert_eq!(first.status.phase, Phase::Initialized);
+    assert!(
+        world.traffic.route().is_stable_only(),
+        "routes exist at 0% after init"
+    );
+    world.workload.set_desired_revision("rev-2");
+    let mut phases = vec![Phase::Initialized];
+    let end = world
+        .run_until(HOUR, |status| {
+            if phases.last() != Some(&status.phase) {
+                phases.push(status.phase);
+            }
+            status.phase.is_terminal()
+        })
+        .await;
+    assert_eq!(end.phase, Phase::Succeeded);
+    assert_eq!(
+        phases,
+        [
+            Phase::Initialized,
+            Phase::Progressing,
+            Phase::Promoting,
+            Phase::Finalising,
+            Phase::Succeeded
+        ],
+        "the Kurator seed's phases"
+    );
+    assert_eq!(
+        world.weights(),
+        vec![0, 10, 20, 30, 40, 50, 0],
+        "the Kurator seed's weights"
+    );
+    assert_eq!(world.workload.promotions(), vec!["rev-2".to_owned()]);
+    assert!(world.workload.snapshot().canary.is_none(), "canary removed");
+    assert_eq!(end.stable_revision.as_deref(), Some("rev-2"));
+    assert_eq!(
+        end.condition("Promoted").map(|c| c.status.as_str()),
+        Some("True")
+    );
+}
+
+#[tokio::test]
+async fn failing_canary_rolls_back_on_the_failing_verdict() {
+    let world = flagger();
+    world.start().await;
+    world
+        .metrics
+        .set("request-success-rate", MetricOutcome::Value(80.0));
+    let mut failed_at = None;
+    for _ in 0..200 {
+        let pass = world.reconcile().await;
+        if pass.status.failed_checks == 2 {
+            // The pass that judged the second failed check already rolled back.
+            assert_eq!(pass.status.phase, Phase::Failed);
+            assert!(world.traffic.route().is_stable_only());
+            assert!(world.workload.snapshot().canary.is_none());
+            failed_at = Some(world.now());
+            break;
+        }
+        world.clock.advance(
+            pass.requeue_after
+                .unwrap_or(MINUTE)
+                .max(SignedDuration::from_secs(1)),
+        );
+    }
+    assert!(failed_at.is_some(), "the canary was never rolled back");
+    assert!(
+        world.workload.promotions().is_empty(),
+        "stable never changed"
+    );
+    let status = world.status();
+    assert_eq!(
+        status.condition("Promoted").map(|c| c.reason.as_str()),
+        Some("AnalysisFailed")
+    );
+    assert_eq!(status.measurements.len(), 2);
+    // Failed stays failed (no automatic retry of the same revision).
+    world.clock.advance(HOUR);
+    assert_eq!(world.reconcile().await.status.phase, Phase::Failed);
+    assert!(world.workload.snapshot().canary.is_none());
+}
+
+#[tokio::test]
+async fn consecutive_counting_forgives_a_failure_followed_by_a_pass() {
+    let analysis = success_rate(2).replace(
+        "failureLimit: 2",
+        "failureLimit: 2\n    failureCounting: Consecutive",
+    );
+    let world = World::new(&rollout(
+        "kuma",
+        "{canary: {stepWeight: 10, maxWeight: 50}}",
+        &analysis,
+    ));
+    world.metrics.queue(
+        "request-success-rate",
+        [80.0, 99.9, 80.0, 99.9].map(MetricOutcome::Value),
+    );
+    world.start().await;
+    let end = world.run_until(HOUR, |s| s.phase.is_terminal()).await;
+    assert_eq!(end.phase, Phase::Succeeded);
+    assert_eq!(end.failed_checks, 2);
+
+    let world = World::new(&rollout(
+        "kuma",
+        "{canary: {stepWeight: 10, maxWeight: 50}}",
+        &success_rate(2),
+    ));
+    world.metrics.queue(
+        "request-success-rate",
+        [80.0, 99.9, 80.0].map(MetricOutcome::Value),
+    );
+    world.start().await;
+    let end = world.run_until(HOUR, |s| s.phase.is_terminal()).await;
+    assert_eq!(
+        end.phase,
+        Phase::Failed,
+        "cumulative counting adds up failures apart"
+    );
+}
+
+#[tokio::test]
+async fn no_data_is_a_failure_unless_the_policy_says_otherwise() {
+    for (policy, expected) in [("Fail", Phase::Failed), ("Pass", Phase::Succeeded)] {
+        let analysis = format!("{}    noData: {policy}\n", success_rate(1));
+        let world = World::new(&rollout(
+            "kuma",
+            "{canary: {stepWeight: 50, maxWeight: 50}}",
+            &analysis,
+        ));
+        world
+            .metrics
+            .set("request-success-rate", MetricOutcome::NoData);
+        world.start().await;
+        assert_eq!(
+            world.run_until(HOUR, |s| s.phase.is_terminal()).await.phase,
+            expected,
+            "{policy}"
+        );
+    }
+    let analysis = format!("{}    noData: Inconclusive\n", success_rate(1));
+    let world = World::new(&rollout(
+        "kuma",
+        "{canary: {stepWeight: 50, maxWeight: 50}}",
+        &analysis,
+    ));
+    world
+        .metrics
+        .set("request-success-rate", MetricOutcome::NoData);
+    world.start().await;
+    let held = world
+        .run_until(SignedDuration::from_mins(30), |s| s.phase.is_terminal())
+        .await;
+    assert_eq!(
+        held.phase,
+        Phase::Progressing,
+        "inconclusive never promotes"
+    );
+    assert!(held.inconclusive >= 20);
+    assert_eq!(
+        held.condition("Analysis").map(|c| c.reason.as_str()),
+        Some("Inconclusive")
+    );
+    world
+        .metrics
+        .set("request-success-rate", MetricOutcome::Value(99.95));
+    assert_eq!(
+        world.run_until(HOUR, |s| s.phase.is_terminal()).await.phase,
+        Phase::Succeeded
+    );
+}
+
+#[tokio::test]
+async fn a_metric_error_holds_the_rollout_and_says_why() {
+    let world = flagger();
+    world.start().await;
+    world.metrics.set(
+        "request-success-rate",
+        MetricOutcome::Error("connection refused".into()),
+    );
+    let held = world
+        .run_until(SignedDuration::from_mins(20), |s| s.phase.is_terminal())
+        .await;
+    assert_eq!(held.phase, Phase::Progressing);
+    assert!(world.workload.promotions().is_empty());
+    let condition = held.condition("Analysis").expect("an Analysis condition");
+    assert!(
+        condition.message.contains("connection refused"),
+        "{}",
+        condition.message
+    );
+}
+
+#[tokio::test]
+async fn manual_pause_waits_until_promote() {
+    let yaml = rollout(
+        "nginx",
+        "{canary: {steps: [{weight: 20, replicas: 20%, pause: {}}]}}",
+        "",
+    )
+    .replace("nginx: {}", "nginx: {ingress: podinfo}");
+    let world = World::new(&yaml);
+    world.start().await;
+    let waiting = world.run_until(HOUR, |s| s.phase.is_terminal()).await;
+    assert_eq!(waiting.phase, Phase::Paused);
+    assert_eq!(waiting.stage, StepStage::Gating);
+    assert_eq!(world.traffic.route().weight, 20);
+    assert_eq!(
+        world.workload.snapshot().canary.map(|c| c.desired),
+        Some(1),
+        "20% of 5 stable replicas"
+    );
+    assert!(world.workload.promotions().is_empty());
+    let after = world.command(Command::Promote).await;
+    assert_eq!(after.status.phase, Phase::Promoting);
+    let end = world.run_until(HOUR, |s| s.phase.is_terminal()).await;
+    assert_eq!(end.phase, Phase::Succeeded);
+    assert!(world.traffic.route().is_stable_only());
+}
+
+#[tokio::test]
+async fn a_revert_to_the_stable_revision_cancels_and_cleans_up() {
+    let world = flagger();
+    world.start().await;
+    world.run_until(HOUR, |s| s.route.weight == 30).await;
+    world.workload.set_desired_revision("rev-1");
+    let pass = world.reconcile().await;
+    assert_eq!(pass.status.phase, Phase::Initialized);
+    assert!(world.traffic.route().is_stable_only());
+    assert!(world.workload.snapshot().canary.is_none());
+    assert!(world.workload.promotions().is_empty());
+    assert_eq!(
+        pass.status.condition("Promoted").map(|c| c.reason.as_str()),
+        Some("Cancelled")
+    );
+}
+
+#[tokio::test]
+async fn a_new_revision_mid_rollout_restarts_from_the_first_step() {
+    let world = flagger();
+    world.start().await;
+    world.run_until(HOUR, |s| s.route.weight == 30).await;
+    world
+        .metrics
+        .set("request-success-rate", MetricOutcome::Value(90.0));
+    world.run_until(HOUR, |s| s.failed_checks == 1).await;
+    world.workload.set_desired_revision("rev-3");
+    let pass = world.reconcile().await;
+    assert_eq!(pass.status.canary_revision.as_deref(), Some("rev-3"));
+    assert_eq!(pass.status.step, 0);
+    assert_eq!(pass.status.failed_checks, 0, "the analysis restarts");
+    assert!(
+        world.traffic.route().is_stable_only(),
+        "no traffic to pods being replaced"
+    );
+    assert_eq!(
+        world.workload.snapshot().canary.map(|c| c.revision),
+        Some("rev-3".to_owned())
+    );
+    world
+        .metrics
+        .set("request-success-rate", MetricOutcome::Value(99.9));
+    let end = world.run_until(HOUR, |s| s.phase.is_terminal()).await;
+    assert_eq!(end.phase, Phase::Succeeded);
+    assert_eq!(world.workload.promotions(), vec!["rev-3".to_owned()]);
+}
+
+#[tokio::test]
+async fn an_unready_canary_gets_no_traffic_and_fails_at_the_deadline() {
+    let yaml = format!("{}  progressDeadline: 3m\n", success_rate(2));
+    let world = World::new(&rollout(
+        "kuma",
+        "{canary: {stepWeight: 10, maxWeight: 50}}",
+        &yaml,
+    ));
+    world.workload.set_canary_healthy(false);
+    world.start().await;
+    let end = world.run_until(HOUR, |s| s.phase.is_terminal()).await;
+    assert_eq!(end.phase, Phase::Failed);
+    assert_eq!(
+        world.weights(),
+        vec![0],
+        "traffic never reached the unready canary"
+    );
+    assert_eq!(
+        end.condition("Promoted").map(|c| c.reason.as_str()),
+        Some("ProgressDeadlineExceeded")
+    );
+    let waited = end
+        .last_transition
+        .unwrap()
+        .duration_since(end.started_at.unwrap());
+    assert!(
+        waited >= SignedDuration::from_mins(3) && waited < SignedDuration::from_mins(4),
+        "{waited}"
+    );
+}
+
+#[tokio::test]
+async fn traffic_is_pulled_when_the_canary_loses_readiness() {
+    let world = flagger();
+    world.start().await;
+    world
+        .run_until(HOUR, |s| {
+            s.route.weight == 20 && s.stage == StepStage::Gating
+        })
+        .await;
+    world.workload.break_canary();
+    let pass = world.reconcile().await;
+    assert!(
+        world.traffic.route().is_stable_only(),
+        "all traffic back to stable at once"
+    );
+    assert_eq!(pass.status.stage, StepStage::Scaling);
+    assert!(pass.events.iter().any(|e| e.reason == "CanaryUnready"));
+}
+
+#[tokio::test]
+async fn route_drift_at_the_gate_is_overruled() {
+    let world = flagger();
+    world.start().await;
+    world
+        .run_until(HOUR, |s| {
+            s.route.weight == 20 && s.stage == StepStage::Gating
+        })
+        .await;
+    world.traffic.tamper(RouteState::weighted(90));
+    let pass = world.reconcile().await;
+    assert_eq!(world.traffic.route().weight, 20);
+    assert!(pass.events.iter().any(|e| e.reason == "RouteDrift"));
+}
+
+#[tokio::test]
+async fn abort_rolls_back_and_retry_starts_again() {
+    let world = flagger();
+    world.start().await;
+    world.run_until(HOUR, |s| s.route.weight == 30).await;
+    let aborted = world.command(Command::Abort).await;
+    assert_eq!(aborted.status.phase, Phase::Failed);
+    assert!(world.traffic.route().is_stable_only());
+    assert!(world.workload.snapshot().canary.is_none());
+    assert_eq!(
+        aborted
+            .status
+            .condition("Promoted")
+            .map(|c| c.reason.as_str()),
+        Some("Aborted")
+    );
+    let retried = world.command(Command::Retry).await;
+    assert_eq!(retried.status.phase, Phase::Progressing);
+    assert_eq!(retried.status.step, 0);
+    let end = world.run_until(HOUR, |s| s.phase.is_terminal()).await;
+    assert_eq!(end.phase, Phase::Succeeded);
+}
+
+#[tokio::test]
+async fn pause_holds_and_resume_continues() {
+    let world = flagger();
+    world.start().await;
+    world.run_until(HOUR, |s| s.route.weight == 20).await;
+    assert_eq!(
+        world.command(Command::Pause).await.status.phase,
+        Phase::Paused
+    );
+    let held = world
+        .run_until(SignedDuration::from_mins(30), |s| s.phase.is_terminal())
+        .await;
+    assert_eq!(held.phase, Phase::Paused);
+    assert_eq!(world.traffic.route().weight, 20);
+    world.command(Command::Resume).await;
+    assert_eq!(
+        world.run_until(HOUR, |s| s.phase.is_terminal()).await.phase,
+        Phase::Succeeded
+    );
+}
+
+#[tokio::test]
+async fn a_paused_rollout_still_rolls_back_a_failing_canary() {
+    let world = flagger();
+    world.start().await;
+    world
+        .run_until(HOUR, |s| {
+            s.route.weight == 20 && s.stage == StepStage::Gating
+        })
+        .await;
+    world.command(Command::Pause).await;
+    world
+        .metrics
+        .set("request-success-rate", MetricOutcome::Value(50.0));
+    assert_eq!(
+        world.run_until(HOUR, |s| s.phase.is_terminal()).await.phase,
+        Phase::Failed
+    );
+}
+
+#[tokio::test]
+async fn skip_and_promote_full_move_on() {
+    let world = flagger();
+    world.start().await;
+    world
+        .run_until(HOUR, |s| {
+            s.route.weight == 10 && s.stage == StepStage::Gating
+        })
+        .await;
+    world.command(Command::Skip).await;
+    world
+        .run_until(HOUR, |s| s.stage == StepStage::Gating)
+        .await;
+    assert_eq!(world.traffic.route().weight, 20);
+    let full = world.command(Command::PromoteFull).await;
+    assert!(matches!(
+        full.status.phase,
+        Phase::Promoting | Phase::Finalising
+    ));
+    assert_eq!(
+        world.run_until(HOUR, |s| s.phase.is_terminal()).await.phase,
+        Phase::Succeeded
+    );
+    assert_eq!(world.weights(), vec![0, 10, 20, 0]);
+}
+
+#[tokio::test]
+async fn commands_that_do_not_apply_are_refused_with_a_reason() {
+    let world = flagger();
+    world.reconcile().await;
+    for command in [
+        Command::Promote,
+        Command::Abort,
+        Command::Retry,
+        Command::Resume,
+    ] {
+        let pass = world.command(command).await;
+        assert_eq!(pass.status.phase, Phase::Initialized);
+        assert!(
+            pass.events
+                .iter()
+                .any(|e| e.reason == "CommandRefused" && e.message.starts_with(command.name())),
+            "{command:?}: {:?}",
+            pass.events
+        );
+    }
+}
+
+#[tokio::test]
+async fn blue_green_switches_all_traffic_once_ready() {
+    let world = World::new(&rollout(
+        "kuma",
+        "{blueGreen: {switch: AfterReady}}",
+        &success_rate(1),
+    ));
+    world.start().await;
+    assert_eq!(
+        world.workload.snapshot().canary.map(|c| c.desired),
+        Some(5),
+        "full size"
+    );
+    let end = world.run_until(HOUR, |s| s.phase.is_terminal()).await;
+    assert_eq!(end.phase, Phase::Succeeded);
+    assert_eq!(world.weights(), vec![0, 100, 0]);
+}
+
+#[tokio::test]
+async fn blue_green_immediate_switches_on_the_first_available_pod() {
+    let world = World::new(&rollout("kuma", "{blueGreen: {switch: Immediate}}", ""));
+    world.start().await;
+    world.run_until(HOUR, |s| s.route.weight == 100).await;
+    assert!(
+        world
+            .workload
+            .snapshot()
+            .canary
+            .is_some_and(|c| c.available >= 1)
+    );
+}
+
+#[tokio::test]
+async fn blue_green_manual_waits_for_approval_before_switching() {
+    let world = World::new(&rollout("kuma", "{blueGreen: {switch: Manual}}", ""));
+    world.start().await;
+    let waiting = world.run_until(HOUR, |s| s.phase.is_terminal()).await;
+    assert_eq!(waiting.phase, Phase::Paused);
+    assert_eq!(
+        world.traffic.route().weight,
+        0,
+        "no switch without approval"
+    );
+    assert_eq!(
+        world.workload.snapshot().canary.map(|c| c.available),
+        Some(5)
+    );
+    world.command(Command::Promote).await;
+    assert_eq!(
+        world.run_until(HOUR, |s| s.phase.is_terminal()).await.phase,
+        Phase::Succeeded
+    );
+    assert_eq!(world.weights(), vec![0, 100, 0]);
+}
+
+#[tokio::test]
+async fn ab_test_routes_matching_requests_for_its_iterations() {
+    let strategy = "{abTest: {matches: [{headers: {x-canary: {exact: insider}}}], iterations: 3}}";
+    let world = World::new(&rollout("istio", strategy, &success_rate(1)));
+    world.start().await;
+    let at_gate = world
+        .run_until(HOUR, |s| s.stage == StepStage::Gating)
+        .await;
+    assert_eq!(at_gate.route.weight, 0);
+    assert_eq!(world.traffic.route().matches.len(), 1);
+    let end = world.run_until(HOUR, |s| s.phase.is_terminal()).await;
+    assert_eq!(end.phase, Phase::Succeeded);
+    let analysed = end
+        .started_at
+        .map(|s| end.last_transition.unwrap().duration_since(s))
+        .unwrap();
+    assert!(
+        analysed >= SignedDuration::from_mins(3),
+        "three analysis intervals: {analysed}"
+    );
+}
+
+#[tokio::test]
+async fn mirror_without_promotion_keeps_stable_and_is_not_released_again() {
+    let strategy = "{mirror: {percent: 50, iterations: 2}}";
+    let world = World::new(&rollout("istio", strategy, &success_rate(1)));
+    world.start().await;
+    world
+        .run_until(HOUR, |s| s.stage == StepStage::Gating)
+        .await;
+    assert_eq!(world.traffic.route().mirror, Some(50));
+    assert_eq!(world.traffic.route().weight, 0);
+    let end = world.run_until(HOUR, |s| s.phase.is_terminal()).await;
+    assert_eq!(end.phase, Phase::Succeeded);
+    assert!(world.workload.promotions().is_empty(), "promote: false");
+    assert!(world.workload.snapshot().canary.is_none());
+    world.clock.advance(HOUR);
+    let later = world.reconcile().await;
+    assert_eq!(
+        later.status.phase,
+        Phase::Succeeded,
+        "the judged revision is not released again"
+    );
+    assert!(world.workload.snapshot().canary.is_none());
+}
+
+#[tokio::test]
+async fn a_timed_pause_waits_its_duration() {
+    let world = World::new(&rollout(
+        "kuma",
+        "{canary: {steps: [{weight: 30, pause: {duration: 10m}}]}}",
+        "",
+    ));
+    world.start().await;
+    let gate = world
+        .run_until(HOUR, |s| s.stage == StepStage::Gating)
+        .await;
+    let gate_since = gate.gate_since.unwrap();
+    let end = world
+        .run_until(HOUR, |s| s.phase != Phase::Progressing)
+        .await;
+    assert_eq!(end.phase, Phase::Promoting);
+    let waited = end.last_transition.unwrap().duration_since(gate_since);
+    assert_eq!(waited, SignedDuration::from_mins(10));
+}
+
+#[tokio::test]
+async fn an_idle_reconcile_writes_nothing() {
+    let world = flagger();
+    world.start().await;
+    world
+        .run_until(HOUR, |s| {
+            s.route.weight == 20 && s.stage == StepStage::Gating
+        })
+        .await;
+    let saves = world.store.saves();
+    let routes = world.traffic.history().len();
+    for _ in 0..5 {
+        world.clock.advance(SignedDuration::from_secs(5));
+        world.reconcile().await;
+    }
+    assert_eq!(
+        world.store.saves(),
+        saves,
+        "no status write between analysis runs"
+    );
+    assert_eq!(world.traffic.history().len(), routes, "no route write");
+}
