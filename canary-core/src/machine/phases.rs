@@ -148,11 +148,8 @@ impl Engine<'_> {
             }
         }
     }
-        }
-    }
 
-    /// At the gate the route must stay as applied; someone or something that changed it is
-    /// overruled.
+    /// The route must stay as applied; someone or something that changed it is overruled.
     fn repair_drift(&mut self, seen: &Observation) {
         let drifted = seen.verified == Verification::No
             || seen
