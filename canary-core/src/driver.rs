@@ -48,6 +48,30 @@ pub struct Reconciled {
     pub events: Vec<Event>,
     /// Whether an analysis run was judged during the pass.
     pub analysed: bool,
+    /// Every (phase, step, weight) the rollout went through during the pass, in order; the
+    /// last is where it ended.
+    pub trail: Vec<Waypoint>,
+}
+
+/// Where a rollout was after one transition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Waypoint {
+    /// The phase.
+    pub phase: crate::status::Phase,
+    /// The step (0-based).
+    pub step: u32,
+    /// The canary weight applied.
+    pub weight: u32,
+}
+
+impl Waypoint {
+    fn of(status: &RolloutStatus) -> Self {
+        Waypoint {
+            phase: status.phase,
+            step: status.step,
+            weight: status.route.weight,
+        }
+    }
 }
 
 impl Driver<'_> {
@@ -73,6 +97,8 @@ impl Driver<'_> {
         let mut after = self.reconcile(now).await?;
         pass.events.append(&mut after.events);
         after.events = pass.events;
+        pass.trail.extend(after.trail.into_iter().skip(1));
+        after.trail = pass.trail;
         Ok(after)
     }
 
@@ -95,6 +121,10 @@ impl Driver<'_> {
         if status != pass.status {
             self.store.save(&status).await?;
             pass.status = status;
+            let here = Waypoint::of(&pass.status);
+            if pass.trail.last() != Some(&here) {
+                pass.trail.push(here);
+            }
         }
         pass.requeue_after = requeue_after;
         for action in actions {
@@ -149,12 +179,15 @@ struct Pass {
     requeue_after: Option<SignedDuration>,
     events: Vec<Event>,
     analysed: bool,
+    trail: Vec<Waypoint>,
 }
 
 impl Pass {
     async fn start(driver: &Driver<'_>) -> Result<Self> {
+        let status = driver.store.load().await?.unwrap_or_default();
         Ok(Pass {
-            status: driver.store.load().await?.unwrap_or_default(),
+            trail: vec![Waypoint::of(&status)],
+            status,
             requeue_after: None,
             events: Vec::new(),
             analysed: false,
@@ -167,6 +200,7 @@ impl Pass {
             requeue_after: self.requeue_after,
             events: self.events,
             analysed: self.analysed,
+            trail: self.trail,
         }
     }
 }

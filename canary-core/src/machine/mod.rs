@@ -110,6 +110,11 @@ pub(crate) struct Engine<'p> {
 
 impl Engine<'_> {
     fn emit(&mut self, action: Action) {
+        // A change to the world is looked at again in the same pass, so a pass goes as far as
+        // the world lets it (the driver bounds the rounds).
+        if !matches!(action, Action::Event(_) | Action::RunAnalysis) {
+            self.again = true;
+        }
         self.actions.push(action);
     }
 

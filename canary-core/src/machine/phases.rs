@@ -258,15 +258,16 @@ impl Engine<'_> {
             return;
         };
         let wanted = &step.route;
-        let shown = match (&seen.route, seen.verified) {
-            (_, Verification::No) => false,
-            (Some(route), _) => route == wanted,
-            (None, _) => true,
-        };
+        let written = seen.route.as_ref().is_none_or(|route| route == wanted);
         if self.status.route != *wanted {
             let needed = self.status.routed_replicas;
             self.set_route(wanted.clone(), needed);
-        } else if shown {
+        } else if !written {
+            // The provider's objects do not say what was applied (a crash between saving and
+            // applying, or someone else's edit): apply again.
+            self.emit(Action::SetRoute(wanted.clone()));
+            self.check_deadline("the route to take effect");
+        } else if seen.verified != Verification::No {
             self.status.stage = StepStage::Gating;
             self.status.gate_since = Some(self.now);
             self.status.waiting_since = None;
@@ -282,7 +283,7 @@ impl Engine<'_> {
             );
             self.gating();
         } else {
-            self.emit(Action::SetRoute(wanted.clone()));
+            // Written but not in effect yet (a mesh still propagating it): wait.
             self.check_deadline("the route to take effect");
         }
     }

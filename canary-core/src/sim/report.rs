@@ -7,8 +7,9 @@ use serde::Serialize;
 
 use super::START;
 use super::traffic::{SecondCounts, TrafficModel};
-use crate::driver::Reconciled;
+use crate::driver::{Reconciled, Waypoint};
 use crate::error::Error;
+use crate::machine::Event;
 use crate::memory::InMemoryTraffic;
 use crate::plan::RolloutPlan;
 use crate::status::{Phase, RolloutStatus, Verdict};
@@ -37,6 +38,18 @@ pub struct Row {
     /// Events raised at this time.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub events: Vec<String>,
+}
+
+fn describe(event: &Event) -> String {
+    format!("{}: {}", event.reason, event.message)
+}
+
+/// Removes and describes the events announcing `phase`.
+fn take_phase_events(events: &mut Vec<&Event>, phase: Phase) -> Vec<String> {
+    let name = phase.to_string();
+    let (own, rest): (Vec<&Event>, Vec<&Event>) = events.iter().partition(|e| e.reason == name);
+    *events = rest;
+    own.into_iter().map(describe).collect()
 }
 
 /// The end of a simulation.
@@ -92,20 +105,29 @@ impl Recorder {
     }
 
     pub(super) fn record(&mut self, now: Timestamp, pass: &Reconciled) {
-        let status = &pass.status;
-        let step = status
-            .phase
-            .is_active()
-            .then_some(status.step + 1)
-            .filter(|_| matches!(status.phase, Phase::Progressing | Phase::Paused));
-        let measured: Vec<_> = status
+        let t = now.duration_since(START).as_secs();
+        let mut events: Vec<&Event> = pass.events.iter().collect();
+        // Phases passed through within the pass get rows of their own, with their events.
+        let (last, passed) = match pass.trail.split_last() {
+            Some((last, passed)) => (*last, passed.get(1..).unwrap_or_default()),
+            None => (
+                Waypoint {
+                    phase: pass.status.phase,
+                    step: pass.status.step,
+                    weight: 0,
+                },
+                &[][..],
+            ),
+        };
+        for point in passed {
+            let own: Vec<String> = take_phase_events(&mut events, point.phase);
+            self.push(self.row(t, *point, own), false);
+        }
+        let measured: Vec<_> = pass
+            .status
             .measurements
             .iter()
             .filter(|m| m.at == now && pass.analysed)
-            .collect();
-        let metrics = measured
-            .iter()
-            .map(|m| (m.metric.clone(), m.value))
             .collect();
         let verdict = pass.analysed.then(|| {
             if measured.iter().any(|m| m.verdict == Verdict::Fail) {
@@ -116,24 +138,35 @@ impl Recorder {
                 Verdict::Pass
             }
         });
-        let row = Row {
-            t: now.duration_since(START).as_secs(),
-            phase: status.phase,
-            step,
+        let mut row = self.row(t, last, events.iter().map(|e| describe(e)).collect());
+        row.metrics = measured
+            .iter()
+            .map(|m| (m.metric.clone(), m.value))
+            .collect();
+        row.verdict = verdict;
+        self.push(row, pass.analysed);
+    }
+
+    fn row(&self, t: i64, point: Waypoint, events: Vec<String>) -> Row {
+        let stepping = matches!(point.phase, Phase::Progressing | Phase::Paused);
+        Row {
+            t,
+            phase: point.phase,
+            step: stepping.then_some(point.step + 1),
             steps: self.steps,
-            canary_weight: status.canary_weight(),
-            metrics,
-            verdict,
-            events: pass
-                .events
-                .iter()
-                .map(|event| format!("{}: {}", event.reason, event.message))
-                .collect(),
-        };
+            canary_weight: point.weight,
+            metrics: BTreeMap::new(),
+            verdict: None,
+            events,
+        }
+    }
+
+    /// Keeps a row when it says something new.
+    fn push(&mut self, row: Row, analysed: bool) {
         let changed = self.rows.last().is_none_or(|last| {
             (last.phase, last.step, last.canary_weight) != (row.phase, row.step, row.canary_weight)
         });
-        if changed || row.verdict.is_some() || !row.events.is_empty() {
+        if changed || analysed || !row.events.is_empty() {
             self.rows.push(row);
         }
     }

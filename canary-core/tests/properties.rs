@@ -1,0 +1,281 @@
+//! Property tests for the invariants of DESIGN §4, determinism, and crash-resume: random
+//! strategies and analysis settings, and random world events (metric changes, pods that crash
+//! or never start, new revisions, reverts, user commands, routes changed behind the engine's
+//! back), with the invariants checked after every reconcile pass.
+
+mod common;
+
+use canary_core::machine::{Command, MetricOutcome};
+use canary_core::route::RouteState;
+use canary_core::{Phase, RolloutStatus};
+use common::{World, block_on, rollout};
+use jiff::{SignedDuration, Timestamp};
+use proptest::prelude::*;
+
+#[derive(Debug, Clone)]
+enum Event {
+    Metric(MetricOutcome),
+    BreakCanary,
+    CanaryHealthy(bool),
+    NewRevision,
+    Revert,
+    Command(Command),
+    Tamper(u32),
+}
+
+#[derive(Debug, Clone)]
+struct Scenario {
+    strategy: String,
+    analysis: String,
+    script: Vec<(u16, Event)>,
+}
+
+fn strategy() -> impl Strategy<Value = String> {
+    let pause = prop_oneof![
+        Just(String::new()),
+        Just(", pause: {}".to_owned()),
+        (1u32..15).prop_map(|m| format!(", pause: {{duration: {m}m}}")),
+    ];
+    let step =
+        (0u32..=100, pause, prop::option::of(1u32..6)).prop_map(|(weight, pause, replicas)| {
+            let replicas = replicas.map_or(String::new(), |r| format!(", replicas: {r}"));
+            format!("{{weight: {weight}{pause}{replicas}}}")
+        });
+    prop_oneof![
+        (1u32..=50, 1u32..=5).prop_map(|(step, n)| {
+            format!(
+                "{{canary: {{stepWeight: {step}, maxWeight: {}}}}}",
+                (step * n).min(100)
+            )
+        }),
+        prop::collection::vec(step, 1..5).prop_map(|steps| format!(
+            "{{canary: {{steps: [{{weight: 10}}, {}]}}}}",
+            steps.join(", ")
+        )),
+        prop_oneof![Just("Immediate"), Just("AfterReady"), Just("Manual")]
+            .prop_map(|switch| format!("{{blueGreen: {{switch: {switch}}}}}")),
+        (1u32..4).prop_map(|n| format!(
+            "{{abTest: {{matches: [{{headers: {{x-canary: {{exact: yes}}}}}}], iterations: {n}}}}}"
+        )),
+        (1u32..=100, 1u32..4, any::<bool>()).prop_map(|(percent, n, promote)| format!(
+            "{{mirror: {{percent: {percent}, iterations: {n}, promote: {promote}}}}}"
+        )),
+    ]
+}
+
+fn analysis() -> impl Strategy<Value = String> {
+    (
+        1u32..4,
+        prop_oneof![Just("Cumulative"), Just("Consecutive")],
+        prop_oneof![Just("Fail"), Just("Inconclusive"), Just("Pass")],
+        prop_oneof![Just("30s"), Just("1m"), Just("90s")],
+    )
+        .prop_map(|(limit, counting, no_data, interval)| {
+            format!(
+                "  analysis:\n    interval: {interval}\n    failureLimit: {limit}\n    failureCounting: {counting}\n    noData: {no_data}\n    metrics:\n    - {{name: request-success-rate, thresholdRange: {{min: 99}}}}\n  progressDeadline: 5m\n"
+            )
+        })
+}
+
+fn event() -> impl Strategy<Value = Event> {
+    prop_oneof![
+        4 => prop_oneof![
+            (95.0f64..100.0).prop_map(MetricOutcome::Value),
+            Just(MetricOutcome::NoData),
+            Just(MetricOutcome::Error("timeout".to_owned())),
+        ]
+        .prop_map(Event::Metric),
+        1 => Just(Event::BreakCanary),
+        1 => any::<bool>().prop_map(Event::CanaryHealthy),
+        1 => Just(Event::NewRevision),
+        1 => Just(Event::Revert),
+        3 => prop_oneof![
+            Just(Command::Promote),
+            Just(Command::PromoteFull),
+            Just(Command::Abort),
+            Just(Command::Retry),
+            Just(Command::Pause),
+            Just(Command::Resume),
+            Just(Command::Skip),
+        ]
+        .prop_map(Event::Command),
+        1 => (0u32..=100).prop_map(Event::Tamper),
+    ]
+}
+
+fn scenario() -> impl Strategy<Value = Scenario> {
+    (
+        strategy(),
+        analysis(),
+        prop::collection::vec((0u16..900, event()), 0..8),
+    )
+        .prop_map(|(strategy, analysis, script)| Scenario {
+            strategy,
+            analysis,
+            script,
+        })
+}
+
+/// Everything that makes up the end of a run.
+#[derive(Debug, PartialEq)]
+struct Outcome {
+    status: RolloutStatus,
+    routes: Vec<(Timestamp, RouteState)>,
+    promotions: Vec<String>,
+    canary: Option<String>,
+}
+
+/// Runs `scenario`; with `crash_at` > 0 the n-th mutating call fails and the pass is run again
+/// at the same instant, as a restarted controller would.
+fn run(scenario: &Scenario, crash_at: u64) -> Outcome {
+    let world = World::new(&rollout("istio", &scenario.strategy, &scenario.analysis));
+    block_on(async {
+        reconcile(&world).await;
+        world.workload.set_desired_revision("rev-2");
+        world.faults.fail_call(crash_at);
+        let mut revisions = 2;
+        let mut commands = 0;
+        for (delay, event) in &scenario.script {
+            wait(&world, SignedDuration::from_secs(i64::from(*delay))).await;
+            match event {
+                Event::Metric(outcome) => {
+                    world.metrics.set("request-success-rate", outcome.clone())
+                }
+                Event::BreakCanary => world.workload.break_canary(),
+                Event::CanaryHealthy(healthy) => world.workload.set_canary_healthy(*healthy),
+                Event::NewRevision => {
+                    revisions += 1;
+                    world
+                        .workload
+                        .set_desired_revision(&format!("rev-{revisions}"));
+                }
+                Event::Revert => {
+                    let stable = world.workload.snapshot().stable.revision;
+                    world.workload.set_desired_revision(&stable);
+                }
+                Event::Tamper(weight) => world.traffic.tamper(RouteState::weighted(*weight)),
+                Event::Command(command) => {
+                    commands += 1;
+                    loop {
+                        match world
+                            .driver()
+                            .command(commands, *command, world.now())
+                            .await
+                        {
+                            Ok(pass) => {
+                                check(&world, &pass.status);
+                                break;
+                            }
+                            Err(_) => continue,
+                        }
+                    }
+                }
+            }
+            reconcile(&world).await;
+        }
+        world
+            .metrics
+            .set("request-success-rate", MetricOutcome::Value(99.9));
+        world.workload.set_canary_healthy(true);
+        wait(&world, SignedDuration::from_hours(6)).await;
+        Outcome {
+            status: world.status(),
+            routes: world.traffic.history(),
+            promotions: world.workload.promotions(),
+            canary: world.workload.snapshot().canary.map(|c| c.revision),
+        }
+    })
+}
+
+/// Reconciles (again at once after an injected crash) and checks the invariants.
+async fn reconcile(world: &World) -> Option<SignedDuration> {
+    loop {
+        if let Ok(pass) = world.driver().reconcile(world.now()).await {
+            check(world, &pass.status);
+            return pass.requeue_after;
+        }
+    }
+}
+
+/// Lets `span` of virtual time pass, reconciling whenever the engine asks.
+async fn wait(world: &World, span: SignedDuration) {
+    let end = world.now().checked_add(span).unwrap();
+    while world.now() < end {
+        let after = reconcile(world)
+            .await
+            .unwrap_or(span)
+            .max(SignedDuration::from_secs(1));
+        let next = world.now().checked_add(after).unwrap().min(end);
+        world.clock.set(next);
+    }
+    reconcile(world).await;
+}
+
+/// The invariants of DESIGN §4, after a completed pass.
+fn check(world: &World, status: &RolloutStatus) {
+    let route = world.traffic.route();
+    let workloads = world.workload.snapshot();
+    assert!(
+        route.weight <= route.total,
+        "weight {} over total {}",
+        route.weight,
+        route.total
+    );
+    assert_eq!(
+        route, status.route,
+        "the route in effect is the route in the status"
+    );
+    if !route.is_stable_only() {
+        let canary = workloads
+            .canary
+            .as_ref()
+            .expect("traffic to a canary that does not exist");
+        assert_eq!(Some(&canary.revision), status.canary_revision.as_ref());
+        assert!(status.routed_replicas >= 1);
+        assert!(
+            canary.available >= status.routed_replicas,
+            "traffic to an unready canary: {} available, route relies on {}",
+            canary.available,
+            status.routed_replicas
+        );
+    }
+    if status.phase == Phase::Failed {
+        assert!(
+            route.is_stable_only(),
+            "Failed with traffic on the canary: {route:?}"
+        );
+        assert!(workloads.canary.is_none(), "Failed with a canary left");
+        let failed = status.canary_revision.as_deref();
+        assert_ne!(
+            Some(workloads.stable.revision.as_str()),
+            failed,
+            "stable took a failed revision"
+        );
+    }
+    if status.phase == Phase::Succeeded {
+        assert!(route.is_stable_only());
+        assert!(workloads.canary.is_none());
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    #[test]
+    fn invariants_hold_and_runs_are_deterministic(scenario in scenario()) {
+        let first = run(&scenario, 0);
+        let second = run(&scenario, 0);
+        prop_assert_eq!(first, second);
+    }
+
+    #[test]
+    fn a_crash_at_any_point_ends_in_the_same_outcome(scenario in scenario(), crash_at in 1u64..40) {
+        let clean = run(&scenario, 0);
+        let crashed = run(&scenario, crash_at);
+        prop_assert_eq!(&crashed.status.phase, &clean.status.phase);
+        prop_assert_eq!(&crashed.routes, &clean.routes);
+        prop_assert_eq!(&crashed.promotions, &clean.promotions);
+        prop_assert_eq!(&crashed.canary, &clean.canary);
+        prop_assert_eq!(crashed.status, clean.status);
+    }
+}
