@@ -1,18 +1,4 @@
-//! # canary
-//!
-//! Progressive delivery for Kubernetes, as a library: canary releases, blue-green switches,
-//! A/B routing by request parameters, traffic mirroring and lane releases, promoted or rolled
-//! back by metric analysis.
-//!
-//! This facade re-exports [`canary_core`] and, one cargo feature each, the provider crates.
-//!
-//! ```
-//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
-//! let plan = canary::load::plan_from_yaml(include_str!("../examples/rollouts/podinfo-kuma.yaml")).unwrap();
-//! let report = canary::sim::Simulation::new(&plan, Default::default()).run().await.unwrap();
-//! assert_eq!(report.summary.phase, canary::Phase::Succeeded);
-//! # });
-//! ```
+#![doc = include_str!("../README.md")]
 
 pub use canary_core::*;
 

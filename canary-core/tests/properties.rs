@@ -3,6 +3,8 @@
 //! or never start, new revisions, reverts, user commands, routes changed behind the engine's
 //! back), with the invariants checked after every reconcile pass.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test support code
+
 mod common;
 
 use canary_core::machine::{Command, MetricOutcome};

@@ -1,0 +1,453 @@
+//! Validation: every example passes, every rule reports its field path and what is allowed,
+//! providers refuse what they cannot route, and no input makes the loader panic.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test support code
+
+use std::path::Path;
+
+use canary_core::load::{from_yaml, plan_from_yaml};
+use canary_core::validate::validate;
+use canary_core::{Error, ProviderKind};
+use proptest::prelude::*;
+
+const BASE: &str = "apiVersion: canary.rs/v1alpha1
+kind: Rollout
+metadata: {name: podinfo, namespace: test}
+spec:
+  workloadRef: {apiVersion: apps/v1, kind: Deployment, name: podinfo}
+  service: {name: podinfo, port: 9898}
+";
+
+/// The validation errors of a Rollout made of `BASE` and `rest`, as `path: message` lines.
+fn errors(rest: &str) -> Vec<String> {
+    match plan_from_yaml(&format!("{BASE}{rest}")) {
+        Ok(_) => Vec::new(),
+        Err(Error::Invalid(errors)) => errors.0.iter().map(ToString::to_string).collect(),
+        Err(other) => panic!("not a validation error: {other}"),
+    }
+}
+
+fn has(errors: &[String], path: &str, words: &str) -> bool {
+    errors
+        .iter()
+        .any(|e| e.starts_with(&format!("{path}: ")) && e.contains(words))
+}
+
+fn examples() -> Vec<std::path::PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/rollouts");
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn every_example_is_valid() {
+    let files = examples();
+    assert!(
+        files.len() >= 8,
+        "examples/rollouts holds the seed scenarios"
+    );
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        if let Err(error) = plan_from_yaml(&text) {
+            panic!("{}: {error}", file.display());
+        }
+    }
+}
+
+#[test]
+fn the_broken_example_reports_every_error_with_its_path() {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/invalid/podinfo-broken.yaml");
+    let Err(Error::Invalid(errors)) = plan_from_yaml(&std::fs::read_to_string(path).unwrap())
+    else {
+        panic!("the broken example was accepted");
+    };
+    let paths: Vec<&str> = errors.0.iter().map(|e| e.path.as_str()).collect();
+    for expected in [
+        "metadata.name",
+        "spec.workloadRef",
+        "spec.service.port",
+        "spec.newVersion.version",
+        "spec.newVersion.replicas",
+        "spec.newVersion.containers[0].name",
+        "spec.newVersion.containers[0].livenessProbe.successThreshold",
+        "spec.newVersion.containers[0].livenessProbe.periodSeconds",
+        "spec.trafficRouting",
+        "spec.strategy.canary.steps[0].pause.duration",
+        "spec.strategy.canary.steps[1].weight",
+        "spec.analysis.interval",
+        "spec.analysis.failureLimit",
+        "spec.analysis.metrics[0].thresholdRange",
+        "spec.analysis.metrics[0].name",
+        "spec.analysis.metrics[1].prometheus.address",
+        "spec.analysis.metrics[1].prometheus.query",
+        "spec.progressDeadline",
+    ] {
+        assert!(
+            paths.contains(&expected),
+            "no error at {expected}: {paths:?}"
+        );
+    }
+}
+
+#[test]
+fn weights_and_steps_that_cannot_progress_are_refused() {
+    let e = errors(
+        "  trafficRouting: {kuma: {}}\n  strategy: {canary: {steps: [{weight: 120}, {weight: -1}]}}\n",
+    );
+    assert!(
+        has(
+            &e,
+            "spec.strategy.canary.steps[0].weight",
+            "120 is not within 0..=100"
+        ),
+        "{e:?}"
+    );
+    assert!(
+        has(
+            &e,
+            "spec.strategy.canary.steps[1].weight",
+            "-1 is not within 0..=100"
+        ),
+        "{e:?}"
+    );
+    let e = errors(
+        "  trafficRouting: {kuma: {}}\n  strategy: {canary: {stepWeight: 0, maxWeight: 50}}\n",
+    );
+    assert!(
+        has(
+            &e,
+            "spec.strategy.canary.stepWeight",
+            "never reaches maxWeight"
+        ),
+        "{e:?}"
+    );
+    let e = errors(
+        "  trafficRouting: {kuma: {}}\n  strategy: {canary: {stepWeight: 60, maxWeight: 50}}\n",
+    );
+    assert!(
+        has(
+            &e,
+            "spec.strategy.canary.stepWeight",
+            "overshoots maxWeight 50"
+        ),
+        "{e:?}"
+    );
+    let e = errors("  trafficRouting: {kuma: {}}\n  strategy: {canary: {stepWeight: 10}}\n");
+    assert!(has(&e, "spec.strategy.canary", "go together"), "{e:?}");
+    let e = errors(
+        "  trafficRouting: {kuma: {}}\n  strategy: {canary: {stepWeight: 10, maxWeight: 20, steps: [{weight: 5}]}}\n",
+    );
+    assert!(has(&e, "spec.strategy.canary", "not both"), "{e:?}");
+    let e = errors(
+        "  trafficRouting: {kuma: {}}\n  strategy: {canary: {steps: [{weight: 0}, {pause: {}}]}}\n",
+    );
+    assert!(
+        has(&e, "spec.strategy.canary", "no step sends traffic"),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn the_shorthand_caps_the_last_step_at_max_weight() {
+    let plan = plan_from_yaml(&format!(
+        "{BASE}  trafficRouting: {{kuma: {{}}}}\n  strategy: {{canary: {{stepWeight: 20, maxWeight: 50}}}}\n"
+    ))
+    .unwrap();
+    let weights: Vec<u32> = plan.steps.iter().map(|s| s.route.weight).collect();
+    assert_eq!(weights, [20, 40, 50]);
+}
+
+#[test]
+fn exactly_one_strategy_and_one_provider() {
+    let e = errors("  trafficRouting: {}\n  strategy: {}\n");
+    assert!(has(&e, "spec.trafficRouting", "found none"), "{e:?}");
+    assert!(has(&e, "spec.strategy", "found none"), "{e:?}");
+    let e = errors(
+        "  trafficRouting: {istio: {}, kuma: {}}\n  strategy: {blueGreen: {}, mirror: {}}\n",
+    );
+    assert!(has(&e, "spec.trafficRouting", "found istio, kuma"), "{e:?}");
+    assert!(has(&e, "spec.strategy", "found blueGreen, mirror"), "{e:?}");
+}
+
+#[test]
+fn nginx_refuses_what_it_cannot_route_and_says_what_it_can() {
+    let e = errors(
+        "  trafficRouting: {nginx: {ingress: podinfo}}\n  strategy:\n    abTest:\n      matches:\n      - headers: {x-a: {exact: '1'}, x-b: {exact: '2'}}\n        uri: {prefix: /api}\n",
+    );
+    assert!(
+        has(
+            &e,
+            "spec.strategy.abTest.matches[0].headers",
+            "nginx cannot route"
+        ),
+        "{e:?}"
+    );
+    assert!(
+        has(
+            &e,
+            "spec.strategy.abTest.matches[0].uri",
+            "nginx supports weights; one match"
+        ),
+        "{e:?}"
+    );
+    let e = errors("  trafficRouting: {nginx: {ingress: podinfo}}\n  strategy: {mirror: {}}\n");
+    assert!(
+        has(&e, "spec.strategy.mirror", "nginx cannot mirror traffic"),
+        "{e:?}"
+    );
+    let e = errors(
+        "  trafficRouting: {nginx: {ingress: podinfo}}\n  strategy: {abTest: {matches: [{headers: {x-a: {exact: '1'}}}, {cookie: {name: c}}]}}\n",
+    );
+    assert!(
+        has(
+            &e,
+            "spec.strategy.abTest.matches",
+            "2 matches, but nginx routes at most 1"
+        ),
+        "{e:?}"
+    );
+    assert!(
+        errors("  trafficRouting: {nginx: {ingress: podinfo}}\n  strategy: {abTest: {matches: [{headers: {x-a: {regex: '^v[0-9]+$'}}, cookie: {name: canary}}]}}\n").is_empty(),
+        "one header and one cookie is what nginx does"
+    );
+}
+
+#[test]
+fn other_providers_refuse_what_they_cannot_route() {
+    let e = errors(
+        "  trafficRouting: {kuma: {}}\n  strategy: {abTest: {matches: [{cookie: {name: beta}}]}}\n",
+    );
+    assert!(
+        has(
+            &e,
+            "spec.strategy.abTest.matches[0].cookie",
+            "kuma cannot route cookie"
+        ),
+        "{e:?}"
+    );
+    let asm = "  trafficRouting: {asm: {laneGroup: g, canaryLane: canary, baseLane: base, routeHeader: x-asm-prefer-tag}}\n";
+    let e = errors(&format!(
+        "{asm}  strategy: {{canary: {{stepWeight: 10, maxWeight: 50}}}}\n"
+    ));
+    assert!(
+        has(&e, "spec.strategy.canary", "asm cannot route by weight"),
+        "{e:?}"
+    );
+    let weighted = asm.replace("x-asm-prefer-tag}", "x-asm-prefer-tag, mode: weighted}");
+    assert!(
+        errors(&format!(
+            "{weighted}  strategy: {{canary: {{stepWeight: 10, maxWeight: 50}}}}\n"
+        ))
+        .is_empty()
+    );
+    assert!(ProviderKind::Istio.capabilities().mirror);
+}
+
+#[test]
+fn matches_are_well_formed() {
+    let e = errors(
+        "  trafficRouting: {istio: {}}\n  strategy:\n    abTest:\n      matches:\n      - headers: {X-Canary: {exact: a}}\n      - headers: {x-b: {exact: a, prefix: b}}\n      - uri: {regex: '(unclosed'}\n      - {}\n      - method: FETCH\n",
+    );
+    assert!(
+        has(&e, "spec.strategy.abTest.matches[0].headers", "lowercase"),
+        "{e:?}"
+    );
+    assert!(
+        has(
+            &e,
+            "spec.strategy.abTest.matches[1].headers.x-b",
+            "exactly one of exact, prefix, regex"
+        ),
+        "{e:?}"
+    );
+    assert!(
+        has(
+            &e,
+            "spec.strategy.abTest.matches[2].uri.regex",
+            "not a regular expression"
+        ),
+        "{e:?}"
+    );
+    assert!(
+        has(
+            &e,
+            "spec.strategy.abTest.matches[3]",
+            "at least one condition"
+        ),
+        "{e:?}"
+    );
+    assert!(
+        has(
+            &e,
+            "spec.strategy.abTest.matches[4].method",
+            "`FETCH` is not one of"
+        ),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn new_version_settings_follow_the_kubesphere_rules() {
+    let strategy = "  trafficRouting: {istio: {}}\n  strategy: {blueGreen: {}}\n";
+    let e = errors(&format!(
+        "  newVersion:
+    version: v2-canary-build-0001
+    replicas: 0
+    containers:
+    - name: app
+      imagePullPolicy: Sometimes
+      env: [{{name: A, value: x}}, {{name: A, value: y}}]
+      resources: {{requests: {{cpu: '2', memory: 1Gi}}, limits: {{cpu: 500m, memory: lots}}}}
+      readinessProbe: {{httpGet: {{port: 8080}}, successThreshold: 3, timeoutSeconds: -1}}
+      startupProbe: {{exec: {{command: [true]}}, tcpSocket: {{port: 1}}, successThreshold: 2}}
+    - name: app
+      image: 'bad image'
+{strategy}"
+    ));
+    let c = "spec.newVersion.containers";
+    assert!(
+        has(
+            &e,
+            "spec.newVersion.version",
+            "1 to 16 lowercase letters and digits"
+        ),
+        "{e:?}"
+    );
+    assert!(
+        has(&e, "spec.newVersion.replicas", "must be at least 1"),
+        "{e:?}"
+    );
+    assert!(
+        has(
+            &e,
+            &format!("{c}[0].imagePullPolicy"),
+            "Always, IfNotPresent, Never"
+        ),
+        "{e:?}"
+    );
+    assert!(
+        has(&e, &format!("{c}[0].env[1].name"), "given twice"),
+        "{e:?}"
+    );
+    assert!(
+        has(
+            &e,
+            &format!("{c}[0].resources.requests.cpu"),
+            "larger than the limit"
+        ),
+        "{e:?}"
+    );
+    assert!(
+        has(
+            &e,
+            &format!("{c}[0].resources.limits.memory"),
+            "not a quantity"
+        ),
+        "{e:?}"
+    );
+    assert!(
+        has(
+            &e,
+            &format!("{c}[0].readinessProbe.timeoutSeconds"),
+            "must be at least 0"
+        ),
+        "{e:?}"
+    );
+    assert!(
+        !e.iter()
+            .any(|x| x.contains("readinessProbe.successThreshold")),
+        "readiness may need 3 successes"
+    );
+    assert!(
+        has(
+            &e,
+            &format!("{c}[0].startupProbe"),
+            "exactly one of httpGet, exec, tcpSocket"
+        ),
+        "{e:?}"
+    );
+    assert!(
+        has(
+            &e,
+            &format!("{c}[0].startupProbe.successThreshold"),
+            "must be 1"
+        ),
+        "{e:?}"
+    );
+    assert!(has(&e, &format!("{c}[1].name"), "given twice"), "{e:?}");
+    assert!(has(&e, &format!("{c}[1].image"), "without spaces"), "{e:?}");
+    let long = "a".repeat(64);
+    let e = errors(&format!(
+        "  newVersion: {{containers: [{{name: {long}}}]}}\n{strategy}"
+    ));
+    assert!(has(&e, &format!("{c}[0].name"), "longer than 63"), "{e:?}");
+}
+
+#[test]
+fn names_follow_kubernetes_rules() {
+    let long = "a".repeat(254);
+    let text =
+        format!("{BASE}  trafficRouting: {{istio: {{}}}}\n  strategy: {{blueGreen: {{}}}}\n")
+            .replace(
+                "name: podinfo, namespace",
+                &format!("name: {long}, namespace"),
+            );
+    let Err(Error::Invalid(e)) = plan_from_yaml(&text) else {
+        panic!("accepted")
+    };
+    assert_eq!(e.0[0].path, "metadata.name");
+    assert!(e.0[0].message.contains("longer than 253"));
+}
+
+#[test]
+fn unknown_fields_and_broken_yaml_are_located() {
+    let Err(Error::Parse { message, line, .. }) = from_yaml(&format!(
+        "{BASE}  trafficRouting: {{istio: {{virtualServise: {{name: x}}}}}}\n"
+    )) else {
+        panic!("accepted")
+    };
+    assert!(message.contains("virtualServise"), "{message}");
+    assert_eq!(line, Some(7));
+    let Err(Error::Parse { line, column, .. }) = from_yaml("spec:\n  a: [1, 2\n  b: 3\n") else {
+        panic!("accepted")
+    };
+    assert!(line.is_some() && column.is_some());
+}
+
+#[test]
+fn a_plan_round_trips_through_yaml() {
+    for file in examples() {
+        let rollout = from_yaml(&std::fs::read_to_string(&file).unwrap()).unwrap();
+        let again = from_yaml(&serde_saphyr::to_string(&rollout).unwrap()).unwrap();
+        assert_eq!(rollout, again, "{}", file.display());
+        assert_eq!(validate(&rollout), validate(&again));
+    }
+}
+
+proptest! {
+    #[test]
+    fn no_text_makes_the_loader_panic(text in ".{0,400}") {
+        let _ = plan_from_yaml(&text);
+    }
+
+    #[test]
+    fn no_damage_to_a_valid_file_makes_validation_panic(
+        cut in 0usize..2000,
+        len in 0usize..40,
+        insert in "[ -~\n]{0,12}",
+        which in 0usize..10,
+    ) {
+        let files = examples();
+        let text = std::fs::read_to_string(&files[which % files.len()]).unwrap();
+        let start = cut.min(text.len());
+        let end = (start + len).min(text.len());
+        if text.is_char_boundary(start) && text.is_char_boundary(end) {
+            let damaged = format!("{}{insert}{}", &text[..start], &text[end..]);
+            let _ = plan_from_yaml(&damaged);
+        }
+    }
+}

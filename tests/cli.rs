@@ -1,0 +1,196 @@
+//! The `canary` CLI as a user runs it: exit codes, messages, JSON lines, the SVG chart.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test support code
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+/// The `canary` example, built by `cargo test` next to this test's own binary.
+fn canary(args: &[&str]) -> Output {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
+    let bin = dir
+        .join("examples")
+        .join(format!("canary{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo test`, which builds the examples",
+        bin.display()
+    );
+    Command::new(bin)
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap()
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8(output.stderr.clone()).unwrap()
+}
+
+fn json_lines(output: &Output) -> Vec<serde_json::Value> {
+    stdout(output)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
+const KUMA: &str = "examples/rollouts/podinfo-kuma.yaml";
+
+#[test]
+fn validate_says_valid() {
+    let out = canary(&["validate", KUMA]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(stdout(&out), "valid\n");
+}
+
+#[test]
+fn validate_lists_every_error_and_exits_2() {
+    let out = canary(&["validate", "examples/invalid/podinfo-broken.yaml"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.contains("18 errors"), "{err}");
+    assert!(
+        err.contains("  spec.strategy.canary.steps[1].weight: 120 is not within 0..=100"),
+        "{err}"
+    );
+    assert!(
+        err.contains("  spec.service.port: 70000 is not within 1..=65535"),
+        "{err}"
+    );
+}
+
+#[test]
+fn unreadable_and_broken_files_exit_2_without_a_panic() {
+    let dir = std::env::temp_dir().join(format!("canary-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cases: [(&str, &[u8]); 4] = [
+        ("binary.yaml", &[0, 159, 146, 150, 255, 0, 1]),
+        ("tabs.yaml", b"kind: Rollout\n\tspec: [\n"),
+        ("list.yaml", b"- 1\n- 2\n"),
+        ("empty.yaml", b""),
+    ];
+    for (name, bytes) in cases {
+        let path: PathBuf = dir.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        for command in ["validate", "simulate"] {
+            let out = canary(&[command, path.to_str().unwrap()]);
+            assert_eq!(out.status.code(), Some(2), "{command} {name}");
+            assert!(
+                !stderr(&out).contains("panicked"),
+                "{command} {name}: {}",
+                stderr(&out)
+            );
+            assert!(
+                stderr(&out).starts_with(path.to_str().unwrap()),
+                "{}",
+                stderr(&out)
+            );
+        }
+    }
+    let out = canary(&["validate", "no/such/file.yaml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("cannot read"));
+}
+
+#[test]
+fn simulate_json_ends_with_a_succeeded_summary() {
+    let out = canary(&["simulate", KUMA, "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let lines = json_lines(&out);
+    let summary = lines.last().unwrap();
+    assert_eq!(summary["phase"], "Succeeded");
+    for field in [
+        "canary_weight",
+        "requests_total",
+        "canary_requests",
+        "canary_errors",
+        "duration_s",
+    ] {
+        assert!(
+            summary[field].is_u64() || summary[field].is_i64(),
+            "{field} in {summary}"
+        );
+    }
+    let weights: Vec<u64> = lines[..lines.len() - 1]
+        .iter()
+        .filter(|row| row["phase"] == "Progressing")
+        .map(|row| row["canary_weight"].as_u64().unwrap())
+        .collect();
+    for weight in [10, 20, 30, 40, 50] {
+        assert!(
+            weights.contains(&weight),
+            "weight {weight} missing from {weights:?}"
+        );
+    }
+}
+
+#[test]
+fn simulate_a_bad_canary_fails_and_rolls_back() {
+    let out = canary(&["simulate", KUMA, "--json", "--canary-error-rate", "0.2"]);
+    let summary = json_lines(&out).pop().unwrap();
+    assert_eq!(summary["phase"], "Failed");
+    assert_eq!(summary["canary_weight"], 0);
+    assert!(summary["canary_errors"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn simulate_is_deterministic_for_a_seed() {
+    let a = canary(&["simulate", KUMA, "--json", "--seed", "7"]);
+    let b = canary(&["simulate", KUMA, "--json", "--seed", "7"]);
+    let c = canary(&["simulate", KUMA, "--json", "--seed", "8"]);
+    assert_eq!(stdout(&a), stdout(&b));
+    assert_ne!(stdout(&a), stdout(&c));
+}
+
+#[test]
+fn simulate_prints_a_readable_timeline_and_writes_a_chart() {
+    let svg = std::env::temp_dir().join(format!("canary-chart-{}.svg", std::process::id()));
+    let out = canary(&[
+        "simulate",
+        "examples/rollouts/echoserver-nginx.yaml",
+        "--svg",
+        svg.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("time  phase"), "{text}");
+    assert!(text.contains("Paused"), "the manual step shows: {text}");
+    assert!(text.contains("Succeeded after"), "{text}");
+    let chart = std::fs::read_to_string(&svg).unwrap();
+    assert!(
+        chart.starts_with("<svg") && chart.contains("canary weight"),
+        "{}",
+        &chart[..100.min(chart.len())]
+    );
+}
+
+#[test]
+fn simulate_without_approval_stays_paused() {
+    let out = canary(&[
+        "simulate",
+        "examples/rollouts/echoserver-nginx.yaml",
+        "--json",
+        "--approve-after",
+        "never",
+    ]);
+    let summary = json_lines(&out).pop().unwrap();
+    assert_eq!(summary["phase"], "Paused");
+    assert_eq!(summary["canary_weight"], 20);
+}
+
+#[test]
+fn bad_simulation_settings_exit_2() {
+    let out = canary(&["simulate", KUMA, "--canary-error-rate", "2"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("canary error rate 2 is not within 0..=1"),
+        "{}",
+        stderr(&out)
+    );
+    let out = canary(&["simulate", KUMA, "--approve-after", "soon"]);
+    assert_eq!(out.status.code(), Some(2));
+}
