@@ -8,14 +8,18 @@
 use jiff::{SignedDuration, Timestamp};
 
 use crate::error::Result;
+use std::collections::BTreeMap;
+
 use crate::machine::{
-    Action, AnalysisResults, Command, Event, Input, MetricResult, Observation, Transition,
-    transition,
+    Action, AnalysisResults, Command, Event, HookResult, Input, MetricResult, Observation,
+    Transition, transition,
 };
 use crate::plan::RolloutPlan;
 use crate::providers::{
-    MetricProvider, QueryContext, StatusStore, TrafficProvider, WebhookRunner, WorkloadProvider,
+    HookPayload, MetricProvider, QueryContext, StatusStore, TrafficProvider, WebhookRunner,
+    WorkloadProvider,
 };
+use crate::spec::HookType;
 use crate::status::RolloutStatus;
 
 /// How many observe → transition rounds one pass may take when each asks to look again at once.
@@ -141,19 +145,95 @@ impl Driver<'_> {
                 Action::RemoveCanary => {
                     self.workload.remove_canary().await?;
                 }
-                Action::Event(event) => pass.events.push(event),
+                Action::Event(event) => {
+                    self.tell_event_hooks(&pass.status, &event).await;
+                    pass.events.push(event);
+                }
                 Action::RunAnalysis => {
-                    let results = self.analyse(now).await;
+                    let results = self.analyse(&pass.status, now).await;
                     pass.analysed = true;
                     Box::pin(self.step(pass, &Input::Analysed(results), now)).await?;
+                }
+                Action::CallHooks {
+                    hook_type,
+                    revision,
+                } => {
+                    let results = self
+                        .call_hooks(&[hook_type], &pass.status, &revision, &BTreeMap::new())
+                        .await;
+                    if hook_type.is_gate() {
+                        let input = Input::Hooked {
+                            hook_type,
+                            revision,
+                            results,
+                        };
+                        Box::pin(self.step(pass, &input, now)).await?;
+                    }
                 }
             }
         }
         Ok(())
     }
 
-    /// Measures every metric of the plan over its window ending at `now`.
-    async fn analyse(&self, now: Timestamp) -> AnalysisResults {
+    /// Calls every webhook of the given types, in the plan's order.
+    async fn call_hooks(
+        &self,
+        types: &[HookType],
+        status: &RolloutStatus,
+        revision: &str,
+        extra: &BTreeMap<String, String>,
+    ) -> Vec<HookResult> {
+        let mut results = Vec::new();
+        for hook in self
+            .plan
+            .analysis
+            .webhooks
+            .iter()
+            .filter(|h| types.contains(&h.hook_type))
+        {
+            let mut metadata = hook.metadata.clone();
+            metadata.extend(extra.iter().map(|(k, v)| (k.clone(), v.clone())));
+            let payload = HookPayload {
+                name: self.plan.name.clone(),
+                namespace: self.plan.namespace.clone(),
+                phase: status.phase.to_string(),
+                revision: revision.to_owned(),
+                metadata,
+            };
+            let outcome = self.webhooks.call(hook, &payload).await;
+            results.push(HookResult {
+                name: hook.name.clone(),
+                hook_type: hook.hook_type,
+                outcome,
+            });
+        }
+        results
+    }
+
+    /// Tells the `event` webhooks about an event (answers are ignored).
+    async fn tell_event_hooks(&self, status: &RolloutStatus, event: &Event) {
+        if !self
+            .plan
+            .analysis
+            .webhooks
+            .iter()
+            .any(|h| h.hook_type == HookType::Event)
+        {
+            return;
+        }
+        let extra = BTreeMap::from([
+            ("eventMessage".to_owned(), event.message.clone()),
+            ("eventType".to_owned(), format!("{:?}", event.kind)),
+            ("eventReason".to_owned(), event.reason.clone()),
+        ]);
+        let revision = status.canary_revision.clone().unwrap_or_default();
+        self.call_hooks(&[HookType::Event], status, &revision, &extra)
+            .await;
+    }
+
+    /// Measures every metric of the plan over its window ending at `now`, and calls the
+    /// `rollout` and `rollback` webhooks.
+    async fn analyse(&self, status: &RolloutStatus, now: Timestamp) -> AnalysisResults {
         let spec = &self.plan.rollout.spec;
         let context = QueryContext {
             namespace: self.plan.namespace.clone(),
@@ -169,7 +249,16 @@ impl Driver<'_> {
                 outcome,
             });
         }
-        AnalysisResults { metrics }
+        let revision = status.canary_revision.clone().unwrap_or_default();
+        let hooks = self
+            .call_hooks(
+                &[HookType::Rollout, HookType::Rollback],
+                status,
+                &revision,
+                &BTreeMap::new(),
+            )
+            .await;
+        AnalysisResults { metrics, hooks }
     }
 }
 

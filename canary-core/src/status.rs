@@ -101,6 +101,17 @@ pub struct RolloutStatus {
     /// The current manual gate has been approved.
     #[serde(default)]
     pub approved: bool,
+    /// When gate webhooks (`confirm-*`, `pre-rollout`) were last called at the current point;
+    /// they are called again one analysis interval later while they say no.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>")]
+    pub hooks_called_at: Option<Timestamp>,
+    /// The `confirm-*` webhooks of the current gate passed.
+    #[serde(default)]
+    pub hooks_confirmed: bool,
+    /// The `pre-rollout` webhooks of this release passed.
+    #[serde(default)]
+    pub pre_rollout_passed: bool,
     /// The id of the last user command applied.
     #[serde(default)]
     pub last_command: u64,

@@ -8,6 +8,7 @@
 mod common;
 
 use canary_core::machine::{Command, MetricOutcome};
+use canary_core::providers::HookOutcome;
 use canary_core::route::RouteState;
 use canary_core::{Phase, RolloutStatus};
 use common::{World, block_on, rollout};
@@ -23,7 +24,19 @@ enum Event {
     Revert,
     Command(Command),
     Tamper(u32),
+    Hook(usize, bool),
 }
+
+/// Webhooks a scenario may have: (name, type). `stop` (rollback) says no unless an event says
+/// otherwise; the others say yes.
+const HOOKS: [(&str, &str); 6] = [
+    ("confirm", "confirm-rollout"),
+    ("pre", "pre-rollout"),
+    ("load", "rollout"),
+    ("more", "confirm-traffic-increase"),
+    ("ship", "confirm-promotion"),
+    ("stop", "rollback"),
+];
 
 #[derive(Debug, Clone)]
 struct Scenario {
@@ -71,10 +84,18 @@ fn analysis() -> impl Strategy<Value = String> {
         prop_oneof![Just("Cumulative"), Just("Consecutive")],
         prop_oneof![Just("Fail"), Just("Inconclusive"), Just("Pass")],
         prop_oneof![Just("30s"), Just("1m"), Just("90s")],
+        prop::collection::vec(any::<bool>(), HOOKS.len()),
     )
-        .prop_map(|(limit, counting, no_data, interval)| {
+        .prop_map(|(limit, counting, no_data, interval, with)| {
+            let hooks: String = HOOKS
+                .iter()
+                .zip(with)
+                .filter(|(_, with)| *with)
+                .map(|((name, kind), _)| format!("    - {{name: {name}, type: {kind}, url: 'http://hooks.test/'}}\n"))
+                .collect();
+            let hooks = if hooks.is_empty() { hooks } else { format!("    webhooks:\n{hooks}") };
             format!(
-                "  analysis:\n    interval: {interval}\n    failureLimit: {limit}\n    failureCounting: {counting}\n    noData: {no_data}\n    metrics:\n    - {{name: request-success-rate, thresholdRange: {{min: 99}}}}\n  progressDeadline: 5m\n"
+                "  analysis:\n    interval: {interval}\n    failureLimit: {limit}\n    failureCounting: {counting}\n    noData: {no_data}\n    metrics:\n    - {{name: request-success-rate, thresholdRange: {{min: 99}}}}\n{hooks}  progressDeadline: 5m\n"
             )
         })
 }
@@ -102,6 +123,7 @@ fn event() -> impl Strategy<Value = Event> {
         ]
         .prop_map(Event::Command),
         1 => (0u32..=100).prop_map(Event::Tamper),
+        2 => (0..HOOKS.len(), any::<bool>()).prop_map(|(hook, yes)| Event::Hook(hook, yes)),
     ]
 }
 
@@ -132,6 +154,9 @@ struct Outcome {
 fn run(scenario: &Scenario, crash_at: u64) -> Outcome {
     let world = World::new(&rollout("istio", &scenario.strategy, &scenario.analysis));
     block_on(async {
+        world
+            .webhooks
+            .set("stop", HookOutcome::Fail("no".to_owned()));
         reconcile(&world).await;
         world.workload.set_desired_revision("rev-2");
         world.faults.fail_call(crash_at);
@@ -156,6 +181,14 @@ fn run(scenario: &Scenario, crash_at: u64) -> Outcome {
                     world.workload.set_desired_revision(&stable);
                 }
                 Event::Tamper(weight) => world.traffic.tamper(RouteState::weighted(*weight)),
+                Event::Hook(hook, yes) => {
+                    let outcome = if *yes {
+                        HookOutcome::Pass
+                    } else {
+                        HookOutcome::Fail("no".to_owned())
+                    };
+                    world.webhooks.set(HOOKS[*hook].0, outcome);
+                }
                 Event::Command(command) => {
                     commands += 1;
                     loop {
@@ -179,6 +212,14 @@ fn run(scenario: &Scenario, crash_at: u64) -> Outcome {
             .metrics
             .set("request-success-rate", MetricOutcome::Value(99.9));
         world.workload.set_canary_healthy(true);
+        for (name, _) in HOOKS {
+            let outcome = if name == "stop" {
+                HookOutcome::Fail("no".to_owned())
+            } else {
+                HookOutcome::Pass
+            };
+            world.webhooks.set(name, outcome);
+        }
         wait(&world, SignedDuration::from_hours(6)).await;
         Outcome {
             status: world.status(),

@@ -623,3 +623,155 @@ async fn an_idle_reconcile_writes_nothing() {
     );
     assert_eq!(world.traffic.history().len(), routes, "no route write");
 }
+
+mod webhooks {
+    use super::*;
+    use canary_core::providers::HookOutcome;
+
+    fn with_hooks(hooks: &[(&str, &str)]) -> World {
+        let list: String = hooks
+            .iter()
+            .map(|(name, kind)| {
+                format!("    - {{name: {name}, type: {kind}, url: 'http://hooks.test/{name}'}}\n")
+            })
+            .collect();
+        let analysis = format!("{}    webhooks:\n{list}", success_rate(2));
+        World::new(&rollout(
+            "kuma",
+            "{canary: {stepWeight: 25, maxWeight: 50}}",
+            &analysis,
+        ))
+    }
+
+    fn no(reason: &str) -> HookOutcome {
+        HookOutcome::Fail(format!("403: {reason}"))
+    }
+
+    #[tokio::test]
+    async fn confirm_rollout_holds_the_release_until_it_passes() {
+        let world = with_hooks(&[("gate", "confirm-rollout")]);
+        world.webhooks.set("gate", no("change freeze"));
+        world.start().await;
+        let held = world
+            .run_until(SignedDuration::from_mins(10), |s| s.phase.is_terminal())
+            .await;
+        assert_eq!(held.phase, Phase::Initialized);
+        assert!(held.message.contains("change freeze"), "{}", held.message);
+        assert!(world.workload.snapshot().canary.is_none());
+        let asked = world.webhooks.calls().len();
+        assert!(
+            (9..=12).contains(&asked),
+            "asked once per interval, not per poll: {asked}"
+        );
+        world.webhooks.set("gate", HookOutcome::Pass);
+        assert_eq!(
+            world.run_until(HOUR, |s| s.phase.is_terminal()).await.phase,
+            Phase::Succeeded
+        );
+        let (_, payload) = world.webhooks.calls().pop().unwrap();
+        assert_eq!(
+            (
+                payload.name.as_str(),
+                payload.namespace.as_str(),
+                payload.revision.as_str()
+            ),
+            ("podinfo", "test", "rev-2")
+        );
+    }
+
+    #[tokio::test]
+    async fn failing_pre_rollout_hooks_are_failed_checks() {
+        let world = with_hooks(&[("smoke", "pre-rollout")]);
+        world
+            .webhooks
+            .set("smoke", HookOutcome::Error("timed out after 60s".into()));
+        world.start().await;
+        let end = world.run_until(HOUR, |s| s.phase.is_terminal()).await;
+        assert_eq!(end.phase, Phase::Failed);
+        assert_eq!(end.failed_checks, 2);
+        assert_eq!(
+            world.weights(),
+            vec![0],
+            "no traffic before pre-rollout passes"
+        );
+        assert!(end.message.contains("timed out"), "{}", end.message);
+    }
+
+    #[tokio::test]
+    async fn a_failing_rollout_hook_fails_the_check_and_a_passing_rollback_hook_rolls_back() {
+        let world = with_hooks(&[("load", "rollout")]);
+        world.webhooks.set("load", no("load test failed"));
+        world.start().await;
+        let end = world.run_until(HOUR, |s| s.phase.is_terminal()).await;
+        assert_eq!(end.phase, Phase::Failed);
+        assert!(end.message.contains("load test failed"), "{}", end.message);
+
+        let world = with_hooks(&[("stop", "rollback")]);
+        world.webhooks.set("stop", no("not now"));
+        world.start().await;
+        world.run_until(HOUR, |s| s.route.weight == 50).await;
+        world.webhooks.set("stop", HookOutcome::Pass);
+        let end = world.run_until(HOUR, |s| s.phase.is_terminal()).await;
+        assert_eq!(end.phase, Phase::Failed);
+        assert_eq!(
+            end.condition("Promoted").map(|c| c.reason.as_str()),
+            Some("RollbackRequested")
+        );
+        assert_eq!(end.failed_checks, 0);
+    }
+
+    #[tokio::test]
+    async fn confirm_hooks_hold_weight_increases_and_promotion() {
+        let world = with_hooks(&[
+            ("more", "confirm-traffic-increase"),
+            ("ship", "confirm-promotion"),
+        ]);
+        world.webhooks.set("more", no("wait"));
+        world.webhooks.set("ship", no("wait"));
+        world.start().await;
+        let held = world
+            .run_until(SignedDuration::from_mins(20), |s| s.phase.is_terminal())
+            .await;
+        assert_eq!(held.route.weight, 25, "held before the increase");
+        assert!(
+            held.message.contains("confirm-traffic-increase"),
+            "{}",
+            held.message
+        );
+        world.webhooks.set("more", HookOutcome::Pass);
+        let held = world
+            .run_until(SignedDuration::from_mins(20), |s| s.phase.is_terminal())
+            .await;
+        assert_eq!(
+            (held.phase, held.route.weight),
+            (Phase::Progressing, 50),
+            "held before promotion"
+        );
+        assert!(world.workload.promotions().is_empty());
+        world.webhooks.set("ship", HookOutcome::Pass);
+        assert_eq!(
+            world.run_until(HOUR, |s| s.phase.is_terminal()).await.phase,
+            Phase::Succeeded
+        );
+    }
+
+    #[tokio::test]
+    async fn post_rollout_and_event_hooks_inform() {
+        let world = with_hooks(&[("done", "post-rollout"), ("chat", "event")]);
+        world.webhooks.set("done", no("ignored"));
+        world.start().await;
+        assert_eq!(
+            world.run_until(HOUR, |s| s.phase.is_terminal()).await.phase,
+            Phase::Succeeded
+        );
+        let calls = world.webhooks.calls();
+        assert_eq!(calls.iter().filter(|(name, _)| name == "done").count(), 1);
+        let events: Vec<_> = calls.iter().filter(|(name, _)| name == "chat").collect();
+        assert!(
+            events.iter().any(
+                |(_, p)| p.metadata.get("eventReason").map(String::as_str) == Some("Succeeded")
+            )
+        );
+        assert!(events.len() >= 5);
+    }
+}

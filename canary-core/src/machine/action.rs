@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::route::RouteState;
+use crate::spec::HookType;
 
 /// One thing for the shell to do, in order.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,6 +26,14 @@ pub enum Action {
     },
     /// Scale the canary down and remove it.
     RemoveCanary,
+    /// Call every webhook of `hook_type` for `revision`. Gate types (`confirm-*`,
+    /// `pre-rollout`) report back with [`crate::Input::Hooked`]; the others are informational.
+    CallHooks {
+        /// Which webhooks.
+        hook_type: HookType,
+        /// The revision being released.
+        revision: String,
+    },
     /// Tell people (a Kubernetes event, a log line, a timeline row).
     Event(Event),
 }

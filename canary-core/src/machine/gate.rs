@@ -3,8 +3,10 @@
 use jiff::Timestamp;
 
 use super::{Action, AnalysisResults, Engine, EventKind, judge};
-use crate::plan::PlanPause;
+use crate::plan::{Finish, PlanPause};
+use crate::providers::HookOutcome;
 use crate::spec::FailureCounting;
+use crate::spec::HookType;
 use crate::status::{Measurement, Phase, StepStage, Verdict};
 
 impl Engine<'_> {
@@ -21,7 +23,7 @@ impl Engine<'_> {
             return false;
         };
         self.status.iterations < step.iterations
-            || (step.pause.is_some() && !self.plan.analysis.metrics.is_empty())
+            || (step.pause.is_some() && self.analysis_has_checks())
     }
 
     fn pause_ends_at(&self) -> Option<Timestamp> {
@@ -39,17 +41,17 @@ impl Engine<'_> {
             .then(|| self.next_analysis_at())
             .flatten();
         let pause = self.pause_ends_at().filter(|end| *end > self.now);
-        match (analysis, pause) {
-            (Some(a), Some(p)) => Some(a.min(p)),
-            (a, p) => a.or(p),
-        }
+        let hooks = (!self.status.hooks_confirmed)
+            .then(|| self.hooks_wakeup())
+            .flatten();
+        [analysis, pause, hooks].into_iter().flatten().min()
     }
 
     /// At the gate: run analysis when it is due, then see whether the gate is passed.
     pub(super) fn gating(&mut self) {
         let due = self.next_analysis_at().is_some_and(|at| at <= self.now);
         if self.wants_analysis() && due {
-            if self.plan.analysis.metrics.is_empty() {
+            if !self.analysis_has_checks() {
                 self.analysed(&AnalysisResults::default());
             } else {
                 self.emit(Action::RunAnalysis);
@@ -67,6 +69,18 @@ impl Engine<'_> {
             return;
         }
         self.status.last_analysis = Some(self.now);
+        if let Some(asked) = results
+            .hooks
+            .iter()
+            .find(|r| r.hook_type == HookType::Rollback && r.outcome == HookOutcome::Pass)
+        {
+            let message = format!(
+                "rollback webhook {} asked for a rollback; rolled back",
+                asked.name
+            );
+            self.rollback("RollbackRequested", message);
+            return;
+        }
         let mut verdict = Verdict::Pass;
         let mut failures = Vec::new();
         let mut inconclusive = Vec::new();
@@ -99,6 +113,16 @@ impl Engine<'_> {
                 at: self.now,
             });
         }
+        for result in results
+            .hooks
+            .iter()
+            .filter(|r| r.hook_type == HookType::Rollout)
+        {
+            if let HookOutcome::Fail(why) | HookOutcome::Error(why) = &result.outcome {
+                verdict = Verdict::Fail;
+                failures.push(format!("rollout webhook {}: {why}", result.name));
+            }
+        }
         match verdict {
             Verdict::Pass => {
                 self.status.consecutive_failures = 0;
@@ -121,29 +145,45 @@ impl Engine<'_> {
                 self.event(EventKind::Warning, "InconclusiveCheck", message);
             }
             Verdict::Fail => {
-                self.status.failed_checks += 1;
-                self.status.consecutive_failures += 1;
-                let message = failures.join("; ");
-                self.status
-                    .set_condition("Analysis", false, "Failed", &message, self.now);
-                self.event(EventKind::Warning, "FailedCheck", message.clone());
-                let counted = match self.plan.analysis.counting {
-                    FailureCounting::Cumulative => self.status.failed_checks,
-                    FailureCounting::Consecutive => self.status.consecutive_failures,
-                };
-                if counted >= self.plan.analysis.failure_limit {
-                    self.rollback(
-                        "AnalysisFailed",
-                        format!(
-                            "{counted} failed checks reached the failure limit {}; rolled back ({message})",
-                            self.plan.analysis.failure_limit
-                        ),
-                    );
+                if self.fail_check(failures.join("; ")) {
                     return;
                 }
             }
         }
         self.try_pass_gate();
+    }
+
+    /// Counts a failed check; rolls back at once when the failure limit is reached. Returns
+    /// whether it rolled back.
+    pub(super) fn fail_check(&mut self, message: String) -> bool {
+        self.status.failed_checks += 1;
+        self.status.consecutive_failures += 1;
+        self.status
+            .set_condition("Analysis", false, "Failed", &message, self.now);
+        self.event(EventKind::Warning, "FailedCheck", message.clone());
+        let counted = match self.plan.analysis.counting {
+            FailureCounting::Cumulative => self.status.failed_checks,
+            FailureCounting::Consecutive => self.status.consecutive_failures,
+        };
+        if counted < self.plan.analysis.failure_limit {
+            return false;
+        }
+        self.rollback(
+            "AnalysisFailed",
+            format!(
+                "{counted} failed checks reached the failure limit {}; rolled back ({message})",
+                self.plan.analysis.failure_limit
+            ),
+        );
+        true
+    }
+
+    /// Whether an analysis run has anything to check: metrics, or `rollout`/`rollback`
+    /// webhooks.
+    fn analysis_has_checks(&self) -> bool {
+        !self.plan.analysis.metrics.is_empty()
+            || self.has_hooks(HookType::Rollout)
+            || self.has_hooks(HookType::Rollback)
     }
 
     /// Passes the gate when its analysis iterations and pause are done and no user holds it.
@@ -160,6 +200,20 @@ impl Engine<'_> {
         if self.status.user_paused {
             self.set_phase(Phase::Paused, "paused by a user; resume to continue");
         } else if pause_done && iterations_done {
+            if let Some(kind) = self.confirmation_needed() {
+                let revision = self.status.canary_revision.clone().unwrap_or_default();
+                self.call_gate_hooks(kind, &revision);
+                self.set_phase(
+                    Phase::Progressing,
+                    format!(
+                        "step {}/{}: waiting for the {} webhooks",
+                        self.status.step + 1,
+                        self.plan.steps.len(),
+                        kind.name()
+                    ),
+                );
+                return;
+            }
             self.advance();
         } else if step.pause == Some(PlanPause::Manual) && !self.status.approved {
             self.set_phase(
@@ -180,6 +234,24 @@ impl Engine<'_> {
                 ),
             );
         }
+    }
+
+    /// The `confirm-*` webhooks that must pass before leaving this gate, if any: before a
+    /// weight increase, and before promotion.
+    fn confirmation_needed(&self) -> Option<HookType> {
+        if self.status.hooks_confirmed {
+            return None;
+        }
+        let current = self.plan.step(self.status.step)?;
+        let kind = match self.plan.step(self.status.step + 1) {
+            Some(next) if next.route.weight > current.route.weight => {
+                HookType::ConfirmTrafficIncrease
+            }
+            Some(_) => return None,
+            None if self.plan.finish == Finish::Promote => HookType::ConfirmPromotion,
+            None => return None,
+        };
+        self.has_hooks(kind).then_some(kind)
     }
 
     /// On to the next step, or to promotion after the last.

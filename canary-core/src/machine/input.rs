@@ -2,7 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::providers::HookOutcome;
 use crate::route::RouteState;
+use crate::spec::HookType;
 
 /// One input to [`crate::machine::transition`].
 #[derive(Debug, Clone, PartialEq)]
@@ -11,6 +13,15 @@ pub enum Input {
     Observed(Observation),
     /// The results of an analysis run the engine asked for.
     Analysed(AnalysisResults),
+    /// The answers of the webhooks of one type the engine asked to call for `revision`.
+    Hooked {
+        /// Which webhooks.
+        hook_type: HookType,
+        /// The revision they were called for.
+        revision: String,
+        /// One answer per webhook of that type.
+        results: Vec<HookResult>,
+    },
     /// A user command. `id` increases from one command to the next; a command whose id is not
     /// above the last one applied is ignored, so a shell may deliver it again after a crash.
     Command {
@@ -74,6 +85,19 @@ pub enum Verification {
 pub struct AnalysisResults {
     /// One outcome per metric of the plan.
     pub metrics: Vec<MetricResult>,
+    /// The answers of the `rollout` and `rollback` webhooks, called with the metrics.
+    pub hooks: Vec<HookResult>,
+}
+
+/// A webhook's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HookResult {
+    /// The webhook's name.
+    pub name: String,
+    /// Its type.
+    pub hook_type: HookType,
+    /// What it answered.
+    pub outcome: HookOutcome,
 }
 
 /// A metric's outcome in one run.

@@ -10,6 +10,7 @@
 mod action;
 mod commands;
 mod gate;
+mod hooks;
 mod input;
 mod judge;
 mod phases;
@@ -18,8 +19,8 @@ use jiff::{SignedDuration, Timestamp};
 
 pub use action::{Action, Event, EventKind};
 pub use input::{
-    AnalysisResults, Command, Input, MetricOutcome, MetricResult, Observation, Verification,
-    WorkloadObservation, WorkloadState,
+    AnalysisResults, Command, HookResult, Input, MetricOutcome, MetricResult, Observation,
+    Verification, WorkloadObservation, WorkloadState,
 };
 pub use judge::judge;
 
@@ -83,6 +84,11 @@ pub fn transition(
     match input {
         Input::Observed(observation) => engine.observed(observation),
         Input::Analysed(results) => engine.analysed(results),
+        Input::Hooked {
+            hook_type,
+            revision,
+            results,
+        } => engine.hooked(*hook_type, revision, results),
         Input::Command { id, command } => {
             if *id > engine.status.last_command {
                 engine.status.last_command = *id;
@@ -112,7 +118,10 @@ impl Engine<'_> {
     fn emit(&mut self, action: Action) {
         // A change to the world is looked at again in the same pass, so a pass goes as far as
         // the world lets it (the driver bounds the rounds).
-        if !matches!(action, Action::Event(_) | Action::RunAnalysis) {
+        if !matches!(
+            action,
+            Action::Event(_) | Action::RunAnalysis | Action::CallHooks { .. }
+        ) {
             self.again = true;
         }
         self.actions.push(action);
@@ -158,7 +167,9 @@ impl Engine<'_> {
         let status = &self.status;
         match status.phase {
             Phase::Initializing => Some(SignedDuration::ZERO),
-            Phase::Initialized | Phase::Succeeded | Phase::Failed => None,
+            Phase::Initialized | Phase::Succeeded | Phase::Failed => self
+                .hooks_wakeup()
+                .map(|at| at.duration_since(self.now).max(SignedDuration::ZERO)),
             Phase::Promoting | Phase::Finalising => Some(POLL_INTERVAL),
             Phase::Progressing | Phase::Paused => match status.stage {
                 crate::status::StepStage::Gating => self

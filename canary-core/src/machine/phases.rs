@@ -4,6 +4,7 @@
 use super::{Action, Engine, EventKind, Observation, Verification};
 use crate::plan::Finish;
 use crate::route::RouteState;
+use crate::spec::HookType;
 use crate::status::{Phase, StepStage};
 
 impl Engine<'_> {
@@ -33,6 +34,7 @@ impl Engine<'_> {
         self.status.stable_revision = Some(stable.clone());
         if desired == stable {
             self.status.canary_revision = None;
+            self.status.hooks_called_at = None;
             if self.status.phase == Phase::Failed {
                 self.set_phase(
                     Phase::Initialized,
@@ -45,8 +47,23 @@ impl Engine<'_> {
         // released again until the user asks for another (or retries).
         let judged = matches!(self.status.phase, Phase::Failed | Phase::Succeeded)
             && self.status.canary_revision.as_ref() == Some(desired);
-        if !judged {
-            self.start(desired.clone(), seen);
+        if judged {
+            return;
+        }
+        if self.has_hooks(HookType::ConfirmRollout) {
+            let desired = desired.clone();
+            self.call_gate_hooks(HookType::ConfirmRollout, &desired);
+            if self.status.message.is_empty()
+                || !self
+                    .status
+                    .message
+                    .starts_with("waiting for confirm-rollout")
+            {
+                self.status.message =
+                    format!("waiting for confirm-rollout webhooks to release {desired}");
+            }
+        } else {
+            self.start(desired.clone());
         }
     }
 
@@ -68,7 +85,7 @@ impl Engine<'_> {
     }
 
     /// Starts (or restarts) a release of `revision` from the first step.
-    fn start(&mut self, revision: String, seen: &Observation) {
+    pub(super) fn start(&mut self, revision: String) {
         let status = &mut self.status;
         status.canary_revision = Some(revision.clone());
         status.started_at = Some(self.now);
@@ -76,6 +93,7 @@ impl Engine<'_> {
         status.consecutive_failures = 0;
         status.inconclusive = 0;
         status.user_paused = false;
+        status.pre_rollout_passed = false;
         status.measurements.clear();
         status.set_condition(
             "Promoted",
@@ -89,7 +107,6 @@ impl Engine<'_> {
             Phase::Progressing,
             format!("new revision {revision} detected; starting the release"),
         );
-        self.scaling(seen);
     }
 
     /// Enters step `index` at its first stage.
@@ -102,6 +119,8 @@ impl Engine<'_> {
         status.last_analysis = None;
         status.iterations = 0;
         status.approved = false;
+        status.hooks_called_at = None;
+        status.hooks_confirmed = false;
         self.again = true;
     }
 
@@ -130,7 +149,7 @@ impl Engine<'_> {
             if !self.status.route.is_stable_only() {
                 self.set_route(RouteState::stable(), 0);
             }
-            self.start(desired.clone(), seen);
+            self.start(desired.clone());
             return;
         }
         if self.pull_traffic_if_unready(seen) {
@@ -218,6 +237,14 @@ impl Engine<'_> {
             .filter(|canary| canary.revision == revision);
         match current {
             Some(canary) if canary.desired == replicas && canary.available >= needed => {
+                if self.status.step == 0
+                    && !self.status.pre_rollout_passed
+                    && self.has_hooks(HookType::PreRollout)
+                {
+                    self.call_gate_hooks(HookType::PreRollout, &revision);
+                    self.status.message = "waiting for the pre-rollout webhooks".to_owned();
+                    return;
+                }
                 self.status.stage = StepStage::Routing;
                 self.status.waiting_since = Some(self.now);
                 let route = step.route.clone();
@@ -369,6 +396,7 @@ impl Engine<'_> {
         self.status.waiting_since = None;
         self.status
             .set_condition("Promoted", true, "Succeeded", &message, self.now);
+        self.inform_hooks(HookType::PostRollout, &revision);
         self.set_phase(Phase::Succeeded, message);
     }
 
@@ -379,6 +407,9 @@ impl Engine<'_> {
         self.status.waiting_since = None;
         self.status
             .set_condition("Promoted", false, reason, &message, self.now);
+        if let Some(revision) = self.status.canary_revision.clone() {
+            self.inform_hooks(HookType::PostRollout, &revision);
+        }
         self.set_phase(Phase::Failed, message);
     }
 

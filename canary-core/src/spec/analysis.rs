@@ -130,6 +130,33 @@ pub struct Webhook {
     pub metadata: BTreeMap<String, String>,
 }
 
+impl HookType {
+    /// The name as the spec writes it, e.g. `confirm-rollout`.
+    pub fn name(self) -> &'static str {
+        match self {
+            HookType::ConfirmRollout => "confirm-rollout",
+            HookType::PreRollout => "pre-rollout",
+            HookType::Rollout => "rollout",
+            HookType::ConfirmTrafficIncrease => "confirm-traffic-increase",
+            HookType::ConfirmPromotion => "confirm-promotion",
+            HookType::PostRollout => "post-rollout",
+            HookType::Rollback => "rollback",
+            HookType::Event => "event",
+        }
+    }
+
+    /// True for the webhooks whose answers hold or fail the rollout outside analysis runs.
+    pub fn is_gate(self) -> bool {
+        matches!(
+            self,
+            HookType::ConfirmRollout
+                | HookType::PreRollout
+                | HookType::ConfirmTrafficIncrease
+                | HookType::ConfirmPromotion
+        )
+    }
+}
+
 /// When a webhook is called, with Flagger's meanings.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
