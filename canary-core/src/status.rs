@@ -33,14 +33,6 @@ impl Phase {
     pub fn is_terminal(self) -> bool {
         matches!(self, Phase::Succeeded | Phase::Failed)
     }
-
-    /// True while a release is under way (`Progressing`, `Paused`, `Promoting`, `Finalising`).
-    pub fn is_active(self) -> bool {
-        matches!(
-            self,
-            Phase::Progressing | Phase::Paused | Phase::Promoting | Phase::Finalising
-        )
-    }
 }
 
 impl std::fmt::Display for Phase {
@@ -204,11 +196,6 @@ pub enum Verdict {
 }
 
 impl RolloutStatus {
-    /// The canary weight of the last applied route, in percent.
-    pub fn canary_weight(&self) -> u32 {
-        self.route.weight
-    }
-
     /// Sets or replaces the condition of `kind`, keeping its transition time when its status
     /// does not change.
     pub fn set_condition(

@@ -75,6 +75,32 @@ impl Checker {
         }
     }
 
+    /// Checks that exactly one of the named options is set; true when it is.
+    pub(crate) fn exactly_one(&mut self, path: &str, options: &[(&str, bool)]) -> bool {
+        let set: Vec<&str> = options
+            .iter()
+            .filter(|(_, set)| *set)
+            .map(|(name, _)| *name)
+            .collect();
+        if set.len() == 1 {
+            return true;
+        }
+        let names: Vec<&str> = options.iter().map(|(name, _)| *name).collect();
+        let found = if set.is_empty() {
+            "none".to_owned()
+        } else {
+            set.join(", ")
+        };
+        self.error(
+            path,
+            format!(
+                "exactly one of {} must be set (found {found})",
+                names.join(", ")
+            ),
+        );
+        false
+    }
+
     /// A duration at `path`, at least `min`; `default` when absent.
     pub(crate) fn duration(
         &mut self,

@@ -18,25 +18,13 @@ pub(super) fn compile(
     has_analysis: bool,
 ) -> Option<Compiled> {
     let strategy = &spec.strategy;
-    let set: Vec<&str> = [
-        strategy.canary.as_ref().map(|_| "canary"),
-        strategy.blue_green.as_ref().map(|_| "blueGreen"),
-        strategy.ab_test.as_ref().map(|_| "abTest"),
-        strategy.mirror.as_ref().map(|_| "mirror"),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
-    if set.len() != 1 {
-        let found = if set.is_empty() {
-            "none".to_owned()
-        } else {
-            set.join(", ")
-        };
-        c.error(
-            "spec.strategy",
-            format!("exactly one of canary, blueGreen, abTest, mirror must be set (found {found})"),
-        );
+    let set = [
+        ("canary", strategy.canary.is_some()),
+        ("blueGreen", strategy.blue_green.is_some()),
+        ("abTest", strategy.ab_test.is_some()),
+        ("mirror", strategy.mirror.is_some()),
+    ];
+    if !c.exactly_one("spec.strategy", &set) {
         return None;
     }
     let new_version_replicas = spec

@@ -7,26 +7,15 @@ use crate::spec::TrafficRouting;
 
 /// Checks the provider settings; the provider when exactly one is set.
 pub(super) fn check_routing(c: &mut Checker, routing: &TrafficRouting) -> Option<ProviderKind> {
-    let set: Vec<&str> = [
-        routing.istio.as_ref().map(|_| "istio"),
-        routing.nginx.as_ref().map(|_| "nginx"),
-        routing.kuma.as_ref().map(|_| "kuma"),
-        routing.asm.as_ref().map(|_| "asm"),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
-    if set.len() != 1 {
-        let found = if set.is_empty() {
-            "none".to_owned()
-        } else {
-            set.join(", ")
-        };
-        c.error(
-            "spec.trafficRouting",
-            format!("exactly one of istio, nginx, kuma, asm must be set (found {found})"),
-        );
-    }
+    c.exactly_one(
+        "spec.trafficRouting",
+        &[
+            ("istio", routing.istio.is_some()),
+            ("nginx", routing.nginx.is_some()),
+            ("kuma", routing.kuma.is_some()),
+            ("asm", routing.asm.is_some()),
+        ],
+    );
     if let Some(istio) = &routing.istio {
         if let Some(vs) = &istio.virtual_service {
             c.check(
