@@ -117,3 +117,31 @@ pub struct ServiceRef {
     /// The Service port, 1..=65535.
     pub port: i64,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_schema_describes_the_contract() {
+        let schema = serde_json::to_value(schemars::schema_for!(Rollout)).unwrap();
+        let text = schema.to_string();
+        for field in [
+            "workloadRef",
+            "trafficRouting",
+            "stepWeight",
+            "thresholdRange",
+            "podTemplateMetadata",
+        ] {
+            assert!(text.contains(field), "{field} missing from the schema");
+        }
+        assert_eq!(
+            schema["additionalProperties"], false,
+            "unknown fields are refused"
+        );
+        assert_eq!(
+            schema["required"],
+            serde_json::json!(["apiVersion", "kind", "metadata", "spec"])
+        );
+    }
+}
