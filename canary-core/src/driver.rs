@@ -11,8 +11,8 @@ use crate::error::Result;
 use std::collections::BTreeMap;
 
 use crate::machine::{
-    Action, AnalysisResults, Command, Event, HookResult, Input, MetricResult, Observation,
-    Transition, transition,
+    Action, AnalysisResults, Command, Event, HookResult, Input, MetricRequest, MetricResult,
+    Observation, Transition, transition,
 };
 use crate::plan::RolloutPlan;
 use crate::providers::{
@@ -149,8 +149,8 @@ impl Driver<'_> {
                     self.tell_event_hooks(&pass.status, &event).await;
                     pass.events.push(event);
                 }
-                Action::RunAnalysis => {
-                    let results = self.analyse(&pass.status, now).await;
+                Action::RunAnalysis { metrics, gate } => {
+                    let results = self.analyse(&pass.status, &metrics, gate, now).await;
                     pass.analysed = true;
                     Box::pin(self.step(pass, &Input::Analysed(results), now)).await?;
                 }
@@ -231,34 +231,33 @@ impl Driver<'_> {
             .await;
     }
 
-    /// Measures every metric of the plan over its window ending at `now`, and calls the
-    /// `rollout` and `rollback` webhooks.
-    async fn analyse(&self, status: &RolloutStatus, now: Timestamp) -> AnalysisResults {
-        let spec = &self.plan.rollout.spec;
-        let context = QueryContext {
-            namespace: self.plan.namespace.clone(),
-            target: spec.workload_ref.name.clone(),
-            service: spec.service.name.clone(),
-            at: now,
-        };
-        let mut metrics = Vec::with_capacity(self.plan.analysis.metrics.len());
-        for metric in &self.plan.analysis.metrics {
+    /// Measures the requested metrics over their windows ending at `now`; a gate run also calls
+    /// the `rollout` and `rollback` webhooks.
+    async fn analyse(
+        &self,
+        status: &RolloutStatus,
+        requests: &[MetricRequest],
+        gate: bool,
+        now: Timestamp,
+    ) -> AnalysisResults {
+        let mut metrics = Vec::with_capacity(requests.len());
+        for request in requests {
+            let Some(metric) = self.plan.analysis.metrics.iter().find(|m| m.name == request.metric)
+            else {
+                continue;
+            };
+            let context = QueryContext::new(self.plan, request.window, now);
             let outcome = self.metrics.measure(metric, &context).await;
-            metrics.push(MetricResult {
-                metric: metric.name.clone(),
-                outcome,
-            });
+            metrics.push(MetricResult { metric: metric.name.clone(), outcome });
         }
-        let revision = status.canary_revision.clone().unwrap_or_default();
-        let hooks = self
-            .call_hooks(
-                &[HookType::Rollout, HookType::Rollback],
-                status,
-                &revision,
-                &BTreeMap::new(),
-            )
-            .await;
-        AnalysisResults { metrics, hooks }
+        let hooks = if gate {
+            let revision = status.canary_revision.clone().unwrap_or_default();
+            let types = [HookType::Rollout, HookType::Rollback];
+            self.call_hooks(&types, status, &revision, &BTreeMap::new()).await
+        } else {
+            Vec::new()
+        };
+        AnalysisResults { metrics, hooks, gate }
     }
 }
 

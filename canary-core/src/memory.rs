@@ -101,6 +101,15 @@ impl InMemoryTraffic {
             .unwrap_or_default()
     }
 
+    /// The route in effect during unix second `second`, the interval `(second − 1, second]`:
+    /// the one applied at or before its start.
+    pub fn route_for_second(&self, second: i64) -> RouteState {
+        match Timestamp::from_second(second - 1) {
+            Ok(start) => self.route_at(start),
+            Err(_) => RouteState::stable(),
+        }
+    }
+
     /// Changes the route behind the engine's back, as a person editing the object would.
     pub fn tamper(&self, route: RouteState) {
         let mut state = lock(&self.inner);

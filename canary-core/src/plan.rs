@@ -37,6 +37,11 @@ impl RolloutPlan {
         self.provider.capabilities()
     }
 
+    /// The name of the canary workload: the stable workload's name with `-canary`.
+    pub fn canary_workload(&self) -> String {
+        format!("{}-canary", self.rollout.spec.workload_ref.name)
+    }
+
     /// The step at `index`, if any.
     pub fn step(&self, index: u32) -> Option<&PlanStep> {
         self.steps.get(index as usize)
@@ -142,23 +147,95 @@ pub struct AnalysisPlan {
     pub counting: FailureCounting,
     /// What no data counts as.
     pub no_data: NoDataPolicy,
+    /// Inconclusive runs in a row that roll back; `None` holds instead.
+    pub inconclusive_limit: Option<u32>,
     /// The metrics.
     pub metrics: Vec<MetricPlan>,
     /// The webhooks.
     pub webhooks: Vec<WebhookPlan>,
 }
 
-/// A metric with its window, range and query.
+/// A metric with its window, judge and query.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MetricPlan {
     /// The metric's name.
     pub name: String,
-    /// The query window.
+    /// The query window (threshold judge), or the measuring period (sequential judge).
     pub window: SignedDuration,
-    /// The range a good value lies in.
-    pub range: ThresholdRange,
+    /// How its measurements are judged.
+    pub judge: Judge,
     /// Where its value comes from.
     pub query: MetricQuery,
+}
+
+impl MetricPlan {
+    /// True for a metric judged by the sequential test.
+    pub fn is_sequential(&self) -> bool {
+        matches!(self.judge, Judge::Sequential(_))
+    }
+}
+
+/// How a metric is judged.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Judge {
+    /// At each analysis run, the value must lie in the range.
+    Threshold(ThresholdRange),
+    /// Wald's sequential probability ratio test on the canary's errors against stable's.
+    Sequential(Sprt),
+}
+
+/// Wald's sequential probability ratio test comparing the canary's error rate with stable's.
+///
+/// Given the requests each version answered in a window, under H0 (the canary is no worse) an
+/// error comes from the canary with probability `π0 = n_c / (n_c + n_s)`; under H1 (the
+/// canary's error rate is `degradation` times stable's) with `π1 = r·n_c / (r·n_c + n_s)`.
+/// Each error adds its log-likelihood ratio; stable's own error rate cancels out, and the split
+/// may change from window to window (from step to step).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sprt {
+    /// The probability of rolling back a canary that is no worse than stable.
+    pub alpha: f64,
+    /// The probability of missing a canary that is `degradation` times worse.
+    pub beta: f64,
+    /// The error-rate ratio, canary to stable, worth catching.
+    pub degradation: f64,
+}
+
+impl Sprt {
+    /// The log-likelihood ratio at or above which the canary is judged worse (H1).
+    pub fn upper(&self) -> f64 {
+        ((1.0 - self.beta) / self.alpha).ln()
+    }
+
+    /// The log-likelihood ratio at or below which the canary is judged no worse (H0).
+    pub fn lower(&self) -> f64 {
+        (self.beta / (1.0 - self.alpha)).ln()
+    }
+
+    /// The evidence a window adds: `canary` and `stable` are (requests, errors).
+    pub fn evidence(&self, canary: (u64, u64), stable: (u64, u64)) -> f64 {
+        let (n_c, e_c) = (canary.0 as f64, canary.1 as f64);
+        let (n_s, e_s) = (stable.0 as f64, stable.1 as f64);
+        if n_c <= 0.0 || n_s <= 0.0 {
+            return 0.0;
+        }
+        let p0 = n_c / (n_c + n_s);
+        let p1 = self.degradation * n_c / (self.degradation * n_c + n_s);
+        e_c * (p1 / p0).ln() + e_s * ((1.0 - p1) / (1.0 - p0)).ln()
+    }
+
+    /// Wald's approximate expected number of canary errors before H1 is accepted, when the
+    /// canary is exactly `degradation` times worse and answers the share `canary_share` of
+    /// requests: `E[N] ≈ ((1−β)·ln A + β·ln B) / E[z]` per error, counted over canary errors.
+    pub fn expected_canary_errors(&self, canary_share: f64) -> f64 {
+        let (r, q) = (self.degradation, canary_share.clamp(1e-9, 1.0 - 1e-9));
+        let p0 = q;
+        let p1 = r * q / (r * q + 1.0 - q);
+        // Per error under H1: it is the canary's with probability p1.
+        let drift = p1 * (p1 / p0).ln() + (1.0 - p1) * ((1.0 - p1) / (1.0 - p0)).ln();
+        let steps = ((1.0 - self.beta) * self.upper() + self.beta * self.lower()) / drift;
+        steps * p1
+    }
 }
 
 /// Where a metric's value comes from.
@@ -172,6 +249,8 @@ pub enum MetricQuery {
         address: String,
         /// The PromQL template.
         query: String,
+        /// The user's template variables.
+        variables: BTreeMap<String, String>,
     },
 }
 

@@ -43,17 +43,39 @@ pub trait WorkloadProvider: Send + Sync {
     async fn remove_canary(&self) -> Result<bool>;
 }
 
-/// What a metric query needs besides the metric.
+/// What a metric query needs besides the metric: the `{{ … }}` variables and the window.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct QueryContext {
-    /// The Rollout's namespace.
+    /// The Rollout's namespace (`{{ namespace }}`).
     pub namespace: String,
-    /// The workload being released.
+    /// The canary workload (`{{ target }}`).
     pub target: String,
-    /// Its Service.
+    /// The stable workload.
+    pub stable: String,
+    /// The Service (`{{ service }}`).
     pub service: String,
-    /// The end of the query window.
+    /// The stable Ingress, for nginx (`{{ ingress }}`).
+    pub ingress: Option<String>,
+    /// The window's length (`{{ interval }}`).
+    pub window: SignedDuration,
+    /// The end of the window.
     pub at: Timestamp,
+}
+
+impl QueryContext {
+    /// The context of `plan`'s metrics for the window of `window` ending at `at`.
+    pub fn new(plan: &crate::plan::RolloutPlan, window: SignedDuration, at: Timestamp) -> Self {
+        let spec = &plan.rollout.spec;
+        QueryContext {
+            namespace: plan.namespace.clone(),
+            target: plan.canary_workload(),
+            stable: spec.workload_ref.name.clone(),
+            service: spec.service.name.clone(),
+            ingress: spec.traffic_routing.nginx.as_ref().map(|nginx| nginx.ingress.clone()),
+            window,
+            at,
+        }
+    }
 }
 
 /// Measures metrics.

@@ -116,9 +116,12 @@ pub struct RolloutStatus {
     /// Failed checks in a row.
     #[serde(default)]
     pub consecutive_failures: u32,
-    /// Analysis runs that were inconclusive (no data, or a metric error).
+    /// Analysis runs in a row that were inconclusive (no data, or a metric error).
     #[serde(default)]
     pub inconclusive: u32,
+    /// The sequential judges of this release.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sequential: Vec<SequentialState>,
     /// Since when the rollout waits for the world (canary ready, route shown, stable promoted);
     /// checked against the progress deadline.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -145,6 +148,31 @@ pub struct RolloutStatus {
 
 /// How many recent measurements the status keeps per metric.
 pub const MEASUREMENTS_KEPT: usize = 10;
+
+/// Where one sequential judge stands.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SequentialState {
+    /// The metric's name.
+    pub metric: String,
+    /// The log-likelihood ratio of "the canary is worse" against "it is not".
+    pub llr: f64,
+    /// The start of the next window to measure.
+    #[schemars(with = "String")]
+    pub since: Timestamp,
+    /// Requests the canary answered so far.
+    pub canary_requests: u64,
+    /// Of those, errors.
+    pub canary_errors: u64,
+    /// Requests stable answered so far.
+    pub stable_requests: u64,
+    /// Of those, errors.
+    pub stable_errors: u64,
+    /// `pass` once the canary is judged no worse (the test then stops), `fail` when it is
+    /// judged worse; absent while the evidence is not strong enough either way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<Verdict>,
+}
 
 /// A Kubernetes-style condition.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -193,6 +221,8 @@ pub enum Verdict {
     Fail,
     /// Neither: no data under `noData: Inconclusive`, or a metric error.
     Inconclusive,
+    /// The sequential judge needs more evidence.
+    Continue,
 }
 
 impl RolloutStatus {

@@ -17,8 +17,14 @@ pub enum Action {
     },
     /// Apply this route.
     SetRoute(RouteState),
-    /// Measure every metric of the plan now and report with [`crate::Input::Analysed`].
-    RunAnalysis,
+    /// Measure these metrics now and report with [`crate::Input::Analysed`]; a gate run also
+    /// calls the `rollout` and `rollback` webhooks.
+    RunAnalysis {
+        /// The metrics and their windows (ending now).
+        metrics: Vec<MetricRequest>,
+        /// A gate run (threshold metrics and webhooks), or a sequential measurement.
+        gate: bool,
+    },
     /// Make the stable workload run `revision` (it takes the canary's template).
     PromoteStable {
         /// The revision to run.
@@ -36,6 +42,15 @@ pub enum Action {
     },
     /// Tell people (a Kubernetes event, a log line, a timeline row).
     Event(Event),
+}
+
+/// One metric to measure, over the window that ends now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricRequest {
+    /// The metric's name, as in the plan.
+    pub metric: String,
+    /// The window's length.
+    pub window: jiff::SignedDuration,
 }
 
 /// An event for people.

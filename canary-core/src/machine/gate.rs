@@ -2,8 +2,8 @@
 
 use jiff::Timestamp;
 
-use super::{Action, AnalysisResults, Engine, EventKind, judge};
-use crate::plan::{Finish, PlanPause};
+use super::{Action, AnalysisResults, Engine, EventKind, MetricRequest, judge};
+use crate::plan::{Finish, Judge, PlanPause};
 use crate::providers::HookOutcome;
 use crate::spec::FailureCounting;
 use crate::spec::HookType;
@@ -52,9 +52,17 @@ impl Engine<'_> {
         let due = self.next_analysis_at().is_some_and(|at| at <= self.now);
         if self.wants_analysis() && due {
             if !self.analysis_has_checks() {
-                self.analysed(&AnalysisResults::default());
+                self.analysed(&AnalysisResults { gate: true, ..AnalysisResults::default() });
             } else {
-                self.emit(Action::RunAnalysis);
+                let metrics = self
+                    .plan
+                    .analysis
+                    .metrics
+                    .iter()
+                    .filter(|metric| !metric.is_sequential())
+                    .map(|metric| MetricRequest { metric: metric.name.clone(), window: metric.window })
+                    .collect();
+                self.emit(Action::RunAnalysis { metrics, gate: true });
             }
             return;
         }
@@ -63,6 +71,10 @@ impl Engine<'_> {
 
     /// Judges an analysis run: rolls back at once when the failure limit is reached.
     pub(super) fn analysed(&mut self, results: &AnalysisResults) {
+        if !results.gate {
+            self.judge_sequential(results);
+            return;
+        }
         let at_gate = matches!(self.status.phase, Phase::Progressing | Phase::Paused)
             && self.status.stage == StepStage::Gating;
         if !at_gate {
@@ -85,13 +97,16 @@ impl Engine<'_> {
         let mut failures = Vec::new();
         let mut inconclusive = Vec::new();
         for metric in &self.plan.analysis.metrics {
+            let Judge::Threshold(range) = metric.judge else {
+                continue;
+            };
             let outcome = results
                 .metrics
                 .iter()
                 .find(|r| r.metric == metric.name)
                 .map(|r| &r.outcome);
             let (value, metric_verdict, message) =
-                judge(metric, outcome, self.plan.analysis.no_data);
+                judge(&range, outcome, self.plan.analysis.no_data);
             match metric_verdict {
                 Verdict::Fail => {
                     verdict = Verdict::Fail;
@@ -103,7 +118,7 @@ impl Engine<'_> {
                     }
                     inconclusive.push(format!("{}: {message}", metric.name));
                 }
-                Verdict::Pass => {}
+                Verdict::Pass | Verdict::Continue => {}
             }
             self.status.record(Measurement {
                 metric: metric.name.clone(),
@@ -124,10 +139,11 @@ impl Engine<'_> {
             }
         }
         match verdict {
-            Verdict::Pass => {
+            Verdict::Pass | Verdict::Continue => {
                 self.status.consecutive_failures = 0;
+                self.status.inconclusive = 0;
                 self.status.iterations += 1;
-                if !self.plan.analysis.metrics.is_empty() {
+                if self.analysis_has_checks() {
                     self.status.set_condition(
                         "Analysis",
                         true,
@@ -142,9 +158,20 @@ impl Engine<'_> {
                 let message = inconclusive.join("; ");
                 self.status
                     .set_condition("Analysis", false, "Inconclusive", &message, self.now);
-                self.event(EventKind::Warning, "InconclusiveCheck", message);
+                self.event(EventKind::Warning, "InconclusiveCheck", message.clone());
+                if let Some(limit) = self.plan.analysis.inconclusive_limit
+                    && self.status.inconclusive >= limit
+                {
+                    let message = format!(
+                        "{} inconclusive analysis runs in a row reached the inconclusive limit {limit}; rolled back ({message})",
+                        self.status.inconclusive
+                    );
+                    self.rollback("AnalysisInconclusive", message);
+                    return;
+                }
             }
             Verdict::Fail => {
+                self.status.inconclusive = 0;
                 if self.fail_check(failures.join("; ")) {
                     return;
                 }
@@ -181,7 +208,7 @@ impl Engine<'_> {
     /// Whether an analysis run has anything to check: metrics, or `rollout`/`rollback`
     /// webhooks.
     fn analysis_has_checks(&self) -> bool {
-        !self.plan.analysis.metrics.is_empty()
+        self.plan.analysis.metrics.iter().any(|metric| !metric.is_sequential())
             || self.has_hooks(HookType::Rollout)
             || self.has_hooks(HookType::Rollback)
     }

@@ -87,6 +87,9 @@ pub struct AnalysisResults {
     pub metrics: Vec<MetricResult>,
     /// The answers of the `rollout` and `rollback` webhooks, called with the metrics.
     pub hooks: Vec<HookResult>,
+    /// Whether this was a gate run (threshold metrics and webhooks) rather than a sequential
+    /// measurement.
+    pub gate: bool,
 }
 
 /// A webhook's answer.
@@ -118,6 +121,22 @@ pub enum MetricOutcome {
     NoData,
     /// The query failed; the message says why.
     Error(String),
+    /// Requests and errors of each version in the window (for the sequential judge).
+    Counts(ErrorCounts),
+}
+
+/// Requests and errors of the canary and of stable in one window.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorCounts {
+    /// Requests the canary answered.
+    pub canary_requests: u64,
+    /// Of those, errors.
+    pub canary_errors: u64,
+    /// Requests stable answered.
+    pub stable_requests: u64,
+    /// Of those, errors.
+    pub stable_errors: u64,
 }
 
 /// A user command. Commands are inputs, never status edits.

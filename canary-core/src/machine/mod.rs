@@ -14,13 +14,14 @@ mod hooks;
 mod input;
 mod judge;
 mod phases;
+mod sequential;
 
 use jiff::{SignedDuration, Timestamp};
 
-pub use action::{Action, Event, EventKind};
+pub use action::{Action, Event, EventKind, MetricRequest};
 pub use input::{
-    AnalysisResults, Command, HookResult, Input, MetricOutcome, MetricResult, Observation,
-    Verification, WorkloadObservation, WorkloadState,
+    AnalysisResults, Command, ErrorCounts, HookResult, Input, MetricOutcome, MetricResult,
+    Observation, Verification, WorkloadObservation, WorkloadState,
 };
 pub use judge::judge;
 
@@ -120,7 +121,7 @@ impl Engine<'_> {
         // the world lets it (the driver bounds the rounds).
         if !matches!(
             action,
-            Action::Event(_) | Action::RunAnalysis | Action::CallHooks { .. }
+            Action::Event(_) | Action::RunAnalysis { .. } | Action::CallHooks { .. }
         ) {
             self.again = true;
         }
@@ -171,12 +172,17 @@ impl Engine<'_> {
                 .hooks_wakeup()
                 .map(|at| at.duration_since(self.now).max(SignedDuration::ZERO)),
             Phase::Promoting | Phase::Finalising => Some(POLL_INTERVAL),
-            Phase::Progressing | Phase::Paused => match status.stage {
-                crate::status::StepStage::Gating => self
-                    .next_gate_wakeup()
-                    .map(|at| at.duration_since(self.now).max(SignedDuration::ZERO)),
-                _ => Some(POLL_INTERVAL),
-            },
+            Phase::Progressing | Phase::Paused => {
+                let stage = match status.stage {
+                    crate::status::StepStage::Gating => self.next_gate_wakeup(),
+                    _ => self.now.checked_add(POLL_INTERVAL).ok(),
+                };
+                [stage, self.sequential_wakeup()]
+                    .into_iter()
+                    .flatten()
+                    .min()
+                    .map(|at| at.duration_since(self.now).max(SignedDuration::ZERO))
+            }
         }
     }
 }

@@ -102,6 +102,7 @@ impl Engine<'_> {
             "a new revision is being released",
             self.now,
         );
+        self.reset_sequential();
         self.enter_step(0);
         self.set_phase(
             Phase::Progressing,
@@ -165,6 +166,9 @@ impl Engine<'_> {
                 self.repair_drift(seen);
                 self.gating();
             }
+        }
+        if matches!(self.status.phase, Phase::Progressing | Phase::Paused) {
+            self.measure_sequential();
         }
     }
 

@@ -4,13 +4,14 @@
 use async_trait::async_trait;
 
 use super::traffic::TrafficModel;
-use crate::machine::MetricOutcome;
+use crate::machine::{ErrorCounts, MetricOutcome};
 use crate::memory::InMemoryTraffic;
 use crate::plan::{BuiltinMetric, MetricPlan, MetricQuery};
 use crate::providers::{MetricProvider, QueryContext};
 
 /// Computes `request-success-rate` and `request-duration` of the canary from the traffic the
-/// routes in effect sent it. Custom Prometheus queries measure no data.
+/// routes in effect sent it, and the error counts of both versions for the sequential judge.
+/// Custom Prometheus queries measure no data.
 #[derive(Clone)]
 pub struct SimMetrics {
     model: TrafficModel,
@@ -31,28 +32,30 @@ impl MetricProvider for SimMetrics {
             return MetricOutcome::NoData;
         };
         let end = context.at.as_second();
-        let start = end - metric.window.as_secs().max(1);
-        let mut requests = 0;
-        let mut errors = 0;
+        let start = end - context.window.as_secs().max(1);
+        let mut counts = ErrorCounts::default();
         let mut latencies = Vec::new();
         for second in (start + 1)..=end {
-            let route = self
-                .traffic
-                .route_at(jiff::Timestamp::from_second(second).unwrap_or(context.at));
-            let counts = self.model.second(second, &route);
-            let seen = counts.canary + counts.mirrored;
-            requests += seen;
-            errors += counts.canary_errors + counts.mirrored_errors;
+            let traffic = self.model.second(second, &self.traffic.route_for_second(second));
+            let seen = traffic.canary + traffic.mirrored;
+            counts.canary_requests += seen;
+            counts.canary_errors += traffic.canary_errors + traffic.mirrored_errors;
+            counts.stable_requests += traffic.stable;
+            counts.stable_errors += traffic.stable_errors;
             if builtin == BuiltinMetric::RequestDuration {
                 self.model.canary_latencies(second, seen, &mut latencies);
             }
         }
-        if requests == 0 {
+        if metric.is_sequential() {
+            return MetricOutcome::Counts(counts);
+        }
+        if counts.canary_requests == 0 {
             return MetricOutcome::NoData;
         }
         match builtin {
             BuiltinMetric::RequestSuccessRate => {
-                MetricOutcome::Value(100.0 * (1.0 - errors as f64 / requests as f64))
+                let errors = counts.canary_errors as f64 / counts.canary_requests as f64;
+                MetricOutcome::Value(100.0 * (1.0 - errors))
             }
             BuiltinMetric::RequestDuration => {
                 latencies.sort_by(f64::total_cmp);

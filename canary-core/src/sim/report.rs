@@ -130,13 +130,9 @@ impl Recorder {
             .filter(|m| m.at == now && pass.analysed)
             .collect();
         let verdict = pass.analysed.then(|| {
-            if measured.iter().any(|m| m.verdict == Verdict::Fail) {
-                Verdict::Fail
-            } else if measured.iter().any(|m| m.verdict == Verdict::Inconclusive) {
-                Verdict::Inconclusive
-            } else {
-                Verdict::Pass
-            }
+            let worst = [Verdict::Fail, Verdict::Inconclusive, Verdict::Continue];
+            let found = worst.into_iter().find(|v| measured.iter().any(|m| m.verdict == *v));
+            found.unwrap_or(Verdict::Pass)
         });
         let mut row = self.row(t, last, events.iter().map(|e| describe(e)).collect());
         row.metrics = measured
@@ -199,7 +195,7 @@ impl Recorder {
     ) -> SimReport {
         let mut totals = SecondCounts::default();
         for second in (START.as_second() + 1)..=end.as_second() {
-            let route = traffic.route_at(Timestamp::from_second(second).unwrap_or(end));
+            let route = traffic.route_for_second(second);
             totals += model.second(second, &route);
         }
         let summary = Summary {

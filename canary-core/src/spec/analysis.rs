@@ -22,6 +22,11 @@ pub struct Analysis {
     /// What a metric with no data counts as; `Fail` when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub no_data: Option<NoDataPolicy>,
+    /// Inconclusive analysis runs in a row (no data under `noData: Inconclusive`, or a metric
+    /// that cannot be queried) that roll the canary back; when absent the rollout holds at its
+    /// step, never promoting without evidence, for as long as the evidence is missing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inconclusive_limit: Option<i64>,
     /// The metrics checked at each run.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub metrics: Vec<Metric>,
@@ -59,15 +64,52 @@ pub enum NoDataPolicy {
 pub struct Metric {
     /// The metric's name; a builtin name when `prometheus` is absent.
     pub name: String,
-    /// The range a good value lies in (inclusive).
+    /// How the metric is judged; `threshold` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub judge: Option<JudgeKind>,
+    /// The range a good value lies in (inclusive), for the threshold judge.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub threshold_range: Option<ThresholdRange>,
-    /// The query window (`{{ interval }}`); the analysis interval when absent.
+    /// Settings of the sequential judge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sequential: Option<SequentialSettings>,
+    /// The query window (`{{ interval }}`); the analysis interval when absent. For the
+    /// sequential judge: how often it measures (`10s` when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interval: Option<String>,
     /// A custom Prometheus query instead of the builtin.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prometheus: Option<PrometheusQuery>,
+}
+
+/// How a metric is judged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum JudgeKind {
+    /// The value must lie in `thresholdRange` at every analysis run.
+    Threshold,
+    /// The canary's error rate is compared with stable's as requests arrive (Wald's sequential
+    /// probability ratio test), rolling back as soon as the evidence is strong enough.
+    /// Only for `request-success-rate`.
+    Sequential,
+}
+
+/// The sequential judge's error probabilities and the degradation it must catch.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SequentialSettings {
+    /// The probability of rolling back a canary that is no worse than stable; `0.01` when
+    /// absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alpha: Option<f64>,
+    /// The probability of missing a canary that is `degradation` times worse; `0.05` when
+    /// absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub beta: Option<f64>,
+    /// The smallest degradation worth catching: the canary's error rate as a multiple of
+    /// stable's; `2` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub degradation: Option<f64>,
 }
 
 /// An inclusive range; either bound may be absent, not both.
@@ -106,9 +148,12 @@ impl std::fmt::Display for ThresholdRange {
 pub struct PrometheusQuery {
     /// The server, e.g. `http://prometheus:9090`.
     pub address: String,
-    /// PromQL, with `{{ namespace }}`, `{{ target }}`, `{{ service }}`, `{{ ingress }}` and
-    /// `{{ interval }}` filled in.
+    /// PromQL, with `{{ namespace }}`, `{{ target }}`, `{{ service }}`, `{{ ingress }}`,
+    /// `{{ interval }}` and the `variables` filled in.
     pub query: String,
+    /// Your own variables for the query, used as `{{ name }}`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub variables: BTreeMap<String, String>,
 }
 
 /// A webhook: an HTTP POST at a point of the rollout.

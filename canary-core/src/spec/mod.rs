@@ -17,8 +17,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use analysis::{
-    Analysis, FailureCounting, HookType, Metric, NoDataPolicy, PrometheusQuery, ThresholdRange,
-    Webhook,
+    Analysis, FailureCounting, HookType, JudgeKind, Metric, NoDataPolicy, PrometheusQuery,
+    SequentialSettings, ThresholdRange, Webhook,
 };
 pub use matches::{CookieMatch, RequestMatch, StringMatch};
 pub use strategy::{

@@ -5,11 +5,14 @@ use std::collections::BTreeSet;
 use jiff::SignedDuration;
 
 use super::Checker;
-use crate::plan::{AnalysisPlan, BuiltinMetric, MetricPlan, MetricQuery, WebhookPlan};
-use crate::spec::{Analysis, Metric, ThresholdRange};
+use crate::plan::{AnalysisPlan, BuiltinMetric, Judge, MetricPlan, MetricQuery, Sprt, WebhookPlan};
+use crate::spec::{Analysis, JudgeKind, Metric, PrometheusQuery, SequentialSettings, ThresholdRange};
 
 /// The variables a custom query may use.
 pub const QUERY_VARIABLES: [&str; 5] = ["namespace", "target", "service", "ingress", "interval"];
+
+/// How often the sequential judge measures when the spec does not say.
+pub const DEFAULT_SEQUENTIAL_PERIOD: SignedDuration = SignedDuration::from_secs(10);
 
 /// The analysis interval when the spec gives none.
 pub const DEFAULT_INTERVAL: SignedDuration = SignedDuration::from_mins(1);
@@ -24,6 +27,9 @@ pub(super) fn check_analysis(c: &mut Checker, analysis: Option<&Analysis>) -> An
         DEFAULT_INTERVAL,
         SignedDuration::from_secs(1),
     );
+    let inconclusive_limit = analysis.inconclusive_limit.map(|limit| {
+        c.int_in("spec.analysis.inconclusiveLimit", Some(limit), 1..=1000, 1)
+    });
     let failure_limit = c.int_in(
         "spec.analysis.failureLimit",
         analysis.failure_limit,
@@ -81,6 +87,7 @@ pub(super) fn check_analysis(c: &mut Checker, analysis: Option<&Analysis>) -> An
         failure_limit,
         counting: analysis.failure_counting.unwrap_or_default(),
         no_data: analysis.no_data.unwrap_or_default(),
+        inconclusive_limit,
         metrics,
         webhooks,
     }
@@ -92,28 +99,25 @@ fn check_metric(
     metric: &Metric,
     interval: SignedDuration,
 ) -> Option<MetricPlan> {
+    if metric.name.is_empty() {
+        c.error(format!("{path}.name"), "must not be empty");
+    }
+    let sequential = metric.judge == Some(JudgeKind::Sequential);
     let window = c.duration(
         &format!("{path}.interval"),
         metric.interval.as_deref(),
-        interval,
+        if sequential { DEFAULT_SEQUENTIAL_PERIOD } else { interval },
         SignedDuration::from_secs(1),
-    );
-    let range = check_range(
-        c,
-        &format!("{path}.thresholdRange"),
-        metric.threshold_range.as_ref(),
     );
     let query = match &metric.prometheus {
         Some(prometheus) => {
-            check_url(
-                c,
-                &format!("{path}.prometheus.address"),
-                &prometheus.address,
-            );
-            check_template(c, &format!("{path}.prometheus.query"), &prometheus.query);
+            check_url(c, &format!("{path}.prometheus.address"), &prometheus.address);
+            check_variables(c, &format!("{path}.prometheus.variables"), prometheus);
+            check_template(c, &format!("{path}.prometheus.query"), prometheus);
             Some(MetricQuery::Prometheus {
                 address: prometheus.address.clone(),
                 query: prometheus.query.clone(),
+                variables: prometheus.variables.clone(),
             })
         }
         None => match BuiltinMetric::from_name(&metric.name) {
@@ -131,15 +135,47 @@ fn check_metric(
             }
         },
     };
-    if metric.name.is_empty() {
-        c.error(format!("{path}.name"), "must not be empty");
-    }
-    Some(MetricPlan {
-        name: metric.name.clone(),
-        window,
-        range: range?,
-        query: query?,
-    })
+    let judge = if sequential {
+        if metric.threshold_range.is_some() {
+            c.error(format!("{path}.thresholdRange"), "the sequential judge takes no range; give `sequential` settings");
+        }
+        if query != Some(MetricQuery::Builtin(BuiltinMetric::RequestSuccessRate)) {
+            c.error(
+                format!("{path}.judge"),
+                "the sequential judge compares error rates: use it with the builtin request-success-rate",
+            );
+        }
+        Some(Judge::Sequential(check_sprt(c, &format!("{path}.sequential"), metric.sequential.unwrap_or_default())))
+    } else {
+        if metric.sequential.is_some() {
+            c.error(format!("{path}.sequential"), "only for `judge: sequential`");
+        }
+        check_range(c, &format!("{path}.thresholdRange"), metric.threshold_range.as_ref()).map(Judge::Threshold)
+    };
+    Some(MetricPlan { name: metric.name.clone(), window, judge: judge?, query: query? })
+}
+
+/// The sequential judge's settings with their defaults.
+fn check_sprt(c: &mut Checker, path: &str, settings: SequentialSettings) -> Sprt {
+    let mut probability = |name: &str, value: Option<f64>, default: f64| match value {
+        None => default,
+        Some(v) if v > 0.0 && v < 0.5 => v,
+        Some(v) => {
+            c.error(format!("{path}.{name}"), format!("{v} must be above 0 and below 0.5"));
+            default
+        }
+    };
+    let alpha = probability("alpha", settings.alpha, 0.01);
+    let beta = probability("beta", settings.beta, 0.05);
+    let degradation = match settings.degradation {
+        None => 2.0,
+        Some(r) if r.is_finite() && r > 1.0 => r,
+        Some(r) => {
+            c.error(format!("{path}.degradation"), format!("{r} must be above 1 (a ratio of error rates)"));
+            2.0
+        }
+    };
+    Sprt { alpha, beta, degradation }
 }
 
 fn check_range(
@@ -185,12 +221,25 @@ pub(super) fn check_url(c: &mut Checker, path: &str, url: &str) {
     }
 }
 
-/// Every `{{ variable }}` in a query must be one we fill in.
-fn check_template(c: &mut Checker, path: &str, query: &str) {
+/// User variables: names of letters, digits and `_`, not shadowing a builtin.
+fn check_variables(c: &mut Checker, path: &str, prometheus: &PrometheusQuery) {
+    for name in prometheus.variables.keys() {
+        let word = !name.is_empty() && name.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_');
+        if !word {
+            c.error(format!("{path}.{name}"), "variable names are letters, digits and `_`");
+        } else if QUERY_VARIABLES.contains(&name.as_str()) {
+            c.error(format!("{path}.{name}"), "is filled in by canary; choose another name");
+        }
+    }
+}
+
+/// Every `{{ variable }}` in a query must be one we fill in, or one of the user's.
+fn check_template(c: &mut Checker, path: &str, prometheus: &PrometheusQuery) {
+    let query = &prometheus.query;
     if query.trim().is_empty() {
         c.error(path, "must not be empty");
     }
-    let mut rest = query;
+    let mut rest = query.as_str();
     while let Some(start) = rest.find("{{") {
         let after = &rest[start + 2..];
         let Some(end) = after.find("}}") else {
@@ -198,7 +247,7 @@ fn check_template(c: &mut Checker, path: &str, query: &str) {
             return;
         };
         let name = after[..end].trim();
-        if !QUERY_VARIABLES.contains(&name) {
+        if !QUERY_VARIABLES.contains(&name) && !prometheus.variables.contains_key(name) {
             c.error(
                 path,
                 format!(
