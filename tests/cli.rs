@@ -194,3 +194,30 @@ fn bad_simulation_settings_exit_2() {
     let out = canary(&["simulate", KUMA, "--approve-after", "soon"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn the_sequential_judge_fails_a_bad_canary_with_fewer_failed_requests() {
+    let args = [
+        "--json",
+        "--canary-error-rate",
+        "0.05",
+        "--baseline-error-rate",
+        "0.005",
+        "--rps",
+        "100",
+    ];
+    let run = |file: &str| {
+        let mut all = vec!["simulate", file];
+        all.extend(args);
+        json_lines(&canary(&all)).pop().unwrap()
+    };
+    let threshold = run("examples/rollouts/podinfo-threshold.yaml");
+    let sequential = run("examples/rollouts/podinfo-sequential.yaml");
+    assert_eq!(threshold["phase"], "Failed");
+    assert_eq!(sequential["phase"], "Failed");
+    let (t, s) = (
+        threshold["canary_errors"].as_u64().unwrap(),
+        sequential["canary_errors"].as_u64().unwrap(),
+    );
+    assert!(s < t, "sequential {s} failed requests, threshold {t}");
+}

@@ -242,22 +242,35 @@ impl Driver<'_> {
     ) -> AnalysisResults {
         let mut metrics = Vec::with_capacity(requests.len());
         for request in requests {
-            let Some(metric) = self.plan.analysis.metrics.iter().find(|m| m.name == request.metric)
+            let Some(metric) = self
+                .plan
+                .analysis
+                .metrics
+                .iter()
+                .find(|m| m.name == request.metric)
             else {
                 continue;
             };
             let context = QueryContext::new(self.plan, request.window, now);
             let outcome = self.metrics.measure(metric, &context).await;
-            metrics.push(MetricResult { metric: metric.name.clone(), outcome });
+            metrics.push(MetricResult {
+                metric: metric.name.clone(),
+                outcome,
+            });
         }
         let hooks = if gate {
             let revision = status.canary_revision.clone().unwrap_or_default();
             let types = [HookType::Rollout, HookType::Rollback];
-            self.call_hooks(&types, status, &revision, &BTreeMap::new()).await
+            self.call_hooks(&types, status, &revision, &BTreeMap::new())
+                .await
         } else {
             Vec::new()
         };
-        AnalysisResults { metrics, hooks, gate }
+        AnalysisResults {
+            metrics,
+            hooks,
+            gate,
+        }
     }
 }
 

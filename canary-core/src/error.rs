@@ -53,5 +53,17 @@ impl Error {
     }
 }
 
+/// An error with its causes (HTTP clients keep the useful part in the source chain).
+pub fn describe(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 /// The result type of `canary-core`.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -28,12 +28,17 @@ pub mod machine;
 pub mod memory;
 pub mod names;
 pub mod plan;
+#[cfg(feature = "prometheus")]
+pub mod prometheus;
 pub mod providers;
+pub mod queries;
 pub mod route;
 pub mod sim;
 pub mod spec;
 pub mod status;
 pub mod validate;
+#[cfg(feature = "webhooks")]
+pub mod webhooks;
 
 pub use error::{Error, Result};
 pub use machine::{Action, Command, Input, Transition, transition};

@@ -164,8 +164,10 @@ pub struct MetricPlan {
     pub window: SignedDuration,
     /// How its measurements are judged.
     pub judge: Judge,
-    /// Where its value comes from.
+    /// What is asked.
     pub query: MetricQuery,
+    /// The Prometheus server asked; the metric provider's default when `None`.
+    pub address: Option<String>,
 }
 
 impl MetricPlan {
@@ -238,15 +240,13 @@ impl Sprt {
     }
 }
 
-/// Where a metric's value comes from.
+/// What a metric asks.
 #[derive(Debug, Clone, PartialEq)]
 pub enum MetricQuery {
-    /// A builtin metric, resolved per provider.
+    /// A builtin metric, resolved per traffic provider (see [`crate::queries`]).
     Builtin(BuiltinMetric),
-    /// A custom Prometheus query.
-    Prometheus {
-        /// The server address.
-        address: String,
+    /// A custom PromQL template.
+    Custom {
         /// The PromQL template.
         query: String,
         /// The user's template variables.

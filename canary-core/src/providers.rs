@@ -46,6 +46,8 @@ pub trait WorkloadProvider: Send + Sync {
 /// What a metric query needs besides the metric: the `{{ … }}` variables and the window.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct QueryContext {
+    /// The traffic provider, whose metric families the builtin metrics query.
+    pub provider: crate::route::ProviderKind,
     /// The Rollout's namespace (`{{ namespace }}`).
     pub namespace: String,
     /// The canary workload (`{{ target }}`).
@@ -67,11 +69,16 @@ impl QueryContext {
     pub fn new(plan: &crate::plan::RolloutPlan, window: SignedDuration, at: Timestamp) -> Self {
         let spec = &plan.rollout.spec;
         QueryContext {
+            provider: plan.provider,
             namespace: plan.namespace.clone(),
             target: plan.canary_workload(),
             stable: spec.workload_ref.name.clone(),
             service: spec.service.name.clone(),
-            ingress: spec.traffic_routing.nginx.as_ref().map(|nginx| nginx.ingress.clone()),
+            ingress: spec
+                .traffic_routing
+                .nginx
+                .as_ref()
+                .map(|nginx| nginx.ingress.clone()),
             window,
             at,
         }

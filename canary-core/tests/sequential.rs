@@ -39,7 +39,9 @@ fn sprt(plan: &RolloutPlan) -> Sprt {
 }
 
 fn runs(plan: &RolloutPlan, baseline: f64, canary: f64) -> Vec<SimReport> {
-    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     (0..RUNS)
         .map(|seed| {
             let config = SimConfig {
@@ -48,13 +50,18 @@ fn runs(plan: &RolloutPlan, baseline: f64, canary: f64) -> Vec<SimReport> {
                 canary_error_rate: Some(canary),
                 ..SimConfig::default()
             };
-            runtime.block_on(Simulation::new(plan, config).run()).unwrap()
+            runtime
+                .block_on(Simulation::new(plan, config).run())
+                .unwrap()
         })
         .collect()
 }
 
 fn rolled_back(reports: &[SimReport]) -> f64 {
-    let failed = reports.iter().filter(|r| r.summary.phase == Phase::Failed).count();
+    let failed = reports
+        .iter()
+        .filter(|r| r.summary.phase == Phase::Failed)
+        .count();
     failed as f64 / reports.len() as f64
 }
 
@@ -71,8 +78,16 @@ fn a_healthy_canary_is_rarely_rolled_back() {
     let reports = runs(&plan, 0.01, 0.01);
     let bound = sprt.alpha / (1.0 - sprt.beta);
     let rate = rolled_back(&reports);
-    assert!(rate <= bound + tolerance(bound), "false rollbacks {rate} above {bound}");
-    assert!(reports.iter().all(|r| r.summary.phase != Phase::Progressing), "every run decided");
+    assert!(
+        rate <= bound + tolerance(bound),
+        "false rollbacks {rate} above {bound}"
+    );
+    assert!(
+        reports
+            .iter()
+            .all(|r| r.summary.phase != Phase::Progressing),
+        "every run decided"
+    );
 }
 
 #[test]
@@ -82,7 +97,10 @@ fn a_canary_at_the_design_degradation_is_caught() {
     let reports = runs(&plan, 0.01, 0.02);
     let power = rolled_back(&reports);
     let wanted = 1.0 - sprt.beta;
-    assert!(power >= wanted - tolerance(wanted), "caught {power}, wanted {wanted}");
+    assert!(
+        power >= wanted - tolerance(wanted),
+        "caught {power}, wanted {wanted}"
+    );
 
     // Failed requests before the rollback, against Wald's expected sample size.
     let caught: Vec<f64> = reports
@@ -92,8 +110,14 @@ fn a_canary_at_the_design_degradation_is_caught() {
         .collect();
     let mean = caught.iter().sum::<f64>() / caught.len() as f64;
     let wald = sprt.expected_canary_errors(0.5);
-    assert!(mean <= 1.5 * wald, "{mean} failed requests on average, Wald expects {wald}");
-    assert!(mean >= 0.5 * wald, "{mean} is implausibly below Wald's {wald}");
+    assert!(
+        mean <= 1.5 * wald,
+        "{mean} failed requests on average, Wald expects {wald}"
+    );
+    assert!(
+        mean >= 0.5 * wald,
+        "{mean} is implausibly below Wald's {wald}"
+    );
 }
 
 #[test]
@@ -105,8 +129,14 @@ fn the_issue_s_bad_canary_is_caught_early_in_a_normal_rollout() {
     let mut errors: Vec<u64> = reports.iter().map(|r| r.summary.canary_errors).collect();
     errors.sort_unstable();
     let median = errors[errors.len() / 2];
-    assert!(median <= 15, "median failed requests before rollback: {median}");
+    assert!(
+        median <= 15,
+        "median failed requests before rollback: {median}"
+    );
     let healthy = runs(&plan, 0.005, 0.005);
     let rate = rolled_back(&healthy);
-    assert!(rate <= 0.01 + tolerance(0.01), "false rollbacks in a normal rollout: {rate}");
+    assert!(
+        rate <= 0.01 + tolerance(0.01),
+        "false rollbacks in a normal rollout: {rate}"
+    );
 }

@@ -52,7 +52,10 @@ impl Engine<'_> {
         let due = self.next_analysis_at().is_some_and(|at| at <= self.now);
         if self.wants_analysis() && due {
             if !self.analysis_has_checks() {
-                self.analysed(&AnalysisResults { gate: true, ..AnalysisResults::default() });
+                self.analysed(&AnalysisResults {
+                    gate: true,
+                    ..AnalysisResults::default()
+                });
             } else {
                 let metrics = self
                     .plan
@@ -60,9 +63,15 @@ impl Engine<'_> {
                     .metrics
                     .iter()
                     .filter(|metric| !metric.is_sequential())
-                    .map(|metric| MetricRequest { metric: metric.name.clone(), window: metric.window })
+                    .map(|metric| MetricRequest {
+                        metric: metric.name.clone(),
+                        window: metric.window,
+                    })
                     .collect();
-                self.emit(Action::RunAnalysis { metrics, gate: true });
+                self.emit(Action::RunAnalysis {
+                    metrics,
+                    gate: true,
+                });
             }
             return;
         }
@@ -208,7 +217,11 @@ impl Engine<'_> {
     /// Whether an analysis run has anything to check: metrics, or `rollout`/`rollback`
     /// webhooks.
     fn analysis_has_checks(&self) -> bool {
-        self.plan.analysis.metrics.iter().any(|metric| !metric.is_sequential())
+        self.plan
+            .analysis
+            .metrics
+            .iter()
+            .any(|metric| !metric.is_sequential())
             || self.has_hooks(HookType::Rollout)
             || self.has_hooks(HookType::Rollback)
     }

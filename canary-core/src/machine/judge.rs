@@ -31,9 +31,11 @@ pub fn judge(
                 (Some(*value), Verdict::Fail, why)
             }
         }
-        Some(MetricOutcome::Error(message)) => {
-            (None, Verdict::Inconclusive, format!("query failed: {message}"))
-        }
+        Some(MetricOutcome::Error(message)) => (
+            None,
+            Verdict::Inconclusive,
+            format!("query failed: {message}"),
+        ),
         Some(MetricOutcome::Counts(_)) => {
             let why = "the query returned counts, not a value".to_owned();
             (None, Verdict::Inconclusive, why)

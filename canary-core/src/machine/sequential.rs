@@ -9,10 +9,14 @@ use crate::status::{Measurement, Phase, SequentialState, Verdict};
 
 impl Engine<'_> {
     fn sequential_metrics(&self) -> impl Iterator<Item = (&MetricPlan, Sprt)> {
-        self.plan.analysis.metrics.iter().filter_map(|metric| match metric.judge {
-            Judge::Sequential(sprt) => Some((metric, sprt)),
-            Judge::Threshold(_) => None,
-        })
+        self.plan
+            .analysis
+            .metrics
+            .iter()
+            .filter_map(|metric| match metric.judge {
+                Judge::Sequential(sprt) => Some((metric, sprt)),
+                Judge::Threshold(_) => None,
+            })
     }
 
     /// Fresh judges for a new release, measuring from now.
@@ -56,7 +60,10 @@ impl Engine<'_> {
             .iter()
             .filter(|state| state.verdict.is_none())
             .filter(|state| {
-                state.since.checked_add(self.period(&state.metric)).is_ok_and(|at| at <= self.now)
+                state
+                    .since
+                    .checked_add(self.period(&state.metric))
+                    .is_ok_and(|at| at <= self.now)
             })
             .map(|state| MetricRequest {
                 metric: state.metric.clone(),
@@ -64,7 +71,10 @@ impl Engine<'_> {
             })
             .collect();
         if !due.is_empty() {
-            self.emit(Action::RunAnalysis { metrics: due, gate: false });
+            self.emit(Action::RunAnalysis {
+                metrics: due,
+                gate: false,
+            });
         }
     }
 
@@ -74,15 +84,21 @@ impl Engine<'_> {
         if !matches!(self.status.phase, Phase::Progressing | Phase::Paused) {
             return;
         }
-        let judges: Vec<(String, Sprt)> =
-            self.sequential_metrics().map(|(metric, sprt)| (metric.name.clone(), sprt)).collect();
+        let judges: Vec<(String, Sprt)> = self
+            .sequential_metrics()
+            .map(|(metric, sprt)| (metric.name.clone(), sprt))
+            .collect();
         let mut rejected = None;
         for result in &results.metrics {
             let Some((_, sprt)) = judges.iter().find(|(name, _)| *name == result.metric) else {
                 continue;
             };
             let now = self.now;
-            let Some(state) = self.status.sequential.iter_mut().find(|s| s.metric == result.metric)
+            let Some(state) = self
+                .status
+                .sequential
+                .iter_mut()
+                .find(|s| s.metric == result.metric)
             else {
                 continue;
             };
@@ -135,15 +151,20 @@ impl Engine<'_> {
     }
 
     fn record_sequential(&mut self, state: &SequentialState, sprt: Sprt, outcome: &MetricOutcome) {
-        let success = (state.canary_requests > 0).then(|| {
-            100.0 * (1.0 - state.canary_errors as f64 / state.canary_requests as f64)
-        });
+        let success = (state.canary_requests > 0)
+            .then(|| 100.0 * (1.0 - state.canary_errors as f64 / state.canary_requests as f64));
         let (verdict, message) = match (outcome, state.verdict) {
-            (MetricOutcome::Error(why), _) => (Verdict::Inconclusive, format!("query failed: {why}")),
-            (MetricOutcome::Value(_), _) => {
-                (Verdict::Inconclusive, "the query returned a value, not counts".to_owned())
+            (MetricOutcome::Error(why), _) => {
+                (Verdict::Inconclusive, format!("query failed: {why}"))
             }
-            (_, Some(verdict)) => (verdict, format!("log-likelihood ratio {:.2}; decided", state.llr)),
+            (MetricOutcome::Value(_), _) => (
+                Verdict::Inconclusive,
+                "the query returned a value, not counts".to_owned(),
+            ),
+            (_, Some(verdict)) => (
+                verdict,
+                format!("log-likelihood ratio {:.2}; decided", state.llr),
+            ),
             (_, None) => (
                 Verdict::Continue,
                 format!(
@@ -155,7 +176,11 @@ impl Engine<'_> {
             ),
         };
         if verdict == Verdict::Inconclusive {
-            self.event(EventKind::Warning, "SequentialInconclusive", format!("{}: {message}", state.metric));
+            self.event(
+                EventKind::Warning,
+                "SequentialInconclusive",
+                format!("{}: {message}", state.metric),
+            );
         }
         self.status.record(Measurement {
             metric: state.metric.clone(),

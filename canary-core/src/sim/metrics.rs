@@ -36,7 +36,9 @@ impl MetricProvider for SimMetrics {
         let mut counts = ErrorCounts::default();
         let mut latencies = Vec::new();
         for second in (start + 1)..=end {
-            let traffic = self.model.second(second, &self.traffic.route_for_second(second));
+            let traffic = self
+                .model
+                .second(second, &self.traffic.route_for_second(second));
             let seen = traffic.canary + traffic.mirrored;
             counts.canary_requests += seen;
             counts.canary_errors += traffic.canary_errors + traffic.mirrored_errors;

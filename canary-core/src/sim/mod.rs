@@ -155,7 +155,7 @@ impl<'p> Simulation<'p> {
             .analysis
             .metrics
             .iter()
-            .filter(|metric| matches!(metric.query, MetricQuery::Prometheus { .. }))
+            .filter(|metric| matches!(metric.query, MetricQuery::Custom { .. }))
             .map(|metric| metric.name.as_str())
             .collect()
     }

@@ -131,7 +131,9 @@ impl Recorder {
             .collect();
         let verdict = pass.analysed.then(|| {
             let worst = [Verdict::Fail, Verdict::Inconclusive, Verdict::Continue];
-            let found = worst.into_iter().find(|v| measured.iter().any(|m| m.verdict == *v));
+            let found = worst
+                .into_iter()
+                .find(|v| measured.iter().any(|m| m.verdict == *v));
             found.unwrap_or(Verdict::Pass)
         });
         let mut row = self.row(t, last, events.iter().map(|e| describe(e)).collect());

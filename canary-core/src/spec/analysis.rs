@@ -142,15 +142,19 @@ impl std::fmt::Display for ThresholdRange {
     }
 }
 
-/// A custom Prometheus query.
+/// Where a metric is queried: a Prometheus server, and a custom query (a builtin metric needs
+/// none).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PrometheusQuery {
-    /// The server, e.g. `http://prometheus:9090`.
-    pub address: String,
-    /// PromQL, with `{{ namespace }}`, `{{ target }}`, `{{ service }}`, `{{ ingress }}`,
-    /// `{{ interval }}` and the `variables` filled in.
-    pub query: String,
+    /// The server, e.g. `http://prometheus:9090`; the controller's default server when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// PromQL, with `{{ namespace }}`, `{{ target }}` (the canary workload), `{{ stable }}`,
+    /// `{{ service }}`, `{{ ingress }}`, `{{ interval }}` and the `variables` filled in. Absent
+    /// for a builtin metric.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
     /// Your own variables for the query, used as `{{ name }}`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub variables: BTreeMap<String, String>,

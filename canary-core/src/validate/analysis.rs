@@ -6,10 +6,10 @@ use jiff::SignedDuration;
 
 use super::Checker;
 use crate::plan::{AnalysisPlan, BuiltinMetric, Judge, MetricPlan, MetricQuery, Sprt, WebhookPlan};
-use crate::spec::{Analysis, JudgeKind, Metric, PrometheusQuery, SequentialSettings, ThresholdRange};
-
-/// The variables a custom query may use.
-pub const QUERY_VARIABLES: [&str; 5] = ["namespace", "target", "service", "ingress", "interval"];
+use crate::queries::QUERY_VARIABLES;
+use crate::spec::{
+    Analysis, JudgeKind, Metric, PrometheusQuery, SequentialSettings, ThresholdRange,
+};
 
 /// How often the sequential judge measures when the spec does not say.
 pub const DEFAULT_SEQUENTIAL_PERIOD: SignedDuration = SignedDuration::from_secs(10);
@@ -27,9 +27,9 @@ pub(super) fn check_analysis(c: &mut Checker, analysis: Option<&Analysis>) -> An
         DEFAULT_INTERVAL,
         SignedDuration::from_secs(1),
     );
-    let inconclusive_limit = analysis.inconclusive_limit.map(|limit| {
-        c.int_in("spec.analysis.inconclusiveLimit", Some(limit), 1..=1000, 1)
-    });
+    let inconclusive_limit = analysis
+        .inconclusive_limit
+        .map(|limit| c.int_in("spec.analysis.inconclusiveLimit", Some(limit), 1..=1000, 1));
     let failure_limit = c.int_in(
         "spec.analysis.failureLimit",
         analysis.failure_limit,
@@ -106,38 +106,55 @@ fn check_metric(
     let window = c.duration(
         &format!("{path}.interval"),
         metric.interval.as_deref(),
-        if sequential { DEFAULT_SEQUENTIAL_PERIOD } else { interval },
+        if sequential {
+            DEFAULT_SEQUENTIAL_PERIOD
+        } else {
+            interval
+        },
         SignedDuration::from_secs(1),
     );
-    let query = match &metric.prometheus {
-        Some(prometheus) => {
-            check_url(c, &format!("{path}.prometheus.address"), &prometheus.address);
-            check_variables(c, &format!("{path}.prometheus.variables"), prometheus);
-            check_template(c, &format!("{path}.prometheus.query"), prometheus);
-            Some(MetricQuery::Prometheus {
-                address: prometheus.address.clone(),
-                query: prometheus.query.clone(),
+    let prometheus = metric.prometheus.clone().unwrap_or_default();
+    if let Some(address) = &prometheus.address {
+        check_url(c, &format!("{path}.prometheus.address"), address);
+    }
+    let query = match &prometheus.query {
+        Some(query) => {
+            check_variables(c, &format!("{path}.prometheus.variables"), &prometheus);
+            check_template(c, &format!("{path}.prometheus.query"), query, &prometheus);
+            Some(MetricQuery::Custom {
+                query: query.clone(),
                 variables: prometheus.variables.clone(),
             })
         }
-        None => match BuiltinMetric::from_name(&metric.name) {
-            Some(builtin) => Some(MetricQuery::Builtin(builtin)),
-            None => {
+        None => {
+            if !prometheus.variables.is_empty() {
                 c.error(
-                    format!("{path}.name"),
-                    format!(
-                        "`{}` is not a builtin metric (request-success-rate, request-duration); \
-                         give a prometheus query for a custom metric",
-                        metric.name
-                    ),
+                    format!("{path}.prometheus.variables"),
+                    "only for a custom query",
                 );
-                None
             }
-        },
+            match BuiltinMetric::from_name(&metric.name) {
+                Some(builtin) => Some(MetricQuery::Builtin(builtin)),
+                None => {
+                    c.error(
+                        format!("{path}.name"),
+                        format!(
+                            "`{}` is not a builtin metric (request-success-rate, request-duration); \
+                             give a prometheus query for a custom metric",
+                            metric.name
+                        ),
+                    );
+                    None
+                }
+            }
+        }
     };
     let judge = if sequential {
         if metric.threshold_range.is_some() {
-            c.error(format!("{path}.thresholdRange"), "the sequential judge takes no range; give `sequential` settings");
+            c.error(
+                format!("{path}.thresholdRange"),
+                "the sequential judge takes no range; give `sequential` settings",
+            );
         }
         if query != Some(MetricQuery::Builtin(BuiltinMetric::RequestSuccessRate)) {
             c.error(
@@ -145,14 +162,29 @@ fn check_metric(
                 "the sequential judge compares error rates: use it with the builtin request-success-rate",
             );
         }
-        Some(Judge::Sequential(check_sprt(c, &format!("{path}.sequential"), metric.sequential.unwrap_or_default())))
+        Some(Judge::Sequential(check_sprt(
+            c,
+            &format!("{path}.sequential"),
+            metric.sequential.unwrap_or_default(),
+        )))
     } else {
         if metric.sequential.is_some() {
             c.error(format!("{path}.sequential"), "only for `judge: sequential`");
         }
-        check_range(c, &format!("{path}.thresholdRange"), metric.threshold_range.as_ref()).map(Judge::Threshold)
+        check_range(
+            c,
+            &format!("{path}.thresholdRange"),
+            metric.threshold_range.as_ref(),
+        )
+        .map(Judge::Threshold)
     };
-    Some(MetricPlan { name: metric.name.clone(), window, judge: judge?, query: query? })
+    Some(MetricPlan {
+        name: metric.name.clone(),
+        window,
+        judge: judge?,
+        query: query?,
+        address: prometheus.address,
+    })
 }
 
 /// The sequential judge's settings with their defaults.
@@ -161,7 +193,10 @@ fn check_sprt(c: &mut Checker, path: &str, settings: SequentialSettings) -> Sprt
         None => default,
         Some(v) if v > 0.0 && v < 0.5 => v,
         Some(v) => {
-            c.error(format!("{path}.{name}"), format!("{v} must be above 0 and below 0.5"));
+            c.error(
+                format!("{path}.{name}"),
+                format!("{v} must be above 0 and below 0.5"),
+            );
             default
         }
     };
@@ -171,11 +206,18 @@ fn check_sprt(c: &mut Checker, path: &str, settings: SequentialSettings) -> Sprt
         None => 2.0,
         Some(r) if r.is_finite() && r > 1.0 => r,
         Some(r) => {
-            c.error(format!("{path}.degradation"), format!("{r} must be above 1 (a ratio of error rates)"));
+            c.error(
+                format!("{path}.degradation"),
+                format!("{r} must be above 1 (a ratio of error rates)"),
+            );
             2.0
         }
     };
-    Sprt { alpha, beta, degradation }
+    Sprt {
+        alpha,
+        beta,
+        degradation,
+    }
 }
 
 fn check_range(
@@ -224,22 +266,30 @@ pub(super) fn check_url(c: &mut Checker, path: &str, url: &str) {
 /// User variables: names of letters, digits and `_`, not shadowing a builtin.
 fn check_variables(c: &mut Checker, path: &str, prometheus: &PrometheusQuery) {
     for name in prometheus.variables.keys() {
-        let word = !name.is_empty() && name.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_');
+        let word = !name.is_empty()
+            && name
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || ch == '_');
         if !word {
-            c.error(format!("{path}.{name}"), "variable names are letters, digits and `_`");
+            c.error(
+                format!("{path}.{name}"),
+                "variable names are letters, digits and `_`",
+            );
         } else if QUERY_VARIABLES.contains(&name.as_str()) {
-            c.error(format!("{path}.{name}"), "is filled in by canary; choose another name");
+            c.error(
+                format!("{path}.{name}"),
+                "is filled in by canary; choose another name",
+            );
         }
     }
 }
 
 /// Every `{{ variable }}` in a query must be one we fill in, or one of the user's.
-fn check_template(c: &mut Checker, path: &str, prometheus: &PrometheusQuery) {
-    let query = &prometheus.query;
+fn check_template(c: &mut Checker, path: &str, query: &str, prometheus: &PrometheusQuery) {
     if query.trim().is_empty() {
         c.error(path, "must not be empty");
     }
-    let mut rest = query.as_str();
+    let mut rest = query;
     while let Some(start) = rest.find("{{") {
         let after = &rest[start + 2..];
         let Some(end) = after.find("}}") else {
