@@ -775,3 +775,46 @@ mod webhooks {
         assert!(events.len() >= 5);
     }
 }
+
+#[tokio::test]
+async fn the_inconclusive_limit_rolls_back_after_runs_in_a_row_without_evidence() {
+    let analysis = format!(
+        "{}    noData: Inconclusive\n    inconclusiveLimit: 3\n",
+        success_rate(2)
+    );
+    let world = World::new(&rollout(
+        "kuma",
+        "{canary: {stepWeight: 10, maxWeight: 50}}",
+        &analysis,
+    ));
+    world.metrics.set(
+        "request-success-rate",
+        MetricOutcome::Error("connection refused".into()),
+    );
+    world.metrics.queue(
+        "request-success-rate",
+        [
+            MetricOutcome::NoData,
+            MetricOutcome::NoData,
+            MetricOutcome::Value(99.9),
+        ],
+    );
+    world.start().await;
+    let end = world.run_until(HOUR, |s| s.phase.is_terminal()).await;
+    assert_eq!(
+        end.phase,
+        Phase::Failed,
+        "two, then a pass resets the count, then three in a row"
+    );
+    assert_eq!(
+        end.condition("Promoted").map(|c| c.reason.as_str()),
+        Some("AnalysisInconclusive")
+    );
+    assert_eq!(
+        end.measurements
+            .iter()
+            .filter(|m| m.verdict == canary_core::Verdict::Inconclusive)
+            .count(),
+        5
+    );
+}

@@ -451,3 +451,112 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn analysis_settings_are_checked() {
+    let strategy =
+        "  trafficRouting: {istio: {}}\n  strategy: {canary: {stepWeight: 10, maxWeight: 50}}\n";
+    let e = errors(&format!(
+        "{strategy}  analysis:
+    inconclusiveLimit: 0
+    metrics:
+    - {{name: request-success-rate, judge: sequential, thresholdRange: {{min: 99}}, sequential: {{alpha: 0.7, beta: 0, degradation: 1}}}}
+    - {{name: request-duration, judge: sequential}}
+    - {{name: request-duration, sequential: {{alpha: 0.1}}, thresholdRange: {{max: 100}}}}
+    - name: errors
+      prometheus:
+        query: 'sum(rate(x{{app=\"{{{{ app }}}}\",ns=\"{{{{ namespace }}}}\"}}[{{{{ interval }}}}]))'
+        variables: {{app: podinfo, namespace: other, bad-name: x}}
+      thresholdRange: {{max: 1}}
+    - name: p99
+      prometheus: {{query: 'histogram_quantile(0.99, x{{a=\"{{{{ missing }}}}\"}})'}}
+      thresholdRange: {{max: 1}}
+"
+    ));
+    let m = "spec.analysis.metrics";
+    assert!(
+        has(
+            &e,
+            "spec.analysis.inconclusiveLimit",
+            "0 is not within 1..=1000"
+        ),
+        "{e:?}"
+    );
+    assert!(
+        has(&e, &format!("{m}[0].thresholdRange"), "takes no range"),
+        "{e:?}"
+    );
+    assert!(
+        has(
+            &e,
+            &format!("{m}[0].sequential.alpha"),
+            "above 0 and below 0.5"
+        ),
+        "{e:?}"
+    );
+    assert!(
+        has(
+            &e,
+            &format!("{m}[0].sequential.beta"),
+            "above 0 and below 0.5"
+        ),
+        "{e:?}"
+    );
+    assert!(
+        has(
+            &e,
+            &format!("{m}[0].sequential.degradation"),
+            "must be above 1"
+        ),
+        "{e:?}"
+    );
+    assert!(
+        has(
+            &e,
+            &format!("{m}[1].judge"),
+            "use it with the builtin request-success-rate"
+        ),
+        "{e:?}"
+    );
+    assert!(
+        has(
+            &e,
+            &format!("{m}[2].sequential"),
+            "only for `judge: sequential`"
+        ),
+        "{e:?}"
+    );
+    assert!(has(&e, &format!("{m}[2].name"), "given twice"), "{e:?}");
+    assert!(
+        has(
+            &e,
+            &format!("{m}[3].prometheus.variables.namespace"),
+            "filled in by canary"
+        ),
+        "{e:?}"
+    );
+    assert!(
+        has(
+            &e,
+            &format!("{m}[3].prometheus.variables.bad-name"),
+            "letters, digits and `_`"
+        ),
+        "{e:?}"
+    );
+    assert!(
+        !e.iter().any(|x| x.contains("{{ app }}")),
+        "a user variable is known: {e:?}"
+    );
+    assert!(
+        has(
+            &e,
+            &format!("{m}[4].prometheus.query"),
+            "unknown variable `{{ missing }}`"
+        ),
+        "{e:?}"
+    );
+    let ok = errors(&format!(
+        "{strategy}  analysis:\n    metrics:\n    - {{name: request-success-rate, judge: sequential}}\n    - {{name: request-duration, prometheus: {{address: 'https://prom:9090'}}, thresholdRange: {{max: 300}}}}\n"
+    ));
+    assert!(ok.is_empty(), "{ok:?}");
+}
