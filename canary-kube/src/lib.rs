@@ -1,9 +1,22 @@
 //! # canary-kube
 //!
-//! Kubernetes glue for canary: the Deployment workload provider, the Rollout custom resource,
-//! the status store on its status subresource, and the controller. This crate is being built;
-//! today it only names the Kubernetes group and version the Rollout resource will be served
-//! under.
+//! canary on a Kubernetes cluster: the Rollout custom resource, the Deployment workload
+//! provider, the status store on the Rollout's status subresource, and the controller.
+
+pub mod command;
+pub mod controller;
+pub mod crd;
+pub mod ctl;
+pub mod error;
+pub mod leader;
+pub mod metrics;
+pub mod revision;
+pub mod store;
+pub mod template;
+pub mod traffic;
+pub mod workload;
+
+pub use error::{Error, Result};
 
 /// The API group of the Rollout custom resource.
 pub const GROUP: &str = "canary.rs";

@@ -26,13 +26,28 @@ pub struct NewVersion {
 }
 
 /// A count (`3`) or a percent (`"20%"`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum IntOrPercent {
     /// A count.
     Int(i64),
     /// A percent such as `20%`.
     String(String),
+}
+
+impl JsonSchema for IntOrPercent {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "IntOrPercent".into()
+    }
+
+    /// Kubernetes' int-or-string, as its structural schemas spell it.
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A count (`3`) or a percent (`\"20%\"`).",
+            "x-kubernetes-int-or-string": true,
+            "anyOf": [{"type": "integer"}, {"type": "string"}]
+        })
+    }
 }
 
 /// Labels and annotations for the canary pod template.

@@ -1,0 +1,308 @@
+//! The controller: `kube::runtime::Controller` over Rollouts, running the core driver against
+//! the Deployment workload provider, a traffic provider per Rollout, and the status
+//! subresource.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use canary_core::driver::{Driver, Reconciled};
+use canary_core::machine::EventKind;
+use canary_core::providers::{Clock, MetricProvider, TrafficProvider, WebhookRunner};
+use canary_core::{RolloutPlan, RolloutStatus};
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::{Controller, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde_json::json;
+
+use crate::command;
+use crate::crd::Rollout;
+use crate::error::{Error, Result};
+use crate::metrics::Metrics;
+use crate::store::KubeStatusStore;
+use crate::workload::{DeploymentWorkload, FIELD_MANAGER, ROLE};
+
+/// The finalizer that resets routes and removes the canary when a Rollout is deleted.
+pub const FINALIZER: &str = "canary.rs/cleanup";
+
+/// How often an idle Rollout is looked at again without a change.
+pub const RESYNC: Duration = Duration::from_secs(300);
+
+/// Makes the traffic provider of a Rollout.
+pub trait TrafficFactory: Send + Sync {
+    /// The provider for `plan` (the same state for the same Rollout across passes).
+    fn provider(&self, plan: &RolloutPlan) -> Result<Arc<dyn TrafficProvider>>;
+}
+
+/// Everything a reconcile pass needs.
+pub struct Context {
+    /// The cluster.
+    pub client: Client,
+    /// Traffic providers.
+    pub traffic: Arc<dyn TrafficFactory>,
+    /// Metric measurements.
+    pub measurements: Arc<dyn MetricProvider>,
+    /// Webhook calls.
+    pub webhooks: Arc<dyn WebhookRunner>,
+    /// Now.
+    pub clock: Arc<dyn Clock>,
+    /// Events.
+    pub recorder: Recorder,
+    /// Prometheus metrics.
+    pub metrics: Metrics,
+}
+
+impl Context {
+    /// A context reporting events as `controller` (e.g. the Deployment's name).
+    pub fn new(
+        client: Client,
+        traffic: Arc<dyn TrafficFactory>,
+        measurements: Arc<dyn MetricProvider>,
+        webhooks: Arc<dyn WebhookRunner>,
+        clock: Arc<dyn Clock>,
+        metrics: Metrics,
+        controller: &str,
+    ) -> Self {
+        let reporter = Reporter {
+            controller: controller.to_owned(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        Context {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            traffic,
+            measurements,
+            webhooks,
+            clock,
+            metrics,
+        }
+    }
+}
+
+/// Runs the controller until `shutdown` completes: every Rollout in the cluster, woken by
+/// changes to it, to its canary Deployment and to its stable Deployment.
+pub async fn run(
+    context: Arc<Context>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let rollouts = Api::<Rollout>::all(context.client.clone());
+    let deployments = Api::<Deployment>::all(context.client.clone());
+    let controller = Controller::new(rollouts, watcher::Config::default());
+    let store = controller.store();
+    controller
+        .owns(
+            deployments.clone(),
+            watcher::Config::default().labels(&format!("{ROLE}=canary")),
+        )
+        .watches(
+            deployments,
+            watcher::Config::default(),
+            move |deployment: Deployment| {
+                let namespace = deployment.namespace();
+                let name = deployment.name_any();
+                store
+                    .state()
+                    .into_iter()
+                    .filter(|r| r.namespace() == namespace && r.spec.spec.workload_ref.name == name)
+                    .map(|r| ObjectRef::from_obj(&*r))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, context)
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                tracing::warn!(%error, "reconcile failed");
+            }
+        })
+        .await;
+}
+
+/// One pass over one Rollout.
+pub async fn reconcile(rollout: Arc<Rollout>, context: Arc<Context>) -> Result<Action> {
+    let started = Instant::now();
+    let namespace = rollout.namespace().unwrap_or_else(|| "default".to_owned());
+    let api = Api::<Rollout>::namespaced(context.client.clone(), &namespace);
+    let outcome = finalizer(&api, FINALIZER, rollout, |event| async {
+        match event {
+            Finalizer::Apply(rollout) => apply(&rollout, &context).await,
+            Finalizer::Cleanup(rollout) => cleanup(&rollout, &context).await,
+        }
+    })
+    .await
+    .map_err(|error| match error {
+        kube::runtime::finalizer::Error::ApplyFailed(error)
+        | kube::runtime::finalizer::Error::CleanupFailed(error) => error,
+        other => Error::Finalizer(other.to_string()),
+    });
+    context.metrics.reconciled(started.elapsed().as_secs_f64());
+    outcome
+}
+
+/// What the controller does after a failed pass: count it, and try again soon.
+pub fn error_policy(_rollout: Arc<Rollout>, error: &Error, context: Arc<Context>) -> Action {
+    context.metrics.failed(error.label());
+    Action::requeue(Duration::from_secs(5))
+}
+
+/// The Rollout as the core engine reads it.
+fn plan_of(
+    rollout: &Rollout,
+) -> std::result::Result<RolloutPlan, canary_core::validate::ValidationErrors> {
+    let file = canary_core::Rollout {
+        api_version: canary_core::spec::API_VERSION.to_owned(),
+        kind: canary_core::spec::KIND.to_owned(),
+        metadata: canary_core::spec::Metadata {
+            name: rollout.name_any(),
+            namespace: rollout.namespace(),
+            labels: rollout.labels().clone(),
+            annotations: BTreeMap::new(),
+        },
+        spec: rollout.spec.spec.clone(),
+    };
+    canary_core::validate::validate(&file)
+}
+
+async fn apply(rollout: &Rollout, context: &Context) -> Result<Action> {
+    let name = rollout.name_any();
+    let namespace = rollout.namespace().unwrap_or_else(|| "default".to_owned());
+    let api = Api::<Rollout>::namespaced(context.client.clone(), &namespace);
+    let plan = match plan_of(rollout) {
+        Ok(plan) => plan,
+        Err(errors) => {
+            refuse(rollout, &api, &errors.to_string(), context).await?;
+            return Ok(Action::await_change());
+        }
+    };
+    let workload = DeploymentWorkload::new(
+        context.client.clone(),
+        &plan,
+        rollout.controller_owner_ref(&()),
+    );
+    workload.adopt().await?;
+    let traffic = context.traffic.provider(&plan)?;
+    let store = KubeStatusStore::new(api, &name);
+    let driver = Driver {
+        plan: &plan,
+        traffic: &*traffic,
+        workload: &workload,
+        metrics: &*context.measurements,
+        webhooks: &*context.webhooks,
+        store: &store,
+    };
+    let now = context.clock.now();
+    let before = rollout.status.clone().unwrap_or_default();
+    let pass = match command::pending(rollout.annotations().into()) {
+        Some(Ok((id, command))) if id > before.last_command => {
+            driver.command(id, command, now).await?
+        }
+        Some(Err(why)) => {
+            publish(context, rollout, EventKind::Warning, "CommandRefused", &why).await;
+            driver.reconcile(now).await?
+        }
+        _ => driver.reconcile(now).await?,
+    };
+    for event in &pass.events {
+        publish(context, rollout, event.kind, &event.reason, &event.message).await;
+    }
+    let step_ended = (pass.status.step != before.step || pass.status.phase != before.phase)
+        .then(|| {
+            before
+                .gate_since
+                .map(|since| now.duration_since(since).as_secs_f64())
+        })
+        .flatten();
+    context
+        .metrics
+        .rollout(&namespace, &name, &pass.status, step_ended);
+    Ok(next(&pass))
+}
+
+/// When to look again.
+fn next(pass: &Reconciled) -> Action {
+    match pass.requeue_after {
+        Some(after) => Action::requeue(after.unsigned_abs().max(Duration::from_millis(200))),
+        None => Action::requeue(RESYNC),
+    }
+}
+
+/// A Rollout whose spec breaks the rules: say so in its status and an event, touch nothing.
+async fn refuse(
+    rollout: &Rollout,
+    api: &Api<Rollout>,
+    errors: &str,
+    context: &Context,
+) -> Result<()> {
+    let mut status: RolloutStatus = rollout.status.clone().unwrap_or_default();
+    let now = context.clock.now();
+    status.set_condition("Valid", false, "InvalidSpec", errors, now);
+    status.message = format!("the spec is invalid: {errors}");
+    if rollout.status.as_ref() != Some(&status) {
+        let patch =
+            json!({"apiVersion": "canary.rs/v1alpha1", "kind": "Rollout", "status": status});
+        api.patch_status(
+            &rollout.name_any(),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await?;
+        publish(context, rollout, EventKind::Warning, "InvalidSpec", errors).await;
+    }
+    Ok(())
+}
+
+/// The Rollout is being deleted: all traffic back to stable, canary objects and Deployment
+/// removed, the stable Deployment let go.
+async fn cleanup(rollout: &Rollout, context: &Context) -> Result<Action> {
+    let namespace = rollout.namespace().unwrap_or_else(|| "default".to_owned());
+    if let Ok(plan) = plan_of(rollout) {
+        let traffic = context.traffic.provider(&plan)?;
+        traffic.finalize().await?;
+        let workload = DeploymentWorkload::new(context.client.clone(), &plan, None);
+        canary_core::providers::WorkloadProvider::remove_canary(&workload).await?;
+        workload.release().await?;
+    }
+    context.metrics.forget(&namespace, &rollout.name_any());
+    publish(
+        context,
+        rollout,
+        EventKind::Normal,
+        "Deleted",
+        "routes reset, canary removed, stable Deployment released",
+    )
+    .await;
+    Ok(Action::await_change())
+}
+
+/// Publishes an event on the Rollout; a failure to publish is logged, never fatal.
+async fn publish(
+    context: &Context,
+    rollout: &Rollout,
+    kind: EventKind,
+    reason: &str,
+    message: &str,
+) {
+    let event = Event {
+        type_: match kind {
+            EventKind::Normal => EventType::Normal,
+            EventKind::Warning => EventType::Warning,
+        },
+        reason: reason.chars().take(128).collect(),
+        note: Some(message.chars().take(1000).collect()),
+        action: "Reconcile".to_owned(),
+        secondary: None,
+    };
+    if let Err(error) = context
+        .recorder
+        .publish(&event, &rollout.object_ref(&()))
+        .await
+    {
+        tracing::warn!(%error, reason, "cannot publish an event");
+    }
+}
