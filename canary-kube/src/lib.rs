@@ -13,6 +13,8 @@ pub mod metrics;
 pub mod revision;
 pub mod store;
 pub mod template;
+#[cfg(feature = "test-util")]
+pub mod testserver;
 pub mod traffic;
 pub mod workload;
 

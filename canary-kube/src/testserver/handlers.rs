@@ -1,0 +1,283 @@
+//! Verb handlers for resource paths: get, list, watch, create, replace, patch, delete.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::State;
+use super::apply::{self, ApplyRequest};
+use super::errors::{ApiError, ApiResult};
+use super::http::Body;
+use super::patch::{self, PatchKind};
+use super::requests::Verb;
+use super::routes::Target;
+use super::selectors::Selector;
+use super::store::{Owner, Part};
+use super::watch::{self, WatchSpec};
+
+/// A handler's answer.
+pub(crate) enum Reply {
+    /// A JSON document with an HTTP code.
+    Json(u16, Value),
+    /// A watch stream (HTTP 200).
+    Stream(Body),
+}
+
+/// Everything a handler needs from the request.
+pub(crate) struct Call<'a> {
+    /// The classified verb.
+    pub verb: Verb,
+    /// The parsed resource path.
+    pub target: &'a Target,
+    /// Decoded query parameters.
+    pub query: &'a HashMap<String, String>,
+    /// `Content-Type` header (empty if absent).
+    pub content_type: &'a str,
+    /// Field manager for non-apply writes (`fieldManager` or derived from the user agent).
+    pub manager: &'a str,
+    /// Request body.
+    pub body: &'a [u8],
+}
+
+/// Dispatches a resource request.
+pub(crate) fn handle(state: &Arc<State>, call: &Call<'_>) -> ApiResult<Reply> {
+    let t = call.target;
+    if call.verb.is_write() && call.query.contains_key("dryRun") {
+        return Err(ApiError::bad_request(
+            "dryRun is not supported by the test server",
+        ));
+    }
+    let name = t.name.as_deref();
+    match (call.verb, name) {
+        (Verb::Get, Some(name)) => get(state, t, name),
+        (Verb::List, None) => list(state, call),
+        (Verb::Watch, None) => watch(state, call),
+        (Verb::Create, None) if !t.rt.namespaced || t.ns.is_some() => create(state, call),
+        (Verb::Update, Some(name)) => replace(state, call, name),
+        (Verb::Patch, Some(name)) => patch(state, call, name),
+        (Verb::Delete, Some(name)) => delete(state, call, name),
+        (Verb::Delete, None) => delete_collection(state, call),
+        _ => Err(ApiError::method_not_allowed(format!(
+            "the server does not allow this method on the requested resource ({:?})",
+            call.verb
+        ))),
+    }
+}
+
+fn part(t: &Target) -> Part {
+    if t.status { Part::Status } else { Part::Main }
+}
+
+fn parse_body(body: &[u8]) -> ApiResult<Value> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_request(format!("the body of the request could not be decoded: {e}"))
+    })?;
+    if value.is_object() || value.is_array() {
+        Ok(value)
+    } else {
+        Err(ApiError::bad_request(
+            "the body of the request must be a JSON object",
+        ))
+    }
+}
+
+fn require_object(value: Value) -> ApiResult<Value> {
+    if value.is_object() {
+        Ok(value)
+    } else {
+        Err(ApiError::bad_request(
+            "the body of the request must be a JSON object",
+        ))
+    }
+}
+
+fn get(state: &State, t: &Target, name: &str) -> ApiResult<Reply> {
+    let inner = state.store.lock();
+    let obj = inner
+        .get(&t.rt, t.ns.as_deref(), name)
+        .ok_or_else(|| ApiError::not_found(&t.rt, name))?;
+    Ok(Reply::Json(200, obj.clone()))
+}
+
+fn selector(query: &HashMap<String, String>) -> ApiResult<Selector> {
+    Selector::parse(
+        query.get("labelSelector").map(String::as_str),
+        query.get("fieldSelector").map(String::as_str),
+    )
+}
+
+fn list_doc(t: &Target, rv: u64, items: Vec<Value>) -> Value {
+    json!({
+        "kind": format!("{}List", t.rt.kind),
+        "apiVersion": t.rt.api_version(),
+        "metadata": {"resourceVersion": rv.to_string()},
+        "items": items,
+    })
+}
+
+fn list(state: &State, call: &Call<'_>) -> ApiResult<Reply> {
+    let t = call.target;
+    let selector = selector(call.query)?;
+    let inner = state.store.lock();
+    let items = inner
+        .list(&t.rt, t.ns.as_deref())
+        .into_iter()
+        .filter(|o| selector.matches(o))
+        .collect();
+    Ok(Reply::Json(200, list_doc(t, inner.rv(), items)))
+}
+
+fn watch(state: &Arc<State>, call: &Call<'_>) -> ApiResult<Reply> {
+    let q = call.query;
+    let t = call.target;
+    let flag = |k: &str| q.get(k).is_some_and(|v| v == "true" || v == "1");
+    let initial = flag("sendInitialEvents");
+    let from = match q.get("resourceVersion").map(String::as_str) {
+        _ if initial => None,
+        None | Some("" | "0") => None,
+        Some(rv) => Some(rv.parse::<u64>().map_err(|_| {
+            ApiError::bad_request(format!("invalid resourceVersion {rv:?}: not a number"))
+        })?),
+    };
+    let timeout = match q.get("timeoutSeconds") {
+        Some(s) => Some(Duration::from_secs(s.parse::<u64>().map_err(|_| {
+            ApiError::bad_request(format!("invalid timeoutSeconds {s:?}"))
+        })?)),
+        None => None,
+    };
+    let spec = WatchSpec {
+        rt: t.rt.clone(),
+        ns: t.ns.clone(),
+        selector: selector(q)?,
+        from,
+        initial_end_bookmark: initial,
+        bookmarks: flag("allowWatchBookmarks"),
+        timeout,
+    };
+    Ok(Reply::Stream(watch::start(Arc::clone(state), spec)))
+}
+
+fn create(state: &State, call: &Call<'_>) -> ApiResult<Reply> {
+    let t = call.target;
+    let body = require_object(parse_body(call.body)?)?;
+    let owner = Owner::Update(call.manager.to_owned());
+    let created = state
+        .store
+        .lock()
+        .create(&t.rt, t.ns.as_deref(), body, false, &owner)?;
+    Ok(Reply::Json(201, created))
+}
+
+fn replace(state: &State, call: &Call<'_>, name: &str) -> ApiResult<Reply> {
+    let t = call.target;
+    let body = require_object(parse_body(call.body)?)?;
+    let owner = Owner::Update(call.manager.to_owned());
+    let updated = state
+        .store
+        .lock()
+        .update(&t.rt, t.ns.as_deref(), name, body, part(t), &owner)?;
+    Ok(Reply::Json(200, updated))
+}
+
+fn patch(state: &State, call: &Call<'_>, name: &str) -> ApiResult<Reply> {
+    let t = call.target;
+    let kind = PatchKind::from_content_type(call.content_type)?;
+    let body = parse_body(call.body).map_err(|e| match kind {
+        PatchKind::Apply => ApiError::bad_request(format!(
+            "{}; this test server accepts apply bodies as JSON only",
+            e.message
+        )),
+        _ => e,
+    })?;
+    let mut inner = state.store.lock();
+    if kind == PatchKind::Apply {
+        let manager = call
+            .query
+            .get("fieldManager")
+            .filter(|m| !m.is_empty())
+            .ok_or_else(|| {
+                ApiError::invalid(
+                    "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is \
+                 required for apply patch",
+                )
+            })?;
+        let req = ApplyRequest {
+            rt: &t.rt,
+            ns: t.ns.as_deref(),
+            name,
+            part: part(t),
+            manager,
+            force: call.query.get("force").is_some_and(|v| v == "true"),
+        };
+        let (code, obj) = apply::apply(&mut inner, &req, &require_object(body)?)?;
+        return Ok(Reply::Json(code, obj));
+    }
+    let live = inner
+        .get(&t.rt, t.ns.as_deref(), name)
+        .ok_or_else(|| ApiError::not_found(&t.rt, name))?;
+    let patched = match kind {
+        PatchKind::Merge => patch::merge(live, &require_object(body)?),
+        PatchKind::Json => patch::json(live, &body)?,
+        PatchKind::Strategic if t.rt.is_builtin() => patch::strategic(live, &require_object(body)?),
+        PatchKind::Strategic | PatchKind::Apply => {
+            return Err(ApiError::unsupported_media(format!(
+                "strategic merge patch is not supported for {}; use a merge patch or server-side apply",
+                t.rt.kind
+            )));
+        }
+    };
+    let owner = Owner::Update(call.manager.to_owned());
+    let updated = inner.update(&t.rt, t.ns.as_deref(), name, patched, part(t), &owner)?;
+    Ok(Reply::Json(200, updated))
+}
+
+/// `preconditions.resourceVersion` from an optional `DeleteOptions` body.
+fn delete_precondition(body: &[u8]) -> ApiResult<Option<String>> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    let options = parse_body(body)?;
+    Ok(options
+        .get("preconditions")
+        .and_then(|p| p.get("resourceVersion"))
+        .and_then(Value::as_str)
+        .map(str::to_owned))
+}
+
+fn delete(state: &State, call: &Call<'_>, name: &str) -> ApiResult<Reply> {
+    let t = call.target;
+    if t.status {
+        return Err(ApiError::method_not_allowed(
+            "DELETE is not allowed on the status subresource",
+        ));
+    }
+    let precondition = delete_precondition(call.body)?;
+    let deleted =
+        state
+            .store
+            .lock()
+            .delete(&t.rt, t.ns.as_deref(), name, precondition.as_deref())?;
+    Ok(Reply::Json(200, deleted))
+}
+
+fn delete_collection(state: &State, call: &Call<'_>) -> ApiResult<Reply> {
+    let t = call.target;
+    let selector = selector(call.query)?;
+    delete_precondition(call.body)?;
+    let mut inner = state.store.lock();
+    let mut deleted = Vec::new();
+    for obj in inner
+        .list(&t.rt, t.ns.as_deref())
+        .into_iter()
+        .filter(|o| selector.matches(o))
+    {
+        let ns = super::store::meta_str(&obj, "namespace").map(str::to_owned);
+        let name = super::store::meta_str(&obj, "name")
+            .unwrap_or_default()
+            .to_owned();
+        deleted.push(inner.delete(&t.rt, ns.as_deref(), &name, None)?);
+    }
+    Ok(Reply::Json(200, list_doc(t, inner.rv(), deleted)))
+}

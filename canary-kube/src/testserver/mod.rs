@@ -1,0 +1,275 @@
+//! An in-memory, stateful Kubernetes API server for tests.
+//!
+//! [`ApiServer::start`] binds `127.0.0.1:0` and serves the Kubernetes REST API over
+//! plain HTTP/1.1 so that a real [`kube::Client`] (from [`ApiServer::client`]) can talk
+//! to it: get, list (label and field selectors), watch (history replay, `410 Gone` on
+//! compacted versions, bookmarks, timeouts), create (incl. `generateName`), replace
+//! (optimistic concurrency), delete (finalizers), JSON merge patch, JSON patch,
+//! a simplified strategic merge patch (built-in types only; 415 for custom resources),
+//! and server-side apply with per-manager field ownership in `metadata.managedFields`.
+//!
+//! Built-in types: core `v1` Pods, Services, ConfigMaps, Secrets, Events, Namespaces;
+//! `apps/v1` Deployments and ReplicaSets; `networking.k8s.io/v1` Ingresses;
+//! `coordination.k8s.io/v1` Leases; `events.k8s.io/v1` Events. Custom resources are
+//! added with [`ApiServer::register`].
+//!
+//! Not modelled: authentication/authorisation, admission and validation beyond
+//! `metadata.name`, namespace existence, garbage collection of owned objects,
+//! `dryRun`, pagination (lists are returned whole), and API version conversion.
+
+mod apply;
+mod deployments;
+mod discovery;
+mod errors;
+mod faults;
+mod fields;
+mod handlers;
+mod http;
+mod patch;
+mod requests;
+mod resources;
+mod routes;
+mod selectors;
+mod store;
+mod watch;
+
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+pub use faults::Faults;
+pub use requests::{LoggedRequest, Verb};
+pub use resources::ResourceType;
+
+use resources::Registry;
+use store::{Owner, Part, Store, lock, meta_str};
+
+/// State shared by the server's tasks.
+#[derive(Debug)]
+pub(crate) struct State {
+    registry: Registry,
+    store: Store,
+    faults: Faults,
+    log: Mutex<Vec<LoggedRequest>>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+    addr: String,
+}
+
+/// Resolves when shutdown is signalled or every [`ApiServer`] handle is gone.
+pub(crate) async fn wait_shutdown(rx: &mut tokio::sync::watch::Receiver<bool>) {
+    loop {
+        if *rx.borrow_and_update() {
+            return;
+        }
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+struct Shared {
+    state: Arc<State>,
+    url: String,
+    client: kube::Client,
+    shutdown: tokio::sync::watch::Sender<bool>,
+    simulator: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.shutdown.send_replace(true);
+        if let Some(task) = lock(&self.simulator).take() {
+            task.abort();
+        }
+    }
+}
+
+/// A running test API server. Clones are handles to the same server; it stops when
+/// the last handle is dropped or [`ApiServer::shutdown`] is called.
+#[derive(Clone)]
+pub struct ApiServer {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for ApiServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiServer")
+            .field("url", &self.shared.url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ApiServer {
+    /// Binds `127.0.0.1:0` and serves in a background tokio task.
+    pub async fn start() -> std::io::Result<ApiServer> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?.to_string();
+        let url = format!("http://{addr}");
+        let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
+        let state = Arc::new(State {
+            registry: Registry::new(),
+            store: Store::new(),
+            faults: Faults::default(),
+            log: Mutex::new(Vec::new()),
+            shutdown: shutdown_rx,
+            addr,
+        });
+        let uri: hyper::Uri = url.parse().map_err(std::io::Error::other)?;
+        let config = kube::Config::new(uri);
+        let client = kube::Client::try_from(config).map_err(std::io::Error::other)?;
+        tokio::spawn(http::serve(listener, Arc::clone(&state)));
+        let shared = Shared {
+            state,
+            url,
+            client,
+            shutdown,
+            simulator: Mutex::new(None),
+        };
+        Ok(ApiServer {
+            shared: Arc::new(shared),
+        })
+    }
+
+    fn state(&self) -> &State {
+        &self.shared.state
+    }
+
+    /// The base URL, `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        self.shared.url.clone()
+    }
+
+    /// A client for this server: default namespace `default`, no authentication.
+    pub fn client(&self) -> kube::Client {
+        self.shared.client.clone()
+    }
+
+    /// Makes a resource type servable (replacing one with the same group/version/plural).
+    pub fn register(&self, resource: ResourceType) {
+        self.state().registry.register(resource);
+    }
+
+    /// The fault-injection settings, changeable at runtime.
+    pub fn faults(&self) -> Faults {
+        self.state().faults.clone()
+    }
+
+    /// Every request handled so far, in order.
+    pub fn requests(&self) -> Vec<LoggedRequest> {
+        lock(&self.state().log).clone()
+    }
+
+    /// Empties the request log.
+    pub fn clear_requests(&self) {
+        lock(&self.state().log).clear();
+    }
+
+    /// Reads an object directly (no request is logged). `namespace` is ignored for
+    /// cluster-scoped kinds; `None` means `default` for namespaced kinds.
+    pub fn get(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Option<Value> {
+        let rt = self.state().registry.by_kind(api_version, kind)?;
+        let ns = namespace.unwrap_or("default");
+        self.state().store.lock().get(&rt, Some(ns), name).cloned()
+    }
+
+    /// Writes an object directly, e.g. to seed a test. A new object is created as by a
+    /// POST (uid, resourceVersion, generation, creationTimestamp) but keeps its
+    /// `.status`; an existing one is replaced (status included) without a
+    /// resourceVersion check. Watches see the change. Objects of unregistered kinds,
+    /// or without `apiVersion`, `kind` and `metadata.name`, are ignored.
+    pub fn put(&self, mut object: Value) {
+        let api_version = object
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let kind = object
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let Some(rt) = self.state().registry.by_kind(api_version, kind) else {
+            return;
+        };
+        let Some(name) = meta_str(&object, "name").map(str::to_owned) else {
+            return;
+        };
+        let ns = meta_str(&object, "namespace")
+            .unwrap_or("default")
+            .to_owned();
+        if let Some(meta) = store::meta_mut(&mut object) {
+            meta.remove("resourceVersion");
+        }
+        let mut inner = self.state().store.lock();
+        if inner.get(&rt, Some(&ns), &name).is_none() {
+            let _ = inner.create(&rt, Some(&ns), object, true, &Owner::Untracked);
+            return;
+        }
+        let has_status = object.get("status").is_some();
+        let _ = inner.update(
+            &rt,
+            Some(&ns),
+            &name,
+            object.clone(),
+            Part::Main,
+            &Owner::Untracked,
+        );
+        if rt.status_subresource && has_status {
+            let _ = inner.update(
+                &rt,
+                Some(&ns),
+                &name,
+                object,
+                Part::Status,
+                &Owner::Untracked,
+            );
+        }
+    }
+
+    /// Every object of a kind, across namespaces, ordered by namespace and name.
+    pub fn list(&self, api_version: &str, kind: &str) -> Vec<Value> {
+        match self.state().registry.by_kind(api_version, kind) {
+            Some(rt) => self.state().store.lock().list(&rt, None),
+            None => Vec::new(),
+        }
+    }
+
+    /// Starts (or restarts with a new delay) the Deployment status simulator; see the
+    /// `deployments` module docs for the status it writes.
+    pub fn simulate_deployments(&self, ready_after: Duration) {
+        let task = tokio::spawn(deployments::run(
+            Arc::clone(&self.shared.state),
+            ready_after,
+        ));
+        if let Some(previous) = lock(&self.shared.simulator).replace(task) {
+            previous.abort();
+        }
+    }
+
+    /// Drops the watch event history, as an etcd compaction would: watches resuming
+    /// from an older resourceVersion get a 410 Gone `ERROR` event and must relist.
+    pub fn compact_history(&self) {
+        self.state().store.lock().compact();
+    }
+
+    /// The current (global) resourceVersion.
+    pub fn resource_version(&self) -> u64 {
+        self.state().store.lock().rv()
+    }
+
+    /// Stops serving: the accept loop, open watches and the simulator end.
+    pub fn shutdown(&self) {
+        self.shared.shutdown.send_replace(true);
+        if let Some(task) = lock(&self.shared.simulator).take() {
+            task.abort();
+        }
+    }
+}

@@ -1,0 +1,552 @@
+//! The object store: objects per resource type, the global resource version counter,
+//! the bounded event history that watches replay, and metadata bookkeeping on writes.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::{Map, Value, json};
+use tokio::sync::watch;
+
+use super::errors::{ApiError, ApiResult};
+use super::fields;
+use super::resources::ResourceType;
+
+/// How many events the history keeps before the oldest are compacted away.
+const HISTORY_LIMIT: usize = 10_000;
+
+/// Locks a mutex, ignoring poisoning (the data stays usable for a test server).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Read-locks an `RwLock`, ignoring poisoning.
+pub(crate) fn read<T>(m: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    m.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The current time as an RFC 3339 UTC timestamp with second precision.
+pub(crate) fn now_rfc3339() -> String {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil-from-days (proleptic Gregorian), after Howard Hinnant's published algorithm.
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3_600,
+        (rem % 3_600) / 60,
+        rem % 60
+    )
+}
+
+/// Which part of an object a write targets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Part {
+    /// The main resource (`.status` is ignored if the type has a status subresource).
+    Main,
+    /// The `/status` subresource (only `.status` is taken).
+    Status,
+}
+
+/// Who owns the fields a write changes, for `metadata.managedFields`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Owner {
+    /// An `Update` operation by this field manager.
+    Update(String),
+    /// Server-side apply: the candidate object already carries its managed fields.
+    Apply,
+    /// Not tracked (direct seeding through the test API).
+    Untracked,
+}
+
+/// The type of a watch event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum EventType {
+    /// An object was created.
+    Added,
+    /// An object was changed.
+    Modified,
+    /// An object was removed.
+    Deleted,
+}
+
+impl EventType {
+    /// The wire name used in watch streams.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            EventType::Added => "ADDED",
+            EventType::Modified => "MODIFIED",
+            EventType::Deleted => "DELETED",
+        }
+    }
+}
+
+/// One change in the history.
+#[derive(Debug, Clone)]
+pub(crate) struct Event {
+    /// Resource version the change was written at.
+    pub rv: u64,
+    /// Storage key of the resource type (group, plural).
+    pub key: (String, String),
+    /// What happened.
+    pub kind: EventType,
+    /// The object after the change (for deletes: the last state).
+    pub object: Value,
+    /// The object before the change, if any.
+    pub old: Option<Value>,
+}
+
+/// Outcome of reading the history from a resource version.
+pub(crate) enum History {
+    /// The events after the requested version, oldest first.
+    Events(Vec<Arc<Event>>),
+    /// The requested version has been compacted away.
+    Expired,
+}
+
+/// The shared store (behind one mutex; all writes are serialised).
+#[derive(Debug)]
+pub(crate) struct Store {
+    inner: Mutex<Inner>,
+    rv_rx: watch::Receiver<u64>,
+}
+
+impl Store {
+    /// An empty store at resource version 1.
+    pub(crate) fn new() -> Self {
+        let (tx, rx) = watch::channel(1);
+        let inner = Inner {
+            rv: 1,
+            uid_seq: 0,
+            objects: HashMap::new(),
+            history: VecDeque::new(),
+            compacted: 1,
+            rv_tx: tx,
+        };
+        Self {
+            inner: Mutex::new(inner),
+            rv_rx: rx,
+        }
+    }
+
+    /// Exclusive access for a read-modify-write.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
+        lock(&self.inner)
+    }
+
+    /// A receiver that changes whenever the resource version advances.
+    pub(crate) fn subscribe(&self) -> watch::Receiver<u64> {
+        self.rv_rx.clone()
+    }
+}
+
+/// The store's data.
+#[derive(Debug)]
+pub(crate) struct Inner {
+    rv: u64,
+    uid_seq: u64,
+    objects: HashMap<(String, String), BTreeMap<(String, String), Value>>,
+    history: VecDeque<Arc<Event>>,
+    /// Every event with a resource version at or below this may be missing.
+    compacted: u64,
+    rv_tx: watch::Sender<u64>,
+}
+
+fn key(rt: &ResourceType) -> (String, String) {
+    (rt.group.clone(), rt.plural.clone())
+}
+
+fn ns_key(rt: &ResourceType, ns: Option<&str>) -> String {
+    if rt.namespaced {
+        ns.unwrap_or_default().to_owned()
+    } else {
+        String::new()
+    }
+}
+
+/// `metadata` of an object as a mutable map, created if missing.
+pub(crate) fn meta_mut(obj: &mut Value) -> Option<&mut Map<String, Value>> {
+    let map = obj.as_object_mut()?;
+    let meta = map.entry("metadata").or_insert_with(|| json!({}));
+    if !meta.is_object() {
+        *meta = json!({});
+    }
+    meta.as_object_mut()
+}
+
+/// A string field of `metadata`.
+pub(crate) fn meta_str<'a>(obj: &'a Value, field: &str) -> Option<&'a str> {
+    obj.get("metadata")?.get(field)?.as_str()
+}
+
+/// The object without `metadata` and `status`: what `generation` tracks.
+fn spec_part(obj: &Value) -> Value {
+    let mut v = obj.clone();
+    if let Some(map) = v.as_object_mut() {
+        for k in ["metadata", "status", "apiVersion", "kind"] {
+            map.remove(k);
+        }
+    }
+    v
+}
+
+fn has_finalizers(obj: &Value) -> bool {
+    obj.get("metadata")
+        .and_then(|m| m.get("finalizers"))
+        .and_then(Value::as_array)
+        .is_some_and(|f| !f.is_empty())
+}
+
+impl Inner {
+    /// The current resource version.
+    pub(crate) fn rv(&self) -> u64 {
+        self.rv
+    }
+
+    /// One object.
+    pub(crate) fn get(&self, rt: &ResourceType, ns: Option<&str>, name: &str) -> Option<&Value> {
+        self.objects
+            .get(&key(rt))?
+            .get(&(ns_key(rt, ns), name.to_owned()))
+    }
+
+    /// Objects of a type, in one namespace or all, ordered by namespace then name.
+    pub(crate) fn list(&self, rt: &ResourceType, ns: Option<&str>) -> Vec<Value> {
+        let Some(objects) = self.objects.get(&key(rt)) else {
+            return Vec::new();
+        };
+        objects
+            .iter()
+            .filter(|((o_ns, _), _)| ns.is_none_or(|n| !rt.namespaced || n == o_ns))
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
+    /// Drops the whole event history, as an etcd compaction would.
+    pub(crate) fn compact(&mut self) {
+        self.history.clear();
+        self.compacted = self.rv;
+    }
+
+    /// The events after resource version `from`.
+    pub(crate) fn history_since(&self, from: u64) -> History {
+        if from < self.compacted {
+            return History::Expired;
+        }
+        let start = self.history.partition_point(|e| e.rv <= from);
+        History::Events(self.history.range(start..).cloned().collect())
+    }
+
+    fn next_rv(&mut self) -> u64 {
+        self.rv += 1;
+        self.rv
+    }
+
+    fn emit(&mut self, rt: &ResourceType, kind: EventType, object: Value, old: Option<Value>) {
+        let event = Event {
+            rv: self.rv,
+            key: key(rt),
+            kind,
+            object,
+            old,
+        };
+        self.history.push_back(Arc::new(event));
+        while self.history.len() > HISTORY_LIMIT {
+            if let Some(e) = self.history.pop_front() {
+                self.compacted = e.rv;
+            }
+        }
+        self.rv_tx.send_replace(self.rv);
+    }
+
+    /// Stamps identity fields and normalises `apiVersion`/`kind`/namespace.
+    fn normalise(rt: &ResourceType, ns: Option<&str>, obj: &mut Value) -> ApiResult<()> {
+        let map = obj
+            .as_object_mut()
+            .ok_or_else(|| ApiError::bad_request("the object must be a JSON object"))?;
+        map.insert("apiVersion".into(), Value::String(rt.api_version()));
+        map.insert("kind".into(), Value::String(rt.kind.clone()));
+        let meta = meta_mut(obj).ok_or_else(|| ApiError::bad_request("invalid metadata"))?;
+        if rt.namespaced {
+            let ns = ns.unwrap_or("default");
+            match meta.get("namespace").and_then(Value::as_str) {
+                Some(given) if !given.is_empty() && given != ns => {
+                    return Err(ApiError::bad_request(format!(
+                        "the namespace of the provided object ({given}) does not match the \
+                         namespace sent on the request ({ns})"
+                    )));
+                }
+                _ => {
+                    meta.insert("namespace".into(), Value::String(ns.to_owned()));
+                }
+            }
+        } else {
+            meta.remove("namespace");
+        }
+        Ok(())
+    }
+
+    /// Creates an object (POST semantics). `keep_status` keeps a given `.status`
+    /// even for types with a status subresource (used for direct seeding).
+    pub(crate) fn create(
+        &mut self,
+        rt: &ResourceType,
+        ns: Option<&str>,
+        mut obj: Value,
+        keep_status: bool,
+        owner: &Owner,
+    ) -> ApiResult<Value> {
+        Self::normalise(rt, ns, &mut obj)?;
+        let name = self.pick_name(rt, ns, &obj)?;
+        if self.get(rt, ns, &name).is_some() {
+            return Err(ApiError::already_exists(rt, &name));
+        }
+        if rt.status_subresource
+            && !keep_status
+            && let Some(map) = obj.as_object_mut()
+        {
+            map.remove("status");
+        }
+        self.uid_seq += 1;
+        let uid = format!("00000000-0000-4000-8000-{:012x}", self.uid_seq);
+        let rv = self.next_rv();
+        let meta = meta_mut(&mut obj).ok_or_else(|| ApiError::bad_request("invalid metadata"))?;
+        meta.insert("name".into(), Value::String(name.clone()));
+        meta.insert("uid".into(), Value::String(uid));
+        meta.insert("resourceVersion".into(), Value::String(rv.to_string()));
+        meta.insert("generation".into(), json!(1));
+        meta.insert("creationTimestamp".into(), Value::String(now_rfc3339()));
+        meta.remove("deletionTimestamp");
+        if *owner != Owner::Apply {
+            meta.remove("managedFields");
+        }
+        if let Owner::Update(manager) = owner {
+            let mut entries = Vec::new();
+            fields::record_update(&mut entries, &Value::Null, &obj, manager, Part::Main, rt);
+            fields::write_entries(&mut obj, &entries, rt);
+        }
+        self.objects
+            .entry(key(rt))
+            .or_default()
+            .insert((ns_key(rt, ns), name), obj.clone());
+        self.emit(rt, EventType::Added, obj.clone(), None);
+        Ok(obj)
+    }
+
+    fn pick_name(&self, rt: &ResourceType, ns: Option<&str>, obj: &Value) -> ApiResult<String> {
+        if let Some(name) = meta_str(obj, "name").filter(|n| !n.is_empty()) {
+            return Ok(name.to_owned());
+        }
+        let Some(prefix) = meta_str(obj, "generateName").filter(|n| !n.is_empty()) else {
+            return Err(ApiError::invalid(format!(
+                "{} is invalid: metadata.name: Required value: name or generateName is required",
+                rt.kind
+            )));
+        };
+        // Five hex digits from a counter-derived hash: unique enough, and reproducible.
+        let mut seed = self.uid_seq ^ (self.rv << 20);
+        loop {
+            seed = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(1);
+            let name = format!("{prefix}{:05x}", seed >> 44);
+            if self.get(rt, ns, &name).is_none() {
+                return Ok(name);
+            }
+        }
+    }
+
+    /// Writes a new state of an existing object (PUT / PATCH / apply semantics).
+    ///
+    /// A `metadata.resourceVersion` on the candidate is a precondition. `Part::Status`
+    /// takes only `.status`; `Part::Main` keeps the live `.status` for types with a
+    /// status subresource. Identity metadata is preserved. No-op writes keep the
+    /// resource version and emit nothing.
+    pub(crate) fn update(
+        &mut self,
+        rt: &ResourceType,
+        ns: Option<&str>,
+        name: &str,
+        mut candidate: Value,
+        part: Part,
+        owner: &Owner,
+    ) -> ApiResult<Value> {
+        let live = self
+            .get(rt, ns, name)
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(rt, name))?;
+        Self::normalise(rt, ns, &mut candidate)?;
+        if let Some(given) = meta_str(&candidate, "name").filter(|n| !n.is_empty())
+            && given != name
+        {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({given}) does not match the name on the URL ({name})"
+            )));
+        }
+        let live_rv = meta_str(&live, "resourceVersion")
+            .unwrap_or_default()
+            .to_owned();
+        if let Some(given) = meta_str(&candidate, "resourceVersion").filter(|v| !v.is_empty())
+            && given != live_rv
+        {
+            return Err(ApiError::conflict(format!(
+                "Operation cannot be fulfilled on {}.{} \"{name}\": the object has been modified; \
+                 please apply your changes to the latest version and try again",
+                rt.plural, rt.group
+            ))
+            .with_details(json!({"name": name, "group": rt.group, "kind": rt.plural})));
+        }
+        let applied_fields = candidate
+            .get("metadata")
+            .and_then(|m| m.get("managedFields"))
+            .cloned();
+        let mut next = match part {
+            Part::Status => {
+                let mut next = live.clone();
+                if let Some(map) = next.as_object_mut() {
+                    match candidate.get("status") {
+                        Some(status) => map.insert("status".into(), status.clone()),
+                        None => map.remove("status"),
+                    };
+                }
+                next
+            }
+            Part::Main => {
+                let mut next = candidate;
+                if rt.status_subresource
+                    && let Some(map) = next.as_object_mut()
+                {
+                    match live.get("status") {
+                        Some(status) => map.insert("status".into(), status.clone()),
+                        None => map.remove("status"),
+                    };
+                }
+                next
+            }
+        };
+        // Identity and server-owned metadata come from the live object.
+        let live_meta = live.get("metadata").cloned().unwrap_or_else(|| json!({}));
+        let meta = meta_mut(&mut next).ok_or_else(|| ApiError::bad_request("invalid metadata"))?;
+        for field in [
+            "name",
+            "namespace",
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "generation",
+        ] {
+            match live_meta.get(field) {
+                Some(v) => meta.insert(field.into(), v.clone()),
+                None => meta.remove(field),
+            };
+        }
+        meta.insert("resourceVersion".into(), Value::String(live_rv));
+        match owner {
+            Owner::Apply => {
+                meta.remove("managedFields");
+                if let Some(managed) = applied_fields {
+                    meta.insert("managedFields".into(), managed);
+                }
+            }
+            Owner::Update(manager) => {
+                let mut entries = fields::read_entries(&live);
+                fields::record_update(&mut entries, &live, &next, manager, part, rt);
+                fields::write_entries(&mut next, &entries, rt);
+            }
+            Owner::Untracked => {
+                let entries = fields::read_entries(&live);
+                fields::write_entries(&mut next, &entries, rt);
+            }
+        }
+        if next == live {
+            return Ok(live);
+        }
+        let generation = live_meta
+            .get("generation")
+            .and_then(Value::as_i64)
+            .unwrap_or(1);
+        let bump = spec_part(&next) != spec_part(&live);
+        let rv = self.next_rv();
+        let meta = meta_mut(&mut next).ok_or_else(|| ApiError::bad_request("invalid metadata"))?;
+        meta.insert("resourceVersion".into(), Value::String(rv.to_string()));
+        if bump {
+            meta.insert("generation".into(), json!(generation + 1));
+        }
+        let slot = (ns_key(rt, ns), name.to_owned());
+        if meta.contains_key("deletionTimestamp") && !has_finalizers(&next) {
+            if let Some(objects) = self.objects.get_mut(&key(rt)) {
+                objects.remove(&slot);
+            }
+            self.emit(rt, EventType::Deleted, next.clone(), Some(live));
+        } else {
+            self.objects
+                .entry(key(rt))
+                .or_default()
+                .insert(slot, next.clone());
+            self.emit(rt, EventType::Modified, next.clone(), Some(live));
+        }
+        Ok(next)
+    }
+
+    /// Deletes an object: marks it with `deletionTimestamp` while finalizers remain,
+    /// removes it otherwise. Returns the object's last state.
+    pub(crate) fn delete(
+        &mut self,
+        rt: &ResourceType,
+        ns: Option<&str>,
+        name: &str,
+        precondition_rv: Option<&str>,
+    ) -> ApiResult<Value> {
+        let live = self
+            .get(rt, ns, name)
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(rt, name))?;
+        if let Some(given) = precondition_rv
+            && Some(given) != meta_str(&live, "resourceVersion")
+        {
+            return Err(ApiError::conflict(format!(
+                "Operation cannot be fulfilled on {}.{} \"{name}\": the ResourceVersion in the \
+                 precondition ({given}) does not match the ResourceVersion in record",
+                rt.plural, rt.group
+            )));
+        }
+        let slot = (ns_key(rt, ns), name.to_owned());
+        let mut next = live.clone();
+        if has_finalizers(&live) {
+            if live
+                .get("metadata")
+                .and_then(|m| m.get("deletionTimestamp"))
+                .is_some()
+            {
+                return Ok(live);
+            }
+            let rv = self.next_rv();
+            let meta = meta_mut(&mut next).ok_or_else(|| ApiError::internal("invalid metadata"))?;
+            meta.insert("deletionTimestamp".into(), Value::String(now_rfc3339()));
+            meta.insert("resourceVersion".into(), Value::String(rv.to_string()));
+            self.objects
+                .entry(key(rt))
+                .or_default()
+                .insert(slot, next.clone());
+            self.emit(rt, EventType::Modified, next.clone(), Some(live));
+            return Ok(next);
+        }
+        let rv = self.next_rv();
+        if let Some(meta) = meta_mut(&mut next) {
+            meta.insert("resourceVersion".into(), Value::String(rv.to_string()));
+        }
+        if let Some(objects) = self.objects.get_mut(&key(rt)) {
+            objects.remove(&slot);
+        }
+        self.emit(rt, EventType::Deleted, next.clone(), Some(live));
+        Ok(next)
+    }
+}
