@@ -89,7 +89,17 @@ impl Driver<'_> {
                 break;
             }
         }
+        self.persist(&mut pass).await?;
         Ok(pass.finish())
+    }
+
+    /// Saves the status if it changed since it was last saved.
+    async fn persist(&self, pass: &mut Pass) -> Result<()> {
+        if pass.status != pass.saved {
+            self.store.save(&pass.status).await?;
+            pass.saved = pass.status.clone();
+        }
+        Ok(())
     }
 
     /// Applies user command `id` at `now`, then reconciles. Ids increase from one command to
@@ -98,6 +108,7 @@ impl Driver<'_> {
         let mut pass = Pass::start(self).await?;
         self.step(&mut pass, &Input::Command { id, command }, now)
             .await?;
+        self.persist(&mut pass).await?;
         let mut after = self.reconcile(now).await?;
         pass.events.append(&mut after.events);
         after.events = pass.events;
@@ -122,15 +133,21 @@ impl Driver<'_> {
             actions,
             requeue_after,
         } = transition(self.plan, pass.status.clone(), input, now);
-        if status != pass.status {
-            self.store.save(&status).await?;
-            pass.status = status;
-            let here = Waypoint::of(&pass.status);
-            if pass.trail.last() != Some(&here) {
-                pass.trail.push(here);
-            }
+        pass.status = status;
+        let here = Waypoint::of(&pass.status);
+        if pass.trail.last() != Some(&here) {
+            pass.trail.push(here);
         }
         pass.requeue_after = requeue_after;
+        // Persist, then act: the status is saved before anything changes the world, so a pass
+        // that stops anywhere leaves a status from which the next pass redoes what was missed.
+        // Transitions that only move the status along are saved with the next write.
+        let acts = actions
+            .iter()
+            .any(|action| !matches!(action, Action::Event(_) | Action::RunAnalysis { .. }));
+        if acts {
+            self.persist(pass).await?;
+        }
         for action in actions {
             match action {
                 Action::EnsureCanary { revision, replicas } => {
@@ -277,6 +294,8 @@ impl Driver<'_> {
 /// The state of one pass.
 struct Pass {
     status: RolloutStatus,
+    /// The status as last saved.
+    saved: RolloutStatus,
     requeue_after: Option<SignedDuration>,
     events: Vec<Event>,
     analysed: bool,
@@ -288,6 +307,7 @@ impl Pass {
         let status = driver.store.load().await?.unwrap_or_default();
         Ok(Pass {
             trail: vec![Waypoint::of(&status)],
+            saved: status.clone(),
             status,
             requeue_after: None,
             events: Vec::new(),

@@ -44,12 +44,12 @@ impl std::fmt::Display for Phase {
 /// Where the current step is.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum StepStage {
-    /// Canary replicas being brought to the step's count and readiness.
+    /// Canary replicas being brought to the step's count and readiness (the previous step's
+    /// route stays in effect).
     #[default]
     Scaling,
-    /// The step's route applied, waiting until the provider shows it.
-    Routing,
-    /// At the gate: analysis runs and pauses.
+    /// The step's route applied; at the gate: analysis runs and pauses, and the route must be
+    /// verified before the gate passes.
     Gating,
 }
 
@@ -75,6 +75,9 @@ pub struct RolloutStatus {
     /// The route last applied.
     #[serde(default)]
     pub route: RouteState,
+    /// The provider has shown the route in the status to be in effect.
+    #[serde(default)]
+    pub route_verified: bool,
     /// Available canary replicas the applied route relies on; traffic is pulled from the canary
     /// when fewer are available.
     #[serde(default)]

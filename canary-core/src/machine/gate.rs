@@ -44,7 +44,14 @@ impl Engine<'_> {
         let hooks = (!self.status.hooks_confirmed)
             .then(|| self.hooks_wakeup())
             .flatten();
-        [analysis, pause, hooks].into_iter().flatten().min()
+        let unverified = !self.status.route_verified;
+        let verification = unverified
+            .then(|| self.now.checked_add(super::POLL_INTERVAL).ok())
+            .flatten();
+        [analysis, pause, hooks, verification]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// At the gate: run analysis when it is due, then see whether the gate is passed.
@@ -236,7 +243,8 @@ impl Engine<'_> {
             Some(PlanPause::Manual) => self.status.approved,
             Some(PlanPause::For(_)) => self.pause_ends_at().is_some_and(|end| end <= self.now),
         };
-        let iterations_done = self.status.iterations >= step.iterations;
+        let iterations_done =
+            self.status.iterations >= step.iterations && self.status.route_verified;
         if self.status.user_paused {
             self.set_phase(Phase::Paused, "paused by a user; resume to continue");
         } else if pause_done && iterations_done {

@@ -155,6 +155,9 @@ impl Engine<'_> {
 
     /// Applies `route`, which relies on `replicas` available canary replicas.
     fn set_route(&mut self, route: crate::route::RouteState, replicas: u32) {
+        if self.status.route != route {
+            self.status.route_verified = false;
+        }
         self.status.route = route.clone();
         self.status.routed_replicas = if route.is_stable_only() { 0 } else { replicas };
         self.emit(Action::SetRoute(route));

@@ -161,10 +161,12 @@ impl Engine<'_> {
                 self.repair_drift(seen);
                 self.scaling(seen);
             }
-            StepStage::Routing => self.routing(seen),
             StepStage::Gating => {
-                self.repair_drift(seen);
-                self.gating();
+                self.check_route(seen);
+                self.keep_canary_scaled(seen);
+                if matches!(self.status.phase, Phase::Progressing | Phase::Paused) {
+                    self.gating();
+                }
             }
         }
         if matches!(self.status.phase, Phase::Progressing | Phase::Paused) {
@@ -174,11 +176,10 @@ impl Engine<'_> {
 
     /// The route must stay as applied; someone or something that changed it is overruled.
     fn repair_drift(&mut self, seen: &Observation) {
-        let drifted = seen.verified == Verification::No
-            || seen
-                .route
-                .as_ref()
-                .is_some_and(|route| *route != self.status.route);
+        let drifted = seen
+            .route
+            .as_ref()
+            .is_some_and(|route| *route != self.status.route);
         if drifted {
             self.event(
                 EventKind::Warning,
@@ -225,6 +226,9 @@ impl Engine<'_> {
     }
 
     /// Canary replicas for the current step, then route once enough are available.
+    /// Canary replicas for the current step, then its route once enough are available. The
+    /// canary is scaled for the larger of this step and the next, so that traffic can move the
+    /// moment this step's gate passes.
     pub(super) fn scaling(&mut self, seen: &Observation) {
         let Some(step) = self.plan.step(self.status.step) else {
             return;
@@ -232,89 +236,148 @@ impl Engine<'_> {
         let Some(revision) = self.status.canary_revision.clone() else {
             return;
         };
-        let replicas = step.replicas.resolve(seen.workload.stable.desired);
-        let needed = step.readiness.needed(replicas);
+        let (replicas, needed) = self.step_replicas(seen);
         let current = seen
             .workload
             .canary
             .as_ref()
             .filter(|canary| canary.revision == revision);
-        match current {
-            Some(canary) if canary.desired == replicas && canary.available >= needed => {
-                if self.status.step == 0
-                    && !self.status.pre_rollout_passed
-                    && self.has_hooks(HookType::PreRollout)
-                {
-                    self.call_gate_hooks(HookType::PreRollout, &revision);
-                    self.status.message = "waiting for the pre-rollout webhooks".to_owned();
-                    return;
-                }
-                self.status.stage = StepStage::Routing;
-                self.status.waiting_since = Some(self.now);
-                let route = step.route.clone();
-                if self.status.route != route || seen.route.as_ref() != Some(&route) {
-                    self.set_route(route, needed);
-                } else {
-                    self.status.routed_replicas = needed;
-                }
-                self.again = true;
-            }
-            Some(canary) if canary.desired == replicas => {
-                self.status.message = format!(
-                    "step {}: waiting for the canary ({}/{needed} available)",
-                    self.status.step + 1,
-                    canary.available
-                );
-                self.check_deadline("the canary to become available");
-            }
-            _ => {
-                if replicas < self.status.routed_replicas {
-                    // Fewer replicas than the route in effect relies on: move its traffic off
-                    // before scaling down.
+        let available = current.map_or(0, |canary| canary.available);
+        let scale = current.is_none_or(|canary| canary.desired != replicas);
+        let ready = available >= needed;
+        let shrinking = replicas < self.status.routed_replicas;
+        if !ready {
+            if scale {
+                if shrinking {
+                    // The canary cannot take this step's route yet, and the route in effect
+                    // relies on more replicas than it will have: traffic goes back first.
                     self.set_route(RouteState::stable(), 0);
                 }
                 self.emit(Action::EnsureCanary { revision, replicas });
-                self.status.message = format!(
-                    "step {}: scaling the canary to {replicas}",
-                    self.status.step + 1
-                );
-                self.check_deadline("the canary to become available");
             }
+            self.status.message = format!(
+                "step {}: waiting for the canary ({available}/{needed} available)",
+                self.status.step + 1
+            );
+            self.check_deadline("the canary to become available");
+            return;
+        }
+        if self.status.step == 0
+            && !self.status.pre_rollout_passed
+            && self.has_hooks(HookType::PreRollout)
+        {
+            if scale {
+                self.emit(Action::EnsureCanary {
+                    revision: revision.clone(),
+                    replicas,
+                });
+            }
+            self.call_gate_hooks(HookType::PreRollout, &revision);
+            self.status.message = "waiting for the pre-rollout webhooks".to_owned();
+            return;
+        }
+        // Growing: scale, then route (the new pods are not needed by this route). Shrinking:
+        // route to this step's lighter weight first, then scale down.
+        if scale && !shrinking {
+            self.emit(Action::EnsureCanary {
+                revision: revision.clone(),
+                replicas,
+            });
+        }
+        self.enter_gate(step.route.clone(), needed, seen);
+        if scale && shrinking {
+            self.emit(Action::EnsureCanary { revision, replicas });
         }
     }
 
-    /// The step's route is applied; wait until the provider shows it.
-    fn routing(&mut self, seen: &Observation) {
+    /// The canary replicas the current step wants (the larger of its own and the next step's)
+    /// and how many of them must be available for its route.
+    fn step_replicas(&self, seen: &Observation) -> (u32, u32) {
+        let stable = seen.workload.stable.desired;
         let Some(step) = self.plan.step(self.status.step) else {
+            return (0, 0);
+        };
+        let own = step.replicas.resolve(stable);
+        let next = self
+            .plan
+            .step(self.status.step + 1)
+            .map_or(0, |next| next.replicas.resolve(stable));
+        (own.max(next), step.readiness.needed(own))
+    }
+
+    /// At the gate the canary keeps the size the step wants (a scale lost in a crash, or
+    /// changed by someone else, is made again).
+    fn keep_canary_scaled(&mut self, seen: &Observation) {
+        let Some(revision) = self.status.canary_revision.clone() else {
             return;
         };
-        let wanted = &step.route;
-        let written = seen.route.as_ref().is_none_or(|route| route == wanted);
-        if self.status.route != *wanted {
-            let needed = self.status.routed_replicas;
-            self.set_route(wanted.clone(), needed);
-        } else if !written {
-            // The provider's objects do not say what was applied (a crash between saving and
-            // applying, or someone else's edit): apply again.
-            self.emit(Action::SetRoute(wanted.clone()));
-            self.check_deadline("the route to take effect");
-        } else if seen.verified != Verification::No {
-            self.status.stage = StepStage::Gating;
-            self.status.gate_since = Some(self.now);
-            self.status.waiting_since = None;
-            self.event(
-                EventKind::Normal,
-                "StepReached",
-                format!(
-                    "step {}/{}: {}",
-                    self.status.step + 1,
-                    self.plan.steps.len(),
-                    describe_route(wanted)
-                ),
-            );
-            self.gating();
+        let (replicas, _) = self.step_replicas(seen);
+        let current = seen
+            .workload
+            .canary
+            .as_ref()
+            .filter(|canary| canary.revision == revision);
+        if current.is_some_and(|canary| canary.desired != replicas) {
+            self.emit(Action::EnsureCanary { revision, replicas });
+        }
+    }
+
+    /// Applies the step's route and starts its gate; the gate passes only once the route is
+    /// verified.
+    fn enter_gate(&mut self, route: RouteState, needed: u32, seen: &Observation) {
+        let shown = seen.verified != Verification::No && seen.route.as_ref() == Some(&route);
+        if self.status.route != route || !shown {
+            self.set_route(route.clone(), needed);
         } else {
-            // Written but not in effect yet (a mesh still propagating it): wait.
+            self.status.routed_replicas = needed;
+        }
+        self.status.stage = StepStage::Gating;
+        self.status.gate_since = Some(self.now);
+        self.status.waiting_since = Some(self.now);
+        self.event(
+            EventKind::Normal,
+            "StepReached",
+            format!(
+                "step {}/{}: {}",
+                self.status.step + 1,
+                self.plan.steps.len(),
+                describe_route(&route)
+            ),
+        );
+        self.gating();
+    }
+
+    /// At the gate: the route must be (and stay) in effect. A route that never showed is
+    /// applied again and waited for until the progress deadline; a route someone changed is
+    /// overruled.
+    fn check_route(&mut self, seen: &Observation) {
+        let written = seen
+            .route
+            .as_ref()
+            .is_none_or(|route| *route == self.status.route);
+        let shown = written && seen.verified != Verification::No;
+        if shown {
+            if !self.status.route_verified {
+                self.status.route_verified = true;
+                self.status.waiting_since = None;
+            }
+            return;
+        }
+        if !written {
+            if self.status.route_verified {
+                self.event(
+                    EventKind::Warning,
+                    "RouteDrift",
+                    format!(
+                        "the route was changed outside the rollout; applying {} again",
+                        describe_route(&self.status.route)
+                    ),
+                );
+            }
+            self.status.route_verified = false;
+            self.emit(Action::SetRoute(self.status.route.clone()));
+        }
+        if !self.status.route_verified {
             self.check_deadline("the route to take effect");
         }
     }
