@@ -185,7 +185,15 @@ async fn apply(rollout: &Rollout, context: &Context) -> Result<Action> {
         &plan,
         rollout.controller_owner_ref(&()),
     );
-    workload.adopt().await?;
+    let promoting = rollout.status.as_ref().is_some_and(|s| {
+        matches!(
+            s.phase,
+            canary_core::Phase::Promoting | canary_core::Phase::Finalising
+        )
+    });
+    if !promoting {
+        workload.adopt().await?;
+    }
     let traffic = context.traffic.provider(&plan)?;
     let store = KubeStatusStore::new(api, &name);
     let driver = Driver {

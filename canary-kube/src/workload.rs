@@ -83,13 +83,14 @@ impl DeploymentWorkload {
             })
     }
 
-    /// Pauses the stable Deployment and records the revision it runs, once. Returns whether it
-    /// wrote anything.
+    /// Pauses the stable Deployment and records the revision it runs, once. A Deployment that
+    /// is rolling out (its controller has not caught up with its template) is left to finish.
+    /// Returns whether it wrote anything.
     pub async fn adopt(&self) -> Result<bool> {
         let stable = self.stable().await?;
         let paused = stable.spec.paused.unwrap_or(false);
         let recorded = annotation(&stable, STABLE_REVISION).is_some();
-        if paused && recorded {
+        if (paused && recorded) || rolling(&stable) {
             return Ok(false);
         }
         let mut patch = json!({"spec": {"paused": true}});
@@ -329,6 +330,15 @@ fn pod_template(deployment: &Deployment) -> Value {
         }
     }
     value
+}
+
+/// True while a Deployment's controller has not rolled its current template out.
+fn rolling(deployment: &Deployment) -> bool {
+    let status = deployment.status.clone().unwrap_or_default();
+    let replicas = deployment.spec.replicas.unwrap_or(1);
+    status.observed_generation < deployment.metadata.generation
+        || status.updated_replicas.unwrap_or(0) < replicas
+        || status.available_replicas.unwrap_or(0) < replicas
 }
 
 fn annotation(deployment: &Deployment, key: &str) -> Option<String> {

@@ -1119,3 +1119,33 @@ async fn watch_ends_at_timeout_and_server_stops_on_drop() {
         "the server is gone"
     );
 }
+
+#[tokio::test]
+async fn a_null_test_on_a_missing_path_passes_as_in_kubernetes() {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::api::{Patch, PatchParams, PostParams};
+    let server = canary_kube::testserver::ApiServer::start().await.unwrap();
+    let api: kube::Api<ConfigMap> = kube::Api::namespaced(server.client(), "default");
+    let map: ConfigMap =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": "m"}})).unwrap();
+    api.create(&PostParams::default(), &map).await.unwrap();
+    let ops: json_patch::Patch = serde_json::from_value(serde_json::json!([
+        {"op": "test", "path": "/metadata/finalizers", "value": null},
+        {"op": "add", "path": "/metadata/finalizers", "value": ["x"]}
+    ]))
+    .unwrap();
+    let patched = api
+        .patch("m", &PatchParams::default(), &Patch::Json::<()>(ops))
+        .await
+        .unwrap();
+    assert_eq!(patched.metadata.finalizers, Some(vec!["x".to_owned()]));
+    let failing: json_patch::Patch = serde_json::from_value(
+        serde_json::json!([{"op": "test", "path": "/metadata/name", "value": null}]),
+    )
+    .unwrap();
+    let refused = api
+        .patch("m", &PatchParams::default(), &Patch::Json::<()>(failing))
+        .await
+        .unwrap_err();
+    assert!(matches!(refused, kube::Error::Api(status) if status.code == 422));
+}

@@ -44,8 +44,21 @@ pub(crate) fn merge(live: &Value, patch: &Value) -> Value {
 }
 
 /// Applies an RFC 6902 JSON patch; a malformed document is 400, a failing operation 422.
+///
+/// As the Kubernetes API server does, a `test` that a path is `null` passes when the path is
+/// missing (kube-runtime's finalizer helper relies on it).
 pub(crate) fn json(live: &Value, patch: &Value) -> ApiResult<Value> {
-    let ops: json_patch::Patch = serde_json::from_value(patch.clone())
+    let mut patch = patch.clone();
+    if let Value::Array(ops) = &mut patch {
+        ops.retain(|op| {
+            let null_test = op["op"] == "test" && op.get("value") == Some(&Value::Null);
+            let missing = op["path"]
+                .as_str()
+                .is_some_and(|path| live.pointer(path).is_none());
+            !(null_test && missing)
+        });
+    }
+    let ops: json_patch::Patch = serde_json::from_value(patch)
         .map_err(|e| ApiError::bad_request(format!("invalid JSON patch: {e}")))?;
     let mut out = live.clone();
     json_patch::patch(&mut out, &ops)

@@ -1,0 +1,581 @@
+//! Whole rollouts through the controller, against the in-memory Kubernetes API test server:
+//! the Deployment provider, the Rollout resource and its status, events, restarts, injected
+//! faults, and the API writes each step costs.
+#![cfg(feature = "test-util")]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test support code
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use canary_core::machine::MetricOutcome;
+use canary_core::memory::{InMemoryMetrics, InMemoryWebhooks};
+use canary_core::providers::SystemClock;
+use canary_core::{Phase, RolloutStatus};
+use canary_kube::controller::{Context, reconcile, run};
+use canary_kube::crd::Rollout;
+use canary_kube::metrics::Metrics;
+use canary_kube::testserver::{ApiServer, ResourceType, Verb};
+use canary_kube::traffic::MemoryTraffic;
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::api::PostParams;
+use kube::{Api, Client, ResourceExt};
+use prometheus_client::registry::Registry;
+
+const ROLLOUT: &str = "apiVersion: canary.rs/v1alpha1
+kind: Rollout
+metadata: {name: podinfo, namespace: test}
+spec:
+  workloadRef: {apiVersion: apps/v1, kind: Deployment, name: podinfo}
+  service: {name: podinfo, port: 9898}
+  newVersion:
+    containers: [{name: podinfo, image: 'ghcr.io/stefanprodan/podinfo:6.1.0'}]
+  trafficRouting: {kuma: {}}
+  strategy: {canary: {steps: [{weight: 25}, {weight: 50}, {weight: 75}]}}
+  analysis:
+    interval: 1s
+    failureLimit: 2
+    metrics:
+    - {name: request-success-rate, thresholdRange: {min: 99}}
+  progressDeadline: 30s
+";
+
+struct Cluster {
+    server: ApiServer,
+    client: Client,
+    traffic: Arc<MemoryTraffic>,
+    metrics: InMemoryMetrics,
+}
+
+impl Cluster {
+    async fn new() -> Self {
+        let server = ApiServer::start().await.unwrap();
+        server.register(ResourceType::new(
+            "canary.rs",
+            "v1alpha1",
+            "Rollout",
+            "rollouts",
+            true,
+            true,
+        ));
+        server.simulate_deployments(Duration::from_millis(300));
+        let client = server.client();
+        let stable: Deployment = serde_json::from_value(serde_json::json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "podinfo", "namespace": "test"},
+            "spec": {
+                "replicas": 4,
+                "selector": {"matchLabels": {"app": "podinfo"}},
+                "template": {
+                    "metadata": {"labels": {"app": "podinfo"}},
+                    "spec": {"containers": [{"name": "podinfo", "image": "ghcr.io/stefanprodan/podinfo:6.0.0"}]}
+                }
+            }
+        }))
+        .unwrap();
+        Api::<Deployment>::namespaced(client.clone(), "test")
+            .create(&PostParams::default(), &stable)
+            .await
+            .unwrap();
+        let metrics = InMemoryMetrics::default();
+        metrics.set("request-success-rate", MetricOutcome::Value(99.9));
+        Cluster {
+            server,
+            client,
+            traffic: Arc::new(MemoryTraffic::new(Arc::new(SystemClock))),
+            metrics,
+        }
+    }
+
+    /// A fresh controller context: what a restarted controller process would have.
+    fn context(&self) -> Arc<Context> {
+        Arc::new(Context::new(
+            self.client.clone(),
+            self.traffic.clone(),
+            Arc::new(self.metrics.clone()),
+            Arc::new(InMemoryWebhooks::default()),
+            Arc::new(SystemClock),
+            Metrics::register(&mut Registry::default()),
+            "canary-test",
+        ))
+    }
+
+    fn rollouts(&self) -> Api<Rollout> {
+        Api::namespaced(self.client.clone(), "test")
+    }
+
+    fn deployments(&self) -> Api<Deployment> {
+        Api::namespaced(self.client.clone(), "test")
+    }
+
+    async fn create_rollout(&self, yaml: &str) {
+        let rollout: Rollout = serde_saphyr::from_str(yaml).unwrap();
+        self.rollouts()
+            .create(&PostParams::default(), &rollout)
+            .await
+            .unwrap();
+    }
+
+    async fn status(&self) -> RolloutStatus {
+        self.rollouts()
+            .get("podinfo")
+            .await
+            .unwrap()
+            .status
+            .unwrap_or_default()
+    }
+
+    /// Calls the controller's reconcile directly, as its runtime would, until `done`.
+    async fn reconcile_until(
+        &self,
+        context: &Arc<Context>,
+        limit: Duration,
+        done: impl Fn(&RolloutStatus) -> bool,
+    ) -> RolloutStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            let rollout = self.rollouts().get("podinfo").await.unwrap();
+            let status = rollout.status.clone().unwrap_or_default();
+            if done(&status) {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out in {:?}: {}",
+                status.phase,
+                status.message
+            );
+            match reconcile(Arc::new(rollout), context.clone()).await {
+                Ok(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                Err(error) => panic!("reconcile failed: {error}"),
+            }
+        }
+    }
+
+    /// Waits (the controller running on its own) until `done`.
+    async fn wait_until(
+        &self,
+        limit: Duration,
+        done: impl Fn(&RolloutStatus) -> bool,
+    ) -> RolloutStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Ok(rollout) = self.rollouts().get("podinfo").await {
+                let status = rollout.status.unwrap_or_default();
+                if done(&status) {
+                    return status;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "timed out in {:?}: {}",
+                    status.phase,
+                    status.message
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn stable_image(&self) -> String {
+        let stable = self.deployments().get("podinfo").await.unwrap();
+        stable.spec.template.spec.unwrap().containers[0]
+            .image
+            .clone()
+            .unwrap()
+    }
+
+    async fn canary_exists(&self) -> bool {
+        self.deployments()
+            .get_opt("podinfo-canary")
+            .await
+            .unwrap()
+            .is_some()
+    }
+}
+
+fn terminal(status: &RolloutStatus) -> bool {
+    status.phase.is_terminal()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_controller_runs_a_healthy_rollout_to_promotion() {
+    let cluster = Cluster::new().await;
+    cluster.create_rollout(ROLLOUT).await;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let controller = tokio::spawn(run(cluster.context(), async {
+        let _ = stopped.await;
+    }));
+    let progressing = cluster
+        .wait_until(Duration::from_secs(20), |s| s.route.weight == 25)
+        .await;
+    assert_eq!(progressing.phase, Phase::Progressing);
+    let canary = cluster.deployments().get("podinfo-canary").await.unwrap();
+    let template = canary.spec.template.clone();
+    assert_eq!(
+        template.spec.unwrap().containers[0].image.as_deref(),
+        Some("ghcr.io/stefanprodan/podinfo:6.1.0")
+    );
+    assert_eq!(
+        template.metadata.unwrap().labels.unwrap()["canary.rs/role"],
+        "canary"
+    );
+    assert_eq!(canary.owner_references()[0].kind, "Rollout");
+    assert!(
+        cluster
+            .deployments()
+            .get("podinfo")
+            .await
+            .unwrap()
+            .spec
+            .paused
+            .unwrap(),
+        "stable adopted: paused"
+    );
+    let end = cluster.wait_until(Duration::from_secs(30), terminal).await;
+    assert_eq!(end.phase, Phase::Succeeded, "{}", end.message);
+    assert_eq!(
+        cluster.stable_image().await,
+        "ghcr.io/stefanprodan/podinfo:6.1.0"
+    );
+    assert!(!cluster.canary_exists().await, "canary removed");
+    let weights: Vec<u32> = cluster
+        .traffic
+        .routes("test", "podinfo")
+        .unwrap()
+        .history()
+        .into_iter()
+        .map(|(_, r)| r.weight)
+        .collect();
+    assert!(weights.windows(3).any(|w| w == [25, 50, 75]), "{weights:?}");
+    let events = cluster.server.list("events.k8s.io/v1", "Event");
+    let reasons: Vec<&str> = events.iter().filter_map(|e| e["reason"].as_str()).collect();
+    for reason in ["Progressing", "StepReached", "Promoting", "Succeeded"] {
+        assert!(reasons.contains(&reason), "no {reason} event: {reasons:?}");
+    }
+    let _ = stop.send(());
+    controller.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_controller_rolls_a_failing_canary_back() {
+    let cluster = Cluster::new().await;
+    cluster
+        .metrics
+        .set("request-success-rate", MetricOutcome::Value(80.0));
+    cluster.create_rollout(ROLLOUT).await;
+    let context = cluster.context();
+    let end = cluster
+        .reconcile_until(&context, Duration::from_secs(30), terminal)
+        .await;
+    assert_eq!(end.phase, Phase::Failed, "{}", end.message);
+    assert_eq!(
+        cluster.stable_image().await,
+        "ghcr.io/stefanprodan/podinfo:6.0.0",
+        "stable untouched"
+    );
+    assert!(!cluster.canary_exists().await);
+    assert!(
+        cluster
+            .traffic
+            .routes("test", "podinfo")
+            .unwrap()
+            .route()
+            .is_stable_only()
+    );
+    let events = cluster.server.list("events.k8s.io/v1", "Event");
+    let failed_check = events
+        .iter()
+        .find(|e| e["reason"] == "FailedCheck")
+        .expect("a FailedCheck event");
+    assert!(
+        failed_check["note"]
+            .as_str()
+            .unwrap()
+            .contains("80 is outside >= 99"),
+        "{failed_check}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restarted_controller_resumes_in_every_phase() {
+    type Point = fn(&RolloutStatus) -> bool;
+    let phases: [(&str, Point); 5] = [
+        ("initialized", |s| s.phase != Phase::Initializing),
+        ("first step", |s| s.route.weight == 25),
+        ("at a gate", |s| s.route.weight == 50 && s.route_verified),
+        ("last step", |s| s.route.weight == 75),
+        ("promoting", |s| s.phase == Phase::Promoting),
+    ];
+    for (name, point) in phases {
+        let cluster = Cluster::new().await;
+        cluster.create_rollout(ROLLOUT).await;
+        let first = cluster.context();
+        cluster
+            .reconcile_until(&first, Duration::from_secs(20), point)
+            .await;
+        drop(first);
+        let second = cluster.context();
+        let end = cluster
+            .reconcile_until(&second, Duration::from_secs(30), terminal)
+            .await;
+        assert_eq!(
+            end.phase,
+            Phase::Succeeded,
+            "restarted at {name}: {}",
+            end.message
+        );
+        assert_eq!(
+            cluster.stable_image().await,
+            "ghcr.io/stefanprodan/podinfo:6.1.0",
+            "restarted at {name}"
+        );
+        assert!(!cluster.canary_exists().await, "restarted at {name}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rollouts_complete_through_conflicts_errors_and_dropped_watches() {
+    for seed in [1, 2] {
+        let cluster = Cluster::new().await;
+        cluster.create_rollout(ROLLOUT).await;
+        let faults = cluster.server.faults();
+        faults.set_seed(seed);
+        faults.set_conflict_rate(0.1);
+        faults.set_error_rate(0.1);
+        faults.set_drop_watch_rate(0.2);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let controller = tokio::spawn(run(cluster.context(), async {
+            let _ = stopped.await;
+        }));
+        let end = cluster.wait_until(Duration::from_secs(60), terminal).await;
+        faults.clear();
+        assert_eq!(end.phase, Phase::Succeeded, "seed {seed}: {}", end.message);
+        assert_eq!(
+            cluster.stable_image().await,
+            "ghcr.io/stefanprodan/podinfo:6.1.0"
+        );
+        assert!(!cluster.canary_exists().await, "no canary left behind");
+        let canaries = cluster
+            .server
+            .list("apps/v1", "Deployment")
+            .iter()
+            .filter(|d| d["metadata"]["name"] != "podinfo")
+            .count();
+        assert_eq!(canaries, 0, "no duplicate canary");
+        assert!(
+            end.measurements.len() >= 3,
+            "the analysis history survived: {:?}",
+            end.measurements.len()
+        );
+        let failures = cluster
+            .server
+            .requests()
+            .iter()
+            .filter(|r| r.status >= 409)
+            .count();
+        assert!(failures > 0, "faults were injected");
+        let _ = stop.send(());
+        controller.await.unwrap();
+    }
+}
+
+/// Writes to the API, without events (which are notices, not state).
+fn writes(server: &ApiServer) -> Vec<String> {
+    server
+        .requests()
+        .into_iter()
+        .filter(|r| r.verb.is_write() && !r.path.contains("/events"))
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_weight_step_costs_at_most_three_writes_and_an_idle_pass_none() {
+    let cluster = Cluster::new().await;
+    cluster.create_rollout(ROLLOUT).await;
+    let context = cluster.context();
+    cluster
+        .reconcile_until(&context, Duration::from_secs(20), |s| {
+            s.route.weight == 25 && s.route_verified
+        })
+        .await;
+    // From the first gate to the second, and from the second to the third.
+    for (from, to) in [(25, 50), (50, 75)] {
+        cluster.server.clear_requests();
+        cluster
+            .reconcile_until(&context, Duration::from_secs(20), |s| {
+                s.route.weight == to && s.route_verified
+            })
+            .await;
+        let writes = writes(&cluster.server);
+        assert!(
+            writes.len() <= 3,
+            "step {from} -> {to}: {} writes: {writes:#?}",
+            writes.len()
+        );
+        let _ = from;
+    }
+    // Between analysis runs nothing changes: a pass reads, and writes nothing.
+    cluster.server.clear_requests();
+    for _ in 0..3 {
+        let rollout = cluster.rollouts().get("podinfo").await.unwrap();
+        reconcile(Arc::new(rollout), context.clone()).await.unwrap();
+    }
+    let idle = cluster.server.requests();
+    let idle_writes: Vec<_> = idle
+        .iter()
+        .filter(|r| r.verb.is_write())
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert!(
+        idle_writes.is_empty() || cluster.status().await.last_analysis.is_some(),
+        "{idle_writes:#?}"
+    );
+    let end = cluster
+        .reconcile_until(&context, Duration::from_secs(30), terminal)
+        .await;
+    assert_eq!(end.phase, Phase::Succeeded);
+    cluster.server.clear_requests();
+    for _ in 0..3 {
+        let rollout = cluster.rollouts().get("podinfo").await.unwrap();
+        reconcile(Arc::new(rollout), context.clone()).await.unwrap();
+    }
+    let after: Vec<_> = cluster
+        .server
+        .requests()
+        .into_iter()
+        .filter(|r| r.verb.is_write())
+        .collect();
+    assert!(
+        after.is_empty(),
+        "a finished rollout writes nothing: {after:?}"
+    );
+    assert!(
+        cluster
+            .server
+            .requests()
+            .iter()
+            .all(|r| r.verb == Verb::Get),
+        "reads only"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deleting_the_rollout_resets_routes_removes_the_canary_and_releases_stable() {
+    let cluster = Cluster::new().await;
+    cluster.create_rollout(ROLLOUT).await;
+    let context = cluster.context();
+    cluster
+        .reconcile_until(&context, Duration::from_secs(20), |s| s.route.weight == 50)
+        .await;
+    cluster
+        .rollouts()
+        .delete("podinfo", &Default::default())
+        .await
+        .unwrap();
+    let rollout = cluster.rollouts().get("podinfo").await.unwrap();
+    assert!(
+        rollout.metadata.deletion_timestamp.is_some(),
+        "held by the finalizer"
+    );
+    reconcile(Arc::new(rollout), context.clone()).await.unwrap();
+    assert!(
+        cluster
+            .rollouts()
+            .get_opt("podinfo")
+            .await
+            .unwrap()
+            .is_none(),
+        "finalizer removed"
+    );
+    assert!(!cluster.canary_exists().await);
+    assert!(
+        cluster
+            .traffic
+            .routes("test", "podinfo")
+            .unwrap()
+            .route()
+            .is_stable_only()
+    );
+    let stable = cluster.deployments().get("podinfo").await.unwrap();
+    assert_eq!(
+        stable.spec.paused,
+        Some(false),
+        "the stable Deployment is let go"
+    );
+    assert!(
+        !stable
+            .annotations()
+            .contains_key("canary.rs/stable-revision")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn commands_reach_the_rollout_through_canaryctl() {
+    let cluster = Cluster::new().await;
+    cluster
+        .create_rollout(&ROLLOUT.replace(
+            "[{weight: 25}, {weight: 50}, {weight: 75}]",
+            "[{weight: 25, pause: {}}, {weight: 50}]",
+        ))
+        .await;
+    let context = cluster.context();
+    let paused = cluster
+        .reconcile_until(&context, Duration::from_secs(20), |s| {
+            s.phase == Phase::Paused
+        })
+        .await;
+    assert_eq!(paused.route.weight, 25);
+    canary_kube::ctl::send(
+        &cluster.rollouts(),
+        "podinfo",
+        canary_core::Command::Promote,
+        1,
+    )
+    .await
+    .unwrap();
+    let end = cluster
+        .reconcile_until(&context, Duration::from_secs(30), terminal)
+        .await;
+    assert_eq!(end.phase, Phase::Succeeded);
+    assert_eq!(end.last_command, 1);
+    let rows = canary_kube::ctl::row(&cluster.rollouts().get("podinfo").await.unwrap());
+    assert!(
+        rows.starts_with("podinfo") && rows.contains("Succeeded"),
+        "{rows}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_invalid_rollout_is_refused_in_its_status() {
+    let cluster = Cluster::new().await;
+    cluster
+        .create_rollout(&ROLLOUT.replace("{weight: 75}", "{weight: 175}"))
+        .await;
+    let context = cluster.context();
+    let status = cluster
+        .reconcile_until(&context, Duration::from_secs(10), |s| {
+            s.condition("Valid").is_some()
+        })
+        .await;
+    let condition = status.condition("Valid").unwrap();
+    assert_eq!(condition.reason, "InvalidSpec");
+    assert!(
+        condition
+            .message
+            .contains("spec.strategy.canary.steps[2].weight: 175 is not within 0..=100"),
+        "{}",
+        condition.message
+    );
+    assert!(!cluster.canary_exists().await, "nothing was touched");
+    assert_eq!(
+        cluster
+            .deployments()
+            .get("podinfo")
+            .await
+            .unwrap()
+            .spec
+            .paused,
+        None
+    );
+    let _ = cluster.status().await;
+}
