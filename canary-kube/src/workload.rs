@@ -83,17 +83,22 @@ impl DeploymentWorkload {
             })
     }
 
-    /// Pauses the stable Deployment and records the revision it runs, once. A Deployment that
-    /// is rolling out (its controller has not caught up with its template) is left to finish.
-    /// Returns whether it wrote anything.
+    /// Records the revision the stable Deployment runs, once, and pauses it; a Deployment that
+    /// is rolling out (its controller has not caught up with its template) is paused only once
+    /// it is done. Returns whether it wrote anything.
     pub async fn adopt(&self) -> Result<bool> {
         let stable = self.stable().await?;
         let paused = stable.spec.paused.unwrap_or(false);
         let recorded = annotation(&stable, STABLE_REVISION).is_some();
-        if (paused && recorded) || rolling(&stable) {
+        let pause = !paused && !rolling(&stable);
+        if recorded && !pause {
             return Ok(false);
         }
-        let mut patch = json!({"spec": {"paused": true}});
+        let mut patch = if pause {
+            json!({"spec": {"paused": true}})
+        } else {
+            json!({})
+        };
         if !recorded {
             let running = self.revision(&pod_template(&stable), &stable).await?;
             patch["metadata"] = json!({"annotations": {STABLE_REVISION: running}});

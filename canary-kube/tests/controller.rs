@@ -579,3 +579,213 @@ async fn an_invalid_rollout_is_refused_in_its_status() {
     );
     let _ = cluster.status().await;
 }
+
+const TEMPLATE_ROLLOUT: &str = "apiVersion: canary.rs/v1alpha1
+kind: Rollout
+metadata: {name: podinfo, namespace: test}
+spec:
+  workloadRef: {apiVersion: apps/v1, kind: Deployment, name: podinfo}
+  service: {name: podinfo, port: 9898}
+  trafficRouting: {kuma: {}}
+  strategy: {canary: {steps: [{weight: 50}]}}
+  analysis:
+    interval: 1s
+    metrics:
+    - {name: request-success-rate, thresholdRange: {min: 99}}
+";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_first_deploy_does_no_rollout_and_a_template_change_does() {
+    let cluster = Cluster::new().await;
+    cluster.create_rollout(TEMPLATE_ROLLOUT).await;
+    let context = cluster.context();
+    let adopted = cluster
+        .reconcile_until(&context, Duration::from_secs(10), |s| {
+            s.phase == Phase::Initialized && s.stable_revision.is_some()
+        })
+        .await;
+    for _ in 0..5 {
+        let rollout = cluster.rollouts().get("podinfo").await.unwrap();
+        reconcile(Arc::new(rollout), context.clone()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        cluster.status().await.phase,
+        Phase::Initialized,
+        "the first deploy is adopted, not released"
+    );
+    assert!(!cluster.canary_exists().await);
+    // Paused at adoption, so a template edit waits for the rollout instead of rolling at once.
+    let patch = serde_json::json!({"spec": {"template": {"spec": {"containers": [{"name": "podinfo", "image": "ghcr.io/stefanprodan/podinfo:7.0.0"}]}}}});
+    cluster
+        .deployments()
+        .patch(
+            "podinfo",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
+        .await
+        .unwrap();
+    let released = cluster
+        .reconcile_until(&context, Duration::from_secs(10), |s| {
+            s.phase == Phase::Progressing
+        })
+        .await;
+    assert_ne!(released.canary_revision, adopted.stable_revision);
+    let end = cluster
+        .reconcile_until(&context, Duration::from_secs(30), terminal)
+        .await;
+    assert_eq!(end.phase, Phase::Succeeded, "{}", end.message);
+    assert_eq!(
+        cluster.stable_image().await,
+        "ghcr.io/stefanprodan/podinfo:7.0.0"
+    );
+    assert_eq!(
+        cluster
+            .deployments()
+            .get("podinfo")
+            .await
+            .unwrap()
+            .spec
+            .paused,
+        Some(true),
+        "paused again for the next release"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_changed_config_map_is_a_new_revision() {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    let cluster = Cluster::new().await;
+    let configs: Api<ConfigMap> = Api::namespaced(cluster.client.clone(), "test");
+    let map: ConfigMap = serde_json::from_value(
+        serde_json::json!({"metadata": {"name": "podinfo-config"}, "data": {"level": "info"}}),
+    )
+    .unwrap();
+    configs.create(&PostParams::default(), &map).await.unwrap();
+    let mount = serde_json::json!({"spec": {"template": {"spec": {"volumes": [{"name": "config", "configMap": {"name": "podinfo-config"}}]}}}});
+    cluster
+        .deployments()
+        .patch(
+            "podinfo",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&mount),
+        )
+        .await
+        .unwrap();
+    cluster.create_rollout(TEMPLATE_ROLLOUT).await;
+    let context = cluster.context();
+    cluster
+        .reconcile_until(&context, Duration::from_secs(10), |s| {
+            s.phase == Phase::Initialized && s.stable_revision.is_some()
+        })
+        .await;
+    let stable = cluster.deployments().get("podinfo").await.unwrap();
+    assert!(
+        stable
+            .annotations()
+            .contains_key("canary.rs/stable-revision"),
+        "recorded at once, even while rolling"
+    );
+    let change = serde_json::json!({"data": {"level": "debug"}});
+    configs
+        .patch(
+            "podinfo-config",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&change),
+        )
+        .await
+        .unwrap();
+    cluster
+        .reconcile_until(&context, Duration::from_secs(10), |s| {
+            s.phase == Phase::Progressing
+        })
+        .await;
+    let canary = cluster.deployments().get("podinfo-canary").await.unwrap();
+    let annotations = canary.spec.template.metadata.unwrap().annotations.unwrap();
+    assert!(
+        annotations.contains_key("canary.rs/config-hash"),
+        "the canary's pods start with the new config"
+    );
+    let end = cluster
+        .reconcile_until(&context, Duration::from_secs(30), terminal)
+        .await;
+    assert_eq!(end.phase, Phase::Succeeded, "{}", end.message);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_controller_leads_and_another_takes_over_an_expired_lease() {
+    use canary_core::providers::{Clock, ManualClock};
+    use canary_kube::leader::LeaderElection;
+    let cluster = Cluster::new().await;
+    let clock = ManualClock::new(jiff::Timestamp::now());
+    let lease = |who| {
+        LeaderElection::new(
+            cluster.client.clone(),
+            "test",
+            "canary-controller",
+            who,
+            Duration::from_secs(15),
+        )
+    };
+    let (a, b) = (lease("a"), lease("b"));
+    assert!(a.try_lead(&clock).await.unwrap());
+    assert!(!b.try_lead(&clock).await.unwrap(), "held by a");
+    clock.advance(jiff::SignedDuration::from_secs(10));
+    assert!(a.try_lead(&clock).await.unwrap(), "a renews");
+    clock.advance(jiff::SignedDuration::from_secs(10));
+    assert!(
+        !b.try_lead(&clock).await.unwrap(),
+        "renewed 10s ago: still a's"
+    );
+    clock.advance(jiff::SignedDuration::from_secs(20));
+    assert!(
+        b.try_lead(&clock).await.unwrap(),
+        "a stopped renewing: b takes over"
+    );
+    assert!(!a.try_lead(&clock).await.unwrap(), "a lost it");
+    b.step_down().await.unwrap();
+    assert!(a.try_lead(&clock).await.unwrap(), "released: free to take");
+    let _ = clock.now();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_controller_reports_its_metrics() {
+    let cluster = Cluster::new().await;
+    cluster.create_rollout(ROLLOUT).await;
+    let mut registry = Registry::default();
+    let metrics = Metrics::register(&mut registry);
+    let context = Arc::new(Context::new(
+        cluster.client.clone(),
+        cluster.traffic.clone(),
+        Arc::new(cluster.metrics.clone()),
+        Arc::new(InMemoryWebhooks::default()),
+        Arc::new(SystemClock),
+        metrics,
+        "canary-test",
+    ));
+    cluster
+        .reconcile_until(&context, Duration::from_secs(20), |s| s.route.weight == 50)
+        .await;
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    assert!(
+        text.contains(r#"canary_rollout_weight{namespace="test",name="podinfo"} 50"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            r#"canary_rollout_phase{namespace="test",name="podinfo",phase="Progressing"} 1"#
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"canary_rollout_step{namespace="test",name="podinfo"} 2"#),
+        "{text}"
+    );
+    assert!(text.contains("canary_reconciles_total"), "{text}");
+    assert!(
+        text.contains("canary_step_duration_seconds_count"),
+        "{text}"
+    );
+}
