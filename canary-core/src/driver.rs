@@ -89,13 +89,25 @@ impl Driver<'_> {
                 break;
             }
         }
-        self.persist(&mut pass).await?;
+        self.persist_at_end(&mut pass).await?;
         Ok(pass.finish())
     }
 
     /// Saves the status if it changed since it was last saved.
     async fn persist(&self, pass: &mut Pass) -> Result<()> {
         if pass.status != pass.saved {
+            self.store.save(&pass.status).await?;
+            pass.saved = pass.status.clone();
+        }
+        Ok(())
+    }
+
+    /// At the end of a pass: saves the status unless all that changed is what every pass
+    /// observes again (that the route is in effect), which is then saved with the next write.
+    async fn persist_at_end(&self, pass: &mut Pass) -> Result<()> {
+        let mut observed = pass.saved.clone();
+        observed.route_verified = pass.status.route_verified;
+        if pass.status != observed {
             self.store.save(&pass.status).await?;
             pass.saved = pass.status.clone();
         }

@@ -333,7 +333,7 @@ impl Engine<'_> {
         }
         self.status.stage = StepStage::Gating;
         self.status.gate_since = Some(self.now);
-        self.status.waiting_since = Some(self.now);
+        self.status.waiting_since = None;
         self.event(
             EventKind::Normal,
             "StepReached",
@@ -357,28 +357,33 @@ impl Engine<'_> {
             .is_none_or(|route| *route == self.status.route);
         let shown = written && seen.verified != Verification::No;
         if shown {
-            if !self.status.route_verified {
-                self.status.route_verified = true;
-                self.status.waiting_since = None;
-            }
+            self.status.route_verified = true;
             return;
         }
         if !written {
-            if self.status.route_verified {
-                self.event(
-                    EventKind::Warning,
-                    "RouteDrift",
-                    format!(
-                        "the route was changed outside the rollout; applying {} again",
-                        describe_route(&self.status.route)
-                    ),
-                );
-            }
+            self.event(
+                EventKind::Warning,
+                "RouteDrift",
+                format!(
+                    "the route in effect is not the one applied; applying {} again",
+                    describe_route(&self.status.route)
+                ),
+            );
             self.status.route_verified = false;
             self.emit(Action::SetRoute(self.status.route.clone()));
         }
-        if !self.status.route_verified {
-            self.check_deadline("the route to take effect");
+        // The gate started when the route was applied: its deadline counts from there.
+        let applied = self.status.gate_since.unwrap_or(self.now);
+        if !self.status.route_verified
+            && self.now.duration_since(applied) >= self.plan.progress_deadline
+        {
+            self.rollback(
+                "ProgressDeadlineExceeded",
+                format!(
+                    "waited {} for the route to take effect, longer than the progress deadline; rolled back",
+                    crate::duration::format_duration(self.plan.progress_deadline)
+                ),
+            );
         }
     }
 
