@@ -357,12 +357,18 @@ async fn prometheus_over_tls_is_trusted_through_a_custom_ca() {
     let prometheus = Prometheus::start(&[], Some(&web));
     let ca = std::fs::read(dir.0.join("ca.pem")).unwrap();
     let trusted = PrometheusMetrics::new(client_trusting(&ca).unwrap());
-    assert_eq!(
-        trusted
+    // Prometheus answers 503 until its storage is open.
+    let mut answer = Err(String::new());
+    for _ in 0..300 {
+        answer = trusted
             .instant(&prometheus.address, "7", Timestamp::now())
-            .await,
-        Ok(Some(7.0))
-    );
+            .await;
+        if !answer.as_ref().is_err_and(|e| e.contains("503")) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(answer, Ok(Some(7.0)));
     let untrusted = PrometheusMetrics::new(reqwest::Client::new());
     let refused = untrusted
         .instant(&prometheus.address, "7", Timestamp::now())

@@ -105,12 +105,10 @@ impl Prometheus {
             child,
             _dir: dir,
         };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "prometheus did not start listening"
-            );
+        // Listening is not ready: Prometheus answers 503 until its storage is open.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !ready(port, web_config.is_some()) {
+            assert!(Instant::now() < deadline, "prometheus did not become ready");
             std::thread::sleep(Duration::from_millis(100));
         }
         prometheus
@@ -121,6 +119,26 @@ impl Prometheus {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Whether Prometheus on `port` answers `/-/ready` with 200 (over TLS it is enough that it
+/// listens: the TLS test's first query waits for it).
+fn ready(port: u16, tls: bool) -> bool {
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    if tls {
+        return true;
+    }
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let request =
+        format!("GET /-/ready HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
+    if stream.write_all(request.as_bytes()).is_err() {
+        return false;
+    }
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    answer.starts_with("HTTP/1.1 200")
 }
 
 impl Drop for Prometheus {
