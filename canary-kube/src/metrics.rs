@@ -28,6 +28,16 @@ pub struct PhaseLabels {
     pub phase: String,
 }
 
+impl RolloutLabels {
+    fn phase(&self, phase: Phase) -> PhaseLabels {
+        PhaseLabels {
+            namespace: self.namespace.clone(),
+            name: self.name.clone(),
+            phase: phase.to_string(),
+        }
+    }
+}
+
 /// Labels of a failed reconcile.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct FailureLabels {
@@ -134,12 +144,7 @@ impl Metrics {
         };
         for phase in PHASES {
             let value = i64::from(phase == status.phase);
-            let labels = PhaseLabels {
-                namespace: labels.namespace.clone(),
-                name: labels.name.clone(),
-                phase: phase.to_string(),
-            };
-            self.phase.get_or_create(&labels).set(value);
+            self.phase.get_or_create(&labels.phase(phase)).set(value);
         }
         self.weight
             .get_or_create(&labels)
@@ -164,12 +169,7 @@ impl Metrics {
         self.weight.remove(&labels);
         self.step.remove(&labels);
         for phase in PHASES {
-            let labels = PhaseLabels {
-                namespace: labels.namespace.clone(),
-                name: labels.name.clone(),
-                phase: phase.to_string(),
-            };
-            self.phase.remove(&labels);
+            self.phase.remove(&labels.phase(phase));
         }
     }
 }

@@ -88,13 +88,18 @@ impl Cluster {
 
     /// A fresh controller context: what a restarted controller process would have.
     fn context(&self) -> Arc<Context> {
+        self.context_with(Metrics::register(&mut Registry::default()))
+    }
+
+    /// A fresh controller context reporting into `metrics`.
+    fn context_with(&self, metrics: Metrics) -> Arc<Context> {
         Arc::new(Context::new(
             self.client.clone(),
             self.traffic.clone(),
             Arc::new(self.metrics.clone()),
             Arc::new(InMemoryWebhooks::default()),
             Arc::new(SystemClock),
-            Metrics::register(&mut Registry::default()),
+            metrics,
             "canary-test",
         ))
     }
@@ -759,15 +764,7 @@ async fn the_controller_reports_its_metrics() {
     cluster.create_rollout(ROLLOUT).await;
     let mut registry = Registry::default();
     let metrics = Metrics::register(&mut registry);
-    let context = Arc::new(Context::new(
-        cluster.client.clone(),
-        cluster.traffic.clone(),
-        Arc::new(cluster.metrics.clone()),
-        Arc::new(InMemoryWebhooks::default()),
-        Arc::new(SystemClock),
-        metrics,
-        "canary-test",
-    ));
+    let context = cluster.context_with(metrics);
     cluster
         .reconcile_until(&context, Duration::from_secs(20), |s| s.route.weight == 50)
         .await;
