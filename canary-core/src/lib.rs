@@ -2,7 +2,8 @@
 //!
 //! The release engine of canary, with no Kubernetes, network or runtime dependency:
 //!
-//! - [`spec`]: the Rollout YAML contract, read by [`load`];
+//! - [`spec`]: the Rollout YAML contract, read by [`load`] (with the cluster [`objects`] a file
+//!   may carry);
 //! - [`validate`]: every rule, every error with its field path, compiling a [`RolloutPlan`];
 //! - [`machine`]: the release logic as one pure function, [`transition`];
 //! - [`providers`]: the traits the shell works through, with in-memory versions in [`memory`];
@@ -27,6 +28,7 @@ pub mod load;
 pub mod machine;
 pub mod memory;
 pub mod names;
+pub mod objects;
 pub mod plan;
 #[cfg(feature = "prometheus")]
 pub mod prometheus;

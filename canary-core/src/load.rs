@@ -1,14 +1,121 @@
-//! Reading a Rollout from YAML, with the line and column of anything that does not fit.
+//! Reading Rollout files and object files from YAML, with the line and column of anything that
+//! does not fit.
 
 use crate::error::{Error, Result};
+use crate::objects::Objects;
 use crate::plan::RolloutPlan;
 use crate::spec::Rollout;
 use crate::validate::validate;
 
-/// Reads a Rollout document. Syntax errors, wrong types and unknown fields are reported with
-/// their line and column; the rules of [`validate`] are not checked here.
+/// Reads the Rollout of a file. A file may hold further YAML documents after or before the
+/// Rollout (the cluster objects it builds on, see [`rollout_file`]); the Rollout is the document
+/// of `kind: Rollout`, or the first one. Syntax errors, wrong types and unknown fields are
+/// reported with their line and column in the whole file; the rules of [`validate`] are not
+/// checked here.
 pub fn from_yaml(text: &str) -> Result<Rollout> {
-    serde_saphyr::from_str::<Rollout>(text).map_err(|error| {
+    let documents = documents(text);
+    let (offset, document) = documents[rollout_index(&documents)];
+    parse_document::<Rollout>(document, offset)
+}
+
+/// Reads and validates a Rollout file into the plan the engine runs.
+pub fn plan_from_yaml(text: &str) -> Result<RolloutPlan> {
+    validate(&from_yaml(text)?).map_err(Error::Invalid)
+}
+
+/// A Rollout file: the Rollout, and the other documents in it (the objects it builds on, such
+/// as the stable Deployment and its Service), for [`Objects`].
+#[derive(Debug, Clone)]
+pub struct RolloutFile {
+    /// The Rollout.
+    pub rollout: Rollout,
+    /// Every other document of the file.
+    pub objects: Objects,
+}
+
+/// Reads a Rollout file with the objects it carries.
+pub fn rollout_file(text: &str) -> Result<RolloutFile> {
+    let documents = documents(text);
+    let index = rollout_index(&documents);
+    let (offset, document) = documents[index];
+    let rollout = parse_document::<Rollout>(document, offset)?;
+    let mut objects = Objects::default();
+    for (at, (offset, document)) in documents.into_iter().enumerate() {
+        if at != index {
+            objects.extend(parse_objects(document, offset)?);
+        }
+    }
+    Ok(RolloutFile { rollout, objects })
+}
+
+/// Reads every document of a file of Kubernetes objects (`kind: List` documents are opened).
+pub fn objects_from_yaml(text: &str) -> Result<Objects> {
+    let mut objects = Objects::default();
+    for (offset, document) in documents(text) {
+        objects.extend(parse_objects(document, offset)?);
+    }
+    Ok(objects)
+}
+
+/// The documents of a YAML stream, each with the number of lines before it. A line that starts
+/// with `---` starts a document (YAML allows nothing else at column 0 to start with it).
+fn documents(text: &str) -> Vec<(u64, &str)> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut start_line = 0;
+    let mut line_number = 0;
+    let mut position = 0;
+    for line in text.split_inclusive('\n') {
+        let marker = line
+            .strip_prefix("---")
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with(char::is_whitespace));
+        if marker {
+            out.push((start_line, &text[start..position]));
+            // The marker line itself may carry content (`--- {a: 1}`): keep it, blanked marker.
+            start = position + 3;
+            start_line = line_number;
+        }
+        position += line.len();
+        line_number += 1;
+    }
+    out.push((start_line, &text[start..]));
+    let nonempty: Vec<(u64, &str)> = out
+        .iter()
+        .copied()
+        .filter(|(_, document)| !is_blank(document))
+        .collect();
+    if nonempty.is_empty() {
+        // Nothing but blanks and comments: the parser says so, with its own words.
+        vec![(0, text)]
+    } else {
+        nonempty
+    }
+}
+
+/// True when a document holds only blank lines and comments.
+fn is_blank(document: &str) -> bool {
+    document
+        .lines()
+        .map(str::trim)
+        .all(|line| line.is_empty() || line.starts_with('#'))
+}
+
+/// Which document is the Rollout: the one whose top-level `kind` is `Rollout`, else the first.
+fn rollout_index(documents: &[(u64, &str)]) -> usize {
+    documents
+        .iter()
+        .position(|(_, document)| {
+            document.lines().any(|line| {
+                line.strip_prefix("kind:")
+                    .is_some_and(|kind| kind.trim().trim_matches(['"', '\'']) == "Rollout")
+            })
+        })
+        .unwrap_or(0)
+}
+
+/// One document as `T`, errors placed in the whole file (`offset` lines precede it).
+fn parse_document<T: serde::de::DeserializeOwned>(document: &str, offset: u64) -> Result<T> {
+    serde_saphyr::from_str::<T>(document).map_err(|error| {
         let location = error.location();
         let message = error.without_snippet().to_string();
         let first = message.lines().next().unwrap_or("unreadable YAML");
@@ -19,7 +126,11 @@ pub fn from_yaml(text: &str) -> Result<Rollout> {
         };
         Error::Parse {
             message: message.to_owned(),
-            line: location.as_ref().map(|l| l.line()).filter(|line| *line > 0),
+            line: location
+                .as_ref()
+                .map(|l| l.line())
+                .filter(|line| *line > 0)
+                .map(|line| line + offset),
             column: location
                 .as_ref()
                 .map(|l| l.column())
@@ -28,9 +139,43 @@ pub fn from_yaml(text: &str) -> Result<Rollout> {
     })
 }
 
-/// Reads and validates a Rollout document into the plan the engine runs.
-pub fn plan_from_yaml(text: &str) -> Result<RolloutPlan> {
-    validate(&from_yaml(text)?).map_err(Error::Invalid)
+/// The objects of one document: the document itself, or the items of a `List`.
+fn parse_objects(document: &str, offset: u64) -> Result<Vec<serde_json::Value>> {
+    let value = parse_document::<serde_json::Value>(document, offset)?;
+    // An object-level problem is placed at the document's first line of content.
+    let first = document
+        .lines()
+        .position(|line| !is_blank(line))
+        .map_or(0, |at| at as u64);
+    let place = |message: &str| Error::Parse {
+        message: message.to_owned(),
+        line: Some(offset + first + 1),
+        column: None,
+    };
+    let objects = match value {
+        serde_json::Value::Null => Vec::new(),
+        serde_json::Value::Object(ref object)
+            if object.get("kind").and_then(|k| k.as_str()) == Some("List") =>
+        {
+            object
+                .get("items")
+                .and_then(|items| items.as_array())
+                .cloned()
+                .unwrap_or_default()
+        }
+        serde_json::Value::Object(_) => vec![value],
+        _ => return Err(place("a Kubernetes object must be a mapping")),
+    };
+    for object in &objects {
+        let kind = object.get("kind").and_then(|k| k.as_str());
+        let name = object.pointer("/metadata/name").and_then(|n| n.as_str());
+        if kind.is_none() || name.is_none() {
+            return Err(place(
+                "a Kubernetes object needs `kind` and `metadata.name`",
+            ));
+        }
+    }
+    Ok(objects)
 }
 
 #[cfg(test)]
@@ -70,5 +215,31 @@ mod tests {
         ] {
             assert!(from_yaml(text).is_err(), "{text:?}");
         }
+    }
+
+    #[test]
+    fn a_file_may_carry_objects_before_and_after_the_rollout() {
+        let text = "# objects first\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\n---\napiVersion: canary.rs/v1alpha1\nkind: Rollout\nmetadata: {name: web}\nspec:\n  workloadRef: {apiVersion: apps/v1, kind: Deployment, name: web}\n  service: {name: web, port: 80}\n  trafficRouting: {kuma: {}}\n  strategy: {blueGreen: {}}\n--- # and a list\nkind: List\nitems:\n- {kind: Service, metadata: {name: web}}\n";
+        let file = rollout_file(text).unwrap();
+        assert_eq!(file.rollout.metadata.name, "web");
+        assert!(file.objects.get("Deployment", "x", "web").is_some());
+        assert!(file.objects.get("Service", "x", "web").is_some());
+        assert_eq!(from_yaml(text).unwrap().metadata.name, "web");
+    }
+
+    #[test]
+    fn errors_in_a_later_document_carry_their_line_in_the_file() {
+        let text = "kind: Service\nmetadata: {name: web}\n---\nkind: Rollout\nmetadata: {name: x}\nspec:\n  servise: {}\n";
+        let Err(Error::Parse { message, line, .. }) = from_yaml(text) else {
+            panic!("an unknown field was accepted");
+        };
+        assert!(message.contains("servise"), "{message}");
+        assert_eq!(line, Some(7));
+        let Err(Error::Parse { line, .. }) =
+            objects_from_yaml("kind: A\nmetadata: {name: a}\n---\nkind: B\n")
+        else {
+            panic!("an object without a name was accepted");
+        };
+        assert_eq!(line, Some(4));
     }
 }

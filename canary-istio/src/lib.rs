@@ -1,9 +1,52 @@
 //! # canary-istio
 //!
-//! The Istio traffic provider: VirtualService and DestinationRule. This crate is being built; today it states what the provider can route, which
-//! validation uses to refuse a spec before anything is applied.
+//! The Istio traffic provider. Two objects carry a route:
+//!
+//! - a **DestinationRule** with a stable and a canary subset ([`subsets`]: by the pods'
+//!   `version` labels, or by pod-template hash), generated or added to the user's;
+//! - a **VirtualService** whose managed HTTP route weights the two subsets and mirrors to the
+//!   canary, with a route for the request matches placed before it; generated, or the user's
+//!   with only the managed routes changed ([`virtual_service`]).
+//!
+//! [`render`] builds both from a plan, a route and the objects already in the cluster; it is
+//! pure, and the CLI's `canary render` prints it. With the `kube` feature, [`IstioTraffic`]
+//! applies them by server-side apply (field manager `canary-istio`), reads them back, and on
+//! finalize deletes what it generated and restores what it changed.
+//!
+//! ```
+//! use canary_core::objects::Objects;
+//! use canary_core::RouteState;
+//!
+//! let file = canary_core::load::rollout_file(include_str!("../../examples/rollouts/bookinfo-istio.yaml")).unwrap();
+//! let plan = canary_core::validate::validate(&file.rollout).unwrap();
+//! let rendered = canary_istio::render(&plan, &RouteState::weighted(50), &file.objects).unwrap();
+//! let route = &rendered.virtual_service["spec"]["http"][0]["route"];
+//! assert_eq!(route[0]["destination"]["subset"], "v1");
+//! assert_eq!(route[1]["weight"], 50);
+//! ```
+
+pub mod destination_rule;
+pub mod error;
+mod hosts;
+pub mod matches;
+pub mod objects;
+#[cfg(feature = "kube")]
+mod provider;
+pub mod render;
+pub mod subsets;
+pub mod virtual_service;
 
 use canary_core::{Capabilities, ProviderKind};
+
+pub use error::{Error, Result};
+#[cfg(feature = "kube")]
+pub use provider::{IstioFactory, IstioTraffic};
+pub use render::{Rendered, render};
+
+/// The API version of the objects rendered (`networking.istio.io/v1`, Istio 1.22 and later).
+pub const API_VERSION: &str = "networking.istio.io/v1";
+/// The field manager of the provider's writes.
+pub const FIELD_MANAGER: &str = "canary-istio";
 
 /// What this provider can route.
 pub fn capabilities() -> Capabilities {

@@ -1,11 +1,13 @@
-//! `canary`: validate and simulate Rollout files.
+//! `canary`: validate, simulate and render Rollout files.
 //!
 //! ```text
 //! cargo run --example canary -- validate examples/rollouts/podinfo-kuma.yaml
 //! cargo run --example canary -- simulate examples/rollouts/podinfo-kuma.yaml --canary-error-rate 0.2
+//! cargo run --example canary -- render examples/rollouts/bookinfo-istio.yaml --provider istio --weight 50
 //! ```
 
 mod chart;
+mod render;
 mod timeline;
 
 use std::io::Write;
@@ -34,6 +36,8 @@ enum Commands {
     },
     /// Run a Rollout against in-memory providers and synthetic traffic, in virtual time.
     Simulate(SimulateArgs),
+    /// Print the objects a traffic provider would apply at one point of the rollout.
+    Render(render::RenderArgs),
 }
 
 #[derive(clap::Args)]
@@ -86,6 +90,7 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         Commands::Validate { file } => validate(&file),
         Commands::Simulate(args) => simulate(&args),
+        Commands::Render(args) => render::render(&args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -98,10 +103,27 @@ fn main() -> ExitCode {
 
 /// Reads and validates a Rollout file, describing any problem for the user.
 fn load(file: &Path) -> Result<canary::RolloutPlan, Failure> {
+    load_with_objects(file).map(|(plan, _)| plan)
+}
+
+/// Reads and validates a Rollout file, with the cluster objects it carries.
+fn load_with_objects(
+    file: &Path,
+) -> Result<(canary::RolloutPlan, canary::objects::Objects), Failure> {
     let name = file.display();
     let text = std::fs::read_to_string(file)
         .map_err(|error| Failure::input(format!("{name}: cannot read: {error}")))?;
-    canary::load::plan_from_yaml(&text).map_err(|error| match error {
+    let loaded =
+        canary::load::rollout_file(&text).map_err(|error| describe_load_error(file, error))?;
+    let plan = canary::validate::validate(&loaded.rollout)
+        .map_err(|errors| describe_load_error(file, Error::Invalid(errors)))?;
+    Ok((plan, loaded.objects))
+}
+
+/// A loading error for the user: the file, the place in it and what is wrong.
+fn describe_load_error(file: &Path, error: Error) -> Failure {
+    let name = file.display();
+    match error {
         Error::Parse {
             message,
             line,
@@ -121,7 +143,7 @@ fn load(file: &Path) -> Result<canary::RolloutPlan, Failure> {
             Failure::input(format!("{name}: {count} {noun}\n{}", lines.join("\n")))
         }
         other => Failure::input(format!("{name}: {other}")),
-    })
+    }
 }
 
 fn validate(file: &Path) -> Result<(), Failure> {

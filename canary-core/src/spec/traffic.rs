@@ -31,6 +31,14 @@ pub struct IstioRouting {
     /// The DestinationRule to manage; one named after the service is generated when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub destination_rule: Option<DestinationRuleRef>,
+    /// The hosts of a VirtualService canary generates; the service name when empty. A
+    /// VirtualService the user wrote keeps its own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<String>,
+    /// The gateways of a VirtualService canary generates (`mesh` for the sidecars); the mesh
+    /// only when empty. A VirtualService the user wrote keeps its own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gateways: Vec<String>,
 }
 
 /// A VirtualService, and which of its HTTP routes canary manages.

@@ -37,6 +37,16 @@ pub(super) fn check_routing(c: &mut Checker, routing: &TrafficRouting) -> Option
                 names::dns1123_subdomain(&dr.name),
             );
         }
+        for (field, values) in [("hosts", &istio.hosts), ("gateways", &istio.gateways)] {
+            for (i, value) in values.iter().enumerate() {
+                if value.is_empty() || value.chars().any(char::is_whitespace) {
+                    c.error(
+                        format!("spec.trafficRouting.istio.{field}[{i}]"),
+                        format!("`{value}` is not a host or gateway name"),
+                    );
+                }
+            }
+        }
     }
     if let Some(nginx) = &routing.nginx {
         c.check(

@@ -1,0 +1,102 @@
+//! Cluster objects a traffic provider builds on (the stable Deployment, its Service, an
+//! existing VirtualService or Ingress), as JSON, so that rendering stays pure: the CLI reads
+//! them from files and the Kubernetes layer from the API server.
+
+use serde_json::Value;
+
+/// A set of Kubernetes objects, looked up by kind and name.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Objects(Vec<Value>);
+
+impl Objects {
+    /// The objects of `items`.
+    pub fn new(items: Vec<Value>) -> Self {
+        Objects(items)
+    }
+
+    /// Adds `items`; an object of the same kind, namespace and name as one already held
+    /// replaces it.
+    pub fn extend(&mut self, items: impl IntoIterator<Item = Value>) {
+        for item in items {
+            let wanted = key(&item);
+            match self.0.iter_mut().find(|held| key(held) == wanted) {
+                Some(held) => *held = item,
+                None => self.0.push(item),
+            }
+        }
+    }
+
+    /// Adds one object (replacing a held one of the same kind, namespace and name).
+    pub fn insert(&mut self, item: Value) {
+        self.extend([item]);
+    }
+
+    /// The object of `kind` named `name` in `namespace`. An object written without a namespace
+    /// (as in a file meant for `kubectl apply -n …`) is in every namespace.
+    pub fn get(&self, kind: &str, namespace: &str, name: &str) -> Option<&Value> {
+        self.0.iter().find(|item| {
+            in_kind(item, kind, namespace)
+                && item.pointer("/metadata/name").and_then(Value::as_str) == Some(name)
+        })
+    }
+
+    /// Every object of `kind` in `namespace` (or written without one).
+    pub fn of_kind<'a>(
+        &'a self,
+        kind: &'a str,
+        namespace: &'a str,
+    ) -> impl Iterator<Item = &'a Value> + 'a {
+        self.0
+            .iter()
+            .filter(move |item| in_kind(item, kind, namespace))
+    }
+
+    /// All the objects.
+    pub fn iter(&self) -> impl Iterator<Item = &Value> {
+        self.0.iter()
+    }
+
+    /// True when there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+fn in_kind(item: &Value, kind: &str, namespace: &str) -> bool {
+    item.get("kind").and_then(Value::as_str) == Some(kind)
+        && item
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .is_none_or(|held| held == namespace)
+}
+
+fn key(item: &Value) -> (Option<&str>, Option<&str>, Option<&str>) {
+    (
+        item.get("kind").and_then(Value::as_str),
+        item.pointer("/metadata/namespace").and_then(Value::as_str),
+        item.pointer("/metadata/name").and_then(Value::as_str),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn lookup_is_by_kind_namespace_and_name_and_later_objects_replace_earlier() {
+        let mut objects = Objects::new(vec![
+            json!({"kind": "Service", "metadata": {"name": "web", "namespace": "a"}, "n": 1}),
+            json!({"kind": "Service", "metadata": {"name": "web"}, "n": 2}),
+            json!({"kind": "Deployment", "metadata": {"name": "web", "namespace": "a"}}),
+        ]);
+        assert_eq!(objects.get("Service", "a", "web").unwrap()["n"], 1);
+        assert_eq!(objects.get("Service", "b", "web").unwrap()["n"], 2);
+        assert!(objects.get("Service", "a", "other").is_none());
+        objects.insert(
+            json!({"kind": "Service", "metadata": {"name": "web", "namespace": "a"}, "n": 3}),
+        );
+        assert_eq!(objects.get("Service", "a", "web").unwrap()["n"], 3);
+        assert_eq!(objects.iter().count(), 3);
+    }
+}

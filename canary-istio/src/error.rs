@@ -1,0 +1,25 @@
+//! The one error type of `canary-istio`.
+
+/// What can go wrong rendering or applying Istio routes.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An object the routes are built from is missing or not as needed; says which and why.
+    #[error("{0}")]
+    Input(String),
+    /// The user's VirtualService or DestinationRule cannot take the routes asked for.
+    #[error("{0}")]
+    Conflict(String),
+    /// The API server refused or failed a request.
+    #[cfg(feature = "kube")]
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+}
+
+impl From<Error> for canary_core::Error {
+    fn from(error: Error) -> Self {
+        canary_core::Error::provider("traffic", format!("istio: {error}"))
+    }
+}
+
+/// The result type of `canary-istio`.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

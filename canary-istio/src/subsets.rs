@@ -1,0 +1,159 @@
+//! The DestinationRule subsets that tell stable pods from canary pods.
+//!
+//! - **By version label** (Istio's convention, and the KubeSphere Bookinfo seed): when the stable
+//!   Deployment's pods carry a `version` label and `newVersion.version` gives the canary another,
+//!   the subsets are named after the two values (`v1`, `v2`) and select them.
+//! - **By pod-template hash** otherwise: subset `stable` selects the `pod-template-hash` of the
+//!   stable Deployment's current ReplicaSet, subset `canary` the `canary.rs/role: canary` label
+//!   the canary pods carry.
+
+use std::collections::BTreeMap;
+
+use canary_core::RolloutPlan;
+use canary_core::objects::Objects;
+use serde_json::{Value, json};
+
+use crate::error::{Error, Result};
+
+/// The pod label Istio's conventions use for versions.
+pub const VERSION_LABEL: &str = "version";
+/// The label Kubernetes gives the pods of one ReplicaSet.
+pub const POD_TEMPLATE_HASH: &str = "pod-template-hash";
+/// The label canary pods carry (set by the Deployment workload provider).
+pub const ROLE_LABEL: &str = "canary.rs/role";
+/// The annotation Kubernetes numbers a Deployment's ReplicaSets with.
+const REVISION: &str = "deployment.kubernetes.io/revision";
+
+/// One subset: its name and the pod labels it selects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subset {
+    /// The subset name routes refer to.
+    pub name: String,
+    /// The pod labels it selects.
+    pub labels: BTreeMap<String, String>,
+}
+
+impl Subset {
+    fn new(name: &str, key: &str, value: &str) -> Self {
+        Subset {
+            name: name.to_owned(),
+            labels: [(key.to_owned(), value.to_owned())].into(),
+        }
+    }
+
+    /// The subset as a DestinationRule lists it.
+    pub fn to_json(&self) -> Value {
+        json!({"name": self.name, "labels": self.labels})
+    }
+}
+
+/// The stable and canary subsets. After a promotion both may be the same subset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subsets {
+    /// The pods of the stable Deployment.
+    pub stable: Subset,
+    /// The pods of the canary Deployment.
+    pub canary: Subset,
+}
+
+impl Subsets {
+    /// The distinct subsets, stable first.
+    pub fn distinct(&self) -> Vec<&Subset> {
+        if self.stable.name == self.canary.name {
+            vec![&self.stable]
+        } else {
+            vec![&self.stable, &self.canary]
+        }
+    }
+}
+
+/// The subsets of `plan`'s workloads, from the stable Deployment (and, without version labels,
+/// its ReplicaSets) in `objects`.
+pub fn resolve(plan: &RolloutPlan, objects: &Objects) -> Result<Subsets> {
+    let namespace = &plan.namespace;
+    let stable_name = &plan.rollout.spec.workload_ref.name;
+    let deployment = objects
+        .get("Deployment", namespace, stable_name)
+        .ok_or_else(|| {
+            Error::Input(format!(
+                "the stable Deployment {namespace}/{stable_name} is needed: its pod labels tell \
+                 the stable subset (give it with --objects, or in the rollout file)"
+            ))
+        })?;
+    let stable_version = deployment
+        .pointer("/spec/template/metadata/labels")
+        .and_then(|labels| labels.get(VERSION_LABEL))
+        .and_then(Value::as_str);
+    let canary_version = plan
+        .rollout
+        .spec
+        .new_version
+        .as_ref()
+        .and_then(|new| new.version.as_deref())
+        .or(stable_version);
+    if let (Some(stable), Some(canary)) = (stable_version, canary_version) {
+        // Equal versions mean the release is promoted (the stable runs the new version) or
+        // that the versions cannot tell the pods apart; only the first is a version split.
+        if stable != canary || current_hash(deployment, objects, namespace).is_none() {
+            return Ok(Subsets {
+                stable: Subset::new(stable, VERSION_LABEL, stable),
+                canary: Subset::new(canary, VERSION_LABEL, canary),
+            });
+        }
+    }
+    let hash = current_hash(deployment, objects, namespace).ok_or_else(|| {
+        Error::Input(format!(
+            "cannot tell stable pods from canary pods: the pods of Deployment \
+             {namespace}/{stable_name} have no `{VERSION_LABEL}` label other than the canary's \
+             (set one, with spec.newVersion.version for the canary), and no current ReplicaSet \
+             of it gives their {POD_TEMPLATE_HASH}"
+        ))
+    })?;
+    Ok(Subsets {
+        stable: Subset::new("stable", POD_TEMPLATE_HASH, &hash),
+        canary: Subset::new("canary", ROLE_LABEL, "canary"),
+    })
+}
+
+/// The `pod-template-hash` of the Deployment's current ReplicaSet: the one it owns with the
+/// Deployment's revision number.
+fn current_hash(deployment: &Value, objects: &Objects, namespace: &str) -> Option<String> {
+    let uid = deployment.pointer("/metadata/uid").and_then(Value::as_str);
+    let name = deployment.pointer("/metadata/name").and_then(Value::as_str);
+    let revision = deployment
+        .pointer("/metadata/annotations")
+        .and_then(|a| a.get(REVISION))
+        .and_then(Value::as_str);
+    let owned = |rs: &&Value| {
+        rs.pointer("/metadata/ownerReferences")
+            .and_then(Value::as_array)
+            .is_some_and(|owners| {
+                owners.iter().any(|owner| {
+                    owner["kind"] == "Deployment"
+                        && owner["name"].as_str() == name
+                        && uid.is_none_or(|uid| owner["uid"].as_str().is_none_or(|u| u == uid))
+                })
+            })
+    };
+    let number = |rs: &Value| {
+        rs.pointer("/metadata/annotations")
+            .and_then(|a| a.get(REVISION))
+            .and_then(Value::as_str)
+            .and_then(|n| n.parse::<u64>().ok())
+    };
+    let owned: Vec<&Value> = objects
+        .of_kind("ReplicaSet", namespace)
+        .filter(owned)
+        .collect();
+    let current = match revision {
+        Some(revision) => owned
+            .iter()
+            .find(|rs| number(rs).map(|n| n.to_string()).as_deref() == Some(revision)),
+        None => owned.iter().max_by_key(|rs| number(rs)),
+    }?;
+    current
+        .pointer("/metadata/labels")
+        .and_then(|labels| labels.get(POD_TEMPLATE_HASH))
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+}

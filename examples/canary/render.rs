@@ -1,0 +1,105 @@
+//! `canary render`: the objects a traffic provider would apply at one point of a rollout.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use canary::objects::Objects;
+use canary::{ProviderKind, RolloutPlan, RouteState};
+use serde_json::Value;
+
+use crate::Failure;
+
+#[derive(clap::Args)]
+pub struct RenderArgs {
+    /// The Rollout YAML file (it may carry the objects the rollout builds on as further
+    /// documents).
+    file: PathBuf,
+    /// The traffic provider: istio, nginx, kuma or asm (the one the rollout routes with).
+    #[arg(long)]
+    provider: String,
+    /// The canary's weight, 0..=100, with no matches or mirror.
+    #[arg(long, value_name = "W", conflicts_with = "step")]
+    weight: Option<u32>,
+    /// The route of step N of the strategy, from 1 (default: the first step).
+    #[arg(long, value_name = "N")]
+    step: Option<usize>,
+    /// Existing cluster objects to build on (stable Deployment, Service, Ingress,
+    /// VirtualService…), as multi-document YAML.
+    #[arg(long, value_name = "FILE")]
+    objects: Option<PathBuf>,
+}
+
+pub fn render(args: &RenderArgs) -> Result<(), Failure> {
+    let (plan, mut objects) = crate::load_with_objects(&args.file)?;
+    if let Some(path) = &args.objects {
+        objects.extend(read_objects(path)?.iter().cloned());
+    }
+    let chosen = plan.provider;
+    if chosen.name() != args.provider {
+        return Err(Failure::input(format!(
+            "--provider {}: the rollout routes with {} (spec.trafficRouting)",
+            args.provider,
+            chosen.name()
+        )));
+    }
+    let route = route(&plan, args)?;
+    let rendered = provider_objects(&plan, chosen, &route, &objects)?;
+    let yaml = serde_saphyr::to_string_multiple(&rendered).map_err(|error| Failure {
+        message: format!("cannot write YAML: {error}"),
+        code: 1,
+    })?;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(yaml.as_bytes()) {
+        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => Err(Failure {
+            message: format!("cannot write: {error}"),
+            code: 1,
+        }),
+        _ => Ok(()),
+    }
+}
+
+fn read_objects(path: &Path) -> Result<Objects, Failure> {
+    let name = path.display();
+    let text = std::fs::read_to_string(path)
+        .map_err(|error| Failure::input(format!("{name}: cannot read: {error}")))?;
+    canary::load::objects_from_yaml(&text).map_err(|error| crate::describe_load_error(path, error))
+}
+
+/// The route asked for: a plain weight, or a step's route.
+fn route(plan: &RolloutPlan, args: &RenderArgs) -> Result<RouteState, Failure> {
+    if let Some(weight) = args.weight {
+        if weight > 100 {
+            return Err(Failure::input(format!(
+                "--weight {weight}: the weight is a percent, 0..=100"
+            )));
+        }
+        return Ok(RouteState::weighted(weight));
+    }
+    let step = args.step.unwrap_or(1);
+    let count = plan.steps.len();
+    match step.checked_sub(1).and_then(|index| plan.steps.get(index)) {
+        Some(step) => Ok(step.route.clone()),
+        None => Err(Failure::input(format!(
+            "--step {step}: the strategy has steps 1..={count}"
+        ))),
+    }
+}
+
+fn provider_objects(
+    plan: &RolloutPlan,
+    provider: ProviderKind,
+    route: &RouteState,
+    objects: &Objects,
+) -> Result<Vec<Value>, Failure> {
+    let failed =
+        |error: &dyn std::fmt::Display| Failure::input(format!("{}: {error}", provider.name()));
+    match provider {
+        ProviderKind::Istio => canary::istio::render(plan, route, objects)
+            .map(|rendered| rendered.objects())
+            .map_err(|e| failed(&e)),
+        other => Err(Failure::input(format!(
+            "rendering for {} is not available yet",
+            other.name()
+        ))),
+    }
+}
