@@ -1,1 +1,366 @@
-//! placeholder
+//! The provider: renders, then applies by server-side apply what differs from the cluster.
+//!
+//! Subsets move make-before-break: while the live VirtualService still routes to a subset the
+//! new routes no longer use, the DestinationRule keeps it until the VirtualService is written.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use canary_core::RouteState;
+use canary_core::machine::Verification;
+use canary_core::objects::Objects;
+use canary_core::providers::TrafficProvider;
+use canary_core::{Capabilities, RolloutPlan};
+use canary_kube::controller::TrafficFactory;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams};
+use kube::{Api, Client};
+use serde_json::{Map, Value, json};
+
+use crate::error::Result;
+use crate::hosts::is_service_host;
+use crate::objects::owned;
+use crate::render::{Rendered, render};
+use crate::subsets;
+use crate::{FIELD_MANAGER, destination_rule, virtual_service};
+
+/// Makes an [`IstioTraffic`] for each Rollout.
+pub struct IstioFactory {
+    client: Client,
+}
+
+impl IstioFactory {
+    /// Providers talking to the cluster through `client`.
+    pub fn new(client: Client) -> Self {
+        IstioFactory { client }
+    }
+}
+
+impl TrafficFactory for IstioFactory {
+    fn provider(&self, plan: &RolloutPlan) -> canary_kube::Result<Arc<dyn TrafficProvider>> {
+        Ok(Arc::new(IstioTraffic::new(self.client.clone(), plan.clone())))
+    }
+}
+
+/// The routes of one Rollout, in a DestinationRule and a VirtualService.
+pub struct IstioTraffic {
+    plan: RolloutPlan,
+    virtual_services: Api<DynamicObject>,
+    destination_rules: Api<DynamicObject>,
+    deployments: Api<Deployment>,
+    replicasets: Api<ReplicaSet>,
+}
+
+fn resource(kind: &str) -> ApiResource {
+    ApiResource::from_gvk(&GroupVersionKind::gvk("networking.istio.io", "v1", kind))
+}
+
+/// What the cluster holds: the objects rendering needs.
+struct Live {
+    objects: Objects,
+    virtual_service: Option<Value>,
+    destination_rule: Option<Value>,
+}
+
+impl IstioTraffic {
+    /// The routes of `plan`, in its namespace.
+    pub fn new(client: Client, plan: RolloutPlan) -> Self {
+        let namespace = plan.namespace.as_str();
+        IstioTraffic {
+            virtual_services: Api::namespaced_with(
+                client.clone(),
+                namespace,
+                &resource("VirtualService"),
+            ),
+            destination_rules: Api::namespaced_with(
+                client.clone(),
+                namespace,
+                &resource("DestinationRule"),
+            ),
+            deployments: Api::namespaced(client.clone(), namespace),
+            replicasets: Api::namespaced(client, namespace),
+            plan,
+        }
+    }
+
+    async fn live(&self) -> Result<Live> {
+        let mut objects = Objects::default();
+        let stable = self
+            .deployments
+            .get_opt(&self.plan.rollout.spec.workload_ref.name)
+            .await?;
+        if let Some(stable) = stable {
+            let stable = to_value(&stable);
+            objects.insert(stable.clone());
+            if subsets::needs_replicasets(&self.plan, &stable) {
+                let selector = stable
+                    .pointer("/spec/selector/matchLabels")
+                    .and_then(Value::as_object)
+                    .map(|labels| {
+                        labels
+                            .iter()
+                            .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    })
+                    .unwrap_or_default();
+                let list = self
+                    .replicasets
+                    .list(&ListParams::default().labels(&selector))
+                    .await?;
+                objects.extend(list.items.iter().map(to_value));
+            }
+        }
+        let virtual_service = self
+            .virtual_services
+            .get_opt(&virtual_service::name(&self.plan))
+            .await?
+            .map(|o| to_value(&o));
+        let destination_rule = self
+            .destination_rules
+            .get_opt(&destination_rule::name(&self.plan))
+            .await?
+            .map(|o| to_value(&o));
+        objects.extend(virtual_service.iter().chain(destination_rule.iter()).cloned());
+        Ok(Live {
+            objects,
+            virtual_service,
+            destination_rule,
+        })
+    }
+
+    /// Writes `desired` when its managed parts differ from `live`'s. Returns whether it wrote.
+    async fn write(
+        &self,
+        api: &Api<DynamicObject>,
+        live: Option<&Value>,
+        desired: &Value,
+        view: fn(&Value) -> Value,
+    ) -> Result<bool> {
+        if live.is_some_and(|live| view(live) == view(desired)) {
+            return Ok(false);
+        }
+        let name = desired
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        api.patch(name, &params, &Patch::Apply(&payload(desired)))
+            .await?;
+        Ok(true)
+    }
+
+    async fn apply_route(&self, route: &RouteState) -> Result<bool> {
+        let live = self.live().await?;
+        let rendered = render(&self.plan, route, &live.objects)?;
+        let mut changed = false;
+        let mut live_dr = live.destination_rule.clone();
+        let in_use = self.subsets_in_use(&live, &rendered);
+        if !in_use.is_empty() {
+            let existing = live.destination_rule.as_ref();
+            let bridge = destination_rule::desired(&self.plan, &rendered.subsets, &in_use, existing);
+            changed |= self
+                .write(&self.destination_rules, existing, &bridge, destination_rule::managed_view)
+                .await?;
+            live_dr = Some(bridge);
+        }
+        changed |= self
+            .write(
+                &self.virtual_services,
+                live.virtual_service.as_ref(),
+                &rendered.virtual_service,
+                virtual_service::managed_view,
+            )
+            .await?;
+        changed |= self
+            .write(
+                &self.destination_rules,
+                live_dr.as_ref(),
+                &rendered.destination_rule,
+                destination_rule::managed_view,
+            )
+            .await?;
+        Ok(changed)
+    }
+
+    /// The subsets the live VirtualService routes the service to that the rendered
+    /// DestinationRule no longer defines, as the live DestinationRule defines them.
+    fn subsets_in_use(&self, live: &Live, rendered: &Rendered) -> Vec<Value> {
+        let (Some(vs), Some(dr)) = (&live.virtual_service, &live.destination_rule) else {
+            return Vec::new();
+        };
+        let service = &self.plan.rollout.spec.service.name;
+        let mut names = Vec::new();
+        for kind in ["http", "tcp", "tls"] {
+            for route in vs["spec"][kind].as_array().into_iter().flatten() {
+                let destinations = route["route"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|entry| &entry["destination"])
+                    .chain(std::iter::once(&route["mirror"]));
+                for destination in destinations {
+                    let ours = destination["host"]
+                        .as_str()
+                        .is_some_and(|h| is_service_host(h, service, &self.plan.namespace));
+                    if let (true, Some(subset)) = (ours, destination["subset"].as_str()) {
+                        names.push(subset.to_owned());
+                    }
+                }
+            }
+        }
+        let wanted = destination_rule::defined(&rendered.destination_rule);
+        destination_rule::defined(dr)
+            .into_iter()
+            .filter(|s| s["name"].as_str().is_some_and(|n| names.iter().any(|u| u == n)))
+            .filter(|s| !wanted.iter().any(|w| w["name"] == s["name"]))
+            .collect()
+    }
+
+    /// Whether the live objects are what `route` renders to, and Istio has taken them in.
+    fn in_effect(&self, live: &Live, route: &RouteState) -> Result<bool> {
+        let (Some(vs), Some(dr)) = (&live.virtual_service, &live.destination_rule) else {
+            return Ok(false);
+        };
+        let rendered = render(&self.plan, route, &live.objects)?;
+        Ok(virtual_service::managed_view(vs)
+            == virtual_service::managed_view(&rendered.virtual_service)
+            && destination_rule::managed_view(dr)
+                == destination_rule::managed_view(&rendered.destination_rule)
+            && reconciled(vs)
+            && reconciled(dr))
+    }
+
+    async fn finalize_routes(&self) -> Result<()> {
+        let live = self.live().await?;
+        let subsets = subsets::resolve(&self.plan, &live.objects).ok();
+        if let Some(vs) = &live.virtual_service {
+            if owned(vs) {
+                delete(&self.virtual_services, vs).await?;
+            } else if let Some(subsets) = &subsets
+                && let Some(restored) = virtual_service::restore(&self.plan, subsets, vs)
+            {
+                self.write(
+                    &self.virtual_services,
+                    Some(vs),
+                    &restored,
+                    virtual_service::managed_view,
+                )
+                .await?;
+            }
+        }
+        if let Some(dr) = &live.destination_rule {
+            if owned(dr) {
+                delete(&self.destination_rules, dr).await?;
+            } else {
+                let keep: Vec<&subsets::Subset> = subsets.iter().map(|s| &s.stable).collect();
+                if let Some(restored) = destination_rule::restore(dr, &keep) {
+                    self.write(
+                        &self.destination_rules,
+                        Some(dr),
+                        &restored,
+                        destination_rule::managed_view,
+                    )
+                    .await?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What canary applies of `desired`: the whole object when canary generated it, else only the
+/// fields it manages in the user's object (the others stay the user's).
+fn payload(desired: &Value) -> Value {
+    if owned(desired) {
+        return desired.clone();
+    }
+    let mut spec = Map::new();
+    for field in ["http", "tcp", "tls", "subsets"] {
+        if let Some(value) = desired["spec"].get(field) {
+            spec.insert(field.to_owned(), value.clone());
+        }
+    }
+    let annotations: Map<String, Value> = desired
+        .pointer("/metadata/annotations")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .filter(|(key, _)| key.starts_with("canary.rs/"))
+        .map(|(key, value)| (key.clone(), value.clone()))
+        .collect();
+    let mut metadata = json!({
+        "name": desired["metadata"]["name"],
+        "namespace": desired["metadata"]["namespace"],
+    });
+    if !annotations.is_empty() {
+        metadata["annotations"] = Value::Object(annotations);
+    }
+    json!({
+        "apiVersion": desired["apiVersion"],
+        "kind": desired["kind"],
+        "metadata": metadata,
+        "spec": spec,
+    })
+}
+
+/// False while Istio reports (in the object's status) an older generation than the object's.
+fn reconciled(object: &Value) -> bool {
+    let generation = object.pointer("/metadata/generation").and_then(Value::as_i64);
+    let observed = object.pointer("/status/observedGeneration").and_then(Value::as_i64);
+    match (generation, observed) {
+        (Some(generation), Some(observed)) => observed >= generation,
+        _ => true,
+    }
+}
+
+async fn delete(api: &Api<DynamicObject>, object: &Value) -> Result<()> {
+    let name = object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+    match api.delete(name, &DeleteParams::default()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(error) => Err(error.into()),
+    }
+}
+
+fn to_value(object: &impl serde::Serialize) -> Value {
+    serde_json::to_value(object).unwrap_or(Value::Null)
+}
+
+#[async_trait]
+impl TrafficProvider for IstioTraffic {
+    fn capabilities(&self) -> Capabilities {
+        crate::capabilities()
+    }
+
+    async fn apply(&self, route: &RouteState) -> canary_core::Result<bool> {
+        Ok(self.apply_route(route).await?)
+    }
+
+    async fn observe(&self) -> canary_core::Result<Option<RouteState>> {
+        let live = self.live().await?;
+        let Some(vs) = &live.virtual_service else {
+            return Ok(None);
+        };
+        if let Some(applied) = virtual_service::applied_route(vs)
+            && self.in_effect(&live, &applied)?
+        {
+            return Ok(Some(applied));
+        }
+        let subsets = subsets::resolve(&self.plan, &live.objects).map_err(crate::Error::from)?;
+        Ok(virtual_service::observed_route(&self.plan, &subsets, vs))
+    }
+
+    async fn verify(&self, route: &RouteState) -> canary_core::Result<Verification> {
+        let live = self.live().await?;
+        Ok(if self.in_effect(&live, route)? {
+            Verification::Yes
+        } else {
+            Verification::No
+        })
+    }
+
+    async fn finalize(&self) -> canary_core::Result<()> {
+        Ok(self.finalize_routes().await?)
+    }
+}

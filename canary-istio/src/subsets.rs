@@ -115,6 +115,22 @@ pub fn resolve(plan: &RolloutPlan, objects: &Objects) -> Result<Subsets> {
     })
 }
 
+/// Whether telling the pods apart needs the stable Deployment's ReplicaSets (its pods carry
+/// no `version` label other than the canary's).
+pub fn needs_replicasets(plan: &RolloutPlan, deployment: &Value) -> bool {
+    let stable = deployment
+        .pointer("/spec/template/metadata/labels")
+        .and_then(|labels| labels.get(VERSION_LABEL))
+        .and_then(Value::as_str);
+    let canary = plan
+        .rollout
+        .spec
+        .new_version
+        .as_ref()
+        .and_then(|new| new.version.as_deref());
+    !matches!((stable, canary), (Some(stable), Some(canary)) if stable != canary)
+}
+
 /// The `pod-template-hash` of the Deployment's current ReplicaSet: the one it owns with the
 /// Deployment's revision number.
 fn current_hash(deployment: &Value, objects: &Objects, namespace: &str) -> Option<String> {

@@ -8,6 +8,8 @@ pub mod controller;
 pub mod crd;
 pub mod ctl;
 pub mod error;
+#[cfg(feature = "test-util")]
+pub mod fixtures;
 pub mod leader;
 pub mod metrics;
 pub mod revision;

@@ -347,7 +347,7 @@ impl Engine<'_> {
         self.gating();
     }
 
-    /// At the gate: the route must be (and stay) in effect. A route that never showed is
+    /// At the gate: the route must be (and stay) in effect. A route that is not in effect is
     /// applied again and waited for until the progress deadline; a route someone changed is
     /// overruled.
     fn check_route(&mut self, seen: &Observation) {
@@ -370,6 +370,10 @@ impl Engine<'_> {
                 ),
             );
             self.status.route_verified = false;
+            self.emit(Action::SetRoute(self.status.route.clone()));
+        } else if seen.verified == Verification::No {
+            // Written as asked but not in effect (a provider's objects only partly right, such
+            // as a stale subset): applying again is idempotent and repairs what is missing.
             self.emit(Action::SetRoute(self.status.route.clone()));
         }
         // The gate started when the route was applied: its deadline counts from there.

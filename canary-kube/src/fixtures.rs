@@ -1,0 +1,184 @@
+//! Test fixtures shared by the controller's and the providers' tests: a cluster on the API
+//! test server with the Rollout resource, and validators for the upstream CRDs in `crds/`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use canary_core::RolloutStatus;
+use canary_core::machine::MetricOutcome;
+use canary_core::memory::{InMemoryMetrics, InMemoryWebhooks};
+use canary_core::providers::SystemClock;
+use kube::api::PostParams;
+use kube::{Api, Client};
+use serde_json::Value;
+
+use crate::controller::{Context, TrafficFactory, reconcile};
+use crate::crd::Rollout;
+use crate::metrics::Metrics;
+use crate::testserver::{ApiServer, ResourceType};
+
+/// The workspace's `crds/` directory of upstream CustomResourceDefinitions.
+pub fn upstream_crds() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../crds")
+}
+
+/// A JSON-schema validator for version `version` of the CRD in `file` (relative to
+/// [`upstream_crds`]), refusing fields the schema does not declare.
+///
+/// # Panics
+/// When the file cannot be read or holds no such version: a broken fixture.
+#[allow(clippy::panic)] // a test fixture
+pub fn crd_validator(file: &str, version: &str) -> jsonschema::Validator {
+    let path = upstream_crds().join(file);
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let documents: Vec<Value> = serde_saphyr::from_multiple(&text)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let crd = documents
+        .iter()
+        .find(|d| d["kind"] == "CustomResourceDefinition")
+        .unwrap_or_else(|| panic!("{}: no CRD", path.display()));
+    let versions = crd["spec"]["versions"].as_array().cloned().unwrap_or_default();
+    let found = versions
+        .iter()
+        .find(|v| v["name"] == version)
+        .unwrap_or_else(|| panic!("{}: no version {version}", path.display()));
+    let mut schema = found["schema"]["openAPIV3Schema"].clone();
+    refuse_unknown_fields(&mut schema);
+    // The API server checks metadata itself; the CRD leaves it open.
+    jsonschema::validator_for(&schema).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Every object schema with declared properties refuses others, as pruning would drop them.
+fn refuse_unknown_fields(schema: &mut Value) {
+    match schema {
+        Value::Object(map) => {
+            let open = map.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true));
+            if map.contains_key("properties") && !map.contains_key("additionalProperties") && !open
+            {
+                map.insert("additionalProperties".to_owned(), Value::Bool(false));
+            }
+            for (key, value) in map.iter_mut() {
+                // `metadata` of the root is open; its schema in a CRD is `type: object`.
+                if key != "x-kubernetes-validations" {
+                    refuse_unknown_fields(value);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(refuse_unknown_fields),
+        _ => {}
+    }
+}
+
+/// The validation errors of `object`, each with its place.
+pub fn schema_errors(validator: &jsonschema::Validator, object: &Value) -> Vec<String> {
+    validator
+        .iter_errors(object)
+        .map(|e| format!("{}: {e}", e.instance_path()))
+        .collect()
+}
+
+/// An API test server with the Rollout resource, Deployments that become ready on their own,
+/// and healthy metrics.
+pub struct TestCluster {
+    /// The server.
+    pub server: ApiServer,
+    /// A client of it.
+    pub client: Client,
+    /// The metrics analysis reads; a success rate of 99.9 to begin with.
+    pub metrics: InMemoryMetrics,
+}
+
+impl TestCluster {
+    /// A fresh cluster whose Deployments become ready `ready_after` their change.
+    ///
+    /// # Panics
+    /// When the server cannot start.
+    #[allow(clippy::expect_used)] // a test fixture
+    pub async fn start(ready_after: Duration) -> Self {
+        let server = ApiServer::start().await.expect("the API test server starts");
+        server.register(ResourceType::new(
+            crate::GROUP,
+            crate::VERSION,
+            "Rollout",
+            "rollouts",
+            true,
+            true,
+        ));
+        server.simulate_deployments(ready_after);
+        let metrics = InMemoryMetrics::default();
+        metrics.set("request-success-rate", MetricOutcome::Value(99.9));
+        TestCluster {
+            client: server.client(),
+            server,
+            metrics,
+        }
+    }
+
+    /// Stores `object` as it is (no request logged).
+    pub fn put(&self, object: Value) {
+        self.server.put(object);
+    }
+
+    /// A fresh controller context (what a restarted controller would have) routing with
+    /// `traffic`.
+    pub fn context(&self, traffic: Arc<dyn TrafficFactory>) -> Arc<Context> {
+        Arc::new(Context::new(
+            self.client.clone(),
+            traffic,
+            Arc::new(self.metrics.clone()),
+            Arc::new(InMemoryWebhooks::default()),
+            Arc::new(SystemClock),
+            Metrics::register(&mut prometheus_client::registry::Registry::default()),
+            "canary-test",
+        ))
+    }
+
+    /// Creates the Rollout `rollout`.
+    ///
+    /// # Panics
+    /// When the server refuses it.
+    #[allow(clippy::expect_used)] // a test fixture
+    pub async fn create_rollout(&self, rollout: &Rollout) {
+        let namespace = rollout.metadata.namespace.clone().unwrap_or_default();
+        Api::<Rollout>::namespaced(self.client.clone(), &namespace)
+            .create(&PostParams::default(), rollout)
+            .await
+            .expect("the Rollout is created");
+    }
+
+    /// Calls the controller's reconcile on Rollout `namespace/name`, as its runtime would,
+    /// until `done` holds of its status.
+    ///
+    /// # Panics
+    /// On a reconcile error or when `limit` passes first.
+    #[allow(clippy::panic, clippy::expect_used)] // a test fixture
+    pub async fn reconcile_until(
+        &self,
+        context: &Arc<Context>,
+        (namespace, name): (&str, &str),
+        limit: Duration,
+        done: impl Fn(&RolloutStatus) -> bool,
+    ) -> RolloutStatus {
+        let rollouts = Api::<Rollout>::namespaced(self.client.clone(), namespace);
+        let deadline = Instant::now() + limit;
+        loop {
+            let rollout = rollouts.get(name).await.expect("the Rollout exists");
+            let status = rollout.status.clone().unwrap_or_default();
+            if done(&status) {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out in {:?}: {}",
+                status.phase,
+                status.message
+            );
+            if let Err(error) = reconcile(Arc::new(rollout), context.clone()).await {
+                panic!("reconcile failed: {error}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
