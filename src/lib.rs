@@ -11,6 +11,9 @@ pub use canary_istio as istio;
 /// Kubernetes glue: workloads, the Rollout CRD, the controller.
 #[cfg(feature = "kube")]
 pub use canary_kube as kube;
+
+#[cfg(feature = "kube")]
+pub mod cluster;
 /// The Kuma traffic provider.
 #[cfg(feature = "kuma")]
 pub use canary_kuma as kuma;

@@ -221,3 +221,99 @@ fn the_sequential_judge_fails_a_bad_canary_with_fewer_failed_requests() {
     );
     assert!(s < t, "sequential {s} failed requests, threshold {t}");
 }
+
+fn yaml_documents(output: &Output) -> Vec<serde_json::Value> {
+    serde_saphyr::from_multiple(&stdout(output)).unwrap()
+}
+
+const BOOKINFO: &str = "examples/rollouts/bookinfo-istio.yaml";
+
+#[test]
+fn render_istio_prints_the_bookinfo_seed_virtual_service_and_its_destination_rule() {
+    let out = canary(&["render", BOOKINFO, "--provider", "istio", "--weight", "50"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let documents = yaml_documents(&out);
+    let kinds: Vec<&str> = documents
+        .iter()
+        .map(|d| d["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["DestinationRule", "VirtualService"]);
+    let vs = &documents[1];
+    assert_eq!(vs["spec"]["hosts"], serde_json::json!(["reviews"]));
+    let route = &vs["spec"]["http"][0]["route"];
+    for (i, subset) in ["v1", "v2"].into_iter().enumerate() {
+        assert_eq!(route[i]["destination"]["host"], "reviews");
+        assert_eq!(route[i]["destination"]["port"]["number"], 9080);
+        assert_eq!(route[i]["destination"]["subset"], subset);
+        assert_eq!(route[i]["weight"], 50);
+    }
+    // Take-over: the last step sends everything to v2.
+    let out = canary(&["render", BOOKINFO, "--provider", "istio", "--step", "2"]);
+    let route = &yaml_documents(&out)[1]["spec"]["http"][0]["route"];
+    assert_eq!(
+        (route[0]["weight"].as_u64(), route[1]["weight"].as_u64()),
+        (Some(0), Some(100))
+    );
+}
+
+#[test]
+fn render_builds_on_objects_given_and_refuses_what_it_cannot_do() {
+    // An A/B rollout with its stable Deployment given by --objects: the match route first.
+    let dir = std::env::temp_dir().join(format!("canary-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let objects = dir.join("objects.yaml");
+    std::fs::write(
+        &objects,
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: ratings-v1}\nspec:\n  template:\n    metadata: {labels: {app: ratings, version: v1}}\n",
+    )
+    .unwrap();
+    let out = canary(&[
+        "render",
+        "examples/rollouts/abtest-istio.yaml",
+        "--provider",
+        "istio",
+        "--objects",
+        objects.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let http = &yaml_documents(&out)[1]["spec"]["http"];
+    assert_eq!(http[0]["name"], "primary-canary-match");
+    assert_eq!(
+        http[0]["match"][0]["headers"]["x-user-group"]["exact"],
+        "insider"
+    );
+    assert_eq!(http[1]["route"][1]["weight"], 0);
+
+    for (args, expected) in [
+        (
+            vec!["render", BOOKINFO, "--provider", "kuma"],
+            "routes with istio",
+        ),
+        (
+            vec!["render", BOOKINFO, "--provider", "istio", "--weight", "101"],
+            "0..=100",
+        ),
+        (
+            vec!["render", BOOKINFO, "--provider", "istio", "--step", "3"],
+            "steps 1..=2",
+        ),
+        (
+            vec![
+                "render",
+                "examples/rollouts/mirror-istio.yaml",
+                "--provider",
+                "istio",
+            ],
+            "stable Deployment demo/details-v1 is needed",
+        ),
+    ] {
+        let out = canary(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(
+            stderr(&out).contains(expected),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}

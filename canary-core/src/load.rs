@@ -63,20 +63,18 @@ fn documents(text: &str) -> Vec<(u64, &str)> {
     let mut out = Vec::new();
     let mut start = 0;
     let mut start_line = 0;
-    let mut line_number = 0;
     let mut position = 0;
-    for line in text.split_inclusive('\n') {
+    for (line_number, line) in (0u64..).zip(text.split_inclusive('\n')) {
         let marker = line
             .strip_prefix("---")
             .is_some_and(|rest| rest.is_empty() || rest.starts_with(char::is_whitespace));
         if marker {
             out.push((start_line, &text[start..position]));
-            // The marker line itself may carry content (`--- {a: 1}`): keep it, blanked marker.
+            // The marker line may carry content (`--- {a: 1}`): the document starts after `---`.
             start = position + 3;
             start_line = line_number;
         }
         position += line.len();
-        line_number += 1;
     }
     out.push((start_line, &text[start..]));
     let nonempty: Vec<(u64, &str)> = out

@@ -120,6 +120,10 @@ fn both(user: &Value, canary: &Value, route: &str) -> Result<Value> {
                 }
             }
             (Some(existing), _) if existing == condition => {}
+            (Some(existing), _) if field == "uri" && narrower(condition, existing) => {
+                *existing = condition.clone();
+            }
+            (Some(existing), _) if field == "uri" && narrower(existing, condition) => {}
             (Some(_), _) => {
                 return Err(Error::Conflict(format!(
                     "route `{route}` already has a `{field}` condition; Istio cannot require two \
@@ -129,6 +133,18 @@ fn both(user: &Value, canary: &Value, route: &str) -> Result<Value> {
         }
     }
     Ok(Value::Object(merged))
+}
+
+/// True when every path `a` matches is matched by `b` as well (so `a` alone says both): `b` is
+/// a prefix of `a`'s exact path or prefix.
+fn narrower(a: &Value, b: &Value) -> bool {
+    let Some(outer) = b["prefix"].as_str() else {
+        return false;
+    };
+    [&a["exact"], &a["prefix"]]
+        .into_iter()
+        .filter_map(Value::as_str)
+        .any(|inner| inner.starts_with(outer))
 }
 
 #[cfg(test)]
@@ -171,6 +187,20 @@ mod tests {
         assert_eq!(combined.len(), 2);
         assert_eq!(combined[1]["uri"]["prefix"], "/v2");
         assert_eq!(combined[1]["headers"]["x-canary"]["exact"], "on");
+        let narrower = [RequestMatch {
+            uri: Some(StringMatch {
+                prefix: Some("/api/v2".into()),
+                ..StringMatch::default()
+            }),
+            ..RequestMatch::default()
+        }];
+        let api = json!([{"uri": {"prefix": "/api"}}]);
+        let inside = within(Some(&api), &narrower, "api").unwrap();
+        assert_eq!(
+            inside[0]["uri"]["prefix"], "/api/v2",
+            "the narrower prefix holds both"
+        );
+        assert!(within(Some(&json!([{"uri": {"prefix": "/v2"}}])), &narrower, "api").is_err());
         let clash = json!([{"headers": {"x-canary": {"exact": "off"}}}]);
         assert!(matches!(
             within(Some(&clash), &ours, "api"),

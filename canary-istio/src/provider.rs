@@ -13,7 +13,9 @@ use canary_core::providers::TrafficProvider;
 use canary_core::{Capabilities, RolloutPlan};
 use canary_kube::controller::TrafficFactory;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams};
+use kube::api::{
+    ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams,
+};
 use kube::{Api, Client};
 use serde_json::{Map, Value, json};
 
@@ -38,7 +40,10 @@ impl IstioFactory {
 
 impl TrafficFactory for IstioFactory {
     fn provider(&self, plan: &RolloutPlan) -> canary_kube::Result<Arc<dyn TrafficProvider>> {
-        Ok(Arc::new(IstioTraffic::new(self.client.clone(), plan.clone())))
+        Ok(Arc::new(IstioTraffic::new(
+            self.client.clone(),
+            plan.clone(),
+        )))
     }
 }
 
@@ -121,7 +126,12 @@ impl IstioTraffic {
             .get_opt(&destination_rule::name(&self.plan))
             .await?
             .map(|o| to_value(&o));
-        objects.extend(virtual_service.iter().chain(destination_rule.iter()).cloned());
+        objects.extend(
+            virtual_service
+                .iter()
+                .chain(destination_rule.iter())
+                .cloned(),
+        );
         Ok(Live {
             objects,
             virtual_service,
@@ -158,9 +168,15 @@ impl IstioTraffic {
         let in_use = self.subsets_in_use(&live, &rendered);
         if !in_use.is_empty() {
             let existing = live.destination_rule.as_ref();
-            let bridge = destination_rule::desired(&self.plan, &rendered.subsets, &in_use, existing);
+            let bridge =
+                destination_rule::desired(&self.plan, &rendered.subsets, &in_use, existing);
             changed |= self
-                .write(&self.destination_rules, existing, &bridge, destination_rule::managed_view)
+                .write(
+                    &self.destination_rules,
+                    existing,
+                    &bridge,
+                    destination_rule::managed_view,
+                )
                 .await?;
             live_dr = Some(bridge);
         }
@@ -212,7 +228,11 @@ impl IstioTraffic {
         let wanted = destination_rule::defined(&rendered.destination_rule);
         destination_rule::defined(dr)
             .into_iter()
-            .filter(|s| s["name"].as_str().is_some_and(|n| names.iter().any(|u| u == n)))
+            .filter(|s| {
+                s["name"]
+                    .as_str()
+                    .is_some_and(|n| names.iter().any(|u| u == n))
+            })
             .filter(|s| !wanted.iter().any(|w| w["name"] == s["name"]))
             .collect()
     }
@@ -306,8 +326,12 @@ fn payload(desired: &Value) -> Value {
 
 /// False while Istio reports (in the object's status) an older generation than the object's.
 fn reconciled(object: &Value) -> bool {
-    let generation = object.pointer("/metadata/generation").and_then(Value::as_i64);
-    let observed = object.pointer("/status/observedGeneration").and_then(Value::as_i64);
+    let generation = object
+        .pointer("/metadata/generation")
+        .and_then(Value::as_i64);
+    let observed = object
+        .pointer("/status/observedGeneration")
+        .and_then(Value::as_i64);
     match (generation, observed) {
         (Some(generation), Some(observed)) => observed >= generation,
         _ => true,
@@ -315,7 +339,10 @@ fn reconciled(object: &Value) -> bool {
 }
 
 async fn delete(api: &Api<DynamicObject>, object: &Value) -> Result<()> {
-    let name = object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+    let name = object
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     match api.delete(name, &DeleteParams::default()).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
@@ -347,7 +374,7 @@ impl TrafficProvider for IstioTraffic {
         {
             return Ok(Some(applied));
         }
-        let subsets = subsets::resolve(&self.plan, &live.objects).map_err(crate::Error::from)?;
+        let subsets = subsets::resolve(&self.plan, &live.objects)?;
         Ok(virtual_service::observed_route(&self.plan, &subsets, vs))
     }
 

@@ -270,11 +270,14 @@ async fn refuse(
 async fn cleanup(rollout: &Rollout, context: &Context) -> Result<Action> {
     let namespace = rollout.namespace().unwrap_or_else(|| "default".to_owned());
     if let Ok(plan) = plan_of(rollout) {
+        // Traffic leaves the canary before it goes; the provider's objects go last, when
+        // only stable pods are left to serve without them.
         let traffic = context.traffic.provider(&plan)?;
-        traffic.finalize().await?;
+        traffic.reset().await?;
         let workload = DeploymentWorkload::new(context.client.clone(), &plan, None);
         canary_core::providers::WorkloadProvider::remove_canary(&workload).await?;
         workload.release().await?;
+        traffic.finalize().await?;
     }
     context.metrics.forget(&namespace, &rollout.name_any());
     publish(

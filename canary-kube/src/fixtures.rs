@@ -31,22 +31,32 @@ pub fn upstream_crds() -> PathBuf {
 #[allow(clippy::panic)] // a test fixture
 pub fn crd_validator(file: &str, version: &str) -> jsonschema::Validator {
     let path = upstream_crds().join(file);
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let documents: Vec<Value> = serde_saphyr::from_multiple(&text)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let documents: Vec<Value> =
+        serde_saphyr::from_multiple(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let crd = documents
         .iter()
         .find(|d| d["kind"] == "CustomResourceDefinition")
         .unwrap_or_else(|| panic!("{}: no CRD", path.display()));
-    let versions = crd["spec"]["versions"].as_array().cloned().unwrap_or_default();
+    let versions = crd["spec"]["versions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     let found = versions
         .iter()
         .find(|v| v["name"] == version)
         .unwrap_or_else(|| panic!("{}: no version {version}", path.display()));
     let mut schema = found["schema"]["openAPIV3Schema"].clone();
     refuse_unknown_fields(&mut schema);
-    // The API server checks metadata itself; the CRD leaves it open.
+    // Every object has these; the API server checks them itself, so CRDs leave them out.
+    if let Some(properties) = schema["properties"].as_object_mut() {
+        properties.insert(
+            "apiVersion".to_owned(),
+            serde_json::json!({"type": "string"}),
+        );
+        properties.insert("kind".to_owned(), serde_json::json!({"type": "string"}));
+        properties.insert("metadata".to_owned(), serde_json::json!({"type": "object"}));
+    }
     jsonschema::validator_for(&schema).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
@@ -60,7 +70,6 @@ fn refuse_unknown_fields(schema: &mut Value) {
                 map.insert("additionalProperties".to_owned(), Value::Bool(false));
             }
             for (key, value) in map.iter_mut() {
-                // `metadata` of the root is open; its schema in a CRD is `type: object`.
                 if key != "x-kubernetes-validations" {
                     refuse_unknown_fields(value);
                 }
@@ -97,7 +106,9 @@ impl TestCluster {
     /// When the server cannot start.
     #[allow(clippy::expect_used)] // a test fixture
     pub async fn start(ready_after: Duration) -> Self {
-        let server = ApiServer::start().await.expect("the API test server starts");
+        let server = ApiServer::start()
+            .await
+            .expect("the API test server starts");
         server.register(ResourceType::new(
             crate::GROUP,
             crate::VERSION,

@@ -21,6 +21,8 @@ pub mod traffic;
 pub mod workload;
 
 pub use error::{Error, Result};
+/// The Kubernetes client every part of this crate and the providers talk through.
+pub use kube::Client;
 
 /// The API group of the Rollout custom resource.
 pub const GROUP: &str = "canary.rs";

@@ -1,22 +1,25 @@
-//! The canary controller: `cargo run --example controller -- --prometheus http://prometheus:9090`.
+//! The canary controller:
+//! `cargo run --features controller --example controller -- --prometheus http://prometheus:9090`.
 //!
-//! It watches Rollouts in every namespace, runs one replica at a time through a Lease, serves
-//! its metrics on `--metrics 0.0.0.0:9000` at `/metrics`, and shuts down gracefully on SIGTERM
-//! or Ctrl-C. Traffic providers arrive with their crates; `--memory-traffic` keeps routes in
-//! memory instead (real workloads, no traffic split), for trying it on a cluster without a mesh.
+//! It watches Rollouts in every namespace, routes each with the provider it names
+//! ([`canary::cluster::ClusterTraffic`]), runs one replica at a time through a Lease, serves its
+//! metrics on `--metrics 0.0.0.0:9000` at `/metrics`, and shuts down gracefully on SIGTERM or
+//! Ctrl-C. `--memory-traffic` keeps routes in memory instead (real workloads, no traffic split),
+//! for trying it on a cluster without a mesh.
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use canary_core::prometheus::PrometheusMetrics;
-use canary_core::providers::{Clock, SystemClock};
-use canary_core::webhooks::HttpWebhooks;
-use canary_kube::controller::{Context, TrafficFactory, run};
-use canary_kube::leader::LeaderElection;
-use canary_kube::metrics::Metrics;
-use canary_kube::traffic::{MemoryTraffic, NoTraffic};
+use canary::cluster::ClusterTraffic;
+use canary::kube::controller::{Context, TrafficFactory, run};
+use canary::kube::leader::LeaderElection;
+use canary::kube::metrics::Metrics;
+use canary::kube::traffic::MemoryTraffic;
+use canary::prometheus::PrometheusMetrics;
+use canary::providers::{Clock, SystemClock};
+use canary::webhooks::HttpWebhooks;
 use clap::Parser;
 use kube::Client;
 use prometheus_client::registry::Registry;
@@ -51,7 +54,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let traffic: Arc<dyn TrafficFactory> = if args.memory_traffic {
         Arc::new(MemoryTraffic::new(clock.clone()))
     } else {
-        Arc::new(NoTraffic)
+        Arc::new(ClusterTraffic::new(client.clone()))
     };
     let mut registry = Registry::default();
     let metrics = Metrics::register(&mut registry);

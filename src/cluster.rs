@@ -1,0 +1,35 @@
+//! The traffic providers of this build, chosen for each Rollout by its `spec.trafficRouting`.
+
+use std::sync::Arc;
+
+use canary_core::RolloutPlan;
+use canary_core::providers::TrafficProvider;
+use canary_kube::Client;
+use canary_kube::controller::TrafficFactory;
+use canary_kube::traffic::NoTraffic;
+
+/// Routes Rollouts on a cluster with the provider each names; a provider this build leaves
+/// out (its cargo feature off) refuses the Rollout with a message naming it.
+pub struct ClusterTraffic {
+    #[cfg_attr(not(feature = "istio"), allow(dead_code))]
+    client: Client,
+}
+
+impl ClusterTraffic {
+    /// Providers talking to the cluster through `client`.
+    pub fn new(client: Client) -> Self {
+        ClusterTraffic { client }
+    }
+}
+
+impl TrafficFactory for ClusterTraffic {
+    fn provider(&self, plan: &RolloutPlan) -> canary_kube::Result<Arc<dyn TrafficProvider>> {
+        match plan.provider {
+            #[cfg(feature = "istio")]
+            canary_core::ProviderKind::Istio => {
+                canary_istio::IstioFactory::new(self.client.clone()).provider(plan)
+            }
+            _ => NoTraffic.provider(plan),
+        }
+    }
+}
