@@ -51,6 +51,41 @@ impl Objects {
             .filter(move |item| in_kind(item, kind, namespace))
     }
 
+    /// The `pod-template-hash` of `deployment`'s current ReplicaSet in `namespace` among these
+    /// objects: the one it owns with its revision number (`deployment.kubernetes.io/revision`),
+    /// else the highest-numbered one it owns. `None` when none is held.
+    pub fn pod_template_hash(&self, deployment: &Value, namespace: &str) -> Option<String> {
+        let uid = deployment.pointer("/metadata/uid").and_then(Value::as_str);
+        let name = deployment.pointer("/metadata/name").and_then(Value::as_str);
+        let revision = revision_number(deployment);
+        let owned = |rs: &&Value| {
+            rs.pointer("/metadata/ownerReferences")
+                .and_then(Value::as_array)
+                .is_some_and(|owners| {
+                    owners.iter().any(|owner| {
+                        owner["kind"] == "Deployment"
+                            && owner["name"].as_str() == name
+                            && uid.is_none_or(|uid| owner["uid"].as_str().is_none_or(|u| u == uid))
+                    })
+                })
+        };
+        let owned: Vec<&Value> = self
+            .of_kind("ReplicaSet", namespace)
+            .filter(owned)
+            .collect();
+        let current = match revision {
+            Some(revision) => owned
+                .iter()
+                .find(|rs| revision_number(rs) == Some(revision)),
+            None => owned.iter().max_by_key(|rs| revision_number(rs)),
+        }?;
+        current
+            .pointer("/metadata/labels")
+            .and_then(|labels| labels.get(POD_TEMPLATE_HASH))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    }
+
     /// All the objects.
     pub fn iter(&self) -> impl Iterator<Item = &Value> {
         self.0.iter()
@@ -60,6 +95,19 @@ impl Objects {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+}
+
+/// The label Kubernetes gives the pods of one ReplicaSet.
+pub const POD_TEMPLATE_HASH: &str = "pod-template-hash";
+
+/// The revision number Kubernetes puts on a Deployment and its ReplicaSets.
+fn revision_number(object: &Value) -> Option<u64> {
+    object
+        .pointer("/metadata/annotations")?
+        .get("deployment.kubernetes.io/revision")?
+        .as_str()?
+        .parse()
+        .ok()
 }
 
 fn in_kind(item: &Value, kind: &str, namespace: &str) -> bool {

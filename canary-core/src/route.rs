@@ -127,14 +127,15 @@ impl ProviderKind {
                 headers: all,
                 cookie: true,
                 cookie_value: true,
+                header_with_cookie: true,
                 uri: all,
                 query: all,
                 method: true,
                 mirror: true,
             },
             ProviderKind::Nginx => Capabilities {
-                summary: "weights; one match with at most one header (exact value or regex) \
-                          and one cookie (value `always`); no URI, query, method or mirroring",
+                summary: "weights; one match on one header (exact value or regex) or on one \
+                          cookie (value `always`), not both; no URI, query, method or mirroring",
                 weights: true,
                 max_matches: 1,
                 max_headers: 1,
@@ -145,6 +146,7 @@ impl ProviderKind {
                 },
                 cookie: true,
                 cookie_value: false,
+                header_with_cookie: false,
                 uri: none,
                 query: none,
                 method: false,
@@ -159,6 +161,7 @@ impl ProviderKind {
                 headers: all,
                 cookie: false,
                 cookie_value: false,
+                header_with_cookie: true,
                 uri: all,
                 query: MatchKinds {
                     exact: true,
@@ -182,6 +185,7 @@ impl ProviderKind {
                 },
                 cookie: false,
                 cookie_value: false,
+                header_with_cookie: true,
                 uri: MatchKinds {
                     exact: true,
                     prefix: true,
@@ -199,6 +203,7 @@ impl ProviderKind {
                 headers: none,
                 cookie: false,
                 cookie_value: false,
+                header_with_cookie: true,
                 uri: none,
                 query: none,
                 method: false,
@@ -249,6 +254,8 @@ pub struct Capabilities {
     pub cookie: bool,
     /// Cookie conditions with a value other than `always`.
     pub cookie_value: bool,
+    /// A header and a cookie condition in the same match (both required).
+    pub header_with_cookie: bool,
     /// URI conditions.
     pub uri: MatchKinds,
     /// Query-parameter conditions.
@@ -283,6 +290,12 @@ impl Capabilities {
             }
         }
         if let Some(cookie) = &request.cookie {
+            if !self.header_with_cookie && !request.headers.is_empty() {
+                out.push((
+                    "cookie".to_owned(),
+                    "a header and a cookie condition in one match".to_owned(),
+                ));
+            }
             if !self.cookie {
                 out.push(("cookie".to_owned(), "cookie conditions".to_owned()));
             } else if !self.cookie_value && cookie.value() != "always" {
@@ -365,7 +378,7 @@ mod tests {
             method: Some("GET".into()),
         };
         assert!(istio.refusals(&full).is_empty());
-        assert_eq!(ProviderKind::Nginx.capabilities().refusals(&full).len(), 4);
+        assert_eq!(ProviderKind::Nginx.capabilities().refusals(&full).len(), 5);
     }
 
     #[test]

@@ -17,12 +17,9 @@ use crate::error::{Error, Result};
 
 /// The pod label Istio's conventions use for versions.
 pub const VERSION_LABEL: &str = "version";
-/// The label Kubernetes gives the pods of one ReplicaSet.
-pub const POD_TEMPLATE_HASH: &str = "pod-template-hash";
+pub use canary_core::objects::POD_TEMPLATE_HASH;
 /// The label canary pods carry (set by the Deployment workload provider).
 pub const ROLE_LABEL: &str = "canary.rs/role";
-/// The annotation Kubernetes numbers a Deployment's ReplicaSets with.
-const REVISION: &str = "deployment.kubernetes.io/revision";
 
 /// One subset: its name and the pod labels it selects.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,21 +91,23 @@ pub fn resolve(plan: &RolloutPlan, objects: &Objects) -> Result<Subsets> {
     if let (Some(stable), Some(canary)) = (stable_version, canary_version) {
         // Equal versions mean the release is promoted (the stable runs the new version) or
         // that the versions cannot tell the pods apart; only the first is a version split.
-        if stable != canary || current_hash(deployment, objects, namespace).is_none() {
+        if stable != canary || objects.pod_template_hash(deployment, namespace).is_none() {
             return Ok(Subsets {
                 stable: Subset::new(stable, VERSION_LABEL, stable),
                 canary: Subset::new(canary, VERSION_LABEL, canary),
             });
         }
     }
-    let hash = current_hash(deployment, objects, namespace).ok_or_else(|| {
-        Error::Input(format!(
-            "cannot tell stable pods from canary pods: the pods of Deployment \
+    let hash = objects
+        .pod_template_hash(deployment, namespace)
+        .ok_or_else(|| {
+            Error::Input(format!(
+                "cannot tell stable pods from canary pods: the pods of Deployment \
              {namespace}/{stable_name} have no `{VERSION_LABEL}` label other than the canary's \
              (set one, with spec.newVersion.version for the canary), and no current ReplicaSet \
              of it gives their {POD_TEMPLATE_HASH}"
-        ))
-    })?;
+            ))
+        })?;
     Ok(Subsets {
         stable: Subset::new("stable", POD_TEMPLATE_HASH, &hash),
         canary: Subset::new("canary", ROLE_LABEL, "canary"),
@@ -129,47 +128,4 @@ pub fn needs_replicasets(plan: &RolloutPlan, deployment: &Value) -> bool {
         .as_ref()
         .and_then(|new| new.version.as_deref());
     !matches!((stable, canary), (Some(stable), Some(canary)) if stable != canary)
-}
-
-/// The `pod-template-hash` of the Deployment's current ReplicaSet: the one it owns with the
-/// Deployment's revision number.
-fn current_hash(deployment: &Value, objects: &Objects, namespace: &str) -> Option<String> {
-    let uid = deployment.pointer("/metadata/uid").and_then(Value::as_str);
-    let name = deployment.pointer("/metadata/name").and_then(Value::as_str);
-    let revision = deployment
-        .pointer("/metadata/annotations")
-        .and_then(|a| a.get(REVISION))
-        .and_then(Value::as_str);
-    let owned = |rs: &&Value| {
-        rs.pointer("/metadata/ownerReferences")
-            .and_then(Value::as_array)
-            .is_some_and(|owners| {
-                owners.iter().any(|owner| {
-                    owner["kind"] == "Deployment"
-                        && owner["name"].as_str() == name
-                        && uid.is_none_or(|uid| owner["uid"].as_str().is_none_or(|u| u == uid))
-                })
-            })
-    };
-    let number = |rs: &Value| {
-        rs.pointer("/metadata/annotations")
-            .and_then(|a| a.get(REVISION))
-            .and_then(Value::as_str)
-            .and_then(|n| n.parse::<u64>().ok())
-    };
-    let owned: Vec<&Value> = objects
-        .of_kind("ReplicaSet", namespace)
-        .filter(owned)
-        .collect();
-    let current = match revision {
-        Some(revision) => owned
-            .iter()
-            .find(|rs| number(rs).map(|n| n.to_string()).as_deref() == Some(revision)),
-        None => owned.iter().max_by_key(|rs| number(rs)),
-    }?;
-    current
-        .pointer("/metadata/labels")
-        .and_then(|labels| labels.get(POD_TEMPLATE_HASH))
-        .and_then(Value::as_str)
-        .map(str::to_owned)
 }

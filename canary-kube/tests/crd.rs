@@ -23,7 +23,10 @@ fn the_crd_schema_accepts_every_example_rollout() {
         let text = std::fs::read_to_string(&path).unwrap();
         // A file may carry the objects the rollout builds on; the Rollout is checked.
         let documents: Vec<Value> = serde_saphyr::from_multiple(&text).unwrap();
-        let rollout = documents.into_iter().find(|d| d["kind"] == "Rollout").unwrap();
+        let rollout = documents
+            .into_iter()
+            .find(|d| d["kind"] == "Rollout")
+            .unwrap();
         let errors: Vec<String> = validator
             .iter_errors(&rollout)
             .map(|e| format!("{}: {e}", e.instance_path()))
