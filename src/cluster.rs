@@ -11,7 +11,7 @@ use canary_kube::traffic::NoTraffic;
 /// Routes Rollouts on a cluster with the provider each names; a provider this build leaves
 /// out (its cargo feature off) refuses the Rollout with a message naming it.
 pub struct ClusterTraffic {
-    #[cfg_attr(not(feature = "istio"), allow(dead_code))]
+    #[cfg_attr(not(any(feature = "istio", feature = "nginx")), allow(dead_code))]
     client: Client,
 }
 
@@ -28,6 +28,10 @@ impl TrafficFactory for ClusterTraffic {
             #[cfg(feature = "istio")]
             canary_core::ProviderKind::Istio => {
                 canary_istio::IstioFactory::new(self.client.clone()).provider(plan)
+            }
+            #[cfg(feature = "nginx")]
+            canary_core::ProviderKind::Nginx => {
+                canary_nginx::NginxFactory::new(self.client.clone()).provider(plan)
             }
             _ => NoTraffic.provider(plan),
         }

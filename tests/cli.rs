@@ -317,3 +317,65 @@ fn render_builds_on_objects_given_and_refuses_what_it_cannot_do() {
     }
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn render_nginx_prints_the_seeds_canary_service_and_ingress() {
+    let out = canary(&[
+        "render",
+        "examples/rollouts/echoserver-nginx.yaml",
+        "--provider",
+        "nginx",
+        "--weight",
+        "20",
+        "--objects",
+        "examples/rollouts/echoserver-objects.yaml",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let documents = yaml_documents(&out);
+    let names: Vec<(&str, &str)> = documents
+        .iter()
+        .map(|d| {
+            (
+                d["kind"].as_str().unwrap(),
+                d["metadata"]["name"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("Service", "echoserver-canary"),
+            ("Ingress", "echoserver-canary")
+        ]
+    );
+    let annotations = &documents[1]["metadata"]["annotations"];
+    assert_eq!(annotations["nginx.ingress.kubernetes.io/canary"], "true");
+    assert_eq!(
+        annotations["nginx.ingress.kubernetes.io/canary-weight"],
+        "20"
+    );
+    assert_eq!(annotations["kubernetes.io/ingress.class"], "nginx");
+    let backend = &documents[1]["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"];
+    assert_eq!(backend["name"], "echoserver-canary");
+    assert_eq!(backend["port"]["number"], 8080);
+    assert_eq!(documents[0]["spec"]["selector"]["canary.rs/role"], "canary");
+    // Without the stable ReplicaSet the stable Service cannot be narrowed here; it says so.
+    assert!(
+        stderr(&out).contains("selects canary pods"),
+        "{}",
+        stderr(&out)
+    );
+    // Without the stable Ingress there is nothing to clone.
+    let out = canary(&[
+        "render",
+        "examples/rollouts/echoserver-nginx.yaml",
+        "--provider",
+        "nginx",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("Service default/echoserver is needed"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -32,9 +32,10 @@ impl Objects {
     }
 
     /// The object of `kind` named `name` in `namespace`. An object written without a namespace
-    /// (as in a file meant for `kubectl apply -n …`) is in every namespace.
+    /// (as in a file meant for `kubectl apply -n …`) is in every namespace; of two that match,
+    /// the one added last counts.
     pub fn get(&self, kind: &str, namespace: &str, name: &str) -> Option<&Value> {
-        self.0.iter().find(|item| {
+        self.0.iter().rev().find(|item| {
             in_kind(item, kind, namespace)
                 && item.pointer("/metadata/name").and_then(Value::as_str) == Some(name)
         })
@@ -97,6 +98,65 @@ impl Objects {
     }
 }
 
+/// The label canary puts on the objects it generates, and its value.
+pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "canary");
+/// The label naming the Rollout a generated object belongs to.
+pub const ROLLOUT_LABEL: &str = "canary.rs/rollout";
+
+/// True when canary generated `object` (and may replace or delete it whole).
+pub fn generated(object: &Value) -> bool {
+    object
+        .pointer("/metadata/labels")
+        .and_then(|labels| labels.get(MANAGED_BY.0))
+        .and_then(Value::as_str)
+        == Some(MANAGED_BY.1)
+}
+
+/// The metadata of an object named `name` that canary generates for `plan`.
+pub fn generated_metadata(plan: &crate::RolloutPlan, name: &str) -> Value {
+    serde_json::json!({
+        "name": name,
+        "namespace": plan.namespace,
+        "labels": {MANAGED_BY.0: MANAGED_BY.1, ROLLOUT_LABEL: plan.name},
+    })
+}
+
+/// `object` without what the API server sets (status, uid, resource version, managed
+/// fields…): what a client would write.
+pub fn clean(object: &Value) -> Value {
+    let mut out = object.clone();
+    if let Some(map) = out.as_object_mut() {
+        map.remove("status");
+        if let Some(metadata) = map.get_mut("metadata").and_then(Value::as_object_mut) {
+            for field in [
+                "uid",
+                "resourceVersion",
+                "generation",
+                "creationTimestamp",
+                "managedFields",
+                "selfLink",
+            ] {
+                metadata.remove(field);
+            }
+        }
+    }
+    out
+}
+
+/// True when `live` holds everything `desired` sets: maps key by key, lists item by item,
+/// values equal. Fields the API server fills in (defaults, cluster IPs) are not compared.
+pub fn includes(live: &Value, desired: &Value) -> bool {
+    match (live, desired) {
+        (Value::Object(live), Value::Object(desired)) => desired
+            .iter()
+            .all(|(key, want)| live.get(key).is_some_and(|have| includes(have, want))),
+        (Value::Array(live), Value::Array(desired)) => {
+            live.len() == desired.len() && live.iter().zip(desired).all(|(l, d)| includes(l, d))
+        }
+        (live, desired) => live == desired,
+    }
+}
+
 /// The label Kubernetes gives the pods of one ReplicaSet.
 pub const POD_TEMPLATE_HASH: &str = "pod-template-hash";
 
@@ -130,6 +190,19 @@ fn key(item: &Value) -> (Option<&str>, Option<&str>, Option<&str>) {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn includes_ignores_what_the_server_adds_but_not_what_differs() {
+        let desired = json!({"spec": {"ports": [{"port": 80}], "selector": {"app": "a"}}});
+        let live = json!({"spec": {"ports": [{"port": 80, "protocol": "TCP"}], "selector": {"app": "a"}, "clusterIP": "10.0.0.1"}});
+        assert!(includes(&live, &desired));
+        let other =
+            json!({"spec": {"ports": [{"port": 81, "protocol": "TCP"}], "selector": {"app": "a"}}});
+        assert!(!includes(&other, &desired));
+        let more =
+            json!({"spec": {"ports": [{"port": 80}, {"port": 81}], "selector": {"app": "a"}}});
+        assert!(!includes(&more, &desired));
+    }
 
     #[test]
     fn lookup_is_by_kind_namespace_and_name_and_later_objects_replace_earlier() {

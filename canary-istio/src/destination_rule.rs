@@ -5,9 +5,9 @@ use canary_core::RolloutPlan;
 use serde_json::{Value, json};
 
 use crate::API_VERSION;
-use crate::objects::{clean, owned, owned_metadata};
 use crate::subsets::{Subset, Subsets};
 use crate::virtual_service::ORIGINAL_ANNOTATION;
+use canary_core::objects::{clean, generated, generated_metadata};
 
 /// The DestinationRule's name.
 pub fn name(plan: &RolloutPlan) -> String {
@@ -41,11 +41,11 @@ pub fn desired(
         }
     }
     match existing {
-        Some(dr) if !owned(dr) => merged(dr, &wanted),
+        Some(dr) if !generated(dr) => merged(dr, &wanted),
         _ => json!({
             "apiVersion": API_VERSION,
             "kind": "DestinationRule",
-            "metadata": owned_metadata(plan, &name(plan)),
+            "metadata": generated_metadata(plan, &name(plan)),
             "spec": {"host": plan.rollout.spec.service.name, "subsets": wanted},
         }),
     }
@@ -93,7 +93,7 @@ fn original_subsets(dr: &Value) -> Option<Vec<Value>> {
 /// The user's DestinationRule as it was, keeping the subsets in `keep` that the restored
 /// VirtualService still routes to. `None` when there is nothing to restore.
 pub fn restore(dr: &Value, keep: &[&Subset]) -> Option<Value> {
-    if owned(dr) {
+    if generated(dr) {
         return None;
     }
     let mut subsets = original_subsets(dr)?;

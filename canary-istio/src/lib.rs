@@ -29,7 +29,6 @@ pub mod destination_rule;
 pub mod error;
 mod hosts;
 pub mod matches;
-pub mod objects;
 #[cfg(feature = "kube")]
 mod provider;
 pub mod render;

@@ -21,10 +21,10 @@ use serde_json::{Map, Value, json};
 
 use crate::error::Result;
 use crate::hosts::is_service_host;
-use crate::objects::owned;
 use crate::render::{Rendered, render};
 use crate::subsets;
 use crate::{FIELD_MANAGER, destination_rule, virtual_service};
+use canary_core::objects::generated;
 
 /// Makes an [`IstioTraffic`] for each Rollout.
 pub struct IstioFactory {
@@ -255,7 +255,7 @@ impl IstioTraffic {
         let live = self.live().await?;
         let subsets = subsets::resolve(&self.plan, &live.objects).ok();
         if let Some(vs) = &live.virtual_service {
-            if owned(vs) {
+            if generated(vs) {
                 delete(&self.virtual_services, vs).await?;
             } else if let Some(subsets) = &subsets
                 && let Some(restored) = virtual_service::restore(&self.plan, subsets, vs)
@@ -270,7 +270,7 @@ impl IstioTraffic {
             }
         }
         if let Some(dr) = &live.destination_rule {
-            if owned(dr) {
+            if generated(dr) {
                 delete(&self.destination_rules, dr).await?;
             } else {
                 let keep: Vec<&subsets::Subset> = subsets.iter().map(|s| &s.stable).collect();
@@ -292,7 +292,7 @@ impl IstioTraffic {
 /// What canary applies of `desired`: the whole object when canary generated it, else only the
 /// fields it manages in the user's object (the others stay the user's).
 fn payload(desired: &Value) -> Value {
-    if owned(desired) {
+    if generated(desired) {
         return desired.clone();
     }
     let mut spec = Map::new();

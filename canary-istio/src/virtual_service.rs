@@ -18,8 +18,8 @@ use crate::API_VERSION;
 use crate::error::{Error, Result};
 use crate::hosts::is_service_host;
 use crate::matches;
-use crate::objects::{clean, owned, owned_metadata};
 use crate::subsets::{Subset, Subsets};
+use canary_core::objects::{clean, generated, generated_metadata};
 
 /// Annotation on a VirtualService: the route canary applied, as JSON.
 pub const ROUTE_ANNOTATION: &str = "canary.rs/route";
@@ -189,12 +189,12 @@ pub fn desired(
 ) -> Result<Value> {
     let target = target(plan, subsets);
     match existing {
-        Some(vs) if !owned(vs) => merged(plan, route, &target, vs),
-        _ => generated(plan, route, &target),
+        Some(vs) if !generated(vs) => merged(plan, route, &target, vs),
+        _ => generate(plan, route, &target),
     }
 }
 
-fn generated(plan: &RolloutPlan, route: &RouteState, target: &Target) -> Result<Value> {
+fn generate(plan: &RolloutPlan, route: &RouteState, target: &Target) -> Result<Value> {
     let istio = plan
         .rollout
         .spec
@@ -222,7 +222,7 @@ fn generated(plan: &RolloutPlan, route: &RouteState, target: &Target) -> Result<
     if !istio.gateways.is_empty() {
         spec["gateways"] = json!(istio.gateways);
     }
-    let mut metadata = owned_metadata(plan, &name(plan));
+    let mut metadata = generated_metadata(plan, &name(plan));
     metadata["annotations"] = json!({ROUTE_ANNOTATION: route_json(route)});
     Ok(json!({
         "apiVersion": API_VERSION,
@@ -432,7 +432,7 @@ fn merged(plan: &RolloutPlan, route: &RouteState, target: &Target, vs: &Value) -
 /// stable subset, so a release promoted since keeps serving. `None` when there is nothing to
 /// restore (canary never changed it, or generated it).
 pub fn restore(plan: &RolloutPlan, subsets: &Subsets, vs: &Value) -> Option<Value> {
-    if owned(vs) {
+    if generated(vs) {
         return None;
     }
     let record = original(vs)?;
@@ -526,7 +526,7 @@ pub fn observed_route(plan: &RolloutPlan, subsets: &Subsets, vs: &Value) -> Opti
         .collect();
     let named = |wanted: &str| http.iter().copied().find(|r| r["name"] == wanted);
     let configured = istio_ref(plan).and_then(|r| r.routes.first());
-    let chosen = if owned(vs) {
+    let chosen = if generated(vs) {
         named(PRIMARY_ROUTE)
     } else if let Some(first) = configured {
         named(first)

@@ -20,6 +20,9 @@ fn the_crd_schema_accepts_every_example_rollout() {
     let mut checked = 0;
     for entry in std::fs::read_dir(root().join("examples/rollouts")).unwrap() {
         let path = entry.unwrap().path();
+        if path.to_string_lossy().ends_with("-objects.yaml") {
+            continue; // the cluster objects some rollouts build on
+        }
         let text = std::fs::read_to_string(&path).unwrap();
         // A file may carry the objects the rollout builds on; the Rollout is checked.
         let documents: Vec<Value> = serde_saphyr::from_multiple(&text).unwrap();

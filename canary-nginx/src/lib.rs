@@ -1,9 +1,45 @@
 //! # canary-nginx
 //!
-//! The ingress-nginx traffic provider: the canary Ingress and Service. This crate is being built; today it states what the provider can route, which
-//! validation uses to refuse a spec before anything is applied.
+//! The ingress-nginx traffic provider. A route is a canary Ingress cloned from the stable one
+//! (`<ingress>-canary`, with `nginx.ingress.kubernetes.io/canary: "true"`, `canary-weight`,
+//! `canary-weight-total`, `canary-by-header`(`-value`/`-pattern`) or `canary-by-cookie`),
+//! routing to a canary Service (`<service>-canary`) that selects the canary pods; see
+//! [`render`](mod@render).
+//!
+//! ingress-nginx routes by one header (exact value or regular expression) or one cookie, and
+//! by weight; it cannot mirror to a canary (its mirroring copies requests to a URL and belongs
+//! on the stable Ingress). Validation refuses a spec that asks for more.
+//!
+//! With the `kube` feature, [`NginxTraffic`] applies the objects by server-side apply (field
+//! manager `canary-nginx`), reads the route back from the canary Ingress, and on finalize
+//! deletes the canary objects and gives the stable Service its selector back.
+//!
+//! ```
+//! use canary_core::RouteState;
+//!
+//! let file = canary_core::load::rollout_file(include_str!("../../examples/rollouts/echoserver-nginx.yaml")).unwrap();
+//! let plan = canary_core::validate::validate(&file.rollout).unwrap();
+//! let objects = canary_core::load::objects_from_yaml(include_str!("../../examples/rollouts/echoserver-objects.yaml")).unwrap();
+//! let rendered = canary_nginx::render(&plan, &RouteState::weighted(20), &objects).unwrap();
+//! let ingress = rendered.canary_ingress.unwrap();
+//! assert_eq!(ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/canary-weight"], "20");
+//! ```
+
+pub mod annotations;
+pub mod error;
+#[cfg(feature = "kube")]
+mod provider;
+pub mod render;
 
 use canary_core::{Capabilities, ProviderKind};
+
+pub use error::{Error, Result};
+#[cfg(feature = "kube")]
+pub use provider::{NginxFactory, NginxTraffic};
+pub use render::{Rendered, StableSelector, render};
+
+/// The field manager of the provider's writes.
+pub const FIELD_MANAGER: &str = "canary-nginx";
 
 /// What this provider can route.
 pub fn capabilities() -> Capabilities {

@@ -48,6 +48,10 @@ pub fn render(args: &RenderArgs) -> Result<(), Failure> {
         message: format!("cannot write YAML: {error}"),
         code: 1,
     })?;
+    let mut yaml = yaml;
+    if !yaml.is_empty() && !yaml.ends_with('\n') {
+        yaml.push('\n');
+    }
     let mut out = std::io::stdout().lock();
     match out.write_all(yaml.as_bytes()) {
         Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => Err(Failure {
@@ -97,6 +101,13 @@ fn provider_objects(
         ProviderKind::Istio => canary::istio::render(plan, route, objects)
             .map(|rendered| rendered.objects())
             .map_err(|e| failed(&e)),
+        ProviderKind::Nginx => {
+            let rendered = canary::nginx::render(plan, route, objects).map_err(|e| failed(&e))?;
+            if let canary::nginx::StableSelector::Unknown(why) = &rendered.stable_selector {
+                eprintln!("note: {why}");
+            }
+            Ok(rendered.objects())
+        }
         other => Err(Failure::input(format!(
             "rendering for {} is not available yet",
             other.name()

@@ -1,0 +1,22 @@
+//! The one error type of `canary-nginx`.
+
+/// What can go wrong rendering or applying nginx routes.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An object the routes are built from is missing or not as needed; says which and why.
+    #[error("{0}")]
+    Input(String),
+    /// The API server refused or failed a request.
+    #[cfg(feature = "kube")]
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+}
+
+impl From<Error> for canary_core::Error {
+    fn from(error: Error) -> Self {
+        canary_core::Error::provider("traffic", format!("nginx: {error}"))
+    }
+}
+
+/// The result type of `canary-nginx`.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

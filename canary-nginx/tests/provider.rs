@@ -1,0 +1,230 @@
+//! The provider against the API test server: canary objects applied, read back and verified,
+//! the stable Service narrowed while a canary runs, and finalize leaving the stable objects
+//! exactly as they were.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test support code
+
+use std::time::Duration;
+
+use canary_core::RouteState;
+use canary_core::machine::Verification;
+use canary_core::providers::TrafficProvider;
+use canary_core::spec::{RequestMatch, StringMatch};
+use canary_kube::fixtures::TestCluster;
+use canary_kube::testserver::Verb;
+use canary_nginx::NginxTraffic;
+use serde_json::{Value, json};
+
+const ROLLOUT: &str = "apiVersion: canary.rs/v1alpha1
+kind: Rollout
+metadata: {name: echoserver, namespace: default}
+spec:
+  workloadRef: {apiVersion: apps/v1, kind: Deployment, name: echoserver}
+  service: {name: echoserver, port: 8080}
+  newVersion: {containers: [{name: echoserver, image: 'cilium/echoserver:1.10.3'}]}
+  trafficRouting: {nginx: {ingress: echoserver}}
+  strategy: {canary: {steps: [{weight: 20, replicas: 20%, pause: {}}]}}
+  progressDeadline: 30s
+";
+
+/// The seed's objects in the cluster, with the stable Deployment's current ReplicaSet.
+async fn cluster() -> TestCluster {
+    let cluster = TestCluster::start(Duration::from_millis(200)).await;
+    let text = std::fs::read_to_string(format!(
+        "{}/../examples/rollouts/echoserver-objects.yaml",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    for mut object in canary_core::load::objects_from_yaml(&text)
+        .unwrap()
+        .iter()
+        .cloned()
+    {
+        object["metadata"]["namespace"] = json!("default");
+        cluster.put(object);
+    }
+    let uid = stable(&cluster, "apps/v1", "Deployment", "echoserver")["metadata"]["uid"].clone();
+    cluster.put(json!({
+        "apiVersion": "apps/v1", "kind": "ReplicaSet",
+        "metadata": {"name": "echoserver-6c9f", "namespace": "default",
+                     "labels": {"app": "echoserver", "pod-template-hash": "6c9f"},
+                     "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "echoserver", "uid": uid}]}
+    }));
+    cluster
+}
+
+fn stable(cluster: &TestCluster, api_version: &str, kind: &str, name: &str) -> Value {
+    cluster
+        .server
+        .get(api_version, kind, Some("default"), name)
+        .unwrap()
+}
+
+fn canary_objects(cluster: &TestCluster) -> (Option<Value>, Option<Value>) {
+    (
+        cluster.server.get(
+            "networking.k8s.io/v1",
+            "Ingress",
+            Some("default"),
+            "echoserver-canary",
+        ),
+        cluster
+            .server
+            .get("v1", "Service", Some("default"), "echoserver-canary"),
+    )
+}
+
+fn provider(cluster: &TestCluster) -> NginxTraffic {
+    let rollout = canary_core::load::from_yaml(ROLLOUT).unwrap();
+    NginxTraffic::new(
+        cluster.client.clone(),
+        canary_core::validate::validate(&rollout).unwrap(),
+    )
+}
+
+fn writes(cluster: &TestCluster) -> usize {
+    cluster
+        .server
+        .requests()
+        .iter()
+        .filter(|r| {
+            matches!(
+                r.verb,
+                Verb::Patch | Verb::Create | Verb::Update | Verb::Delete
+            )
+        })
+        .count()
+}
+
+#[tokio::test]
+async fn canary_objects_come_and_go_and_the_stable_ones_end_as_they_were() {
+    let cluster = cluster().await;
+    let ingress_before = stable(&cluster, "networking.k8s.io/v1", "Ingress", "echoserver");
+    let service_before = stable(&cluster, "v1", "Service", "echoserver");
+    let traffic = provider(&cluster);
+    assert_eq!(traffic.observe().await.unwrap(), Some(RouteState::stable()));
+    assert_eq!(
+        traffic.verify(&RouteState::stable()).await.unwrap(),
+        Verification::Yes
+    );
+
+    let route = RouteState::weighted(20);
+    assert!(traffic.apply(&route).await.unwrap());
+    let (ingress, service) = canary_objects(&cluster);
+    let ingress = ingress.unwrap();
+    assert_eq!(
+        ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/canary-weight"],
+        "20"
+    );
+    assert_eq!(
+        ingress["metadata"]["managedFields"][0]["manager"],
+        "canary-nginx"
+    );
+    assert_eq!(
+        service.unwrap()["spec"]["selector"]["canary.rs/role"],
+        "canary"
+    );
+    let narrowed = stable(&cluster, "v1", "Service", "echoserver");
+    assert_eq!(
+        narrowed["spec"]["selector"],
+        json!({"app": "echoserver", "pod-template-hash": "6c9f"})
+    );
+    assert_eq!(
+        stable(&cluster, "networking.k8s.io/v1", "Ingress", "echoserver"),
+        ingress_before
+    );
+    assert_eq!(traffic.observe().await.unwrap(), Some(route.clone()));
+    assert_eq!(traffic.verify(&route).await.unwrap(), Verification::Yes);
+
+    cluster.server.clear_requests();
+    assert!(!traffic.apply(&route).await.unwrap());
+    assert_eq!(writes(&cluster), 0, "nothing to change, nothing written");
+
+    // A hand edit of the weight is seen, and the route is no longer in effect.
+    let mut edited = canary_objects(&cluster).0.unwrap();
+    edited["metadata"]["annotations"]["nginx.ingress.kubernetes.io/canary-weight"] = json!("50");
+    cluster.put(edited);
+    assert_eq!(
+        traffic.observe().await.unwrap(),
+        Some(RouteState::weighted(50))
+    );
+    assert_eq!(traffic.verify(&route).await.unwrap(), Verification::No);
+
+    let by_header = RouteState {
+        matches: vec![RequestMatch {
+            headers: [("x-canary".into(), StringMatch::exact("insider"))].into(),
+            ..RequestMatch::default()
+        }],
+        ..RouteState::stable()
+    };
+    assert!(traffic.apply(&by_header).await.unwrap());
+    assert_eq!(traffic.observe().await.unwrap(), Some(by_header.clone()));
+    let annotations = canary_objects(&cluster).0.unwrap()["metadata"]["annotations"].clone();
+    assert_eq!(
+        annotations["nginx.ingress.kubernetes.io/canary-by-header-value"],
+        "insider"
+    );
+    assert_eq!(
+        annotations["nginx.ingress.kubernetes.io/canary-weight"],
+        "0"
+    );
+
+    traffic.finalize().await.unwrap();
+    assert_eq!(canary_objects(&cluster), (None, None));
+    let service_after = stable(&cluster, "v1", "Service", "echoserver");
+    assert_eq!(service_after["spec"], service_before["spec"]);
+    // No annotation is left behind (an emptied map counts as none, as the API server writes it).
+    let annotations = |service: &Value| {
+        service["metadata"]["annotations"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default()
+    };
+    assert_eq!(annotations(&service_after), annotations(&service_before));
+    assert_eq!(
+        stable(&cluster, "networking.k8s.io/v1", "Ingress", "echoserver"),
+        ingress_before
+    );
+}
+
+#[tokio::test]
+async fn all_traffic_back_removes_the_canary_objects_but_keeps_stable_narrow_while_canary_pods_run()
+{
+    let cluster = cluster().await;
+    let traffic = provider(&cluster);
+    assert!(traffic.apply(&RouteState::weighted(20)).await.unwrap());
+    cluster.put(json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "echoserver-canary", "namespace": "default"},
+        "spec": {"selector": {"matchLabels": {"app": "echoserver"}}, "template": {"metadata": {"labels": {"app": "echoserver"}}}}
+    }));
+    assert!(traffic.apply(&RouteState::stable()).await.unwrap());
+    assert_eq!(canary_objects(&cluster), (None, None));
+    let narrowed = stable(&cluster, "v1", "Service", "echoserver");
+    assert_eq!(
+        narrowed["spec"]["selector"]["pod-template-hash"], "6c9f",
+        "canary pods still run"
+    );
+    assert_eq!(
+        traffic.verify(&RouteState::stable()).await.unwrap(),
+        Verification::Yes
+    );
+    // The canary Deployment is gone: the stable Service gets its own selector back.
+    kube::Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(
+        cluster.client.clone(),
+        "default",
+    )
+    .delete("echoserver-canary", &Default::default())
+    .await
+    .unwrap();
+    assert_eq!(
+        traffic.verify(&RouteState::stable()).await.unwrap(),
+        Verification::No
+    );
+    assert!(traffic.apply(&RouteState::stable()).await.unwrap());
+    let back = stable(&cluster, "v1", "Service", "echoserver");
+    assert_eq!(back["spec"]["selector"], json!({"app": "echoserver"}));
+    assert_eq!(
+        traffic.verify(&RouteState::stable()).await.unwrap(),
+        Verification::Yes
+    );
+}

@@ -1,0 +1,312 @@
+//! Rendering: the Kruise seed's canary Ingress and Service, typed by k8s-openapi; header,
+//! cookie and weight-total annotations; what is carried over from the stable Ingress; and the
+//! refusals of what ingress-nginx cannot route.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test support code
+
+use canary_core::objects::Objects;
+use canary_core::spec::{CookieMatch, RequestMatch, StringMatch};
+use canary_core::{RolloutPlan, RouteState};
+use canary_nginx::{StableSelector, render};
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::networking::v1::Ingress;
+use serde_json::{Value, json};
+
+fn root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn echoserver() -> (RolloutPlan, Objects) {
+    let text =
+        std::fs::read_to_string(root().join("examples/rollouts/echoserver-nginx.yaml")).unwrap();
+    let file = canary_core::load::rollout_file(&text).unwrap();
+    let objects =
+        std::fs::read_to_string(root().join("examples/rollouts/echoserver-objects.yaml")).unwrap();
+    (
+        canary_core::validate::validate(&file.rollout).unwrap(),
+        canary_core::load::objects_from_yaml(&objects).unwrap(),
+    )
+}
+
+/// `object` read as the k8s-openapi type `T` and written back: equal when every field is one
+/// Kubernetes knows, with the right type.
+fn typed<T: serde::de::DeserializeOwned + serde::Serialize>(object: &Value) -> T {
+    let typed: T = serde_json::from_value(object.clone()).unwrap();
+    assert_eq!(
+        &serde_json::to_value(&typed).unwrap(),
+        object,
+        "fields k8s-openapi does not know"
+    );
+    typed
+}
+
+#[test]
+fn at_20_percent_the_seeds_canary_ingress_and_service() {
+    let (plan, objects) = echoserver();
+    let rendered = render(&plan, &RouteState::weighted(20), &objects).unwrap();
+    let ingress: Ingress = typed(rendered.canary_ingress.as_ref().unwrap());
+    assert_eq!(ingress.metadata.name.as_deref(), Some("echoserver-canary"));
+    let annotations = ingress.metadata.annotations.clone().unwrap();
+    assert_eq!(annotations["kubernetes.io/ingress.class"], "nginx");
+    assert_eq!(annotations["nginx.ingress.kubernetes.io/canary"], "true");
+    assert_eq!(
+        annotations["nginx.ingress.kubernetes.io/canary-weight"],
+        "20"
+    );
+    assert_eq!(annotations.len(), 3, "{annotations:?}");
+    let rule = &ingress.spec.as_ref().unwrap().rules.as_ref().unwrap()[0];
+    assert_eq!(rule.host.as_deref(), Some("echoserver.example.com"));
+    let path = &rule.http.as_ref().unwrap().paths[0];
+    assert_eq!(path.path.as_deref(), Some("/"));
+    assert_eq!(path.path_type, "ImplementationSpecific");
+    let backend = path.backend.service.as_ref().unwrap();
+    assert_eq!(backend.name, "echoserver-canary");
+    assert_eq!(backend.port.as_ref().unwrap().number, Some(8080));
+
+    let service: Service = typed(rendered.canary_service.as_ref().unwrap());
+    assert_eq!(service.metadata.name.as_deref(), Some("echoserver-canary"));
+    let spec = service.spec.unwrap();
+    assert_eq!(spec.ports.unwrap()[0].port, 8080);
+    assert_eq!(
+        spec.selector.unwrap(),
+        [
+            ("app".to_owned(), "echoserver".to_owned()),
+            ("canary.rs/role".to_owned(), "canary".to_owned())
+        ]
+        .into()
+    );
+    // Without the stable ReplicaSet the stable Service cannot be narrowed; render says so.
+    assert!(matches!(
+        rendered.stable_selector,
+        StableSelector::Unknown(_)
+    ));
+}
+
+fn with_replicaset(mut objects: Objects) -> Objects {
+    objects.insert(json!({
+        "apiVersion": "apps/v1", "kind": "ReplicaSet",
+        "metadata": {"name": "echoserver-6c9f", "labels": {"app": "echoserver", "pod-template-hash": "6c9f"},
+                     "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "echoserver", "uid": "u"}]}
+    }));
+    objects
+}
+
+#[test]
+fn while_a_canary_runs_the_stable_service_selects_the_stable_pods_only() {
+    let (plan, objects) = echoserver();
+    let objects = with_replicaset(objects);
+    let rendered = render(&plan, &RouteState::weighted(20), &objects).unwrap();
+    let StableSelector::Narrowed(stable) = &rendered.stable_selector else {
+        panic!("{:?}", rendered.stable_selector);
+    };
+    let stable: Service = typed(stable);
+    let selector = stable.spec.unwrap().selector.unwrap();
+    assert_eq!(selector["pod-template-hash"], "6c9f");
+    assert_eq!(selector["app"], "echoserver");
+    // All traffic back on stable: no canary objects; the selector stays narrowed while canary
+    // pods still run, and is given back once they are gone.
+    let mut running = objects.clone();
+    running.insert(json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "echoserver-canary"}}));
+    let back = render(&plan, &RouteState::stable(), &running).unwrap();
+    assert!(back.canary_ingress.is_none() && back.canary_service.is_none());
+    assert!(matches!(back.stable_selector, StableSelector::Narrowed(_)));
+    let gone = render(&plan, &RouteState::stable(), &objects).unwrap();
+    assert_eq!(gone.stable_selector, StableSelector::AsWritten);
+    assert!(gone.objects().is_empty());
+}
+
+fn stable_ingress() -> Value {
+    json!({
+        "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+        "metadata": {"name": "echoserver", "namespace": "default", "resourceVersion": "9",
+                     "labels": {"team": "web"},
+                     "annotations": {
+                         "custom.example.com/rewrite-target": "/",
+                         "custom.example.com/canary-weight": "50",
+                         "kubectl.kubernetes.io/last-applied-configuration": "{}"}},
+        "spec": {
+            "ingressClassName": "internal",
+            "tls": [{"hosts": ["echo.example.com"], "secretName": "echo-tls"}],
+            "defaultBackend": {"service": {"name": "fallback", "port": {"number": 80}}},
+            "rules": [
+                {"host": "echo.example.com", "http": {"paths": [
+                    {"path": "/", "pathType": "Prefix", "backend": {"service": {"name": "echoserver", "port": {"name": "http"}}}},
+                    {"path": "/static", "pathType": "Prefix", "backend": {"service": {"name": "assets", "port": {"number": 80}}}}
+                ]}},
+                {"host": "other.example.com", "http": {"paths": [
+                    {"path": "/", "pathType": "Prefix", "backend": {"service": {"name": "other", "port": {"number": 80}}}}
+                ]}}
+            ]
+        }
+    })
+}
+
+fn plan_with(prefix: &str) -> RolloutPlan {
+    let (mut plan, _) = echoserver();
+    plan.rollout
+        .spec
+        .traffic_routing
+        .nginx
+        .as_mut()
+        .unwrap()
+        .annotation_prefix = Some(prefix.into());
+    canary_core::validate::validate(&plan.rollout).unwrap()
+}
+
+#[test]
+fn the_clone_keeps_class_tls_labels_and_other_annotations_and_only_the_services_paths() {
+    let plan = plan_with("custom.example.com");
+    let (_, mut objects) = echoserver();
+    objects.insert(stable_ingress());
+    let route = RouteState {
+        weight: 5,
+        total: 1000,
+        matches: vec![RequestMatch {
+            headers: [(
+                "x-region".into(),
+                StringMatch {
+                    regex: Some("eu-.*".into()),
+                    ..StringMatch::default()
+                },
+            )]
+            .into(),
+            ..RequestMatch::default()
+        }],
+        mirror: None,
+    };
+    let ingress = render(&plan, &route, &objects)
+        .unwrap()
+        .canary_ingress
+        .unwrap();
+    let _: Ingress = typed(&ingress);
+    let annotations = ingress["metadata"]["annotations"].as_object().unwrap();
+    let expected = json!({
+        "custom.example.com/rewrite-target": "/",
+        "custom.example.com/canary": "true",
+        "custom.example.com/canary-weight": "5",
+        "custom.example.com/canary-weight-total": "1000",
+        "custom.example.com/canary-by-header": "x-region",
+        "custom.example.com/canary-by-header-pattern": "eu-.*",
+    });
+    assert_eq!(&Value::Object(annotations.clone()), &expected);
+    assert_eq!(ingress["metadata"]["labels"]["team"], "web");
+    assert_eq!(ingress["spec"]["ingressClassName"], "internal");
+    assert_eq!(ingress["spec"]["tls"], stable_ingress()["spec"]["tls"]);
+    assert!(ingress["spec"].get("defaultBackend").is_none());
+    let rules = ingress["spec"]["rules"].as_array().unwrap();
+    assert_eq!(rules.len(), 1, "only the rule that routes to the service");
+    let paths = rules[0]["http"]["paths"].as_array().unwrap();
+    assert_eq!(paths.len(), 1);
+    assert_eq!(
+        paths[0]["backend"]["service"],
+        json!({"name": "echoserver-canary", "port": {"name": "http"}})
+    );
+}
+
+#[test]
+fn header_values_and_cookies_become_their_annotations() {
+    let (plan, objects) = echoserver();
+    let header = RouteState {
+        matches: vec![RequestMatch {
+            headers: [("x-canary".into(), StringMatch::exact("insider"))].into(),
+            ..RequestMatch::default()
+        }],
+        ..RouteState::stable()
+    };
+    let ingress = render(&plan, &header, &objects)
+        .unwrap()
+        .canary_ingress
+        .unwrap();
+    let annotations = &ingress["metadata"]["annotations"];
+    assert_eq!(
+        annotations["nginx.ingress.kubernetes.io/canary-by-header"],
+        "x-canary"
+    );
+    assert_eq!(
+        annotations["nginx.ingress.kubernetes.io/canary-by-header-value"],
+        "insider"
+    );
+    assert_eq!(
+        annotations["nginx.ingress.kubernetes.io/canary-weight"],
+        "0"
+    );
+    let cookie = RouteState {
+        matches: vec![RequestMatch {
+            cookie: Some(CookieMatch {
+                name: "beta".into(),
+                value: None,
+            }),
+            ..RequestMatch::default()
+        }],
+        ..RouteState::weighted(10)
+    };
+    let ingress = render(&plan, &cookie, &objects)
+        .unwrap()
+        .canary_ingress
+        .unwrap();
+    assert_eq!(
+        ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/canary-by-cookie"],
+        "beta"
+    );
+}
+
+#[test]
+fn a_stable_ingress_without_a_path_to_the_service_is_refused() {
+    let (plan, mut objects) = echoserver();
+    let mut ingress = stable_ingress();
+    ingress["spec"]["rules"] = json!([{"host": "x", "http": {"paths": [
+        {"path": "/", "pathType": "Prefix", "backend": {"service": {"name": "other", "port": {"number": 80}}}}]}}]);
+    objects.insert(ingress);
+    let error = render(&plan, &RouteState::weighted(10), &objects)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("no path to the Service echoserver"),
+        "{error}"
+    );
+}
+
+/// The echoserver rollout with `strategy` replaced.
+fn validation_errors(strategy: &str) -> Vec<String> {
+    let text =
+        std::fs::read_to_string(root().join("examples/rollouts/echoserver-nginx.yaml")).unwrap();
+    let start = text.find("  strategy:").unwrap();
+    let end = text.find("  progressDeadline").unwrap();
+    let yaml = format!("{}{strategy}\n{}", &text[..start], &text[end..]);
+    match canary_core::load::plan_from_yaml(&yaml) {
+        Err(canary_core::Error::Invalid(errors)) => {
+            errors.0.iter().map(ToString::to_string).collect()
+        }
+        other => panic!("accepted: {other:?}"),
+    }
+}
+
+#[test]
+fn what_nginx_cannot_route_is_refused_with_what_it_can() {
+    for (strategy, field) in [
+        (
+            "  strategy: {abTest: {matches: [{headers: {a: {exact: '1'}, b: {exact: '2'}}}]}}",
+            "headers",
+        ),
+        (
+            "  strategy: {abTest: {matches: [{uri: {prefix: /api}}]}}",
+            "uri",
+        ),
+        (
+            "  strategy: {abTest: {matches: [{headers: {a: {exact: '1'}}, cookie: {name: c}}]}}",
+            "cookie",
+        ),
+        (
+            "  strategy: {abTest: {matches: [{headers: {a: {exact: '1'}}}, {cookie: {name: c}}]}}",
+            "matches",
+        ),
+        ("  strategy: {mirror: {percent: 50}}", "mirror"),
+    ] {
+        let errors = validation_errors(strategy);
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.contains(field) && e.contains("nginx")),
+            "{strategy}: {errors:?}"
+        );
+    }
+}
