@@ -32,13 +32,30 @@ impl Objects {
     }
 
     /// The object of `kind` named `name` in `namespace`. An object written without a namespace
-    /// (as in a file meant for `kubectl apply -n …`) is in every namespace; of two that match,
-    /// the one added last counts.
+    /// (as in a file meant for `kubectl apply -n …`) is in every namespace, but one that names
+    /// `namespace` comes first; of two alike, the one added last counts.
     pub fn get(&self, kind: &str, namespace: &str, name: &str) -> Option<&Value> {
-        self.0.iter().rev().find(|item| {
-            in_kind(item, kind, namespace)
+        let named = |item: &&Value| {
+            item.get("kind").and_then(Value::as_str) == Some(kind)
                 && item.pointer("/metadata/name").and_then(Value::as_str) == Some(name)
-        })
+        };
+        let held = |item: &Value| {
+            item.pointer("/metadata/namespace")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        };
+        self.0
+            .iter()
+            .rev()
+            .filter(named)
+            .find(|item| held(item).as_deref() == Some(namespace))
+            .or_else(|| {
+                self.0
+                    .iter()
+                    .rev()
+                    .filter(named)
+                    .find(|item| held(item).is_none())
+            })
     }
 
     /// Every object of `kind` in `namespace` (or written without one).
