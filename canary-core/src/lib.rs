@@ -35,6 +35,7 @@ pub mod prometheus;
 pub mod providers;
 pub mod queries;
 pub mod route;
+pub mod services;
 pub mod sim;
 pub mod spec;
 pub mod status;

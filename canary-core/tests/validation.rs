@@ -213,10 +213,27 @@ fn nginx_refuses_what_it_cannot_route_and_says_what_it_can() {
         ),
         "{e:?}"
     );
-    assert!(
-        errors("  trafficRouting: {nginx: {ingress: podinfo}}\n  strategy: {abTest: {matches: [{headers: {x-a: {regex: '^v[0-9]+$'}}, cookie: {name: canary}}]}}\n").is_empty(),
-        "one header and one cookie is what nginx does"
+    // nginx tries the header, then the cookie, each alone: it cannot require both.
+    let e = errors(
+        "  trafficRouting: {nginx: {ingress: podinfo}}\n  strategy: {abTest: {matches: [{headers: {x-a: {regex: '^v[0-9]+$'}}, cookie: {name: canary}}]}}\n",
     );
+    assert!(
+        has(
+            &e,
+            "spec.strategy.abTest.matches[0].cookie",
+            "a header and a cookie condition in one match"
+        ),
+        "{e:?}"
+    );
+    for one in [
+        "{headers: {x-a: {regex: '^v[0-9]+$'}}}",
+        "{cookie: {name: canary}}",
+    ] {
+        assert!(
+            errors(&format!("  trafficRouting: {{nginx: {{ingress: podinfo}}}}\n  strategy: {{abTest: {{matches: [{one}]}}}}\n")).is_empty(),
+            "{one} is what nginx does"
+        );
+    }
 }
 
 #[test]

@@ -3,6 +3,7 @@
 //! canary on a Kubernetes cluster: the Rollout custom resource, the Deployment workload
 //! provider, the status store on the Rollout's status subresource, and the controller.
 
+pub mod apply;
 pub mod command;
 pub mod controller;
 pub mod crd;
@@ -13,6 +14,7 @@ pub mod fixtures;
 pub mod leader;
 pub mod metrics;
 pub mod revision;
+pub mod services;
 pub mod store;
 pub mod template;
 #[cfg(feature = "test-util")]

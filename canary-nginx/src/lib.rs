@@ -33,10 +33,11 @@ pub mod render;
 
 use canary_core::{Capabilities, ProviderKind};
 
+pub use canary_core::services::StableSelector;
 pub use error::{Error, Result};
 #[cfg(feature = "kube")]
 pub use provider::{NginxFactory, NginxTraffic};
-pub use render::{Rendered, StableSelector, render};
+pub use render::{Rendered, render};
 
 /// The field manager of the provider's writes.
 pub const FIELD_MANAGER: &str = "canary-nginx";

@@ -2,42 +2,27 @@
 //! canary Ingress, and the stable Service's selector. Pure; the provider and `canary render`
 //! both use it.
 //!
-//! - **Canary Service** `<service>-canary`: the stable Service's ports, its selector plus
-//!   `canary.rs/role: canary` (the label every canary pod carries).
+//! - **Canary Service** `<service>-canary` and the **stable Service**'s selector narrowed while
+//!   canary pods run: see [`canary_core::services`].
 //! - **Canary Ingress** `<ingress>-canary`: the stable Ingress's rules that send traffic to the
 //!   stable Service, pointed at the canary Service; its class, TLS, labels and non-canary
 //!   annotations; and the canary annotations of the route.
-//! - **Stable Service**: while a canary runs, canary pods carry the stable Service's labels too,
-//!   so its selector is narrowed to the `pod-template-hash` of the stable Deployment's current
-//!   ReplicaSet (and given back as written when the canary is gone).
 //!
 //! A route with no traffic for the canary needs no canary objects.
 
-use canary_core::objects::{Objects, POD_TEMPLATE_HASH, clean, generated_metadata};
+use canary_core::objects::{Objects, generated_metadata};
+use canary_core::services::{
+    StableSelector, canary_runs, canary_service, canary_service_name, stable_selector,
+    stable_service,
+};
 use canary_core::{RolloutPlan, RouteState};
 use serde_json::{Map, Value, json};
 
 use crate::annotations::{Canary, DEFAULT_PREFIX};
 use crate::error::{Error, Result};
 
-/// The label every canary pod carries (set by the Deployment workload provider).
-pub const ROLE_LABEL: &str = "canary.rs/role";
-/// Annotation on the stable Service while canary narrows its selector: the hash it added.
-pub const NARROWED_ANNOTATION: &str = "canary.rs/narrowed-to";
 /// An annotation a copy of the stable Ingress must not carry.
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
-
-/// What the stable Service's selector should be.
-#[derive(Debug, Clone, PartialEq)]
-pub enum StableSelector {
-    /// As the user wrote it (no canary pods run).
-    AsWritten,
-    /// Narrowed to the stable pods: the whole Service as it would be.
-    Narrowed(Value),
-    /// Canary pods run but the stable pods' hash is not known (no current ReplicaSet of the
-    /// stable Deployment among the objects); says why.
-    Unknown(String),
-}
 
 /// The objects that put a route in effect.
 #[derive(Debug, Clone, PartialEq)]
@@ -96,11 +81,6 @@ pub fn canary_ingress_name(plan: &RolloutPlan) -> String {
     format!("{}-canary", ingress_name(plan))
 }
 
-/// The canary Service's name.
-pub fn canary_service_name(plan: &RolloutPlan) -> String {
-    format!("{}-canary", plan.rollout.spec.service.name)
-}
-
 fn needed<'a>(
     objects: &'a Objects,
     plan: &RolloutPlan,
@@ -120,25 +100,16 @@ fn needed<'a>(
 /// stable Service, the stable Deployment with its current ReplicaSet (and the canary
 /// Deployment when it runs).
 pub fn render(plan: &RolloutPlan, route: &RouteState, objects: &Objects) -> Result<Rendered> {
-    let service_name = &plan.rollout.spec.service.name;
-    let canary_runs = objects
-        .get("Deployment", &plan.namespace, &plan.canary_workload())
-        .is_some();
-    if route.is_stable_only() && !canary_runs {
+    let runs = canary_runs(plan, objects);
+    if route.is_stable_only() && !runs {
         return Ok(Rendered {
             canary_service: None,
             canary_ingress: None,
             stable_selector: StableSelector::AsWritten,
         });
     }
-    let service = needed(
-        objects,
-        plan,
-        "Service",
-        service_name,
-        "the canary Service copies its ports and selector",
-    )?;
-    let stable_selector = stable_selector(plan, service, objects);
+    let service = stable_service(plan, objects).map_err(Error::Input)?;
+    let stable_selector = stable_selector(plan, service, objects, true);
     if route.is_stable_only() {
         return Ok(Rendered {
             canary_service: None,
@@ -154,43 +125,10 @@ pub fn render(plan: &RolloutPlan, route: &RouteState, objects: &Objects) -> Resu
         "the canary Ingress is cloned from it",
     )?;
     Ok(Rendered {
-        canary_service: Some(canary_service(plan, service)?),
+        canary_service: Some(canary_service(plan, service).map_err(Error::Input)?),
         canary_ingress: Some(canary_ingress(plan, route, ingress)?),
         stable_selector,
     })
-}
-
-fn canary_service(plan: &RolloutPlan, stable: &Value) -> Result<Value> {
-    let mut selector = stable["spec"]["selector"]
-        .as_object()
-        .cloned()
-        .unwrap_or_default();
-    if selector.is_empty() {
-        return Err(Error::Input(format!(
-            "Service {}/{} has no selector: canary can only split traffic for a Service that \
-             selects its pods",
-            plan.namespace, plan.rollout.spec.service.name
-        )));
-    }
-    // A stable selector canary narrowed carries the stable hash; the canary must not.
-    selector.remove(POD_TEMPLATE_HASH);
-    selector.insert(ROLE_LABEL.to_owned(), json!("canary"));
-    let ports: Vec<Value> = stable["spec"]["ports"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|port| {
-            let mut port = port.as_object().cloned().unwrap_or_default();
-            port.remove("nodePort");
-            Value::Object(port)
-        })
-        .collect();
-    Ok(json!({
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": generated_metadata(plan, &canary_service_name(plan)),
-        "spec": {"type": "ClusterIP", "selector": selector, "ports": ports},
-    }))
 }
 
 fn canary_ingress(plan: &RolloutPlan, route: &RouteState, stable: &Value) -> Result<Value> {
@@ -252,28 +190,4 @@ fn canary_ingress(plan: &RolloutPlan, route: &RouteState, stable: &Value) -> Res
         "metadata": metadata,
         "spec": spec,
     }))
-}
-
-fn stable_selector(plan: &RolloutPlan, service: &Value, objects: &Objects) -> StableSelector {
-    let workload = &plan.rollout.spec.workload_ref.name;
-    let hash = objects
-        .get("Deployment", &plan.namespace, workload)
-        .and_then(|deployment| objects.pod_template_hash(deployment, &plan.namespace));
-    match hash {
-        Some(hash) => {
-            let mut narrowed = clean(service);
-            narrowed["spec"]["selector"][POD_TEMPLATE_HASH] = json!(hash);
-            let annotations = &mut narrowed["metadata"]["annotations"];
-            if !annotations.is_object() {
-                *annotations = json!({});
-            }
-            annotations[NARROWED_ANNOTATION] = json!(hash);
-            StableSelector::Narrowed(narrowed)
-        }
-        None => StableSelector::Unknown(format!(
-            "the Service {}/{} selects canary pods as well as stable ones; narrowing it needs \
-             the stable Deployment {workload} and its current ReplicaSet",
-            plan.namespace, plan.rollout.spec.service.name
-        )),
-    }
 }

@@ -103,7 +103,7 @@ fn provider_objects(
             .map_err(|e| failed(&e)),
         ProviderKind::Nginx => {
             let rendered = canary::nginx::render(plan, route, objects).map_err(|e| failed(&e))?;
-            if let canary::nginx::StableSelector::Unknown(why) = &rendered.stable_selector {
+            if let canary::services::StableSelector::Unknown(why) = &rendered.stable_selector {
                 eprintln!("note: {why}");
             }
             Ok(rendered.objects())
