@@ -11,7 +11,10 @@ use canary_kube::traffic::NoTraffic;
 /// Routes Rollouts on a cluster with the provider each names; a provider this build leaves
 /// out (its cargo feature off) refuses the Rollout with a message naming it.
 pub struct ClusterTraffic {
-    #[cfg_attr(not(any(feature = "istio", feature = "nginx")), allow(dead_code))]
+    #[cfg_attr(
+        not(any(feature = "istio", feature = "nginx", feature = "kuma")),
+        allow(dead_code)
+    )]
     client: Client,
 }
 
@@ -32,6 +35,10 @@ impl TrafficFactory for ClusterTraffic {
             #[cfg(feature = "nginx")]
             canary_core::ProviderKind::Nginx => {
                 canary_nginx::NginxFactory::new(self.client.clone()).provider(plan)
+            }
+            #[cfg(feature = "kuma")]
+            canary_core::ProviderKind::Kuma | canary_core::ProviderKind::KumaTrafficRoute => {
+                canary_kuma::KumaFactory::new(self.client.clone()).provider(plan)
             }
             _ => NoTraffic.provider(plan),
         }

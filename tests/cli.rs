@@ -379,3 +379,60 @@ fn render_nginx_prints_the_seeds_canary_service_and_ingress() {
         stderr(&out)
     );
 }
+
+#[test]
+fn simulate_reproduces_the_kurator_kuma_progression() {
+    let out = canary(&["simulate", KUMA, "--json"]);
+    let lines = json_lines(&out);
+    let rows = &lines[..lines.len() - 1];
+    // Progressing weights in order, each once, then the phases after them in order.
+    let mut weights: Vec<u64> = Vec::new();
+    let mut phases: Vec<String> = Vec::new();
+    for row in rows {
+        let phase = row["phase"].as_str().unwrap().to_owned();
+        let weight = row["canary_weight"].as_u64().unwrap();
+        if phase == "Progressing" && weight > 0 && weights.last() != Some(&weight) {
+            weights.push(weight);
+        }
+        if phases.last() != Some(&phase) {
+            phases.push(phase);
+        }
+    }
+    assert_eq!(weights, [10, 20, 30, 40, 50]);
+    let after: Vec<&str> = phases
+        .iter()
+        .map(String::as_str)
+        .skip_while(|p| *p != "Promoting")
+        .collect();
+    assert_eq!(
+        after,
+        ["Promoting", "Finalising", "Succeeded"],
+        "{phases:?}"
+    );
+}
+
+#[test]
+fn render_kuma_prints_a_mesh_http_route_at_70_30() {
+    let out = canary(&["render", KUMA, "--provider", "kuma", "--weight", "30"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let documents = yaml_documents(&out);
+    let route = documents
+        .iter()
+        .find(|d| d["kind"] == "MeshHTTPRoute")
+        .unwrap();
+    assert_eq!(route["metadata"]["namespace"], "webapp");
+    assert_eq!(route["metadata"]["labels"]["kuma.io/mesh"], "default");
+    let backends = &route["spec"]["to"][0]["rules"][0]["default"]["backendRefs"];
+    assert_eq!(backends[0]["labels"]["kuma.io/display-name"], "backend");
+    assert_eq!(backends[0]["weight"], 70);
+    assert_eq!(
+        backends[1]["labels"]["kuma.io/display-name"],
+        "backend-canary"
+    );
+    assert_eq!(backends[1]["weight"], 30);
+    assert!(
+        documents
+            .iter()
+            .any(|d| d["kind"] == "Service" && d["metadata"]["name"] == "backend-canary")
+    );
+}

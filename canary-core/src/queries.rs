@@ -7,7 +7,8 @@
 //! `nginx_ingress_controller_response_duration_seconds`, Kuma's Envoy
 //! `envoy_cluster_upstream_rq` and `envoy_cluster_upstream_rq_time`. The canary and stable
 //! versions are told apart by workload (Istio), by the `canary` label (nginx) or by the Kuma
-//! service of the receiving data plane, counting only inbound traffic (Kuma).
+//! service of the receiving data plane (its `kuma.io/service` tag, which Kuma's Prometheus
+//! discovery exports as the label `kuma_io_service`), counting only inbound traffic (Kuma).
 
 use std::collections::BTreeMap;
 
@@ -66,12 +67,12 @@ fn family(provider: ProviderKind) -> Family {
             stable: r#"namespace="{{ namespace }}",ingress="{{ ingress }}",canary="""#,
             code: "status",
         },
-        ProviderKind::Kuma => Family {
+        ProviderKind::Kuma | ProviderKind::KumaTrafficRoute => Family {
             requests: "envoy_cluster_upstream_rq",
             duration_bucket: "envoy_cluster_upstream_rq_time_bucket",
             to_millis: "",
-            canary: r#"service=~"{{ service }}-canary_{{ namespace }}_svc_[0-9]+",envoy_cluster_name=~"localhost_.*""#,
-            stable: r#"service=~"{{ service }}_{{ namespace }}_svc_[0-9]+",envoy_cluster_name=~"localhost_.*""#,
+            canary: r#"kuma_io_service=~"{{ service }}-canary_{{ namespace }}_svc_[0-9]+",envoy_cluster_name=~"localhost_.*""#,
+            stable: r#"kuma_io_service=~"{{ service }}_{{ namespace }}_svc_[0-9]+",envoy_cluster_name=~"localhost_.*""#,
             code: "envoy_response_code",
         },
     }
@@ -227,7 +228,7 @@ mod tests {
         let q = render(&requests, &vars).unwrap();
         assert_eq!(
             q,
-            r#"sum(envoy_cluster_upstream_rq{service=~"podinfo-canary_test_svc_[0-9]+",envoy_cluster_name=~"localhost_.*"})"#
+            r#"sum(envoy_cluster_upstream_rq{kuma_io_service=~"podinfo-canary_test_svc_[0-9]+",envoy_cluster_name=~"localhost_.*"})"#
         );
     }
 

@@ -4,7 +4,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::spec::{AsmRoutingMode, RequestMatch, StringMatch, TrafficRouting};
+use crate::spec::{AsmRoutingMode, KumaRouteKind, RequestMatch, StringMatch, TrafficRouting};
 
 /// Where traffic goes, as every provider understands it: a weight to the canary, requests that
 /// match going to the canary whatever the weight, and a share of requests mirrored to it.
@@ -73,6 +73,8 @@ pub enum ProviderKind {
     Nginx,
     /// Kuma MeshHTTPRoute.
     Kuma,
+    /// Kuma's legacy TrafficRoute.
+    KumaTrafficRoute,
     /// Alibaba ASM lanes, routed by header.
     AsmHeader,
     /// Alibaba ASM lanes, routed by ingress weight.
@@ -89,7 +91,10 @@ impl ProviderKind {
         let chosen = [
             routing.istio.as_ref().map(|_| ProviderKind::Istio),
             routing.nginx.as_ref().map(|_| ProviderKind::Nginx),
-            routing.kuma.as_ref().map(|_| ProviderKind::Kuma),
+            routing.kuma.as_ref().map(|kuma| match kuma.route_kind {
+                Some(KumaRouteKind::TrafficRoute) => ProviderKind::KumaTrafficRoute,
+                Some(KumaRouteKind::MeshHTTPRoute) | None => ProviderKind::Kuma,
+            }),
             asm,
         ];
         let mut set = chosen.into_iter().flatten();
@@ -104,7 +109,7 @@ impl ProviderKind {
         match self {
             ProviderKind::Istio => "istio",
             ProviderKind::Nginx => "nginx",
-            ProviderKind::Kuma => "kuma",
+            ProviderKind::Kuma | ProviderKind::KumaTrafficRoute => "kuma",
             ProviderKind::AsmHeader | ProviderKind::AsmWeighted => "asm",
         }
     }
@@ -153,8 +158,9 @@ impl ProviderKind {
                 mirror: false,
             },
             ProviderKind::Kuma => Capabilities {
-                summary: "weights; matches on headers, path and method (exact, prefix or \
-                          regex) and query parameters (exact or regex); mirroring; no cookie",
+                summary: "weights; matches on headers (exact, prefix or regex), path (exact \
+                          or prefix), query parameters (exact or regex) and method; mirroring; \
+                          no cookie",
                 weights: true,
                 max_matches: usize::MAX,
                 max_headers: usize::MAX,
@@ -162,7 +168,11 @@ impl ProviderKind {
                 cookie: false,
                 cookie_value: false,
                 header_with_cookie: true,
-                uri: all,
+                uri: MatchKinds {
+                    exact: true,
+                    prefix: true,
+                    regex: false,
+                },
                 query: MatchKinds {
                     exact: true,
                     prefix: false,
@@ -194,6 +204,12 @@ impl ProviderKind {
                 query: none,
                 method: false,
                 mirror: false,
+            },
+            ProviderKind::KumaTrafficRoute => Capabilities {
+                summary: "the legacy TrafficRoute: weights only (set \
+                          trafficRouting.kuma.routeKind: MeshHTTPRoute for matches and \
+                          mirroring)",
+                ..ProviderKind::AsmWeighted.capabilities()
             },
             ProviderKind::AsmWeighted => Capabilities {
                 summary: "lanes routed by ingress weight: weights only",

@@ -108,6 +108,13 @@ fn provider_objects(
             }
             Ok(rendered.objects())
         }
+        ProviderKind::Kuma | ProviderKind::KumaTrafficRoute => {
+            let rendered = canary::kuma::render(plan, route, objects).map_err(|e| failed(&e))?;
+            if let canary::services::StableSelector::Unknown(why) = &rendered.stable_selector {
+                eprintln!("note: {why}");
+            }
+            Ok(rendered.objects())
+        }
         other => Err(Failure::input(format!(
             "rendering for {} is not available yet",
             other.name()

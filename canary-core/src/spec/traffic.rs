@@ -79,6 +79,19 @@ pub struct KumaRouting {
     /// The mesh; `default` when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mesh: Option<String>,
+    /// The route object: `MeshHTTPRoute` (Kuma 2.9 and later, the default) or the legacy
+    /// `TrafficRoute` (older meshes; weights only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route_kind: Option<KumaRouteKind>,
+}
+
+/// Which Kuma object carries the route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum KumaRouteKind {
+    /// `MeshHTTPRoute` with `MeshService` backends.
+    MeshHTTPRoute,
+    /// The legacy, cluster-scoped `TrafficRoute` splitting by `kuma.io/service` tags.
+    TrafficRoute,
 }
 
 /// Alibaba ASM lane settings.

@@ -1,0 +1,22 @@
+//! The one error type of `canary-kuma`.
+
+/// What can go wrong rendering or applying Kuma routes.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An object the routes are built from is missing or not as needed; says which and why.
+    #[error("{0}")]
+    Input(String),
+    /// The API server refused or failed a request.
+    #[cfg(feature = "kube")]
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+}
+
+impl From<Error> for canary_core::Error {
+    fn from(error: Error) -> Self {
+        canary_core::Error::provider("traffic", format!("kuma: {error}"))
+    }
+}
+
+/// The result type of `canary-kuma`.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,59 @@
+//! Request matches as MeshHTTPRoute `matches`.
+
+use canary_core::spec::{RequestMatch, StringMatch};
+use serde_json::{Map, Value, json};
+
+/// The catch-all path every rule carries: Kuma orders rules by path first, so a rule without
+/// one would sort after the catch-all and never match.
+pub fn catch_all() -> Value {
+    json!({"path": {"type": "PathPrefix", "value": "/"}})
+}
+
+/// `condition` as a Kuma match type and value (validation leaves only what Kuma takes).
+fn typed(condition: &StringMatch, prefix: &str) -> (String, String) {
+    match (&condition.exact, &condition.prefix, &condition.regex) {
+        (Some(value), _, _) => ("Exact".to_owned(), value.clone()),
+        (None, Some(value), _) => (prefix.to_owned(), value.clone()),
+        (None, None, Some(value)) => ("RegularExpression".to_owned(), value.clone()),
+        (None, None, None) => ("Exact".to_owned(), String::new()),
+    }
+}
+
+/// One request match as a MeshHTTPRoute match.
+pub fn kuma_match(request: &RequestMatch) -> Value {
+    let mut out = Map::new();
+    let path = match &request.uri {
+        Some(uri) => {
+            let (kind, value) = typed(uri, "PathPrefix");
+            json!({"type": kind, "value": value})
+        }
+        None => catch_all()["path"].clone(),
+    };
+    out.insert("path".to_owned(), path);
+    if let Some(method) = &request.method {
+        out.insert("method".to_owned(), json!(method));
+    }
+    if !request.headers.is_empty() {
+        let headers: Vec<Value> = request
+            .headers
+            .iter()
+            .map(|(name, condition)| {
+                let (kind, value) = typed(condition, "Prefix");
+                json!({"type": kind, "name": name, "value": value})
+            })
+            .collect();
+        out.insert("headers".to_owned(), Value::Array(headers));
+    }
+    if !request.query_params.is_empty() {
+        let params: Vec<Value> = request
+            .query_params
+            .iter()
+            .map(|(name, condition)| {
+                let (kind, value) = typed(condition, "Exact");
+                json!({"type": kind, "name": name, "value": value})
+            })
+            .collect();
+        out.insert("queryParams".to_owned(), Value::Array(params));
+    }
+    Value::Object(out)
+}

@@ -1,0 +1,196 @@
+//! The provider: renders, then applies by server-side apply what differs from the cluster.
+//!
+//! Kuma reports no status on routes, so a route counts as in effect once the objects are as
+//! rendered.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use canary_core::machine::Verification;
+use canary_core::objects::{Objects, includes};
+use canary_core::providers::TrafficProvider;
+use canary_core::services::StableSelector;
+use canary_core::{Capabilities, RolloutPlan, RouteState};
+use canary_kube::apply::{apply_if_changed, delete_if_present, get_json};
+use canary_kube::controller::TrafficFactory;
+use canary_kube::services::{LiveServices, ServiceSplit};
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
+use kube::{Api, Client};
+use serde_json::Value;
+
+use crate::FIELD_MANAGER;
+use crate::error::{Error, Result};
+use crate::render::{Rendered, applied_route, observed_route, render, route_name};
+
+/// Makes a [`KumaTraffic`] for each Rollout.
+pub struct KumaFactory {
+    client: Client,
+}
+
+impl KumaFactory {
+    /// Providers talking to the cluster through `client`.
+    pub fn new(client: Client) -> Self {
+        KumaFactory { client }
+    }
+}
+
+impl TrafficFactory for KumaFactory {
+    fn provider(&self, plan: &RolloutPlan) -> canary_kube::Result<Arc<dyn TrafficProvider>> {
+        Ok(Arc::new(KumaTraffic::new(
+            self.client.clone(),
+            plan.clone(),
+        )))
+    }
+}
+
+/// The route object and Services of one Rollout.
+pub struct KumaTraffic {
+    plan: RolloutPlan,
+    routes: Api<DynamicObject>,
+    services: ServiceSplit,
+}
+
+/// What the cluster holds.
+struct Live {
+    objects: Objects,
+    services: LiveServices,
+    route: Option<Value>,
+}
+
+impl KumaTraffic {
+    /// The routes of `plan`: a MeshHTTPRoute in its namespace, or a cluster-wide TrafficRoute.
+    pub fn new(client: Client, plan: RolloutPlan) -> Self {
+        let (kind, _) = route_name(&plan);
+        let resource = ApiResource::from_gvk(&GroupVersionKind::gvk("kuma.io", "v1alpha1", kind));
+        let routes = if kind == "TrafficRoute" {
+            Api::all_with(client.clone(), &resource)
+        } else {
+            Api::namespaced_with(client.clone(), &plan.namespace, &resource)
+        };
+        KumaTraffic {
+            services: ServiceSplit::new(client, plan.clone(), FIELD_MANAGER),
+            routes,
+            plan,
+        }
+    }
+
+    async fn live(&self, routing: bool) -> Result<Live> {
+        let mut objects = Objects::default();
+        let services = self.services.fetch(&mut objects, routing).await?;
+        let route = get_json(&self.routes, &route_name(&self.plan).1).await?;
+        Ok(Live {
+            objects,
+            services,
+            route,
+        })
+    }
+
+    fn rendered(&self, live: &Live, route: &RouteState) -> Result<Rendered> {
+        let rendered = render(&self.plan, route, &live.objects)?;
+        if let StableSelector::Unknown(why) = &rendered.stable_selector {
+            return Err(Error::Input(why.clone()));
+        }
+        Ok(rendered)
+    }
+
+    async fn apply_route(&self, route: &RouteState) -> Result<bool> {
+        let live = self.live(!route.is_stable_only()).await?;
+        let rendered = self.rendered(&live, route)?;
+        // Stable pods only behind the stable Service, the canary Service before the route that
+        // sends traffic to it (an unresolved backend fails its share), and the route gone
+        // before the canary Service.
+        let mut changed = self
+            .services
+            .write_selector(&live.services, &rendered.stable_selector)
+            .await?;
+        if rendered.canary_service.is_some() {
+            changed |= self
+                .services
+                .write_canary(&live.services, rendered.canary_service.as_ref())
+                .await?;
+        }
+        changed |= match &rendered.route {
+            Some(desired) => {
+                apply_if_changed(&self.routes, live.route.as_ref(), desired, FIELD_MANAGER).await?
+            }
+            None => delete_if_present(&self.routes, live.route.as_ref()).await?,
+        };
+        if rendered.canary_service.is_none() {
+            changed |= self.services.write_canary(&live.services, None).await?;
+        }
+        Ok(changed)
+    }
+
+    fn in_effect(&self, live: &Live, route: &RouteState) -> Result<bool> {
+        let rendered = self.rendered(live, route)?;
+        let same = |live: Option<&Value>, desired: Option<&Value>| match (live, desired) {
+            (Some(live), Some(desired)) => includes(live, desired),
+            (None, None) => true,
+            _ => false,
+        };
+        let selector = live
+            .services
+            .stable
+            .as_ref()
+            .is_none_or(|stable| rendered.stable_selector.in_effect(stable));
+        Ok(selector
+            && same(
+                live.services.canary.as_ref(),
+                rendered.canary_service.as_ref(),
+            )
+            && same(live.route.as_ref(), rendered.route.as_ref()))
+    }
+}
+
+#[async_trait]
+impl TrafficProvider for KumaTraffic {
+    fn capabilities(&self) -> Capabilities {
+        self.plan.capabilities()
+    }
+
+    async fn apply(&self, route: &RouteState) -> canary_core::Result<bool> {
+        Ok(self.apply_route(route).await?)
+    }
+
+    async fn observe(&self) -> canary_core::Result<Option<RouteState>> {
+        let live = self.live(false).await?;
+        let Some(object) = &live.route else {
+            return Ok(Some(RouteState::stable()));
+        };
+        if let Some(applied) = applied_route(object)
+            && let Ok(rendered) = render(&self.plan, &applied, &live.objects)
+            && rendered
+                .route
+                .as_ref()
+                .is_some_and(|desired| includes(object, desired))
+        {
+            return Ok(Some(applied));
+        }
+        Ok(observed_route(&self.plan, object))
+    }
+
+    async fn verify(&self, route: &RouteState) -> canary_core::Result<Verification> {
+        let live = self.live(!route.is_stable_only()).await?;
+        Ok(if self.in_effect(&live, route)? {
+            Verification::Yes
+        } else {
+            Verification::No
+        })
+    }
+
+    async fn finalize(&self) -> canary_core::Result<()> {
+        let live = self.live(false).await?;
+        delete_if_present(&self.routes, live.route.as_ref())
+            .await
+            .map_err(Error::from)?;
+        self.services
+            .write_canary(&live.services, None)
+            .await
+            .map_err(Error::from)?;
+        self.services
+            .write_selector(&live.services, &StableSelector::AsWritten)
+            .await
+            .map_err(Error::from)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,179 @@
+//! The provider against the API test server: the canary Service, the MeshHTTPRoute (or the
+//! legacy TrafficRoute) and the narrowed stable Service, applied, read back, verified and
+//! removed.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test support code
+
+use std::time::Duration;
+
+use canary_core::RouteState;
+use canary_core::machine::Verification;
+use canary_core::providers::TrafficProvider;
+use canary_core::spec::{RequestMatch, StringMatch};
+use canary_kube::fixtures::TestCluster;
+use canary_kube::testserver::{ResourceType, Verb};
+use canary_kuma::KumaTraffic;
+use serde_json::{Value, json};
+
+fn example() -> String {
+    std::fs::read_to_string(format!(
+        "{}/../examples/rollouts/podinfo-kuma.yaml",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+}
+
+async fn cluster() -> TestCluster {
+    let cluster = TestCluster::start(Duration::from_millis(200)).await;
+    cluster.server.register(ResourceType::new(
+        "kuma.io",
+        "v1alpha1",
+        "MeshHTTPRoute",
+        "meshhttproutes",
+        true,
+        false,
+    ));
+    cluster.server.register(ResourceType::new(
+        "kuma.io",
+        "v1alpha1",
+        "TrafficRoute",
+        "trafficroutes",
+        false,
+        false,
+    ));
+    let file = canary_core::load::rollout_file(&example()).unwrap();
+    for object in file.objects.iter() {
+        cluster.put(object.clone());
+    }
+    let uid = cluster
+        .server
+        .get("apps/v1", "Deployment", Some("webapp"), "backend")
+        .unwrap()["metadata"]["uid"]
+        .clone();
+    cluster.put(json!({
+        "apiVersion": "apps/v1", "kind": "ReplicaSet",
+        "metadata": {"name": "backend-7d4b", "namespace": "webapp",
+                     "labels": {"app": "backend", "pod-template-hash": "7d4b"},
+                     "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "backend", "uid": uid}]}
+    }));
+    cluster
+}
+
+fn provider(cluster: &TestCluster, text: &str) -> KumaTraffic {
+    let rollout = canary_core::load::from_yaml(text).unwrap();
+    KumaTraffic::new(
+        cluster.client.clone(),
+        canary_core::validate::validate(&rollout).unwrap(),
+    )
+}
+
+fn route(cluster: &TestCluster) -> Option<Value> {
+    cluster.server.get(
+        "kuma.io/v1alpha1",
+        "MeshHTTPRoute",
+        Some("webapp"),
+        "backend-canary",
+    )
+}
+
+fn service(cluster: &TestCluster, name: &str) -> Option<Value> {
+    cluster.server.get("v1", "Service", Some("webapp"), name)
+}
+
+#[tokio::test]
+async fn the_route_and_canary_service_come_and_go_and_the_stable_service_ends_as_it_was() {
+    let cluster = cluster().await;
+    let before = service(&cluster, "backend").unwrap();
+    let traffic = provider(&cluster, &example());
+    assert_eq!(traffic.observe().await.unwrap(), Some(RouteState::stable()));
+
+    let weighted = RouteState::weighted(30);
+    assert!(traffic.apply(&weighted).await.unwrap());
+    let object = route(&cluster).unwrap();
+    assert_eq!(
+        object["metadata"]["managedFields"][0]["manager"],
+        "canary-kuma"
+    );
+    assert_eq!(
+        object["spec"]["to"][0]["rules"][0]["default"]["backendRefs"][1]["weight"],
+        30
+    );
+    assert_eq!(
+        service(&cluster, "backend-canary").unwrap()["spec"]["selector"]["canary.rs/role"],
+        "canary"
+    );
+    assert_eq!(
+        service(&cluster, "backend").unwrap()["spec"]["selector"]["pod-template-hash"],
+        "7d4b"
+    );
+    assert_eq!(traffic.observe().await.unwrap(), Some(weighted.clone()));
+    assert_eq!(traffic.verify(&weighted).await.unwrap(), Verification::Yes);
+
+    cluster.server.clear_requests();
+    assert!(!traffic.apply(&weighted).await.unwrap());
+    let writes = cluster
+        .server
+        .requests()
+        .iter()
+        .filter(|r| r.verb == Verb::Patch)
+        .count();
+    assert_eq!(writes, 0);
+
+    // Weights edited by hand are read as they are.
+    let mut edited = route(&cluster).unwrap();
+    edited["spec"]["to"][0]["rules"][0]["default"]["backendRefs"][0]["weight"] = json!(50);
+    edited["spec"]["to"][0]["rules"][0]["default"]["backendRefs"][1]["weight"] = json!(50);
+    cluster.put(edited);
+    assert_eq!(
+        traffic.observe().await.unwrap(),
+        Some(RouteState::weighted(50))
+    );
+    assert_eq!(traffic.verify(&weighted).await.unwrap(), Verification::No);
+
+    let matched = RouteState {
+        matches: vec![RequestMatch {
+            headers: [("x-canary".into(), StringMatch::exact("insider"))].into(),
+            ..RequestMatch::default()
+        }],
+        ..RouteState::weighted(10)
+    };
+    assert!(traffic.apply(&matched).await.unwrap());
+    assert_eq!(traffic.observe().await.unwrap(), Some(matched));
+
+    traffic.finalize().await.unwrap();
+    assert!(route(&cluster).is_none());
+    assert!(service(&cluster, "backend-canary").is_none());
+    let after = service(&cluster, "backend").unwrap();
+    assert_eq!(after["spec"], before["spec"]);
+}
+
+#[tokio::test]
+async fn the_legacy_traffic_route_is_cluster_wide_and_named_for_its_namespace() {
+    let cluster = cluster().await;
+    let text = example().replace(
+        "kuma: {mesh: default}",
+        "kuma: {mesh: default, routeKind: TrafficRoute}",
+    );
+    let traffic = provider(&cluster, &text);
+    assert!(traffic.apply(&RouteState::weighted(20)).await.unwrap());
+    let object = cluster
+        .server
+        .get("kuma.io/v1alpha1", "TrafficRoute", None, "backend.webapp")
+        .unwrap();
+    assert_eq!(object["mesh"], "default");
+    assert_eq!(object["spec"]["conf"]["split"][1]["weight"], 20);
+    assert_eq!(
+        traffic.observe().await.unwrap(),
+        Some(RouteState::weighted(20))
+    );
+    assert_eq!(
+        traffic.verify(&RouteState::weighted(20)).await.unwrap(),
+        Verification::Yes
+    );
+    traffic.finalize().await.unwrap();
+    assert!(
+        cluster
+            .server
+            .get("kuma.io/v1alpha1", "TrafficRoute", None, "backend.webapp")
+            .is_none()
+    );
+}
