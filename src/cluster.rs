@@ -12,7 +12,12 @@ use canary_kube::traffic::NoTraffic;
 /// out (its cargo feature off) refuses the Rollout with a message naming it.
 pub struct ClusterTraffic {
     #[cfg_attr(
-        not(any(feature = "istio", feature = "nginx", feature = "kuma")),
+        not(any(
+            feature = "istio",
+            feature = "nginx",
+            feature = "kuma",
+            feature = "asm"
+        )),
         allow(dead_code)
     )]
     client: Client,
@@ -40,6 +45,12 @@ impl TrafficFactory for ClusterTraffic {
             canary_core::ProviderKind::Kuma | canary_core::ProviderKind::KumaTrafficRoute => {
                 canary_kuma::KumaFactory::new(self.client.clone()).provider(plan)
             }
+            #[cfg(feature = "asm")]
+            canary_core::ProviderKind::AsmHeader | canary_core::ProviderKind::AsmWeighted => {
+                canary_asm::AsmFactory::new(self.client.clone()).provider(plan)
+            }
+            // Reached in builds that leave a provider out.
+            #[allow(unreachable_patterns)]
             _ => NoTraffic.provider(plan),
         }
     }

@@ -436,3 +436,54 @@ fn render_kuma_prints_a_mesh_http_route_at_70_30() {
             .any(|d| d["kind"] == "Service" && d["metadata"]["name"] == "backend-canary")
     );
 }
+
+#[test]
+fn render_asm_prints_the_lane_group_and_both_lanes() {
+    let out = canary(&[
+        "render",
+        "examples/rollouts/mocka-asm.yaml",
+        "--provider",
+        "asm",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let documents = yaml_documents(&out);
+    let kinds: Vec<(&str, &str)> = documents
+        .iter()
+        .map(|d| {
+            (
+                d["kind"].as_str().unwrap(),
+                d["metadata"]["name"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("ASMSwimLaneGroup", "rollout"),
+            ("ASMSwimLane", "base"),
+            ("ASMSwimLane", "canary")
+        ]
+    );
+    let group = &documents[0]["spec"];
+    assert_eq!(
+        group["ingress"]["ingressRouting"]["ingressRoutingStrategy"],
+        "rule_based"
+    );
+    assert_eq!(
+        group["permissiveModeConfiguration"]["fallbackTarget"],
+        "base"
+    );
+    assert_eq!(
+        group["permissiveModeConfiguration"]["routeHeader"],
+        "x-asm-prefer-tag"
+    );
+    for (lane, tag) in [(&documents[1], "base"), (&documents[2], "canary")] {
+        assert_eq!(lane["metadata"]["labels"]["swimlane-group"], "rollout");
+        assert_eq!(lane["spec"]["labelSelector"]["ASM_TRAFFIC_TAG"], tag);
+        assert_eq!(
+            lane["spec"]["ingressRules"][0]["match"]["headers"]["x-asm-prefer-tag"]["exact"],
+            tag
+        );
+        assert_eq!(lane["spec"]["services"][0]["name"], "mocka");
+    }
+}

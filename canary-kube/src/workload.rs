@@ -7,8 +7,10 @@
 //!   `newVersion` applied) and of the data of the ConfigMaps and Secrets it uses.
 //! - The canary Deployment runs that template with the version label, the pod-template
 //!   metadata and `canary.rs/role: canary`; it is owned by the Rollout.
-//! - Promotion gives the stable Deployment the template (keeping the labels its selector needs)
-//!   and lets it roll; removing the canary pauses the stable Deployment again.
+//! - Promotion gives the stable Deployment the template (keeping the labels its selector needs,
+//!   and the stable pods' own values of the canary-only `podTemplateMetadata`) and lets it
+//!   roll; removing the canary pauses the stable Deployment again.
+//! - For lane releases the canary pods carry `ASM_TRAFFIC_TAG: <canary lane>`.
 
 use async_trait::async_trait;
 use canary_core::machine::{WorkloadObservation, WorkloadState};
@@ -35,6 +37,9 @@ pub const REVISION: &str = "canary.rs/revision";
 pub const CONFIG_HASH: &str = "canary.rs/config-hash";
 /// Label on canary pods.
 pub const ROLE: &str = "canary.rs/role";
+/// The pod label Alibaba ASM lanes select by; canary pods of a lane release carry the canary
+/// lane's name.
+pub const LANE_TAG: &str = "ASM_TRAFFIC_TAG";
 /// Label on the canary Deployment: the Rollout it belongs to.
 pub const ROLLOUT: &str = "canary.rs/rollout";
 
@@ -48,6 +53,8 @@ pub struct DeploymentWorkload {
     stable: String,
     canary: String,
     new_version: Option<NewVersion>,
+    /// Pod labels only canary pods carry: the ASM lane tag, for lane releases.
+    canary_labels: Vec<(String, String)>,
     owner: Option<OwnerReference>,
 }
 
@@ -67,6 +74,14 @@ impl DeploymentWorkload {
             stable: plan.rollout.spec.workload_ref.name.clone(),
             canary: plan.canary_workload(),
             new_version: plan.rollout.spec.new_version.clone(),
+            canary_labels: plan
+                .rollout
+                .spec
+                .traffic_routing
+                .asm
+                .iter()
+                .map(|asm| (LANE_TAG.to_owned(), asm.canary_lane.clone()))
+                .collect(),
             owner,
             namespace,
         }
@@ -209,6 +224,9 @@ impl DeploymentWorkload {
             .unwrap_or_default();
         selector.insert(ROLE.to_owned(), "canary".to_owned());
         template["metadata"]["labels"][ROLE] = json!("canary");
+        for (key, value) in &self.canary_labels {
+            template["metadata"]["labels"][key] = json!(value);
+        }
         template["metadata"]["annotations"][REVISION] = json!(revision);
         if !configs.is_empty() {
             template["metadata"]["annotations"][CONFIG_HASH] = json!(configs);
@@ -257,6 +275,30 @@ impl DeploymentWorkload {
             .unwrap_or_default();
         for (key, value) in selector {
             template["metadata"]["labels"][key] = json!(value);
+        }
+        // Pod metadata meant for the canary (`newVersion.podTemplateMetadata`, such as a lane
+        // tag) stays as the stable pods have it.
+        let live = pod_template(&stable);
+        if let Some(extra) = self
+            .new_version
+            .as_ref()
+            .and_then(|new| new.pod_template_metadata.as_ref())
+        {
+            for (field, keys) in [
+                ("labels", &extra.labels),
+                ("annotations", &extra.annotations),
+            ] {
+                for key in keys.keys() {
+                    match live["metadata"][field].get(key) {
+                        Some(value) => template["metadata"][field][key] = value.clone(),
+                        None => {
+                            if let Some(map) = template["metadata"][field].as_object_mut() {
+                                map.remove(key);
+                            }
+                        }
+                    }
+                }
+            }
         }
         if !configs.is_empty() {
             template["metadata"]["annotations"][CONFIG_HASH] = json!(configs);

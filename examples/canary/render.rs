@@ -115,9 +115,10 @@ fn provider_objects(
             }
             Ok(rendered.objects())
         }
-        other => Err(Failure::input(format!(
-            "rendering for {} is not available yet",
-            other.name()
-        ))),
+        ProviderKind::AsmHeader | ProviderKind::AsmWeighted => {
+            canary::asm::render(plan, route, objects)
+                .map(|rendered| rendered.objects())
+                .map_err(|e| failed(&e))
+        }
     }
 }

@@ -26,8 +26,8 @@ pub use strategy::{
     SwitchMode,
 };
 pub use traffic::{
-    AsmRouting, AsmRoutingMode, DestinationRuleRef, IstioRouting, KumaRouteKind, KumaRouting,
-    NginxRouting, TrafficRouting, VirtualServiceRef,
+    AsmGateway, AsmIngress, AsmRouting, AsmRoutingMode, DestinationRuleRef, IstioRouting,
+    KumaRouteKind, KumaRouting, NginxRouting, TrafficRouting, VirtualServiceRef,
 };
 pub use workload::{
     ContainerOverride, EnvVar, ExecAction, HttpGetAction, IntOrPercent, NewVersion,

@@ -109,6 +109,42 @@ pub struct AsmRouting {
     /// How ingress traffic enters the canary lane; `header` when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<AsmRoutingMode>,
+    /// The header carrying each request's trace id, which the services pass on to the calls
+    /// they make: how permissive mode keeps a request in its lane along the chain
+    /// (`x-request-id` when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_header: Option<String>,
+    /// The gateway ingress traffic enters by; `istio-system/ingressgateway` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<AsmGateway>,
+    /// Set on the Rollout of the chain's entry service: the lanes' ingress rules (or weights)
+    /// send gateway traffic to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingress: Option<AsmIngress>,
+}
+
+/// The ASM ingress gateway of a lane group.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AsmGateway {
+    /// Its name; `ingressgateway` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Its namespace; `istio-system` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+}
+
+/// Which gateway requests enter a chain's lanes, at its entry service.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AsmIngress {
+    /// The gateway hosts; every host (`*`) when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<String>,
+    /// The request path; every path when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uri: Option<crate::spec::StringMatch>,
 }
 
 /// How ingress traffic is sent into the canary lane.

@@ -210,6 +210,7 @@ pub fn validate(rollout: &Rollout) -> Result<RolloutPlan, ValidationErrors> {
     workload::check_new_version(&mut c, spec.new_version.as_ref());
     let provider = traffic::check_routing(&mut c, &spec.traffic_routing);
     let compiled = strategy::compile(&mut c, spec, provider, spec.analysis.is_some());
+    traffic::check_lanes(&mut c, spec);
     let analysis = analysis::check_analysis(&mut c, spec.analysis.as_ref());
     let progress_deadline = c.duration(
         "spec.progressDeadline",

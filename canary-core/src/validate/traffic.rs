@@ -3,7 +3,7 @@
 use super::Checker;
 use crate::names;
 use crate::route::ProviderKind;
-use crate::spec::TrafficRouting;
+use crate::spec::{AsmRoutingMode, RequestMatch, RolloutSpec, StringMatch, TrafficRouting};
 
 /// Checks the provider settings; the provider when exactly one is set.
 pub(super) fn check_routing(c: &mut Checker, routing: &TrafficRouting) -> Option<ProviderKind> {
@@ -89,6 +89,87 @@ pub(super) fn check_routing(c: &mut Checker, routing: &TrafficRouting) -> Option
             "spec.trafficRouting.asm.routeHeader",
             super::matches::header_name(&asm.route_header),
         );
+        if let Some(trace) = &asm.trace_header {
+            c.check(
+                "spec.trafficRouting.asm.traceHeader",
+                super::matches::header_name(trace),
+            );
+        }
+        if let Some(gateway) = &asm.gateway {
+            for (field, value) in [("name", &gateway.name), ("namespace", &gateway.namespace)] {
+                if let Some(value) = value {
+                    c.check(
+                        format!("spec.trafficRouting.asm.gateway.{field}"),
+                        names::dns1123_subdomain(value),
+                    );
+                }
+            }
+        }
     }
     ProviderKind::of(routing)
 }
+
+/// What lanes can express: the canary lane is entered by its route header alone, and the
+/// canary pods carry the canary lane's tag.
+pub(super) fn check_lanes(c: &mut Checker, spec: &RolloutSpec) {
+    let Some(asm) = &spec.traffic_routing.asm else {
+        return;
+    };
+    if let Some(tag) = spec
+        .new_version
+        .as_ref()
+        .and_then(|new| new.pod_template_metadata.as_ref())
+        .and_then(|metadata| metadata.labels.get(LANE_TAG))
+        && *tag != asm.canary_lane
+    {
+        c.error(
+            format!("spec.newVersion.podTemplateMetadata.labels.{LANE_TAG}"),
+            format!(
+                "`{tag}` would put the canary pods outside the canary lane `{}`; leave it out \
+                 (canary pods get it) or make it the canary lane",
+                asm.canary_lane
+            ),
+        );
+    }
+    if matches!(asm.mode, Some(AsmRoutingMode::Weighted)) {
+        return;
+    }
+    let lane_header = RequestMatch {
+        headers: [(
+            asm.route_header.clone(),
+            StringMatch::exact(asm.canary_lane.clone()),
+        )]
+        .into(),
+        ..RequestMatch::default()
+    };
+    let mut lists: Vec<(String, &Vec<RequestMatch>)> = Vec::new();
+    if let Some(ab) = &spec.strategy.ab_test {
+        lists.push(("spec.strategy.abTest.matches".to_owned(), &ab.matches));
+    }
+    if let Some(canary) = &spec.strategy.canary {
+        for (i, step) in canary.steps.iter().enumerate() {
+            lists.push((
+                format!("spec.strategy.canary.steps[{i}].matches"),
+                &step.matches,
+            ));
+        }
+    }
+    for (path, matches) in lists {
+        for (i, request) in matches.iter().enumerate() {
+            if *request != lane_header {
+                c.error(
+                    format!("{path}[{i}]"),
+                    format!(
+                        "ASM lanes are entered by the route header alone: write \
+                         `headers: {{{}: {{exact: {}}}}}`; the gateway's path and hosts go in \
+                         spec.trafficRouting.asm.ingress",
+                        asm.route_header, asm.canary_lane
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// The pod label ASM lanes select by.
+const LANE_TAG: &str = "ASM_TRAFFIC_TAG";

@@ -1,0 +1,222 @@
+//! The provider: the lanes are shared, so every change is a read, a render from what was
+//! read, and a server-side apply that holds the resource version it read: a Rollout that
+//! changed the lanes in between makes the write fail, and it is done again from a fresh read.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use canary_core::machine::Verification;
+use canary_core::objects::{Objects, includes};
+use canary_core::providers::TrafficProvider;
+use canary_core::{Capabilities, RolloutPlan, RouteState};
+use canary_kube::apply::{apply, get_json};
+use canary_kube::controller::TrafficFactory;
+use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Preconditions};
+use kube::{Api, Client};
+use serde_json::{Value, json};
+
+use crate::FIELD_MANAGER;
+use crate::error::{Error, Result};
+use crate::render::{Released, Rendered, observed_route, release, render, settings};
+
+/// How many times a change is tried again when another Rollout changed the lanes meanwhile.
+const ATTEMPTS: usize = 4;
+
+/// Makes an [`AsmTraffic`] for each Rollout.
+pub struct AsmFactory {
+    client: Client,
+}
+
+impl AsmFactory {
+    /// Providers talking to the cluster through `client`.
+    pub fn new(client: Client) -> Self {
+        AsmFactory { client }
+    }
+}
+
+impl TrafficFactory for AsmFactory {
+    fn provider(&self, plan: &RolloutPlan) -> canary_kube::Result<Arc<dyn TrafficProvider>> {
+        Ok(Arc::new(AsmTraffic::new(self.client.clone(), plan.clone())))
+    }
+}
+
+/// One Rollout's service in a lane group.
+pub struct AsmTraffic {
+    plan: RolloutPlan,
+    groups: Api<DynamicObject>,
+    lanes: Api<DynamicObject>,
+}
+
+/// The lane objects as they are.
+struct Live {
+    objects: Objects,
+    group: Option<Value>,
+    base: Option<Value>,
+    canary: Option<Value>,
+}
+
+fn resource(kind: &str) -> ApiResource {
+    ApiResource::from_gvk(&GroupVersionKind::gvk("istio.alibabacloud.com", "v1", kind))
+}
+
+fn conflict(error: &kube::Error) -> bool {
+    matches!(error, kube::Error::Api(status) if status.code == 409)
+}
+
+impl AsmTraffic {
+    /// The lanes of `plan` (cluster-scoped objects).
+    pub fn new(client: Client, plan: RolloutPlan) -> Self {
+        AsmTraffic {
+            groups: Api::all_with(client.clone(), &resource("ASMSwimLaneGroup")),
+            lanes: Api::all_with(client, &resource("ASMSwimLane")),
+            plan,
+        }
+    }
+
+    async fn live(&self) -> Result<Live> {
+        let asm = settings(&self.plan)?;
+        let group = get_json(&self.groups, &asm.lane_group).await?;
+        let base = get_json(&self.lanes, &asm.base_lane).await?;
+        let canary = get_json(&self.lanes, &asm.canary_lane).await?;
+        let objects = Objects::new(
+            [group.clone(), base.clone(), canary.clone()]
+                .into_iter()
+                .flatten()
+                .collect(),
+        );
+        Ok(Live {
+            objects,
+            group,
+            base,
+            canary,
+        })
+    }
+
+    /// Writes `desired` when `live` does not hold it, on the condition that `live` is still
+    /// the version read.
+    async fn write(
+        &self,
+        api: &Api<DynamicObject>,
+        live: Option<&Value>,
+        desired: &Value,
+    ) -> kube::Result<bool> {
+        if live.is_some_and(|live| includes(live, desired)) {
+            return Ok(false);
+        }
+        let mut desired = desired.clone();
+        if let Some(version) = live.and_then(|l| l["metadata"]["resourceVersion"].as_str()) {
+            desired["metadata"]["resourceVersion"] = json!(version);
+        }
+        apply(api, &desired, FIELD_MANAGER).await?;
+        Ok(true)
+    }
+
+    async fn write_all(&self, live: &Live, rendered: &Rendered) -> kube::Result<bool> {
+        let mut changed = self
+            .write(&self.groups, live.group.as_ref(), &rendered.group)
+            .await?;
+        changed |= self
+            .write(&self.lanes, live.base.as_ref(), &rendered.base)
+            .await?;
+        changed |= self
+            .write(&self.lanes, live.canary.as_ref(), &rendered.canary)
+            .await?;
+        Ok(changed)
+    }
+
+    /// Runs `change` from a fresh read until no other Rollout changed the lanes in between.
+    async fn retrying<F, Fut>(&self, change: F) -> Result<bool>
+    where
+        F: Fn(Live) -> Fut,
+        Fut: std::future::Future<Output = Result<bool>>,
+    {
+        let mut last = None;
+        for _ in 0..ATTEMPTS {
+            match change(self.live().await?).await {
+                Err(Error::Kube(error)) if conflict(&error) => last = Some(error),
+                other => return other,
+            }
+        }
+        Err(last.map_or_else(
+            || Error::Input("lanes kept changing".to_owned()),
+            Error::Kube,
+        ))
+    }
+
+    async fn delete(&self, api: &Api<DynamicObject>, live: Option<&Value>) -> kube::Result<()> {
+        let Some(live) = live else {
+            return Ok(());
+        };
+        let name = live["metadata"]["name"].as_str().unwrap_or_default();
+        let params = DeleteParams {
+            preconditions: Some(Preconditions {
+                resource_version: live["metadata"]["resourceVersion"]
+                    .as_str()
+                    .map(str::to_owned),
+                uid: None,
+            }),
+            ..DeleteParams::default()
+        };
+        match api.delete(name, &params).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+            Err(error) => Err(error),
+        }
+    }
+}
+
+#[async_trait]
+impl TrafficProvider for AsmTraffic {
+    fn capabilities(&self) -> Capabilities {
+        self.plan.capabilities()
+    }
+
+    async fn apply(&self, route: &RouteState) -> canary_core::Result<bool> {
+        Ok(self
+            .retrying(|live| async move {
+                let rendered = render(&self.plan, route, &live.objects)?;
+                Ok(self.write_all(&live, &rendered).await?)
+            })
+            .await?)
+    }
+
+    async fn observe(&self) -> canary_core::Result<Option<RouteState>> {
+        let live = self.live().await?;
+        Ok(observed_route(&self.plan, live.canary.as_ref()))
+    }
+
+    async fn verify(&self, route: &RouteState) -> canary_core::Result<Verification> {
+        let live = self.live().await?;
+        let rendered = render(&self.plan, route, &live.objects)?;
+        let holds = |live: &Option<Value>, desired: &Value| {
+            live.as_ref().is_some_and(|live| includes(live, desired))
+        };
+        Ok(
+            if holds(&live.group, &rendered.group)
+                && holds(&live.base, &rendered.base)
+                && holds(&live.canary, &rendered.canary)
+            {
+                Verification::Yes
+            } else {
+                Verification::No
+            },
+        )
+    }
+
+    async fn finalize(&self) -> canary_core::Result<()> {
+        self.retrying(|live| async move {
+            match release(&self.plan, &live.objects)? {
+                Released::Kept(rendered) => Ok(self.write_all(&live, &rendered).await?),
+                Released::Deleted => {
+                    // The lanes first: a group is never left without them while lanes remain.
+                    self.delete(&self.lanes, live.canary.as_ref()).await?;
+                    self.delete(&self.lanes, live.base.as_ref()).await?;
+                    self.delete(&self.groups, live.group.as_ref()).await?;
+                    Ok(true)
+                }
+            }
+        })
+        .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,377 @@
+//! Rendering: a Rollout, a route and the lanes as they are → the lane group and the base and
+//! canary lanes with this Rollout's service where the route puts it. Pure; the provider and
+//! `canary render` both use it.
+//!
+//! The lanes are shared by every Rollout of a call chain, so each Rollout changes only its
+//! own part of them, starting from what is there:
+//!
+//! - the **group** (`ASMSwimLaneGroup`, cluster-scoped) lists every service of the chain; a
+//!   Rollout adds its service while it exists. Its settings (gateway, routing strategy,
+//!   permissive mode with fallback to the base lane, route and trace headers) must agree
+//!   between the Rollouts that share it;
+//! - the **base lane** (`ASMSwimLane`, label `swimlane-group`) selects the stable pods
+//!   (`ASM_TRAFFIC_TAG: <base lane>`) of every service of the group;
+//! - the **canary lane** selects the canary pods (`ASM_TRAFFIC_TAG: <canary lane>`) and lists
+//!   the services whose canary gets traffic: a service joins when the route sends its canary
+//!   traffic and leaves when all traffic is back on stable (promoted or undone). Its ingress
+//!   rule is online while it has a service.
+//!
+//! The Rollout of the chain's entry (the one with `asm.ingress`) writes the lanes' ingress:
+//! rule-based (a request whose route header names a lane enters it) or weighted (the canary
+//! lane gets the route's weight). The route each Rollout applied is kept in an annotation of
+//! the canary lane, `canary.rs/route.<namespace>.<name>`.
+
+use canary_core::objects::{Objects, clean};
+use canary_core::spec::{AsmRouting, StringMatch};
+use canary_core::{ProviderKind, RolloutPlan, RouteState};
+use serde_json::{Map, Value, json};
+
+use crate::error::{Error, Result};
+
+/// The API version of lane objects.
+pub const API_VERSION: &str = "istio.alibabacloud.com/v1";
+/// The label that joins a lane to its group.
+pub const GROUP_LABEL: &str = "swimlane-group";
+/// The pod label lanes select by.
+pub const TAG_LABEL: &str = "ASM_TRAFFIC_TAG";
+/// The trace header when the spec names none.
+pub const DEFAULT_TRACE_HEADER: &str = "x-request-id";
+
+/// The lane objects with this Rollout's part in them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rendered {
+    /// The `ASMSwimLaneGroup`.
+    pub group: Value,
+    /// The base lane.
+    pub base: Value,
+    /// The canary lane.
+    pub canary: Value,
+}
+
+impl Rendered {
+    /// The objects in the order they are applied: the group, then the lanes.
+    pub fn objects(&self) -> Vec<Value> {
+        vec![self.group.clone(), self.base.clone(), self.canary.clone()]
+    }
+}
+
+/// The lanes after this Rollout left them.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Released {
+    /// Other services still use them: the objects without this one.
+    Kept(Rendered),
+    /// This was the last service: the lanes and the group go.
+    Deleted,
+}
+
+/// `plan`'s ASM settings.
+pub fn settings(plan: &RolloutPlan) -> Result<&AsmRouting> {
+    plan.rollout
+        .spec
+        .traffic_routing
+        .asm
+        .as_ref()
+        .ok_or_else(|| Error::Input("the rollout does not route with ASM lanes".to_owned()))
+}
+
+/// This Rollout's service as the lanes list it.
+fn member(plan: &RolloutPlan) -> Value {
+    json!({"name": plan.rollout.spec.service.name, "namespace": plan.namespace})
+}
+
+fn same_service(a: &Value, b: &Value) -> bool {
+    a["name"] == b["name"] && a["namespace"] == b["namespace"]
+}
+
+/// The annotation of the canary lane holding the route this Rollout applied.
+pub fn route_annotation(plan: &RolloutPlan) -> String {
+    format!("canary.rs/route.{}.{}", plan.namespace, plan.name)
+}
+
+/// The host the entry's lanes route ingress traffic to.
+fn entry_host(plan: &RolloutPlan) -> String {
+    format!(
+        "{}.{}.svc.cluster.local",
+        plan.rollout.spec.service.name, plan.namespace
+    )
+}
+
+fn string_match(condition: &StringMatch) -> Value {
+    serde_json::to_value(condition).unwrap_or(Value::Null)
+}
+
+/// The group settings this Rollout asks for (everything but the services and the entry's
+/// ingress rule).
+fn group_settings(plan: &RolloutPlan, asm: &AsmRouting) -> Value {
+    let gateway = asm.gateway.clone().unwrap_or_default();
+    let strategy = match plan.provider {
+        ProviderKind::AsmWeighted => "weighted",
+        _ => "rule_based",
+    };
+    json!({
+        "ingress": {
+            "gateway": {
+                "name": gateway.name.as_deref().unwrap_or("ingressgateway"),
+                "namespace": gateway.namespace.as_deref().unwrap_or("istio-system"),
+                "type": "ASM",
+            },
+            "ingressRouting": {"ingressRoutingStrategy": strategy},
+        },
+        "isPermissive": true,
+        "permissiveModeConfiguration": {
+            "fallbackTarget": asm.base_lane,
+            "routeHeader": asm.route_header,
+            "traceHeader": asm.trace_header.as_deref().unwrap_or(DEFAULT_TRACE_HEADER),
+        },
+    })
+}
+
+/// `list` with `service` in it (`true`, added at the end when missing) or out of it (`false`);
+/// every other entry as it is.
+fn with_member(list: &Value, service: &Value, present: bool) -> Value {
+    let held: Vec<Value> = list.as_array().cloned().unwrap_or_default();
+    let there = held.iter().any(|entry| same_service(entry, service));
+    match (present, there) {
+        (true, true) => Value::Array(held),
+        (true, false) => Value::Array(held.into_iter().chain([service.clone()]).collect()),
+        (false, _) => Value::Array(
+            held.into_iter()
+                .filter(|entry| !same_service(entry, service))
+                .collect(),
+        ),
+    }
+}
+
+fn lane_base(name: &str, group: &str, live: Option<&Value>) -> Value {
+    let mut lane = live.map(clean).unwrap_or_else(|| {
+        json!({
+            "apiVersion": API_VERSION,
+            "kind": "ASMSwimLane",
+            "metadata": {"name": name},
+            "spec": {},
+        })
+    });
+    lane["metadata"]["labels"][GROUP_LABEL] = json!(group);
+    lane["spec"]["labelSelector"] = json!({TAG_LABEL: name});
+    lane
+}
+
+/// The entry's ingress rule of a lane: requests whose route header names it (and that match
+/// the entry's URI) go to the entry service.
+fn ingress_rule(plan: &RolloutPlan, asm: &AsmRouting, lane: &str, online: bool) -> Value {
+    let ingress = asm.ingress.clone().unwrap_or_default();
+    let mut matched = Map::new();
+    matched.insert(
+        "headers".to_owned(),
+        json!({asm.route_header.as_str(): {"exact": lane}}),
+    );
+    if let Some(uri) = &ingress.uri {
+        matched.insert("uri".to_owned(), string_match(uri));
+    }
+    json!({
+        "name": lane,
+        "online": online,
+        "hosts": hosts(asm),
+        "match": matched,
+        "route": {"destination": {"host": entry_host(plan)}},
+    })
+}
+
+fn hosts(asm: &AsmRouting) -> Vec<String> {
+    match asm.ingress.as_ref().map(|i| i.hosts.clone()) {
+        Some(hosts) if !hosts.is_empty() => hosts,
+        _ => vec!["*".to_owned()],
+    }
+}
+
+/// The canary's share of ingress traffic in whole percent.
+fn percent(route: &RouteState) -> u32 {
+    if route.total == 0 {
+        return 0;
+    }
+    let share =
+        (u64::from(route.weight) * 100 + u64::from(route.total) / 2) / u64::from(route.total);
+    u32::try_from(share.min(100)).unwrap_or(100)
+}
+
+/// The lane objects for `route`, from the lanes in `objects` (when they exist).
+pub fn render(plan: &RolloutPlan, route: &RouteState, objects: &Objects) -> Result<Rendered> {
+    let asm = settings(plan)?;
+    let me = member(plan);
+    let live_group = objects.get("ASMSwimLaneGroup", "", &asm.lane_group);
+    let settings = group_settings(plan, asm);
+    let mut group = match live_group {
+        Some(live) => {
+            check_settings(asm, live, &settings)?;
+            clean(live)
+        }
+        None => json!({
+            "apiVersion": API_VERSION,
+            "kind": "ASMSwimLaneGroup",
+            "metadata": {"name": asm.lane_group},
+            "spec": {},
+        }),
+    };
+    for (key, value) in settings.as_object().into_iter().flatten() {
+        if key == "ingress" {
+            group["spec"]["ingress"]["gateway"] = value["gateway"].clone();
+            group["spec"]["ingress"]["ingressRouting"]["ingressRoutingStrategy"] =
+                value["ingressRouting"]["ingressRoutingStrategy"].clone();
+        } else {
+            group["spec"][key] = value.clone();
+        }
+    }
+    let services = with_member(&group["spec"]["services"], &me, true);
+    group["spec"]["services"] = services.clone();
+
+    let entry = asm.ingress.is_some();
+    let weighted = plan.provider == ProviderKind::AsmWeighted;
+    if entry && weighted {
+        let mut rule = json!({"hosts": hosts(asm)});
+        if let Some(uri) = asm.ingress.as_ref().and_then(|i| i.uri.as_ref()) {
+            rule["requestMatches"] = json!([{"uri": string_match(uri)}]);
+        }
+        group["spec"]["ingress"]["ingressRouting"]["weightedRoutingRule"] = rule;
+    }
+
+    let live_base = objects.get("ASMSwimLane", "", &asm.base_lane);
+    let live_canary = objects.get("ASMSwimLane", "", &asm.canary_lane);
+    let mut base = lane_base(&asm.base_lane, &asm.lane_group, live_base);
+    let mut canary = lane_base(&asm.canary_lane, &asm.lane_group, live_canary);
+    base["spec"]["services"] = services;
+    let joined = !route.is_stable_only();
+    let canary_services = with_member(&canary["spec"]["services"], &me, joined);
+    let anyone = canary_services.as_array().is_some_and(|l| !l.is_empty());
+    canary["spec"]["services"] = canary_services;
+    let annotation = route_annotation(plan);
+    let annotations = &mut canary["metadata"]["annotations"];
+    if !annotations.is_object() {
+        *annotations = json!({});
+    }
+    if let Some(annotations) = annotations.as_object_mut() {
+        if joined {
+            annotations.insert(
+                annotation,
+                json!(serde_json::to_string(route).unwrap_or_default()),
+            );
+        } else {
+            annotations.remove(&annotation);
+        }
+    }
+    if entry && !weighted {
+        base["spec"]["ingressRules"] = json!([ingress_rule(plan, asm, &asm.base_lane, true)]);
+        canary["spec"]["ingressRules"] = json!([ingress_rule(plan, asm, &asm.canary_lane, anyone)]);
+    } else if let Some(rules) = canary
+        .pointer_mut("/spec/ingressRules")
+        .and_then(Value::as_array_mut)
+    {
+        // Whoever changes the canary lane keeps its ingress rule online exactly while it has a
+        // service.
+        for rule in rules {
+            rule["online"] = json!(anyone);
+        }
+    }
+    if entry && weighted {
+        let share = if joined { percent(route) } else { 0 };
+        let destination = json!({"host": entry_host(plan)});
+        base["spec"]["ingressWeight"] = json!({"destination": destination, "weight": 100 - share});
+        canary["spec"]["ingressWeight"] = json!({"destination": destination, "weight": share});
+    }
+    Ok(Rendered {
+        group,
+        base,
+        canary,
+    })
+}
+
+/// Refuses to take over a group another chain set up differently.
+fn check_settings(asm: &AsmRouting, live: &Value, wanted: &Value) -> Result<()> {
+    let spec = &live["spec"];
+    let held = [
+        (
+            "ingress.gateway",
+            &spec["ingress"]["gateway"],
+            &wanted["ingress"]["gateway"],
+        ),
+        (
+            "ingress.ingressRouting.ingressRoutingStrategy",
+            &spec["ingress"]["ingressRouting"]["ingressRoutingStrategy"],
+            &wanted["ingress"]["ingressRouting"]["ingressRoutingStrategy"],
+        ),
+        (
+            "permissiveModeConfiguration",
+            &spec["permissiveModeConfiguration"],
+            &wanted["permissiveModeConfiguration"],
+        ),
+    ];
+    for (field, have, want) in held {
+        if !have.is_null() && have != want {
+            return Err(Error::Conflict(format!(
+                "lane group {} has {field} {have}, but this Rollout asks for {want}; the \
+                 Rollouts of one lane group must agree on it",
+                asm.lane_group
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The lanes after this Rollout leaves them: out of the canary lane and the group; the lanes
+/// and the group deleted with the last service.
+pub fn release(plan: &RolloutPlan, objects: &Objects) -> Result<Released> {
+    let asm = settings(plan)?;
+    let Some(live_group) = objects.get("ASMSwimLaneGroup", "", &asm.lane_group) else {
+        return Ok(Released::Deleted);
+    };
+    let me = member(plan);
+    let remaining = with_member(&live_group["spec"]["services"], &me, false);
+    if remaining.as_array().is_none_or(Vec::is_empty) {
+        return Ok(Released::Deleted);
+    }
+    let mut group = clean(live_group);
+    group["spec"]["services"] = remaining.clone();
+    let live_base = objects.get("ASMSwimLane", "", &asm.base_lane);
+    let live_canary = objects.get("ASMSwimLane", "", &asm.canary_lane);
+    let mut base = lane_base(&asm.base_lane, &asm.lane_group, live_base);
+    base["spec"]["services"] = remaining;
+    let mut canary = lane_base(&asm.canary_lane, &asm.lane_group, live_canary);
+    let canary_services = with_member(&canary["spec"]["services"], &me, false);
+    let anyone = canary_services.as_array().is_some_and(|l| !l.is_empty());
+    canary["spec"]["services"] = canary_services;
+    if let Some(rules) = canary
+        .pointer_mut("/spec/ingressRules")
+        .and_then(Value::as_array_mut)
+    {
+        for rule in rules {
+            rule["online"] = json!(anyone);
+        }
+    }
+    if let Some(annotations) = canary["metadata"]["annotations"].as_object_mut() {
+        annotations.remove(&route_annotation(plan));
+    }
+    Ok(Released::Kept(Rendered {
+        group,
+        base,
+        canary,
+    }))
+}
+
+/// The route this Rollout has in the lanes: the one it applied while its service is in the
+/// canary lane, all traffic on stable when it is not.
+pub fn observed_route(plan: &RolloutPlan, canary: Option<&Value>) -> Option<RouteState> {
+    let Some(canary) = canary else {
+        return Some(RouteState::stable());
+    };
+    let me = member(plan);
+    let member = canary["spec"]["services"]
+        .as_array()
+        .is_some_and(|list| list.iter().any(|held| same_service(held, &me)));
+    if !member {
+        return Some(RouteState::stable());
+    }
+    let applied = canary["metadata"]["annotations"][route_annotation(plan)]
+        .as_str()
+        .and_then(|text| serde_json::from_str::<RouteState>(text).ok());
+    // In the lane with no record of why: traffic reaches the canary, by an unknown route.
+    Some(applied.unwrap_or_else(|| RouteState::weighted(100)))
+}

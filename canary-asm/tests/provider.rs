@@ -1,0 +1,119 @@
+//! The provider against the API test server: three Rollouts of one chain sharing the lanes,
+//! changing them at the same time, restarting, and cleaning up after the last.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test support code
+
+use std::time::Duration;
+
+use canary_asm::AsmTraffic;
+use canary_core::RouteState;
+use canary_core::machine::Verification;
+use canary_core::providers::TrafficProvider;
+use canary_kube::fixtures::TestCluster;
+use canary_kube::testserver::ResourceType;
+use serde_json::Value;
+
+const LANES: &str = "istio.alibabacloud.com/v1";
+
+async fn cluster() -> TestCluster {
+    let cluster = TestCluster::start(Duration::from_millis(200)).await;
+    let register = |kind: &str, plural: &str| {
+        cluster.server.register(ResourceType::new(
+            "istio.alibabacloud.com",
+            "v1",
+            kind,
+            plural,
+            false,
+            true,
+        ));
+    };
+    register("ASMSwimLaneGroup", "asmswimlanegroups");
+    register("ASMSwimLane", "asmswimlanes");
+    cluster
+}
+
+fn provider(cluster: &TestCluster, name: &str) -> (AsmTraffic, RouteState) {
+    let path = format!(
+        "{}/../examples/rollouts/{name}-asm.yaml",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let plan = canary_core::load::plan_from_yaml(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let route = plan.steps[0].route.clone();
+    (AsmTraffic::new(cluster.client.clone(), plan), route)
+}
+
+fn members(cluster: &TestCluster, kind: &str, name: &str) -> Vec<String> {
+    let object: Option<Value> = cluster.server.get(LANES, kind, None, name);
+    object.unwrap()["spec"]["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn canary_lane(cluster: &TestCluster) -> Vec<String> {
+    members(cluster, "ASMSwimLane", "canary")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_chain_shares_the_lanes_through_concurrent_changes_restarts_and_cleanup() {
+    let cluster = cluster().await;
+    let (a, a_route) = provider(&cluster, "mocka");
+    let (b, b_route) = provider(&cluster, "mockb");
+    let (c, c_route) = provider(&cluster, "mockc");
+    // mocka's canary alone.
+    assert!(a.apply(&a_route).await.unwrap());
+    assert_eq!(canary_lane(&cluster), ["mocka"]);
+    assert_eq!(a.observe().await.unwrap(), Some(a_route.clone()));
+    assert_eq!(a.verify(&a_route).await.unwrap(), Verification::Yes);
+    assert_eq!(b.observe().await.unwrap(), Some(RouteState::stable()));
+    let group = cluster
+        .server
+        .get(LANES, "ASMSwimLaneGroup", None, "rollout")
+        .unwrap();
+    assert_eq!(
+        group["metadata"]["managedFields"][0]["manager"],
+        "canary-asm"
+    );
+
+    // mockb and mockc join at the same moment: neither change is lost.
+    let (joined_b, joined_c) = tokio::join!(b.apply(&b_route), c.apply(&c_route));
+    assert!(joined_b.unwrap() && joined_c.unwrap());
+    let mut lane = canary_lane(&cluster);
+    lane.sort();
+    assert_eq!(lane, ["mocka", "mockb", "mockc"]);
+    let mut group = members(&cluster, "ASMSwimLaneGroup", "rollout");
+    group.sort();
+    assert_eq!(group, ["mocka", "mockb", "mockc"]);
+
+    // A restarted controller: fresh providers read their membership back from the lanes.
+    let (b, _) = provider(&cluster, "mockb");
+    assert_eq!(b.observe().await.unwrap(), Some(b_route.clone()));
+    assert_eq!(b.verify(&b_route).await.unwrap(), Verification::Yes);
+    assert!(!b.apply(&b_route).await.unwrap(), "nothing to change");
+
+    // mockb approved: it leaves the canary lane, the others stay.
+    assert!(b.reset().await.unwrap());
+    let mut lane = canary_lane(&cluster);
+    lane.sort();
+    assert_eq!(lane, ["mocka", "mockc"]);
+    assert_eq!(a.observe().await.unwrap(), Some(a_route.clone()));
+
+    // Rollouts deleted: the lanes stay while any uses them, and go with the last.
+    a.finalize().await.unwrap();
+    assert_eq!(canary_lane(&cluster), ["mockc"]);
+    c.finalize().await.unwrap();
+    assert!(canary_lane(&cluster).is_empty());
+    assert_eq!(members(&cluster, "ASMSwimLane", "base"), ["mockb"]);
+    b.finalize().await.unwrap();
+    for (kind, name) in [
+        ("ASMSwimLaneGroup", "rollout"),
+        ("ASMSwimLane", "base"),
+        ("ASMSwimLane", "canary"),
+    ] {
+        assert!(
+            cluster.server.get(LANES, kind, None, name).is_none(),
+            "{kind} {name} left behind"
+        );
+    }
+}

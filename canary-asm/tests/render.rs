@@ -1,0 +1,242 @@
+//! Rendering: the seed's lane group and lanes, a chain of Rollouts sharing them, weighted
+//! ingress, and what lanes cannot express.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test support code
+
+use canary_asm::{Released, release, render};
+use canary_core::objects::Objects;
+use canary_core::{RolloutPlan, RouteState};
+use serde_json::{Value, json};
+
+fn example(name: &str) -> String {
+    std::fs::read_to_string(format!(
+        "{}/../examples/rollouts/{name}-asm.yaml",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+}
+
+fn plan(name: &str) -> RolloutPlan {
+    canary_core::load::plan_from_yaml(&example(name)).unwrap()
+}
+
+/// The canary lane route of a plan's first step (the lane header).
+fn routed(plan: &RolloutPlan) -> RouteState {
+    plan.steps[0].route.clone()
+}
+
+/// What the cluster holds after `plan` applied `route` over `objects`.
+fn apply(plan: &RolloutPlan, route: &RouteState, objects: &Objects) -> Objects {
+    let rendered = render(plan, route, objects).unwrap();
+    let mut next = objects.clone();
+    next.extend(rendered.objects());
+    next
+}
+
+fn names(objects: &Objects, lane: &str) -> Vec<String> {
+    let kind = if lane == "rollout" {
+        "ASMSwimLaneGroup"
+    } else {
+        "ASMSwimLane"
+    };
+    objects.get(kind, "", lane).unwrap()["spec"]["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn mocka_renders_the_seeds_lane_group_and_lanes() {
+    let mocka = plan("mocka");
+    let rendered = render(&mocka, &routed(&mocka), &Objects::default()).unwrap();
+    let group = &rendered.group;
+    assert_eq!(group["apiVersion"], "istio.alibabacloud.com/v1");
+    assert_eq!(group["metadata"]["name"], "rollout");
+    assert!(
+        group["metadata"].get("namespace").is_none(),
+        "cluster-scoped"
+    );
+    assert_eq!(
+        group["spec"]["ingress"]["gateway"],
+        json!({"name": "ingressgateway", "namespace": "istio-system", "type": "ASM"})
+    );
+    assert_eq!(
+        group["spec"]["ingress"]["ingressRouting"]["ingressRoutingStrategy"],
+        "rule_based"
+    );
+    assert_eq!(group["spec"]["isPermissive"], true);
+    assert_eq!(
+        group["spec"]["permissiveModeConfiguration"],
+        json!({"fallbackTarget": "base", "routeHeader": "x-asm-prefer-tag", "traceHeader": "my-request-id"})
+    );
+    for (lane, tag) in [(&rendered.base, "base"), (&rendered.canary, "canary")] {
+        assert_eq!(lane["kind"], "ASMSwimLane");
+        assert_eq!(lane["metadata"]["name"], tag);
+        assert_eq!(lane["metadata"]["labels"]["swimlane-group"], "rollout");
+        assert_eq!(
+            lane["spec"]["labelSelector"],
+            json!({"ASM_TRAFFIC_TAG": tag})
+        );
+        assert_eq!(
+            lane["spec"]["ingressRules"],
+            json!([{
+                "name": tag, "online": true, "hosts": ["*"],
+                "match": {"headers": {"x-asm-prefer-tag": {"exact": tag}}, "uri": {"exact": "/mock"}},
+                "route": {"destination": {"host": "mocka.default.svc.cluster.local"}},
+            }])
+        );
+        assert_eq!(
+            lane["spec"]["services"],
+            json!([{"name": "mocka", "namespace": "default"}])
+        );
+    }
+}
+
+#[test]
+fn the_chain_joins_and_leaves_the_canary_lane_service_by_service() {
+    let [mocka, mockb, mockc] = ["mocka", "mockb", "mockc"].map(plan);
+    // Every Rollout registers its service; none routes to a canary yet.
+    let mut cluster = Objects::default();
+    for plan in [&mocka, &mockb, &mockc] {
+        cluster = apply(plan, &RouteState::stable(), &cluster);
+    }
+    assert_eq!(names(&cluster, "rollout"), ["mocka", "mockb", "mockc"]);
+    assert_eq!(names(&cluster, "base"), ["mocka", "mockb", "mockc"]);
+    assert!(names(&cluster, "canary").is_empty());
+    let online = |objects: &Objects| {
+        objects.get("ASMSwimLane", "", "canary").unwrap()["spec"]["ingressRules"][0]["online"]
+            .clone()
+    };
+    assert_eq!(
+        online(&cluster),
+        false,
+        "an empty canary lane takes no ingress traffic"
+    );
+
+    // mocka's canary alone.
+    cluster = apply(&mocka, &routed(&mocka), &cluster);
+    assert_eq!(names(&cluster, "canary"), ["mocka"]);
+    assert_eq!(online(&cluster), true);
+    // All three.
+    cluster = apply(&mockb, &routed(&mockb), &cluster);
+    cluster = apply(&mockc, &routed(&mockc), &cluster);
+    assert_eq!(names(&cluster, "canary"), ["mocka", "mockb", "mockc"]);
+    // mockb approved (all traffic back on its stable, now v2): it leaves the lane.
+    cluster = apply(&mockb, &RouteState::stable(), &cluster);
+    assert_eq!(names(&cluster, "canary"), ["mocka", "mockc"]);
+    assert_eq!(names(&cluster, "base"), ["mocka", "mockb", "mockc"]);
+    // mocka undone.
+    cluster = apply(&mocka, &RouteState::stable(), &cluster);
+    assert_eq!(names(&cluster, "canary"), ["mockc"]);
+    assert_eq!(online(&cluster), true, "mockc still uses it");
+
+    // Rollouts deleted one by one: the lanes stay while any uses them.
+    let Released::Kept(kept) = release(&mocka, &cluster).unwrap() else {
+        panic!("mockb and mockc remain")
+    };
+    cluster.extend(kept.objects());
+    assert_eq!(names(&cluster, "rollout"), ["mockb", "mockc"]);
+    let Released::Kept(kept) = release(&mockc, &cluster).unwrap() else {
+        panic!("mockb remains")
+    };
+    cluster.extend(kept.objects());
+    assert!(names(&cluster, "canary").is_empty());
+    assert_eq!(online(&cluster), false);
+    assert_eq!(release(&mockb, &cluster).unwrap(), Released::Deleted);
+}
+
+#[test]
+fn entries_and_settings_written_by_others_are_kept() {
+    let [mocka, mockb] = ["mocka", "mockb"].map(plan);
+    let mut cluster = apply(&mocka, &routed(&mocka), &Objects::default());
+    // A service entry with a cluster reference, as ASM's console writes it, stays as it is.
+    let mut group = cluster
+        .get("ASMSwimLaneGroup", "", "rollout")
+        .unwrap()
+        .clone();
+    group["spec"]["services"][0]["cluster"] = json!({"id": "c1", "name": "test"});
+    group["spec"]["autoUpdate"] = json!(true);
+    cluster.insert(group);
+    cluster = apply(&mockb, &routed(&mockb), &cluster);
+    let group = cluster.get("ASMSwimLaneGroup", "", "rollout").unwrap();
+    assert_eq!(group["spec"]["services"][0]["cluster"]["id"], "c1");
+    assert_eq!(group["spec"]["autoUpdate"], true);
+    // mockb is not the entry: the ingress rules stay mocka's.
+    let canary = cluster.get("ASMSwimLane", "", "canary").unwrap();
+    assert_eq!(
+        canary["spec"]["ingressRules"][0]["route"]["destination"]["host"],
+        "mocka.default.svc.cluster.local"
+    );
+}
+
+#[test]
+fn a_rollout_that_disagrees_with_the_group_is_refused() {
+    let mocka = plan("mocka");
+    let cluster = apply(&mocka, &routed(&mocka), &Objects::default());
+    let other = canary_core::load::plan_from_yaml(
+        &example("mockb").replace("traceHeader: my-request-id", "traceHeader: x-b3-traceid"),
+    )
+    .unwrap();
+    let error = render(&other, &routed(&other), &cluster)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("permissiveModeConfiguration") && error.contains("must agree"),
+        "{error}"
+    );
+}
+
+#[test]
+fn weighted_lanes_give_the_canary_lane_the_entrys_weight() {
+    let text = example("mocka")
+        .replace("      ingress: {uri: {exact: /mock}}", "      ingress: {uri: {exact: /mock}}\n      mode: weighted")
+        .replace("      - matches:\n        - headers: {x-asm-prefer-tag: {exact: canary}}\n        pause: {}", "      - {weight: 20, pause: {}}");
+    let mocka = canary_core::load::plan_from_yaml(&text).unwrap();
+    let rendered = render(&mocka, &RouteState::weighted(20), &Objects::default()).unwrap();
+    assert_eq!(
+        rendered.group["spec"]["ingress"]["ingressRouting"]["ingressRoutingStrategy"],
+        "weighted"
+    );
+    assert_eq!(
+        rendered.group["spec"]["ingress"]["ingressRouting"]["weightedRoutingRule"],
+        json!({"hosts": ["*"], "requestMatches": [{"uri": {"exact": "/mock"}}]})
+    );
+    let weight = |lane: &Value| lane["spec"]["ingressWeight"]["weight"].as_u64().unwrap();
+    assert_eq!((weight(&rendered.base), weight(&rendered.canary)), (80, 20));
+    assert_eq!(
+        rendered.canary["spec"]["ingressWeight"]["destination"]["host"],
+        "mocka.default.svc.cluster.local"
+    );
+    assert!(rendered.canary["spec"].get("ingressRules").is_none());
+}
+
+#[test]
+fn lanes_refuse_matches_other_than_the_lane_header_and_a_foreign_lane_tag() {
+    let errors = |text: String| match canary_core::load::plan_from_yaml(&text) {
+        Err(canary_core::Error::Invalid(errors)) => {
+            errors.0.iter().map(ToString::to_string).collect::<Vec<_>>()
+        }
+        other => panic!("accepted: {other:?}"),
+    };
+    let other_header = example("mockb").replace(
+        "{x-asm-prefer-tag: {exact: canary}}",
+        "{x-user: {exact: insider}}",
+    );
+    let e = errors(other_header);
+    assert!(
+        e.iter()
+            .any(|e| e.contains("steps[0].matches[0]") && e.contains("route header")),
+        "{e:?}"
+    );
+    let wrong_tag = example("mockb").replace(
+        "labels: {ASM_TRAFFIC_TAG: canary}",
+        "labels: {ASM_TRAFFIC_TAG: base}",
+    );
+    let e = errors(wrong_tag);
+    assert!(
+        e.iter()
+            .any(|e| e.contains("podTemplateMetadata.labels.ASM_TRAFFIC_TAG")),
+        "{e:?}"
+    );
+}
