@@ -7,7 +7,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use canary_core::machine::Verification;
 use canary_core::objects::{Objects, includes};
-use canary_core::providers::TrafficProvider;
+use canary_core::providers::{TrafficObservation, TrafficProvider};
 use canary_core::{Capabilities, RolloutPlan, RouteState};
 use canary_kube::apply::{apply, get_json};
 use canary_kube::controller::TrafficFactory;
@@ -180,27 +180,23 @@ impl TrafficProvider for AsmTraffic {
             .await?)
     }
 
-    async fn observe(&self) -> canary_core::Result<Option<RouteState>> {
+    async fn observe(&self, applied: &RouteState) -> canary_core::Result<TrafficObservation> {
         let live = self.live().await?;
-        Ok(observed_route(&self.plan, live.canary.as_ref()))
-    }
-
-    async fn verify(&self, route: &RouteState) -> canary_core::Result<Verification> {
-        let live = self.live().await?;
-        let rendered = render(&self.plan, route, &live.objects)?;
+        let rendered = render(&self.plan, applied, &live.objects)?;
         let holds = |live: &Option<Value>, desired: &Value| {
             live.as_ref().is_some_and(|live| includes(live, desired))
         };
-        Ok(
-            if holds(&live.group, &rendered.group)
-                && holds(&live.base, &rendered.base)
-                && holds(&live.canary, &rendered.canary)
-            {
+        let in_effect = holds(&live.group, &rendered.group)
+            && holds(&live.base, &rendered.base)
+            && holds(&live.canary, &rendered.canary);
+        Ok(TrafficObservation {
+            route: observed_route(&self.plan, live.canary.as_ref()),
+            verified: if in_effect {
                 Verification::Yes
             } else {
                 Verification::No
             },
-        )
+        })
     }
 
     async fn finalize(&self) -> canary_core::Result<()> {

@@ -64,9 +64,18 @@ async fn a_chain_shares_the_lanes_through_concurrent_changes_restarts_and_cleanu
     // mocka's canary alone.
     assert!(a.apply(&a_route).await.unwrap());
     assert_eq!(canary_lane(&cluster), ["mocka"]);
-    assert_eq!(a.observe().await.unwrap(), Some(a_route.clone()));
-    assert_eq!(a.verify(&a_route).await.unwrap(), Verification::Yes);
-    assert_eq!(b.observe().await.unwrap(), Some(RouteState::stable()));
+    assert_eq!(
+        a.observe(&RouteState::stable()).await.unwrap().route,
+        Some(a_route.clone())
+    );
+    assert_eq!(
+        a.observe(&a_route).await.unwrap().verified,
+        Verification::Yes
+    );
+    assert_eq!(
+        b.observe(&RouteState::stable()).await.unwrap().route,
+        Some(RouteState::stable())
+    );
     let group = cluster
         .server
         .get(LANES, "ASMSwimLaneGroup", None, "rollout")
@@ -88,8 +97,14 @@ async fn a_chain_shares_the_lanes_through_concurrent_changes_restarts_and_cleanu
 
     // A restarted controller: fresh providers read their membership back from the lanes.
     let (b, _) = provider(&cluster, "mockb");
-    assert_eq!(b.observe().await.unwrap(), Some(b_route.clone()));
-    assert_eq!(b.verify(&b_route).await.unwrap(), Verification::Yes);
+    assert_eq!(
+        b.observe(&RouteState::stable()).await.unwrap().route,
+        Some(b_route.clone())
+    );
+    assert_eq!(
+        b.observe(&b_route).await.unwrap().verified,
+        Verification::Yes
+    );
     assert!(!b.apply(&b_route).await.unwrap(), "nothing to change");
 
     // mockb approved: it leaves the canary lane, the others stay.
@@ -97,7 +112,10 @@ async fn a_chain_shares_the_lanes_through_concurrent_changes_restarts_and_cleanu
     let mut lane = canary_lane(&cluster);
     lane.sort();
     assert_eq!(lane, ["mocka", "mockc"]);
-    assert_eq!(a.observe().await.unwrap(), Some(a_route.clone()));
+    assert_eq!(
+        a.observe(&RouteState::stable()).await.unwrap().route,
+        Some(a_route.clone())
+    );
 
     // Rollouts deleted: the lanes stay while any uses them, and go with the last.
     a.finalize().await.unwrap();

@@ -131,10 +131,11 @@ impl Driver<'_> {
 
     /// The world now, as the providers report it.
     async fn observe(&self, status: &RolloutStatus) -> Result<Observation> {
+        let traffic = self.traffic.observe(&status.route).await?;
         Ok(Observation {
             workload: self.workload.observe().await?,
-            route: self.traffic.observe().await?,
-            verified: self.traffic.verify(&status.route).await?,
+            route: traffic.route,
+            verified: traffic.verified,
         })
     }
 

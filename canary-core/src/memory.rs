@@ -15,8 +15,8 @@ use crate::error::{Error, Result};
 use crate::machine::{MetricOutcome, Verification, WorkloadObservation, WorkloadState};
 use crate::plan::{MetricPlan, WebhookPlan};
 use crate::providers::{
-    Clock, HookOutcome, HookPayload, MetricProvider, QueryContext, StatusStore, TrafficProvider,
-    WebhookRunner, WorkloadProvider,
+    Clock, HookOutcome, HookPayload, MetricProvider, QueryContext, StatusStore, TrafficObservation,
+    TrafficProvider, WebhookRunner, WorkloadProvider,
 };
 use crate::route::{Capabilities, RouteState};
 use crate::status::RolloutStatus;
@@ -140,15 +140,16 @@ impl TrafficProvider for InMemoryTraffic {
         Ok(true)
     }
 
-    async fn observe(&self) -> Result<Option<RouteState>> {
-        Ok(Some(self.route()))
-    }
-
-    async fn verify(&self, route: &RouteState) -> Result<Verification> {
-        Ok(if self.route() == *route {
+    async fn observe(&self, applied: &RouteState) -> Result<TrafficObservation> {
+        let route = self.route();
+        let verified = if route == *applied {
             Verification::Yes
         } else {
             Verification::No
+        };
+        Ok(TrafficObservation {
+            route: Some(route),
+            verified,
         })
     }
 

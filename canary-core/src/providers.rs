@@ -18,16 +18,24 @@ pub trait TrafficProvider: Send + Sync {
     fn capabilities(&self) -> Capabilities;
     /// Applies `route`; idempotent. Returns whether anything changed.
     async fn apply(&self, route: &RouteState) -> Result<bool>;
-    /// The route as it really is; `None` when the provider cannot read it back.
-    async fn observe(&self) -> Result<Option<RouteState>>;
-    /// Whether `route` is in effect.
-    async fn verify(&self, route: &RouteState) -> Result<Verification>;
+    /// The route as it really is, and whether `applied` (the route last applied) is in
+    /// effect: one read of the world per pass.
+    async fn observe(&self, applied: &RouteState) -> Result<TrafficObservation>;
     /// All traffic to stable, no matches, no mirror. Returns whether anything changed.
     async fn reset(&self) -> Result<bool> {
         self.apply(&RouteState::stable()).await
     }
     /// Removes what the provider created and restores what it changed.
     async fn finalize(&self) -> Result<()>;
+}
+
+/// What a traffic provider sees.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrafficObservation {
+    /// The route as it really is; `None` when the provider cannot read it back.
+    pub route: Option<RouteState>,
+    /// Whether the route last applied is in effect.
+    pub verified: Verification,
 }
 
 /// Runs the stable and canary workloads.

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use canary_core::RouteState;
 use canary_core::machine::Verification;
 use canary_core::objects::Objects;
-use canary_core::providers::TrafficProvider;
+use canary_core::providers::{TrafficObservation, TrafficProvider};
 use canary_core::{Capabilities, RolloutPlan};
 use canary_kube::controller::TrafficFactory;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
@@ -364,27 +364,31 @@ impl TrafficProvider for IstioTraffic {
         Ok(self.apply_route(route).await?)
     }
 
-    async fn observe(&self) -> canary_core::Result<Option<RouteState>> {
+    async fn observe(&self, applied: &RouteState) -> canary_core::Result<TrafficObservation> {
         let live = self.live().await?;
-        let Some(vs) = &live.virtual_service else {
-            return Ok(None);
-        };
-        if let Some(applied) = virtual_service::applied_route(vs)
-            && self.in_effect(&live, &applied)?
-        {
-            return Ok(Some(applied));
-        }
-        let subsets = subsets::resolve(&self.plan, &live.objects)?;
-        Ok(virtual_service::observed_route(&self.plan, &subsets, vs))
-    }
-
-    async fn verify(&self, route: &RouteState) -> canary_core::Result<Verification> {
-        let live = self.live().await?;
-        Ok(if self.in_effect(&live, route)? {
+        let in_effect = self.in_effect(&live, applied)?;
+        let verified = if in_effect {
             Verification::Yes
         } else {
             Verification::No
-        })
+        };
+        let Some(vs) = &live.virtual_service else {
+            return Ok(TrafficObservation {
+                route: None,
+                verified,
+            });
+        };
+        let route = match virtual_service::applied_route(vs) {
+            Some(recorded) if recorded == *applied && in_effect => Some(recorded),
+            Some(recorded) if recorded != *applied && self.in_effect(&live, &recorded)? => {
+                Some(recorded)
+            }
+            _ => {
+                let subsets = subsets::resolve(&self.plan, &live.objects)?;
+                virtual_service::observed_route(&self.plan, &subsets, vs)
+            }
+        };
+        Ok(TrafficObservation { route, verified })
     }
 
     async fn finalize(&self) -> canary_core::Result<()> {

@@ -115,9 +115,17 @@ async fn generated_objects_are_applied_read_back_verified_and_deleted_on_finaliz
     let cluster = cluster().await;
     let generated = ROLLOUT.replace("{virtualService: {name: reviews, routes: [primary]}}", "{}");
     let traffic = provider(&cluster, &generated);
-    assert_eq!(traffic.observe().await.unwrap(), None, "nothing there yet");
     assert_eq!(
-        traffic.verify(&RouteState::stable()).await.unwrap(),
+        traffic.observe(&RouteState::stable()).await.unwrap().route,
+        None,
+        "nothing there yet"
+    );
+    assert_eq!(
+        traffic
+            .observe(&RouteState::stable())
+            .await
+            .unwrap()
+            .verified,
         Verification::No
     );
 
@@ -129,10 +137,20 @@ async fn generated_objects_are_applied_read_back_verified_and_deleted_on_finaliz
         vs["metadata"]["managedFields"][0]["manager"],
         "canary-istio"
     );
-    assert_eq!(traffic.observe().await.unwrap(), Some(route.clone()));
-    assert_eq!(traffic.verify(&route).await.unwrap(), Verification::Yes);
     assert_eq!(
-        traffic.verify(&RouteState::weighted(60)).await.unwrap(),
+        traffic.observe(&RouteState::stable()).await.unwrap().route,
+        Some(route.clone())
+    );
+    assert_eq!(
+        traffic.observe(&route).await.unwrap().verified,
+        Verification::Yes
+    );
+    assert_eq!(
+        traffic
+            .observe(&RouteState::weighted(60))
+            .await
+            .unwrap()
+            .verified,
         Verification::No
     );
 
@@ -147,13 +165,19 @@ async fn generated_objects_are_applied_read_back_verified_and_deleted_on_finaliz
     edited["spec"]["http"][0]["route"][1]["weight"] = json!(50);
     cluster.put(edited);
     assert_eq!(
-        traffic.observe().await.unwrap(),
+        traffic.observe(&RouteState::stable()).await.unwrap().route,
         Some(RouteState::weighted(50))
     );
-    assert_eq!(traffic.verify(&route).await.unwrap(), Verification::No);
+    assert_eq!(
+        traffic.observe(&route).await.unwrap().verified,
+        Verification::No
+    );
 
     assert!(traffic.reset().await.unwrap());
-    assert_eq!(traffic.observe().await.unwrap(), Some(RouteState::stable()));
+    assert_eq!(
+        traffic.observe(&RouteState::stable()).await.unwrap().route,
+        Some(RouteState::stable())
+    );
     traffic.finalize().await.unwrap();
     assert!(get(&cluster, "VirtualService").is_none());
     assert!(get(&cluster, "DestinationRule").is_none());
@@ -194,8 +218,14 @@ async fn a_users_objects_change_only_where_managed_and_are_restored_on_finalize(
         .map(|s| s["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["v1", "v3", "v2"], "v1 reused as written, v2 added");
-    assert_eq!(traffic.observe().await.unwrap(), Some(route.clone()));
-    assert_eq!(traffic.verify(&route).await.unwrap(), Verification::Yes);
+    assert_eq!(
+        traffic.observe(&RouteState::stable()).await.unwrap().route,
+        Some(route.clone())
+    );
+    assert_eq!(
+        traffic.observe(&route).await.unwrap().verified,
+        Verification::Yes
+    );
 
     traffic.finalize().await.unwrap();
     let after_vs = get(&cluster, "VirtualService").unwrap();
@@ -237,7 +267,11 @@ async fn a_change_of_subsets_keeps_the_old_ones_until_the_routes_have_moved() {
                      "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "reviews-v1", "uid": uid}]}
     }));
     assert_eq!(
-        traffic.verify(&RouteState::weighted(100)).await.unwrap(),
+        traffic
+            .observe(&RouteState::weighted(100))
+            .await
+            .unwrap()
+            .verified,
         Verification::No
     );
     cluster.server.clear_requests();
@@ -274,7 +308,11 @@ async fn a_change_of_subsets_keeps_the_old_ones_until_the_routes_have_moved() {
         "7f9c"
     );
     assert_eq!(
-        traffic.verify(&RouteState::stable()).await.unwrap(),
+        traffic
+            .observe(&RouteState::stable())
+            .await
+            .unwrap()
+            .verified,
         Verification::Yes
     );
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use canary_core::machine::Verification;
 use canary_core::objects::{Objects, includes};
-use canary_core::providers::TrafficProvider;
+use canary_core::providers::{TrafficObservation, TrafficProvider};
 use canary_core::services::StableSelector;
 use canary_core::{Capabilities, RolloutPlan, RouteState};
 use canary_kube::apply::{apply_if_changed, delete_if_present, get_json};
@@ -152,30 +152,30 @@ impl TrafficProvider for KumaTraffic {
         Ok(self.apply_route(route).await?)
     }
 
-    async fn observe(&self) -> canary_core::Result<Option<RouteState>> {
-        let live = self.live(false).await?;
-        let Some(object) = &live.route else {
-            return Ok(Some(RouteState::stable()));
-        };
-        if let Some(applied) = applied_route(object)
-            && let Ok(rendered) = render(&self.plan, &applied, &live.objects)
-            && rendered
-                .route
-                .as_ref()
-                .is_some_and(|desired| includes(object, desired))
-        {
-            return Ok(Some(applied));
-        }
-        Ok(observed_route(&self.plan, object))
-    }
-
-    async fn verify(&self, route: &RouteState) -> canary_core::Result<Verification> {
-        let live = self.live(!route.is_stable_only()).await?;
-        Ok(if self.in_effect(&live, route)? {
+    async fn observe(&self, applied: &RouteState) -> canary_core::Result<TrafficObservation> {
+        let live = self.live(!applied.is_stable_only()).await?;
+        let in_effect = self.in_effect(&live, applied)?;
+        let verified = if in_effect {
             Verification::Yes
         } else {
             Verification::No
-        })
+        };
+        let route = match &live.route {
+            None => Some(RouteState::stable()),
+            Some(object) => match applied_route(object) {
+                Some(recorded) if recorded == *applied && in_effect => Some(recorded),
+                Some(recorded)
+                    if render(&self.plan, &recorded, &live.objects)
+                        .ok()
+                        .and_then(|rendered| rendered.route)
+                        .is_some_and(|desired| includes(object, &desired)) =>
+                {
+                    Some(recorded)
+                }
+                _ => observed_route(&self.plan, object),
+            },
+        };
+        Ok(TrafficObservation { route, verified })
     }
 
     async fn finalize(&self) -> canary_core::Result<()> {

@@ -84,7 +84,10 @@ async fn the_route_and_canary_service_come_and_go_and_the_stable_service_ends_as
     let cluster = cluster().await;
     let before = service(&cluster, "backend").unwrap();
     let traffic = provider(&cluster, &example());
-    assert_eq!(traffic.observe().await.unwrap(), Some(RouteState::stable()));
+    assert_eq!(
+        traffic.observe(&RouteState::stable()).await.unwrap().route,
+        Some(RouteState::stable())
+    );
 
     let weighted = RouteState::weighted(30);
     assert!(traffic.apply(&weighted).await.unwrap());
@@ -105,8 +108,14 @@ async fn the_route_and_canary_service_come_and_go_and_the_stable_service_ends_as
         service(&cluster, "backend").unwrap()["spec"]["selector"]["pod-template-hash"],
         "7d4b"
     );
-    assert_eq!(traffic.observe().await.unwrap(), Some(weighted.clone()));
-    assert_eq!(traffic.verify(&weighted).await.unwrap(), Verification::Yes);
+    assert_eq!(
+        traffic.observe(&RouteState::stable()).await.unwrap().route,
+        Some(weighted.clone())
+    );
+    assert_eq!(
+        traffic.observe(&weighted).await.unwrap().verified,
+        Verification::Yes
+    );
 
     cluster.server.clear_requests();
     assert!(!traffic.apply(&weighted).await.unwrap());
@@ -124,10 +133,13 @@ async fn the_route_and_canary_service_come_and_go_and_the_stable_service_ends_as
     edited["spec"]["to"][0]["rules"][0]["default"]["backendRefs"][1]["weight"] = json!(50);
     cluster.put(edited);
     assert_eq!(
-        traffic.observe().await.unwrap(),
+        traffic.observe(&RouteState::stable()).await.unwrap().route,
         Some(RouteState::weighted(50))
     );
-    assert_eq!(traffic.verify(&weighted).await.unwrap(), Verification::No);
+    assert_eq!(
+        traffic.observe(&weighted).await.unwrap().verified,
+        Verification::No
+    );
 
     let matched = RouteState {
         matches: vec![RequestMatch {
@@ -137,7 +149,10 @@ async fn the_route_and_canary_service_come_and_go_and_the_stable_service_ends_as
         ..RouteState::weighted(10)
     };
     assert!(traffic.apply(&matched).await.unwrap());
-    assert_eq!(traffic.observe().await.unwrap(), Some(matched));
+    assert_eq!(
+        traffic.observe(&RouteState::stable()).await.unwrap().route,
+        Some(matched)
+    );
 
     traffic.finalize().await.unwrap();
     assert!(route(&cluster).is_none());
@@ -162,11 +177,15 @@ async fn the_legacy_traffic_route_is_cluster_wide_and_named_for_its_namespace() 
     assert_eq!(object["mesh"], "default");
     assert_eq!(object["spec"]["conf"]["split"][1]["weight"], 20);
     assert_eq!(
-        traffic.observe().await.unwrap(),
+        traffic.observe(&RouteState::stable()).await.unwrap().route,
         Some(RouteState::weighted(20))
     );
     assert_eq!(
-        traffic.verify(&RouteState::weighted(20)).await.unwrap(),
+        traffic
+            .observe(&RouteState::weighted(20))
+            .await
+            .unwrap()
+            .verified,
         Verification::Yes
     );
     traffic.finalize().await.unwrap();

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use canary_core::machine::Verification;
 use canary_core::objects::{Objects, includes};
-use canary_core::providers::TrafficProvider;
+use canary_core::providers::{TrafficObservation, TrafficProvider};
 use canary_core::services::StableSelector;
 use canary_core::{Capabilities, RolloutPlan, RouteState};
 use canary_kube::apply::{apply_if_changed, delete_if_present, get_json};
@@ -155,30 +155,26 @@ impl TrafficProvider for NginxTraffic {
         Ok(self.apply_route(route).await?)
     }
 
-    async fn observe(&self) -> canary_core::Result<Option<RouteState>> {
-        let name = canary_ingress_name(&self.plan);
-        let Some(ingress) = get_json(&self.ingresses, &name)
-            .await
-            .map_err(|e| canary_core::Error::from(Error::from(e)))?
-        else {
-            return Ok(Some(RouteState::stable()));
-        };
-        let annotations = ingress["metadata"]["annotations"]
-            .as_object()
-            .into_iter()
-            .flatten()
-            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
-            .collect();
-        Ok(Canary::new(prefix(&self.plan)).route_of(&annotations))
-    }
-
-    async fn verify(&self, route: &RouteState) -> canary_core::Result<Verification> {
-        let live = self.live(!route.is_stable_only()).await?;
-        Ok(if self.in_effect(&live, route)? {
+    async fn observe(&self, applied: &RouteState) -> canary_core::Result<TrafficObservation> {
+        let live = self.live(!applied.is_stable_only()).await?;
+        let verified = if self.in_effect(&live, applied)? {
             Verification::Yes
         } else {
             Verification::No
-        })
+        };
+        let route = match &live.canary_ingress {
+            None => Some(RouteState::stable()),
+            Some(ingress) => {
+                let annotations = ingress["metadata"]["annotations"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+                    .collect();
+                Canary::new(prefix(&self.plan)).route_of(&annotations)
+            }
+        };
+        Ok(TrafficObservation { route, verified })
     }
 
     async fn finalize(&self) -> canary_core::Result<()> {

@@ -101,9 +101,16 @@ async fn canary_objects_come_and_go_and_the_stable_ones_end_as_they_were() {
     let ingress_before = stable(&cluster, "networking.k8s.io/v1", "Ingress", "echoserver");
     let service_before = stable(&cluster, "v1", "Service", "echoserver");
     let traffic = provider(&cluster);
-    assert_eq!(traffic.observe().await.unwrap(), Some(RouteState::stable()));
     assert_eq!(
-        traffic.verify(&RouteState::stable()).await.unwrap(),
+        traffic.observe(&RouteState::stable()).await.unwrap().route,
+        Some(RouteState::stable())
+    );
+    assert_eq!(
+        traffic
+            .observe(&RouteState::stable())
+            .await
+            .unwrap()
+            .verified,
         Verification::Yes
     );
 
@@ -132,8 +139,14 @@ async fn canary_objects_come_and_go_and_the_stable_ones_end_as_they_were() {
         stable(&cluster, "networking.k8s.io/v1", "Ingress", "echoserver"),
         ingress_before
     );
-    assert_eq!(traffic.observe().await.unwrap(), Some(route.clone()));
-    assert_eq!(traffic.verify(&route).await.unwrap(), Verification::Yes);
+    assert_eq!(
+        traffic.observe(&RouteState::stable()).await.unwrap().route,
+        Some(route.clone())
+    );
+    assert_eq!(
+        traffic.observe(&route).await.unwrap().verified,
+        Verification::Yes
+    );
 
     cluster.server.clear_requests();
     assert!(!traffic.apply(&route).await.unwrap());
@@ -144,10 +157,13 @@ async fn canary_objects_come_and_go_and_the_stable_ones_end_as_they_were() {
     edited["metadata"]["annotations"]["nginx.ingress.kubernetes.io/canary-weight"] = json!("50");
     cluster.put(edited);
     assert_eq!(
-        traffic.observe().await.unwrap(),
+        traffic.observe(&RouteState::stable()).await.unwrap().route,
         Some(RouteState::weighted(50))
     );
-    assert_eq!(traffic.verify(&route).await.unwrap(), Verification::No);
+    assert_eq!(
+        traffic.observe(&route).await.unwrap().verified,
+        Verification::No
+    );
 
     let by_header = RouteState {
         matches: vec![RequestMatch {
@@ -157,7 +173,10 @@ async fn canary_objects_come_and_go_and_the_stable_ones_end_as_they_were() {
         ..RouteState::stable()
     };
     assert!(traffic.apply(&by_header).await.unwrap());
-    assert_eq!(traffic.observe().await.unwrap(), Some(by_header.clone()));
+    assert_eq!(
+        traffic.observe(&RouteState::stable()).await.unwrap().route,
+        Some(by_header.clone())
+    );
     let annotations = canary_objects(&cluster).0.unwrap()["metadata"]["annotations"].clone();
     assert_eq!(
         annotations["nginx.ingress.kubernetes.io/canary-by-header-value"],
@@ -205,7 +224,11 @@ async fn all_traffic_back_removes_the_canary_objects_but_keeps_stable_narrow_whi
         "canary pods still run"
     );
     assert_eq!(
-        traffic.verify(&RouteState::stable()).await.unwrap(),
+        traffic
+            .observe(&RouteState::stable())
+            .await
+            .unwrap()
+            .verified,
         Verification::Yes
     );
     // The canary Deployment is gone: the stable Service gets its own selector back.
@@ -217,14 +240,22 @@ async fn all_traffic_back_removes_the_canary_objects_but_keeps_stable_narrow_whi
     .await
     .unwrap();
     assert_eq!(
-        traffic.verify(&RouteState::stable()).await.unwrap(),
+        traffic
+            .observe(&RouteState::stable())
+            .await
+            .unwrap()
+            .verified,
         Verification::No
     );
     assert!(traffic.apply(&RouteState::stable()).await.unwrap());
     let back = stable(&cluster, "v1", "Service", "echoserver");
     assert_eq!(back["spec"]["selector"], json!({"app": "echoserver"}));
     assert_eq!(
-        traffic.verify(&RouteState::stable()).await.unwrap(),
+        traffic
+            .observe(&RouteState::stable())
+            .await
+            .unwrap()
+            .verified,
         Verification::Yes
     );
 }
