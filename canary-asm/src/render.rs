@@ -184,16 +184,6 @@ fn hosts(asm: &AsmRouting) -> Vec<String> {
     }
 }
 
-/// The canary's share of ingress traffic in whole percent.
-fn percent(route: &RouteState) -> u32 {
-    if route.total == 0 {
-        return 0;
-    }
-    let share =
-        (u64::from(route.weight) * 100 + u64::from(route.total) / 2) / u64::from(route.total);
-    u32::try_from(share.min(100)).unwrap_or(100)
-}
-
 /// The lane objects for `route`, from the lanes in `objects` (when they exist).
 pub fn render(plan: &RolloutPlan, route: &RouteState, objects: &Objects) -> Result<Rendered> {
     let asm = settings(plan)?;
@@ -272,7 +262,7 @@ pub fn render(plan: &RolloutPlan, route: &RouteState, objects: &Objects) -> Resu
         }
     }
     if entry && weighted {
-        let share = if joined { percent(route) } else { 0 };
+        let share = if joined { route.whole_percent() } else { 0 };
         let destination = json!({"host": entry_host(plan)});
         base["spec"]["ingressWeight"] = json!({"destination": destination, "weight": 100 - share});
         canary["spec"]["ingressWeight"] = json!({"destination": destination, "weight": share});

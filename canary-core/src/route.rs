@@ -53,6 +53,16 @@ impl RouteState {
         self.weight == 0 && self.matches.is_empty() && self.mirror.is_none()
     }
 
+    /// The canary weight in whole percent of all traffic (rounded), as meshes weigh routes.
+    pub fn whole_percent(&self) -> u32 {
+        if self.total == 0 {
+            return 0;
+        }
+        let total = u64::from(self.total);
+        let share = (u64::from(self.weight) * 100 + total / 2) / total;
+        u32::try_from(share.min(100)).unwrap_or(100)
+    }
+
     /// The canary weight as a percent of all traffic.
     pub fn weight_percent(&self) -> f64 {
         if self.total == 0 {

@@ -47,6 +47,66 @@ impl StableSelector {
     }
 }
 
+/// What a Service-based provider applies for a route.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Split {
+    /// `<service>-canary`, when the route sends traffic to the canary.
+    pub canary_service: Option<Value>,
+    /// The provider's own route object (canary Ingress, MeshHTTPRoute…), when the route sends
+    /// traffic to the canary.
+    pub route: Option<Value>,
+    /// The stable Service's selector.
+    pub stable_selector: StableSelector,
+}
+
+impl Split {
+    /// The objects in the order they are applied: the canary Service before the route that
+    /// sends traffic to it, then the narrowed stable Service.
+    pub fn objects(&self) -> Vec<Value> {
+        let narrowed = match &self.stable_selector {
+            StableSelector::Narrowed(service) => Some(service.clone()),
+            _ => None,
+        };
+        [self.canary_service.clone(), self.route.clone(), narrowed]
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+}
+
+/// The split for `route`: no canary objects while the route keeps all traffic on stable (the
+/// stable Service stays narrowed while canary pods still run); otherwise the canary Service
+/// and the provider's route object, which `route_object` builds. Errors say what is missing.
+pub fn split(
+    plan: &RolloutPlan,
+    route: &crate::RouteState,
+    objects: &Objects,
+    route_object: impl FnOnce() -> Result<Value, String>,
+) -> Result<Split, String> {
+    let runs = canary_runs(plan, objects);
+    if route.is_stable_only() && !runs {
+        return Ok(Split {
+            canary_service: None,
+            route: None,
+            stable_selector: StableSelector::AsWritten,
+        });
+    }
+    let service = stable_service(plan, objects)?;
+    let stable_selector = stable_selector(plan, service, objects);
+    if route.is_stable_only() {
+        return Ok(Split {
+            canary_service: None,
+            route: None,
+            stable_selector,
+        });
+    }
+    Ok(Split {
+        canary_service: Some(canary_service(plan, service)?),
+        route: Some(route_object()?),
+        stable_selector,
+    })
+}
+
 /// The canary Service's name.
 pub fn canary_service_name(plan: &RolloutPlan) -> String {
     format!("{}-canary", plan.rollout.spec.service.name)
@@ -107,16 +167,8 @@ pub fn canary_service(plan: &RolloutPlan, stable: &Value) -> Result<Value, Strin
     }))
 }
 
-/// The stable Service's selector while canary pods run or get traffic (`needed`).
-pub fn stable_selector(
-    plan: &RolloutPlan,
-    service: &Value,
-    objects: &Objects,
-    needed: bool,
-) -> StableSelector {
-    if !needed {
-        return StableSelector::AsWritten;
-    }
+/// The stable Service narrowed to the stable pods (while canary pods run or get traffic).
+pub fn stable_selector(plan: &RolloutPlan, service: &Value, objects: &Objects) -> StableSelector {
     let workload = &plan.rollout.spec.workload_ref.name;
     let hash = objects
         .get("Deployment", &plan.namespace, workload)

@@ -11,11 +11,10 @@ use canary_core::machine::Verification;
 use canary_core::objects::Objects;
 use canary_core::providers::{TrafficObservation, TrafficProvider};
 use canary_core::{Capabilities, RolloutPlan};
+use canary_kube::apply::{delete_if_present, get_json, label_selector};
 use canary_kube::controller::TrafficFactory;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use kube::api::{
-    ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams,
-};
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams};
 use kube::{Api, Client};
 use serde_json::{Map, Value, json};
 
@@ -90,42 +89,26 @@ impl IstioTraffic {
 
     async fn live(&self) -> Result<Live> {
         let mut objects = Objects::default();
-        let stable = self
-            .deployments
-            .get_opt(&self.plan.rollout.spec.workload_ref.name)
-            .await?;
+        let stable = get_json(&self.deployments, &self.plan.rollout.spec.workload_ref.name).await?;
         if let Some(stable) = stable {
-            let stable = to_value(&stable);
             objects.insert(stable.clone());
             if subsets::needs_replicasets(&self.plan, &stable) {
-                let selector = stable
-                    .pointer("/spec/selector/matchLabels")
-                    .and_then(Value::as_object)
-                    .map(|labels| {
-                        labels
-                            .iter()
-                            .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
-                            .collect::<Vec<_>>()
-                            .join(",")
-                    })
-                    .unwrap_or_default();
+                let selector = label_selector(&stable["spec"]["selector"]["matchLabels"]);
                 let list = self
                     .replicasets
                     .list(&ListParams::default().labels(&selector))
                     .await?;
-                objects.extend(list.items.iter().map(to_value));
+                objects.extend(
+                    list.items
+                        .iter()
+                        .map(|rs| serde_json::to_value(rs).unwrap_or(Value::Null)),
+                );
             }
         }
-        let virtual_service = self
-            .virtual_services
-            .get_opt(&virtual_service::name(&self.plan))
-            .await?
-            .map(|o| to_value(&o));
-        let destination_rule = self
-            .destination_rules
-            .get_opt(&destination_rule::name(&self.plan))
-            .await?
-            .map(|o| to_value(&o));
+        let virtual_service =
+            get_json(&self.virtual_services, &virtual_service::name(&self.plan)).await?;
+        let destination_rule =
+            get_json(&self.destination_rules, &destination_rule::name(&self.plan)).await?;
         objects.extend(
             virtual_service
                 .iter()
@@ -256,7 +239,7 @@ impl IstioTraffic {
         let subsets = subsets::resolve(&self.plan, &live.objects).ok();
         if let Some(vs) = &live.virtual_service {
             if generated(vs) {
-                delete(&self.virtual_services, vs).await?;
+                delete_if_present(&self.virtual_services, Some(vs)).await?;
             } else if let Some(subsets) = &subsets
                 && let Some(restored) = virtual_service::restore(&self.plan, subsets, vs)
             {
@@ -271,7 +254,7 @@ impl IstioTraffic {
         }
         if let Some(dr) = &live.destination_rule {
             if generated(dr) {
-                delete(&self.destination_rules, dr).await?;
+                delete_if_present(&self.destination_rules, Some(dr)).await?;
             } else {
                 let keep: Vec<&subsets::Subset> = subsets.iter().map(|s| &s.stable).collect();
                 if let Some(restored) = destination_rule::restore(dr, &keep) {
@@ -336,22 +319,6 @@ fn reconciled(object: &Value) -> bool {
         (Some(generation), Some(observed)) => observed >= generation,
         _ => true,
     }
-}
-
-async fn delete(api: &Api<DynamicObject>, object: &Value) -> Result<()> {
-    let name = object
-        .pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    match api.delete(name, &DeleteParams::default()).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
-        Err(error) => Err(error.into()),
-    }
-}
-
-fn to_value(object: &impl serde::Serialize) -> Value {
-    serde_json::to_value(object).unwrap_or(Value::Null)
 }
 
 #[async_trait]

@@ -61,16 +61,6 @@ impl Target<'_> {
     }
 }
 
-/// The canary's share in whole percent, as Istio weights are.
-pub fn percent(route: &RouteState) -> u32 {
-    if route.total == 0 {
-        return 0;
-    }
-    let share =
-        (u64::from(route.weight) * 100 + u64::from(route.total) / 2) / u64::from(route.total);
-    u32::try_from(share.min(100)).unwrap_or(100)
-}
-
 /// `base` (a route) sending `route`'s weight to the canary and the rest to stable; for HTTP
 /// routes also the mirror.
 fn weighted(base: &Value, target: &Target, route: &RouteState, http: bool) -> Value {
@@ -90,7 +80,7 @@ fn weighted(base: &Value, target: &Target, route: &RouteState, http: bool) -> Va
         entry.insert("weight".to_owned(), json!(weight));
         Value::Object(entry)
     };
-    let canary = percent(route);
+    let canary = route.whole_percent();
     let subsets = target.subsets;
     out["route"] = if subsets.stable.name == subsets.canary.name {
         json!([entry(&subsets.stable, 100)])

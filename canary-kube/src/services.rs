@@ -3,14 +3,15 @@
 
 use canary_core::RolloutPlan;
 use canary_core::objects::Objects;
-use canary_core::services::{StableSelector, canary_service_name, selector_patch};
+use canary_core::objects::includes;
+use canary_core::services::{Split, StableSelector, canary_service_name, selector_patch};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::Service;
 use kube::api::ListParams;
 use kube::{Api, Client};
 use serde_json::Value;
 
-use crate::apply::{apply, apply_if_changed, delete_if_present, get_json, label_selector};
+use crate::apply::{Object, apply, apply_if_changed, delete_if_present, get_json, label_selector};
 
 /// The stable and canary Services of one Rollout, as they are.
 #[derive(Debug, Clone, Default)]
@@ -112,4 +113,62 @@ impl ServiceSplit {
             None => delete_if_present(&self.services, live.canary.as_ref()).await,
         }
     }
+
+    /// Puts `split` in effect in a safe order: the stable Service narrowed to stable pods, the
+    /// canary Service before the route object that sends traffic to it (in `routes`; `live`
+    /// is the one there now), and the route object gone before the canary Service. Returns
+    /// whether it wrote.
+    pub async fn apply<K: Object>(
+        &self,
+        live: &LiveServices,
+        routes: &Api<K>,
+        live_route: Option<&Value>,
+        split: &Split,
+    ) -> kube::Result<bool> {
+        let mut changed = self.write_selector(live, &split.stable_selector).await?;
+        if split.canary_service.is_some() {
+            changed |= self
+                .write_canary(live, split.canary_service.as_ref())
+                .await?;
+        }
+        changed |= match &split.route {
+            Some(desired) => apply_if_changed(routes, live_route, desired, self.manager).await?,
+            None => delete_if_present(routes, live_route).await?,
+        };
+        if split.canary_service.is_none() {
+            changed |= self.write_canary(live, None).await?;
+        }
+        Ok(changed)
+    }
+
+    /// Removes the route object and the canary Service and gives the stable Service its
+    /// selector back.
+    pub async fn remove<K: Object>(
+        &self,
+        live: &LiveServices,
+        routes: &Api<K>,
+        live_route: Option<&Value>,
+    ) -> kube::Result<()> {
+        delete_if_present(routes, live_route).await?;
+        self.write_canary(live, None).await?;
+        self.write_selector(live, &StableSelector::AsWritten)
+            .await?;
+        Ok(())
+    }
+}
+
+/// Whether the live objects hold `split`.
+pub fn holds(live: &LiveServices, live_route: Option<&Value>, split: &Split) -> bool {
+    let same = |live: Option<&Value>, desired: Option<&Value>| match (live, desired) {
+        (Some(live), Some(desired)) => includes(live, desired),
+        (None, None) => true,
+        _ => false,
+    };
+    let selector = live
+        .stable
+        .as_ref()
+        .is_none_or(|stable| split.stable_selector.in_effect(stable));
+    selector
+        && same(live.canary.as_ref(), split.canary_service.as_ref())
+        && same(live_route, split.route.as_ref())
 }

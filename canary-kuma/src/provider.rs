@@ -11,9 +11,9 @@ use canary_core::objects::{Objects, includes};
 use canary_core::providers::{TrafficObservation, TrafficProvider};
 use canary_core::services::StableSelector;
 use canary_core::{Capabilities, RolloutPlan, RouteState};
-use canary_kube::apply::{apply_if_changed, delete_if_present, get_json};
+use canary_kube::apply::get_json;
 use canary_kube::controller::TrafficFactory;
-use canary_kube::services::{LiveServices, ServiceSplit};
+use canary_kube::services::{LiveServices, ServiceSplit, holds};
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
 use kube::{Api, Client};
 use serde_json::Value;
@@ -96,49 +96,15 @@ impl KumaTraffic {
     async fn apply_route(&self, route: &RouteState) -> Result<bool> {
         let live = self.live(!route.is_stable_only()).await?;
         let rendered = self.rendered(&live, route)?;
-        // Stable pods only behind the stable Service, the canary Service before the route that
-        // sends traffic to it (an unresolved backend fails its share), and the route gone
-        // before the canary Service.
-        let mut changed = self
+        Ok(self
             .services
-            .write_selector(&live.services, &rendered.stable_selector)
-            .await?;
-        if rendered.canary_service.is_some() {
-            changed |= self
-                .services
-                .write_canary(&live.services, rendered.canary_service.as_ref())
-                .await?;
-        }
-        changed |= match &rendered.route {
-            Some(desired) => {
-                apply_if_changed(&self.routes, live.route.as_ref(), desired, FIELD_MANAGER).await?
-            }
-            None => delete_if_present(&self.routes, live.route.as_ref()).await?,
-        };
-        if rendered.canary_service.is_none() {
-            changed |= self.services.write_canary(&live.services, None).await?;
-        }
-        Ok(changed)
+            .apply(&live.services, &self.routes, live.route.as_ref(), &rendered)
+            .await?)
     }
 
     fn in_effect(&self, live: &Live, route: &RouteState) -> Result<bool> {
         let rendered = self.rendered(live, route)?;
-        let same = |live: Option<&Value>, desired: Option<&Value>| match (live, desired) {
-            (Some(live), Some(desired)) => includes(live, desired),
-            (None, None) => true,
-            _ => false,
-        };
-        let selector = live
-            .services
-            .stable
-            .as_ref()
-            .is_none_or(|stable| rendered.stable_selector.in_effect(stable));
-        Ok(selector
-            && same(
-                live.services.canary.as_ref(),
-                rendered.canary_service.as_ref(),
-            )
-            && same(live.route.as_ref(), rendered.route.as_ref()))
+        Ok(holds(&live.services, live.route.as_ref(), &rendered))
     }
 }
 
@@ -180,15 +146,8 @@ impl TrafficProvider for KumaTraffic {
 
     async fn finalize(&self) -> canary_core::Result<()> {
         let live = self.live(false).await?;
-        delete_if_present(&self.routes, live.route.as_ref())
-            .await
-            .map_err(Error::from)?;
         self.services
-            .write_canary(&live.services, None)
-            .await
-            .map_err(Error::from)?;
-        self.services
-            .write_selector(&live.services, &StableSelector::AsWritten)
+            .remove(&live.services, &self.routes, live.route.as_ref())
             .await
             .map_err(Error::from)?;
         Ok(())

@@ -18,10 +18,7 @@
 //! service's own Service reaches the stable pods.
 
 use canary_core::objects::{Objects, generated_metadata};
-use canary_core::services::{
-    StableSelector, canary_runs, canary_service, canary_service_name, stable_selector,
-    stable_service,
-};
+use canary_core::services::{Split, canary_service_name, split};
 use canary_core::{ProviderKind, RolloutPlan, RouteState};
 use serde_json::{Value, json};
 
@@ -33,31 +30,9 @@ pub const ROUTE_ANNOTATION: &str = "canary.rs/route";
 /// The label that puts a Kuma resource in a mesh.
 pub const MESH_LABEL: &str = "kuma.io/mesh";
 
-/// The objects that put a route in effect.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Rendered {
-    /// `<service>-canary`, when the route sends traffic to the canary.
-    pub canary_service: Option<Value>,
-    /// The MeshHTTPRoute or TrafficRoute, when the route sends traffic to the canary.
-    pub route: Option<Value>,
-    /// The stable Service's selector.
-    pub stable_selector: StableSelector,
-}
-
-impl Rendered {
-    /// The objects in the order they are applied: the canary Service before the route that
-    /// sends traffic to it, then the narrowed stable Service.
-    pub fn objects(&self) -> Vec<Value> {
-        let narrowed = match &self.stable_selector {
-            StableSelector::Narrowed(service) => Some(service.clone()),
-            _ => None,
-        };
-        [self.canary_service.clone(), self.route.clone(), narrowed]
-            .into_iter()
-            .flatten()
-            .collect()
-    }
-}
+/// The objects that put a route in effect: the canary Service, the MeshHTTPRoute or
+/// TrafficRoute (`route`) and the stable Service's selector.
+pub type Rendered = Split;
 
 /// The mesh of `plan`.
 pub fn mesh(plan: &RolloutPlan) -> &str {
@@ -87,42 +62,13 @@ pub fn service_tag(service: &str, namespace: &str, port: i64) -> String {
 /// The objects for `route`. `objects` holds the stable Service, and, to narrow it, the stable
 /// Deployment with its current ReplicaSet (and the canary Deployment when it runs).
 pub fn render(plan: &RolloutPlan, route: &RouteState, objects: &Objects) -> Result<Rendered> {
-    let runs = canary_runs(plan, objects);
-    if route.is_stable_only() && !runs {
-        return Ok(Rendered {
-            canary_service: None,
-            route: None,
-            stable_selector: StableSelector::AsWritten,
-        });
-    }
-    let service = stable_service(plan, objects).map_err(Error::Input)?;
-    let stable_selector = stable_selector(plan, service, objects, true);
-    if route.is_stable_only() {
-        return Ok(Rendered {
-            canary_service: None,
-            route: None,
-            stable_selector,
-        });
-    }
-    let route_object = match plan.provider {
-        ProviderKind::KumaTrafficRoute => traffic_route(plan, route),
-        _ => mesh_http_route(plan, route),
-    };
-    Ok(Rendered {
-        canary_service: Some(canary_service(plan, service).map_err(Error::Input)?),
-        route: Some(route_object),
-        stable_selector,
+    split(plan, route, objects, || {
+        Ok(match plan.provider {
+            ProviderKind::KumaTrafficRoute => traffic_route(plan, route),
+            _ => mesh_http_route(plan, route),
+        })
     })
-}
-
-/// The canary's share in whole percent.
-fn percent(route: &RouteState) -> u32 {
-    if route.total == 0 {
-        return 0;
-    }
-    let share =
-        (u64::from(route.weight) * 100 + u64::from(route.total) / 2) / u64::from(route.total);
-    u32::try_from(share.min(100)).unwrap_or(100)
+    .map_err(Error::Input)
 }
 
 fn metadata(plan: &RolloutPlan, name: &str, route: &RouteState) -> Value {
@@ -150,7 +96,7 @@ fn mesh_http_route(plan: &RolloutPlan, route: &RouteState) -> Value {
     };
     let stable = &plan.rollout.spec.service.name;
     let canary = canary_service_name(plan);
-    let share = percent(route);
+    let share = route.whole_percent();
     let mut rules = Vec::new();
     if !route.matches.is_empty() {
         rules.push(json!({
@@ -187,7 +133,7 @@ fn traffic_route(plan: &RolloutPlan, route: &RouteState) -> Value {
     let spec = &plan.rollout.spec.service;
     let stable = service_tag(&spec.name, &plan.namespace, spec.port);
     let canary = service_tag(&canary_service_name(plan), &plan.namespace, spec.port);
-    let share = percent(route);
+    let share = route.whole_percent();
     let (kind, name) = route_name(plan);
     let mut metadata = metadata(plan, &name, route);
     // Cluster-scoped: no namespace; the mesh is a field of its own.

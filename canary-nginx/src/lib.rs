@@ -21,7 +21,7 @@
 //! let plan = canary_core::validate::validate(&file.rollout).unwrap();
 //! let objects = canary_core::load::objects_from_yaml(include_str!("../../examples/rollouts/echoserver-objects.yaml")).unwrap();
 //! let rendered = canary_nginx::render(&plan, &RouteState::weighted(20), &objects).unwrap();
-//! let ingress = rendered.canary_ingress.unwrap();
+//! let ingress = rendered.route.unwrap();
 //! assert_eq!(ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/canary-weight"], "20");
 //! ```
 

@@ -4,13 +4,13 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use canary_core::machine::Verification;
-use canary_core::objects::{Objects, includes};
+use canary_core::objects::Objects;
 use canary_core::providers::{TrafficObservation, TrafficProvider};
 use canary_core::services::StableSelector;
 use canary_core::{Capabilities, RolloutPlan, RouteState};
-use canary_kube::apply::{apply_if_changed, delete_if_present, get_json};
+use canary_kube::apply::get_json;
 use canary_kube::controller::TrafficFactory;
-use canary_kube::services::{LiveServices, ServiceSplit};
+use canary_kube::services::{LiveServices, ServiceSplit, holds};
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::{Api, Client};
 use serde_json::Value;
@@ -89,59 +89,25 @@ impl NginxTraffic {
     async fn apply_route(&self, route: &RouteState) -> Result<bool> {
         let live = self.live(!route.is_stable_only()).await?;
         let rendered = self.rendered(&live, route)?;
-        // Only stable pods behind the stable Service before the canary gets traffic; the
-        // canary Service before the Ingress that routes to it; the Ingress gone before its
-        // Service.
-        let mut changed = self
+        Ok(self
             .services
-            .write_selector(&live.services, &rendered.stable_selector)
-            .await?;
-        if rendered.canary_service.is_some() {
-            changed |= self
-                .services
-                .write_canary(&live.services, rendered.canary_service.as_ref())
-                .await?;
-        }
-        changed |= match &rendered.canary_ingress {
-            Some(ingress) => {
-                apply_if_changed(
-                    &self.ingresses,
-                    live.canary_ingress.as_ref(),
-                    ingress,
-                    FIELD_MANAGER,
-                )
-                .await?
-            }
-            None => delete_if_present(&self.ingresses, live.canary_ingress.as_ref()).await?,
-        };
-        if rendered.canary_service.is_none() {
-            changed |= self.services.write_canary(&live.services, None).await?;
-        }
-        Ok(changed)
+            .apply(
+                &live.services,
+                &self.ingresses,
+                live.canary_ingress.as_ref(),
+                &rendered,
+            )
+            .await?)
     }
 
     /// Whether the live objects are what `route` renders to.
     fn in_effect(&self, live: &Live, route: &RouteState) -> Result<bool> {
         let rendered = self.rendered(live, route)?;
-        let same = |live: Option<&Value>, desired: Option<&Value>| match (live, desired) {
-            (Some(live), Some(desired)) => includes(live, desired),
-            (None, None) => true,
-            _ => false,
-        };
-        let selector = live
-            .services
-            .stable
-            .as_ref()
-            .is_none_or(|stable| rendered.stable_selector.in_effect(stable));
-        Ok(selector
-            && same(
-                live.services.canary.as_ref(),
-                rendered.canary_service.as_ref(),
-            )
-            && same(
-                live.canary_ingress.as_ref(),
-                rendered.canary_ingress.as_ref(),
-            ))
+        Ok(holds(
+            &live.services,
+            live.canary_ingress.as_ref(),
+            &rendered,
+        ))
     }
 }
 
@@ -179,15 +145,12 @@ impl TrafficProvider for NginxTraffic {
 
     async fn finalize(&self) -> canary_core::Result<()> {
         let live = self.live(false).await?;
-        delete_if_present(&self.ingresses, live.canary_ingress.as_ref())
-            .await
-            .map_err(Error::from)?;
         self.services
-            .write_canary(&live.services, None)
-            .await
-            .map_err(Error::from)?;
-        self.services
-            .write_selector(&live.services, &StableSelector::AsWritten)
+            .remove(
+                &live.services,
+                &self.ingresses,
+                live.canary_ingress.as_ref(),
+            )
             .await
             .map_err(Error::from)?;
         Ok(())

@@ -11,10 +11,7 @@
 //! A route with no traffic for the canary needs no canary objects.
 
 use canary_core::objects::{Objects, generated_metadata};
-use canary_core::services::{
-    StableSelector, canary_runs, canary_service, canary_service_name, stable_selector,
-    stable_service,
-};
+use canary_core::services::{Split, canary_service_name, split};
 use canary_core::{RolloutPlan, RouteState};
 use serde_json::{Map, Value, json};
 
@@ -24,35 +21,9 @@ use crate::error::{Error, Result};
 /// An annotation a copy of the stable Ingress must not carry.
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
-/// The objects that put a route in effect.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Rendered {
-    /// `<service>-canary`, when the route sends traffic to the canary.
-    pub canary_service: Option<Value>,
-    /// `<ingress>-canary`, when the route sends traffic to the canary.
-    pub canary_ingress: Option<Value>,
-    /// The stable Service's selector.
-    pub stable_selector: StableSelector,
-}
-
-impl Rendered {
-    /// The objects in the order they are applied: the canary Service before the Ingress that
-    /// routes to it, then the narrowed stable Service.
-    pub fn objects(&self) -> Vec<Value> {
-        let narrowed = match &self.stable_selector {
-            StableSelector::Narrowed(service) => Some(service.clone()),
-            _ => None,
-        };
-        [
-            self.canary_service.clone(),
-            self.canary_ingress.clone(),
-            narrowed,
-        ]
-        .into_iter()
-        .flatten()
-        .collect()
-    }
-}
+/// The objects that put a route in effect: the canary Service, the canary Ingress (`route`)
+/// and the stable Service's selector.
+pub type Rendered = Split;
 
 /// The annotation prefix of `plan`'s ingress-nginx.
 pub fn prefix(plan: &RolloutPlan) -> &str {
@@ -87,12 +58,12 @@ fn needed<'a>(
     kind: &str,
     name: &str,
     why: &str,
-) -> Result<&'a Value> {
+) -> Result<&'a Value, String> {
     objects.get(kind, &plan.namespace, name).ok_or_else(|| {
-        Error::Input(format!(
+        format!(
             "the {kind} {}/{name} is needed: {why} (give it with --objects, or in the rollout file)",
             plan.namespace
-        ))
+        )
     })
 }
 
@@ -100,38 +71,20 @@ fn needed<'a>(
 /// stable Service, the stable Deployment with its current ReplicaSet (and the canary
 /// Deployment when it runs).
 pub fn render(plan: &RolloutPlan, route: &RouteState, objects: &Objects) -> Result<Rendered> {
-    let runs = canary_runs(plan, objects);
-    if route.is_stable_only() && !runs {
-        return Ok(Rendered {
-            canary_service: None,
-            canary_ingress: None,
-            stable_selector: StableSelector::AsWritten,
-        });
-    }
-    let service = stable_service(plan, objects).map_err(Error::Input)?;
-    let stable_selector = stable_selector(plan, service, objects, true);
-    if route.is_stable_only() {
-        return Ok(Rendered {
-            canary_service: None,
-            canary_ingress: None,
-            stable_selector,
-        });
-    }
-    let ingress = needed(
-        objects,
-        plan,
-        "Ingress",
-        &ingress_name(plan),
-        "the canary Ingress is cloned from it",
-    )?;
-    Ok(Rendered {
-        canary_service: Some(canary_service(plan, service).map_err(Error::Input)?),
-        canary_ingress: Some(canary_ingress(plan, route, ingress)?),
-        stable_selector,
+    split(plan, route, objects, || {
+        let ingress = needed(
+            objects,
+            plan,
+            "Ingress",
+            &ingress_name(plan),
+            "the canary Ingress is cloned from it",
+        )?;
+        canary_ingress(plan, route, ingress)
     })
+    .map_err(Error::Input)
 }
 
-fn canary_ingress(plan: &RolloutPlan, route: &RouteState, stable: &Value) -> Result<Value> {
+fn canary_ingress(plan: &RolloutPlan, route: &RouteState, stable: &Value) -> Result<Value, String> {
     let service = &plan.rollout.spec.service.name;
     let canary_service = canary_service_name(plan);
     let canary = Canary::new(prefix(plan));
@@ -155,11 +108,11 @@ fn canary_ingress(plan: &RolloutPlan, route: &RouteState, stable: &Value) -> Res
         }
     }
     if rules.is_empty() {
-        return Err(Error::Input(format!(
+        return Err(format!(
             "Ingress {}/{} has no path to the Service {service}; its canary would route nothing",
             plan.namespace,
             ingress_name(plan)
-        )));
+        ));
     }
     let mut metadata = generated_metadata(plan, &canary_ingress_name(plan));
     let mut labels = stable["metadata"]["labels"]

@@ -43,7 +43,7 @@ fn typed<T: serde::de::DeserializeOwned + serde::Serialize>(object: &Value) -> T
 fn at_20_percent_the_seeds_canary_ingress_and_service() {
     let (plan, objects) = echoserver();
     let rendered = render(&plan, &RouteState::weighted(20), &objects).unwrap();
-    let ingress: Ingress = typed(rendered.canary_ingress.as_ref().unwrap());
+    let ingress: Ingress = typed(rendered.route.as_ref().unwrap());
     assert_eq!(ingress.metadata.name.as_deref(), Some("echoserver-canary"));
     let annotations = ingress.metadata.annotations.clone().unwrap();
     assert_eq!(annotations["kubernetes.io/ingress.class"], "nginx");
@@ -107,7 +107,7 @@ fn while_a_canary_runs_the_stable_service_selects_the_stable_pods_only() {
     let mut running = objects.clone();
     running.insert(json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "echoserver-canary"}}));
     let back = render(&plan, &RouteState::stable(), &running).unwrap();
-    assert!(back.canary_ingress.is_none() && back.canary_service.is_none());
+    assert!(back.route.is_none() && back.canary_service.is_none());
     assert!(matches!(back.stable_selector, StableSelector::Narrowed(_)));
     let gone = render(&plan, &RouteState::stable(), &objects).unwrap();
     assert_eq!(gone.stable_selector, StableSelector::AsWritten);
@@ -173,10 +173,7 @@ fn the_clone_keeps_class_tls_labels_and_other_annotations_and_only_the_services_
         }],
         mirror: None,
     };
-    let ingress = render(&plan, &route, &objects)
-        .unwrap()
-        .canary_ingress
-        .unwrap();
+    let ingress = render(&plan, &route, &objects).unwrap().route.unwrap();
     let _: Ingress = typed(&ingress);
     let annotations = ingress["metadata"]["annotations"].as_object().unwrap();
     let expected = json!({
@@ -212,10 +209,7 @@ fn header_values_and_cookies_become_their_annotations() {
         }],
         ..RouteState::stable()
     };
-    let ingress = render(&plan, &header, &objects)
-        .unwrap()
-        .canary_ingress
-        .unwrap();
+    let ingress = render(&plan, &header, &objects).unwrap().route.unwrap();
     let annotations = &ingress["metadata"]["annotations"];
     assert_eq!(
         annotations["nginx.ingress.kubernetes.io/canary-by-header"],
@@ -239,10 +233,7 @@ fn header_values_and_cookies_become_their_annotations() {
         }],
         ..RouteState::weighted(10)
     };
-    let ingress = render(&plan, &cookie, &objects)
-        .unwrap()
-        .canary_ingress
-        .unwrap();
+    let ingress = render(&plan, &cookie, &objects).unwrap().route.unwrap();
     assert_eq!(
         ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/canary-by-cookie"],
         "beta"
