@@ -125,13 +125,7 @@ async fn measure(
         cluster.put(object);
     }
     // The stable Deployment's current ReplicaSet (its pod-template hash selects stable pods).
-    let uid = cluster
-        .server
-        .get("apps/v1", "Deployment", Some("test"), "podinfo")
-        .map(|d| d["metadata"]["uid"].clone());
-    cluster.put(json!({"apiVersion": "apps/v1", "kind": "ReplicaSet",
-        "metadata": {"name": "podinfo-5d8f", "namespace": "test", "labels": {"app": "podinfo", "pod-template-hash": "5d8f"},
-                     "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo", "uid": uid}]}}));
+    cluster.put_replicaset("test", "podinfo", "5d8f", json!({"app": "podinfo"}));
     let traffic = traffic.unwrap_or_else(|| Arc::new(ClusterTraffic::new(cluster.client.clone())));
     let rollout: Rollout = serde_saphyr::from_str(&rollout(routing))?;
     cluster.create_rollout(&rollout).await;

@@ -35,19 +35,19 @@ impl TrafficFactory for ClusterTraffic {
         match plan.provider {
             #[cfg(feature = "istio")]
             canary_core::ProviderKind::Istio => {
-                canary_istio::IstioFactory::new(self.client.clone()).provider(plan)
+                canary_istio::IstioTraffic::factory(self.client.clone()).provider(plan)
             }
             #[cfg(feature = "nginx")]
             canary_core::ProviderKind::Nginx => {
-                canary_nginx::NginxFactory::new(self.client.clone()).provider(plan)
+                canary_nginx::NginxTraffic::factory(self.client.clone()).provider(plan)
             }
             #[cfg(feature = "kuma")]
             canary_core::ProviderKind::Kuma | canary_core::ProviderKind::KumaTrafficRoute => {
-                canary_kuma::KumaFactory::new(self.client.clone()).provider(plan)
+                canary_kuma::KumaTraffic::factory(self.client.clone()).provider(plan)
             }
             #[cfg(feature = "asm")]
             canary_core::ProviderKind::AsmHeader | canary_core::ProviderKind::AsmWeighted => {
-                canary_asm::AsmFactory::new(self.client.clone()).provider(plan)
+                canary_asm::AsmTraffic::factory(self.client.clone()).provider(plan)
             }
             // Reached in builds that leave a provider out.
             #[allow(unreachable_patterns)]

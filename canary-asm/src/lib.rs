@@ -33,7 +33,7 @@ use canary_core::{Capabilities, ProviderKind};
 
 pub use error::{Error, Result};
 #[cfg(feature = "kube")]
-pub use provider::{AsmFactory, AsmTraffic};
+pub use provider::AsmTraffic;
 pub use render::{Released, Rendered, release, render};
 
 /// The field manager of the provider's writes.

@@ -10,7 +10,7 @@ use canary_core::objects::{Objects, includes};
 use canary_core::providers::{TrafficObservation, TrafficProvider};
 use canary_core::{Capabilities, RolloutPlan, RouteState};
 use canary_kube::apply::{apply, get_json};
-use canary_kube::controller::TrafficFactory;
+use canary_kube::traffic::ProviderFactory;
 use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Preconditions};
 use kube::{Api, Client};
 use serde_json::{Value, json};
@@ -21,24 +21,6 @@ use crate::render::{Released, Rendered, observed_route, release, render, setting
 
 /// How many times a change is tried again when another Rollout changed the lanes meanwhile.
 const ATTEMPTS: usize = 4;
-
-/// Makes an [`AsmTraffic`] for each Rollout.
-pub struct AsmFactory {
-    client: Client,
-}
-
-impl AsmFactory {
-    /// Providers talking to the cluster through `client`.
-    pub fn new(client: Client) -> Self {
-        AsmFactory { client }
-    }
-}
-
-impl TrafficFactory for AsmFactory {
-    fn provider(&self, plan: &RolloutPlan) -> canary_kube::Result<Arc<dyn TrafficProvider>> {
-        Ok(Arc::new(AsmTraffic::new(self.client.clone(), plan.clone())))
-    }
-}
 
 /// One Rollout's service in a lane group.
 pub struct AsmTraffic {
@@ -64,6 +46,13 @@ fn conflict(error: &kube::Error) -> bool {
 }
 
 impl AsmTraffic {
+    /// A factory making one for each Rollout, talking through `client`.
+    pub fn factory(client: Client) -> ProviderFactory {
+        ProviderFactory::new(client, |client, plan| {
+            Arc::new(AsmTraffic::new(client, plan))
+        })
+    }
+
     /// The lanes of `plan` (cluster-scoped objects).
     pub fn new(client: Client, plan: RolloutPlan) -> Self {
         AsmTraffic {

@@ -39,7 +39,7 @@ use canary_core::{Capabilities, ProviderKind};
 
 pub use error::{Error, Result};
 #[cfg(feature = "kube")]
-pub use provider::{IstioFactory, IstioTraffic};
+pub use provider::IstioTraffic;
 pub use render::{Rendered, render};
 
 /// The API version of the objects rendered (`networking.istio.io/v1`, Istio 1.22 and later).

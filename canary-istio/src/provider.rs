@@ -12,7 +12,7 @@ use canary_core::objects::Objects;
 use canary_core::providers::{TrafficObservation, TrafficProvider};
 use canary_core::{Capabilities, RolloutPlan};
 use canary_kube::apply::{delete_if_present, get_json, label_selector};
-use canary_kube::controller::TrafficFactory;
+use canary_kube::traffic::ProviderFactory;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams};
 use kube::{Api, Client};
@@ -24,27 +24,6 @@ use crate::render::{Rendered, render};
 use crate::subsets;
 use crate::{FIELD_MANAGER, destination_rule, virtual_service};
 use canary_core::objects::generated;
-
-/// Makes an [`IstioTraffic`] for each Rollout.
-pub struct IstioFactory {
-    client: Client,
-}
-
-impl IstioFactory {
-    /// Providers talking to the cluster through `client`.
-    pub fn new(client: Client) -> Self {
-        IstioFactory { client }
-    }
-}
-
-impl TrafficFactory for IstioFactory {
-    fn provider(&self, plan: &RolloutPlan) -> canary_kube::Result<Arc<dyn TrafficProvider>> {
-        Ok(Arc::new(IstioTraffic::new(
-            self.client.clone(),
-            plan.clone(),
-        )))
-    }
-}
 
 /// The routes of one Rollout, in a DestinationRule and a VirtualService.
 pub struct IstioTraffic {
@@ -67,6 +46,13 @@ struct Live {
 }
 
 impl IstioTraffic {
+    /// A factory making one for each Rollout, talking through `client`.
+    pub fn factory(client: Client) -> ProviderFactory {
+        ProviderFactory::new(client, |client, plan| {
+            Arc::new(IstioTraffic::new(client, plan))
+        })
+    }
+
     /// The routes of `plan`, in its namespace.
     pub fn new(client: Client, plan: RolloutPlan) -> Self {
         let namespace = plan.namespace.as_str();

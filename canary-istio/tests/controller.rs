@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use canary_core::Phase;
-use canary_istio::IstioFactory;
+use canary_istio::IstioTraffic;
 use canary_kube::controller::reconcile;
 use canary_kube::crd::Rollout;
 use canary_kube::fixtures::TestCluster;
@@ -70,7 +70,7 @@ async fn a_release_moves_the_virtual_service_step_by_step_and_deletion_cleans_up
     }));
     let rollout: Rollout = serde_saphyr::from_str(ROLLOUT).unwrap();
     cluster.create_rollout(&rollout).await;
-    let context = cluster.context(Arc::new(IstioFactory::new(cluster.client.clone())));
+    let context = cluster.context(Arc::new(IstioTraffic::factory(cluster.client.clone())));
     let vs = || {
         cluster
             .server

@@ -255,17 +255,7 @@ async fn a_change_of_subsets_keeps_the_old_ones_until_the_routes_have_moved() {
     // Promotion: the stable pods now carry v2 too, so the versions no longer tell the pods
     // apart; the subsets go by pod-template hash.
     cluster.put(stable("v2"));
-    let uid = cluster
-        .server
-        .get("apps/v1", "Deployment", Some("demo"), "reviews-v1")
-        .unwrap()["metadata"]["uid"]
-        .clone();
-    cluster.put(json!({
-        "apiVersion": "apps/v1", "kind": "ReplicaSet",
-        "metadata": {"name": "reviews-v1-7f9c", "namespace": "demo",
-                     "labels": {"app": "reviews", "pod-template-hash": "7f9c"},
-                     "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "reviews-v1", "uid": uid}]}
-    }));
+    cluster.put_replicaset("demo", "reviews-v1", "7f9c", json!({"app": "reviews"}));
     assert_eq!(
         traffic
             .observe(&RouteState::weighted(100))

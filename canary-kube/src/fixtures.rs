@@ -132,6 +132,22 @@ impl TestCluster {
         self.server.put(object);
     }
 
+    /// Stores the current ReplicaSet of Deployment `namespace/deployment` (which must be
+    /// stored already), its pods labelled `pod-template-hash: hash` and `labels`.
+    pub fn put_replicaset(&self, namespace: &str, deployment: &str, hash: &str, labels: Value) {
+        let uid = self
+            .server
+            .get("apps/v1", "Deployment", Some(namespace), deployment)
+            .map(|d| d["metadata"]["uid"].clone());
+        let mut labels = labels;
+        labels["pod-template-hash"] = serde_json::json!(hash);
+        self.put(serde_json::json!({
+            "apiVersion": "apps/v1", "kind": "ReplicaSet",
+            "metadata": {"name": format!("{deployment}-{hash}"), "namespace": namespace, "labels": labels,
+                         "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment, "uid": uid}]}
+        }));
+    }
+
     /// A fresh controller context (what a restarted controller would have) routing with
     /// `traffic`.
     pub fn context(&self, traffic: Arc<dyn TrafficFactory>) -> Arc<Context> {

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use canary_core::RolloutPlan;
 use canary_core::memory::{Faults, InMemoryTraffic};
 use canary_core::providers::{Clock, TrafficProvider};
+use kube::Client;
 
 use crate::controller::TrafficFactory;
 use crate::error::{Error, Result};
@@ -56,5 +57,25 @@ impl TrafficFactory for NoTraffic {
             "the {} traffic provider is not part of this controller",
             plan.provider.name()
         )))
+    }
+}
+
+/// A factory making one provider per Rollout with `make`, all talking through one client: what
+/// each traffic provider crate offers (`IstioTraffic::factory(client)`…).
+pub struct ProviderFactory {
+    client: Client,
+    make: fn(Client, RolloutPlan) -> Arc<dyn TrafficProvider>,
+}
+
+impl ProviderFactory {
+    /// Providers made by `make`, talking through `client`.
+    pub fn new(client: Client, make: fn(Client, RolloutPlan) -> Arc<dyn TrafficProvider>) -> Self {
+        ProviderFactory { client, make }
+    }
+}
+
+impl TrafficFactory for ProviderFactory {
+    fn provider(&self, plan: &RolloutPlan) -> Result<Arc<dyn TrafficProvider>> {
+        Ok((self.make)(self.client.clone(), plan.clone()))
     }
 }

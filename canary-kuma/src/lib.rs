@@ -31,7 +31,7 @@ use canary_core::{Capabilities, ProviderKind};
 
 pub use error::{Error, Result};
 #[cfg(feature = "kube")]
-pub use provider::{KumaFactory, KumaTraffic};
+pub use provider::KumaTraffic;
 pub use render::{Rendered, render};
 
 /// The field manager of the provider's writes.

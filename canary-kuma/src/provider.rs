@@ -12,8 +12,8 @@ use canary_core::providers::{TrafficObservation, TrafficProvider};
 use canary_core::services::StableSelector;
 use canary_core::{Capabilities, RolloutPlan, RouteState};
 use canary_kube::apply::get_json;
-use canary_kube::controller::TrafficFactory;
 use canary_kube::services::{LiveServices, ServiceSplit, holds};
+use canary_kube::traffic::ProviderFactory;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
 use kube::{Api, Client};
 use serde_json::Value;
@@ -21,27 +21,6 @@ use serde_json::Value;
 use crate::FIELD_MANAGER;
 use crate::error::{Error, Result};
 use crate::render::{Rendered, applied_route, observed_route, render, route_name};
-
-/// Makes a [`KumaTraffic`] for each Rollout.
-pub struct KumaFactory {
-    client: Client,
-}
-
-impl KumaFactory {
-    /// Providers talking to the cluster through `client`.
-    pub fn new(client: Client) -> Self {
-        KumaFactory { client }
-    }
-}
-
-impl TrafficFactory for KumaFactory {
-    fn provider(&self, plan: &RolloutPlan) -> canary_kube::Result<Arc<dyn TrafficProvider>> {
-        Ok(Arc::new(KumaTraffic::new(
-            self.client.clone(),
-            plan.clone(),
-        )))
-    }
-}
 
 /// The route object and Services of one Rollout.
 pub struct KumaTraffic {
@@ -58,6 +37,13 @@ struct Live {
 }
 
 impl KumaTraffic {
+    /// A factory making one for each Rollout, talking through `client`.
+    pub fn factory(client: Client) -> ProviderFactory {
+        ProviderFactory::new(client, |client, plan| {
+            Arc::new(KumaTraffic::new(client, plan))
+        })
+    }
+
     /// The routes of `plan`: a MeshHTTPRoute in its namespace, or a cluster-wide TrafficRoute.
     pub fn new(client: Client, plan: RolloutPlan) -> Self {
         let (kind, _) = route_name(&plan);

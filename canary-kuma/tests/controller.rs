@@ -10,7 +10,7 @@ use canary_core::Phase;
 use canary_kube::crd::Rollout;
 use canary_kube::fixtures::TestCluster;
 use canary_kube::testserver::ResourceType;
-use canary_kuma::KumaFactory;
+use canary_kuma::KumaTraffic;
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -36,17 +36,7 @@ async fn the_seed_progression_runs_on_a_mesh_http_route_to_promotion() {
     for object in file.objects.iter() {
         cluster.put(object.clone());
     }
-    let uid = cluster
-        .server
-        .get("apps/v1", "Deployment", Some("webapp"), "backend")
-        .unwrap()["metadata"]["uid"]
-        .clone();
-    cluster.put(json!({
-        "apiVersion": "apps/v1", "kind": "ReplicaSet",
-        "metadata": {"name": "backend-7d4b", "namespace": "webapp",
-                     "labels": {"app": "backend", "pod-template-hash": "7d4b"},
-                     "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "backend", "uid": uid}]}
-    }));
+    cluster.put_replicaset("webapp", "backend", "7d4b", json!({"app": "backend"}));
     let service_before = cluster
         .server
         .get("v1", "Service", Some("webapp"), "backend")
@@ -54,7 +44,7 @@ async fn the_seed_progression_runs_on_a_mesh_http_route_to_promotion() {
     let documents: Vec<serde_json::Value> = serde_saphyr::from_multiple(&text).unwrap();
     let rollout: Rollout = serde_json::from_value(documents[0].clone()).unwrap();
     cluster.create_rollout(&rollout).await;
-    let context = cluster.context(Arc::new(KumaFactory::new(cluster.client.clone())));
+    let context = cluster.context(Arc::new(KumaTraffic::factory(cluster.client.clone())));
     let at = ("webapp", "backend");
     let route = || {
         cluster.server.get(

@@ -44,17 +44,7 @@ async fn cluster() -> TestCluster {
     for object in file.objects.iter() {
         cluster.put(object.clone());
     }
-    let uid = cluster
-        .server
-        .get("apps/v1", "Deployment", Some("webapp"), "backend")
-        .unwrap()["metadata"]["uid"]
-        .clone();
-    cluster.put(json!({
-        "apiVersion": "apps/v1", "kind": "ReplicaSet",
-        "metadata": {"name": "backend-7d4b", "namespace": "webapp",
-                     "labels": {"app": "backend", "pod-template-hash": "7d4b"},
-                     "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "backend", "uid": uid}]}
-    }));
+    cluster.put_replicaset("webapp", "backend", "7d4b", json!({"app": "backend"}));
     cluster
 }
 

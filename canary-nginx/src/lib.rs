@@ -36,7 +36,7 @@ use canary_core::{Capabilities, ProviderKind};
 pub use canary_core::services::StableSelector;
 pub use error::{Error, Result};
 #[cfg(feature = "kube")]
-pub use provider::{NginxFactory, NginxTraffic};
+pub use provider::NginxTraffic;
 pub use render::{Rendered, render};
 
 /// The field manager of the provider's writes.

@@ -9,8 +9,8 @@ use canary_core::providers::{TrafficObservation, TrafficProvider};
 use canary_core::services::StableSelector;
 use canary_core::{Capabilities, RolloutPlan, RouteState};
 use canary_kube::apply::get_json;
-use canary_kube::controller::TrafficFactory;
 use canary_kube::services::{LiveServices, ServiceSplit, holds};
+use canary_kube::traffic::ProviderFactory;
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::{Api, Client};
 use serde_json::Value;
@@ -19,27 +19,6 @@ use crate::FIELD_MANAGER;
 use crate::annotations::Canary;
 use crate::error::{Error, Result};
 use crate::render::{Rendered, canary_ingress_name, ingress_name, prefix, render};
-
-/// Makes an [`NginxTraffic`] for each Rollout.
-pub struct NginxFactory {
-    client: Client,
-}
-
-impl NginxFactory {
-    /// Providers talking to the cluster through `client`.
-    pub fn new(client: Client) -> Self {
-        NginxFactory { client }
-    }
-}
-
-impl TrafficFactory for NginxFactory {
-    fn provider(&self, plan: &RolloutPlan) -> canary_kube::Result<Arc<dyn TrafficProvider>> {
-        Ok(Arc::new(NginxTraffic::new(
-            self.client.clone(),
-            plan.clone(),
-        )))
-    }
-}
 
 /// The canary Ingress and Service of one Rollout, and its stable Service's selector.
 pub struct NginxTraffic {
@@ -56,6 +35,13 @@ struct Live {
 }
 
 impl NginxTraffic {
+    /// A factory making one for each Rollout, talking through `client`.
+    pub fn factory(client: Client) -> ProviderFactory {
+        ProviderFactory::new(client, |client, plan| {
+            Arc::new(NginxTraffic::new(client, plan))
+        })
+    }
+
     /// The routes of `plan`, in its namespace.
     pub fn new(client: Client, plan: RolloutPlan) -> Self {
         NginxTraffic {

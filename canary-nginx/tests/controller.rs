@@ -9,7 +9,7 @@ use std::time::Duration;
 use canary_core::{Command, Phase};
 use canary_kube::crd::Rollout;
 use canary_kube::fixtures::TestCluster;
-use canary_nginx::NginxFactory;
+use canary_nginx::NginxTraffic;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::Api;
 use serde_json::{Value, json};
@@ -45,18 +45,16 @@ async fn the_seed_release_approved_then_a_revert_cleans_every_canary_object() {
         object["metadata"]["namespace"] = json!("default");
         cluster.put(object);
     }
-    let uid =
-        get(&cluster, "apps/v1", "Deployment", "echoserver").unwrap()["metadata"]["uid"].clone();
-    cluster.put(json!({
-        "apiVersion": "apps/v1", "kind": "ReplicaSet",
-        "metadata": {"name": "echoserver-6c9f", "namespace": "default",
-                     "labels": {"app": "echoserver", "pod-template-hash": "6c9f"},
-                     "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "echoserver", "uid": uid}]}
-    }));
+    cluster.put_replicaset(
+        "default",
+        "echoserver",
+        "6c9f",
+        json!({"app": "echoserver"}),
+    );
     let service_before = get(&cluster, "v1", "Service", "echoserver").unwrap();
     let rollout: Rollout = serde_saphyr::from_str(ROLLOUT).unwrap();
     cluster.create_rollout(&rollout).await;
-    let context = cluster.context(Arc::new(NginxFactory::new(cluster.client.clone())));
+    let context = cluster.context(Arc::new(NginxTraffic::factory(cluster.client.clone())));
     let at = ("default", "echoserver");
     let rollouts = Api::<Rollout>::namespaced(cluster.client.clone(), "default");
     let deployments = Api::<Deployment>::namespaced(cluster.client.clone(), "default");

@@ -42,13 +42,12 @@ async fn cluster() -> TestCluster {
         object["metadata"]["namespace"] = json!("default");
         cluster.put(object);
     }
-    let uid = stable(&cluster, "apps/v1", "Deployment", "echoserver")["metadata"]["uid"].clone();
-    cluster.put(json!({
-        "apiVersion": "apps/v1", "kind": "ReplicaSet",
-        "metadata": {"name": "echoserver-6c9f", "namespace": "default",
-                     "labels": {"app": "echoserver", "pod-template-hash": "6c9f"},
-                     "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "echoserver", "uid": uid}]}
-    }));
+    cluster.put_replicaset(
+        "default",
+        "echoserver",
+        "6c9f",
+        json!({"app": "echoserver"}),
+    );
     cluster
 }
 
