@@ -8,7 +8,8 @@
 //! - [`machine`]: the release logic as one pure function, [`transition`];
 //! - [`providers`]: the traits the shell works through, with in-memory versions in [`memory`];
 //! - [`driver`]: one reconcile pass over those traits;
-//! - [`sim`]: synthetic traffic in virtual time, to try a rollout without a cluster.
+//! - [`sim`]: synthetic traffic in virtual time, to try a rollout without a cluster;
+//! - [`dataplane`]: which pod answers a request, given a cluster's objects.
 //!
 //! ```
 //! # tokio_test_block_on(async {
@@ -21,6 +22,7 @@
 //! # }
 //! ```
 
+pub mod dataplane;
 pub mod driver;
 pub mod duration;
 pub mod error;
