@@ -199,9 +199,11 @@ fn ab_tests_send_only_matching_requests() {
     );
     assert_eq!(report.summary.phase, Phase::Succeeded);
     let share = report.summary.canary_requests as f64 / report.summary.requests_total as f64;
+    // About the 10% that match while the test runs (4 of its 6 minutes), then everything for
+    // the 20 s that promotion hands over to the canary.
     assert!(
-        share > 0.05 && share < 0.1,
-        "about the 10% that match, over part of the run: {share}"
+        share > 0.1 && share < 0.2,
+        "the matching requests, then the promotion: {share}"
     );
 }
 

@@ -216,16 +216,21 @@ impl DeploymentWorkload {
                 "the wanted revision changed from {revision} to {desired} while the canary was being made; trying again"
             )));
         }
-        let mut selector = stable
-            .spec
-            .selector
-            .match_labels
-            .clone()
-            .unwrap_or_default();
-        selector.insert(ROLE.to_owned(), "canary".to_owned());
         template["metadata"]["labels"][ROLE] = json!("canary");
+        template["metadata"]["labels"][ROLLOUT] = json!(self.rollout);
         for (key, value) in &self.canary_labels {
             template["metadata"]["labels"][key] = json!(value);
+        }
+        let selector = canary_selector(&stable, &template);
+        if let Some(existing) = self.deployments.get_opt(&self.canary).await?
+            && existing.spec.selector.match_labels.as_ref() != Some(&selector)
+        {
+            // A Deployment's selector is immutable (apps/v1): a canary whose new template no
+            // longer matches it is replaced.
+            self.deployments
+                .delete(&self.canary, &DeleteParams::background())
+                .await?;
+            return Ok(true);
         }
         template["metadata"]["annotations"][REVISION] = json!(revision);
         if !configs.is_empty() {
@@ -386,6 +391,34 @@ fn rolling(deployment: &Deployment) -> bool {
     status.observed_generation < deployment.metadata.generation
         || status.updated_replicas.unwrap_or(0) < replicas
         || status.available_replicas.unwrap_or(0) < replicas
+}
+
+/// The canary Deployment's selector: the keys of the stable selector with the values the
+/// canary's pods carry (a `newVersion` may change one, such as `version`), plus the canary's
+/// own labels, so that it always matches the canary's template and never the stable pods.
+fn canary_selector(
+    stable: &Deployment,
+    template: &Value,
+) -> std::collections::BTreeMap<String, String> {
+    let labels = &template["metadata"]["labels"];
+    let mut selector: std::collections::BTreeMap<String, String> = stable
+        .spec
+        .selector
+        .match_labels
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(key, value)| {
+            let own = labels[&key].as_str().map(str::to_owned).unwrap_or(value);
+            (key, own)
+        })
+        .collect();
+    selector.insert(ROLE.to_owned(), "canary".to_owned());
+    selector.insert(
+        ROLLOUT.to_owned(),
+        labels[ROLLOUT].as_str().unwrap_or_default().to_owned(),
+    );
+    selector
 }
 
 fn annotation(deployment: &Deployment, key: &str) -> Option<String> {

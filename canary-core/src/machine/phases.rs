@@ -236,6 +236,9 @@ impl Engine<'_> {
         let Some(revision) = self.status.canary_revision.clone() else {
             return;
         };
+        if !self.isolated(seen, &revision) {
+            return;
+        }
         let (replicas, needed) = self.step_replicas(seen);
         let current = seen
             .workload
@@ -288,6 +291,36 @@ impl Engine<'_> {
         if scale && shrinking {
             self.emit(Action::EnsureCanary { revision, replicas });
         }
+    }
+
+    /// Stable traffic is kept from the canary's pods before any of them starts: the canary
+    /// workload is first made with no replicas and the stable-only route applied and shown
+    /// with it in place (providers that route by Service narrow the stable Service then, since
+    /// canary pods carry its labels). True once that holds, or when the canary already runs.
+    fn isolated(&mut self, seen: &Observation, revision: &str) -> bool {
+        let Some(canary) = &seen.workload.canary else {
+            self.emit(Action::EnsureCanary {
+                revision: revision.to_owned(),
+                replicas: 0,
+            });
+            self.set_route(RouteState::stable(), 0);
+            self.status.message = format!(
+                "step {}: keeping stable traffic from the canary before it starts",
+                self.status.step + 1
+            );
+            return false;
+        };
+        if canary.desired > 0 {
+            return true;
+        }
+        let shown = seen.verified != Verification::No
+            && seen.route.as_ref().is_none_or(RouteState::is_stable_only);
+        if shown && self.status.route.is_stable_only() {
+            return true;
+        }
+        self.set_route(RouteState::stable(), 0);
+        self.check_deadline("stable traffic to be kept from the canary");
+        false
     }
 
     /// The canary replicas the current step wants (the larger of its own and the next step's)
@@ -406,9 +439,8 @@ impl Engine<'_> {
             return;
         };
         self.status.waiting_since = Some(self.now);
-        self.emit(Action::PromoteStable {
-            revision: revision.clone(),
-        });
+        // Look again at once: promotion goes on from what the world shows.
+        self.again = true;
         self.set_phase(
             Phase::Promoting,
             format!("promoting revision {revision} to stable"),
@@ -424,7 +456,9 @@ impl Engine<'_> {
         }
         let stable = &seen.workload.stable;
         if stable.revision != revision {
-            self.emit(Action::PromoteStable { revision });
+            if self.handed_to_canary(seen, &revision) {
+                self.emit(Action::PromoteStable { revision });
+            }
             return;
         }
         if stable.available >= stable.desired {
@@ -435,6 +469,46 @@ impl Engine<'_> {
                 stable.available, stable.desired
             );
         }
+    }
+
+    /// Before the stable workload takes the new revision (and replaces its pods), the canary
+    /// takes all traffic at full size, when the provider splits by weight: stable pods can then
+    /// come and go without a request depending on them, and traffic only ever moves towards
+    /// the new version. True once that route is shown (or the provider cannot weigh).
+    fn handed_to_canary(&mut self, seen: &Observation, revision: &str) -> bool {
+        if !self.plan.capabilities().weights {
+            return true;
+        }
+        let all = RouteState::weighted(RouteState::stable().total);
+        let shown = seen.verified != Verification::No
+            && seen.route.as_ref().is_none_or(|route| *route == all);
+        if self.status.route == all && shown {
+            return true;
+        }
+        let full = seen.workload.stable.desired.max(1);
+        let canary = seen
+            .workload
+            .canary
+            .as_ref()
+            .filter(|canary| canary.revision == revision);
+        let available = canary.map_or(0, |canary| canary.available);
+        if canary.is_none_or(|canary| canary.desired < full) {
+            self.emit(Action::EnsureCanary {
+                revision: revision.to_owned(),
+                replicas: full,
+            });
+        }
+        if available < full {
+            self.status.message = format!(
+                "promoting {revision}: waiting for the canary at full size ({available}/{full} available)"
+            );
+        } else {
+            self.set_route(all, full);
+            self.status.message =
+                format!("promoting {revision}: all traffic to the canary while stable takes it");
+        }
+        self.check_deadline("the canary to take all traffic");
+        false
     }
 
     fn begin_finalising(&mut self, message: &str) {
