@@ -221,7 +221,7 @@ impl Configuration {
             // getBackendServers sorts by path (descending), then by length (descending),
             // both stable; getConfiguration then calls updateServerLocations.
             locations.sort_by(|a, b| b.path.cmp(&a.path));
-            locations.sort_by(|a, b| b.path.len().cmp(&a.path.len()));
+            locations.sort_by_key(|l| std::cmp::Reverse(l.path.len()));
             *locations = update_server_locations(std::mem::take(locations));
         }
         config
