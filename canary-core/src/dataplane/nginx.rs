@@ -26,6 +26,11 @@
 //!    looks only at the *first* alternative backend, falls back to the primary when that backend
 //!    has no balancer, and decides header → cookie → weight.
 //!
+//! Of several canary Ingresses for one host and path only the first in the controller's order
+//! (creation time, then `namespace/name` descending) shapes traffic; the controller's admission
+//! webhook refuses a second one (`controller.go` `checkOverlap`), but Ingresses applied without
+//! the webhook still reach this state.
+//!
 //! Annotations are read as `internal/ingress/annotations/canary/main.go` `Parse` reads them,
 //! including the controller's own validation (`parser/validators.go`): an invalid value is
 //! treated as absent. Not modelled: session affinity (a request pinned to a backend by the
@@ -1175,6 +1180,82 @@ mod tests {
         ]);
         let served = serve(&world, &get("/"));
         assert!(close(stable(&served), 1.0), "{served:?}");
+    }
+
+    #[test]
+    fn canary_ingresses_created_together_are_ordered_by_namespace_and_name_descending() {
+        let world = World::new(vec![
+            service("web", "web"),
+            service("web-canary", "web-canary"),
+            service("other", "other"),
+            pod("s1", "web"),
+            pod("c1", "web-canary"),
+            pod("o1", "other"),
+            ingress("web", "web.example.com", "/", "web", json!({})),
+            ingress(
+                "a-canary",
+                "web.example.com",
+                "/",
+                "web-canary",
+                canary(&[("canary-weight", "100")]),
+            ),
+            ingress(
+                "z-canary",
+                "web.example.com",
+                "/",
+                "other",
+                canary(&[("canary-weight", "100")]),
+            ),
+        ]);
+        let served = serve(&world, &get("/"));
+        assert!(close(served.share(|p| p.name == "o1"), 1.0), "{served:?}");
+    }
+
+    #[test]
+    fn an_ingress_as_users_write_it_with_a_canary_as_the_docs_show() {
+        // The class by annotation, an ImplementationSpecific root path, a named Service port;
+        // the canary Ingress copies the rule and adds the canary annotations.
+        let rule = json!([{"host": "echoserver.example.com", "http": {"paths": [
+            {"path": "/", "pathType": "ImplementationSpecific",
+             "backend": {"service": {"name": "echoserver", "port": {"number": 8080}}}}]}}]);
+        let mut canary_rule = rule.clone();
+        canary_rule[0]["http"]["paths"][0]["backend"]["service"]["name"] =
+            json!("echoserver-canary");
+        let svc = |name: &str, app: &str| {
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": "demo"},
+                   "spec": {"selector": {"app": app},
+                            "ports": [{"name": "http", "port": 8080, "targetPort": 8080, "protocol": "TCP"}]}})
+        };
+        let pod = |name: &str, app: &str| {
+            json!({"apiVersion": "v1", "kind": "Pod",
+                   "metadata": {"name": name, "namespace": "demo", "labels": {"app": app}},
+                   "status": {"conditions": [{"type": "Ready", "status": "True"}]}})
+        };
+        let world = World::new(vec![
+            svc("echoserver", "echoserver"),
+            svc("echoserver-canary", "echoserver-canary"),
+            pod("s1", "echoserver"),
+            pod("s2", "echoserver"),
+            pod("c1", "echoserver-canary"),
+            json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+                   "metadata": {"name": "echoserver", "namespace": "demo",
+                                "annotations": {"kubernetes.io/ingress.class": "nginx"}},
+                   "spec": {"rules": rule}}),
+            json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+                   "metadata": {"name": "echoserver-canary", "namespace": "demo",
+                                "annotations": {"kubernetes.io/ingress.class": "nginx",
+                                                "nginx.ingress.kubernetes.io/canary": "true",
+                                                "nginx.ingress.kubernetes.io/canary-weight": "20",
+                                                "nginx.ingress.kubernetes.io/canary-by-header": "X-Canary"}},
+                   "spec": {"rules": canary_rule}}),
+        ]);
+        let request =
+            Request::to("echoserver.example.com", "/echo").from(Caller::IngressController);
+        let served = serve_with(&world, &request, &Controller::upstream_defaults());
+        assert!(close(canary_of(&served), 0.2), "{served:?}");
+        assert!(close(stable(&served), 0.8));
+        let pinned = serve(&world, &request.clone().header("X-Canary", "never"));
+        assert!(close(stable(&pinned), 1.0));
     }
 
     #[test]
