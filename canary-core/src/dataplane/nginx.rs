@@ -1259,6 +1259,33 @@ mod tests {
     }
 
     #[test]
+    fn use_regex_turns_every_location_of_the_server_into_a_case_insensitive_regex() {
+        let mut versioned = ingress(
+            "versioned",
+            "web.example.com",
+            "/api/v[0-9]+",
+            "api",
+            json!({"nginx.ingress.kubernetes.io/use-regex": "true"}),
+        );
+        versioned["spec"]["rules"][0]["http"]["paths"][0]["pathType"] =
+            json!("ImplementationSpecific");
+        let world = World::new(vec![
+            service("web", "web"),
+            service("api", "api"),
+            pod("s1", "web"),
+            pod("a1", "api"),
+            ingress("web", "web.example.com", "/", "web", json!({})),
+            versioned,
+        ]);
+        let api_share = |path: &str| serve(&world, &get(path)).share(|p| p.name == "a1");
+        assert!(close(api_share("/api/v2/items"), 1.0));
+        assert!(close(api_share("/API/V2"), 1.0));
+        assert!(close(api_share("/api/latest"), 0.0));
+        // The regex is anchored at the start only.
+        assert!(close(api_share("/api/v2beta"), 1.0));
+    }
+
+    #[test]
     fn requests_matching_no_ingress_get_404() {
         let world = world(&[("canary-weight", "50")]);
         let served = serve(
