@@ -14,8 +14,9 @@
 //!   gateway proxy sees those naming it. Order is creation time, then name, then namespace
 //!   (`virtualservice_controller.go` `MergedVirtualServices`).
 //! - **Several VirtualServices for one host**: on a sidecar the first one wins the host
-//!   (`pilot/pkg/networking/core/httproute.go`: a duplicate virtual host is dropped), an exact
-//!   host before the most specific wildcard (`route.go` `separateVSHostsAndServices`). On a
+//!   (`pilot/pkg/networking/core/httproute.go`: a duplicate virtual host is dropped;
+//!   `virtualservice.go` `SelectVirtualServices` keeps istiod's order), an exact host before the
+//!   most specific wildcard (`route.go` `separateVSHostsAndServices`). On a
 //!   gateway their routes are concatenated in order, catch-all routes moved last
 //!   (`gateway.go` `buildGatewayHTTPRouteConfig`, `route.go` `SortVHostRoutes`).
 //! - **Routes** (`route.go` `BuildHTTPRoutesForVirtualService`, `TranslateRoute`,
@@ -23,8 +24,8 @@
 //!   wins; a match is dropped for this proxy when its `gateways` do not name it, its
 //!   `sourceNamespace` is another namespace, its `sourceLabels` are set (callers carry no
 //!   labels in this model) or its `port` differs; building stops after a catch-all. A
-//!   VirtualService left with no route does not apply (the Service's default route does); a
-//!   request no route matches gets 404.
+//!   VirtualService left with no route makes no virtual host (the next VirtualService for the
+//!   host, or the Service's default route, serves it); a request no route matches gets 404.
 //! - **Destinations** (`route.go` `applyHTTPRouteDestination`): one destination takes
 //!   everything whatever its weight; with several, zero weights are dropped and the rest share by
 //!   weight over their sum (Envoy weighted clusters; validation only refuses a zero total). A
@@ -107,24 +108,20 @@ fn sidecar(world: &World, request: &Request, namespace: &str) -> Served {
         None => request.host.trim_end_matches('.').to_ascii_lowercase(),
     };
     let services = virtual_services(world, &proxy);
-    // An exact host wins; otherwise the most specific wildcard; the oldest among equals.
-    let chosen = services
-        .iter()
-        .filter_map(|vs| Some((host_rank(&vs.hosts, &host)?, vs)))
-        .fold(
-            None,
-            |best: Option<(usize, &VirtualService<'_>)>, (rank, vs)| match best {
-                Some((r, _)) if r >= rank => best,
-                _ => Some((rank, vs)),
-            },
-        )
-        .map(|(_, vs)| vs);
     let port = request.port.or_else(|| {
         let (ns, name) = service.as_ref()?;
         let port = world.get("Service", ns, name)?["spec"]["ports"][0]["port"].as_u64()?;
         u16::try_from(port).ok()
     });
-    if let Some(vs) = chosen {
+    // An exact host wins, then the most specific wildcard, the oldest among equals; a
+    // VirtualService that leaves this proxy no route makes no virtual host, so the next one
+    // (or the Service's default route) serves the host.
+    let mut candidates: Vec<(usize, &VirtualService<'_>)> = services
+        .iter()
+        .filter_map(|vs| Some((host_rank(&vs.hosts, &host)?, vs)))
+        .collect();
+    candidates.sort_by_key(|(rank, _)| std::cmp::Reverse(*rank));
+    for (_, vs) in candidates {
         let routes = routes(vs, &proxy, port);
         if !routes.is_empty() {
             return route_request(world, &proxy, &routes, request);
@@ -923,6 +920,22 @@ mod tests {
         );
         let served = serve(&world(vec![vs]), &from_shop());
         assert!(close(v1(&served), 2.0 / 3.0), "{served:?}");
+    }
+
+    #[test]
+    fn a_virtual_service_without_routes_for_this_proxy_gives_way_to_the_next() {
+        let gateway_only = virtual_service(
+            "a-gateway-only",
+            json!({"hosts": ["reviews"], "http": [
+                {"match": [{"gateways": ["shop/public"]}], "route": [to("v1", 100)]}]}),
+        );
+        let mut mesh = virtual_service(
+            "b-mesh",
+            json!({"hosts": ["reviews"], "http": [{"route": [to("v2", 100)]}]}),
+        );
+        mesh["metadata"]["creationTimestamp"] = json!("2026-02-01T00:00:00Z");
+        let world = world(vec![gateway_only, mesh]);
+        assert!(close(v2(&serve(&world, &from_shop())), 1.0));
     }
 
     #[test]
