@@ -31,7 +31,7 @@
 //!   weight over their sum (Envoy weighted clusters; validation only refuses a zero total). A
 //!   subset is a cluster only when the DestinationRule in effect for the host defines it
 //!   (`push_context.go` `destinationRule`: the caller's namespace, then the Service's, then
-//!   `istio-system`; several rules for one host in a namespace merge, the first defining a subset
+//!   `istio-system`, for a proxy in `istio-system` the Service's first; several rules for one host in a namespace merge, the first defining a subset
 //!   wins, `destination_rule.go` `mergeDestinationRule`); a route to a cluster that does not
 //!   exist gets 503 (`NC`), one to a subset with no ready pod 503 (`UH`). Subset `labels` pick
 //!   the Service's ready endpoints whose pod labels include them.
@@ -439,7 +439,13 @@ fn subset_labels(
         })
         .collect();
     rules.sort_by(|a, b| creation_order(a.0, b.0).then_with(|| a.1.cmp(&b.1)));
-    let mut namespaces = vec![proxy_namespace, service_namespace, ROOT_NAMESPACE];
+    // A proxy in the root namespace looks there first only for rules private to it (exportTo
+    // is not modelled: every rule counts as exported), so it starts with the Service's.
+    let mut namespaces = if proxy_namespace == ROOT_NAMESPACE {
+        vec![service_namespace, ROOT_NAMESPACE]
+    } else {
+        vec![proxy_namespace, service_namespace, ROOT_NAMESPACE]
+    };
     namespaces.dedup();
     for ns in namespaces {
         let in_ns: Vec<&(&Value, String, String)> = rules.iter().filter(|r| r.1 == ns).collect();
@@ -807,6 +813,22 @@ mod tests {
         });
         assert!(close(serve(&world, &from_web).unserved(), 1.0));
         assert!(close(v2(&serve(&world, &from_shop())), 1.0));
+    }
+
+    #[test]
+    fn a_gateway_in_the_root_namespace_uses_the_services_destination_rule_first() {
+        let vs = json!({"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+            "metadata": {"name": "reviews", "namespace": "shop"},
+            "spec": {"hosts": ["shop.example.com"], "gateways": ["istio-system/ingressgateway"],
+                     "http": [{"route": [to("v2", 100)]}]}});
+        let mut global = destination_rule("istio-system", &["v1"]);
+        global["metadata"]["name"] = json!("global");
+        let world = world(vec![vs, global]);
+        let gw = Request::to("shop.example.com", "/").from(Caller::Gateway {
+            namespace: "istio-system".into(),
+            name: "ingressgateway".into(),
+        });
+        assert!(close(v2(&serve(&world, &gw)), 1.0));
     }
 
     #[test]
