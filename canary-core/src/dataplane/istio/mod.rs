@@ -156,30 +156,29 @@ fn gateway(world: &World, request: &Request, namespace: &str, name: &str) -> Ser
     }
     let services = virtual_services(world, &proxy);
     // Envoy picks the virtual host whose domain matches best; every VirtualService with that
-    // domain adds its routes.
-    let best = services
+    // domain adds its routes. A VirtualService leaving this gateway no route adds no domain.
+    let port = request.port;
+    let mut domains: Vec<(usize, &String)> = services
         .iter()
         .flat_map(|vs| vs.hosts.iter())
         .filter_map(|h| Some((host_rank(std::slice::from_ref(h), &host)?, h)))
-        .fold(
-            None,
-            |best: Option<(usize, &String)>, (rank, h)| match best {
-                Some((r, _)) if r >= rank => best,
-                _ => Some((rank, h)),
-            },
-        )
-        .map(|(_, h)| h.clone());
-    let Some(domain) = best else {
+        .collect();
+    domains.sort_by_key(|(rank, _)| std::cmp::Reverse(*rank));
+    let Some(all) = domains
+        .into_iter()
+        .map(|(_, domain)| {
+            services
+                .iter()
+                .filter(|vs| vs.hosts.contains(domain))
+                .flat_map(|vs| routes(vs, &proxy, port))
+                .collect::<Vec<Route<'_>>>()
+        })
+        .find(|routes| !routes.is_empty())
+    else {
         return Served::nobody(format!(
             "404: no VirtualService for {host} on gateway {namespace}/{name}"
         ));
     };
-    let port = request.port;
-    let all: Vec<Route<'_>> = services
-        .iter()
-        .filter(|vs| vs.hosts.contains(&domain))
-        .flat_map(|vs| routes(vs, &proxy, port))
-        .collect();
     let (mut ordered, catch_alls): (Vec<_>, Vec<_>) = all
         .into_iter()
         .partition(|r| !matching::catch_all(r.matched));
