@@ -98,7 +98,12 @@ struct Destination {
 /// The Service port `host` names for a caller in `namespace`: a Kubernetes Service name, or a
 /// Kuma `.mesh` name, `<svc>_<ns>_svc_<port>.mesh` or `<svc>.<ns>.svc.<port>.mesh`
 /// (pkg/xds/topology/dns.go: `VIPOutbounds`).
-fn destination(world: &World, host: &str, port: Option<u16>, namespace: &str) -> Option<Destination> {
+fn destination(
+    world: &World,
+    host: &str,
+    port: Option<u16>,
+    namespace: &str,
+) -> Option<Destination> {
     let host = host.trim_end_matches('.');
     let (svc_namespace, name, port) = if let Some(base) = host.strip_suffix(".mesh") {
         let parts: Vec<&str> = base.split('.').collect();
@@ -143,9 +148,13 @@ impl<'a> Context<'a> {
 
     /// A sidecar's (or delegated gateway's) request to a mesh destination.
     fn serve_outbound(&self, proxy: &Proxy, request: &Request) -> Served {
-        let Some(destination) = destination(self.world, &request.host, request.port, &proxy.namespace)
+        let Some(destination) =
+            destination(self.world, &request.host, request.port, &proxy.namespace)
         else {
-            return Served::nobody(format!("{} names no Service port of the mesh", request.host));
+            return Served::nobody(format!(
+                "{} names no Service port of the mesh",
+                request.host
+            ));
         };
         let tag = service_tag(&destination.namespace, &destination.name, destination.port);
         let traffic_routes = traffic_route::all(self.world, &self.mesh);
@@ -204,7 +213,11 @@ impl<'a> Context<'a> {
                         endpoints: tagged_endpoints(self.world, &tags),
                         name: tag.clone(),
                     });
-                (Outbound::Legacy { tag: tag.clone() }, destination.protocol.clone(), own)
+                (
+                    Outbound::Legacy { tag: tag.clone() },
+                    destination.protocol.clone(),
+                    own,
+                )
             }
         };
         let rules = policy::merged_rules(&self.policies, proxy, &outbound);
@@ -282,9 +295,14 @@ impl<'a> Context<'a> {
     /// Who answers `request` on `routes`: the first route it matches, its share per backend by
     /// weight, and the copies its `RequestMirror` filters make.
     fn answer(&self, routes: &[(Route, Vec<Split>)], request: &Request, what: &str) -> Served {
-        let Some((route, splits)) = routes.iter().find(|(r, _)| routes::matches(&r.matched, request))
+        let Some((route, splits)) = routes
+            .iter()
+            .find(|(r, _)| routes::matches(&r.matched, request))
         else {
-            return Served::nobody(format!("no route for {} {} on {what} (404)", request.method, request.path));
+            return Served::nobody(format!(
+                "no route for {} {} on {what} (404)",
+                request.method, request.path
+            ));
         };
         let total: f64 = splits.iter().map(|s| s.weight).sum();
         let mut served = Served::default();
@@ -299,7 +317,10 @@ impl<'a> Context<'a> {
             }
             let mirror = &filter["requestMirror"];
             let share = percentage(mirror.get("percentage")).unwrap_or(100.0) / 100.0;
-            served.mirror(share, &self.mirror_endpoints(&BackendRef::parse(&mirror["backendRef"])));
+            served.mirror(
+                share,
+                &self.mirror_endpoints(&BackendRef::parse(&mirror["backendRef"])),
+            );
         }
         served
     }
@@ -340,7 +361,10 @@ impl<'a> Context<'a> {
             return Some(Split {
                 weight: backend.weight as f64,
                 endpoints: service.endpoints(self.world),
-                name: format!("MeshService {}/{} port {}", service.namespace, service.name, port.port),
+                name: format!(
+                    "MeshService {}/{} port {}",
+                    service.namespace, service.name, port.port
+                ),
             });
         }
         if !matches!(backend.kind.as_str(), "MeshService" | "MeshServiceSubset") {
@@ -390,7 +414,10 @@ fn percentage(value: Option<&Value>) -> Option<f64> {
 /// True when `hostnames` (absent: any) admits `host`; `*.example.com` matches one or more
 /// labels before `.example.com`.
 fn hostname_matches(hostnames: Option<&Value>, host: &str) -> bool {
-    let Some(names) = hostnames.and_then(Value::as_array).filter(|a| !a.is_empty()) else {
+    let Some(names) = hostnames
+        .and_then(Value::as_array)
+        .filter(|a| !a.is_empty())
+    else {
         return true;
     };
     names.iter().filter_map(Value::as_str).any(|name| {

@@ -197,8 +197,8 @@ impl<'a> Policy<'a> {
             return false;
         }
         let proxy_type = if proxy.gateway { "Gateway" } else { "Sidecar" };
-        let typed = self.top.proxy_types.is_empty()
-            || self.top.proxy_types.iter().any(|t| t == proxy_type);
+        let typed =
+            self.top.proxy_types.is_empty() || self.top.proxy_types.iter().any(|t| t == proxy_type);
         let known_tags = |tags: &BTreeMap<String, String>| {
             tags.iter().all(|(k, v)| match k.as_str() {
                 NAMESPACE_TAG => *v == proxy.namespace,
@@ -273,7 +273,10 @@ impl Entry<'_> {
                 "Mesh" => true,
                 "MeshService" => target.name == *tag,
                 "MeshServiceSubset" => target.name == *tag && target.tags.is_empty(),
-                "MeshSubset" => target.tags.iter().all(|(k, v)| k == SERVICE_TAG && v == tag),
+                "MeshSubset" => target
+                    .tags
+                    .iter()
+                    .all(|(k, v)| k == SERVICE_TAG && v == tag),
                 _ => false,
             },
             Outbound::Real {
@@ -411,7 +414,9 @@ pub(super) fn merge_entries(entries: &[Entry<'_>]) -> Vec<Rule> {
             {
                 combined = Rule {
                     matches: combined.matches,
-                    backend_refs: combined.backend_refs.or_else(|| earlier.backend_refs.clone()),
+                    backend_refs: combined
+                        .backend_refs
+                        .or_else(|| earlier.backend_refs.clone()),
                     filters: combined.filters.or_else(|| earlier.filters.clone()),
                     origin_namespace: combined.origin_namespace,
                 };

@@ -51,7 +51,13 @@ impl Mesh {
         let chosen = meshes
             .iter()
             .find(|m| m.pointer("/metadata/name").and_then(Value::as_str) == Some("default"))
-            .or_else(|| if meshes.len() == 1 { meshes.first() } else { None });
+            .or_else(|| {
+                if meshes.len() == 1 {
+                    meshes.first()
+                } else {
+                    None
+                }
+            });
         let Some(mesh) = chosen else {
             return Mesh {
                 name: "default".to_owned(),
@@ -68,7 +74,9 @@ impl Mesh {
             _ => Mode::Disabled,
         };
         Mesh {
-            name: str_at(mesh, "/metadata/name").unwrap_or("default").to_owned(),
+            name: str_at(mesh, "/metadata/name")
+                .unwrap_or("default")
+                .to_owned(),
             mode,
         }
     }
@@ -166,9 +174,11 @@ pub(super) fn service_tag(namespace: &str, name: &str, port: u64) -> String {
 pub(super) fn parse_service_tag(tag: &str) -> Option<(String, String, u64)> {
     let parts: Vec<&str> = tag.split('_').collect();
     match parts.as_slice() {
-        [name, namespace, "svc", port] => {
-            Some(((*name).to_owned(), (*namespace).to_owned(), port.parse().ok()?))
-        }
+        [name, namespace, "svc", port] => Some((
+            (*name).to_owned(),
+            (*namespace).to_owned(),
+            port.parse().ok()?,
+        )),
         _ => None,
     }
 }

@@ -61,8 +61,14 @@ pub(super) fn compare_match(a: &Value, b: &Value) -> Ordering {
     let path = |m: &Value| {
         m.get("path").filter(|p| p.is_object()).map(|p| {
             (
-                p.get("type").and_then(Value::as_str).unwrap_or("PathPrefix").to_owned(),
-                p.get("value").and_then(Value::as_str).unwrap_or_default().len(),
+                p.get("type")
+                    .and_then(Value::as_str)
+                    .unwrap_or("PathPrefix")
+                    .to_owned(),
+                p.get("value")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .len(),
             )
         })
     };
@@ -117,7 +123,11 @@ fn path_matches(path: Option<&Value>, request_path: &str) -> bool {
         return true;
     };
     let value = path.get("value").and_then(Value::as_str).unwrap_or("/");
-    match path.get("type").and_then(Value::as_str).unwrap_or("PathPrefix") {
+    match path
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("PathPrefix")
+    {
         "Exact" => request_path == value,
         "RegularExpression" => full_match(value, request_path),
         _ => {

@@ -73,7 +73,12 @@ fn selectors<'a>(spec: &'a Value, key: &str) -> Vec<BTreeMap<String, String>> {
 /// best source plus best destination selector rank highest, on a tie the one created last,
 /// among them the first by name (pkg/core/policy/connection_matcher.go:
 /// `SelectConnectionPolicies`).
-pub(super) fn select<'a>(world: &'a World, mesh: &Mesh, proxy: &Proxy, tag: &str) -> Option<&'a Value> {
+pub(super) fn select<'a>(
+    world: &'a World,
+    mesh: &Mesh,
+    proxy: &Proxy,
+    tag: &str,
+) -> Option<&'a Value> {
     let mut routes: Vec<&Value> = all(world, mesh);
     routes.sort_by_key(|r| str_at(r, "/metadata/name").unwrap_or_default().to_owned());
     let mut best: Option<(&Value, Rank)> = None;
@@ -165,7 +170,8 @@ pub(super) fn serve(world: &World, route: &Value, tag: &str, request: &Request) 
         return Served::nobody(format!("TrafficRoute {route_name} sends {tag} nowhere"));
     }
     for (weight, tags) in targets {
-        let mut tags: BTreeMap<String, String> = tags.into_iter().filter(|(_, v)| v != "*").collect();
+        let mut tags: BTreeMap<String, String> =
+            tags.into_iter().filter(|(_, v)| v != "*").collect();
         tags.entry(SERVICE_TAG.to_owned())
             .or_insert_with(|| tag.to_owned());
         let endpoints = tagged_endpoints(world, &tags);
