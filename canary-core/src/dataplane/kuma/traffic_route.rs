@@ -62,7 +62,7 @@ fn destination_matches(selector: &BTreeMap<String, String>, tag: &str) -> bool {
         .all(|(k, v)| k == SERVICE_TAG && (v == "*" || v == tag))
 }
 
-fn selectors<'a>(spec: &'a Value, key: &str) -> Vec<BTreeMap<String, String>> {
+fn selectors(spec: &Value, key: &str) -> Vec<BTreeMap<String, String>> {
     spec.get(key)
         .and_then(Value::as_array)
         .map(|a| a.iter().map(|s| string_map(s.get("match"))).collect())
