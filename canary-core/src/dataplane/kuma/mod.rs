@@ -173,6 +173,14 @@ impl<'a> Context<'a> {
                 None => Served::nobody(format!("no TrafficRoute selects the outbound {tag}")),
             };
         }
+        if self.mesh.mode == Mode::Exclusive
+            && request.host.trim_end_matches('.').ends_with(".mesh")
+        {
+            return Served::nobody(format!(
+                "{}: the mesh uses MeshServices only, `.mesh` names of `kuma.io/service` have no address",
+                request.host
+            ));
+        }
         let real = match self.mesh.mode {
             Mode::ReachableBackends => None,
             _ => self.mesh_service(&destination),
@@ -263,7 +271,7 @@ impl<'a> Context<'a> {
             .filter(|e| e.target.kind == "Mesh")
             .filter(|e| hostname_matches(e.value.get("hostnames"), &request.host))
             .collect();
-        entries.sort_by(policy::precedence);
+        entries.sort_by(policy::policy_precedence);
         let rules = merge_entries(&entries);
         let routes = routes::routes(&rules, false);
         let built = self.build(&routes, None);

@@ -317,8 +317,19 @@ impl Entry<'_> {
     }
 }
 
-/// The order of increasing precedence of `to` entries: top-level kind, role, `to` kind, with a
-/// `sectionName` after without, then by name, later names first
+/// The order of increasing precedence of policies: top-level kind, role, then by name, later
+/// names first (pkg/plugins/policies/core/matchers/dataplane.go: `SortByTargetRef`). The
+/// entries of a `kuma.io/service` outbound merge in this order, each policy's in written order
+/// (pkg/plugins/policies/core/rules/rules.go: `legacyBuildToRules`, `createRule`).
+pub(super) fn policy_precedence(a: &Entry<'_>, b: &Entry<'_>) -> Ordering {
+    kind_order(&a.policy.top.kind)
+        .cmp(&kind_order(&b.policy.top.kind))
+        .then(a.policy.role.cmp(&b.policy.role))
+        .then_with(|| b.policy.name.cmp(&a.policy.name))
+}
+
+/// The order of increasing precedence of `to` entries for a MeshService outbound: top-level
+/// kind, role, `to` kind, with a `sectionName` after without, then by name, later names first
 /// (pkg/plugins/policies/core/rules/outbound/sort.go: `Sort`; rules/sort/sort.go).
 pub(super) fn precedence(a: &Entry<'_>, b: &Entry<'_>) -> Ordering {
     kind_order(&a.policy.top.kind)
@@ -372,7 +383,10 @@ pub(super) fn merged_rules(
         })
         .filter(|e| e.configures(outbound))
         .collect();
-    entries.sort_by(precedence);
+    match outbound {
+        Outbound::Legacy { .. } => entries.sort_by(policy_precedence),
+        Outbound::Real { .. } => entries.sort_by(precedence),
+    }
     merge_entries(&entries)
 }
 

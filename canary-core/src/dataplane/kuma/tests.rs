@@ -607,3 +607,47 @@ fn sidecar_only_policies_leave_gateways_alone() {
         1.0
     ));
 }
+
+#[test]
+fn an_exclusive_mesh_routes_mesh_services_only() {
+    let route = split_route(
+        "shop",
+        legacy("web_shop_svc_80"),
+        real("web"),
+        real("web-canary"),
+        10,
+    );
+    let world = shop(vec![
+        mesh("Exclusive"),
+        mesh_service("web", "stable"),
+        mesh_service("web-canary", "canary"),
+        route,
+    ]);
+    let served = serve(&world, &from(sidecar("default"), "/"));
+    assert!(close(canary(&served), 0.1), "{served:?}");
+    let by_tag = serve(
+        &world,
+        &Request::to("web_shop_svc_80.mesh", "/").from(sidecar("default")),
+    );
+    assert!(close(by_tag.unserved(), 1.0), "{by_tag:?}");
+}
+
+#[test]
+fn reachable_backends_mode_keeps_service_tag_outbounds() {
+    // Callers list no `reachableBackends`, so they keep the `kuma.io/service` outbound, which
+    // a short `name` reference does not name.
+    let world = shop(vec![
+        mesh("ReachableBackends"),
+        mesh_service("web", "stable"),
+        mesh_service("web-canary", "canary"),
+        split_route(
+            "shop",
+            json!({"kind": "MeshService", "name": "web"}),
+            real("web"),
+            real("web-canary"),
+            10,
+        ),
+    ]);
+    let served = serve(&world, &from(sidecar("default"), "/"));
+    assert!(close(canary(&served), 0.0), "{served:?}");
+}
