@@ -156,11 +156,13 @@ pub(super) struct Policy<'a> {
 }
 
 impl<'a> Policy<'a> {
-    /// Every MeshHTTPRoute of `mesh` in `world` that admission accepts.
+    /// Every MeshHTTPRoute of `mesh` in `world` that admission accepts: not mixing producer and
+    /// consumer entries, and with valid paths.
     pub fn all(world: &'a World, mesh: &Mesh) -> Vec<Policy<'a>> {
         world
             .all("MeshHTTPRoute")
             .filter(|p| mesh.holds(p))
+            .filter(|p| valid_paths(p))
             .filter_map(|object| {
                 let name = str_at(object, "/metadata/name")?.to_owned();
                 let namespace = str_at(object, "/metadata/namespace")
@@ -222,6 +224,39 @@ impl<'a> Policy<'a> {
             _ => false,
         }
     }
+}
+
+/// True when every path match of `policy` is one admission accepts: an Exact or PathPrefix
+/// value is absolute, and a PathPrefix other than `/` has no trailing `/`
+/// (pkg/plugins/policies/meshhttproute/api/v1alpha1/validation.go: `validatePath`).
+fn valid_paths(policy: &Value) -> bool {
+    let entries = policy
+        .pointer("/spec/to")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    entries
+        .iter()
+        .filter_map(|e| e.get("rules").and_then(Value::as_array))
+        .flatten()
+        .filter_map(|r| r.get("matches").and_then(Value::as_array))
+        .flatten()
+        .filter_map(|m| m.get("path").filter(|p| p.is_object()))
+        .all(|path| {
+            let value = path
+                .get("value")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            match path
+                .get("type")
+                .and_then(Value::as_str)
+                .unwrap_or("PathPrefix")
+            {
+                "Exact" => value.starts_with('/'),
+                "PathPrefix" => value == "/" || (value.starts_with('/') && !value.ends_with('/')),
+                _ => true,
+            }
+        })
 }
 
 /// Where a request goes, as routing rules name it.

@@ -651,3 +651,27 @@ fn reachable_backends_mode_keeps_service_tag_outbounds() {
     let served = serve(&world, &from(sidecar("default"), "/"));
     assert!(close(canary(&served), 0.0), "{served:?}");
 }
+
+#[test]
+fn a_policy_with_a_trailing_slash_prefix_is_refused() {
+    let world = shop(vec![rules_route(
+        "trailing",
+        json!([to_canary(
+            json!([{"path": {"type": "PathPrefix", "value": "/api/"}}])
+        )]),
+    )]);
+    assert!(close(
+        canary(&serve(&world, &from(sidecar("default"), "/api/x"))),
+        0.0
+    ));
+    let valid = shop(vec![rules_route(
+        "valid",
+        json!([to_canary(
+            json!([{"path": {"type": "PathPrefix", "value": "/api"}}])
+        )]),
+    )]);
+    assert!(close(
+        canary(&serve(&valid, &from(sidecar("default"), "/api/x"))),
+        1.0
+    ));
+}
