@@ -675,3 +675,21 @@ fn a_policy_with_a_trailing_slash_prefix_is_refused() {
         1.0
     ));
 }
+
+#[test]
+fn a_cookie_header_match_sees_the_request_cookies() {
+    let world = shop(vec![rules_route(
+        "cookie",
+        json!([to_canary(
+            json!([{"path": {"type": "PathPrefix", "value": "/"},
+                                  "headers": [{"type": "RegularExpression", "name": "cookie",
+                                               "value": ".*canary=always.*"}]}])
+        )]),
+    )]);
+    let with = from(sidecar("default"), "/").cookie("canary", "always");
+    assert!(close(canary(&serve(&world, &with)), 1.0));
+    assert!(close(
+        canary(&serve(&world, &from(sidecar("default"), "/"))),
+        0.0
+    ));
+}
