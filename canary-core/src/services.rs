@@ -11,7 +11,7 @@
 use serde_json::{Value, json};
 
 use crate::RolloutPlan;
-use crate::objects::{Objects, POD_TEMPLATE_HASH, clean, generated_metadata};
+use crate::objects::{Objects, POD_TEMPLATE_HASH, ROLLOUT_LABEL, clean, generated_metadata};
 
 /// The label every canary pod carries (set by the Deployment workload provider).
 pub const ROLE_LABEL: &str = "canary.rs/role";
@@ -92,7 +92,7 @@ pub fn split(
         });
     }
     let service = stable_service(plan, objects)?;
-    let stable_selector = stable_selector(plan, service, objects);
+    let stable_selector = stable_selector(plan, service, objects, route);
     if route.is_stable_only() {
         return Ok(Split {
             canary_service: None,
@@ -112,11 +112,31 @@ pub fn canary_service_name(plan: &RolloutPlan) -> String {
     format!("{}-canary", plan.rollout.spec.service.name)
 }
 
-/// True when the canary Deployment is among `objects`.
+/// True when the canary Deployment, or any pod of it, is among `objects`: pods outlive their
+/// Deployment (the garbage collector removes them after it), and while one runs it carries
+/// the stable Service's labels.
 pub fn canary_runs(plan: &RolloutPlan, objects: &Objects) -> bool {
-    objects
+    let deployment = objects
         .get("Deployment", &plan.namespace, &plan.canary_workload())
-        .is_some()
+        .is_some();
+    deployment
+        || objects.of_kind("Pod", &plan.namespace).any(|pod| {
+            let labels = &pod["metadata"]["labels"];
+            labels[ROLE_LABEL] == "canary" && labels[ROLLOUT_LABEL] == json!(plan.name)
+        })
+}
+
+/// True when `deployment` has rolled its template out: its controller saw the current
+/// generation, and every replica runs the current template and is available (no pod of an
+/// older ReplicaSet is left).
+pub fn settled(deployment: &Value) -> bool {
+    let count = |field: &str| deployment["status"][field].as_i64().unwrap_or(0);
+    let generation = deployment["metadata"]["generation"].as_i64().unwrap_or(0);
+    let replicas = deployment["spec"]["replicas"].as_i64().unwrap_or(1);
+    count("observedGeneration") >= generation
+        && count("updatedReplicas") == replicas
+        && count("availableReplicas") == replicas
+        && count("replicas") == replicas
 }
 
 /// The stable Service of `plan` among `objects`, or why it is needed.
@@ -167,12 +187,41 @@ pub fn canary_service(plan: &RolloutPlan, stable: &Value) -> Result<Value, Strin
     }))
 }
 
-/// The stable Service narrowed to the stable pods (while canary pods run or get traffic).
-pub fn stable_selector(plan: &RolloutPlan, service: &Value, objects: &Objects) -> StableSelector {
+/// The stable Service narrowed to pods that are not the canary's (while canary pods run), by
+/// `pod-template-hash`. The hash must never leave the Service without ready pods, or
+/// ingress-nginx answers 503 for everything on its host and path, canary share included:
+///
+/// - the stable Deployment's current ReplicaSet, once the Deployment has [`settled`] on it;
+/// - while it rolls (promotion replaces its pods) and `route` sends everything to the canary:
+///   the canary's own pods, the only ones sure to stay (they take no share through this
+///   Service that the route does not give them already);
+/// - otherwise while it rolls: the hash the live Service holds, kept until the roll is over;
+/// - with none of these: the current ReplicaSet.
+pub fn stable_selector(
+    plan: &RolloutPlan,
+    service: &Value,
+    objects: &Objects,
+    route: &crate::RouteState,
+) -> StableSelector {
+    let namespace = &plan.namespace;
     let workload = &plan.rollout.spec.workload_ref.name;
-    let hash = objects
-        .get("Deployment", &plan.namespace, workload)
-        .and_then(|deployment| objects.pod_template_hash(deployment, &plan.namespace));
+    let stable = objects.get("Deployment", namespace, workload);
+    let current = stable.and_then(|deployment| objects.pod_template_hash(deployment, namespace));
+    let held = service["metadata"]["annotations"][NARROWED_ANNOTATION]
+        .as_str()
+        .map(str::to_owned);
+    let canary = objects
+        .get("Deployment", namespace, &plan.canary_workload())
+        .filter(|deployment| settled(deployment))
+        .and_then(|deployment| objects.pod_template_hash(deployment, namespace));
+    let all_to_canary = route.total > 0 && route.weight >= route.total;
+    let hash = if stable.is_some_and(settled) {
+        current
+    } else if all_to_canary {
+        canary.or(held).or(current)
+    } else {
+        held.or(current)
+    };
     match hash {
         Some(hash) => {
             let mut narrowed = clean(service);
@@ -205,4 +254,114 @@ pub fn selector_patch(plan: &RolloutPlan, selector: &StableSelector) -> Value {
         patch["spec"] = json!({"selector": {POD_TEMPLATE_HASH: hash}});
     }
     patch
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::RouteState;
+
+    fn plan() -> RolloutPlan {
+        crate::load::plan_from_yaml(
+            "apiVersion: canary.rs/v1alpha1\nkind: Rollout\nmetadata: {name: web, namespace: shop}\nspec:\n  workloadRef: {apiVersion: apps/v1, kind: Deployment, name: web}\n  service: {name: web, port: 80}\n  trafficRouting: {nginx: {ingress: web}}\n  strategy: {canary: {steps: [{weight: 50}]}}\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn deployment(name: &str, revision: u32, settled: bool) -> Value {
+        let updated = if settled { 3 } else { 1 };
+        json!({"kind": "Deployment", "metadata": {"name": name, "namespace": "shop", "uid": name, "generation": 2,
+                "annotations": {"deployment.kubernetes.io/revision": revision.to_string()}},
+               "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}}},
+               "status": {"observedGeneration": 2, "replicas": 3, "updatedReplicas": updated, "availableReplicas": 3}})
+    }
+
+    fn replicaset(owner: &str, hash: &str, revision: u32) -> Value {
+        json!({"kind": "ReplicaSet", "metadata": {"name": format!("{owner}-{hash}"), "namespace": "shop",
+                "labels": {"app": "web", "pod-template-hash": hash},
+                "annotations": {"deployment.kubernetes.io/revision": revision.to_string()},
+                "ownerReferences": [{"kind": "Deployment", "name": owner, "uid": owner}]}})
+    }
+
+    fn service(narrowed_to: Option<&str>) -> Value {
+        let mut service = json!({"kind": "Service", "metadata": {"name": "web", "namespace": "shop"},
+                                 "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}});
+        if let Some(hash) = narrowed_to {
+            service["spec"]["selector"][POD_TEMPLATE_HASH] = json!(hash);
+            service["metadata"]["annotations"] = json!({NARROWED_ANNOTATION: hash});
+        }
+        service
+    }
+
+    fn narrowed_to(selector: &StableSelector) -> Option<String> {
+        match selector {
+            StableSelector::Narrowed(service) => service["spec"]["selector"][POD_TEMPLATE_HASH]
+                .as_str()
+                .map(str::to_owned),
+            _ => None,
+        }
+    }
+
+    /// The stable Deployment promoted to `new` (revision 2) and still rolling, the canary
+    /// settled on `c`.
+    fn promoting(live: Option<&str>) -> (Objects, Value) {
+        let service = service(live);
+        let objects = Objects::new(vec![
+            deployment("web", 2, false),
+            replicaset("web", "old", 1),
+            replicaset("web", "new", 2),
+            deployment("web-canary", 1, true),
+            replicaset("web-canary", "c", 1),
+            service.clone(),
+        ]);
+        (objects, service)
+    }
+
+    #[test]
+    fn a_settled_stable_deployment_is_selected_by_its_current_replicaset() {
+        let service = service(Some("old"));
+        let objects = Objects::new(vec![
+            deployment("web", 2, true),
+            replicaset("web", "old", 1),
+            replicaset("web", "new", 2),
+            service.clone(),
+        ]);
+        let selector = stable_selector(&plan(), &service, &objects, &RouteState::stable());
+        assert_eq!(narrowed_to(&selector).as_deref(), Some("new"));
+    }
+
+    #[test]
+    fn while_stable_rolls_the_live_narrowing_is_kept() {
+        let (objects, service) = promoting(Some("old"));
+        let selector = stable_selector(&plan(), &service, &objects, &RouteState::weighted(50));
+        assert_eq!(narrowed_to(&selector).as_deref(), Some("old"));
+    }
+
+    #[test]
+    fn while_stable_rolls_behind_a_full_canary_route_the_service_keeps_the_canary_pods() {
+        // ingress-nginx answers 503 for everything when the stable Service has no endpoints:
+        // the old pods go away during the roll, the canary's stay.
+        let (objects, service) = promoting(Some("old"));
+        let selector = stable_selector(&plan(), &service, &objects, &RouteState::weighted(100));
+        assert_eq!(narrowed_to(&selector).as_deref(), Some("c"));
+    }
+
+    #[test]
+    fn canary_pods_that_outlive_their_deployment_keep_the_service_narrowed() {
+        let pod = json!({"kind": "Pod", "metadata": {"name": "web-canary-x", "namespace": "shop",
+                          "labels": {"app": "web", ROLE_LABEL: "canary", ROLLOUT_LABEL: "web"}}});
+        let mut objects = Objects::new(vec![
+            deployment("web", 1, true),
+            replicaset("web", "old", 1),
+            service(Some("old")),
+        ]);
+        assert!(!canary_runs(&plan(), &objects));
+        objects.insert(pod);
+        assert!(canary_runs(&plan(), &objects));
+        let split = split(&plan(), &RouteState::stable(), &objects, || {
+            Err("no route object at 0%".to_owned())
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(narrowed_to(&split.stable_selector).as_deref(), Some("old"));
+    }
 }

@@ -816,3 +816,125 @@ async fn the_inconclusive_limit_rolls_back_after_runs_in_a_row_without_evidence(
         5
     );
 }
+
+#[tokio::test]
+async fn stable_traffic_is_isolated_before_any_canary_pod_starts() {
+    use canary_core::machine::{
+        Action, Input, Observation, Verification, WorkloadObservation, WorkloadState, transition,
+    };
+    let world = flagger();
+    world.reconcile().await;
+    let state = |revision: &str, desired| WorkloadState {
+        revision: revision.into(),
+        desired,
+        ready: desired,
+        available: desired,
+    };
+    let seen = |canary: Option<WorkloadState>, verified| {
+        Input::Observed(Observation {
+            workload: WorkloadObservation {
+                desired_revision: "rev-2".into(),
+                stable: state("rev-1", 5),
+                canary,
+            },
+            route: Some(canary_core::RouteState::stable()),
+            verified,
+        })
+    };
+    let now = world.now();
+    let progressing = transition(
+        &world.plan,
+        world.status(),
+        &seen(None, Verification::Yes),
+        now,
+    );
+    assert_eq!(progressing.status.phase, Phase::Progressing);
+    let started = transition(
+        &world.plan,
+        progressing.status,
+        &seen(None, Verification::Yes),
+        now,
+    );
+    let ensured: Vec<u32> = started
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::EnsureCanary { replicas, .. } => Some(*replicas),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        ensured,
+        [0],
+        "the canary workload is made without pods first"
+    );
+    let routed = started
+        .actions
+        .iter()
+        .position(|a| matches!(a, Action::SetRoute(route) if route.is_stable_only()));
+    assert!(
+        routed.is_some(),
+        "the stable-only route is applied with it: {:?}",
+        started.actions
+    );
+    // Not shown yet: no pod starts.
+    let waiting = transition(
+        &world.plan,
+        started.status.clone(),
+        &seen(Some(state("rev-2", 0)), Verification::No),
+        now,
+    );
+    assert!(
+        !waiting
+            .actions
+            .iter()
+            .any(|a| matches!(a, Action::EnsureCanary { replicas, .. } if *replicas > 0)),
+        "{:?}",
+        waiting.actions
+    );
+    // Shown: the step's pods start.
+    let shown = transition(
+        &world.plan,
+        started.status,
+        &seen(Some(state("rev-2", 0)), Verification::Yes),
+        now,
+    );
+    assert!(
+        shown
+            .actions
+            .iter()
+            .any(|a| matches!(a, Action::EnsureCanary { replicas, .. } if *replicas > 0)),
+        "{:?}",
+        shown.actions
+    );
+}
+
+#[tokio::test]
+async fn promotion_hands_all_traffic_to_a_full_canary_before_stable_changes() {
+    let world = flagger();
+    world.start().await;
+    world.run_until(HOUR, |s| s.phase == Phase::Promoting).await;
+    let mut promoted_at_weight = None;
+    let mut canary_at_promotion = None;
+    for _ in 0..200 {
+        let before = world.workload.promotions().len();
+        let pass = world.reconcile().await;
+        if before == 0 && world.workload.promotions().len() == 1 {
+            promoted_at_weight = Some(world.traffic.route().weight);
+            canary_at_promotion = world.workload.snapshot().canary;
+        }
+        if pass.status.phase.is_terminal() {
+            break;
+        }
+        world.clock.advance(SignedDuration::from_secs(1));
+    }
+    assert_eq!(
+        promoted_at_weight,
+        Some(100),
+        "stable changes only behind a full route"
+    );
+    let canary = canary_at_promotion.expect("the canary ran when stable was promoted");
+    assert_eq!(canary.desired, 5, "the canary runs at the stable size");
+    assert_eq!(canary.available, 5);
+    assert_eq!(world.status().phase, Phase::Succeeded);
+}

@@ -3,10 +3,13 @@
 
 use canary_core::RolloutPlan;
 use canary_core::objects::Objects;
+use canary_core::objects::ROLLOUT_LABEL;
 use canary_core::objects::includes;
-use canary_core::services::{Split, StableSelector, canary_service_name, selector_patch};
+use canary_core::services::{
+    ROLE_LABEL, Split, StableSelector, canary_service_name, selector_patch,
+};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::api::ListParams;
 use kube::{Api, Client};
 use serde_json::Value;
@@ -29,6 +32,7 @@ pub struct ServiceSplit {
     services: Api<Service>,
     deployments: Api<Deployment>,
     replicasets: Api<ReplicaSet>,
+    pods: Api<Pod>,
 }
 
 impl ServiceSplit {
@@ -38,32 +42,50 @@ impl ServiceSplit {
         ServiceSplit {
             services: Api::namespaced(client.clone(), &namespace),
             deployments: Api::namespaced(client.clone(), &namespace),
-            replicasets: Api::namespaced(client, &namespace),
+            replicasets: Api::namespaced(client.clone(), &namespace),
+            pods: Api::namespaced(client, &namespace),
             manager,
             plan,
         }
     }
 
-    /// Adds to `objects` what rendering needs: both Deployments, the stable Service and (while
-    /// canary pods run, or when `routing` to them) the stable Deployment's ReplicaSets.
+    /// Adds to `objects` what rendering needs: both Deployments, the stable Service, the canary
+    /// pods that still run, and (while canary pods run, or when `routing` to them) both
+    /// Deployments' ReplicaSets.
     pub async fn fetch(&self, objects: &mut Objects, routing: bool) -> kube::Result<LiveServices> {
         let plan = &self.plan;
         let canary_deployment = get_json(&self.deployments, &plan.canary_workload()).await?;
         let stable_deployment =
             get_json(&self.deployments, &plan.rollout.spec.workload_ref.name).await?;
-        if let Some(stable) = &stable_deployment
-            && (routing || canary_deployment.is_some())
-        {
-            let selector = label_selector(&stable["spec"]["selector"]["matchLabels"]);
-            let list = self
-                .replicasets
-                .list(&ListParams::default().labels(&selector))
-                .await?;
-            objects.extend(
-                list.items
-                    .iter()
-                    .map(|rs| serde_json::to_value(rs).unwrap_or(Value::Null)),
-            );
+        let pods = self
+            .pods
+            .list(&ListParams::default().labels(&format!(
+                "{ROLE_LABEL}=canary,{ROLLOUT_LABEL}={}",
+                plan.name
+            )))
+            .await?;
+        let canary_pods = !pods.items.is_empty();
+        objects.extend(
+            pods.items
+                .iter()
+                .map(|pod| serde_json::to_value(pod).unwrap_or(Value::Null)),
+        );
+        if routing || canary_deployment.is_some() || canary_pods {
+            for deployment in [&stable_deployment, &canary_deployment]
+                .into_iter()
+                .flatten()
+            {
+                let selector = label_selector(&deployment["spec"]["selector"]["matchLabels"]);
+                let list = self
+                    .replicasets
+                    .list(&ListParams::default().labels(&selector))
+                    .await?;
+                objects.extend(
+                    list.items
+                        .iter()
+                        .map(|rs| serde_json::to_value(rs).unwrap_or(Value::Null)),
+                );
+            }
         }
         let live = LiveServices {
             stable: get_json(&self.services, &plan.rollout.spec.service.name).await?,
