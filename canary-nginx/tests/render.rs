@@ -182,7 +182,7 @@ fn the_clone_keeps_class_tls_labels_and_other_annotations_and_only_the_services_
         "custom.example.com/canary-weight": "5",
         "custom.example.com/canary-weight-total": "1000",
         "custom.example.com/canary-by-header": "x-region",
-        "custom.example.com/canary-by-header-pattern": "eu-.*",
+        "custom.example.com/canary-by-header-pattern": "^(?:eu-.*)$",
     });
     assert_eq!(&Value::Object(annotations.clone()), &expected);
     assert_eq!(ingress["metadata"]["labels"]["team"], "web");
@@ -298,6 +298,51 @@ fn what_nginx_cannot_route_is_refused_with_what_it_can() {
                 .iter()
                 .any(|e| e.contains(field) && e.contains("nginx")),
             "{strategy}: {errors:?}"
+        );
+    }
+}
+
+#[test]
+fn a_header_pattern_is_written_anchored_so_it_matches_whole_values_and_reads_back_as_given() {
+    let (plan, objects) = echoserver();
+    for pattern in ["eu-.*", "^v[0-9]+$", "a|b"] {
+        let route = RouteState {
+            matches: vec![RequestMatch {
+                headers: [(
+                    "x-region".into(),
+                    StringMatch {
+                        regex: Some(pattern.into()),
+                        ..StringMatch::default()
+                    },
+                )]
+                .into(),
+                ..RequestMatch::default()
+            }],
+            ..RouteState::stable()
+        };
+        let ingress = render(&plan, &route, &objects).unwrap().route.unwrap();
+        let written = ingress["metadata"]["annotations"]
+            ["nginx.ingress.kubernetes.io/canary-by-header-pattern"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        // ingress-nginx searches the value for the pattern; only `^(?:…)$` makes every
+        // alternative of it cover the whole value.
+        assert!(
+            written.starts_with("^(?:") && written.ends_with(")$"),
+            "{written}"
+        );
+        assert_eq!(&written[4..written.len() - 2], pattern);
+        let annotations = ingress["metadata"]["annotations"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
+            .collect();
+        assert_eq!(
+            canary_nginx::annotations::Canary::new("nginx.ingress.kubernetes.io")
+                .route_of(&annotations),
+            Some(route)
         );
     }
 }
