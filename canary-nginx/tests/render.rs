@@ -346,3 +346,59 @@ fn a_header_pattern_is_written_anchored_so_it_matches_whole_values_and_reads_bac
         );
     }
 }
+
+#[test]
+fn the_canary_ingress_is_named_per_service_when_the_ingress_is_shared_and_stays_a_valid_name() {
+    let (plan, objects) = echoserver();
+    let stable = objects
+        .get("Ingress", "default", "echoserver")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        canary_nginx::render::canary_ingress_name(&plan, Some(&stable)),
+        "echoserver-canary",
+        "the seed's single-Service Ingress keeps the short name"
+    );
+    let mut shared = stable.clone();
+    let mut other = shared["spec"]["rules"][0]["http"]["paths"][0].clone();
+    other["path"] = json!("/admin");
+    other["backend"]["service"]["name"] = json!("admin");
+    shared["spec"]["rules"][0]["http"]["paths"]
+        .as_array_mut()
+        .unwrap()
+        .push(other);
+    let mut with_shared = objects.clone();
+    with_shared.insert(shared.clone());
+    let ingress = render(&plan, &RouteState::weighted(20), &with_shared)
+        .unwrap()
+        .route
+        .unwrap();
+    assert_eq!(ingress["metadata"]["name"], "echoserver-echoserver-canary");
+    let paths = ingress["spec"]["rules"][0]["http"]["paths"]
+        .as_array()
+        .unwrap();
+    assert_eq!(paths.len(), 1, "only the paths to the Rollout's Service");
+    assert_eq!(paths[0]["backend"]["service"]["name"], "echoserver-canary");
+
+    // The longest names still make a valid object name, distinct per Service.
+    let long_ingress = "i".repeat(250);
+    let names: Vec<String> = ["a", "b"]
+        .iter()
+        .map(|service| {
+            let text =
+                std::fs::read_to_string(root().join("examples/rollouts/echoserver-nginx.yaml"))
+                    .unwrap();
+            let mut rollout = canary_core::load::rollout_file(&text).unwrap().rollout;
+            rollout.spec.traffic_routing.nginx.as_mut().unwrap().ingress = long_ingress.clone();
+            rollout.spec.service.name = (*service).to_owned();
+            let plan = canary_core::validate::validate(&rollout).unwrap();
+            canary_nginx::render::canary_ingress_name(&plan, None)
+        })
+        .collect();
+    for name in &names {
+        assert!(name.len() <= 253, "{}", name.len());
+        canary_core::names::dns1123_subdomain(name).unwrap();
+        assert!(name.ends_with("-canary"));
+    }
+    assert_ne!(names[0], names[1]);
+}
