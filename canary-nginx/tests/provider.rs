@@ -281,7 +281,7 @@ fn second_service(cluster: &TestCluster) -> NginxTraffic {
         "metadata": {"name": "echo2", "namespace": "default"},
         "spec": {"selector": {"app": "echo2"}, "ports": [{"name": "http", "port": 8080, "targetPort": 8080}]}
     }));
-    let mut shared = stable(&cluster, "networking.k8s.io/v1", "Ingress", "echoserver");
+    let mut shared = stable(cluster, "networking.k8s.io/v1", "Ingress", "echoserver");
     let mut two = shared["spec"]["rules"][0]["http"]["paths"][0].clone();
     two["path"] = json!("/two");
     two["backend"]["service"]["name"] = json!("echo2");
