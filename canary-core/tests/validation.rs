@@ -580,3 +580,60 @@ fn analysis_settings_are_checked() {
     ));
     assert!(ok.is_empty(), "{ok:?}");
 }
+
+#[test]
+fn nginx_refuses_header_values_cookies_and_patterns_its_annotation_parser_would_drop() {
+    let with = |one: &str| {
+        errors(&format!(
+            "  trafficRouting: {{nginx: {{ingress: podinfo}}}}\n  strategy: {{abTest: {{matches: [{one}]}}}}\n"
+        ))
+    };
+    let e = with("{headers: {x-a: {exact: 'a;b'}}}");
+    assert!(
+        has(
+            &e,
+            "spec.strategy.abTest.matches[0].headers.x-a.exact",
+            "ingress-nginx refuses"
+        ),
+        "{e:?}"
+    );
+    let e = with("{headers: {x-a: {regex: 'a b|c,d'}}}");
+    assert!(
+        has(
+            &e,
+            "spec.strategy.abTest.matches[0].headers.x-a.regex",
+            "ingress-nginx refuses"
+        ),
+        "{e:?}"
+    );
+    let e = with("{cookie: {name: 'beta!'}}");
+    assert!(
+        has(
+            &e,
+            "spec.strategy.abTest.matches[0].cookie.name",
+            "ingress-nginx refuses"
+        ),
+        "{e:?}"
+    );
+    let e = with("{headers: {'x-a!': {exact: on}}}");
+    assert!(
+        has(
+            &e,
+            "spec.strategy.abTest.matches[0].headers",
+            "ingress-nginx refuses"
+        ),
+        "{e:?}"
+    );
+    for fine in [
+        "{headers: {x-a: {exact: 'eu-west/1:a.b_c~d'}}}",
+        "{headers: {x-a: {regex: '^(eu|us)-[a-z]+\\d{2}$'}}}",
+        "{cookie: {name: canary_beta}}",
+    ] {
+        assert!(with(fine).is_empty(), "{fine}: {:?}", with(fine));
+    }
+    // Other providers take these values.
+    let e = errors(
+        "  trafficRouting: {istio: {}}\n  strategy: {abTest: {matches: [{headers: {x-a: {exact: 'a;b'}}}]}}\n",
+    );
+    assert!(e.is_empty(), "{e:?}");
+}

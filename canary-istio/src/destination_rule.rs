@@ -5,7 +5,7 @@ use canary_core::RolloutPlan;
 use serde_json::{Value, json};
 
 use crate::API_VERSION;
-use crate::subsets::{Subset, Subsets};
+use crate::subsets::{STABLE_SUBSET_ANNOTATION, Subset, Subsets};
 use crate::virtual_service::ORIGINAL_ANNOTATION;
 use canary_core::objects::{clean, generated, generated_metadata};
 
@@ -40,7 +40,7 @@ pub fn desired(
             wanted.push(subset.clone());
         }
     }
-    match existing {
+    let mut out = match existing {
         Some(dr) if !generated(dr) => merged(dr, &wanted),
         _ => json!({
             "apiVersion": API_VERSION,
@@ -48,7 +48,13 @@ pub fn desired(
             "metadata": generated_metadata(plan, &name(plan)),
             "spec": {"host": plan.rollout.spec.service.name, "subsets": wanted},
         }),
+    };
+    let annotations = &mut out["metadata"]["annotations"];
+    if !annotations.is_object() {
+        *annotations = json!({});
     }
+    annotations[STABLE_SUBSET_ANNOTATION] = json!(subsets.stable.name);
+    out
 }
 
 fn merged(dr: &Value, wanted: &[Value]) -> Value {
@@ -96,16 +102,26 @@ pub fn restore(dr: &Value, keep: &[&Subset]) -> Option<Value> {
     if generated(dr) {
         return None;
     }
-    let mut subsets = original_subsets(dr)?;
-    for subset in keep {
-        if !subsets.iter().any(|s| s["name"] == subset.name.as_str()) {
-            subsets.push(subset.to_json());
-        }
+    let original = original_subsets(dr);
+    let marked = dr
+        .pointer("/metadata/annotations")
+        .and_then(|a| a.get(STABLE_SUBSET_ANNOTATION))
+        .is_some();
+    if original.is_none() && !marked {
+        return None;
     }
     let mut out = clean(dr);
-    out["spec"]["subsets"] = Value::Array(subsets);
+    if let Some(mut subsets) = original {
+        for subset in keep {
+            if !subsets.iter().any(|s| s["name"] == subset.name.as_str()) {
+                subsets.push(subset.to_json());
+            }
+        }
+        out["spec"]["subsets"] = Value::Array(subsets);
+    }
     if let Some(annotations) = out["metadata"]["annotations"].as_object_mut() {
         annotations.remove(ORIGINAL_ANNOTATION);
+        annotations.remove(STABLE_SUBSET_ANNOTATION);
     }
     Some(out)
 }
@@ -124,5 +140,6 @@ pub fn managed_view(dr: &Value) -> Value {
         "host": dr["spec"]["host"],
         "subsets": dr["spec"]["subsets"],
         "original": dr.pointer("/metadata/annotations").and_then(|a| a.get(ORIGINAL_ANNOTATION)),
+        "stable": dr.pointer("/metadata/annotations").and_then(|a| a.get(STABLE_SUBSET_ANNOTATION)),
     })
 }

@@ -1,7 +1,9 @@
 //! The provider: renders, then applies by server-side apply what differs from the cluster.
 //!
-//! Subsets move make-before-break: while the live VirtualService still routes to a subset the
-//! new routes no longer use, the DestinationRule keeps it until the VirtualService is written.
+//! Subsets move make-before-break, one write per pass: the DestinationRule with the subsets of
+//! both the live and the new routes first, the VirtualService once that DestinationRule is in
+//! effect (also on the first apply, when neither exists), and the subsets no route uses any
+//! more removed after the VirtualService has moved.
 
 use std::sync::Arc;
 
@@ -129,43 +131,56 @@ impl IstioTraffic {
         Ok(true)
     }
 
-    async fn apply_route(&self, route: &RouteState) -> Result<bool> {
+    /// One step towards `route`, make-before-break: the DestinationRule with every subset the
+    /// live and the new routes use, then (once it is stored and Istio reports it reconciled)
+    /// the VirtualService, then (on a later pass, once the routes have moved) the
+    /// DestinationRule without the subsets no route uses any more. A step that writes the
+    /// DestinationRule stops there: the VirtualService is written by a later one, after the
+    /// DestinationRule is read back in effect, so no route ever names a subset Envoy does not
+    /// know yet (istio pilot/pkg/networking/core/route/route.go:
+    /// `applyHTTPRouteDestination` leaves Envoy's `cluster_not_found_response_code` at its
+    /// default for VirtualServices, so requests to an undefined subset get 503s).
+    async fn step(&self, route: &RouteState) -> Result<Step> {
         let live = self.live().await?;
         let rendered = render(&self.plan, route, &live.objects)?;
-        let mut changed = false;
-        let mut live_dr = live.destination_rule.clone();
+        let existing = live.destination_rule.as_ref();
         let in_use = self.subsets_in_use(&live, &rendered);
-        if !in_use.is_empty() {
-            let existing = live.destination_rule.as_ref();
-            let bridge =
-                destination_rule::desired(&self.plan, &rendered.subsets, &in_use, existing);
-            changed |= self
-                .write(
-                    &self.destination_rules,
-                    existing,
-                    &bridge,
-                    destination_rule::managed_view,
-                )
-                .await?;
-            live_dr = Some(bridge);
+        let bridge = destination_rule::desired(&self.plan, &rendered.subsets, &in_use, existing);
+        if self
+            .write(
+                &self.destination_rules,
+                existing,
+                &bridge,
+                destination_rule::managed_view,
+            )
+            .await?
+        {
+            return Ok(Step::Waiting { changed: true });
         }
-        changed |= self
+        if !existing.is_some_and(reconciled) {
+            return Ok(Step::Waiting { changed: false });
+        }
+        if self
             .write(
                 &self.virtual_services,
                 live.virtual_service.as_ref(),
                 &rendered.virtual_service,
                 virtual_service::managed_view,
             )
-            .await?;
-        changed |= self
-            .write(
-                &self.destination_rules,
-                live_dr.as_ref(),
-                &rendered.destination_rule,
-                destination_rule::managed_view,
-            )
-            .await?;
-        Ok(changed)
+            .await?
+        {
+            return Ok(if in_use.is_empty() {
+                Step::Done { changed: true }
+            } else {
+                Step::Waiting { changed: true }
+            });
+        }
+        Ok(Step::Done { changed: false })
+    }
+
+    /// Applies `route` as far as one pass may (see [`Self::step`]). Returns whether it wrote.
+    async fn apply_route(&self, route: &RouteState) -> Result<bool> {
+        Ok(self.step(route).await?.changed())
     }
 
     /// The subsets the live VirtualService routes the service to that the rendered
@@ -258,6 +273,32 @@ impl IstioTraffic {
     }
 }
 
+/// How far one step towards a route got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// The route's objects are written; nothing is left for later passes.
+    Done {
+        /// Whether the step wrote.
+        changed: bool,
+    },
+    /// A later pass has more to write (after what was written is in effect).
+    Waiting {
+        /// Whether the step wrote.
+        changed: bool,
+    },
+}
+
+impl Step {
+    fn changed(self) -> bool {
+        match self {
+            Step::Done { changed } | Step::Waiting { changed } => changed,
+        }
+    }
+}
+
+/// The most steps [`TrafficProvider::reset`] takes in one call.
+const RESET_STEPS: usize = 4;
+
 /// What canary applies of `desired`: the whole object when canary generated it, else only the
 /// fields it manages in the user's object (the others stay the user's).
 fn payload(desired: &Value) -> Value {
@@ -294,13 +335,19 @@ fn payload(desired: &Value) -> Value {
 }
 
 /// False while Istio reports (in the object's status) an older generation than the object's.
+/// Istio writes `status.observedGeneration` as an integer or a string (the CRDs declare it
+/// `x-kubernetes-int-or-string`); without status reporting (istiod's `PILOT_ENABLE_STATUS`)
+/// there is none, and the object read back is all there is to go by.
 fn reconciled(object: &Value) -> bool {
-    let generation = object
-        .pointer("/metadata/generation")
-        .and_then(Value::as_i64);
+    let number = |value: &Value| {
+        value
+            .as_i64()
+            .or_else(|| value.as_str().and_then(|s| s.parse().ok()))
+    };
+    let generation = object.pointer("/metadata/generation").and_then(number);
     let observed = object
         .pointer("/status/observedGeneration")
-        .and_then(Value::as_i64);
+        .and_then(number);
     match (generation, observed) {
         (Some(generation), Some(observed)) => observed >= generation,
         _ => true,
@@ -315,6 +362,25 @@ impl TrafficProvider for IstioTraffic {
 
     async fn apply(&self, route: &RouteState) -> canary_core::Result<bool> {
         Ok(self.apply_route(route).await?)
+    }
+
+    /// All traffic to stable, in as many steps as can be taken now: each step reads the
+    /// objects back, so the VirtualService moves only once the DestinationRule is stored and
+    /// (when Istio reports status) reconciled. Deleting a Rollout relies on one call.
+    async fn reset(&self) -> canary_core::Result<bool> {
+        let mut changed = false;
+        for _ in 0..RESET_STEPS {
+            match self.step(&RouteState::stable()).await? {
+                Step::Done { changed: wrote } => return Ok(changed || wrote),
+                Step::Waiting { changed: wrote } => {
+                    changed |= wrote;
+                    if !wrote {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(changed)
     }
 
     async fn observe(&self, applied: &RouteState) -> canary_core::Result<TrafficObservation> {

@@ -88,6 +88,130 @@ fn writes(cluster: &TestCluster) -> Vec<String> {
         .collect()
 }
 
+/// Applies `route` until it is in effect (each apply takes one make-before-break step),
+/// checking after every step that the VirtualService routes only to subsets the
+/// DestinationRule defines. Returns how many applies wrote.
+async fn settle(cluster: &TestCluster, traffic: &IstioTraffic, route: &RouteState) -> usize {
+    let mut writing = 0;
+    for _ in 0..6 {
+        if traffic.observe(route).await.unwrap().verified == Verification::Yes {
+            return writing;
+        }
+        if traffic.apply(route).await.unwrap() {
+            writing += 1;
+        }
+        assert_routes_defined(cluster);
+    }
+    panic!("{route:?} not in effect after 6 applies");
+}
+
+/// Every subset of the service the VirtualService routes to is one the DestinationRule
+/// defines (else Envoy answers 503).
+fn assert_routes_defined(cluster: &TestCluster) {
+    let Some(vs) = get(cluster, "VirtualService") else {
+        return;
+    };
+    let dr = get(cluster, "DestinationRule");
+    let defined: Vec<String> = dr
+        .as_ref()
+        .and_then(|dr| dr["spec"]["subsets"].as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|s| s["name"].as_str().map(str::to_owned))
+        .collect();
+    for route in vs["spec"]["http"].as_array().into_iter().flatten() {
+        for entry in route["route"].as_array().into_iter().flatten() {
+            if let Some(subset) = entry["destination"]["subset"].as_str() {
+                assert!(
+                    defined.iter().any(|d| d == subset),
+                    "the VirtualService routes to `{subset}`, the DestinationRule defines {defined:?}"
+                );
+            }
+        }
+    }
+}
+
+/// The subset of the live DestinationRule named `name`.
+fn subset(cluster: &TestCluster, name: &str) -> Value {
+    get(cluster, "DestinationRule").unwrap()["spec"]["subsets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name)
+        .cloned()
+        .unwrap_or_else(|| panic!("no subset {name}"))
+}
+
+/// The subsets the VirtualService's primary route sends to, with their weights.
+fn weights(cluster: &TestCluster) -> Vec<(String, u64)> {
+    let vs = get(cluster, "VirtualService").unwrap();
+    let http = vs["spec"]["http"].as_array().unwrap();
+    let primary = http.iter().find(|r| r["name"] == "primary").unwrap();
+    primary["route"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["destination"]["subset"].as_str().unwrap().to_owned(),
+                e["weight"].as_u64().unwrap_or(100),
+            )
+        })
+        .collect()
+}
+
+/// The stable Deployment with `labels` on its pods, revision `revision`, and its ReplicaSet
+/// of that revision with pod-template-hash `hash`.
+fn roll_stable(cluster: &TestCluster, labels: Value, image: &str, revision: u32, hash: &str) {
+    let mut deployment = cluster
+        .server
+        .get("apps/v1", "Deployment", Some("demo"), "reviews-v1")
+        .unwrap();
+    deployment["metadata"]["annotations"] =
+        json!({"deployment.kubernetes.io/revision": revision.to_string()});
+    deployment["spec"]["template"]["metadata"]["labels"] = labels.clone();
+    deployment["spec"]["template"]["spec"]["containers"][0]["image"] = json!(image);
+    let uid = deployment["metadata"]["uid"].clone();
+    cluster.put(deployment);
+    let mut rs_labels = labels;
+    rs_labels["pod-template-hash"] = json!(hash);
+    cluster.put(json!({
+        "apiVersion": "apps/v1", "kind": "ReplicaSet",
+        "metadata": {"name": format!("reviews-v1-{hash}"), "namespace": "demo", "labels": rs_labels,
+                     "annotations": {"deployment.kubernetes.io/revision": revision.to_string()},
+                     "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "reviews-v1", "uid": uid}]}
+    }));
+}
+
+fn stable_rolled_out(cluster: &TestCluster) -> bool {
+    let deployment = cluster
+        .server
+        .get("apps/v1", "Deployment", Some("demo"), "reviews-v1")
+        .unwrap();
+    canary_istio::subsets::rolled_out(&deployment)
+}
+
+/// Waits until the simulated deployment controller has the stable Deployment `rolled` (or
+/// not).
+async fn until_rolled_out(cluster: &TestCluster, rolled: bool) {
+    for _ in 0..100 {
+        if stable_rolled_out(cluster) == rolled {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the stable Deployment never became rolled out = {rolled}");
+}
+
+/// True when the pods labelled `pod` are selected by `subset`.
+fn selects(subset: &Value, pod: &Value) -> bool {
+    subset["labels"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .all(|(k, v)| pod.get(k) == Some(v))
+}
+
 fn user_vs() -> Value {
     json!({
         "apiVersion": ISTIO, "kind": "VirtualService",
@@ -130,7 +254,11 @@ async fn generated_objects_are_applied_read_back_verified_and_deleted_on_finaliz
     );
 
     let route = RouteState::weighted(20);
-    assert!(traffic.apply(&route).await.unwrap());
+    assert_eq!(
+        settle(&cluster, &traffic, &route).await,
+        2,
+        "the DR, then the VS"
+    );
     let vs = get(&cluster, "VirtualService").unwrap();
     assert_eq!(vs["spec"]["http"][0]["route"][1]["weight"], 20);
     assert_eq!(
@@ -199,7 +327,11 @@ async fn a_users_objects_change_only_where_managed_and_are_restored_on_finalize(
         }],
         ..RouteState::stable()
     };
-    assert!(traffic.apply(&route).await.unwrap());
+    assert_eq!(
+        settle(&cluster, &traffic, &route).await,
+        2,
+        "the DR, then the VS"
+    );
     let vs = get(&cluster, "VirtualService").unwrap();
     assert_eq!(vs["spec"]["http"][0], before_vs["spec"]["http"][0]);
     assert_eq!(vs["spec"]["http"][1]["name"], "primary-canary-match");
@@ -251,11 +383,17 @@ async fn a_change_of_subsets_keeps_the_old_ones_until_the_routes_have_moved() {
         &cluster,
         &ROLLOUT.replace("{virtualService: {name: reviews, routes: [primary]}}", "{}"),
     );
-    assert!(traffic.apply(&RouteState::weighted(100)).await.unwrap());
+    settle(&cluster, &traffic, &RouteState::weighted(100)).await;
     // Promotion: the stable pods now carry v2 too, so the versions no longer tell the pods
-    // apart; the subsets go by pod-template hash.
-    cluster.put(stable("v2"));
-    cluster.put_replicaset("demo", "reviews-v1", "7f9c", json!({"app": "reviews"}));
+    // apart; once the stable Deployment is rolled out the subsets go by pod-template hash.
+    roll_stable(
+        &cluster,
+        json!({"app": "reviews", "version": "v2"}),
+        "reviews:v2",
+        2,
+        "7f9c",
+    );
+    until_rolled_out(&cluster, true).await;
     assert_eq!(
         traffic
             .observe(&RouteState::weighted(100))
@@ -265,13 +403,7 @@ async fn a_change_of_subsets_keeps_the_old_ones_until_the_routes_have_moved() {
         Verification::No
     );
     cluster.server.clear_requests();
-    assert!(traffic.apply(&RouteState::stable()).await.unwrap());
-    let order: Vec<String> = writes(&cluster);
-    assert_eq!(
-        order,
-        ["PATCH reviews", "PATCH reviews", "PATCH reviews"],
-        "bridge, routes, final"
-    );
+    assert_eq!(settle(&cluster, &traffic, &RouteState::stable()).await, 3);
     let requests = cluster.server.requests();
     let patched: Vec<&str> = requests
         .iter()
@@ -284,7 +416,7 @@ async fn a_change_of_subsets_keeps_the_old_ones_until_the_routes_have_moved() {
             }
         })
         .collect();
-    assert_eq!(patched, ["dr", "vs", "dr"]);
+    assert_eq!(patched, ["dr", "vs", "dr"], "bridge, routes, final");
     let dr = get(&cluster, "DestinationRule").unwrap();
     let names: Vec<&str> = dr["spec"]["subsets"]
         .as_array()
@@ -305,4 +437,160 @@ async fn a_change_of_subsets_keeps_the_old_ones_until_the_routes_have_moved() {
             .verified,
         Verification::Yes
     );
+}
+
+#[tokio::test]
+async fn the_first_apply_writes_the_destination_rule_alone_and_the_routes_once_it_is_in_effect() {
+    let cluster = cluster().await;
+    let traffic = provider(
+        &cluster,
+        &ROLLOUT.replace("{virtualService: {name: reviews, routes: [primary]}}", "{}"),
+    );
+    let route = RouteState::weighted(20);
+    cluster.server.clear_requests();
+    assert!(traffic.apply(&route).await.unwrap());
+    assert_eq!(writes(&cluster), ["PATCH reviews"]);
+    assert!(
+        get(&cluster, "VirtualService").is_none(),
+        "no route before its subsets are in effect"
+    );
+    let dr = get(&cluster, "DestinationRule").unwrap();
+    assert_eq!(dr["spec"]["subsets"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        traffic.observe(&route).await.unwrap().verified,
+        Verification::No
+    );
+
+    // Istio reports (as a string, as it may) that it has not taken this generation in yet:
+    // the routes wait.
+    let mut pending = dr.clone();
+    let generation = dr["metadata"]["generation"].as_i64().unwrap();
+    pending["status"] = json!({"observedGeneration": (generation - 1).to_string()});
+    cluster.put(pending);
+    cluster.server.clear_requests();
+    assert!(!traffic.apply(&route).await.unwrap());
+    assert!(writes(&cluster).is_empty(), "{:?}", writes(&cluster));
+    assert!(get(&cluster, "VirtualService").is_none());
+
+    let mut reconciled = get(&cluster, "DestinationRule").unwrap();
+    reconciled["status"] = json!({"observedGeneration": generation});
+    cluster.put(reconciled);
+    assert!(traffic.apply(&route).await.unwrap());
+    assert_routes_defined(&cluster);
+    assert_eq!(
+        weights(&cluster),
+        [("v1".to_owned(), 80), ("v2".to_owned(), 20)]
+    );
+    assert_eq!(
+        traffic.observe(&route).await.unwrap().verified,
+        Verification::Yes
+    );
+}
+
+#[tokio::test]
+async fn by_hash_the_stable_subset_keeps_its_replicaset_until_the_stable_deployment_is_rolled_out()
+{
+    let cluster = cluster().await;
+    let traffic = provider(
+        &cluster,
+        &ROLLOUT
+            .replace("{virtualService: {name: reviews, routes: [primary]}}", "{}")
+            .replace("{version: v2, containers", "{containers"),
+    );
+    let labels = json!({"app": "reviews", "version": "v1"});
+    roll_stable(&cluster, labels.clone(), "reviews:v1", 1, "h1");
+    until_rolled_out(&cluster, true).await;
+    settle(&cluster, &traffic, &RouteState::weighted(20)).await;
+    assert_eq!(
+        subset(&cluster, "stable")["labels"]["pod-template-hash"],
+        "h1"
+    );
+    settle(&cluster, &traffic, &RouteState::weighted(100)).await;
+
+    // Promotion gives the stable Deployment the new template: a new ReplicaSet rolls out.
+    roll_stable(&cluster, labels, "reviews:v2", 2, "h2");
+    until_rolled_out(&cluster, false).await;
+    settle(&cluster, &traffic, &RouteState::weighted(100)).await;
+    assert_eq!(
+        subset(&cluster, "stable")["labels"]["pod-template-hash"],
+        "h1",
+        "while the stable Deployment rolls, its subset stays where the live one is"
+    );
+
+    until_rolled_out(&cluster, true).await;
+    assert_eq!(
+        traffic
+            .observe(&RouteState::weighted(100))
+            .await
+            .unwrap()
+            .verified,
+        Verification::No,
+        "rolled out: the stable subset is to follow the new ReplicaSet"
+    );
+    settle(&cluster, &traffic, &RouteState::stable()).await;
+    assert_eq!(
+        subset(&cluster, "stable")["labels"]["pod-template-hash"],
+        "h2"
+    );
+    assert_eq!(
+        weights(&cluster),
+        [("stable".to_owned(), 100), ("canary".to_owned(), 0)]
+    );
+}
+
+#[tokio::test]
+async fn by_version_a_promotion_never_puts_canary_pods_or_no_pods_in_the_stable_subset() {
+    let cluster = cluster().await;
+    let traffic = provider(
+        &cluster,
+        &ROLLOUT.replace("{virtualService: {name: reviews, routes: [primary]}}", "{}"),
+    );
+    roll_stable(
+        &cluster,
+        json!({"app": "reviews", "version": "v1"}),
+        "reviews:v1",
+        1,
+        "h1",
+    );
+    until_rolled_out(&cluster, true).await;
+    let old_stable_pod = json!({"app": "reviews", "version": "v1", "pod-template-hash": "h1"});
+    let canary_pod = json!({"app": "reviews", "version": "v2", "canary.rs/role": "canary", "pod-template-hash": "c1"});
+    let new_stable_pod = json!({"app": "reviews", "version": "v2", "pod-template-hash": "h2"});
+
+    settle(&cluster, &traffic, &RouteState::weighted(50)).await;
+    assert_eq!(
+        weights(&cluster),
+        [("v1".to_owned(), 50), ("v2".to_owned(), 50)]
+    );
+    // The promotion: all traffic to the canary, then the stable Deployment takes v2.
+    settle(&cluster, &traffic, &RouteState::weighted(100)).await;
+    roll_stable(
+        &cluster,
+        json!({"app": "reviews", "version": "v2"}),
+        "reviews:v2",
+        2,
+        "h2",
+    );
+    until_rolled_out(&cluster, false).await;
+    settle(&cluster, &traffic, &RouteState::weighted(100)).await;
+    let (stable_name, _) = weights(&cluster)[0].clone();
+    let stable = subset(&cluster, &stable_name);
+    assert!(
+        selects(&stable, &old_stable_pod),
+        "the stable subset keeps the pods still there: {stable}"
+    );
+    assert!(!selects(&stable, &canary_pod), "{stable}");
+    let (canary_name, canary_weight) = weights(&cluster)[1].clone();
+    assert_eq!(canary_weight, 100);
+    assert!(selects(&subset(&cluster, &canary_name), &canary_pod));
+
+    // Rolled out: all traffic back to the stable Deployment, now on v2, and none to the canary.
+    until_rolled_out(&cluster, true).await;
+    settle(&cluster, &traffic, &RouteState::stable()).await;
+    let (stable_name, weight) = weights(&cluster)[0].clone();
+    assert_eq!(weight, 100);
+    let stable = subset(&cluster, &stable_name);
+    assert!(selects(&stable, &new_stable_pod), "{stable}");
+    assert!(!selects(&stable, &canary_pod), "{stable}");
+    assert!(!selects(&stable, &old_stable_pod), "{stable}");
 }

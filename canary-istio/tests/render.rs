@@ -418,3 +418,59 @@ mod properties {
         }
     }
 }
+
+/// Istio's rule for subset names (istio pkg/config/validation/validation.go:
+/// `validateSubsetName`): a DNS-1123 label.
+fn is_dns1123_label(name: &str) -> bool {
+    regex::Regex::new("^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+        .unwrap()
+        .is_match(name)
+        && name.len() <= 63
+}
+
+#[test]
+fn a_stable_version_label_istio_would_refuse_as_a_subset_name_gets_a_valid_stable_one() {
+    let (plan, _) = example("bookinfo-istio.yaml");
+    let mut names = Vec::new();
+    for version in ["V1", "1.0", "v1_beta", "v1", "_", "A.B_C-1"] {
+        let objects = Objects::new(vec![deployment(
+            "reviews-v1",
+            json!({"app": "reviews", "version": version}),
+        )]);
+        let rendered = render(&plan, &RouteState::weighted(20), &objects).unwrap();
+        let again = render(&plan, &RouteState::weighted(40), &objects).unwrap();
+        assert_eq!(
+            rendered.subsets, again.subsets,
+            "the same name on every pass"
+        );
+        let stable = &rendered.subsets.stable;
+        assert!(
+            is_dns1123_label(&stable.name),
+            "{version} → {}",
+            stable.name
+        );
+        assert_eq!(
+            stable.labels["version"], version,
+            "selects the value as it is"
+        );
+        assert_ne!(stable.name, rendered.subsets.canary.name);
+        if version == "v1" {
+            assert_eq!(stable.name, "v1", "a valid value is kept");
+        }
+        let vs = &rendered.virtual_service;
+        for entry in vs["spec"]["http"][0]["route"].as_array().unwrap() {
+            let subset = entry["destination"]["subset"].as_str().unwrap();
+            assert!(is_dns1123_label(subset), "{subset}");
+        }
+        for subset in rendered.destination_rule["spec"]["subsets"]
+            .as_array()
+            .unwrap()
+        {
+            assert!(is_dns1123_label(subset["name"].as_str().unwrap()));
+        }
+        validate_all(&rendered.objects());
+        names.push(stable.name.clone());
+    }
+    let distinct: std::collections::BTreeSet<&String> = names.iter().collect();
+    assert_eq!(distinct.len(), names.len(), "{names:?}");
+}

@@ -9,6 +9,26 @@ use serde_json::{Map, Value, json};
 /// The annotation prefix of ingress-nginx unless its `--annotations-prefix` says otherwise.
 pub const DEFAULT_PREFIX: &str = "nginx.ingress.kubernetes.io";
 
+/// `pattern` matching whole header values only: `^(?:pattern)$`.
+///
+/// A route's regex means a whole-value match, but ingress-nginx looks for the
+/// `canary-by-header-pattern` anywhere in the value (rootfs/etc/nginx/lua/balancer.lua:
+/// `route_to_alternative_balancer` calls `ngx.re.match(header, pattern)` with no anchoring
+/// option), so the pattern is written anchored. The added characters are all ones its
+/// `IsValidRegex` validator accepts.
+pub fn anchored(pattern: &str) -> String {
+    format!("^(?:{pattern})$")
+}
+
+/// The pattern [`anchored`] made `written` from (`written` itself when it is not anchored
+/// that way).
+pub fn unanchored(written: &str) -> &str {
+    written
+        .strip_prefix("^(?:")
+        .and_then(|rest| rest.strip_suffix(")$"))
+        .unwrap_or(written)
+}
+
 /// The annotations of ingress-nginx's canary feature, under one prefix.
 #[derive(Debug, Clone, Copy)]
 pub struct Canary<'a> {
@@ -52,7 +72,10 @@ impl<'a> Canary<'a> {
                     out.insert(self.key("canary-by-header-value"), json!(value));
                 }
                 if let Some(pattern) = &condition.regex {
-                    out.insert(self.key("canary-by-header-pattern"), json!(pattern));
+                    out.insert(
+                        self.key("canary-by-header-pattern"),
+                        json!(anchored(pattern)),
+                    );
                 }
             }
             if let Some(cookie) = &request.cookie {
@@ -79,7 +102,7 @@ impl<'a> Canary<'a> {
             ) {
                 (Some(value), _) => StringMatch::exact(value.clone()),
                 (None, Some(pattern)) => StringMatch {
-                    regex: Some(pattern.clone()),
+                    regex: Some(unanchored(pattern).to_owned()),
                     ..StringMatch::default()
                 },
                 // `always` / `never` by the header's own value: not a match canary writes.

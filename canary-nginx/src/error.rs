@@ -6,6 +6,9 @@ pub enum Error {
     /// An object the routes are built from is missing or not as needed; says which and why.
     #[error("{0}")]
     Input(String),
+    /// An object of the name canary needs belongs to another Rollout, or to no Rollout.
+    #[error("{0}")]
+    Conflict(String),
     /// The API server refused or failed a request.
     #[cfg(feature = "kube")]
     #[error("Kubernetes API: {0}")]

@@ -1,7 +1,8 @@
 //! # canary-nginx
 //!
 //! The ingress-nginx traffic provider. A route is a canary Ingress cloned from the stable one
-//! (`<ingress>-canary`, with `nginx.ingress.kubernetes.io/canary: "true"`, `canary-weight`,
+//! (`<ingress>-<service>-canary`, or `<ingress>-canary` when the stable Ingress routes to the
+//! Rollout's Service alone; with `nginx.ingress.kubernetes.io/canary: "true"`, `canary-weight`,
 //! `canary-weight-total`, `canary-by-header`(`-value`/`-pattern`) or `canary-by-cookie`),
 //! routing to a canary Service (`<service>-canary`) that selects the canary pods; see
 //! [`render`](mod@render).
@@ -26,6 +27,7 @@
 //! ```
 
 pub mod annotations;
+pub mod drift;
 pub mod error;
 #[cfg(feature = "kube")]
 mod provider;

@@ -1,4 +1,9 @@
 //! The provider: renders, then applies by server-side apply what differs from the cluster.
+//!
+//! It never writes over or deletes a canary Ingress or canary Service that another Rollout
+//! (or no Rollout) owns: applying a route that needs them fails with the owner's name. Routing
+//! fields someone added to its own canary Ingress ([`crate::drift`]) are removed by a JSON merge
+//! patch, and a route with them is not in effect.
 
 use std::sync::Arc;
 
@@ -8,17 +13,22 @@ use canary_core::objects::Objects;
 use canary_core::providers::{TrafficObservation, TrafficProvider};
 use canary_core::services::StableSelector;
 use canary_core::{Capabilities, RolloutPlan, RouteState};
-use canary_kube::apply::get_json;
+use canary_kube::apply::{delete_if_present, get_json};
 use canary_kube::services::{LiveServices, ServiceSplit, holds};
 use canary_kube::traffic::ProviderFactory;
 use k8s_openapi::api::networking::v1::Ingress;
+use kube::api::{Patch, PatchParams};
 use kube::{Api, Client};
 use serde_json::Value;
 
 use crate::FIELD_MANAGER;
 use crate::annotations::Canary;
+use crate::drift::foreign_fields;
 use crate::error::{Error, Result};
-use crate::render::{Rendered, canary_ingress_name, ingress_name, prefix, render};
+use crate::render::{
+    Rendered, canary_ingress_name, canary_ingress_names, ingress_name, owner_conflict, prefix,
+    render,
+};
 
 /// The canary Ingress and Service of one Rollout, and its stable Service's selector.
 pub struct NginxTraffic {
@@ -30,8 +40,15 @@ pub struct NginxTraffic {
 /// What the cluster holds.
 struct Live {
     objects: Objects,
+    /// The Services; a canary Service of another owner is left out (see `conflict`).
     services: LiveServices,
+    /// The canary Ingress under the name wanted now, when it is this Rollout's.
     canary_ingress: Option<Value>,
+    /// This Rollout's canary Ingress under its other name (the stable Ingress gained or lost
+    /// a Service since it was made): deleted.
+    stale_ingress: Option<Value>,
+    /// Why canary must not write the canary objects: one of their names is taken.
+    conflict: Option<String>,
 }
 
 impl NginxTraffic {
@@ -52,15 +69,41 @@ impl NginxTraffic {
     }
 
     /// The objects rendering needs (the stable ReplicaSets too when `routing` to the canary).
+    /// Objects of the canary names that another Rollout (or no Rollout) owns are left out and
+    /// named in `conflict`, so nothing here writes or deletes them.
     async fn live(&self, routing: bool) -> Result<Live> {
         let mut objects = Objects::default();
-        let services = self.services.fetch(&mut objects, routing).await?;
-        objects.extend(get_json(&self.ingresses, &ingress_name(&self.plan)).await?);
-        let canary_ingress = get_json(&self.ingresses, &canary_ingress_name(&self.plan)).await?;
+        let mut services = self.services.fetch(&mut objects, routing).await?;
+        let stable_ingress = get_json(&self.ingresses, &ingress_name(&self.plan)).await?;
+        let name = canary_ingress_name(&self.plan, stable_ingress.as_ref());
+        objects.extend(stable_ingress);
+        let mut conflicts = Vec::new();
+        let mut own = |object: Option<Value>| match object {
+            Some(object) => match owner_conflict(&self.plan, &object) {
+                Some(why) => {
+                    conflicts.push(why);
+                    None
+                }
+                None => Some(object),
+            },
+            None => None,
+        };
+        let canary_ingress = own(get_json(&self.ingresses, &name).await?);
+        services.canary = own(services.canary.take());
+        let mut stale_ingress = None;
+        for other in canary_ingress_names(&self.plan) {
+            if other != name {
+                stale_ingress = get_json(&self.ingresses, &other)
+                    .await?
+                    .filter(|object| owner_conflict(&self.plan, object).is_none());
+            }
+        }
         Ok(Live {
             objects,
             services,
             canary_ingress,
+            stale_ingress,
+            conflict: (!conflicts.is_empty()).then(|| conflicts.join("; ")),
         })
     }
 
@@ -72,10 +115,39 @@ impl NginxTraffic {
         Ok(rendered)
     }
 
+    /// The merge patch removing routing fields someone added to the live canary Ingress.
+    fn foreign(&self, live: &Live, rendered: &Rendered) -> Option<Value> {
+        let (Some(live), Some(desired)) = (&live.canary_ingress, &rendered.route) else {
+            return None;
+        };
+        foreign_fields(live, desired, &Canary::new(prefix(&self.plan)))
+    }
+
     async fn apply_route(&self, route: &RouteState) -> Result<bool> {
         let live = self.live(!route.is_stable_only()).await?;
         let rendered = self.rendered(&live, route)?;
-        Ok(self
+        if let Some(why) = &live.conflict
+            && (rendered.route.is_some() || rendered.canary_service.is_some())
+        {
+            return Err(Error::Conflict(why.clone()));
+        }
+        let mut changed = delete_if_present(&self.ingresses, live.stale_ingress.as_ref()).await?;
+        if let (Some(patch), Some(name)) = (
+            self.foreign(&live, &rendered),
+            live.canary_ingress
+                .as_ref()
+                .and_then(|ingress| ingress["metadata"]["name"].as_str()),
+        ) {
+            let params = PatchParams {
+                field_manager: Some(FIELD_MANAGER.to_owned()),
+                ..PatchParams::default()
+            };
+            self.ingresses
+                .patch(name, &params, &Patch::Merge(&patch))
+                .await?;
+            changed = true;
+        }
+        changed |= self
             .services
             .apply(
                 &live.services,
@@ -83,17 +155,20 @@ impl NginxTraffic {
                 live.canary_ingress.as_ref(),
                 &rendered,
             )
-            .await?)
+            .await?;
+        Ok(changed)
     }
 
-    /// Whether the live objects are what `route` renders to.
+    /// Whether the live objects are what `route` renders to, with no routing field added.
     fn in_effect(&self, live: &Live, route: &RouteState) -> Result<bool> {
         let rendered = self.rendered(live, route)?;
-        Ok(holds(
-            &live.services,
-            live.canary_ingress.as_ref(),
-            &rendered,
-        ))
+        let needs_objects = rendered.route.is_some() || rendered.canary_service.is_some();
+        Ok(
+            holds(&live.services, live.canary_ingress.as_ref(), &rendered)
+                && self.foreign(live, &rendered).is_none()
+                && live.stale_ingress.is_none()
+                && !(needs_objects && live.conflict.is_some()),
+        )
     }
 }
 
@@ -131,6 +206,9 @@ impl TrafficProvider for NginxTraffic {
 
     async fn finalize(&self) -> canary_core::Result<()> {
         let live = self.live(false).await?;
+        delete_if_present(&self.ingresses, live.stale_ingress.as_ref())
+            .await
+            .map_err(Error::from)?;
         self.services
             .remove(
                 &live.services,

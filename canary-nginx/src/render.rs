@@ -4,13 +4,15 @@
 //!
 //! - **Canary Service** `<service>-canary` and the **stable Service**'s selector narrowed while
 //!   canary pods run: see [`canary_core::services`].
-//! - **Canary Ingress** `<ingress>-canary`: the stable Ingress's rules that send traffic to the
-//!   stable Service, pointed at the canary Service; its class, TLS, labels and non-canary
-//!   annotations; and the canary annotations of the route.
+//! - **Canary Ingress** `<ingress>-<service>-canary` (`<ingress>-canary` when the stable
+//!   Ingress routes to the Rollout's Service alone, see [`canary_ingress_name`]): the stable
+//!   Ingress's rules that send traffic to the stable Service, pointed at the canary Service;
+//!   its class, TLS, labels and non-canary annotations; and the canary annotations of the
+//!   route.
 //!
 //! A route with no traffic for the canary needs no canary objects.
 
-use canary_core::objects::{Objects, generated_metadata};
+use canary_core::objects::{Objects, ROLLOUT_LABEL, generated, generated_metadata};
 use canary_core::services::{Split, canary_service_name, split};
 use canary_core::{RolloutPlan, RouteState};
 use serde_json::{Map, Value, json};
@@ -47,9 +49,99 @@ pub fn ingress_name(plan: &RolloutPlan) -> String {
         .unwrap_or_else(|| plan.rollout.spec.service.name.clone())
 }
 
-/// The canary Ingress's name.
-pub fn canary_ingress_name(plan: &RolloutPlan) -> String {
-    format!("{}-canary", ingress_name(plan))
+/// The longest object name Kubernetes takes (a DNS-1123 subdomain).
+const MAX_NAME: usize = 253;
+
+/// The canary Ingress's name, for the stable Ingress `stable` as it is now.
+///
+/// Rollouts whose Services share one Ingress each need their own canary Ingress (with the
+/// paths to their Service only): it is `<ingress>-<service>-canary`. When every backend of
+/// the stable Ingress is the Rollout's Service no other Rollout can need one, and the name is
+/// the shorter `<ingress>-canary` (the usual name for a single-Service Ingress). A name over
+/// 253 characters is cut and given a hash of the whole, so it stays unique.
+pub fn canary_ingress_name(plan: &RolloutPlan, stable: Option<&Value>) -> String {
+    let [single, shared] = canary_ingress_names(plan);
+    if stable.is_some_and(|stable| only_backend(stable, &plan.rollout.spec.service.name)) {
+        single
+    } else {
+        shared
+    }
+}
+
+/// Both names the canary Ingress of `plan` can have (see [`canary_ingress_name`]): for a
+/// stable Ingress with the Rollout's Service alone, and for one shared with other Services.
+pub fn canary_ingress_names(plan: &RolloutPlan) -> [String; 2] {
+    let ingress = ingress_name(plan);
+    let service = &plan.rollout.spec.service.name;
+    [
+        bounded(&ingress, "-canary"),
+        bounded(&format!("{ingress}-{service}"), "-canary"),
+    ]
+}
+
+/// `base` + `suffix`, cut to [`MAX_NAME`] characters with a hash of the whole when longer.
+fn bounded(base: &str, suffix: &str) -> String {
+    let whole = format!("{base}{suffix}");
+    if whole.len() <= MAX_NAME {
+        return whole;
+    }
+    let hash = whole.bytes().fold(0x811c_9dc5_u32, |hash, byte| {
+        (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193)
+    });
+    let keep = MAX_NAME - suffix.len() - 9;
+    let cut: String = base.chars().take(keep).collect();
+    format!("{}-{hash:08x}{suffix}", cut.trim_end_matches(['-', '.']))
+}
+
+/// True when every backend Service of Ingress `ingress` (rules and default backend) is
+/// `service`.
+fn only_backend(ingress: &Value, service: &str) -> bool {
+    let rules = ingress["spec"]["rules"].as_array().into_iter().flatten();
+    let paths = rules.flat_map(|rule| rule["http"]["paths"].as_array().into_iter().flatten());
+    let backends = paths
+        .map(|path| &path["backend"])
+        .chain(ingress["spec"].get("defaultBackend"));
+    backends
+        .filter_map(|backend| backend.pointer("/service/name"))
+        .all(|name| name == service)
+}
+
+/// Why canary must not write over `live`, an object of the name it would give its own: it
+/// belongs to another Rollout (by its `canary.rs/rollout` label or an owner reference to a
+/// Rollout), or canary did not make it. `None` when it is `plan`'s own.
+pub fn owner_conflict(plan: &RolloutPlan, live: &Value) -> Option<String> {
+    let kind = live["kind"].as_str().unwrap_or("object");
+    let name = live["metadata"]["name"].as_str().unwrap_or_default();
+    let place = format!("{kind} {}/{name}", plan.namespace);
+    let labelled = live
+        .pointer("/metadata/labels")
+        .and_then(|labels| labels.get(ROLLOUT_LABEL))
+        .and_then(Value::as_str);
+    let owner_ref = live
+        .pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .find(|owner| owner["kind"] == "Rollout" && owner["name"] != plan.name.as_str())
+        .and_then(|owner| owner["name"].as_str());
+    match (labelled, owner_ref) {
+        (_, Some(other)) => Some(format!(
+            "{place} belongs to Rollout {}/{other} (its owner reference); canary will not take \
+             it over for Rollout {}",
+            plan.namespace, plan.name
+        )),
+        (Some(other), None) if other != plan.name => Some(format!(
+            "{place} belongs to Rollout {}/{other} (label {ROLLOUT_LABEL}); canary will not \
+             take it over for Rollout {}",
+            plan.namespace, plan.name
+        )),
+        _ if !generated(live) => Some(format!(
+            "{place} exists and canary did not make it; rename or remove it, canary will not \
+             take it over for Rollout {}",
+            plan.name
+        )),
+        _ => None,
+    }
 }
 
 fn needed<'a>(
@@ -114,7 +206,7 @@ fn canary_ingress(plan: &RolloutPlan, route: &RouteState, stable: &Value) -> Res
             ingress_name(plan)
         ));
     }
-    let mut metadata = generated_metadata(plan, &canary_ingress_name(plan));
+    let mut metadata = generated_metadata(plan, &canary_ingress_name(plan, Some(stable)));
     let mut labels = stable["metadata"]["labels"]
         .as_object()
         .cloned()

@@ -258,3 +258,215 @@ async fn all_traffic_back_removes_the_canary_objects_but_keeps_stable_narrow_whi
         Verification::Yes
     );
 }
+
+fn ingress(cluster: &TestCluster, name: &str) -> Option<Value> {
+    cluster
+        .server
+        .get("networking.k8s.io/v1", "Ingress", Some("default"), name)
+}
+
+/// A second Service, `echo2`, of a second Deployment, on the path `/two` of the seed's
+/// Ingress; and the provider of a Rollout for it.
+fn second_service(cluster: &TestCluster) -> NginxTraffic {
+    cluster.put(json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "echo2", "namespace": "default"},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "echo2"}},
+                 "template": {"metadata": {"labels": {"app": "echo2"}},
+                              "spec": {"containers": [{"name": "echoserver", "image": "cilium/echoserver:1.10.2"}]}}}
+    }));
+    cluster.put_replicaset("default", "echo2", "77aa", json!({"app": "echo2"}));
+    cluster.put(json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "echo2", "namespace": "default"},
+        "spec": {"selector": {"app": "echo2"}, "ports": [{"name": "http", "port": 8080, "targetPort": 8080}]}
+    }));
+    let mut shared = stable(cluster, "networking.k8s.io/v1", "Ingress", "echoserver");
+    let mut two = shared["spec"]["rules"][0]["http"]["paths"][0].clone();
+    two["path"] = json!("/two");
+    two["backend"]["service"]["name"] = json!("echo2");
+    shared["spec"]["rules"][0]["http"]["paths"]
+        .as_array_mut()
+        .unwrap()
+        .push(two);
+    cluster.put(shared);
+    let yaml = ROLLOUT
+        .replace(
+            "{name: echoserver, namespace: default}",
+            "{name: echo2, namespace: default}",
+        )
+        .replace("name: echoserver}", "name: echo2}")
+        .replace(
+            "{name: echoserver, port: 8080}",
+            "{name: echo2, port: 8080}",
+        );
+    let rollout = canary_core::load::from_yaml(&yaml).unwrap();
+    NginxTraffic::new(
+        cluster.client.clone(),
+        canary_core::validate::validate(&rollout).unwrap(),
+    )
+}
+
+fn paths_and_backends(ingress: &Value) -> Vec<(String, String)> {
+    ingress["spec"]["rules"][0]["http"]["paths"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["path"].as_str().unwrap().to_owned(),
+                p["backend"]["service"]["name"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn two_rollouts_whose_services_share_an_ingress_each_get_their_own_canary_ingress() {
+    let cluster = cluster().await;
+    let second = second_service(&cluster);
+    let first = provider(&cluster);
+    let (one, two) = (RouteState::weighted(20), RouteState::weighted(50));
+    assert!(first.apply(&one).await.unwrap());
+    assert!(second.apply(&two).await.unwrap());
+    let weight = "nginx.ingress.kubernetes.io/canary-weight";
+    let a = ingress(&cluster, "echoserver-echoserver-canary").expect("the first's");
+    let b = ingress(&cluster, "echoserver-echo2-canary").expect("the second's");
+    assert!(ingress(&cluster, "echoserver-canary").is_none());
+    assert_eq!(a["metadata"]["annotations"][weight], "20");
+    assert_eq!(b["metadata"]["annotations"][weight], "50");
+    assert_eq!(
+        paths_and_backends(&a),
+        [("/".to_owned(), "echoserver-canary".to_owned())]
+    );
+    assert_eq!(
+        paths_and_backends(&b),
+        [("/two".to_owned(), "echo2-canary".to_owned())]
+    );
+    for (traffic, route) in [(&first, &one), (&second, &two)] {
+        let seen = traffic.observe(route).await.unwrap();
+        assert_eq!(seen.verified, Verification::Yes);
+        assert_eq!(seen.route.as_ref(), Some(route));
+    }
+    // One going back to stable leaves the other's canary alone.
+    assert!(first.apply(&RouteState::stable()).await.unwrap());
+    assert!(ingress(&cluster, "echoserver-echoserver-canary").is_none());
+    assert!(ingress(&cluster, "echoserver-echo2-canary").is_some());
+    assert_eq!(
+        second.observe(&two).await.unwrap().verified,
+        Verification::Yes
+    );
+}
+
+#[tokio::test]
+async fn a_canary_ingress_of_another_rollout_or_of_a_user_is_never_taken_over() {
+    let cluster = cluster().await;
+    let traffic = provider(&cluster);
+    for (labels, owner) in [
+        (
+            json!({"app.kubernetes.io/managed-by": "canary", "canary.rs/rollout": "other"}),
+            "Rollout default/other",
+        ),
+        (json!({"team": "web"}), "canary did not make it"),
+    ] {
+        let mut theirs = stable(&cluster, "networking.k8s.io/v1", "Ingress", "echoserver");
+        theirs["metadata"] = json!({"name": "echoserver-canary", "namespace": "default", "labels": labels,
+                                    "annotations": {"nginx.ingress.kubernetes.io/canary": "true", "nginx.ingress.kubernetes.io/canary-weight": "5"}});
+        cluster.put(theirs);
+        let before = ingress(&cluster, "echoserver-canary").unwrap();
+        let error = traffic
+            .apply(&RouteState::weighted(20))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains(owner), "{error}");
+        assert!(
+            error.contains("Ingress default/echoserver-canary"),
+            "{error}"
+        );
+        assert_eq!(ingress(&cluster, "echoserver-canary").unwrap(), before);
+        assert_eq!(
+            traffic
+                .observe(&RouteState::weighted(20))
+                .await
+                .unwrap()
+                .verified,
+            Verification::No
+        );
+        // All traffic to stable needs no canary Ingress: theirs stays.
+        traffic.apply(&RouteState::stable()).await.unwrap();
+        traffic.finalize().await.unwrap();
+        assert_eq!(ingress(&cluster, "echoserver-canary").unwrap(), before);
+    }
+}
+
+#[tokio::test]
+async fn when_the_ingress_gains_a_service_the_canary_ingress_moves_to_its_per_service_name() {
+    let cluster = cluster().await;
+    let traffic = provider(&cluster);
+    assert!(traffic.apply(&RouteState::weighted(20)).await.unwrap());
+    assert!(ingress(&cluster, "echoserver-canary").is_some());
+    second_service(&cluster);
+    assert_eq!(
+        traffic
+            .observe(&RouteState::weighted(20))
+            .await
+            .unwrap()
+            .verified,
+        Verification::No
+    );
+    assert!(traffic.apply(&RouteState::weighted(20)).await.unwrap());
+    assert!(ingress(&cluster, "echoserver-canary").is_none());
+    let moved = ingress(&cluster, "echoserver-echoserver-canary").unwrap();
+    assert_eq!(
+        paths_and_backends(&moved),
+        [("/".to_owned(), "echoserver-canary".to_owned())]
+    );
+    assert_eq!(
+        traffic
+            .observe(&RouteState::weighted(20))
+            .await
+            .unwrap()
+            .verified,
+        Verification::Yes
+    );
+}
+
+#[tokio::test]
+async fn a_stray_canary_annotation_on_the_canary_ingress_is_seen_and_removed() {
+    let cluster = cluster().await;
+    let traffic = provider(&cluster);
+    let route = RouteState::weighted(20);
+    assert!(traffic.apply(&route).await.unwrap());
+    let mut edited = ingress(&cluster, "echoserver-canary").unwrap();
+    edited["metadata"]["annotations"]["nginx.ingress.kubernetes.io/canary-by-header"] =
+        json!("x-debug");
+    edited["metadata"]["annotations"]["team"] = json!("web");
+    cluster.put(edited);
+    assert_eq!(
+        traffic.observe(&route).await.unwrap().verified,
+        Verification::No,
+        "a header match nobody asked for routes requests to the canary"
+    );
+    assert!(traffic.apply(&route).await.unwrap());
+    let repaired = ingress(&cluster, "echoserver-canary").unwrap();
+    let annotations = &repaired["metadata"]["annotations"];
+    assert!(
+        annotations
+            .get("nginx.ingress.kubernetes.io/canary-by-header")
+            .is_none(),
+        "{annotations}"
+    );
+    assert_eq!(annotations["team"], "web", "other annotations stay");
+    assert_eq!(
+        annotations["nginx.ingress.kubernetes.io/canary-weight"],
+        "20"
+    );
+    assert_eq!(
+        traffic.observe(&route).await.unwrap().verified,
+        Verification::Yes
+    );
+    cluster.server.clear_requests();
+    assert!(!traffic.apply(&route).await.unwrap());
+    assert_eq!(writes(&cluster), 0);
+}

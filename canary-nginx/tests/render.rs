@@ -182,7 +182,7 @@ fn the_clone_keeps_class_tls_labels_and_other_annotations_and_only_the_services_
         "custom.example.com/canary-weight": "5",
         "custom.example.com/canary-weight-total": "1000",
         "custom.example.com/canary-by-header": "x-region",
-        "custom.example.com/canary-by-header-pattern": "eu-.*",
+        "custom.example.com/canary-by-header-pattern": "^(?:eu-.*)$",
     });
     assert_eq!(&Value::Object(annotations.clone()), &expected);
     assert_eq!(ingress["metadata"]["labels"]["team"], "web");
@@ -300,4 +300,105 @@ fn what_nginx_cannot_route_is_refused_with_what_it_can() {
             "{strategy}: {errors:?}"
         );
     }
+}
+
+#[test]
+fn a_header_pattern_is_written_anchored_so_it_matches_whole_values_and_reads_back_as_given() {
+    let (plan, objects) = echoserver();
+    for pattern in ["eu-.*", "^v[0-9]+$", "a|b"] {
+        let route = RouteState {
+            matches: vec![RequestMatch {
+                headers: [(
+                    "x-region".into(),
+                    StringMatch {
+                        regex: Some(pattern.into()),
+                        ..StringMatch::default()
+                    },
+                )]
+                .into(),
+                ..RequestMatch::default()
+            }],
+            ..RouteState::stable()
+        };
+        let ingress = render(&plan, &route, &objects).unwrap().route.unwrap();
+        let written = ingress["metadata"]["annotations"]
+            ["nginx.ingress.kubernetes.io/canary-by-header-pattern"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        // ingress-nginx searches the value for the pattern; only `^(?:…)$` makes every
+        // alternative of it cover the whole value.
+        assert!(
+            written.starts_with("^(?:") && written.ends_with(")$"),
+            "{written}"
+        );
+        assert_eq!(&written[4..written.len() - 2], pattern);
+        let annotations = ingress["metadata"]["annotations"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
+            .collect();
+        assert_eq!(
+            canary_nginx::annotations::Canary::new("nginx.ingress.kubernetes.io")
+                .route_of(&annotations),
+            Some(route)
+        );
+    }
+}
+
+#[test]
+fn the_canary_ingress_is_named_per_service_when_the_ingress_is_shared_and_stays_a_valid_name() {
+    let (plan, objects) = echoserver();
+    let stable = objects
+        .get("Ingress", "default", "echoserver")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        canary_nginx::render::canary_ingress_name(&plan, Some(&stable)),
+        "echoserver-canary",
+        "the seed's single-Service Ingress keeps the short name"
+    );
+    let mut shared = stable.clone();
+    let mut other = shared["spec"]["rules"][0]["http"]["paths"][0].clone();
+    other["path"] = json!("/admin");
+    other["backend"]["service"]["name"] = json!("admin");
+    shared["spec"]["rules"][0]["http"]["paths"]
+        .as_array_mut()
+        .unwrap()
+        .push(other);
+    let mut with_shared = objects.clone();
+    with_shared.insert(shared.clone());
+    let ingress = render(&plan, &RouteState::weighted(20), &with_shared)
+        .unwrap()
+        .route
+        .unwrap();
+    assert_eq!(ingress["metadata"]["name"], "echoserver-echoserver-canary");
+    let paths = ingress["spec"]["rules"][0]["http"]["paths"]
+        .as_array()
+        .unwrap();
+    assert_eq!(paths.len(), 1, "only the paths to the Rollout's Service");
+    assert_eq!(paths[0]["backend"]["service"]["name"], "echoserver-canary");
+
+    // The longest names still make a valid object name, distinct per Service.
+    let long_ingress = "i".repeat(250);
+    let names: Vec<String> = ["a", "b"]
+        .iter()
+        .map(|service| {
+            let text =
+                std::fs::read_to_string(root().join("examples/rollouts/echoserver-nginx.yaml"))
+                    .unwrap();
+            let mut rollout = canary_core::load::rollout_file(&text).unwrap().rollout;
+            rollout.spec.traffic_routing.nginx.as_mut().unwrap().ingress = long_ingress.clone();
+            rollout.spec.service.name = (*service).to_owned();
+            let plan = canary_core::validate::validate(&rollout).unwrap();
+            canary_nginx::render::canary_ingress_name(&plan, None)
+        })
+        .collect();
+    for name in &names {
+        assert!(name.len() <= 253, "{}", name.len());
+        canary_core::names::dns1123_subdomain(name).unwrap();
+        assert!(name.ends_with("-canary"));
+    }
+    assert_ne!(names[0], names[1]);
 }

@@ -106,6 +106,9 @@ pub(super) fn check_matches(
                 format!("`{method}` is not one of {}", METHODS.join(", ")),
             );
         }
+        if provider == Some(ProviderKind::Nginx) {
+            super::nginx::check_request(c, &here, request);
+        }
         if let (Some(provider), Some(caps)) = (provider, capabilities) {
             for (field, what) in caps.refusals(request) {
                 c.error(

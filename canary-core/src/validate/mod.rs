@@ -7,6 +7,7 @@
 
 mod analysis;
 mod matches;
+mod nginx;
 mod strategy;
 mod traffic;
 mod workload;

@@ -1,0 +1,82 @@
+//! What ingress-nginx accepts in the canary annotations a match becomes.
+//!
+//! ingress-nginx checks annotation values before it uses them
+//! (internal/ingress/annotations/canary/main.go: `canaryAnnotations`; the validators in
+//! internal/ingress/annotations/parser/validators.go). A value that fails is logged and taken
+//! as empty, so the canary would silently stop matching: canary refuses such values up front.
+//!
+//! - `canary-by-header`, `canary-by-header-value` and `canary-by-cookie` go through
+//!   `BasicCharsRegex` (letters, digits and `/-._~:`), spaces removed before the check.
+//! - `canary-by-header-pattern` goes through `IsValidRegex`: those characters and
+//!   `^$[](){}*+?|&=\`, spaces included in the check.
+
+use super::Checker;
+use crate::spec::RequestMatch;
+
+/// The characters of `BasicCharsRegex` besides ASCII letters and digits.
+const BASIC: &str = "/-._~:";
+/// The characters `IsValidRegex` adds to those.
+const REGEX: &str = "^$[](){}*+?|&=\\";
+
+fn basic(c: char) -> bool {
+    c.is_ascii_alphanumeric() || BASIC.contains(c)
+}
+
+/// `value` passes `BasicCharsRegex` (spaces are not checked, as ingress-nginx removes them
+/// first).
+fn basic_chars(value: &str) -> Result<(), String> {
+    match value.chars().find(|&c| c != ' ' && !basic(c)) {
+        None => Ok(()),
+        Some(c) => Err(format!(
+            "`{value}` has `{c}`, which ingress-nginx refuses in this annotation: it takes \
+             letters, digits and /-._~:"
+        )),
+    }
+}
+
+/// `pattern` passes `IsValidRegex`.
+fn regex_chars(pattern: &str) -> Result<(), String> {
+    match pattern.chars().find(|&c| !basic(c) && !REGEX.contains(c)) {
+        None => Ok(()),
+        Some(c) => Err(format!(
+            "`{pattern}` has `{c}`, which ingress-nginx refuses in a header pattern: it takes \
+             letters, digits and /-._~:^$[](){{}}*+?|&=\\"
+        )),
+    }
+}
+
+/// Checks the header names, values and patterns and the cookie name of `request` (at `here`)
+/// against what ingress-nginx accepts.
+pub(super) fn check_request(c: &mut Checker, here: &str, request: &RequestMatch) {
+    for (name, condition) in &request.headers {
+        c.check(format!("{here}.headers"), basic_chars(name));
+        if let Some(value) = &condition.exact {
+            c.check(format!("{here}.headers.{name}.exact"), basic_chars(value));
+        }
+        if let Some(pattern) = &condition.regex {
+            c.check(format!("{here}.headers.{name}.regex"), regex_chars(pattern));
+        }
+    }
+    if let Some(cookie) = &request.cookie {
+        c.check(format!("{here}.cookie.name"), basic_chars(&cookie.name));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_character_sets_are_ingress_nginxs() {
+        assert!(basic_chars("a-Z_0.9~/:").is_ok());
+        assert!(basic_chars("two words").is_ok(), "spaces are removed first");
+        for bad in ["a;b", "a\"b", "a,b", "a\nb", "a=b", "é"] {
+            assert!(basic_chars(bad).is_err(), "{bad}");
+        }
+        assert!(regex_chars("^(?:eu-[a-z]+|us)$").is_ok());
+        assert!(regex_chars("a\\d{2}&b=c").is_ok());
+        for bad in ["a b", "a,b", "a!b", "a#b", "a\nb", "a'b"] {
+            assert!(regex_chars(bad).is_err(), "{bad}");
+        }
+    }
+}
