@@ -32,6 +32,8 @@ pub(crate) struct ApplyRequest<'a> {
     pub manager: &'a str,
     /// The `force` query parameter.
     pub force: bool,
+    /// Checks (and may prune or default) the object to be stored, given the live one.
+    pub check: &'a dyn Fn(&Inner, Value, Option<&Value>) -> ApiResult<Value>,
 }
 
 /// Applies `body` and returns the HTTP code (201 when created, 200 otherwise) and object.
@@ -47,6 +49,7 @@ pub(crate) fn apply(
         part,
         manager,
         force,
+        check,
     } = *req;
     if !body.is_object() {
         return Err(ApiError::bad_request(
@@ -81,6 +84,7 @@ pub(crate) fn apply(
         }
         let entries = [Entry::new(manager, "Apply", part, new_paths)];
         fields::write_entries(&mut obj, &entries, rt);
+        let obj = check(inner, obj, None)?;
         return Ok((201, inner.create(rt, ns, obj, false, &Owner::Apply)?));
     };
 
@@ -146,6 +150,7 @@ pub(crate) fn apply(
     }
     entries.retain(|e| !e.fields.is_empty());
     fields::write_entries(&mut merged, &entries, rt);
+    let merged = check(inner, merged, Some(&live))?;
     Ok((
         200,
         inner.update(rt, ns, name, merged, part, &Owner::Apply)?,

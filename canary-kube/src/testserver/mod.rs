@@ -17,6 +17,7 @@
 //! `metadata.name`, namespace existence, garbage collection of owned objects,
 //! `dryRun`, pagination (lists are returned whole), and API version conversion.
 
+mod admission;
 mod apply;
 mod deployments;
 mod discovery;
@@ -29,9 +30,12 @@ mod patch;
 mod requests;
 mod resources;
 mod routes;
+mod schema;
 mod selectors;
 mod store;
+mod validation;
 mod watch;
+mod writes;
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -41,6 +45,10 @@ use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+pub use admission::{
+    AdmissionHook, AdmissionRequest, Denial, IstioValidation, KumaValidation, NginxAdmission,
+    Operation,
+};
 pub use faults::Faults;
 pub use requests::{LoggedRequest, Verb};
 pub use resources::ResourceType;
