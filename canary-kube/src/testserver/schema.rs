@@ -77,7 +77,10 @@ impl CrdSchema {
             }
         }
         if only.is_none() {
-            let required = self.root["required"].as_array().cloned().unwrap_or_default();
+            let required = self.root["required"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
             for key in required.iter().filter_map(Value::as_str) {
                 if !["apiVersion", "kind", "metadata"].contains(&key) && !map.contains_key(key) {
                     checked
@@ -129,7 +132,10 @@ impl CrdSchema {
             errs.push(FieldError::type_invalid(
                 path,
                 &json!(type_name(value)),
-                format!("{here} in body must be of type integer,string: {:?}", type_name(value)),
+                format!(
+                    "{here} in body must be of type integer,string: {:?}",
+                    type_name(value)
+                ),
             ));
             return;
         }
@@ -154,7 +160,10 @@ impl CrdSchema {
                     errs.push(FieldError::invalid(
                         path,
                         &json!(len),
-                        format!("{here} in body should have at least {} items", min.unwrap_or(0)),
+                        format!(
+                            "{here} in body should have at least {} items",
+                            min.unwrap_or(0)
+                        ),
                     ));
                 }
                 if let Some(m) = max.filter(|m| len > *m) {
@@ -225,24 +234,19 @@ impl CrdSchema {
                 ));
             }
         }
-        if schema["format"] == "int32" && value.as_i64().is_none_or(|v| i32::try_from(v).is_err())
-        {
+        if schema["format"] == "int32" && value.as_i64().is_none_or(|v| i32::try_from(v).is_err()) {
             errs.push(FieldError::invalid(
                 path,
                 value,
-                format!("{here} in body must be of type int32: {:?}", value.to_string()),
+                format!(
+                    "{here} in body must be of type int32: {:?}",
+                    value.to_string()
+                ),
             ));
         }
     }
 
-    fn string(
-        &self,
-        s: &str,
-        schema: &Value,
-        path: &Path,
-        here: &str,
-        errs: &mut Vec<FieldError>,
-    ) {
+    fn string(&self, s: &str, schema: &Value, path: &Path, here: &str, errs: &mut Vec<FieldError>) {
         let chars = s.chars().count() as u64;
         if let Some(min) = schema["minLength"].as_u64().filter(|m| chars < *m) {
             errs.push(FieldError::invalid(
@@ -282,7 +286,11 @@ impl CrdSchema {
             ));
         }
         if let Some(one) = schema["oneOf"].as_array()
-            && one.iter().filter(|b| self.satisfies(value, b, path)).count() != 1
+            && one
+                .iter()
+                .filter(|b| self.satisfies(value, b, path))
+                .count()
+                != 1
         {
             errs.push(FieldError::invalid(
                 path,
@@ -318,7 +326,9 @@ fn has_type(value: &Value, want: &str) -> bool {
         "integer" => {
             value.is_i64()
                 || value.is_u64()
-                || value.as_f64().is_some_and(|f| f.fract() == 0.0 && f.is_finite())
+                || value
+                    .as_f64()
+                    .is_some_and(|f| f.fract() == 0.0 && f.is_finite())
         }
         "number" => value.is_number(),
         "string" => value.is_string(),
@@ -357,8 +367,7 @@ fn prune(value: &mut Value, schema: &Value, path: &str, unknown: &mut Vec<String
                     if let Some(v) = map.get_mut(&key) {
                         prune(v, additional, &child, unknown);
                     }
-                } else if embedded && ["apiVersion", "kind", "metadata"].contains(&key.as_str())
-                {
+                } else if embedded && ["apiVersion", "kind", "metadata"].contains(&key.as_str()) {
                     continue;
                 } else if !preserve && *additional != json!(true) {
                     map.remove(&key);
@@ -523,7 +532,11 @@ mod tests {
         let checked = schema().check(&mut obj, None);
         assert_eq!(
             checked.unknown,
-            vec!["other".to_owned(), "spec.extra".to_owned(), "spec.items[0].y".to_owned()]
+            vec![
+                "other".to_owned(),
+                "spec.extra".to_owned(),
+                "spec.items[0].y".to_owned()
+            ]
         );
         assert!(checked.errors.is_empty(), "{:?}", checked.errors);
         assert_eq!(obj["spec"]["weight"], 1);
@@ -542,12 +555,29 @@ mod tests {
             .map(ToString::to_string)
             .collect();
         let all = errs.join("\n");
-        assert!(all.contains("spec.name: Too long: may not be more than 5 bytes"), "{all}");
-        assert!(all.contains("spec.name: Invalid value: \"ABCDEFG\": spec.name in body should match '^[a-z]+$'"), "{all}");
+        assert!(
+            all.contains("spec.name: Too long: may not be more than 5 bytes"),
+            "{all}"
+        );
+        assert!(
+            all.contains(
+                "spec.name: Invalid value: \"ABCDEFG\": spec.name in body should match '^[a-z]+$'"
+            ),
+            "{all}"
+        );
         assert!(all.contains("spec.weight: Invalid value: 101: spec.weight in body should be less than or equal to 100"), "{all}");
-        assert!(all.contains("spec.mode: Unsupported value: \"c\": supported values: \"a\", \"b\""), "{all}");
-        assert!(all.contains("spec.port: Invalid value: \"boolean\""), "{all}");
-        assert!(all.contains("spec.items: Too many: 2: must have at most 1 items"), "{all}");
+        assert!(
+            all.contains("spec.mode: Unsupported value: \"c\": supported values: \"a\", \"b\""),
+            "{all}"
+        );
+        assert!(
+            all.contains("spec.port: Invalid value: \"boolean\""),
+            "{all}"
+        );
+        assert!(
+            all.contains("spec.items: Too many: 2: must have at most 1 items"),
+            "{all}"
+        );
         let mut missing = json!({"spec": {}});
         let errs = schema().check(&mut missing, None).errors;
         assert_eq!(errs[0].to_string(), "spec.name: Required value");

@@ -57,7 +57,11 @@ fn multierror(errors: &[String]) -> String {
         [one] => one.clone(),
         many => {
             let points: Vec<String> = many.iter().map(|e| format!("* {e}")).collect();
-            format!("{} errors occurred:\n\t{}\n\n", many.len(), points.join("\n\t"))
+            format!(
+                "{} errors occurred:\n\t{}\n\n",
+                many.len(),
+                points.join("\n\t")
+            )
         }
     }
 }
@@ -96,7 +100,9 @@ fn wildcard_domain(domain: &str) -> Option<String> {
         None => (domain, None),
     };
     if !is_wildcard_label(first) {
-        return Some(format!("domain name {domain:?} invalid (label {first:?} invalid)"));
+        return Some(format!(
+            "domain name {domain:?} invalid (label {first:?} invalid)"
+        ));
     }
     rest.and_then(dns1123_labels)
 }
@@ -116,7 +122,9 @@ fn dns1123_labels(domain: &str) -> Option<String> {
             return None;
         }
         if !is_istio_dns1123_label(label) {
-            return Some(format!("domain name {domain:?} invalid (label {label:?} invalid)"));
+            return Some(format!(
+                "domain name {domain:?} invalid (label {label:?} invalid)"
+            ));
         }
     }
     None
@@ -223,10 +231,14 @@ fn http_route(http: &Value, delegate: bool, errs: &mut Vec<String>) {
     }
     if let Some(pct) = http["mirrorPercentage"]["value"].as_f64() {
         if pct > 100.0 {
-            errs.push(format!("mirror_percentage must have a max value of 100 (it has {pct:.6})"));
+            errs.push(format!(
+                "mirror_percentage must have a max value of 100 (it has {pct:.6})"
+            ));
         }
         if pct < 0.0 {
-            errs.push(format!("mirror_percentage must have a min value of 0 (it has {pct:.6})"));
+            errs.push(format!(
+                "mirror_percentage must have a min value of 0 (it has {pct:.6})"
+            ));
         }
     }
     destination(&http["mirror"], errs);

@@ -77,26 +77,51 @@ fn target_ref(r: &Value, path: &str, supported: &[&str], out: &mut Violations) {
     }
     let name = r["name"].as_str().unwrap_or_default();
     let labels = set(&r["labels"]);
-    let disallowed = |field: &str| set(&r[field]).then(|| (field.to_owned(), format!("must not be set with kind {kind}")));
+    let disallowed = |field: &str| {
+        set(&r[field]).then(|| {
+            (
+                field.to_owned(),
+                format!("must not be set with kind {kind}"),
+            )
+        })
+    };
     let mut extra: Vec<(String, String)> = Vec::new();
     match kind {
         "Mesh" => {
             if !name.is_empty() {
-                extra.push(("name".into(), format!("using name with kind {kind} is not yet supported")));
+                extra.push((
+                    "name".into(),
+                    format!("using name with kind {kind} is not yet supported"),
+                ));
             }
-            extra.extend(["mesh", "tags", "labels", "namespace", "sectionName"].iter().filter_map(|f| disallowed(f)));
+            extra.extend(
+                ["mesh", "tags", "labels", "namespace", "sectionName"]
+                    .iter()
+                    .filter_map(|f| disallowed(f)),
+            );
         }
         "MeshSubset" => {
-            extra.extend(["name", "mesh", "labels", "namespace", "sectionName"].iter().filter_map(|f| disallowed(f)));
+            extra.extend(
+                ["name", "mesh", "labels", "namespace", "sectionName"]
+                    .iter()
+                    .filter_map(|f| disallowed(f)),
+            );
         }
         "MeshService" => {
             extra.extend(name_chars(name));
-            extra.extend(["mesh", "tags", "proxyTypes"].iter().filter_map(|f| disallowed(f)));
+            extra.extend(
+                ["mesh", "tags", "proxyTypes"]
+                    .iter()
+                    .filter_map(|f| disallowed(f)),
+            );
             if !labels && name.is_empty() {
                 extra.push(("name".into(), format!("must be set with kind {kind}")));
             }
             if labels && (!name.is_empty() || set(&r["namespace"])) {
-                extra.push(("labels".into(), "either labels or name and namespace must be specified".into()));
+                extra.push((
+                    "labels".into(),
+                    "either labels or name and namespace must be specified".into(),
+                ));
             }
         }
         "MeshServiceSubset" | "MeshGateway" => {
@@ -104,11 +129,19 @@ fn target_ref(r: &Value, path: &str, supported: &[&str], out: &mut Violations) {
                 extra.push(("name".into(), format!("must be set with kind {kind}")));
             }
             extra.extend(name_chars(name));
-            extra.extend(["mesh", "proxyTypes", "labels"].iter().filter_map(|f| disallowed(f)));
+            extra.extend(
+                ["mesh", "proxyTypes", "labels"]
+                    .iter()
+                    .filter_map(|f| disallowed(f)),
+            );
         }
         "MeshMultiZoneService" | "MeshExternalService" => {
             extra.extend(name_chars(name));
-            extra.extend(["mesh", "tags", "proxyTypes"].iter().filter_map(|f| disallowed(f)));
+            extra.extend(
+                ["mesh", "tags", "proxyTypes"]
+                    .iter()
+                    .filter_map(|f| disallowed(f)),
+            );
         }
         _ => {}
     }
@@ -174,7 +207,10 @@ fn matches(list: &[Value], path: &str, out: &mut Violations) {
         for (j, h) in array(&m["headers"]).iter().enumerate() {
             let kind = h["type"].as_str().unwrap_or("Exact");
             if matches!(kind, "Present" | "Absent") && set(&h["value"]) {
-                out.push((format!("{p}.headers[{j}].value"), "must not be defined".to_owned()));
+                out.push((
+                    format!("{p}.headers[{j}].value"),
+                    "must not be defined".to_owned(),
+                ));
             }
         }
     }
@@ -184,7 +220,13 @@ fn matches(list: &[Value], path: &str, out: &mut Violations) {
 fn mesh_http_route(spec: &Value, system: bool) -> Violations {
     let mut out = Vec::new();
     let top = &spec["targetRef"];
-    let mut top_kinds = vec!["Mesh", "MeshSubset", "MeshService", "MeshServiceSubset", "Dataplane"];
+    let mut top_kinds = vec![
+        "Mesh",
+        "MeshSubset",
+        "MeshService",
+        "MeshServiceSubset",
+        "Dataplane",
+    ];
     if system {
         top_kinds.push("MeshGateway");
     }
@@ -199,7 +241,12 @@ fn mesh_http_route(spec: &Value, system: bool) -> Violations {
         } else {
             &["MeshService", "MeshExternalService", "MeshMultiZoneService"]
         };
-        target_ref(&to["targetRef"], &format!("{p}.targetRef"), to_kinds, &mut out);
+        target_ref(
+            &to["targetRef"],
+            &format!("{p}.targetRef"),
+            to_kinds,
+            &mut out,
+        );
         if !gateway && set(&to["hostnames"]) {
             out.push((format!("{p}.hostnames"), "must not be defined".to_owned()));
         }
@@ -208,18 +255,29 @@ fn mesh_http_route(spec: &Value, system: bool) -> Violations {
             matches(&array(&rule["matches"]), &format!("{r}.matches"), &mut out);
             let refs = array(&rule["default"]["backendRefs"]);
             if refs.is_empty() && gateway {
-                out.push((format!("{r}.default.backendRefs"), "must not be empty".to_owned()));
+                out.push((
+                    format!("{r}.default.backendRefs"),
+                    "must not be empty".to_owned(),
+                ));
             }
             for (k, backend) in refs.iter().enumerate() {
                 let b = format!("{r}.default.backendRefs[{k}]");
                 target_ref(
                     backend,
                     &b,
-                    &["MeshService", "MeshServiceSubset", "MeshExternalService", "MeshMultiZoneService"],
+                    &[
+                        "MeshService",
+                        "MeshServiceSubset",
+                        "MeshExternalService",
+                        "MeshMultiZoneService",
+                    ],
                     &mut out,
                 );
                 if backend["kind"] == "MeshMultiZoneService" && backend["port"].is_null() {
-                    out.push((format!("{b}.port"), "must be defined with kind MeshMultiZoneService".to_owned()));
+                    out.push((
+                        format!("{b}.port"),
+                        "must be defined with kind MeshMultiZoneService".to_owned(),
+                    ));
                 }
             }
         }

@@ -23,7 +23,7 @@ use super::errors::ApiError;
 
 pub use istio::IstioValidation;
 pub use kuma::KumaValidation;
-pub use nginx::NginxAdmission;
+pub use nginx::{NginxAdmission, ignored_canary_annotations as nginx_ignored_canary_annotations};
 
 /// The operation under review (`AdmissionRequest.operation`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

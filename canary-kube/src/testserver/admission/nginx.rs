@@ -107,7 +107,11 @@ pub fn ignored_canary_annotations(ingress: &Value) -> Vec<String> {
     check("canary", &|v| go_bool(v).is_some());
     check("canary-weight", &|v| v.parse::<i64>().is_ok());
     check("canary-weight-total", &|v| v.parse::<i64>().is_ok());
-    for name in ["canary-by-header", "canary-by-header-value", "canary-by-cookie"] {
+    for name in [
+        "canary-by-header",
+        "canary-by-header-value",
+        "canary-by-cookie",
+    ] {
         check(name, &|v| v.chars().filter(|c| *c != ' ').all(basic_char));
     }
     check("canary-by-header-pattern", &|v| v.chars().all(regex_char));
@@ -134,12 +138,18 @@ fn created(ingress: &Value) -> (&str, &str, &str) {
 fn locations(ingress: &Value) -> Vec<(String, String, String)> {
     let mut out = Vec::new();
     for rule in ingress["spec"]["rules"].as_array().into_iter().flatten() {
-        let host = rule["host"].as_str().filter(|h| !h.is_empty()).unwrap_or("_");
+        let host = rule["host"]
+            .as_str()
+            .filter(|h| !h.is_empty())
+            .unwrap_or("_");
         for path in rule["http"]["paths"].as_array().into_iter().flatten() {
             if path["backend"]["service"].is_null() {
                 continue;
             }
-            let p = path["path"].as_str().filter(|p| !p.is_empty()).unwrap_or("/");
+            let p = path["path"]
+                .as_str()
+                .filter(|p| !p.is_empty())
+                .unwrap_or("/");
             let kind = path["pathType"].as_str().unwrap_or("Prefix");
             out.push((host.to_owned(), p.to_owned(), kind.to_owned()));
         }

@@ -53,7 +53,9 @@ fn selector_and_template(spec: &Value, path: &Path) -> Vec<FieldError> {
         }
     }
     errs.extend(validate_pod_template(template, &path.child("template")));
-    let restart = template["spec"]["restartPolicy"].as_str().unwrap_or("Always");
+    let restart = template["spec"]["restartPolicy"]
+        .as_str()
+        .unwrap_or("Always");
     if restart != "Always" {
         errs.push(FieldError::not_supported(
             &path.child("template").child("spec").child("restartPolicy"),
@@ -127,7 +129,8 @@ fn strategy(strategy: &Value, path: &Path) -> Vec<FieldError> {
                 &p.child("maxUnavailable"),
             ));
             errs.extend(positive_int_or_percent(surge, &p.child("maxSurge")));
-            if int_or_percent_value(unavailable) == Some(0) && int_or_percent_value(surge) == Some(0)
+            if int_or_percent_value(unavailable) == Some(0)
+                && int_or_percent_value(surge) == Some(0)
             {
                 errs.push(FieldError::invalid(
                     &p.child("maxUnavailable"),
@@ -135,8 +138,7 @@ fn strategy(strategy: &Value, path: &Path) -> Vec<FieldError> {
                     "may not be 0 when `maxSurge` is 0",
                 ));
             }
-            if unavailable.is_string()
-                && int_or_percent_value(unavailable).is_some_and(|v| v > 100)
+            if unavailable.is_string() && int_or_percent_value(unavailable).is_some_and(|v| v > 100)
             {
                 errs.push(FieldError::invalid(
                     &p.child("maxUnavailable"),
@@ -169,7 +171,10 @@ fn deployment_spec(spec: &Value, path: &Path) -> Vec<FieldError> {
     ));
     let deadline = &spec["progressDeadlineSeconds"];
     if let Some(d) = int(deadline) {
-        errs.extend(nonnegative(deadline, &path.child("progressDeadlineSeconds")));
+        errs.extend(nonnegative(
+            deadline,
+            &path.child("progressDeadlineSeconds"),
+        ));
         let min_ready = int(&spec["minReadySeconds"]).unwrap_or(0);
         if d <= min_ready {
             errs.push(FieldError::invalid(

@@ -36,7 +36,10 @@ pub(super) fn validate_pod(object: &Value) -> Vec<FieldError> {
 fn pod_spec(spec: &Value, path: &Path) -> Vec<FieldError> {
     let mut names = HashSet::new();
     let mut errs = Vec::new();
-    let init = spec["initContainers"].as_array().cloned().unwrap_or_default();
+    let init = spec["initContainers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     for (i, c) in init.iter().enumerate() {
         errs.extend(container(
             c,
@@ -254,7 +257,11 @@ pub(super) fn validate_secret(object: &Value) -> Vec<FieldError> {
     for field in ["data", "stringData"] {
         if let Some(map) = object[field].as_object() {
             for key in map.keys() {
-                errs.extend(invalid_each(&Path::new("data").key(key), key, config_map_key(key)));
+                errs.extend(invalid_each(
+                    &Path::new("data").key(key),
+                    key,
+                    config_map_key(key),
+                ));
             }
         }
     }

@@ -50,7 +50,11 @@ pub(super) fn validate_object_meta(rt: &ResourceType, object: &Value) -> Vec<Fie
     if rt.namespaced {
         match meta["namespace"].as_str().unwrap_or_default() {
             "" => errs.push(FieldError::required(&path.child("namespace"), "")),
-            ns => errs.extend(invalid_each(&path.child("namespace"), ns, dns1123_label(ns))),
+            ns => errs.extend(invalid_each(
+                &path.child("namespace"),
+                ns,
+                dns1123_label(ns),
+            )),
         }
     }
     errs.extend(validate_labels(&meta["labels"], &path.child("labels")));

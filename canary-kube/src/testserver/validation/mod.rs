@@ -330,9 +330,7 @@ pub(crate) fn decode_check(rt: &ResourceType, object: &Value) -> Result<(), Stri
         if value.is_null() {
             continue;
         }
-        let fits = value
-            .as_i64()
-            .is_some_and(|n| i32::try_from(n).is_ok());
+        let fits = value.as_i64().is_some_and(|n| i32::try_from(n).is_ok());
         if !fits {
             let shown = match value {
                 Value::Number(n) => format!("number {n}"),

@@ -60,7 +60,6 @@ fn matches_label(s: &str) -> bool {
         && s.chars().all(|c| is_lower_alnum(c) || c == '-')
 }
 
-
 /// apimachinery `IsDNS1123Label`.
 pub(crate) fn dns1123_label(s: &str) -> Vec<String> {
     let mut errs = Vec::new();
@@ -221,7 +220,9 @@ pub(crate) fn port_name(port: &str) -> Vec<String> {
         .chars()
         .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
     {
-        errs.push("must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)".to_owned());
+        errs.push(
+            "must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)".to_owned(),
+        );
     }
     if !port.chars().any(|c| c.is_ascii_lowercase()) {
         errs.push("must contain at least one letter (a-z)".to_owned());
@@ -416,6 +417,9 @@ mod tests {
             &selector,
             &serde_json::json!({"app": "web", "tier": "c"})
         ));
-        assert!(!selector_matches(&selector, &serde_json::json!({"tier": "a"})));
+        assert!(!selector_matches(
+            &selector,
+            &serde_json::json!({"tier": "a"})
+        ));
     }
 }

@@ -30,7 +30,10 @@ pub(super) fn validate_ingress(object: &Value, old: Option<&Value>) -> Vec<Field
         ));
     }
     if !spec["defaultBackend"].is_null() {
-        errs.extend(backend(&spec["defaultBackend"], &path.child("defaultBackend")));
+        errs.extend(backend(
+            &spec["defaultBackend"],
+            &path.child("defaultBackend"),
+        ));
     }
     for (i, rule) in rules.iter().enumerate() {
         errs.extend(ingress_rule(rule, &path.child("rules").index(i)));
@@ -87,12 +90,18 @@ fn host_errors(host: &str, path: &Path) -> Vec<FieldError> {
 
 /// `validateIngressRules` for one rule.
 fn ingress_rule(rule: &Value, path: &Path) -> Vec<FieldError> {
-    let mut errs = host_errors(rule["host"].as_str().unwrap_or_default(), &path.child("host"));
+    let mut errs = host_errors(
+        rule["host"].as_str().unwrap_or_default(),
+        &path.child("host"),
+    );
     if rule["http"].is_null() {
         return errs;
     }
     let http = path.child("http");
-    let paths = rule["http"]["paths"].as_array().cloned().unwrap_or_default();
+    let paths = rule["http"]["paths"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     if paths.is_empty() {
         errs.push(FieldError::required(&http.child("paths"), ""));
     }
@@ -114,7 +123,11 @@ fn http_path(p: &Value, path: &Path) -> Vec<FieldError> {
         )),
         Some("Exact" | "Prefix") => {
             if !value.starts_with('/') {
-                errs.push(FieldError::invalid(&vpath, &json!(value), "must be an absolute path"));
+                errs.push(FieldError::invalid(
+                    &vpath,
+                    &json!(value),
+                    "must be an absolute path",
+                ));
             }
             if !value.is_empty() {
                 for seq in INVALID_PATH_SEQUENCES {
@@ -139,7 +152,11 @@ fn http_path(p: &Value, path: &Path) -> Vec<FieldError> {
         }
         Some("ImplementationSpecific") => {
             if !value.is_empty() && !value.starts_with('/') {
-                errs.push(FieldError::invalid(&vpath, &json!(value), "must be an absolute path"));
+                errs.push(FieldError::invalid(
+                    &vpath,
+                    &json!(value),
+                    "must be an absolute path",
+                ));
             }
         }
         Some(other) => errs.push(FieldError::not_supported(
@@ -168,7 +185,10 @@ fn backend(b: &Value, path: &Path) -> Vec<FieldError> {
             let mut errs = Vec::new();
             for field in ["kind", "name"] {
                 if resource[field].as_str().unwrap_or_default().is_empty() {
-                    errs.push(FieldError::required(&path.child("resource").child(field), ""));
+                    errs.push(FieldError::required(
+                        &path.child("resource").child(field),
+                        "",
+                    ));
                 }
             }
             errs
