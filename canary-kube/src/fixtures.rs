@@ -153,7 +153,9 @@ pub fn schema_errors(validator: &jsonschema::Validator, object: &Value) -> Vec<S
 }
 
 /// An API test server with the Rollout resource and the upstream CRDs of `crds/` (with their
-/// schemas), Deployments that become ready on their own, and healthy metrics.
+/// schemas), the Istio, ingress-nginx and Kuma validating webhooks
+/// ([`ApiServer::admit_like_upstream`]), Deployments that become ready on their own, and
+/// healthy metrics.
 pub struct TestCluster {
     /// The server.
     pub server: ApiServer,
@@ -175,6 +177,7 @@ impl TestCluster {
             .expect("the API test server starts");
         register_rollout_crd(&server);
         register_upstream_crds(&server);
+        server.admit_like_upstream();
         server.simulate_deployments(ready_after);
         let metrics = InMemoryMetrics::default();
         metrics.set("request-success-rate", MetricOutcome::Value(99.9));
