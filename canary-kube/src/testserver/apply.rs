@@ -18,6 +18,9 @@ use super::fields::{self, Entry, FieldPath, FieldSet, value_at};
 use super::resources::ResourceType;
 use super::store::{Inner, Owner, Part, meta_mut, meta_str};
 
+/// Checks (and may prune or default) an object about to be stored, given the live one.
+pub(crate) type Check<'a> = dyn Fn(&Inner, Value, Option<&Value>) -> ApiResult<Value> + 'a;
+
 /// One apply request.
 pub(crate) struct ApplyRequest<'a> {
     /// The target type.
@@ -33,7 +36,7 @@ pub(crate) struct ApplyRequest<'a> {
     /// The `force` query parameter.
     pub force: bool,
     /// Checks (and may prune or default) the object to be stored, given the live one.
-    pub check: &'a dyn Fn(&Inner, Value, Option<&Value>) -> ApiResult<Value>,
+    pub check: &'a Check<'a>,
 }
 
 /// Applies `body` and returns the HTTP code (201 when created, 200 otherwise) and object.

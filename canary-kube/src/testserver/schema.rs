@@ -375,11 +375,9 @@ fn prune(value: &mut Value, schema: &Value, path: &str, unknown: &mut Vec<String
                 }
             }
         }
-        Value::Array(items) => {
-            if schema["items"].is_object() {
-                for (i, item) in items.iter_mut().enumerate() {
-                    prune(item, &schema["items"], &format!("{path}[{i}]"), unknown);
-                }
+        Value::Array(items) if schema["items"].is_object() => {
+            for (i, item) in items.iter_mut().enumerate() {
+                prune(item, &schema["items"], &format!("{path}[{i}]"), unknown);
             }
         }
         _ => {}
@@ -413,11 +411,9 @@ fn default(value: &mut Value, schema: &Value) {
                 }
             }
         }
-        Value::Array(items) => {
-            if schema["items"].is_object() {
-                for item in items {
-                    default(item, &schema["items"]);
-                }
+        Value::Array(items) if schema["items"].is_object() => {
+            for item in items {
+                default(item, &schema["items"]);
             }
         }
         _ => {}
