@@ -1900,3 +1900,43 @@ async fn the_rollout_and_upstream_crds_validate_with_their_schemas() {
         ["299 - \"unknown field \\\"spec.http[0].route[0].wieght\\\"\""]
     );
 }
+
+#[tokio::test]
+async fn every_example_rollout_and_its_objects_are_accepted() {
+    let server = ApiServer::start().await.unwrap();
+    canary_kube::fixtures::register_rollout_crd(&server);
+    canary_kube::fixtures::register_upstream_crds(&server);
+    server.admit_like_upstream();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/rollouts");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    let mut created = 0;
+    for path in files {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let documents: Vec<Value> = serde_saphyr::from_multiple(&text).unwrap();
+        for doc in documents.into_iter().filter(|d| d.is_object()) {
+            let ns = doc["metadata"]["namespace"].as_str().unwrap_or("default");
+            let plural = match doc["kind"].as_str().unwrap() {
+                "Ingress" => "ingresses".to_owned(),
+                kind => format!("{}s", kind.to_lowercase()),
+            };
+            let api_version = doc["apiVersion"].as_str().unwrap();
+            let prefix = if api_version.contains('/') { "apis" } else { "api" };
+            let url = format!("/{prefix}/{api_version}/namespaces/{ns}/{plural}");
+            let mut doc = doc.clone();
+            // Rollouts of different files may share a name.
+            if doc["kind"] == "Rollout" {
+                let stem = path.file_stem().unwrap().to_string_lossy().to_string();
+                doc["metadata"]["name"] = json!(stem);
+            }
+            let (code, body, warnings) = post(&server, &url, &doc).await;
+            assert_eq!(code, 201, "{}: {body}", path.display());
+            assert!(warnings.is_empty(), "{}: {warnings:?}", path.display());
+            created += 1;
+        }
+    }
+    assert!(created >= 15, "{created}");
+}
