@@ -1924,7 +1924,11 @@ async fn every_example_rollout_and_its_objects_are_accepted() {
                 kind => format!("{}s", kind.to_lowercase()),
             };
             let api_version = doc["apiVersion"].as_str().unwrap();
-            let prefix = if api_version.contains('/') { "apis" } else { "api" };
+            let prefix = if api_version.contains('/') {
+                "apis"
+            } else {
+                "api"
+            };
             let url = format!("/{prefix}/{api_version}/namespaces/{ns}/{plural}");
             let mut doc = doc.clone();
             // Rollouts of different files may share a name.
