@@ -16,7 +16,7 @@ use serde_json::Value;
 use crate::controller::{Context, TrafficFactory, reconcile};
 use crate::crd::Rollout;
 use crate::metrics::Metrics;
-use crate::testserver::{ApiServer, ResourceType};
+use crate::testserver::ApiServer;
 
 /// The workspace's `crds/` directory of upstream CustomResourceDefinitions.
 pub fn upstream_crds() -> PathBuf {
@@ -80,6 +80,70 @@ fn refuse_unknown_fields(schema: &mut Value) {
     }
 }
 
+/// Every CustomResourceDefinition document of the `.yaml` files under `dir` (recursively).
+///
+/// # Panics
+/// When a file cannot be read or parsed: a broken fixture.
+#[allow(clippy::panic)] // a test fixture
+pub fn crds_in(dir: &Path) -> Vec<Value> {
+    let mut files: Vec<PathBuf> = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(d) = pending.pop() {
+        let entries = std::fs::read_dir(&d).unwrap_or_else(|e| panic!("{}: {e}", d.display()));
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if path.extension().is_some_and(|x| x == "yaml") {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    let mut crds = Vec::new();
+    for path in files {
+        let text =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let documents: Vec<Value> = serde_saphyr::from_multiple(&text)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        crds.extend(
+            documents
+                .into_iter()
+                .filter(|d| d["kind"] == "CustomResourceDefinition"),
+        );
+    }
+    crds
+}
+
+/// Serves the upstream CRDs of `crds/` (Istio's VirtualService, DestinationRule and Gateway;
+/// Kuma's MeshHTTPRoute, MeshService and TrafficRoute) on `server`, with their schemas: objects
+/// are pruned and validated as a real API server would. A later
+/// [`ApiServer::register`] of one of these types keeps its schema.
+///
+/// # Panics
+/// When a CRD file is broken.
+#[allow(clippy::panic)] // a test fixture
+pub fn register_upstream_crds(server: &ApiServer) {
+    for crd in crds_in(&upstream_crds()) {
+        if let Err(e) = server.register_crd(&crd) {
+            panic!("{}: {e}", crd["metadata"]["name"]);
+        }
+    }
+}
+
+/// Serves the Rollout resource on `server` from its CRD ([`Rollout::crd`]), schema included.
+///
+/// # Panics
+/// When the CRD does not serialise: a bug.
+#[allow(clippy::panic)] // a test fixture
+pub fn register_rollout_crd(server: &ApiServer) {
+    use kube::CustomResourceExt;
+    let crd = serde_json::to_value(Rollout::crd()).unwrap_or_else(|e| panic!("Rollout CRD: {e}"));
+    if let Err(e) = server.register_crd(&crd) {
+        panic!("Rollout CRD: {e}");
+    }
+}
+
 /// The validation errors of `object`, each with its place.
 pub fn schema_errors(validator: &jsonschema::Validator, object: &Value) -> Vec<String> {
     validator
@@ -88,8 +152,10 @@ pub fn schema_errors(validator: &jsonschema::Validator, object: &Value) -> Vec<S
         .collect()
 }
 
-/// An API test server with the Rollout resource, Deployments that become ready on their own,
-/// and healthy metrics.
+/// An API test server with the Rollout resource and the upstream CRDs of `crds/` (with their
+/// schemas), the Istio, ingress-nginx and Kuma validating webhooks
+/// ([`ApiServer::admit_like_upstream`]), Deployments that become ready on their own, and
+/// healthy metrics.
 pub struct TestCluster {
     /// The server.
     pub server: ApiServer,
@@ -109,14 +175,9 @@ impl TestCluster {
         let server = ApiServer::start()
             .await
             .expect("the API test server starts");
-        server.register(ResourceType::new(
-            crate::GROUP,
-            crate::VERSION,
-            "Rollout",
-            "rollouts",
-            true,
-            true,
-        ));
+        register_rollout_crd(&server);
+        register_upstream_crds(&server);
+        server.admit_like_upstream();
         server.simulate_deployments(ready_after);
         let metrics = InMemoryMetrics::default();
         metrics.set("request-success-rate", MetricOutcome::Value(99.9));

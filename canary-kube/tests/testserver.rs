@@ -762,9 +762,9 @@ async fn fault_injection() {
 async fn request_log_classifies_verbs() {
     let server = ApiServer::start().await.unwrap();
     let api: Api<Pod> = Api::default_namespaced(server.client());
-    let pod: Pod =
-        serde_json::from_value(json!({"metadata": {"name": "p"}, "spec": {"containers": []}}))
-            .unwrap();
+    let pod: Pod = serde_json::from_value(json!({"metadata": {"name": "p"},
+            "spec": {"containers": [{"name": "app", "image": "nginx"}]}}))
+    .unwrap();
     server.clear_requests();
     api.create(&PostParams::default(), &pod).await.unwrap();
     api.get("p").await.unwrap();
@@ -1148,4 +1148,799 @@ async fn a_null_test_on_a_missing_path_passes_as_in_kubernetes() {
         .await
         .unwrap_err();
     assert!(matches!(refused, kube::Error::Api(status) if status.code == 422));
+}
+
+// ---------------------------------------------------------------------------------------
+// Validation: what a real API server refuses, refused the same way.
+
+/// One raw request: `(code, body, Warning headers)`.
+async fn raw(
+    server: &ApiServer,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: &Value,
+) -> (u16, Value, Vec<String>) {
+    let client = reqwest::Client::new();
+    let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+    let response = client
+        .request(method, format!("{}{path}", server.url()))
+        .header("content-type", content_type)
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let code = response.status().as_u16();
+    let warnings = response
+        .headers()
+        .get_all("warning")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect();
+    let body = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+    (code, body, warnings)
+}
+
+async fn post(server: &ApiServer, path: &str, body: &Value) -> (u16, Value, Vec<String>) {
+    raw(server, "POST", path, "application/json", body).await
+}
+
+/// Asserts a 422 Invalid with exactly `message`, and returns the causes' fields.
+fn assert_invalid(answer: &(u16, Value, Vec<String>), message: &str) -> Vec<String> {
+    let (code, status, _) = answer;
+    assert_eq!(*code, 422, "{status}");
+    assert_eq!(status["reason"], "Invalid", "{status}");
+    assert_eq!(status["message"], message, "{status}");
+    status["details"]["causes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["field"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn deployment_json(name: &str, selector: Value, labels: Value) -> Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": 2,
+            "selector": selector,
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {"containers": [{"name": "app", "image": "nginx"}]},
+            },
+        },
+    })
+}
+
+const DEPLOYMENTS: &str = "/apis/apps/v1/namespaces/default/deployments";
+
+#[tokio::test]
+async fn a_deployment_whose_selector_does_not_match_its_template_is_invalid() {
+    let server = ApiServer::start().await.unwrap();
+    let answer = post(
+        &server,
+        DEPLOYMENTS,
+        &deployment_json(
+            "web",
+            json!({"matchLabels": {"app": "web", "version": "v1"}}),
+            json!({"app": "web", "version": "v2"}),
+        ),
+    )
+    .await;
+    let fields = assert_invalid(
+        &answer,
+        "Deployment.apps \"web\" is invalid: spec.template.metadata.labels: Invalid value: \
+         {\"app\":\"web\",\"version\":\"v2\"}: `selector` does not match template `labels`",
+    );
+    assert_eq!(fields, ["spec.template.metadata.labels"]);
+    assert_eq!(answer.1["details"]["kind"], "Deployment");
+    assert_eq!(answer.1["details"]["group"], "apps");
+    assert_eq!(answer.1["details"]["name"], "web");
+    assert_eq!(
+        answer.1["details"]["causes"][0]["reason"],
+        "FieldValueInvalid"
+    );
+    // Through kube-rs, the same refusal.
+    let api: Api<Deployment> = Api::default_namespaced(server.client());
+    let mut bad = deployment("web", 1, "nginx");
+    bad.spec.selector.match_labels = Some(BTreeMap::from([("app".to_owned(), "other".to_owned())]));
+    assert_eq!(
+        api_error(api.create(&PostParams::default(), &bad).await),
+        (422, "Invalid".to_owned())
+    );
+    assert!(server.get("apps/v1", "Deployment", None, "web").is_none());
+    // A matching one is accepted.
+    api.create(&PostParams::default(), &deployment("web", 1, "nginx"))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_deployment_needs_a_selector_containers_and_images() {
+    let server = ApiServer::start().await.unwrap();
+    let mut no_selector = deployment_json("web", json!(null), json!({"app": "web"}));
+    no_selector["spec"]
+        .as_object_mut()
+        .unwrap()
+        .remove("selector");
+    assert_invalid(
+        &post(&server, DEPLOYMENTS, &no_selector).await,
+        "Deployment.apps \"web\" is invalid: spec.selector: Required value",
+    );
+    let empty = deployment_json("web", json!({}), json!({"app": "web"}));
+    assert_invalid(
+        &post(&server, DEPLOYMENTS, &empty).await,
+        "Deployment.apps \"web\" is invalid: spec.selector: Invalid value: {}: empty selector is \
+         invalid for deployment",
+    );
+    let mut containers = deployment_json(
+        "web",
+        json!({"matchLabels": {"app": "web"}}),
+        json!({"app": "web"}),
+    );
+    containers["spec"]["template"]["spec"]["containers"] = json!([
+        {"name": "app", "image": "nginx"},
+        {"name": "app", "image": ""},
+        {"name": "Side_Car", "image": "envoy"},
+    ]);
+    let fields = assert_invalid(
+        &post(&server, DEPLOYMENTS, &containers).await,
+        "Deployment.apps \"web\" is invalid: [spec.template.spec.containers[1].name: Duplicate \
+         value: \"app\", spec.template.spec.containers[1].image: Required value, \
+         spec.template.spec.containers[2].name: Invalid value: \"Side_Car\": a lowercase RFC \
+         1123 label must consist of lower case alphanumeric characters or '-', and must start \
+         and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for \
+         validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')]",
+    );
+    assert_eq!(fields.len(), 3);
+    containers["spec"]["template"]["spec"]["containers"] = json!([]);
+    assert_invalid(
+        &post(&server, DEPLOYMENTS, &containers).await,
+        "Deployment.apps \"web\" is invalid: spec.template.spec.containers: Required value",
+    );
+}
+
+#[tokio::test]
+async fn deployment_numbers_and_strategy_are_checked() {
+    let server = ApiServer::start().await.unwrap();
+    let base = deployment_json(
+        "web",
+        json!({"matchLabels": {"app": "web"}}),
+        json!({"app": "web"}),
+    );
+    let with = |path: &[&str], value: Value| {
+        let mut d = base.clone();
+        let mut at = &mut d;
+        for key in &path[..path.len() - 1] {
+            at = &mut at[*key];
+        }
+        at[path[path.len() - 1]] = value;
+        d
+    };
+    assert_invalid(
+        &post(
+            &server,
+            DEPLOYMENTS,
+            &with(&["spec", "replicas"], json!(-1)),
+        )
+        .await,
+        "Deployment.apps \"web\" is invalid: spec.replicas: Invalid value: -1: must be greater \
+         than or equal to 0",
+    );
+    // Beyond int32: the decoder refuses it with 400 before validation.
+    let (code, status, _) = post(
+        &server,
+        DEPLOYMENTS,
+        &with(&["spec", "replicas"], json!(3_000_000_000_i64)),
+    )
+    .await;
+    assert_eq!(code, 400);
+    assert_eq!(status["reason"], "BadRequest");
+    assert_eq!(
+        status["message"],
+        "Deployment in version \"v1\" cannot be handled as a Deployment: json: cannot unmarshal \
+         number 3000000000 into Go struct field DeploymentSpec.spec.replicas of type int32"
+    );
+    assert_invalid(
+        &post(
+            &server,
+            DEPLOYMENTS,
+            &with(
+                &["spec", "strategy"],
+                json!({"rollingUpdate": {"maxSurge": 0, "maxUnavailable": "0%"}}),
+            ),
+        )
+        .await,
+        "Deployment.apps \"web\" is invalid: spec.strategy.rollingUpdate.maxUnavailable: Invalid \
+         value: \"0%\": may not be 0 when `maxSurge` is 0",
+    );
+    assert_invalid(
+        &post(
+            &server,
+            DEPLOYMENTS,
+            &with(
+                &["spec", "strategy"],
+                json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25x"}}),
+            ),
+        )
+        .await,
+        "Deployment.apps \"web\" is invalid: spec.strategy.rollingUpdate.maxSurge: Invalid value: \
+         \"25x\": a valid percent string must be a numeric string followed by an ending '%' (e.g. \
+         '1%',  or '93%', regex used for validation is '[0-9]+%')",
+    );
+    assert_invalid(
+        &post(
+            &server,
+            DEPLOYMENTS,
+            &with(
+                &["spec", "strategy"],
+                json!({"type": "Recreate", "rollingUpdate": {}}),
+            ),
+        )
+        .await,
+        "Deployment.apps \"web\" is invalid: spec.strategy.rollingUpdate: Forbidden: may not be \
+         specified when strategy `type` is 'Recreate'",
+    );
+    let mut slow = with(&["spec", "minReadySeconds"], json!(30));
+    slow["spec"]["progressDeadlineSeconds"] = json!(30);
+    assert_invalid(
+        &post(&server, DEPLOYMENTS, &slow).await,
+        "Deployment.apps \"web\" is invalid: spec.progressDeadlineSeconds: Invalid value: 30: must \
+         be greater than minReadySeconds",
+    );
+    assert_invalid(
+        &post(
+            &server,
+            DEPLOYMENTS,
+            &with(&["spec", "revisionHistoryLimit"], json!(-2)),
+        )
+        .await,
+        "Deployment.apps \"web\" is invalid: spec.revisionHistoryLimit: Invalid value: -2: must \
+         be greater than or equal to 0",
+    );
+    assert_eq!(post(&server, DEPLOYMENTS, &base).await.0, 201);
+}
+
+#[tokio::test]
+async fn a_deployment_selector_is_immutable() {
+    let server = ApiServer::start().await.unwrap();
+    let api: Api<Deployment> = Api::default_namespaced(server.client());
+    api.create(&PostParams::default(), &deployment("web", 1, "nginx"))
+        .await
+        .unwrap();
+    // Changing selector and labels together (still matching) is refused, by patch and by PUT.
+    let patch = json!({"spec": {
+        "selector": {"matchLabels": {"app": "web", "version": "v2"}},
+        "template": {"metadata": {"labels": {"app": "web", "version": "v2"}}},
+    }});
+    let answer = raw(
+        &server,
+        "PATCH",
+        &format!("{DEPLOYMENTS}/web"),
+        "application/merge-patch+json",
+        &patch,
+    )
+    .await;
+    assert_invalid(
+        &answer,
+        "Deployment.apps \"web\" is invalid: spec.selector: Invalid value: \
+         {\"matchLabels\":{\"app\":\"web\",\"version\":\"v2\"}}: field is immutable",
+    );
+    let mut live = api.get("web").await.unwrap();
+    live.spec.selector.match_labels = Some(BTreeMap::from([("tier".to_owned(), "x".to_owned())]));
+    assert_eq!(
+        api_error(api.replace("web", &PostParams::default(), &live).await),
+        (422, "Invalid".to_owned())
+    );
+    // Other changes go through.
+    api.patch(
+        "web",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"replicas": 3}})),
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn names_labels_and_annotations_follow_apimachinery() {
+    let server = ApiServer::start().await.unwrap();
+    let answer = post(
+        &server,
+        "/api/v1/namespaces/default/configmaps",
+        &json!({"metadata": {"name": "Bad_Name", "labels": {"bad key": "ok", "ok": "-bad"}}}),
+    )
+    .await;
+    let fields = assert_invalid(
+        &answer,
+        "ConfigMap \"Bad_Name\" is invalid: [metadata.name: Invalid value: \"Bad_Name\": a \
+         lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or \
+         '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex \
+         used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*'), \
+         metadata.labels: Invalid value: \"bad key\": name part must consist of alphanumeric \
+         characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. \
+         'MyName',  or 'my.name',  or '123-abc', regex used for validation is \
+         '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]'), metadata.labels: Invalid value: \"-bad\": a \
+         valid label must be an empty string or consist of alphanumeric characters, '-', '_' or \
+         '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or \
+         'my_value',  or '12345', regex used for validation is \
+         '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')]",
+    );
+    assert_eq!(
+        fields,
+        ["metadata.name", "metadata.labels", "metadata.labels"]
+    );
+    // Services take DNS-1035 labels: no leading digit, no dots.
+    let service =
+        |name: &str| json!({"metadata": {"name": name}, "spec": {"ports": [{"port": 80}]}});
+    let (code, status, _) = post(
+        &server,
+        "/api/v1/namespaces/default/services",
+        &service("1web"),
+    )
+    .await;
+    assert_eq!(code, 422, "{status}");
+    assert!(
+        status["message"]
+            .as_str()
+            .unwrap()
+            .contains("a DNS-1035 label must consist")
+    );
+    let (code, _, _) = post(
+        &server,
+        "/api/v1/namespaces/default/services",
+        &service("web.v1"),
+    )
+    .await;
+    assert_eq!(code, 422);
+    let (code, _, _) = post(
+        &server,
+        "/api/v1/namespaces/default/services",
+        &service("web"),
+    )
+    .await;
+    assert_eq!(code, 201);
+    // Annotation keys are qualified names; generateName may end in '-'.
+    let (code, status, _) = post(
+        &server,
+        "/api/v1/namespaces/default/configmaps",
+        &json!({"metadata": {"generateName": "cfg-", "annotations": {"a/b/c": "x"}}}),
+    )
+    .await;
+    assert_eq!(code, 422);
+    assert_eq!(
+        status["details"]["causes"][0]["field"],
+        "metadata.annotations"
+    );
+    let (code, _, _) = post(
+        &server,
+        "/api/v1/namespaces/default/configmaps",
+        &json!({"metadata": {"generateName": "cfg-", "annotations": {"example.com/a": "x"}}}),
+    )
+    .await;
+    assert_eq!(code, 201);
+    let (code, status, _) = post(
+        &server,
+        "/api/v1/namespaces/default/configmaps",
+        &json!({"metadata": {"name": "keys"}, "data": {"a/b": "x"}}),
+    )
+    .await;
+    assert_eq!(code, 422);
+    assert_eq!(status["details"]["causes"][0]["field"], "data[a/b]");
+}
+
+#[tokio::test]
+async fn services_need_valid_ports_and_keep_their_cluster_ip() {
+    let server = ApiServer::start().await.unwrap();
+    const SERVICES: &str = "/api/v1/namespaces/default/services";
+    let svc = |spec: Value| json!({"metadata": {"name": "web"}, "spec": spec});
+    assert_invalid(
+        &post(&server, SERVICES, &svc(json!({"selector": {"app": "web"}}))).await,
+        "Service \"web\" is invalid: spec.ports: Required value",
+    );
+    assert_invalid(
+        &post(
+            &server,
+            SERVICES,
+            &svc(json!({"ports": [{"port": 80}, {"port": 81, "name": "b"}]})),
+        )
+        .await,
+        "Service \"web\" is invalid: spec.ports[0].name: Required value",
+    );
+    assert_invalid(
+        &post(&server, SERVICES, &svc(json!({"ports": [{"port": 0}]}))).await,
+        "Service \"web\" is invalid: spec.ports[0].port: Invalid value: 0: must be between 1 and \
+         65535, inclusive",
+    );
+    assert_invalid(
+        &post(
+            &server,
+            SERVICES,
+            &svc(json!({"ports": [{"port": 80, "targetPort": "web_port"}]})),
+        )
+        .await,
+        "Service \"web\" is invalid: spec.ports[0].targetPort: Invalid value: \"web_port\": must \
+         contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)",
+    );
+    let (code, status, _) = post(
+        &server,
+        SERVICES,
+        &svc(json!({"ports": [{"port": 80}], "selector": {"app": "we b"}})),
+    )
+    .await;
+    assert_eq!(code, 422);
+    assert_eq!(status["details"]["causes"][0]["field"], "spec.selector");
+    // Headless Services need no ports.
+    let (code, _, _) = post(
+        &server,
+        SERVICES,
+        &json!({"metadata": {"name": "headless"}, "spec": {"clusterIP": "None"}}),
+    )
+    .await;
+    assert_eq!(code, 201);
+    let (code, _, _) = post(
+        &server,
+        SERVICES,
+        &svc(json!({"clusterIP": "10.0.0.10", "ports": [{"port": 80, "targetPort": "http"}]})),
+    )
+    .await;
+    assert_eq!(code, 201);
+    let answer = raw(
+        &server,
+        "PATCH",
+        &format!("{SERVICES}/web"),
+        "application/merge-patch+json",
+        &json!({"spec": {"clusterIP": "10.0.0.11"}}),
+    )
+    .await;
+    assert_invalid(
+        &answer,
+        "Service \"web\" is invalid: spec.clusterIP: Invalid value: \"10.0.0.11\": field is \
+         immutable",
+    );
+}
+
+#[tokio::test]
+async fn ingresses_and_leases_are_checked() {
+    let server = ApiServer::start().await.unwrap();
+    const INGRESSES: &str = "/apis/networking.k8s.io/v1/namespaces/default/ingresses";
+    let ingress = |path: Value| {
+        json!({"metadata": {"name": "web"}, "spec": {"rules": [{"host": "web.example.com",
+            "http": {"paths": [path]}}]}})
+    };
+    let backend = json!({"service": {"name": "web", "port": {"number": 80}}});
+    assert_invalid(
+        &post(
+            &server,
+            INGRESSES,
+            &ingress(json!({"path": "/", "backend": backend})),
+        )
+        .await,
+        "Ingress.networking.k8s.io \"web\" is invalid: spec.rules[0].http.paths[0].pathType: \
+         Required value: pathType must be specified",
+    );
+    assert_invalid(
+        &post(
+            &server,
+            INGRESSES,
+            &ingress(json!({"path": "api", "pathType": "Prefix", "backend": backend})),
+        )
+        .await,
+        "Ingress.networking.k8s.io \"web\" is invalid: spec.rules[0].http.paths[0].path: Invalid \
+         value: \"api\": must be an absolute path",
+    );
+    assert_invalid(
+        &post(
+            &server,
+            INGRESSES,
+            &ingress(json!({"path": "/", "pathType": "Prefix",
+                "backend": {"service": {"name": "web", "port": {"number": 80, "name": "http"}}}})),
+        )
+        .await,
+        "Ingress.networking.k8s.io \"web\" is invalid: spec.rules[0].http.paths[0].backend.service.port: \
+         Invalid value: \"\": cannot set both port name & port number",
+    );
+    assert_invalid(
+        &post(
+            &server,
+            INGRESSES,
+            &ingress(
+                json!({"path": "/", "pathType": "Prefix", "backend": {"service": {"name": "web"}}}),
+            ),
+        )
+        .await,
+        "Ingress.networking.k8s.io \"web\" is invalid: spec.rules[0].http.paths[0].backend.service.port: \
+         Required value: port name or number is required",
+    );
+    assert_invalid(
+        &post(
+            &server,
+            INGRESSES,
+            &json!({"metadata": {"name": "web"}, "spec": {}}),
+        )
+        .await,
+        "Ingress.networking.k8s.io \"web\" is invalid: spec.rules: Invalid value: null: either \
+         `defaultBackend` or `rules` must be specified",
+    );
+    let (code, _, _) = post(
+        &server,
+        INGRESSES,
+        &ingress(json!({"path": "/", "pathType": "Prefix", "backend": backend})),
+    )
+    .await;
+    assert_eq!(code, 201);
+
+    const LEASES: &str = "/apis/coordination.k8s.io/v1/namespaces/default/leases";
+    assert_invalid(
+        &post(
+            &server,
+            LEASES,
+            &json!({"metadata": {"name": "leader"}, "spec": {"leaseDurationSeconds": 0}}),
+        )
+        .await,
+        "Lease.coordination.k8s.io \"leader\" is invalid: spec.leaseDurationSeconds: Invalid \
+         value: 0: must be greater than 0",
+    );
+    let (code, _, _) = post(
+        &server,
+        LEASES,
+        &json!({"metadata": {"name": "leader"}, "spec": {"leaseDurationSeconds": 15}}),
+    )
+    .await;
+    assert_eq!(code, 201);
+}
+
+fn widget_crd() -> Value {
+    json!({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "widgets.example.com"},
+        "spec": {
+            "group": "example.com",
+            "names": {"kind": "Widget", "plural": "widgets"},
+            "scope": "Namespaced",
+            "versions": [{
+                "name": "v1", "served": true, "storage": true,
+                "subresources": {"status": {}},
+                "schema": {"openAPIV3Schema": {
+                    "type": "object",
+                    "properties": {
+                        "spec": {
+                            "type": "object",
+                            "required": ["size"],
+                            "properties": {
+                                "size": {"type": "integer", "minimum": 1, "maximum": 10},
+                                "color": {"type": "string", "enum": ["red", "blue"], "default": "red"},
+                                "port": {"x-kubernetes-int-or-string": true},
+                                "name": {"type": "string", "pattern": "^[a-z]+$"},
+                                "extra": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
+                            },
+                        },
+                        "status": {"type": "object", "properties": {"ready": {"type": "boolean"}}},
+                    },
+                }},
+            }],
+        },
+    })
+}
+
+const WIDGETS: &str = "/apis/example.com/v1/namespaces/default/widgets";
+
+#[tokio::test]
+async fn custom_resources_are_pruned_defaulted_and_validated_by_their_crd_schema() {
+    let server = ApiServer::start().await.unwrap();
+    let types = server.register_crd(&widget_crd()).unwrap();
+    assert_eq!(types.len(), 1);
+    assert!(types[0].status_subresource);
+    let widget = |name: &str, spec: Value| json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": name}, "spec": spec});
+    // Unknown fields are pruned, with a warning (what kube-rs gets by default).
+    let (code, stored, warnings) = post(
+        &server,
+        WIDGETS,
+        &widget(
+            "a",
+            json!({"size": 2, "shape": "round", "extra": {"any": {"thing": 1}}}),
+        ),
+    )
+    .await;
+    assert_eq!(code, 201, "{stored}");
+    assert!(stored["spec"].get("shape").is_none());
+    assert_eq!(stored["spec"]["extra"]["any"]["thing"], 1);
+    assert_eq!(stored["spec"]["color"], "red", "defaulted");
+    assert_eq!(warnings, ["299 - \"unknown field \\\"spec.shape\\\"\""]);
+    // fieldValidation=Strict refuses them; Ignore prunes silently.
+    let (code, status, _) = post(
+        &server,
+        &format!("{WIDGETS}?fieldValidation=Strict"),
+        &widget("b", json!({"size": 2, "shape": "round"})),
+    )
+    .await;
+    assert_eq!(code, 400);
+    assert_eq!(
+        status["message"],
+        "Widget in version \"v1\" cannot be handled as a Widget: strict decoding error: unknown \
+         field \"spec.shape\""
+    );
+    let (code, _, warnings) = post(
+        &server,
+        &format!("{WIDGETS}?fieldValidation=Ignore"),
+        &widget("b", json!({"size": 2, "shape": "round"})),
+    )
+    .await;
+    assert_eq!((code, warnings.len()), (201, 0));
+    // Values are checked against the schema.
+    assert_invalid(
+        &post(&server, WIDGETS, &widget("c", json!({"size": 11}))).await,
+        "Widget.example.com \"c\" is invalid: spec.size: Invalid value: 11: spec.size in body \
+         should be less than or equal to 10",
+    );
+    assert_invalid(
+        &post(&server, WIDGETS, &widget("c", json!({"size": "2"}))).await,
+        "Widget.example.com \"c\" is invalid: spec.size: Invalid value: \"string\": spec.size in \
+         body must be of type integer: \"string\"",
+    );
+    assert_invalid(
+        &post(&server, WIDGETS, &widget("c", json!({"color": "green"}))).await,
+        "Widget.example.com \"c\" is invalid: [spec.size: Required value, spec.color: Unsupported \
+         value: \"green\": supported values: \"red\", \"blue\"]",
+    );
+    assert_invalid(
+        &post(
+            &server,
+            WIDGETS,
+            &widget("c", json!({"size": 1, "name": "Big", "port": 1.5})),
+        )
+        .await,
+        "Widget.example.com \"c\" is invalid: [spec.name: Invalid value: \"Big\": spec.name in \
+         body should match '^[a-z]+$', spec.port: Invalid value: \"number\": spec.port in body \
+         must be of type integer,string: \"number\"]",
+    );
+    let (code, _, _) = post(
+        &server,
+        WIDGETS,
+        &widget("c", json!({"size": 1, "port": "http"})),
+    )
+    .await;
+    assert_eq!(code, 201);
+    // Custom resource names are DNS-1123 subdomains.
+    let (code, _, _) = post(&server, WIDGETS, &widget("C_1", json!({"size": 1}))).await;
+    assert_eq!(code, 422);
+    // Patches, apply and the status subresource are checked too.
+    let patch = raw(
+        &server,
+        "PATCH",
+        &format!("{WIDGETS}/a"),
+        "application/merge-patch+json",
+        &json!({"spec": {"size": 0}}),
+    )
+    .await;
+    assert_eq!(patch.0, 422);
+    let applied = raw(
+        &server,
+        "PATCH",
+        &format!("{WIDGETS}/a?fieldManager=test&fieldValidation=Strict&force=true"),
+        "application/apply-patch+yaml",
+        &widget("a", json!({"size": 3, "bogus": true})),
+    )
+    .await;
+    assert_eq!(applied.0, 400, "{}", applied.1);
+    assert_eq!(
+        applied.1["message"],
+        "failed to create typed patch object (example.com/v1, Kind=Widget): .spec.bogus: field \
+         not declared in schema"
+    );
+    let status = raw(
+        &server,
+        "PATCH",
+        &format!("{WIDGETS}/a/status"),
+        "application/merge-patch+json",
+        &json!({"status": {"ready": "yes"}}),
+    )
+    .await;
+    assert_eq!(status.0, 422, "{}", status.1);
+    let status = raw(
+        &server,
+        "PATCH",
+        &format!("{WIDGETS}/a/status"),
+        "application/merge-patch+json",
+        &json!({"status": {"ready": true, "junk": 1}}),
+    )
+    .await;
+    assert_eq!(status.0, 200, "{}", status.1);
+    assert!(status.1["status"].get("junk").is_none());
+    // Registering the type again without a schema keeps the schema.
+    server.register(types[0].clone());
+    assert_eq!(
+        post(&server, WIDGETS, &widget("d", json!({"size": 99})))
+            .await
+            .0,
+        422
+    );
+}
+
+#[tokio::test]
+async fn the_rollout_and_upstream_crds_validate_with_their_schemas() {
+    let server = ApiServer::start().await.unwrap();
+    canary_kube::fixtures::register_rollout_crd(&server);
+    canary_kube::fixtures::register_upstream_crds(&server);
+    let gvk = GroupVersionKind::gvk("canary.rs", "v1alpha1", "Rollout");
+    let ar = ApiResource::from_gvk_with_plural(&gvk, "rollouts");
+    let api: Api<DynamicObject> = Api::namespaced_with(server.client(), "prod", &ar);
+    let mut obj = DynamicObject::new("r1", &ar).within("prod");
+    obj.data = json!({"spec": {"workload": {"name": 7}}});
+    let refused = api.create(&PostParams::default(), &obj).await;
+    let Err(kube::Error::Api(status)) = refused else {
+        panic!("expected a refusal, got {refused:?}");
+    };
+    assert_eq!(status.code, 422);
+    assert!(
+        status
+            .message
+            .starts_with("Rollout.canary.rs \"r1\" is invalid: "),
+        "{}",
+        status.message
+    );
+    // An Istio VirtualService loses a field its CRD does not declare.
+    let (code, stored, warnings) = post(
+        &server,
+        "/apis/networking.istio.io/v1/namespaces/default/virtualservices",
+        &json!({"metadata": {"name": "vs"}, "spec": {"hosts": ["web"], "http": [{"route": [
+            {"destination": {"host": "web"}, "wieght": 100}]}]}}),
+    )
+    .await;
+    assert_eq!(code, 201, "{stored}");
+    assert!(
+        stored["spec"]["http"][0]["route"][0]
+            .get("wieght")
+            .is_none()
+    );
+    assert_eq!(
+        warnings,
+        ["299 - \"unknown field \\\"spec.http[0].route[0].wieght\\\"\""]
+    );
+}
+
+#[tokio::test]
+async fn every_example_rollout_and_its_objects_are_accepted() {
+    let server = ApiServer::start().await.unwrap();
+    canary_kube::fixtures::register_rollout_crd(&server);
+    canary_kube::fixtures::register_upstream_crds(&server);
+    server.admit_like_upstream();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/rollouts");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    let mut created = 0;
+    for path in files {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let documents: Vec<Value> = serde_saphyr::from_multiple(&text).unwrap();
+        for doc in documents.into_iter().filter(|d| d.is_object()) {
+            let ns = doc["metadata"]["namespace"].as_str().unwrap_or("default");
+            let plural = match doc["kind"].as_str().unwrap() {
+                "Ingress" => "ingresses".to_owned(),
+                kind => format!("{}s", kind.to_lowercase()),
+            };
+            let api_version = doc["apiVersion"].as_str().unwrap();
+            let prefix = if api_version.contains('/') {
+                "apis"
+            } else {
+                "api"
+            };
+            let url = format!("/{prefix}/{api_version}/namespaces/{ns}/{plural}");
+            let mut doc = doc.clone();
+            // Rollouts of different files may share a name.
+            if doc["kind"] == "Rollout" {
+                let stem = path.file_stem().unwrap().to_string_lossy().to_string();
+                doc["metadata"]["name"] = json!(stem);
+            }
+            let (code, body, warnings) = post(&server, &url, &doc).await;
+            assert_eq!(code, 201, "{}: {body}", path.display());
+            assert!(warnings.is_empty(), "{}: {warnings:?}", path.display());
+            created += 1;
+        }
+    }
+    assert!(created >= 15, "{created}");
 }

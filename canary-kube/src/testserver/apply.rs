@@ -18,6 +18,9 @@ use super::fields::{self, Entry, FieldPath, FieldSet, value_at};
 use super::resources::ResourceType;
 use super::store::{Inner, Owner, Part, meta_mut, meta_str};
 
+/// Checks (and may prune or default) an object about to be stored, given the live one.
+pub(crate) type Check<'a> = dyn Fn(&Inner, Value, Option<&Value>) -> ApiResult<Value> + 'a;
+
 /// One apply request.
 pub(crate) struct ApplyRequest<'a> {
     /// The target type.
@@ -32,6 +35,8 @@ pub(crate) struct ApplyRequest<'a> {
     pub manager: &'a str,
     /// The `force` query parameter.
     pub force: bool,
+    /// Checks (and may prune or default) the object to be stored, given the live one.
+    pub check: &'a Check<'a>,
 }
 
 /// Applies `body` and returns the HTTP code (201 when created, 200 otherwise) and object.
@@ -47,6 +52,7 @@ pub(crate) fn apply(
         part,
         manager,
         force,
+        check,
     } = *req;
     if !body.is_object() {
         return Err(ApiError::bad_request(
@@ -81,6 +87,7 @@ pub(crate) fn apply(
         }
         let entries = [Entry::new(manager, "Apply", part, new_paths)];
         fields::write_entries(&mut obj, &entries, rt);
+        let obj = check(inner, obj, None)?;
         return Ok((201, inner.create(rt, ns, obj, false, &Owner::Apply)?));
     };
 
@@ -146,6 +153,7 @@ pub(crate) fn apply(
     }
     entries.retain(|e| !e.fields.is_empty());
     fields::write_entries(&mut merged, &entries, rt);
+    let merged = check(inner, merged, Some(&live))?;
     Ok((
         200,
         inner.update(rt, ns, name, merged, part, &Owner::Apply)?,

@@ -16,11 +16,14 @@ use super::routes::Target;
 use super::selectors::Selector;
 use super::store::{Owner, Part};
 use super::watch::{self, WatchSpec};
+use super::writes::{self, Via, Write};
 
 /// A handler's answer.
 pub(crate) enum Reply {
     /// A JSON document with an HTTP code.
     Json(u16, Value),
+    /// A JSON document with an HTTP code and `Warning` headers.
+    Warned(u16, Value, Vec<String>),
     /// A watch stream (HTTP 200).
     Stream(Body),
 }
@@ -159,26 +162,80 @@ fn watch(state: &Arc<State>, call: &Call<'_>) -> ApiResult<Reply> {
     Ok(Reply::Stream(watch::start(Arc::clone(state), spec)))
 }
 
+/// The write description of a call.
+fn write<'a>(call: &'a Call<'a>, name: Option<&'a str>, via: Via) -> Write<'a> {
+    let t = call.target;
+    Write {
+        rt: &t.rt,
+        ns: t.ns.as_deref(),
+        name,
+        part: part(t),
+        via,
+        query: call.query,
+    }
+}
+
+/// A JSON reply, with warnings when there are some.
+fn reply(code: u16, value: Value, warnings: Vec<String>) -> Reply {
+    if warnings.is_empty() {
+        Reply::Json(code, value)
+    } else {
+        Reply::Warned(code, value, warnings)
+    }
+}
+
 fn create(state: &State, call: &Call<'_>) -> ApiResult<Reply> {
     let t = call.target;
     let body = require_object(parse_body(call.body)?)?;
     let owner = Owner::Update(call.manager.to_owned());
-    let created = state
-        .store
-        .lock()
-        .create(&t.rt, t.ns.as_deref(), body, false, &owner)?;
-    Ok(Reply::Json(201, created))
+    let mut inner = state.store.lock();
+    let (body, warnings) = writes::check(
+        &state.registry,
+        &inner,
+        &write(call, None, Via::Body),
+        body,
+        None,
+    )?;
+    let created = inner.create(&t.rt, t.ns.as_deref(), body, false, &owner)?;
+    Ok(reply(201, created, warnings))
 }
 
 fn replace(state: &State, call: &Call<'_>, name: &str) -> ApiResult<Reply> {
     let t = call.target;
     let body = require_object(parse_body(call.body)?)?;
     let owner = Owner::Update(call.manager.to_owned());
-    let updated = state
-        .store
-        .lock()
-        .update(&t.rt, t.ns.as_deref(), name, body, part(t), &owner)?;
-    Ok(Reply::Json(200, updated))
+    let mut inner = state.store.lock();
+    let live = inner
+        .get(&t.rt, t.ns.as_deref(), name)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found(&t.rt, name))?;
+    let (body, warnings) = writes::check(
+        &state.registry,
+        &inner,
+        &write(call, Some(name), Via::Body),
+        status_of_part(t, body, &live),
+        Some(&live),
+    )?;
+    let updated = inner.update(&t.rt, t.ns.as_deref(), name, body, part(t), &owner)?;
+    Ok(reply(200, updated, warnings))
+}
+
+/// For a `/status` write, the live object with the written status (what is validated).
+fn status_of_part(t: &Target, candidate: Value, live: &Value) -> Value {
+    if !t.status {
+        return candidate;
+    }
+    let mut next = live.clone();
+    if let (Some(map), Some(status)) = (next.as_object_mut(), candidate.get("status")) {
+        map.insert("status".into(), status.clone());
+    }
+    if let (Some(map), Some(rv)) = (
+        next.get_mut("metadata").and_then(Value::as_object_mut),
+        candidate["metadata"].get("resourceVersion"),
+    ) {
+        map.insert("resourceVersion".into(), rv.clone());
+    }
+    next
 }
 
 fn patch(state: &State, call: &Call<'_>, name: &str) -> ApiResult<Reply> {
@@ -203,6 +260,13 @@ fn patch(state: &State, call: &Call<'_>, name: &str) -> ApiResult<Reply> {
                  required for apply patch",
                 )
             })?;
+        let warnings = std::cell::RefCell::new(Vec::new());
+        let w = write(call, Some(name), Via::Apply);
+        let check = |inner: &super::store::Inner, candidate: Value, old: Option<&Value>| {
+            let (obj, found) = writes::check(&state.registry, inner, &w, candidate, old)?;
+            warnings.borrow_mut().extend(found);
+            Ok(obj)
+        };
         let req = ApplyRequest {
             rt: &t.rt,
             ns: t.ns.as_deref(),
@@ -210,9 +274,10 @@ fn patch(state: &State, call: &Call<'_>, name: &str) -> ApiResult<Reply> {
             part: part(t),
             manager,
             force: call.query.get("force").is_some_and(|v| v == "true"),
+            check: &check,
         };
         let (code, obj) = apply::apply(&mut inner, &req, &require_object(body)?)?;
-        return Ok(Reply::Json(code, obj));
+        return Ok(reply(code, obj, warnings.into_inner()));
     }
     let live = inner
         .get(&t.rt, t.ns.as_deref(), name)
@@ -228,9 +293,17 @@ fn patch(state: &State, call: &Call<'_>, name: &str) -> ApiResult<Reply> {
             )));
         }
     };
+    let live = live.clone();
+    let (patched, warnings) = writes::check(
+        &state.registry,
+        &inner,
+        &write(call, Some(name), Via::Patch),
+        patched,
+        Some(&live),
+    )?;
     let owner = Owner::Update(call.manager.to_owned());
     let updated = inner.update(&t.rt, t.ns.as_deref(), name, patched, part(t), &owner)?;
-    Ok(Reply::Json(200, updated))
+    Ok(reply(200, updated, warnings))
 }
 
 /// `preconditions.resourceVersion` from an optional `DeleteOptions` body.

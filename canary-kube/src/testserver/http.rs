@@ -129,6 +129,17 @@ async fn respond(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
     };
     let response = match result {
         Ok(Reply::Json(code, value)) => json_response(code, &value),
+        Ok(Reply::Warned(code, value, warnings)) => {
+            let mut resp = json_response(code, &value);
+            for warning in warnings {
+                // RFC 7234 warn-code 299 with the text quoted, as the API server sends it.
+                let text = format!("299 - {:?}", warning);
+                if let Ok(v) = HeaderValue::from_str(&text) {
+                    resp.headers_mut().append("warning", v);
+                }
+            }
+            resp
+        }
         Ok(Reply::Stream(body)) => {
             let mut resp = Response::new(body);
             resp.headers_mut()

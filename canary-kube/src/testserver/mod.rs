@@ -13,10 +13,18 @@
 //! `coordination.k8s.io/v1` Leases; `events.k8s.io/v1` Events. Custom resources are
 //! added with [`ApiServer::register`].
 //!
-//! Not modelled: authentication/authorisation, admission and validation beyond
-//! `metadata.name`, namespace existence, garbage collection of owned objects,
-//! `dryRun`, pagination (lists are returned whole), and API version conversion.
+//! Writes are validated as the API server validates them (see the `writes` module): the
+//! built-in kinds by their upstream validation rules (422 Invalid with field causes; 400 for
+//! what would not decode), custom resources registered with [`ApiServer::register_crd`] by
+//! their CRD's structural schema (pruning, defaults, `fieldValidation`), then validating
+//! admission hooks ([`ApiServer::add_admission_hook`], the meshes' webhooks). Objects stored
+//! with [`ApiServer::put`] are not checked.
+//!
+//! Not modelled: authentication/authorisation, namespace existence, garbage collection of
+//! owned objects, `dryRun`, pagination (lists are returned whole), API version conversion,
+//! unknown fields of built-in kinds, and CEL rules (`x-kubernetes-validations`) of CRDs.
 
+mod admission;
 mod apply;
 mod deployments;
 mod discovery;
@@ -29,9 +37,12 @@ mod patch;
 mod requests;
 mod resources;
 mod routes;
+mod schema;
 mod selectors;
 mod store;
+mod validation;
 mod watch;
+mod writes;
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -41,6 +52,10 @@ use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+pub use admission::{
+    AdmissionHook, AdmissionRequest, Denial, IstioValidation, KumaValidation, NginxAdmission,
+    Operation, nginx_ignored_canary_annotations,
+};
 pub use faults::Faults;
 pub use requests::{LoggedRequest, Verb};
 pub use resources::ResourceType;

@@ -1,7 +1,10 @@
 //! Resource types the test server can serve, and the registry that holds them.
 
-use std::sync::RwLock;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 
+use super::admission::AdmissionHook;
+use super::schema::CrdSchema;
 use super::store::read;
 
 /// A group/version/kind the test server serves, with its REST name and shape.
@@ -84,6 +87,15 @@ fn builtins() -> Vec<ResourceType> {
 #[derive(Debug)]
 pub(crate) struct Registry {
     types: RwLock<Vec<ResourceType>>,
+    /// CRD schemas by (group, version, plural); kept when a type is registered again
+    /// without one.
+    schemas: RwLock<HashMap<(String, String, String), Arc<CrdSchema>>>,
+    /// Validating admission hooks, called in order.
+    hooks: RwLock<Vec<Arc<dyn AdmissionHook>>>,
+}
+
+fn schema_key(rt: &ResourceType) -> (String, String, String) {
+    (rt.group.clone(), rt.version.clone(), rt.plural.clone())
 }
 
 impl Registry {
@@ -91,7 +103,39 @@ impl Registry {
     pub(crate) fn new() -> Self {
         Self {
             types: RwLock::new(builtins()),
+            schemas: RwLock::new(HashMap::new()),
+            hooks: RwLock::new(Vec::new()),
         }
+    }
+
+    /// Attaches the structural schema its CRD declares to a type.
+    pub(crate) fn set_schema(&self, rt: &ResourceType, schema: CrdSchema) {
+        self.schemas
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(schema_key(rt), Arc::new(schema));
+    }
+
+    /// The structural schema of a type, if its CRD gave one.
+    pub(crate) fn schema(&self, rt: &ResourceType) -> Option<Arc<CrdSchema>> {
+        read(&self.schemas).get(&schema_key(rt)).cloned()
+    }
+
+    /// Adds a validating admission hook.
+    pub(crate) fn add_hook(&self, hook: Arc<dyn AdmissionHook>) {
+        self.hooks
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(hook);
+    }
+
+    /// The admission hooks that review writes of `rt`.
+    pub(crate) fn hooks_for(&self, rt: &ResourceType) -> Vec<Arc<dyn AdmissionHook>> {
+        read(&self.hooks)
+            .iter()
+            .filter(|h| h.handles(&rt.group, &rt.kind))
+            .cloned()
+            .collect()
     }
 
     /// Adds a type, replacing one with the same group, version and plural.

@@ -1,0 +1,184 @@
+//! Validating admission: hooks the test server calls on create, update, patch and apply
+//! after its own validation, as the API server calls validating webhooks. A refusal is
+//! reported as apiserver's `pkg/admission/plugin/webhook/errors.ToStatusErr` does:
+//! `admission webhook "<name>" denied the request: <message>`, with the webhook's code
+//! (at least 400), reason and details.
+//!
+//! Off by default; [`ApiServer::enable_istio_validation`], [`ApiServer::enable_nginx_admission`],
+//! [`ApiServer::enable_kuma_validation`] (or all three with
+//! [`ApiServer::admit_like_upstream`]) add the meshes' webhooks, and
+//! [`ApiServer::add_admission_hook`] any other.
+
+mod istio;
+mod kuma;
+mod nginx;
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+
+use super::ApiServer;
+use super::errors::ApiError;
+
+pub use istio::IstioValidation;
+pub use kuma::KumaValidation;
+pub use nginx::{NginxAdmission, ignored_canary_annotations as nginx_ignored_canary_annotations};
+
+/// The operation under review (`AdmissionRequest.operation`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    /// A new object (POST, or an apply that creates).
+    Create,
+    /// A change of an existing object (PUT, PATCH, apply).
+    Update,
+}
+
+/// What a hook reviews.
+#[derive(Debug)]
+pub struct AdmissionRequest<'a> {
+    /// Create or update.
+    pub operation: Operation,
+    /// API group of the object (empty for core).
+    pub group: &'a str,
+    /// Kind of the object.
+    pub kind: &'a str,
+    /// The object as it would be stored.
+    pub object: &'a Value,
+    /// The stored object, on updates.
+    pub old_object: Option<&'a Value>,
+    /// The other stored objects of the same kind, in every namespace (the object under
+    /// review excluded), for rules across objects.
+    pub peers: &'a [Value],
+}
+
+impl AdmissionRequest<'_> {
+    /// `metadata.namespace` of the object (empty if none).
+    pub fn namespace(&self) -> &str {
+        self.object["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or_default()
+    }
+
+    /// `metadata.name` of the object (empty if none).
+    pub fn name(&self) -> &str {
+        self.object["metadata"]["name"].as_str().unwrap_or_default()
+    }
+}
+
+/// A webhook's refusal (`AdmissionResponse.result`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Denial {
+    /// HTTP code the webhook sets (raised to 400 when lower, as the API server does).
+    pub code: u16,
+    /// `Status.reason`, e.g. `BadRequest` or `Invalid`; empty when the webhook sets none.
+    pub reason: String,
+    /// The webhook's message.
+    pub message: String,
+    /// `Status.details`, when the webhook sends some.
+    pub details: Option<Value>,
+}
+
+impl Denial {
+    /// A refusal with a code, reason and message.
+    pub fn new(code: u16, reason: &str, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            reason: reason.to_owned(),
+            message: message.into(),
+            details: None,
+        }
+    }
+}
+
+/// A validating admission webhook.
+pub trait AdmissionHook: Send + Sync + Debug {
+    /// The webhook's name as its `ValidatingWebhookConfiguration` registers it.
+    fn name(&self) -> &str;
+    /// Whether the webhook reviews writes of this group and kind.
+    fn handles(&self, group: &str, kind: &str) -> bool;
+    /// Allows (`Ok`) or refuses the write.
+    fn review(&self, request: &AdmissionRequest<'_>) -> Result<(), Denial>;
+}
+
+/// The API server's error for a refusal (apiserver webhook `errors.ToStatusErr`).
+pub(crate) fn denial_error(webhook: &str, denial: Denial) -> ApiError {
+    let denied_by = format!("admission webhook {webhook:?} denied the request");
+    let message = if denial.message.is_empty() {
+        if denial.reason.is_empty() {
+            format!("{denied_by} without explanation")
+        } else {
+            format!("{denied_by}: {}", denial.reason)
+        }
+    } else {
+        format!("{denied_by}: {}", denial.message)
+    };
+    ApiError {
+        code: denial.code.max(400),
+        reason: match denial.reason.as_str() {
+            "Invalid" => "Invalid",
+            "BadRequest" => "BadRequest",
+            "Forbidden" => "Forbidden",
+            _ => "",
+        },
+        message,
+        details: denial.details,
+    }
+}
+
+/// Runs every hook for `request`; the first refusal wins.
+pub(crate) fn admit(
+    hooks: &[Arc<dyn AdmissionHook>],
+    request: &AdmissionRequest<'_>,
+) -> Result<(), ApiError> {
+    for hook in hooks {
+        hook.review(request)
+            .map_err(|denial| denial_error(hook.name(), denial))?;
+    }
+    Ok(())
+}
+
+/// A `Status.details` with causes, as webhooks built on controller-runtime send them.
+pub(crate) fn details(name: &str, kind: &str, causes: &[(String, String)]) -> Value {
+    let causes: Vec<Value> = causes
+        .iter()
+        .map(|(field, message)| {
+            json!({"reason": "FieldValueInvalid", "message": message, "field": field})
+        })
+        .collect();
+    json!({"name": name, "kind": kind, "causes": causes})
+}
+
+impl ApiServer {
+    /// Adds a validating admission hook, called (after the server's own validation) on
+    /// every create, update, patch and apply of the kinds it handles.
+    pub fn add_admission_hook(&self, hook: Arc<dyn AdmissionHook>) {
+        self.state().registry.add_hook(hook);
+    }
+
+    /// Adds Istio's validating webhook (`validation.istio.io`) for VirtualServices and
+    /// DestinationRules.
+    pub fn enable_istio_validation(&self) {
+        self.add_admission_hook(Arc::new(IstioValidation));
+    }
+
+    /// Adds ingress-nginx's admission webhook (`validate.nginx.ingress.kubernetes.io`) for
+    /// Ingresses, refusing also the canary annotation values its parser would ignore (see
+    /// [`NginxAdmission`]).
+    pub fn enable_nginx_admission(&self) {
+        self.add_admission_hook(Arc::new(NginxAdmission::strict()));
+    }
+
+    /// Adds Kuma's validating webhook (`validator.kuma-admission.kuma.io`) for
+    /// MeshHTTPRoutes.
+    pub fn enable_kuma_validation(&self) {
+        self.add_admission_hook(Arc::new(KumaValidation));
+    }
+
+    /// Adds the Istio, ingress-nginx and Kuma webhooks.
+    pub fn admit_like_upstream(&self) {
+        self.enable_istio_validation();
+        self.enable_nginx_admission();
+        self.enable_kuma_validation();
+    }
+}
