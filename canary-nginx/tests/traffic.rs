@@ -61,11 +61,29 @@ fn cluster(canary: usize) -> Objects {
     let text =
         std::fs::read_to_string(root().join("examples/rollouts/echoserver-objects.yaml")).unwrap();
     let mut objects = canary_core::load::objects_from_yaml(&text).unwrap();
-    objects.insert(deployment("echoserver", 5, 1, json!({"app": "echoserver"}), true));
-    objects.extend(pods("echoserver", "stable1", 1, 5, json!({"app": "echoserver"})));
+    objects.insert(deployment(
+        "echoserver",
+        5,
+        1,
+        json!({"app": "echoserver"}),
+        true,
+    ));
+    objects.extend(pods(
+        "echoserver",
+        "stable1",
+        1,
+        5,
+        json!({"app": "echoserver"}),
+    ));
     if canary > 0 {
         let labels = json!({"app": "echoserver", "canary.rs/role": "canary", "canary.rs/rollout": "echoserver"});
-        objects.insert(deployment("echoserver-canary", canary as u32, 1, labels.clone(), true));
+        objects.insert(deployment(
+            "echoserver-canary",
+            canary as u32,
+            1,
+            labels.clone(),
+            true,
+        ));
         objects.extend(pods("echoserver-canary", "canary1", 1, canary, labels));
     }
     objects
@@ -165,8 +183,20 @@ fn while_stable_rolls_behind_a_full_canary_route_nothing_is_unserved() {
         .cloned()
         .collect();
     let mut objects = Objects::new(stale);
-    objects.insert(deployment("echoserver", 5, 2, json!({"app": "echoserver"}), false));
-    objects.extend(pods("echoserver", "stable2", 2, 0, json!({"app": "echoserver"})));
+    objects.insert(deployment(
+        "echoserver",
+        5,
+        2,
+        json!({"app": "echoserver"}),
+        false,
+    ));
+    objects.extend(pods(
+        "echoserver",
+        "stable2",
+        2,
+        0,
+        json!({"app": "echoserver"}),
+    ));
     let world = applied(&objects, &RouteState::weighted(100));
     let (_, canary, none) = shares(&world, &request());
     assert!(close(none, 0.0), "unserved {none}");

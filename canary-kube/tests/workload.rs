@@ -1,0 +1,59 @@
+//! The Deployment workload provider against the strict API test server: the canary Deployment
+//! it makes is one a real API server accepts, whatever `newVersion` changes.
+#![cfg(feature = "test-util")]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test support code
+
+use std::time::Duration;
+
+use canary_core::providers::WorkloadProvider;
+use canary_kube::fixtures::TestCluster;
+use canary_kube::workload::DeploymentWorkload;
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::Api;
+use serde_json::json;
+
+/// The KubeSphere Bookinfo seed: the stable selector names `version: v1`, the new version is
+/// `v2`.
+const BOOKINFO: &str = "apiVersion: canary.rs/v1alpha1
+kind: Rollout
+metadata: {name: reviews, namespace: demo}
+spec:
+  workloadRef: {apiVersion: apps/v1, kind: Deployment, name: reviews-v1}
+  service: {name: reviews, port: 9080}
+  newVersion:
+    version: v2
+    containers: [{name: reviews, image: 'kubesphere/examples-bookinfo-reviews-v2:1.16.2'}]
+  trafficRouting: {istio: {}}
+  strategy: {canary: {steps: [{weight: 50}]}}
+";
+
+#[tokio::test]
+async fn a_new_version_label_the_stable_selector_uses_makes_a_valid_canary() {
+    let cluster = TestCluster::start(Duration::from_millis(50)).await;
+    let labels = json!({"app": "reviews", "version": "v1"});
+    cluster.put(json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "reviews-v1", "namespace": "demo"},
+        "spec": {"replicas": 2, "selector": {"matchLabels": labels},
+                 "template": {"metadata": {"labels": labels},
+                              "spec": {"containers": [{"name": "reviews", "image": "kubesphere/examples-bookinfo-reviews-v1:1.16.2"}]}}}
+    }));
+    let plan = canary_core::load::plan_from_yaml(BOOKINFO).unwrap();
+    let workload = DeploymentWorkload::new(cluster.client.clone(), &plan, None);
+    let seen = workload.observe().await.unwrap();
+    // The real API server refuses a Deployment whose selector does not match its template.
+    workload
+        .ensure_canary(&seen.desired_revision, 1)
+        .await
+        .unwrap_or_else(|e| panic!("the canary Deployment is refused: {e}"));
+    let canary = Api::<Deployment>::namespaced(cluster.client.clone(), "demo")
+        .get("reviews-v1-canary")
+        .await
+        .unwrap();
+    let selector = canary.spec.selector.match_labels.clone().unwrap();
+    let template = canary.spec.template.metadata.unwrap().labels.unwrap();
+    assert_eq!(selector["version"], "v2");
+    assert_eq!(template["version"], "v2");
+    assert!(selector.iter().all(|(k, v)| template.get(k) == Some(v)));
+    assert_eq!(selector["canary.rs/rollout"], "reviews");
+}
