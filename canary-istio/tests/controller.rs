@@ -132,7 +132,12 @@ async fn a_release_moves_the_virtual_service_step_by_step_and_deletion_cleans_up
     assert_eq!(served[0].1, 100);
     let dr = cluster
         .server
-        .get("networking.istio.io/v1", "DestinationRule", Some("demo"), "reviews")
+        .get(
+            "networking.istio.io/v1",
+            "DestinationRule",
+            Some("demo"),
+            "reviews",
+        )
         .unwrap();
     let subset = dr["spec"]["subsets"]
         .as_array()

@@ -63,7 +63,12 @@ fn replicasets(server: &ApiServer, name: &str) -> Vec<Value> {
         .into_iter()
         .filter(|rs| controlled_by(rs, &d))
         .collect();
-    rss.sort_by_key(|rs| rs["metadata"]["uid"].as_str().unwrap_or_default().to_owned());
+    rss.sort_by_key(|rs| {
+        rs["metadata"]["uid"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    });
     rss
 }
 
@@ -76,12 +81,10 @@ fn pods_of(server: &ApiServer, rs: &Value) -> Vec<Value> {
 }
 
 fn ready(pod: &Value) -> bool {
-    pod["status"]["conditions"]
-        .as_array()
-        .is_some_and(|cs| {
-            cs.iter()
-                .any(|c| c["type"] == "Ready" && c["status"] == "True")
-        })
+    pod["status"]["conditions"].as_array().is_some_and(|cs| {
+        cs.iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+    })
 }
 
 fn condition<'a>(d: &'a Value, kind: &str) -> &'a Value {
@@ -141,8 +144,13 @@ fn pod_states(server: &ApiServer) -> PodStates {
         .list("v1", "Pod")
         .iter()
         .map(|p| {
-            let hash = p["metadata"]["labels"]["pod-template-hash"].as_str().unwrap_or_default();
-            (p["metadata"]["name"].as_str().unwrap().to_owned(), (hash.to_owned(), ready(p)))
+            let hash = p["metadata"]["labels"]["pod-template-hash"]
+                .as_str()
+                .unwrap_or_default();
+            (
+                p["metadata"]["name"].as_str().unwrap().to_owned(),
+                (hash.to_owned(), ready(p)),
+            )
         })
         .collect()
 }
@@ -182,7 +190,9 @@ async fn a_deployment_gets_a_hashed_replicaset_and_pods_that_become_ready() {
     let rss = replicasets(&server, "web");
     assert_eq!(rss.len(), 1);
     let rs = &rss[0];
-    let hash = rs["metadata"]["labels"]["pod-template-hash"].as_str().unwrap();
+    let hash = rs["metadata"]["labels"]["pod-template-hash"]
+        .as_str()
+        .unwrap();
     assert!(
         hash.bytes()
             .all(|c| b"bcdfghjklmnpqrstvwxz2456789".contains(&c)),
@@ -190,16 +200,38 @@ async fn a_deployment_gets_a_hashed_replicaset_and_pods_that_become_ready() {
     );
     assert_eq!(rs["metadata"]["name"], format!("web-{hash}"));
     assert_eq!(rs["metadata"]["labels"]["app"], "web");
-    assert_eq!(rs["spec"]["selector"]["matchLabels"], json!({"app": "web", "pod-template-hash": hash}));
-    assert_eq!(rs["spec"]["template"]["metadata"]["labels"]["pod-template-hash"], hash);
+    assert_eq!(
+        rs["spec"]["selector"]["matchLabels"],
+        json!({"app": "web", "pod-template-hash": hash})
+    );
+    assert_eq!(
+        rs["spec"]["template"]["metadata"]["labels"]["pod-template-hash"],
+        hash
+    );
     assert_eq!(rs["spec"]["replicas"], 3);
     let owner = &rs["metadata"]["ownerReferences"][0];
     assert_eq!(
-        (owner["kind"].clone(), owner["name"].clone(), owner["uid"].clone(), owner["controller"].clone()),
-        (json!("Deployment"), json!("web"), d["metadata"]["uid"].clone(), json!(true))
+        (
+            owner["kind"].clone(),
+            owner["name"].clone(),
+            owner["uid"].clone(),
+            owner["controller"].clone()
+        ),
+        (
+            json!("Deployment"),
+            json!("web"),
+            d["metadata"]["uid"].clone(),
+            json!(true)
+        )
     );
-    assert_eq!(rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"], "1");
-    assert_eq!(d["metadata"]["annotations"]["deployment.kubernetes.io/revision"], "1");
+    assert_eq!(
+        rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
+        "1"
+    );
+    assert_eq!(
+        d["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
+        "1"
+    );
 
     let pods = pods_of(&server, rs);
     assert_eq!(pods.len(), 3);
@@ -207,7 +239,10 @@ async fn a_deployment_gets_a_hashed_replicaset_and_pods_that_become_ready() {
         let name = pod["metadata"]["name"].as_str().unwrap();
         let suffix = name.strip_prefix(&format!("web-{hash}-")).unwrap();
         assert_eq!(suffix.len(), 5, "{name}");
-        assert_eq!(pod["metadata"]["labels"], json!({"app": "web", "pod-template-hash": hash}));
+        assert_eq!(
+            pod["metadata"]["labels"],
+            json!({"app": "web", "pod-template-hash": hash})
+        );
         assert_eq!(pod["metadata"]["annotations"]["note"], "x");
         assert_eq!(pod["spec"]["containers"][0]["image"], "nginx:1");
         assert_eq!(pod["status"]["phase"], "Pending");
@@ -227,18 +262,37 @@ async fn a_deployment_gets_a_hashed_replicaset_and_pods_that_become_ready() {
     kcm.step(ready_at - SignedDuration::from_millis(1));
     assert!(pods_of(&server, rs).iter().all(|p| !ready(p)));
     kcm.step(ready_at);
-    assert!(pods_of(&server, rs).iter().all(|p| ready(p) && p["status"]["phase"] == "Running"));
+    assert!(
+        pods_of(&server, rs)
+            .iter()
+            .all(|p| ready(p) && p["status"]["phase"] == "Running")
+    );
     assert_eq!(kcm.next_event(), None);
     let d = get(&server, "apps/v1", "Deployment", "web");
-    for field in ["replicas", "updatedReplicas", "readyReplicas", "availableReplicas"] {
+    for field in [
+        "replicas",
+        "updatedReplicas",
+        "readyReplicas",
+        "availableReplicas",
+    ] {
         assert_eq!(d["status"][field], 3, "{field}: {}", d["status"]);
     }
     assert_eq!(d["status"]["unavailableReplicas"], 0);
-    assert_eq!(condition(&d, "Available")["reason"], "MinimumReplicasAvailable");
-    assert_eq!(condition(&d, "Progressing")["reason"], "NewReplicaSetAvailable");
+    assert_eq!(
+        condition(&d, "Available")["reason"],
+        "MinimumReplicasAvailable"
+    );
+    assert_eq!(
+        condition(&d, "Progressing")["reason"],
+        "NewReplicaSetAvailable"
+    );
     let rs = &replicasets(&server, "web")[0];
     assert_eq!(
-        (rs["status"]["replicas"].clone(), rs["status"]["readyReplicas"].clone(), rs["status"]["availableReplicas"].clone()),
+        (
+            rs["status"]["replicas"].clone(),
+            rs["status"]["readyReplicas"].clone(),
+            rs["status"]["availableReplicas"].clone()
+        ),
         (json!(3), json!(3), json!(3))
     );
 }
@@ -246,34 +300,62 @@ async fn a_deployment_gets_a_hashed_replicaset_and_pods_that_become_ready() {
 /// Rolls `replicas` pods from one image to another with the given budgets, checking after every
 /// single pod event that at least `replicas - max_unavailable` pods are ready and at most
 /// `replicas + max_surge` exist.
-async fn roll(replicas: i64, surge: Value, unavailable: Value, max_surge: usize, max_unavailable: usize) {
+async fn roll(
+    replicas: i64,
+    surge: Value,
+    unavailable: Value,
+    max_surge: usize,
+    max_unavailable: usize,
+) {
     let server = ApiServer::start().await.unwrap();
     let kcm = server.controllers(STARTUP);
-    server.put(deployment("web", replicas, "nginx:1", rolling(surge, unavailable)));
+    server.put(deployment(
+        "web",
+        replicas,
+        "nginx:1",
+        rolling(surge, unavailable),
+    ));
     let mut now = settle(&kcm, t0());
     let first = replicasets(&server, "web");
     assert_eq!(first.len(), 1);
-    let old_hash = first[0]["metadata"]["labels"]["pod-template-hash"].as_str().unwrap().to_owned();
+    let old_hash = first[0]["metadata"]["labels"]["pod-template-hash"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let from = server.resource_version();
     let before = pod_states(&server);
 
     let api: Api<Deployment> = Api::default_namespaced(server.client());
     let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "nginx:2"}]}}}});
-    api.patch("web", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    api.patch("web", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
     now = settle(&kcm, now + SignedDuration::from_secs(1));
 
     let rss = replicasets(&server, "web");
     assert_eq!(rss.len(), 2, "the old ReplicaSet stays, scaled to 0");
     assert_eq!(rss[0]["spec"]["replicas"], 0);
     assert_eq!(rss[1]["spec"]["replicas"], replicas);
-    assert_eq!(rss[1]["metadata"]["annotations"]["deployment.kubernetes.io/revision"], "2");
-    let new_hash = rss[1]["metadata"]["labels"]["pod-template-hash"].as_str().unwrap().to_owned();
+    assert_eq!(
+        rss[1]["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
+        "2"
+    );
+    let new_hash = rss[1]["metadata"]["labels"]["pod-template-hash"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert_ne!(new_hash, old_hash);
     let d = get(&server, "apps/v1", "Deployment", "web");
-    assert_eq!(d["metadata"]["annotations"]["deployment.kubernetes.io/revision"], "2");
+    assert_eq!(
+        d["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
+        "2"
+    );
     assert_eq!(d["status"]["updatedReplicas"], replicas);
     assert_eq!(d["status"]["availableReplicas"], replicas);
-    assert_eq!(condition(&d, "Progressing")["reason"], "NewReplicaSetAvailable");
+    assert_eq!(
+        condition(&d, "Progressing")["reason"],
+        "NewReplicaSetAvailable"
+    );
     assert!(now > t0());
 
     let events = pod_events(&server, from).await;
@@ -287,8 +369,13 @@ async fn roll(replicas: i64, surge: Value, unavailable: Value, max_surge: usize,
             ready_count + max_unavailable >= want,
             "{ready_count} ready of {want} (max unavailable {max_unavailable}): {pods:?}"
         );
-        assert!(pods.len() <= want + max_surge, "{} pods: {pods:?}", pods.len());
-        saw_both |= pods.values().any(|(h, _)| *h == old_hash) && pods.values().any(|(h, _)| *h == new_hash);
+        assert!(
+            pods.len() <= want + max_surge,
+            "{} pods: {pods:?}",
+            pods.len()
+        );
+        saw_both |= pods.values().any(|(h, _)| *h == old_hash)
+            && pods.values().any(|(h, _)| *h == new_hash);
     }
     assert!(saw_both, "old and new pods overlapped during the rollout");
     let last = states.last().unwrap();
@@ -322,10 +409,18 @@ async fn recreate_removes_every_old_pod_before_the_first_new_one() {
     settle(&kcm, now + SignedDuration::from_secs(1));
     let states = replay(before, &pod_events(&server, from).await);
     let hashes = |pods: &PodStates| {
-        pods.values().map(|(h, _)| h.clone()).collect::<std::collections::BTreeSet<_>>()
+        pods.values()
+            .map(|(h, _)| h.clone())
+            .collect::<std::collections::BTreeSet<_>>()
     };
-    assert!(states.iter().all(|pods| hashes(pods).len() <= 1), "never old and new pods together");
-    assert!(states.iter().any(BTreeMap::is_empty), "a moment with no pods at all");
+    assert!(
+        states.iter().all(|pods| hashes(pods).len() <= 1),
+        "never old and new pods together"
+    );
+    assert!(
+        states.iter().any(BTreeMap::is_empty),
+        "a moment with no pods at all"
+    );
     let d = get(&server, "apps/v1", "Deployment", "web");
     assert_eq!(d["status"]["updatedReplicas"], 3);
     assert_eq!(d["status"]["availableReplicas"], 3);
@@ -340,7 +435,9 @@ async fn a_paused_deployment_holds_its_template_but_scales() {
     let api: Api<Deployment> = Api::default_namespaced(server.client());
     let pp = PatchParams::default();
     let merge = |v: Value| Patch::Merge(v);
-    api.patch("web", &pp, &merge(json!({"spec": {"paused": true}}))).await.unwrap();
+    api.patch("web", &pp, &merge(json!({"spec": {"paused": true}})))
+        .await
+        .unwrap();
     api.patch(
         "web",
         &pp,
@@ -352,33 +449,55 @@ async fn a_paused_deployment_holds_its_template_but_scales() {
     let rss = replicasets(&server, "web");
     assert_eq!(rss.len(), 1, "no new ReplicaSet while paused");
     let d = get(&server, "apps/v1", "Deployment", "web");
-    assert_eq!(d["status"]["observedGeneration"], d["metadata"]["generation"]);
-    assert_eq!(d["status"]["updatedReplicas"], 0, "no pod runs the paused template");
+    assert_eq!(
+        d["status"]["observedGeneration"],
+        d["metadata"]["generation"]
+    );
+    assert_eq!(
+        d["status"]["updatedReplicas"], 0,
+        "no pod runs the paused template"
+    );
     assert_eq!(d["status"]["availableReplicas"], 2);
     assert_eq!(condition(&d, "Progressing")["reason"], "DeploymentPaused");
     assert_eq!(condition(&d, "Progressing")["status"], "Unknown");
 
     // Scaling still happens while paused, on the old template.
-    api.patch("web", &pp, &merge(json!({"spec": {"replicas": 5}}))).await.unwrap();
+    api.patch("web", &pp, &merge(json!({"spec": {"replicas": 5}})))
+        .await
+        .unwrap();
     now = settle(&kcm, now + SignedDuration::from_secs(1));
     let rss = replicasets(&server, "web");
     assert_eq!(rss.len(), 1);
     let pods = pods_of(&server, &rss[0]);
     assert_eq!(pods.len(), 5);
-    assert!(pods.iter().all(|p| p["spec"]["containers"][0]["image"] == "nginx:1" && ready(p)));
-    assert_eq!(get(&server, "apps/v1", "Deployment", "web")["status"]["availableReplicas"], 5);
+    assert!(
+        pods.iter()
+            .all(|p| p["spec"]["containers"][0]["image"] == "nginx:1" && ready(p))
+    );
+    assert_eq!(
+        get(&server, "apps/v1", "Deployment", "web")["status"]["availableReplicas"],
+        5
+    );
 
     // Resumed: the held template rolls out.
-    api.patch("web", &pp, &merge(json!({"spec": {"paused": false}}))).await.unwrap();
+    api.patch("web", &pp, &merge(json!({"spec": {"paused": false}})))
+        .await
+        .unwrap();
     settle(&kcm, now + SignedDuration::from_secs(1));
     let rss = replicasets(&server, "web");
     assert_eq!(rss.len(), 2);
     let pods = pods_of(&server, &rss[1]);
     assert_eq!(pods.len(), 5);
-    assert!(pods.iter().all(|p| p["spec"]["containers"][0]["image"] == "nginx:2" && ready(p)));
+    assert!(
+        pods.iter()
+            .all(|p| p["spec"]["containers"][0]["image"] == "nginx:2" && ready(p))
+    );
     assert!(pods_of(&server, &rss[0]).is_empty());
     let d = get(&server, "apps/v1", "Deployment", "web");
-    assert_eq!(condition(&d, "Progressing")["reason"], "NewReplicaSetAvailable");
+    assert_eq!(
+        condition(&d, "Progressing")["reason"],
+        "NewReplicaSetAvailable"
+    );
 }
 
 #[tokio::test]
@@ -418,20 +537,33 @@ async fn scaling_down_removes_unready_pods_first_and_scaling_up_adds_pods() {
     // Down to zero and back.
     let api: Api<Deployment> = Api::default_namespaced(server.client());
     let pp = PatchParams::default();
-    api.patch("web", &pp, &Patch::Merge(json!({"spec": {"replicas": 0}}))).await.unwrap();
+    api.patch("web", &pp, &Patch::Merge(json!({"spec": {"replicas": 0}})))
+        .await
+        .unwrap();
     kcm.step(later);
     assert!(pods_of(&server, &rs).is_empty());
-    api.patch("web", &pp, &Patch::Merge(json!({"spec": {"replicas": 3}}))).await.unwrap();
+    api.patch("web", &pp, &Patch::Merge(json!({"spec": {"replicas": 3}})))
+        .await
+        .unwrap();
     settle(&kcm, later);
     assert_eq!(pods_of(&server, &rs).len(), 3);
-    assert_eq!(replicasets(&server, "web").len(), 1, "scaling makes no new ReplicaSet");
+    assert_eq!(
+        replicasets(&server, "web").len(),
+        1,
+        "scaling makes no new ReplicaSet"
+    );
 }
 
 #[tokio::test]
 async fn scaling_mid_rollout_is_proportional() {
     let server = ApiServer::start().await.unwrap();
     let kcm = server.controllers(STARTUP);
-    server.put(deployment("web", 10, "nginx:1", rolling(json!(3), json!(2))));
+    server.put(deployment(
+        "web",
+        10,
+        "nginx:1",
+        rolling(json!(3), json!(2)),
+    ));
     let now = settle(&kcm, t0());
     let mut d = get(&server, "apps/v1", "Deployment", "web");
     d["spec"]["template"]["spec"]["containers"][0]["image"] = json!("nginx:2");
@@ -439,7 +571,10 @@ async fn scaling_mid_rollout_is_proportional() {
     kcm.step(now + SignedDuration::from_secs(1));
     // Old 8, new 5 (10 + 3 surge, 2 unavailable).
     let sizes = |server: &ApiServer| -> Vec<i64> {
-        replicasets(server, "web").iter().map(|rs| rs["spec"]["replicas"].as_i64().unwrap()).collect()
+        replicasets(server, "web")
+            .iter()
+            .map(|rs| rs["spec"]["replicas"].as_i64().unwrap())
+            .collect()
     };
     assert_eq!(sizes(&server), vec![8, 5]);
     let mut d = get(&server, "apps/v1", "Deployment", "web");
@@ -456,7 +591,14 @@ async fn scaling_mid_rollout_is_proportional() {
 #[tokio::test]
 async fn owned_objects_are_collected_when_their_owner_goes() {
     let server = ApiServer::start().await.unwrap();
-    server.register(ResourceType::new("example.com", "v1", "Owner", "owners", true, false));
+    server.register(ResourceType::new(
+        "example.com",
+        "v1",
+        "Owner",
+        "owners",
+        true,
+        false,
+    ));
     let kcm = server.controllers(STARTUP);
     server.put(json!({"apiVersion": "example.com/v1", "kind": "Owner", "metadata": {"name": "boss", "namespace": "default"}}));
     let boss = get(&server, "example.com/v1", "Owner", "boss");
@@ -474,7 +616,13 @@ async fn owned_objects_are_collected_when_their_owner_goes() {
     assert_eq!(server.list("apps/v1", "ReplicaSet").len(), 2);
     assert_eq!(server.list("v1", "Pod").len(), 3);
     let shared = get(&server, "v1", "ConfigMap", "shared");
-    assert_eq!(shared["metadata"]["ownerReferences"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        shared["metadata"]["ownerReferences"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
 
     let owners = Api::<kube::api::DynamicObject>::namespaced_with(
         server.client(),
@@ -487,10 +635,21 @@ async fn owned_objects_are_collected_when_their_owner_goes() {
             plural: "owners".into(),
         },
     );
-    owners.delete("boss", &DeleteParams::background()).await.unwrap();
+    owners
+        .delete("boss", &DeleteParams::background())
+        .await
+        .unwrap();
     kcm.step(now);
-    assert!(server.get("apps/v1", "Deployment", Some("default"), "canary").is_none());
-    assert!(server.get("v1", "ConfigMap", Some("default"), "shared").is_none());
+    assert!(
+        server
+            .get("apps/v1", "Deployment", Some("default"), "canary")
+            .is_none()
+    );
+    assert!(
+        server
+            .get("v1", "ConfigMap", Some("default"), "shared")
+            .is_none()
+    );
     let left: Vec<String> = server
         .list("apps/v1", "ReplicaSet")
         .iter()
@@ -502,7 +661,9 @@ async fn owned_objects_are_collected_when_their_owner_goes() {
 
     // Deleting a Deployment takes its ReplicaSets and pods.
     let api: Api<Deployment> = Api::default_namespaced(server.client());
-    api.delete("stable", &DeleteParams::background()).await.unwrap();
+    api.delete("stable", &DeleteParams::background())
+        .await
+        .unwrap();
     kcm.step(now);
     assert!(server.list("apps/v1", "ReplicaSet").is_empty());
     assert!(server.list("v1", "Pod").is_empty());
@@ -511,7 +672,11 @@ async fn owned_objects_are_collected_when_their_owner_goes() {
 /// Everything a run produced that does not depend on the wall clock.
 fn snapshot(server: &ApiServer) -> Vec<Value> {
     let mut out = Vec::new();
-    for (api_version, kind) in [("apps/v1", "Deployment"), ("apps/v1", "ReplicaSet"), ("v1", "Pod")] {
+    for (api_version, kind) in [
+        ("apps/v1", "Deployment"),
+        ("apps/v1", "ReplicaSet"),
+        ("v1", "Pod"),
+    ] {
         for object in server.list(api_version, kind) {
             out.push(json!({
                 "name": object["metadata"]["name"],
@@ -569,11 +734,21 @@ async fn named_replicasets_keep_their_pods_and_templateless_ones_are_left_alone(
     assert_eq!(rss.len(), 1);
     let rs = &rss[0];
     assert_eq!(rs["metadata"]["name"], "web-6c9f");
-    assert_eq!(rs["metadata"]["labels"], json!({"app": "web", "pod-template-hash": "6c9f", "team": "a"}));
+    assert_eq!(
+        rs["metadata"]["labels"],
+        json!({"app": "web", "pod-template-hash": "6c9f", "team": "a"})
+    );
     let pods = pods_of(&server, rs);
     assert_eq!(pods.len(), 2);
-    assert!(pods.iter().all(|p| ready(p) && p["metadata"]["labels"]["pod-template-hash"] == "6c9f"));
-    let names = |ps: &[Value]| ps.iter().map(|p| p["metadata"]["name"].clone()).collect::<Vec<_>>();
+    assert!(
+        pods.iter()
+            .all(|p| ready(p) && p["metadata"]["labels"]["pod-template-hash"] == "6c9f")
+    );
+    let names = |ps: &[Value]| {
+        ps.iter()
+            .map(|p| p["metadata"]["name"].clone())
+            .collect::<Vec<_>>()
+    };
     assert_eq!(names(&pods), names(&pods_before));
 
     // A hand-made ReplicaSet without a template is neither adopted nor scaled.
@@ -583,7 +758,10 @@ async fn named_replicasets_keep_their_pods_and_templateless_ones_are_left_alone(
                      "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "uid": d["metadata"]["uid"]}]}}));
     assert!(!kcm.step(now), "nothing to do");
     let manual = get(&server, "apps/v1", "ReplicaSet", "web-old");
-    assert!(manual["spec"].is_null() && manual["status"].is_null(), "{manual}");
+    assert!(
+        manual["spec"].is_null() && manual["status"].is_null(),
+        "{manual}"
+    );
     assert_eq!(replicasets(&server, "web").len(), 1);
     assert_eq!(
         get(&server, "apps/v1", "Deployment", "web")["status"]["availableReplicas"],
@@ -591,7 +769,9 @@ async fn named_replicasets_keep_their_pods_and_templateless_ones_are_left_alone(
     );
     let objects = canary_core::objects::Objects::new(server.list("apps/v1", "ReplicaSet"));
     assert_eq!(
-        objects.pod_template_hash(&get(&server, "apps/v1", "Deployment", "web"), "default").as_deref(),
+        objects
+            .pod_template_hash(&get(&server, "apps/v1", "Deployment", "web"), "default")
+            .as_deref(),
         Some("6c9f")
     );
 }
@@ -601,7 +781,8 @@ async fn the_real_time_simulator_rolls_deployments_out() {
     let server = ApiServer::start().await.unwrap();
     server.simulate_deployments(Duration::from_millis(100));
     let api: Api<Deployment> = Api::default_namespaced(server.client());
-    let d: Deployment = serde_json::from_value(deployment("web", 3, "nginx:1", Value::Null)).unwrap();
+    let d: Deployment =
+        serde_json::from_value(deployment("web", 3, "nginx:1", Value::Null)).unwrap();
     api.create(&PostParams::default(), &d).await.unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     loop {

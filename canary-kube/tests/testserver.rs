@@ -995,7 +995,9 @@ async fn deployment_simulator_rolls_out_and_respects_pause() {
     assert_eq!(rolling["availableReplicas"], 2, "{rolling}");
     let rolled = |s: &ApiServer| {
         let status = status(s);
-        status["updatedReplicas"] == 2 && status["replicas"] == 2 && status["availableReplicas"] == 2
+        status["updatedReplicas"] == 2
+            && status["replicas"] == 2
+            && status["availableReplicas"] == 2
     };
     assert!(eventually(Duration::from_secs(3), || rolled(&server)).await);
 

@@ -67,7 +67,11 @@ fn sync(pass: &mut Pass<'_>, d: Value) {
         let generation = meta::int(&d, "/metadata/generation", 1);
         if meta::int(&d, "/status/observedGeneration", 0) < generation {
             let mut next = d.clone();
-            meta::set(&mut next, &["status", "observedGeneration"], json!(generation));
+            meta::set(
+                &mut next,
+                &["status", "observedGeneration"],
+                json!(generation),
+            );
             pass.update(&pass.kinds.deployments.clone(), next, Part::Status, MANAGER);
         }
         return;
@@ -96,7 +100,9 @@ fn sync(pass: &mut Pass<'_>, d: Value) {
 }
 
 fn has_selector(selector: &Value) -> bool {
-    selector["matchLabels"].as_object().is_some_and(|m| !m.is_empty())
+    selector["matchLabels"]
+        .as_object()
+        .is_some_and(|m| !m.is_empty())
         || selector["matchExpressions"]
             .as_array()
             .is_some_and(|e| !e.is_empty())
@@ -128,7 +134,11 @@ fn claim(pass: &mut Pass<'_>, d: &Value) -> Vec<Value> {
                 .cloned()
                 .unwrap_or_default();
             refs.push(meta::controller_ref(d));
-            meta::set(&mut next, &["metadata", "ownerReferences"], Value::Array(refs));
+            meta::set(
+                &mut next,
+                &["metadata", "ownerReferences"],
+                Value::Array(refs),
+            );
             if let Some(adopted) = pass.update(&kind, next, Part::Main, MANAGER) {
                 owned.push(adopted);
             }
@@ -320,8 +330,7 @@ fn set_deployment_revision(pass: &mut Pass<'_>, s: &mut Sync, revision: &str) {
         &["metadata", "annotations", REVISION],
         json!(revision),
     );
-    if let Some(written) = pass.update(&pass.kinds.deployments.clone(), next, Part::Main, MANAGER)
-    {
+    if let Some(written) = pass.update(&pass.kinds.deployments.clone(), next, Part::Main, MANAGER) {
         s.d = written;
     }
 }
@@ -453,11 +462,7 @@ fn scale_all(pass: &mut Pass<'_>, s: &mut Sync, new: Option<usize>) {
     // controller_utils.go `ReplicaSetsBySizeNewer` (growing) / `ReplicaSetsBySizeOlder`
     // (shrinking): larger first, ties newer (or older) first.
     order.sort_by(|&a, &b| {
-        let by_size = s
-            .rss
-            .get(b)
-            .map(size)
-            .cmp(&s.rss.get(a).map(size));
+        let by_size = s.rss.get(b).map(size).cmp(&s.rss.get(a).map(size));
         let by_age = if to_add > 0 {
             creation(s, b, a)
         } else {
@@ -818,7 +823,11 @@ fn progressing(d: &Value, status: &Value) -> bool {
 }
 
 fn progress_deadline(d: &Value) -> i64 {
-    meta::int(d, "/spec/progressDeadlineSeconds", DEFAULT_PROGRESS_DEADLINE)
+    meta::int(
+        d,
+        "/spec/progressDeadlineSeconds",
+        DEFAULT_PROGRESS_DEADLINE,
+    )
 }
 
 /// deployment_util.go `HasProgressDeadline`: `progressDeadlineSeconds` is not the maximum int32.
@@ -976,7 +985,11 @@ pub(super) fn name_current(
         &["spec", "template", "metadata", "labels", HASH],
         json!(hash),
     );
-    meta::set(&mut rs, &["spec", "selector", "matchLabels", HASH], json!(hash));
+    meta::set(
+        &mut rs,
+        &["spec", "selector", "matchLabels", HASH],
+        json!(hash),
+    );
     let mut rs_labels = rs["spec"]["template"]["metadata"]["labels"].clone();
     if let Some(extra) = labels.as_object() {
         for (key, value) in extra {

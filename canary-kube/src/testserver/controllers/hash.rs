@@ -21,7 +21,13 @@ fn fnv32a(bytes: impl IntoIterator<Item = u8>) -> u32 {
 /// the alphabet's length, as `SafeEncodeString` does.
 fn safe_encode(s: &str) -> String {
     s.bytes()
-        .map(|b| char::from(SAFE.get(usize::from(b) % SAFE.len()).copied().unwrap_or(b'b')))
+        .map(|b| {
+            char::from(
+                SAFE.get(usize::from(b) % SAFE.len())
+                    .copied()
+                    .unwrap_or(b'b'),
+            )
+        })
         .collect()
 }
 
@@ -50,7 +56,7 @@ pub(super) fn pod_suffix(owner_uid: &str, n: u64) -> String {
         let len = u32::try_from(SAFE.len()).unwrap_or(27);
         let index = usize::try_from(seed % len).unwrap_or(0);
         out.push(char::from(SAFE.get(index).copied().unwrap_or(b'b')));
-        seed = seed / len ^ seed.rotate_left(13).wrapping_mul(0x0100_0193);
+        seed = (seed / len) ^ seed.rotate_left(13).wrapping_mul(0x0100_0193);
     }
     out
 }
@@ -99,7 +105,10 @@ mod tests {
         c["spec"]["containers"][0]["image"] = json!("v2");
         assert_ne!(hash, pod_template_hash(&c, None));
         assert_ne!(hash, pod_template_hash(&a, Some(1)));
-        assert_ne!(pod_template_hash(&a, Some(1)), pod_template_hash(&a, Some(2)));
+        assert_ne!(
+            pod_template_hash(&a, Some(1)),
+            pod_template_hash(&a, Some(2))
+        );
     }
 
     #[test]

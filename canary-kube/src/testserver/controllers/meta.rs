@@ -33,7 +33,9 @@ pub(super) fn terminating(obj: &Value) -> bool {
 
 /// An integer at a JSON pointer, or `default`.
 pub(super) fn int(obj: &Value, pointer: &str, default: i64) -> i64 {
-    obj.pointer(pointer).and_then(Value::as_i64).unwrap_or(default)
+    obj.pointer(pointer)
+        .and_then(Value::as_i64)
+        .unwrap_or(default)
 }
 
 /// A timestamp at a JSON pointer.
@@ -131,7 +133,11 @@ pub(super) fn selects(selector: &Value, labels: &Value) -> bool {
 
 /// Creation order: `creationTimestamp`, then the uid (which the store hands out in order).
 pub(super) fn by_creation(a: &Value, b: &Value) -> Ordering {
-    let stamp = |o: &Value| o["metadata"]["creationTimestamp"].as_str().map(str::to_owned);
+    let stamp = |o: &Value| {
+        o["metadata"]["creationTimestamp"]
+            .as_str()
+            .map(str::to_owned)
+    };
     stamp(a)
         .cmp(&stamp(b))
         .then_with(|| uid(a).cmp(uid(b)))
@@ -184,9 +190,7 @@ mod tests {
         assert!(selects(&json!({"matchLabels": {"app": "web"}}), &labels));
         assert!(!selects(&json!({"matchLabels": {"app": "db"}}), &labels));
         assert!(!selects(&json!({}), &labels));
-        let exp = |op: &str, values: Value| {
-            json!({"matchExpressions": [{"key": "tier", "operator": op, "values": values}]})
-        };
+        let exp = |op: &str, values: Value| json!({"matchExpressions": [{"key": "tier", "operator": op, "values": values}]});
         assert!(selects(&exp("In", json!(["front", "back"])), &labels));
         assert!(!selects(&exp("NotIn", json!(["front"])), &labels));
         assert!(selects(&exp("Exists", Value::Null), &labels));

@@ -219,9 +219,7 @@ impl ControllerManager {
                         .iter()
                         .find(|rs| meta::controlled_by(pod, rs))
                         .map_or(0, |rs| meta::int(rs, "/spec/minReadySeconds", 0));
-                    since
-                        .checked_add(SignedDuration::from_secs(min_ready))
-                        .ok()
+                    since.checked_add(SignedDuration::from_secs(min_ready)).ok()
                 }
             })
             .filter(|at| *at > last)

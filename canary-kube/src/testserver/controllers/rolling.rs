@@ -142,7 +142,11 @@ mod tests {
         let d = deployment(2, Value::Null, Value::Null);
         assert_eq!(fenceposts(&d, 2), (1, 0));
         let d = deployment(3, json!(0), json!("10%"));
-        assert_eq!(fenceposts(&d, 3), (0, 1), "both zero: one may be unavailable");
+        assert_eq!(
+            fenceposts(&d, 3),
+            (0, 1),
+            "both zero: one may be unavailable"
+        );
         let d = deployment(4, json!(2), json!(1));
         assert_eq!((max_surge(&d), max_unavailable(&d)), (2, 1));
         let d = deployment(2, json!(0), json!(5));
