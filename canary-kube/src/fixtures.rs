@@ -88,8 +88,9 @@ pub fn schema_errors(validator: &jsonschema::Validator, object: &Value) -> Vec<S
         .collect()
 }
 
-/// An API test server with the Rollout resource, Deployments that become ready on their own,
-/// and healthy metrics.
+/// An API test server with the Rollout resource, the simulated kube-controller-manager and
+/// kubelet running in real time (Deployments get ReplicaSets and pods that become ready on
+/// their own, owned objects are collected), and healthy metrics.
 pub struct TestCluster {
     /// The server.
     pub server: ApiServer,
@@ -100,7 +101,7 @@ pub struct TestCluster {
 }
 
 impl TestCluster {
-    /// A fresh cluster whose Deployments become ready `ready_after` their change.
+    /// A fresh cluster whose pods become ready `ready_after` they start.
     ///
     /// # Panics
     /// When the server cannot start.
