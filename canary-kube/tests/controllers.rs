@@ -797,3 +797,63 @@ async fn the_real_time_simulator_rolls_deployments_out() {
     assert_eq!(pods.len(), 3);
     assert!(pods.iter().all(ready));
 }
+
+#[tokio::test]
+async fn a_taken_name_bumps_the_collision_count_and_the_hash() {
+    let server = ApiServer::start().await.unwrap();
+    let kcm = server.controllers(STARTUP);
+    server.put(deployment("web", 1, "nginx:1", Value::Null));
+    let now = settle(&kcm, t0());
+    let first = replicasets(&server, "web").remove(0);
+    let taken = first["metadata"]["name"].as_str().unwrap().to_owned();
+    let api: Api<Deployment> = Api::default_namespaced(server.client());
+    api.delete("web", &DeleteParams::background())
+        .await
+        .unwrap();
+    kcm.step(now);
+    assert!(server.list("apps/v1", "ReplicaSet").is_empty());
+
+    // Someone else's ReplicaSet (another template, labels the selector does not match) holds
+    // the name the template hashes to.
+    server.put(json!({"apiVersion": "apps/v1", "kind": "ReplicaSet",
+        "metadata": {"name": taken, "namespace": "default", "labels": {"app": "other"}},
+        "spec": {"replicas": 0, "selector": {"matchLabels": {"app": "other"}},
+                 "template": {"metadata": {"labels": {"app": "other"}}, "spec": {"containers": [{"name": "o", "image": "o"}]}}}}));
+    server.put(deployment("web", 1, "nginx:1", Value::Null));
+    settle(&kcm, now);
+    let d = get(&server, "apps/v1", "Deployment", "web");
+    assert_eq!(d["status"]["collisionCount"], 1);
+    let rss = replicasets(&server, "web");
+    assert_eq!(rss.len(), 1);
+    assert_ne!(rss[0]["metadata"]["name"], taken.as_str());
+    assert_eq!(d["status"]["availableReplicas"], 1);
+    let other = get(&server, "apps/v1", "ReplicaSet", &taken);
+    assert_eq!(other["metadata"]["labels"]["app"], "other", "left alone");
+}
+
+#[tokio::test]
+async fn min_ready_seconds_delay_availability_not_readiness() {
+    let server = ApiServer::start().await.unwrap();
+    let kcm = server.controllers(STARTUP);
+    let mut d = deployment("web", 2, "nginx:1", Value::Null);
+    d["spec"]["minReadySeconds"] = json!(30);
+    server.put(d);
+    kcm.step(t0());
+    let ready_at = t0() + SignedDuration::try_from(STARTUP).unwrap();
+    assert_eq!(kcm.next_event(), Some(ready_at));
+    kcm.step(ready_at);
+    let status = get(&server, "apps/v1", "Deployment", "web")["status"].clone();
+    assert_eq!(
+        (
+            status["readyReplicas"].clone(),
+            status["availableReplicas"].clone()
+        ),
+        (json!(2), json!(0))
+    );
+    let available_at = ready_at + SignedDuration::from_secs(30);
+    assert_eq!(kcm.next_event(), Some(available_at));
+    kcm.step(available_at);
+    let status = get(&server, "apps/v1", "Deployment", "web")["status"].clone();
+    assert_eq!(status["availableReplicas"], 2, "{status}");
+    assert_eq!(kcm.next_event(), None);
+}
