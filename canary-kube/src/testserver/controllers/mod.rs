@@ -199,8 +199,8 @@ impl ControllerManager {
 
     /// The next instant something happens by itself: the earliest time after the last pass
     /// that a started pod becomes ready, or a ready one available (`minReadySeconds`). `None`
-    /// when nothing is pending; objects written since the last [`ControllerManager::step`] are
-    /// only seen by the next one.
+    /// when nothing is pending or nothing has run yet; objects written since the last
+    /// [`ControllerManager::step`] are only seen by the next one.
     pub fn next_event(&self) -> Option<Timestamp> {
         let last = (*lock(&self.last))?;
         let inner = self.state.store.lock();
