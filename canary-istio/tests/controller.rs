@@ -122,8 +122,43 @@ async fn a_release_moves_the_virtual_service_step_by_step_and_deletion_cleans_up
         })
         .await;
     assert_eq!(end.phase, Phase::Succeeded, "{}", end.message);
-    // Promoted: the stable pods are v2, and all traffic goes to them.
-    assert_eq!(weights(&vs()), [("v2".to_owned(), 100)]);
+    // Promoted: the stable Deployment runs v2, and all traffic goes to a subset that selects
+    // its current pods (by version, or by the current ReplicaSet's pod-template-hash).
+    cluster
+        .wait_rolled_out("demo", "reviews-v1", Duration::from_secs(10))
+        .await;
+    let served: Vec<(String, u64)> = weights(&vs()).into_iter().filter(|(_, w)| *w > 0).collect();
+    assert_eq!(served.len(), 1, "{served:?}");
+    assert_eq!(served[0].1, 100);
+    let dr = cluster
+        .server
+        .get(
+            "networking.istio.io/v1",
+            "DestinationRule",
+            Some("demo"),
+            "reviews",
+        )
+        .unwrap();
+    let subset = dr["spec"]["subsets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == served[0].0.as_str())
+        .unwrap()
+        .clone();
+    let hash = cluster.current_hash("demo", "reviews-v1").unwrap();
+    let current: Vec<Value> = cluster
+        .pods("demo", "reviews-v1")
+        .into_iter()
+        .filter(|p| p["metadata"]["labels"]["pod-template-hash"] == hash.as_str())
+        .collect();
+    assert_eq!(current.len(), 2);
+    for pod in &current {
+        assert_eq!(pod["metadata"]["labels"]["version"], "v2");
+        for (key, value) in subset["labels"].as_object().unwrap() {
+            assert_eq!(&pod["metadata"]["labels"][key.as_str()], value, "{subset}");
+        }
+    }
 
     let rollouts = Api::<Rollout>::namespaced(cluster.client.clone(), "demo");
     rollouts

@@ -154,8 +154,9 @@ pub fn schema_errors(validator: &jsonschema::Validator, object: &Value) -> Vec<S
 
 /// An API test server with the Rollout resource and the upstream CRDs of `crds/` (with their
 /// schemas), the Istio, ingress-nginx and Kuma validating webhooks
-/// ([`ApiServer::admit_like_upstream`]), Deployments that become ready on their own, and
-/// healthy metrics.
+/// ([`ApiServer::admit_like_upstream`]), the simulated kube-controller-manager and kubelet
+/// running in real time (Deployments get ReplicaSets and pods that become ready on their own,
+/// owned objects are collected), and healthy metrics.
 pub struct TestCluster {
     /// The server.
     pub server: ApiServer,
@@ -166,7 +167,7 @@ pub struct TestCluster {
 }
 
 impl TestCluster {
-    /// A fresh cluster whose Deployments become ready `ready_after` their change.
+    /// A fresh cluster whose pods become ready `ready_after` they start.
     ///
     /// # Panics
     /// When the server cannot start.
@@ -193,20 +194,85 @@ impl TestCluster {
         self.server.put(object);
     }
 
-    /// Stores the current ReplicaSet of Deployment `namespace/deployment` (which must be
-    /// stored already), its pods labelled `pod-template-hash: hash` and `labels`.
+    /// Names the current ReplicaSet of Deployment `namespace/deployment` (which must be stored
+    /// already) with pod-template-hash `hash`, `labels` on the ReplicaSet: the simulated
+    /// controllers' ReplicaSet of the Deployment's template becomes `<deployment>-<hash>`, its
+    /// pods relabelled and kept (see [`ApiServer::name_current_replicaset`]). For tests that
+    /// need a known hash; the controllers make the ReplicaSet by themselves otherwise.
     pub fn put_replicaset(&self, namespace: &str, deployment: &str, hash: &str, labels: Value) {
-        let uid = self
+        self.server
+            .name_current_replicaset(namespace, deployment, hash, &labels);
+    }
+
+    /// The `pod-template-hash` of the current ReplicaSet of Deployment `namespace/deployment`
+    /// (the one its revision annotation names), if there is one yet.
+    pub fn current_hash(&self, namespace: &str, deployment: &str) -> Option<String> {
+        let d = self
+            .server
+            .get("apps/v1", "Deployment", Some(namespace), deployment)?;
+        let objects = canary_core::objects::Objects::new(self.server.list("apps/v1", "ReplicaSet"));
+        objects.pod_template_hash(&d, namespace)
+    }
+
+    /// The pods of Deployment `namespace/deployment` (through its ReplicaSets), by name.
+    pub fn pods(&self, namespace: &str, deployment: &str) -> Vec<Value> {
+        let Some(d) = self
             .server
             .get("apps/v1", "Deployment", Some(namespace), deployment)
-            .map(|d| d["metadata"]["uid"].clone());
-        let mut labels = labels;
-        labels["pod-template-hash"] = serde_json::json!(hash);
-        self.put(serde_json::json!({
-            "apiVersion": "apps/v1", "kind": "ReplicaSet",
-            "metadata": {"name": format!("{deployment}-{hash}"), "namespace": namespace, "labels": labels,
-                         "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment, "uid": uid}]}
-        }));
+        else {
+            return Vec::new();
+        };
+        let controlled_by = |object: &Value, owner: &Value| {
+            object["metadata"]["ownerReferences"]
+                .as_array()
+                .is_some_and(|refs| {
+                    refs.iter()
+                        .any(|r| r["controller"] == true && r["uid"] == owner["metadata"]["uid"])
+                })
+        };
+        let replicasets: Vec<Value> = self
+            .server
+            .list("apps/v1", "ReplicaSet")
+            .into_iter()
+            .filter(|rs| controlled_by(rs, &d))
+            .collect();
+        self.server
+            .list("v1", "Pod")
+            .into_iter()
+            .filter(|pod| pod["metadata"]["namespace"] == namespace)
+            .filter(|pod| replicasets.iter().any(|rs| controlled_by(pod, rs)))
+            .collect()
+    }
+
+    /// Waits until Deployment `namespace/deployment` has rolled out its template: the
+    /// controller saw its generation and every replica is updated and available.
+    ///
+    /// # Panics
+    /// When `limit` passes first.
+    #[allow(clippy::panic)] // a test fixture
+    pub async fn wait_rolled_out(&self, namespace: &str, deployment: &str, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        loop {
+            let d = self
+                .server
+                .get("apps/v1", "Deployment", Some(namespace), deployment)
+                .unwrap_or(Value::Null);
+            let replicas = d["spec"]["replicas"].as_i64().unwrap_or(1);
+            let status = &d["status"];
+            let done = !d.is_null()
+                && status["observedGeneration"] == d["metadata"]["generation"]
+                && status["updatedReplicas"].as_i64() == Some(replicas)
+                && status["availableReplicas"].as_i64() == Some(replicas)
+                && status["replicas"].as_i64() == Some(replicas);
+            if done {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "Deployment {namespace}/{deployment} not rolled out in {limit:?}: {status}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     /// A fresh controller context (what a restarted controller would have) routing with

@@ -120,6 +120,43 @@ impl Cluster {
             .unwrap();
     }
 
+    /// Waits until the namespace's pods are `count` ready pods of `image`, none of them a
+    /// canary's (the simulated controllers roll Deployments and collect what the canary
+    /// Deployment owned).
+    async fn wait_for_pods(&self, image: &str, count: usize) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let pods: Vec<serde_json::Value> = self
+                .server
+                .list("v1", "Pod")
+                .into_iter()
+                .filter(|p| p["metadata"]["namespace"] == "test")
+                .collect();
+            let ok = |p: &serde_json::Value| {
+                p["spec"]["containers"][0]["image"] == image
+                    && p["metadata"]["labels"].get("canary.rs/role").is_none()
+                    && p["status"]["conditions"].as_array().is_some_and(|cs| {
+                        cs.iter()
+                            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                    })
+            };
+            if pods.len() == count && pods.iter().all(ok) {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "pods: {:?}",
+                pods.iter()
+                    .map(|p| (
+                        p["metadata"]["name"].clone(),
+                        p["spec"]["containers"][0]["image"].clone()
+                    ))
+                    .collect::<Vec<_>>()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     async fn status(&self) -> RolloutStatus {
         self.rollouts()
             .get("podinfo")
@@ -224,6 +261,13 @@ async fn the_controller_runs_a_healthy_rollout_to_promotion() {
         "canary"
     );
     assert_eq!(canary.owner_references()[0].kind, "Rollout");
+    let canary_pods = cluster
+        .server
+        .list("v1", "Pod")
+        .into_iter()
+        .filter(|p| p["metadata"]["labels"]["canary.rs/role"] == "canary")
+        .count();
+    assert!(canary_pods > 0, "the canary Deployment has pods");
     assert!(
         cluster
             .deployments()
@@ -242,6 +286,9 @@ async fn the_controller_runs_a_healthy_rollout_to_promotion() {
         "ghcr.io/stefanprodan/podinfo:6.1.0"
     );
     assert!(!cluster.canary_exists().await, "canary removed");
+    cluster
+        .wait_for_pods("ghcr.io/stefanprodan/podinfo:6.1.0", 4)
+        .await;
     let weights: Vec<u32> = cluster
         .traffic
         .routes("test", "podinfo")
@@ -278,6 +325,9 @@ async fn the_controller_rolls_a_failing_canary_back() {
         "stable untouched"
     );
     assert!(!cluster.canary_exists().await);
+    cluster
+        .wait_for_pods("ghcr.io/stefanprodan/podinfo:6.0.0", 4)
+        .await;
     assert!(
         cluster
             .traffic

@@ -11,7 +11,6 @@ use canary_kube::crd::Rollout;
 use canary_kube::fixtures::TestCluster;
 use canary_kube::testserver::ResourceType;
 use canary_kuma::KumaTraffic;
-use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_seed_progression_runs_on_a_mesh_http_route_to_promotion() {
@@ -36,7 +35,10 @@ async fn the_seed_progression_runs_on_a_mesh_http_route_to_promotion() {
     for object in file.objects.iter() {
         cluster.put(object.clone());
     }
-    cluster.put_replicaset("webapp", "backend", "7d4b", json!({"app": "backend"}));
+    // The simulated controllers give the Deployment its ReplicaSet and ready pods.
+    cluster
+        .wait_rolled_out("webapp", "backend", Duration::from_secs(10))
+        .await;
     let service_before = cluster
         .server
         .get("v1", "Service", Some("webapp"), "backend")

@@ -45,12 +45,10 @@ async fn the_seed_release_approved_then_a_revert_cleans_every_canary_object() {
         object["metadata"]["namespace"] = json!("default");
         cluster.put(object);
     }
-    cluster.put_replicaset(
-        "default",
-        "echoserver",
-        "6c9f",
-        json!({"app": "echoserver"}),
-    );
+    // The simulated controllers give the Deployment its ReplicaSet and ready pods.
+    cluster
+        .wait_rolled_out("default", "echoserver", Duration::from_secs(10))
+        .await;
     let service_before = get(&cluster, "v1", "Service", "echoserver").unwrap();
     let rollout: Rollout = serde_saphyr::from_str(ROLLOUT).unwrap();
     cluster.create_rollout(&rollout).await;

@@ -20,13 +20,17 @@
 //! admission hooks ([`ApiServer::add_admission_hook`], the meshes' webhooks). Objects stored
 //! with [`ApiServer::put`] are not checked.
 //!
-//! Not modelled: authentication/authorisation, namespace existence, garbage collection of
-//! owned objects, `dryRun`, pagination (lists are returned whole), API version conversion,
-//! unknown fields of built-in kinds, and CEL rules (`x-kubernetes-validations`) of CRDs.
+//! A simulated kube-controller-manager and kubelet (Deployments → ReplicaSets → Pods, garbage
+//! collection of owned objects) runs in real time with [`ApiServer::simulate_deployments`] or
+//! is stepped in virtual time through [`ApiServer::controllers`].
+//!
+//! Not modelled: authentication/authorisation, namespace existence, `dryRun`, pagination
+//! (lists are returned whole), API version conversion, unknown fields of built-in kinds, and
+//! CEL rules (`x-kubernetes-validations`) of CRDs.
 
 mod admission;
 mod apply;
-mod deployments;
+mod controllers;
 mod discovery;
 mod errors;
 mod faults;
@@ -56,6 +60,7 @@ pub use admission::{
     AdmissionHook, AdmissionRequest, Denial, IstioValidation, KumaValidation, NginxAdmission,
     Operation, nginx_ignored_canary_annotations,
 };
+pub use controllers::ControllerManager;
 pub use faults::Faults;
 pub use requests::{LoggedRequest, Verb};
 pub use resources::ResourceType;
@@ -257,16 +262,40 @@ impl ApiServer {
         }
     }
 
-    /// Starts (or restarts with a new delay) the Deployment status simulator; see the
-    /// `deployments` module docs for the status it writes.
+    /// Starts (or restarts with a new delay) the simulated kube-controller-manager and kubelet
+    /// in real time: Deployments get ReplicaSets, ReplicaSets get pods, pods become ready
+    /// `ready_after` they start, orphans are collected (see [`ControllerManager`]).
     pub fn simulate_deployments(&self, ready_after: Duration) {
-        let task = tokio::spawn(deployments::run(
+        let task = tokio::spawn(controllers::run(
             Arc::clone(&self.shared.state),
             ready_after,
         ));
         if let Some(previous) = lock(&self.shared.simulator).replace(task) {
             previous.abort();
         }
+    }
+
+    /// The simulated kube-controller-manager and kubelet of this server, to be stepped in
+    /// virtual time with [`ControllerManager::step`]; pods become ready `pod_startup` after
+    /// they start. Not to be combined with [`ApiServer::simulate_deployments`].
+    pub fn controllers(&self, pod_startup: Duration) -> ControllerManager {
+        ControllerManager::new(Arc::clone(&self.shared.state), pod_startup)
+    }
+
+    /// Makes the current ReplicaSet of Deployment `namespace/deployment` (the one with its pod
+    /// template) `<deployment>-<hash>`, with `pod-template-hash: hash` on it, its selector,
+    /// template and pods, and `labels` on the ReplicaSet, as if the controller had hashed the
+    /// template to `hash`; its pods keep running. Without a current ReplicaSet, one is made
+    /// and the controllers give it pods. Returns false when the Deployment does not exist.
+    pub fn name_current_replicaset(
+        &self,
+        namespace: &str,
+        deployment: &str,
+        hash: &str,
+        labels: &Value,
+    ) -> bool {
+        ControllerManager::new(Arc::clone(&self.shared.state), Duration::ZERO)
+            .name_current(namespace, deployment, hash, labels)
     }
 
     /// Drops the watch event history, as an etcd compaction would: watches resuming

@@ -1,0 +1,859 @@
+//! The simulated kube-controller-manager and kubelet of the API test server: Deployments,
+//! ReplicaSets, Pods and garbage collection, stepped in virtual time.
+#![cfg(feature = "test-util")]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use canary_kube::testserver::{ApiServer, ControllerManager, ResourceType};
+use futures::StreamExt;
+use jiff::{SignedDuration, Timestamp};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
+use serde_json::{Value, json};
+
+const STARTUP: Duration = Duration::from_secs(10);
+
+fn t0() -> Timestamp {
+    "2030-01-01T00:00:00Z".parse().unwrap()
+}
+
+fn deployment(name: &str, replicas: i64, image: &str, strategy: Value) -> Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "strategy": strategy,
+            "template": {
+                "metadata": {"labels": {"app": name}, "annotations": {"note": "x"}},
+                "spec": {"containers": [{"name": "app", "image": image}]},
+            },
+        },
+    })
+}
+
+fn rolling(surge: Value, unavailable: Value) -> Value {
+    json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": surge, "maxUnavailable": unavailable}})
+}
+
+fn get(server: &ApiServer, api_version: &str, kind: &str, name: &str) -> Value {
+    server
+        .get(api_version, kind, Some("default"), name)
+        .unwrap_or(Value::Null)
+}
+
+fn controlled_by(object: &Value, owner: &Value) -> bool {
+    object["metadata"]["ownerReferences"]
+        .as_array()
+        .is_some_and(|refs| {
+            refs.iter()
+                .any(|r| r["controller"] == true && r["uid"] == owner["metadata"]["uid"])
+        })
+}
+
+/// The ReplicaSets of Deployment `name`, oldest first.
+fn replicasets(server: &ApiServer, name: &str) -> Vec<Value> {
+    let d = get(server, "apps/v1", "Deployment", name);
+    let mut rss: Vec<Value> = server
+        .list("apps/v1", "ReplicaSet")
+        .into_iter()
+        .filter(|rs| controlled_by(rs, &d))
+        .collect();
+    rss.sort_by_key(|rs| {
+        rs["metadata"]["uid"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    });
+    rss
+}
+
+fn pods_of(server: &ApiServer, rs: &Value) -> Vec<Value> {
+    server
+        .list("v1", "Pod")
+        .into_iter()
+        .filter(|p| controlled_by(p, rs))
+        .collect()
+}
+
+fn ready(pod: &Value) -> bool {
+    pod["status"]["conditions"].as_array().is_some_and(|cs| {
+        cs.iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+    })
+}
+
+fn condition<'a>(d: &'a Value, kind: &str) -> &'a Value {
+    d["status"]["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == kind))
+        .unwrap_or(&Value::Null)
+}
+
+/// Steps at `now`, then at every next event, until nothing is pending; returns the last
+/// instant.
+fn settle(kcm: &ControllerManager, mut now: Timestamp) -> Timestamp {
+    kcm.step(now);
+    while let Some(next) = kcm.next_event() {
+        assert!(next > now, "events move forward");
+        now = next;
+        kcm.step(now);
+    }
+    now
+}
+
+/// Every pod event since resource version `from`, in order.
+async fn pod_events(server: &ApiServer, from: u64) -> Vec<WatchEvent<Pod>> {
+    let api: Api<Pod> = Api::default_namespaced(server.client());
+    let until = server.resource_version();
+    let stream = api
+        .watch(&WatchParams::default().timeout(1), &from.to_string())
+        .await
+        .unwrap();
+    let mut stream = Box::pin(stream);
+    let mut events = Vec::new();
+    while let Some(event) = stream.next().await {
+        let event = event.unwrap();
+        let rv = match &event {
+            WatchEvent::Added(p) | WatchEvent::Modified(p) | WatchEvent::Deleted(p) => p
+                .metadata
+                .resource_version
+                .clone()
+                .unwrap_or_default()
+                .parse::<u64>()
+                .unwrap_or(0),
+            _ => continue,
+        };
+        events.push(event);
+        if rv >= until {
+            break;
+        }
+    }
+    events
+}
+
+type PodStates = BTreeMap<String, (String, bool)>;
+
+/// The pods now: name → (pod-template-hash, ready).
+fn pod_states(server: &ApiServer) -> PodStates {
+    server
+        .list("v1", "Pod")
+        .iter()
+        .map(|p| {
+            let hash = p["metadata"]["labels"]["pod-template-hash"]
+                .as_str()
+                .unwrap_or_default();
+            (
+                p["metadata"]["name"].as_str().unwrap().to_owned(),
+                (hash.to_owned(), ready(p)),
+            )
+        })
+        .collect()
+}
+
+/// The pods after each event, from `pods`: name → (pod-template-hash, ready).
+fn replay(mut pods: PodStates, events: &[WatchEvent<Pod>]) -> Vec<PodStates> {
+    let mut states = Vec::new();
+    for event in events {
+        match event {
+            WatchEvent::Added(p) | WatchEvent::Modified(p) => {
+                let v = serde_json::to_value(p).unwrap();
+                let hash = v["metadata"]["labels"]["pod-template-hash"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
+                pods.insert(p.metadata.name.clone().unwrap(), (hash, ready(&v)));
+            }
+            WatchEvent::Deleted(p) => {
+                pods.remove(p.metadata.name.as_ref().unwrap());
+            }
+            _ => continue,
+        }
+        states.push(pods.clone());
+    }
+    states
+}
+
+#[tokio::test]
+async fn a_deployment_gets_a_hashed_replicaset_and_pods_that_become_ready() {
+    let server = ApiServer::start().await.unwrap();
+    let kcm = server.controllers(STARTUP);
+    server.put(deployment("web", 3, "nginx:1", Value::Null));
+    assert!(kcm.step(t0()));
+    assert!(!kcm.step(t0()), "a fixed point: nothing more to do");
+
+    let d = get(&server, "apps/v1", "Deployment", "web");
+    let rss = replicasets(&server, "web");
+    assert_eq!(rss.len(), 1);
+    let rs = &rss[0];
+    let hash = rs["metadata"]["labels"]["pod-template-hash"]
+        .as_str()
+        .unwrap();
+    assert!(
+        hash.bytes()
+            .all(|c| b"bcdfghjklmnpqrstvwxz2456789".contains(&c)),
+        "{hash}"
+    );
+    assert_eq!(rs["metadata"]["name"], format!("web-{hash}"));
+    assert_eq!(rs["metadata"]["labels"]["app"], "web");
+    assert_eq!(
+        rs["spec"]["selector"]["matchLabels"],
+        json!({"app": "web", "pod-template-hash": hash})
+    );
+    assert_eq!(
+        rs["spec"]["template"]["metadata"]["labels"]["pod-template-hash"],
+        hash
+    );
+    assert_eq!(rs["spec"]["replicas"], 3);
+    let owner = &rs["metadata"]["ownerReferences"][0];
+    assert_eq!(
+        (
+            owner["kind"].clone(),
+            owner["name"].clone(),
+            owner["uid"].clone(),
+            owner["controller"].clone()
+        ),
+        (
+            json!("Deployment"),
+            json!("web"),
+            d["metadata"]["uid"].clone(),
+            json!(true)
+        )
+    );
+    assert_eq!(
+        rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
+        "1"
+    );
+    assert_eq!(
+        d["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
+        "1"
+    );
+
+    let pods = pods_of(&server, rs);
+    assert_eq!(pods.len(), 3);
+    for pod in &pods {
+        let name = pod["metadata"]["name"].as_str().unwrap();
+        let suffix = name.strip_prefix(&format!("web-{hash}-")).unwrap();
+        assert_eq!(suffix.len(), 5, "{name}");
+        assert_eq!(
+            pod["metadata"]["labels"],
+            json!({"app": "web", "pod-template-hash": hash})
+        );
+        assert_eq!(pod["metadata"]["annotations"]["note"], "x");
+        assert_eq!(pod["spec"]["containers"][0]["image"], "nginx:1");
+        assert_eq!(pod["status"]["phase"], "Pending");
+        assert_eq!(pod["status"]["startTime"], t0().to_string());
+        assert!(!ready(pod));
+    }
+    assert_eq!(d["status"]["observedGeneration"], 1);
+    assert_eq!(d["status"]["replicas"], 3);
+    assert_eq!(d["status"]["availableReplicas"], 0);
+    assert_eq!(d["status"]["unavailableReplicas"], 3);
+    assert_eq!(condition(&d, "Available")["status"], "False");
+    assert_eq!(condition(&d, "Progressing")["status"], "True");
+
+    // Ready exactly `STARTUP` after the start, not a moment before.
+    let ready_at = t0() + SignedDuration::try_from(STARTUP).unwrap();
+    assert_eq!(kcm.next_event(), Some(ready_at));
+    kcm.step(ready_at - SignedDuration::from_millis(1));
+    assert!(pods_of(&server, rs).iter().all(|p| !ready(p)));
+    kcm.step(ready_at);
+    assert!(
+        pods_of(&server, rs)
+            .iter()
+            .all(|p| ready(p) && p["status"]["phase"] == "Running")
+    );
+    assert_eq!(kcm.next_event(), None);
+    let d = get(&server, "apps/v1", "Deployment", "web");
+    for field in [
+        "replicas",
+        "updatedReplicas",
+        "readyReplicas",
+        "availableReplicas",
+    ] {
+        assert_eq!(d["status"][field], 3, "{field}: {}", d["status"]);
+    }
+    assert_eq!(d["status"]["unavailableReplicas"], 0);
+    assert_eq!(
+        condition(&d, "Available")["reason"],
+        "MinimumReplicasAvailable"
+    );
+    assert_eq!(
+        condition(&d, "Progressing")["reason"],
+        "NewReplicaSetAvailable"
+    );
+    let rs = &replicasets(&server, "web")[0];
+    assert_eq!(
+        (
+            rs["status"]["replicas"].clone(),
+            rs["status"]["readyReplicas"].clone(),
+            rs["status"]["availableReplicas"].clone()
+        ),
+        (json!(3), json!(3), json!(3))
+    );
+}
+
+/// Rolls `replicas` pods from one image to another with the given budgets, checking after every
+/// single pod event that at least `replicas - max_unavailable` pods are ready and at most
+/// `replicas + max_surge` exist.
+async fn roll(
+    replicas: i64,
+    surge: Value,
+    unavailable: Value,
+    max_surge: usize,
+    max_unavailable: usize,
+) {
+    let server = ApiServer::start().await.unwrap();
+    let kcm = server.controllers(STARTUP);
+    server.put(deployment(
+        "web",
+        replicas,
+        "nginx:1",
+        rolling(surge, unavailable),
+    ));
+    let mut now = settle(&kcm, t0());
+    let first = replicasets(&server, "web");
+    assert_eq!(first.len(), 1);
+    let old_hash = first[0]["metadata"]["labels"]["pod-template-hash"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let from = server.resource_version();
+    let before = pod_states(&server);
+
+    let api: Api<Deployment> = Api::default_namespaced(server.client());
+    let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "nginx:2"}]}}}});
+    api.patch("web", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    now = settle(&kcm, now + SignedDuration::from_secs(1));
+
+    let rss = replicasets(&server, "web");
+    assert_eq!(rss.len(), 2, "the old ReplicaSet stays, scaled to 0");
+    assert_eq!(rss[0]["spec"]["replicas"], 0);
+    assert_eq!(rss[1]["spec"]["replicas"], replicas);
+    assert_eq!(
+        rss[1]["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
+        "2"
+    );
+    let new_hash = rss[1]["metadata"]["labels"]["pod-template-hash"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(new_hash, old_hash);
+    let d = get(&server, "apps/v1", "Deployment", "web");
+    assert_eq!(
+        d["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
+        "2"
+    );
+    assert_eq!(d["status"]["updatedReplicas"], replicas);
+    assert_eq!(d["status"]["availableReplicas"], replicas);
+    assert_eq!(
+        condition(&d, "Progressing")["reason"],
+        "NewReplicaSetAvailable"
+    );
+    assert!(now > t0());
+
+    let events = pod_events(&server, from).await;
+    let states = replay(before, &events);
+    assert!(!states.is_empty());
+    let want = usize::try_from(replicas).unwrap();
+    let mut saw_both = false;
+    for pods in &states {
+        let ready_count = pods.values().filter(|(_, r)| *r).count();
+        assert!(
+            ready_count + max_unavailable >= want,
+            "{ready_count} ready of {want} (max unavailable {max_unavailable}): {pods:?}"
+        );
+        assert!(
+            pods.len() <= want + max_surge,
+            "{} pods: {pods:?}",
+            pods.len()
+        );
+        saw_both |= pods.values().any(|(h, _)| *h == old_hash)
+            && pods.values().any(|(h, _)| *h == new_hash);
+    }
+    assert!(saw_both, "old and new pods overlapped during the rollout");
+    let last = states.last().unwrap();
+    assert_eq!(last.len(), want);
+    assert!(last.values().all(|(h, r)| *h == new_hash && *r));
+}
+
+#[tokio::test]
+async fn rolling_updates_keep_the_minimum_available_at_every_pod_event() {
+    // Defaults (25%/25%) on 4: surge 1, unavailable 1.
+    roll(4, Value::Null, Value::Null, 1, 1).await;
+    // 10 replicas at 25%: surge rounds up to 3, unavailable down to 2.
+    roll(10, json!("25%"), json!("25%"), 3, 2).await;
+    // No unavailability allowed: one surge pod at a time.
+    roll(3, json!(1), json!(0), 1, 0).await;
+    // No surge: one pod down at a time.
+    roll(3, json!(0), json!(1), 0, 1).await;
+}
+
+#[tokio::test]
+async fn recreate_removes_every_old_pod_before_the_first_new_one() {
+    let server = ApiServer::start().await.unwrap();
+    let kcm = server.controllers(STARTUP);
+    server.put(deployment("web", 3, "nginx:1", json!({"type": "Recreate"})));
+    let now = settle(&kcm, t0());
+    let from = server.resource_version();
+    let before = pod_states(&server);
+    let mut d = get(&server, "apps/v1", "Deployment", "web");
+    d["spec"]["template"]["spec"]["containers"][0]["image"] = json!("nginx:2");
+    server.put(d);
+    settle(&kcm, now + SignedDuration::from_secs(1));
+    let states = replay(before, &pod_events(&server, from).await);
+    let hashes = |pods: &PodStates| {
+        pods.values()
+            .map(|(h, _)| h.clone())
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    assert!(
+        states.iter().all(|pods| hashes(pods).len() <= 1),
+        "never old and new pods together"
+    );
+    assert!(
+        states.iter().any(BTreeMap::is_empty),
+        "a moment with no pods at all"
+    );
+    let d = get(&server, "apps/v1", "Deployment", "web");
+    assert_eq!(d["status"]["updatedReplicas"], 3);
+    assert_eq!(d["status"]["availableReplicas"], 3);
+}
+
+#[tokio::test]
+async fn a_paused_deployment_holds_its_template_but_scales() {
+    let server = ApiServer::start().await.unwrap();
+    let kcm = server.controllers(STARTUP);
+    server.put(deployment("web", 2, "nginx:1", Value::Null));
+    let mut now = settle(&kcm, t0());
+    let api: Api<Deployment> = Api::default_namespaced(server.client());
+    let pp = PatchParams::default();
+    let merge = |v: Value| Patch::Merge(v);
+    api.patch("web", &pp, &merge(json!({"spec": {"paused": true}})))
+        .await
+        .unwrap();
+    api.patch(
+        "web",
+        &pp,
+        &merge(json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "nginx:2"}]}}}})),
+    )
+    .await
+    .unwrap();
+    now = settle(&kcm, now + SignedDuration::from_secs(1));
+    let rss = replicasets(&server, "web");
+    assert_eq!(rss.len(), 1, "no new ReplicaSet while paused");
+    let d = get(&server, "apps/v1", "Deployment", "web");
+    assert_eq!(
+        d["status"]["observedGeneration"],
+        d["metadata"]["generation"]
+    );
+    assert_eq!(
+        d["status"]["updatedReplicas"], 0,
+        "no pod runs the paused template"
+    );
+    assert_eq!(d["status"]["availableReplicas"], 2);
+    assert_eq!(condition(&d, "Progressing")["reason"], "DeploymentPaused");
+    assert_eq!(condition(&d, "Progressing")["status"], "Unknown");
+
+    // Scaling still happens while paused, on the old template.
+    api.patch("web", &pp, &merge(json!({"spec": {"replicas": 5}})))
+        .await
+        .unwrap();
+    now = settle(&kcm, now + SignedDuration::from_secs(1));
+    let rss = replicasets(&server, "web");
+    assert_eq!(rss.len(), 1);
+    let pods = pods_of(&server, &rss[0]);
+    assert_eq!(pods.len(), 5);
+    assert!(
+        pods.iter()
+            .all(|p| p["spec"]["containers"][0]["image"] == "nginx:1" && ready(p))
+    );
+    assert_eq!(
+        get(&server, "apps/v1", "Deployment", "web")["status"]["availableReplicas"],
+        5
+    );
+
+    // Resumed: the held template rolls out.
+    api.patch("web", &pp, &merge(json!({"spec": {"paused": false}})))
+        .await
+        .unwrap();
+    settle(&kcm, now + SignedDuration::from_secs(1));
+    let rss = replicasets(&server, "web");
+    assert_eq!(rss.len(), 2);
+    let pods = pods_of(&server, &rss[1]);
+    assert_eq!(pods.len(), 5);
+    assert!(
+        pods.iter()
+            .all(|p| p["spec"]["containers"][0]["image"] == "nginx:2" && ready(p))
+    );
+    assert!(pods_of(&server, &rss[0]).is_empty());
+    let d = get(&server, "apps/v1", "Deployment", "web");
+    assert_eq!(
+        condition(&d, "Progressing")["reason"],
+        "NewReplicaSetAvailable"
+    );
+}
+
+#[tokio::test]
+async fn scaling_down_removes_unready_pods_first_and_scaling_up_adds_pods() {
+    let server = ApiServer::start().await.unwrap();
+    let kcm = server.controllers(STARTUP);
+    server.put(deployment("web", 2, "nginx:1", Value::Null));
+    let now = settle(&kcm, t0());
+    let mut d = get(&server, "apps/v1", "Deployment", "web");
+    d["spec"]["replicas"] = json!(4);
+    server.put(d.clone());
+    let later = now + SignedDuration::from_secs(1);
+    kcm.step(later);
+    let rs = replicasets(&server, "web").remove(0);
+    let pods = pods_of(&server, &rs);
+    assert_eq!(pods.len(), 4);
+    let old: Vec<String> = pods
+        .iter()
+        .filter(|p| ready(p))
+        .map(|p| p["metadata"]["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(old.len(), 2, "two new pods still starting");
+
+    d = get(&server, "apps/v1", "Deployment", "web");
+    d["spec"]["replicas"] = json!(2);
+    server.put(d);
+    kcm.step(later);
+    let left: Vec<String> = pods_of(&server, &rs)
+        .iter()
+        .map(|p| p["metadata"]["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(left, old, "the unready pods went first");
+    let d = get(&server, "apps/v1", "Deployment", "web");
+    assert_eq!(d["status"]["replicas"], 2);
+    assert_eq!(d["status"]["availableReplicas"], 2);
+
+    // Down to zero and back.
+    let api: Api<Deployment> = Api::default_namespaced(server.client());
+    let pp = PatchParams::default();
+    api.patch("web", &pp, &Patch::Merge(json!({"spec": {"replicas": 0}})))
+        .await
+        .unwrap();
+    kcm.step(later);
+    assert!(pods_of(&server, &rs).is_empty());
+    api.patch("web", &pp, &Patch::Merge(json!({"spec": {"replicas": 3}})))
+        .await
+        .unwrap();
+    settle(&kcm, later);
+    assert_eq!(pods_of(&server, &rs).len(), 3);
+    assert_eq!(
+        replicasets(&server, "web").len(),
+        1,
+        "scaling makes no new ReplicaSet"
+    );
+}
+
+#[tokio::test]
+async fn scaling_mid_rollout_is_proportional() {
+    let server = ApiServer::start().await.unwrap();
+    let kcm = server.controllers(STARTUP);
+    server.put(deployment(
+        "web",
+        10,
+        "nginx:1",
+        rolling(json!(3), json!(2)),
+    ));
+    let now = settle(&kcm, t0());
+    let mut d = get(&server, "apps/v1", "Deployment", "web");
+    d["spec"]["template"]["spec"]["containers"][0]["image"] = json!("nginx:2");
+    server.put(d);
+    kcm.step(now + SignedDuration::from_secs(1));
+    // Old 8, new 5 (10 + 3 surge, 2 unavailable).
+    let sizes = |server: &ApiServer| -> Vec<i64> {
+        replicasets(server, "web")
+            .iter()
+            .map(|rs| rs["spec"]["replicas"].as_i64().unwrap())
+            .collect()
+    };
+    assert_eq!(sizes(&server), vec![8, 5]);
+    let mut d = get(&server, "apps/v1", "Deployment", "web");
+    d["spec"]["replicas"] = json!(20);
+    server.put(d);
+    kcm.step(now + SignedDuration::from_secs(2));
+    // 20 + 3 surge = 23 pods allowed, 10 more spread 8:5 over the two (deployment_util.go
+    // GetProportion: round(8 × 23 / 13) = 14, round(5 × 23 / 13) = 9).
+    assert_eq!(sizes(&server), vec![14, 9]);
+    settle(&kcm, now + SignedDuration::from_secs(2));
+    assert_eq!(sizes(&server), vec![0, 20]);
+}
+
+#[tokio::test]
+async fn owned_objects_are_collected_when_their_owner_goes() {
+    let server = ApiServer::start().await.unwrap();
+    server.register(ResourceType::new(
+        "example.com",
+        "v1",
+        "Owner",
+        "owners",
+        true,
+        false,
+    ));
+    let kcm = server.controllers(STARTUP);
+    server.put(json!({"apiVersion": "example.com/v1", "kind": "Owner", "metadata": {"name": "boss", "namespace": "default"}}));
+    let boss = get(&server, "example.com/v1", "Owner", "boss");
+    let mut owned = deployment("canary", 2, "nginx:1", Value::Null);
+    owned["metadata"]["ownerReferences"] = json!([{"apiVersion": "example.com/v1", "kind": "Owner",
+        "name": "boss", "uid": boss["metadata"]["uid"], "controller": true}]);
+    server.put(owned);
+    server.put(deployment("stable", 1, "nginx:1", Value::Null));
+    // A ConfigMap with two owners, one of them missing: only the reference goes.
+    server.put(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "shared", "namespace": "default",
+        "ownerReferences": [
+            {"apiVersion": "example.com/v1", "kind": "Owner", "name": "boss", "uid": boss["metadata"]["uid"]},
+            {"apiVersion": "example.com/v1", "kind": "Owner", "name": "gone", "uid": "nope"}]}}));
+    let now = settle(&kcm, t0());
+    assert_eq!(server.list("apps/v1", "ReplicaSet").len(), 2);
+    assert_eq!(server.list("v1", "Pod").len(), 3);
+    let shared = get(&server, "v1", "ConfigMap", "shared");
+    assert_eq!(
+        shared["metadata"]["ownerReferences"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+
+    let owners = Api::<kube::api::DynamicObject>::namespaced_with(
+        server.client(),
+        "default",
+        &kube::api::ApiResource {
+            group: "example.com".into(),
+            version: "v1".into(),
+            api_version: "example.com/v1".into(),
+            kind: "Owner".into(),
+            plural: "owners".into(),
+        },
+    );
+    owners
+        .delete("boss", &DeleteParams::background())
+        .await
+        .unwrap();
+    kcm.step(now);
+    assert!(
+        server
+            .get("apps/v1", "Deployment", Some("default"), "canary")
+            .is_none()
+    );
+    assert!(
+        server
+            .get("v1", "ConfigMap", Some("default"), "shared")
+            .is_none()
+    );
+    let left: Vec<String> = server
+        .list("apps/v1", "ReplicaSet")
+        .iter()
+        .map(|rs| rs["metadata"]["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(left.len(), 1);
+    assert!(left[0].starts_with("stable-"), "{left:?}");
+    assert_eq!(server.list("v1", "Pod").len(), 1);
+
+    // Deleting a Deployment takes its ReplicaSets and pods.
+    let api: Api<Deployment> = Api::default_namespaced(server.client());
+    api.delete("stable", &DeleteParams::background())
+        .await
+        .unwrap();
+    kcm.step(now);
+    assert!(server.list("apps/v1", "ReplicaSet").is_empty());
+    assert!(server.list("v1", "Pod").is_empty());
+}
+
+/// Everything a run produced that does not depend on the wall clock.
+fn snapshot(server: &ApiServer) -> Vec<Value> {
+    let mut out = Vec::new();
+    for (api_version, kind) in [
+        ("apps/v1", "Deployment"),
+        ("apps/v1", "ReplicaSet"),
+        ("v1", "Pod"),
+    ] {
+        for object in server.list(api_version, kind) {
+            out.push(json!({
+                "name": object["metadata"]["name"],
+                "labels": object["metadata"]["labels"],
+                "annotations": object["metadata"]["annotations"],
+                "spec": object["spec"],
+                "status": object["status"],
+            }));
+        }
+    }
+    out
+}
+
+async fn scripted_run() -> Vec<Vec<Value>> {
+    let server = ApiServer::start().await.unwrap();
+    let kcm = server.controllers(Duration::from_millis(1500));
+    server.put(deployment("web", 5, "nginx:1", Value::Null));
+    let mut snapshots = Vec::new();
+    let mut now = t0();
+    for second in 0..40 {
+        if second == 5 {
+            let mut d = get(&server, "apps/v1", "Deployment", "web");
+            d["spec"]["template"]["spec"]["containers"][0]["image"] = json!("nginx:2");
+            server.put(d);
+        }
+        if second == 6 {
+            let mut d = get(&server, "apps/v1", "Deployment", "web");
+            d["spec"]["replicas"] = json!(7);
+            server.put(d);
+        }
+        kcm.step(now);
+        snapshots.push(snapshot(&server));
+        now += SignedDuration::from_millis(700);
+    }
+    snapshots
+}
+
+#[tokio::test]
+async fn virtual_time_stepping_is_deterministic() {
+    let a = scripted_run().await;
+    let b = scripted_run().await;
+    assert_eq!(a, b);
+    assert_ne!(a.first(), a.last(), "the run went somewhere");
+}
+
+#[tokio::test]
+async fn named_replicasets_keep_their_pods_and_templateless_ones_are_left_alone() {
+    let server = ApiServer::start().await.unwrap();
+    let kcm = server.controllers(STARTUP);
+    server.put(deployment("web", 2, "nginx:1", Value::Null));
+    let now = settle(&kcm, t0());
+    let pods_before: Vec<Value> = server.list("v1", "Pod");
+    assert!(server.name_current_replicaset("default", "web", "6c9f", &json!({"team": "a"})));
+    let rss = replicasets(&server, "web");
+    assert_eq!(rss.len(), 1);
+    let rs = &rss[0];
+    assert_eq!(rs["metadata"]["name"], "web-6c9f");
+    assert_eq!(
+        rs["metadata"]["labels"],
+        json!({"app": "web", "pod-template-hash": "6c9f", "team": "a"})
+    );
+    let pods = pods_of(&server, rs);
+    assert_eq!(pods.len(), 2);
+    assert!(
+        pods.iter()
+            .all(|p| ready(p) && p["metadata"]["labels"]["pod-template-hash"] == "6c9f")
+    );
+    let names = |ps: &[Value]| {
+        ps.iter()
+            .map(|p| p["metadata"]["name"].clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(names(&pods), names(&pods_before));
+
+    // A hand-made ReplicaSet without a template is neither adopted nor scaled.
+    let d = get(&server, "apps/v1", "Deployment", "web");
+    server.put(json!({"apiVersion": "apps/v1", "kind": "ReplicaSet",
+        "metadata": {"name": "web-old", "namespace": "default", "labels": {"app": "web", "pod-template-hash": "old"},
+                     "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "uid": d["metadata"]["uid"]}]}}));
+    assert!(!kcm.step(now), "nothing to do");
+    let manual = get(&server, "apps/v1", "ReplicaSet", "web-old");
+    assert!(
+        manual["spec"].is_null() && manual["status"].is_null(),
+        "{manual}"
+    );
+    assert_eq!(replicasets(&server, "web").len(), 1);
+    assert_eq!(
+        get(&server, "apps/v1", "Deployment", "web")["status"]["availableReplicas"],
+        2
+    );
+    let objects = canary_core::objects::Objects::new(server.list("apps/v1", "ReplicaSet"));
+    assert_eq!(
+        objects
+            .pod_template_hash(&get(&server, "apps/v1", "Deployment", "web"), "default")
+            .as_deref(),
+        Some("6c9f")
+    );
+}
+
+#[tokio::test]
+async fn the_real_time_simulator_rolls_deployments_out() {
+    let server = ApiServer::start().await.unwrap();
+    server.simulate_deployments(Duration::from_millis(100));
+    let api: Api<Deployment> = Api::default_namespaced(server.client());
+    let d: Deployment =
+        serde_json::from_value(deployment("web", 3, "nginx:1", Value::Null)).unwrap();
+    api.create(&PostParams::default(), &d).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let status = get(&server, "apps/v1", "Deployment", "web")["status"].clone();
+        if status["availableReplicas"] == 3 && status["updatedReplicas"] == 3 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{status}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let pods = server.list("v1", "Pod");
+    assert_eq!(pods.len(), 3);
+    assert!(pods.iter().all(ready));
+}
+
+#[tokio::test]
+async fn a_taken_name_bumps_the_collision_count_and_the_hash() {
+    let server = ApiServer::start().await.unwrap();
+    let kcm = server.controllers(STARTUP);
+    server.put(deployment("web", 1, "nginx:1", Value::Null));
+    let now = settle(&kcm, t0());
+    let first = replicasets(&server, "web").remove(0);
+    let taken = first["metadata"]["name"].as_str().unwrap().to_owned();
+    let api: Api<Deployment> = Api::default_namespaced(server.client());
+    api.delete("web", &DeleteParams::background())
+        .await
+        .unwrap();
+    kcm.step(now);
+    assert!(server.list("apps/v1", "ReplicaSet").is_empty());
+
+    // Someone else's ReplicaSet (another template, labels the selector does not match) holds
+    // the name the template hashes to.
+    server.put(json!({"apiVersion": "apps/v1", "kind": "ReplicaSet",
+        "metadata": {"name": taken, "namespace": "default", "labels": {"app": "other"}},
+        "spec": {"replicas": 0, "selector": {"matchLabels": {"app": "other"}},
+                 "template": {"metadata": {"labels": {"app": "other"}}, "spec": {"containers": [{"name": "o", "image": "o"}]}}}}));
+    server.put(deployment("web", 1, "nginx:1", Value::Null));
+    settle(&kcm, now);
+    let d = get(&server, "apps/v1", "Deployment", "web");
+    assert_eq!(d["status"]["collisionCount"], 1);
+    let rss = replicasets(&server, "web");
+    assert_eq!(rss.len(), 1);
+    assert_ne!(rss[0]["metadata"]["name"], taken.as_str());
+    assert_eq!(d["status"]["availableReplicas"], 1);
+    let other = get(&server, "apps/v1", "ReplicaSet", &taken);
+    assert_eq!(other["metadata"]["labels"]["app"], "other", "left alone");
+}
+
+#[tokio::test]
+async fn min_ready_seconds_delay_availability_not_readiness() {
+    let server = ApiServer::start().await.unwrap();
+    let kcm = server.controllers(STARTUP);
+    let mut d = deployment("web", 2, "nginx:1", Value::Null);
+    d["spec"]["minReadySeconds"] = json!(30);
+    server.put(d);
+    kcm.step(t0());
+    let ready_at = t0() + SignedDuration::try_from(STARTUP).unwrap();
+    assert_eq!(kcm.next_event(), Some(ready_at));
+    kcm.step(ready_at);
+    let status = get(&server, "apps/v1", "Deployment", "web")["status"].clone();
+    assert_eq!(
+        (
+            status["readyReplicas"].clone(),
+            status["availableReplicas"].clone()
+        ),
+        (json!(2), json!(0))
+    );
+    let available_at = ready_at + SignedDuration::from_secs(30);
+    assert_eq!(kcm.next_event(), Some(available_at));
+    kcm.step(available_at);
+    let status = get(&server, "apps/v1", "Deployment", "web")["status"].clone();
+    assert_eq!(status["availableReplicas"], 2, "{status}");
+    assert_eq!(kcm.next_event(), None);
+}
