@@ -283,10 +283,11 @@ fn classify(
     };
     let is_stable = |pod: &PodRef| deployment(pod).as_deref() == Some(stable_name);
     let is_canary = |pod: &PodRef| deployment(pod).as_deref() == Some(canary_name.as_str());
-    let stable = served.share(is_stable);
-    let canary = served.share(is_canary);
+    // `+ 0.0` turns a `-0.0` sum into `0.0`.
+    let stable = served.share(is_stable) + 0.0;
+    let canary = served.share(is_canary) + 0.0;
     let answered: f64 = served.pods.values().sum();
-    let none = served.unserved();
+    let none = served.unserved() + 0.0;
     CallerProbe {
         caller: caller.to_owned(),
         class,
@@ -300,7 +301,8 @@ fn classify(
             .iter()
             .filter(|(pod, _)| is_canary(pod))
             .map(|(_, share)| share)
-            .sum(),
+            .sum::<f64>()
+            + 0.0,
         unserved_because: if none > EPSILON {
             served.unserved_because.clone()
         } else {
