@@ -62,7 +62,7 @@ fn service(namespace: &str, name: &str, selector: Value, port: u16) -> Value {
                     "ports": [{"name": "http", "port": port, "targetPort": port, "appProtocol": "http"}]}})
 }
 
-fn only<'a>(probe: &'a Probe, class: RequestClass) -> Vec<&'a CallerProbe> {
+fn only(probe: &Probe, class: RequestClass) -> Vec<&CallerProbe> {
     probe.of(class).collect()
 }
 
