@@ -28,6 +28,7 @@ pub mod asm;
 pub mod istio;
 pub mod kuma;
 pub mod nginx;
+pub mod probe;
 
 use std::collections::BTreeMap;
 
