@@ -24,7 +24,7 @@
 //! for it.
 
 use canary_core::objects::{Objects, generated_metadata};
-use canary_core::services::{Split, canary_service_name, split};
+use canary_core::services::{Split, canary_service_name, split, stable_service};
 use canary_core::{ProviderKind, RolloutPlan, RouteState};
 use serde_json::{Value, json};
 
@@ -128,13 +128,44 @@ pub fn service_tag(service: &str, namespace: &str, port: i64) -> String {
 /// Deployment with its current ReplicaSet (and the canary Deployment when it runs); for a
 /// MeshHTTPRoute, the Mesh when it has MeshServices (see [`references`]).
 pub fn render(plan: &RolloutPlan, route: &RouteState, objects: &Objects) -> Result<Rendered> {
-    split(plan, route, objects, || {
+    let mut rendered = split(plan, route, objects, || {
         Ok(match plan.provider {
             ProviderKind::KumaTrafficRoute => traffic_route(plan, route),
             _ => mesh_http_route(plan, route, references(plan, objects)),
         })
     })
-    .map_err(Error::Input)
+    .map_err(Error::Input)?;
+    if let (Some(canary), Ok(stable)) = (
+        rendered.canary_service.as_mut(),
+        stable_service(plan, objects),
+    ) {
+        in_the_mesh(plan, canary, stable);
+    }
+    Ok(rendered)
+}
+
+/// Makes the canary Service the same kind of service to Kuma as the stable one:
+///
+/// - labelled `kuma.io/mesh: <mesh>`: Kuma makes a MeshService of a Service that has the label
+///   or whose namespace has sidecar injection on, in the mesh the label names (else the
+///   namespace's; `MeshServiceReconciler.Reconcile` in Kuma's
+///   `pkg/plugins/runtime/k8s/controllers/meshservice_controller.go`);
+/// - with the stable Service's `<port>.service.kuma.io/protocol` annotations: a port's protocol
+///   is its `appProtocol` (copied with the ports) or else that annotation, or else TCP
+///   (`ProtocolTagFor` in `inbound_converter.go` there), and an HTTP route drops a backend that
+///   is not HTTP.
+fn in_the_mesh(plan: &RolloutPlan, canary: &mut Value, stable: &Value) {
+    canary["metadata"]["labels"][MESH_LABEL] = json!(mesh(plan));
+    let protocols: serde_json::Map<String, Value> = stable["metadata"]["annotations"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(key, _)| key.ends_with(".service.kuma.io/protocol"))
+        .map(|(key, value)| (key.clone(), value.clone()))
+        .collect();
+    if !protocols.is_empty() {
+        canary["metadata"]["annotations"] = Value::Object(protocols);
+    }
 }
 
 fn metadata(plan: &RolloutPlan, name: &str, route: &RouteState) -> Value {

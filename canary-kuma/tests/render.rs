@@ -416,3 +416,26 @@ fn what_kuma_cannot_route_is_refused() {
     let mirror = with(legacy, "    mirror: {percent: 50}");
     assert!(mirror.iter().any(|e| e.contains("mirror")), "{mirror:?}");
 }
+
+#[test]
+fn the_canary_service_is_in_the_mesh_with_the_stable_services_protocol() {
+    let (plan, mut objects) = podinfo();
+    // A Service that says HTTP by Kuma's annotation instead of `appProtocol`.
+    let mut stable = objects.get("Service", "webapp", "backend").unwrap().clone();
+    stable["spec"]["ports"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("appProtocol");
+    stable["metadata"]["annotations"] =
+        json!({"9898.service.kuma.io/protocol": "http", "team": "web"});
+    objects.insert(stable);
+    let canary = render(&plan, &RouteState::weighted(10), &objects)
+        .unwrap()
+        .canary_service
+        .unwrap();
+    assert_eq!(canary["metadata"]["labels"]["kuma.io/mesh"], "default");
+    assert_eq!(
+        canary["metadata"]["annotations"],
+        json!({"9898.service.kuma.io/protocol": "http"})
+    );
+}
