@@ -352,3 +352,23 @@ fn stable_pods_must_be_in_the_base_lane_before_the_service_joins() {
     )]);
     assert!(render(&mocka, &routed(&mocka), &tagged).is_ok());
 }
+
+#[test]
+fn the_chains_example_objects_have_their_stable_pods_in_the_base_lane() {
+    let path = format!(
+        "{}/../examples/rollouts/asm-chain-objects.yaml",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let documents: Vec<Value> =
+        serde_saphyr::from_multiple(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let objects = Objects::new(documents);
+    for name in ["mocka", "mockb", "mockc"] {
+        let plan = plan(name);
+        assert!(
+            objects
+                .get("Deployment", "default", &format!("{name}-v1"))
+                .is_some()
+        );
+        render(&plan, &routed(&plan), &objects).unwrap();
+    }
+}
