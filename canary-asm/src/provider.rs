@@ -1,6 +1,10 @@
 //! The provider: the lanes are shared, so every change is a read, a render from what was
 //! read, and a server-side apply that holds the resource version it read: a Rollout that
 //! changed the lanes in between makes the write fail, and it is done again from a fresh read.
+//!
+//! The read includes the stable Deployment, whose pod template must carry the base lane's tag
+//! before the service joins the lanes (see [`crate::render`]); lanes of another group are
+//! refused before anything is written and left alone on finalize.
 
 use std::sync::Arc;
 
@@ -17,7 +21,7 @@ use serde_json::{Value, json};
 
 use crate::FIELD_MANAGER;
 use crate::error::{Error, Result};
-use crate::render::{Released, Rendered, observed_route, release, render, settings};
+use crate::render::{Released, Rendered, in_group, observed_route, release, render, settings};
 
 /// How many times a change is tried again when another Rollout changed the lanes meanwhile.
 const ATTEMPTS: usize = 4;
@@ -27,11 +31,14 @@ pub struct AsmTraffic {
     plan: RolloutPlan,
     groups: Api<DynamicObject>,
     lanes: Api<DynamicObject>,
+    deployments: Api<DynamicObject>,
 }
 
 /// The lane objects as they are.
 struct Live {
     objects: Objects,
+    /// Whether the stable Deployment exists (it is among `objects` then).
+    stable: bool,
     group: Option<Value>,
     base: Option<Value>,
     canary: Option<Value>,
@@ -55,9 +62,11 @@ impl AsmTraffic {
 
     /// The lanes of `plan` (cluster-scoped objects).
     pub fn new(client: Client, plan: RolloutPlan) -> Self {
+        let deployments = ApiResource::from_gvk(&GroupVersionKind::gvk("apps", "v1", "Deployment"));
         AsmTraffic {
             groups: Api::all_with(client.clone(), &resource("ASMSwimLaneGroup")),
-            lanes: Api::all_with(client, &resource("ASMSwimLane")),
+            lanes: Api::all_with(client.clone(), &resource("ASMSwimLane")),
+            deployments: Api::namespaced_with(client, &plan.namespace, &deployments),
             plan,
         }
     }
@@ -67,14 +76,17 @@ impl AsmTraffic {
         let group = get_json(&self.groups, &asm.lane_group).await?;
         let base = get_json(&self.lanes, &asm.base_lane).await?;
         let canary = get_json(&self.lanes, &asm.canary_lane).await?;
+        let stable = get_json(&self.deployments, &self.plan.rollout.spec.workload_ref.name).await?;
+        let found = stable.is_some();
         let objects = Objects::new(
-            [group.clone(), base.clone(), canary.clone()]
+            [group.clone(), base.clone(), canary.clone(), stable]
                 .into_iter()
                 .flatten()
                 .collect(),
         );
         Ok(Live {
             objects,
+            stable: found,
             group,
             base,
             canary,
@@ -163,6 +175,14 @@ impl TrafficProvider for AsmTraffic {
     async fn apply(&self, route: &RouteState) -> canary_core::Result<bool> {
         Ok(self
             .retrying(|live| async move {
+                if !live.stable && !route.is_stable_only() {
+                    let name = &self.plan.rollout.spec.workload_ref.name;
+                    return Err(Error::Input(format!(
+                        "the stable Deployment {}/{name} is needed: its pods must be in the \
+                         base lane before the canary gets traffic",
+                        self.plan.namespace
+                    )));
+                }
                 let rendered = render(&self.plan, route, &live.objects)?;
                 Ok(self.write_all(&live, &rendered).await?)
             })
@@ -194,8 +214,13 @@ impl TrafficProvider for AsmTraffic {
                 Released::Kept(rendered) => Ok(self.write_all(&live, &rendered).await?),
                 Released::Deleted => {
                     // The lanes first: a group is never left without them while lanes remain.
-                    self.delete(&self.lanes, live.canary.as_ref()).await?;
-                    self.delete(&self.lanes, live.base.as_ref()).await?;
+                    // A lane of the same name in another group is not this group's to delete.
+                    let group = &settings(&self.plan)?.lane_group;
+                    let ours =
+                        |lane: &Option<Value>| lane.clone().filter(|lane| in_group(lane, group));
+                    self.delete(&self.lanes, ours(&live.canary).as_ref())
+                        .await?;
+                    self.delete(&self.lanes, ours(&live.base).as_ref()).await?;
                     self.delete(&self.groups, live.group.as_ref()).await?;
                     Ok(true)
                 }

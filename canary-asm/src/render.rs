@@ -16,6 +16,21 @@
 //!   traffic and leaves when all traffic is back on stable (promoted or undone). Its ingress
 //!   rule is online while it has a service.
 //!
+//! Before it writes, a Rollout checks what it would take over and whom it would strand:
+//!
+//! - a lane of the name it asks for that belongs to another group (label `swimlane-group`),
+//!   or selects other pods than `ASM_TRAFFIC_TAG: <lane>`, is another chain's: the Rollout is
+//!   refused ([`Error::Conflict`]) and changes nothing, and when it goes it leaves such a lane
+//!   alone;
+//! - the stable pods must carry the base lane's tag (`ASM_TRAFFIC_TAG: <base lane>` in the
+//!   stable Deployment's pod template): the base lane is the permissive fallback of every
+//!   request, and a service whose stable pods are not in it has no fallback at all. The
+//!   Rollout is refused ([`Error::Input`]) when its service would join the lanes (first
+//!   registration, or its canary getting traffic) without it; leaving the canary lane is never
+//!   refused. Canary does not add the tag itself: it is part of the stable pod template, and
+//!   changing that restarts every stable pod (and is itself a new revision to release), so it
+//!   is for the user to set, as the ASM seed's Deployments do.
+//!
 //! The Rollout of the chain's entry (the one with `asm.ingress`) writes the lanes' ingress:
 //! rule-based (a request whose route header names a lane enters it) or weighted (the canary
 //! lane gets the route's weight). The route each Rollout applied is kept in an annotation of
@@ -184,11 +199,95 @@ fn hosts(asm: &AsmRouting) -> Vec<String> {
     }
 }
 
-/// The lane objects for `route`, from the lanes in `objects` (when they exist).
+/// True when `lane` (a live `ASMSwimLane`) belongs to lane group `group`.
+pub fn in_group(lane: &Value, group: &str) -> bool {
+    lane["metadata"]["labels"][GROUP_LABEL].as_str() == Some(group)
+}
+
+/// Refuses to take over a lane of `name` that exists as another group's, or that selects
+/// other pods than `ASM_TRAFFIC_TAG: <name>` (ASM's lanes join their group by the
+/// `swimlane-group` label and select pods by one `ASM_TRAFFIC_TAG` value, as the lane API's
+/// `GroupName` and `LabelSelectorKey`/`LabelSelectorValue` say).
+pub fn check_lane(asm: &AsmRouting, name: &str, live: Option<&Value>) -> Result<()> {
+    let Some(lane) = live else {
+        return Ok(());
+    };
+    if !in_group(lane, &asm.lane_group) {
+        let owner = match lane["metadata"]["labels"][GROUP_LABEL].as_str() {
+            Some(group) => format!("lane group {group}"),
+            None => "no lane group (no swimlane-group label)".to_owned(),
+        };
+        return Err(Error::Conflict(format!(
+            "the ASMSwimLane {name} belongs to {owner}, not to {}; lanes are cluster-wide, so \
+             this Rollout would take it over: name other lanes in \
+             spec.trafficRouting.asm (baseLane, canaryLane)",
+            asm.lane_group
+        )));
+    }
+    let selector = &lane["spec"]["labelSelector"];
+    if !selector.is_null() && *selector != json!({TAG_LABEL: name}) {
+        return Err(Error::Conflict(format!(
+            "the ASMSwimLane {name} of lane group {} selects pods by {selector}, but this \
+             Rollout's lanes select {TAG_LABEL}: {name}; changing it would move other \
+             services' pods out of the lane",
+            asm.lane_group
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses a stable Deployment (when it is among `objects`) whose pod template lacks the base
+/// lane's tag: its pods would be in no lane, and requests falling back to the base lane would
+/// find none of them.
+pub fn check_stable_pods(plan: &RolloutPlan, objects: &Objects) -> Result<()> {
+    let asm = settings(plan)?;
+    let name = &plan.rollout.spec.workload_ref.name;
+    let Some(stable) = objects.get("Deployment", &plan.namespace, name) else {
+        return Ok(());
+    };
+    let tag = &stable["spec"]["template"]["metadata"]["labels"][TAG_LABEL];
+    if tag.as_str() == Some(asm.base_lane.as_str()) {
+        return Ok(());
+    }
+    let has = match tag.as_str() {
+        Some(value) => format!("{TAG_LABEL}: {value}"),
+        None => format!("no {TAG_LABEL} label"),
+    };
+    Err(Error::Input(format!(
+        "the stable pods of Deployment {}/{name} have {has}, so they are not in the base lane \
+         {base} that requests fall back to; add the label {TAG_LABEL}: {base} to its pod \
+         template (spec.template.metadata.labels), which restarts its pods, before releasing \
+         with lanes",
+        plan.namespace,
+        base = asm.base_lane
+    )))
+}
+
+/// The lane objects for `route`, from the lanes in `objects` (when they exist). Refuses lanes
+/// of another group and, when this service would join the lanes, stable pods outside the base
+/// lane (see the module documentation).
 pub fn render(plan: &RolloutPlan, route: &RouteState, objects: &Objects) -> Result<Rendered> {
     let asm = settings(plan)?;
     let me = member(plan);
+    check_lane(
+        asm,
+        &asm.base_lane,
+        objects.get("ASMSwimLane", "", &asm.base_lane),
+    )?;
+    check_lane(
+        asm,
+        &asm.canary_lane,
+        objects.get("ASMSwimLane", "", &asm.canary_lane),
+    )?;
     let live_group = objects.get("ASMSwimLaneGroup", "", &asm.lane_group);
+    let registered = live_group.is_some_and(|group| {
+        group["spec"]["services"]
+            .as_array()
+            .is_some_and(|list| list.iter().any(|held| same_service(held, &me)))
+    });
+    if !route.is_stable_only() || !registered {
+        check_stable_pods(plan, objects)?;
+    }
     let settings = group_settings(plan, asm);
     let mut group = match live_group {
         Some(live) => {
@@ -322,8 +421,23 @@ pub fn release(plan: &RolloutPlan, objects: &Objects) -> Result<Released> {
     group["spec"]["services"] = remaining.clone();
     let live_base = objects.get("ASMSwimLane", "", &asm.base_lane);
     let live_canary = objects.get("ASMSwimLane", "", &asm.canary_lane);
+    // Another group's lane of the same name (this Rollout was refused) stays as it is.
+    let group_name = asm.lane_group.as_str();
+    let foreign = |live: Option<&Value>| -> Option<Value> {
+        live.filter(|lane| !in_group(lane, group_name)).map(clean)
+    };
     let mut base = lane_base(&asm.base_lane, &asm.lane_group, live_base);
     base["spec"]["services"] = remaining;
+    if let Some(lane) = foreign(live_base) {
+        base = lane;
+    }
+    if let Some(lane) = foreign(live_canary) {
+        return Ok(Released::Kept(Rendered {
+            group,
+            base,
+            canary: lane,
+        }));
+    }
     let mut canary = lane_base(&asm.canary_lane, &asm.lane_group, live_canary);
     let canary_services = with_member(&canary["spec"]["services"], &me, false);
     let anyone = canary_services.as_array().is_some_and(|l| !l.is_empty());

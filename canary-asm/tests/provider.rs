@@ -10,7 +10,7 @@ use canary_core::machine::Verification;
 use canary_core::providers::TrafficProvider;
 use canary_kube::fixtures::TestCluster;
 use canary_kube::testserver::ResourceType;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 const LANES: &str = "istio.alibabacloud.com/v1";
 
@@ -28,7 +28,24 @@ async fn cluster() -> TestCluster {
     };
     register("ASMSwimLaneGroup", "asmswimlanegroups");
     register("ASMSwimLane", "asmswimlanes");
+    for service in ["mocka", "mockb", "mockc"] {
+        cluster.put(stable(
+            service,
+            json!({"app": service, "version": "v1", "ASM_TRAFFIC_TAG": "base"}),
+        ));
+    }
     cluster
+}
+
+/// The seed's stable Deployment of `service`, its pods labelled `labels`.
+fn stable(service: &str, labels: Value) -> Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": format!("{service}-v1"), "namespace": "default"},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": service}},
+                 "template": {"metadata": {"labels": labels},
+                              "spec": {"containers": [{"name": "default", "image": "go-http-sample:1.0"}]}}},
+    })
 }
 
 fn provider(cluster: &TestCluster, name: &str) -> (AsmTraffic, RouteState) {
@@ -134,4 +151,94 @@ async fn a_chain_shares_the_lanes_through_concurrent_changes_restarts_and_cleanu
             "{kind} {name} left behind"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn another_groups_lanes_are_refused_untouched_and_left_alone() {
+    let cluster = cluster().await;
+    let theirs = json!({
+        "apiVersion": LANES, "kind": "ASMSwimLane",
+        "metadata": {"name": "canary", "labels": {"swimlane-group": "shop"}},
+        "spec": {"labelSelector": {"ASM_TRAFFIC_TAG": "canary"},
+                 "services": [{"name": "cart", "namespace": "shop"}]},
+    });
+    cluster.put(theirs);
+    let before = cluster
+        .server
+        .get(LANES, "ASMSwimLane", None, "canary")
+        .unwrap();
+    let (a, a_route) = provider(&cluster, "mocka");
+    for route in [a_route, RouteState::stable()] {
+        let error = a.apply(&route).await.unwrap_err().to_string();
+        assert!(
+            error.contains("ASMSwimLane canary belongs to lane group shop"),
+            "{error}"
+        );
+        assert!(
+            a.observe(&route).await.is_err(),
+            "reported, not read as ours"
+        );
+    }
+    assert!(
+        cluster
+            .server
+            .get(LANES, "ASMSwimLaneGroup", None, "rollout")
+            .is_none()
+    );
+    assert!(
+        cluster
+            .server
+            .get(LANES, "ASMSwimLane", None, "base")
+            .is_none()
+    );
+    // The Rollout deleted: their lane stays as it was.
+    a.finalize().await.unwrap();
+    assert_eq!(
+        cluster
+            .server
+            .get(LANES, "ASMSwimLane", None, "canary")
+            .unwrap(),
+        before
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stable_pods_outside_the_base_lane_are_refused_before_anything_is_written() {
+    let cluster = cluster().await;
+    let (a, a_route) = provider(&cluster, "mocka");
+    cluster.put(stable("mocka", json!({"app": "mocka", "version": "v1"})));
+    for route in [a_route.clone(), RouteState::stable()] {
+        let error = a.apply(&route).await.unwrap_err().to_string();
+        assert!(
+            error.contains("Deployment default/mocka-v1 have no ASM_TRAFFIC_TAG label")
+                && error.contains("base"),
+            "{error}"
+        );
+    }
+    assert!(
+        cluster
+            .server
+            .get(LANES, "ASMSwimLaneGroup", None, "rollout")
+            .is_none()
+    );
+    // No stable Deployment at all: nothing to check the pods of, so no canary traffic.
+    kube::Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(
+        cluster.client.clone(),
+        "default",
+    )
+    .delete("mocka-v1", &Default::default())
+    .await
+    .unwrap();
+    let error = a.apply(&a_route).await.unwrap_err().to_string();
+    assert!(
+        error.contains("stable Deployment default/mocka-v1 is needed"),
+        "{error}"
+    );
+    // Tagged: the canary joins.
+    cluster.put(stable(
+        "mocka",
+        json!({"app": "mocka", "ASM_TRAFFIC_TAG": "base"}),
+    ));
+    assert!(a.apply(&a_route).await.unwrap());
+    assert_eq!(canary_lane(&cluster), ["mocka"]);
 }

@@ -240,3 +240,135 @@ fn lanes_refuse_matches_other_than_the_lane_header_and_a_foreign_lane_tag() {
         "{e:?}"
     );
 }
+
+/// An `ASMSwimLane` named `name` in lane group `group`, selecting `tag`, listing `services`.
+fn lane(name: &str, group: Option<&str>, tag: &str, services: Value) -> Value {
+    let mut lane = json!({
+        "apiVersion": "istio.alibabacloud.com/v1", "kind": "ASMSwimLane",
+        "metadata": {"name": name},
+        "spec": {"labelSelector": {"ASM_TRAFFIC_TAG": tag}, "services": services},
+    });
+    if let Some(group) = group {
+        lane["metadata"]["labels"] = json!({"swimlane-group": group});
+    }
+    lane
+}
+
+#[test]
+fn lanes_of_another_group_are_never_taken_over() {
+    let mocka = plan("mocka");
+    let theirs = json!([{"name": "cart", "namespace": "shop"}]);
+    for (foreign, words) in [
+        (
+            lane("canary", Some("shop"), "canary", theirs.clone()),
+            "belongs to lane group shop",
+        ),
+        (
+            lane("base", None, "base", theirs.clone()),
+            "belongs to no lane group",
+        ),
+        (
+            lane("canary", Some("rollout"), "gray", theirs.clone()),
+            "selects pods by",
+        ),
+    ] {
+        let objects = Objects::new(vec![foreign.clone()]);
+        for route in [routed(&mocka), RouteState::stable()] {
+            let error = render(&mocka, &route, &objects).unwrap_err();
+            assert!(
+                matches!(error, canary_asm::Error::Conflict(_))
+                    && error.to_string().contains(words),
+                "{error}"
+            );
+        }
+        // Leaving (the Rollout deleted) leaves another group's lane as it is.
+        match release(&mocka, &objects).unwrap() {
+            Released::Deleted => {}
+            Released::Kept(kept) => panic!("nothing of ours to keep: {kept:?}"),
+        }
+    }
+    // A chain whose lane of that name another group holds by now: the Rollout that leaves
+    // keeps it as it is.
+    let mut cluster = apply(&mocka, &RouteState::stable(), &Objects::default());
+    cluster = apply(&plan("mockb"), &RouteState::stable(), &cluster);
+    cluster.insert(lane("canary", Some("shop"), "canary", theirs.clone()));
+    let Released::Kept(kept) = release(&plan("mockb"), &cluster).unwrap() else {
+        panic!("mocka remains")
+    };
+    assert_eq!(
+        &kept.canary,
+        cluster.get("ASMSwimLane", "", "canary").unwrap()
+    );
+    assert_eq!(
+        kept.group["spec"]["services"],
+        json!([{"name": "mocka", "namespace": "default"}])
+    );
+}
+
+/// The seed's stable Deployment of `service`, its pods labelled `labels`.
+fn stable(service: &str, labels: Value) -> Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": format!("{service}-v1"), "namespace": "default"},
+        "spec": {"selector": {"matchLabels": {"app": service}},
+                 "template": {"metadata": {"labels": labels}, "spec": {"containers": [{"name": "default"}]}}},
+    })
+}
+
+#[test]
+fn stable_pods_must_be_in_the_base_lane_before_the_service_joins() {
+    let mocka = plan("mocka");
+    for (labels, has) in [
+        (json!({"app": "mocka"}), "no ASM_TRAFFIC_TAG label"),
+        (
+            json!({"app": "mocka", "ASM_TRAFFIC_TAG": "canary"}),
+            "ASM_TRAFFIC_TAG: canary",
+        ),
+    ] {
+        let objects = Objects::new(vec![stable("mocka", labels.clone())]);
+        for route in [routed(&mocka), RouteState::stable()] {
+            let error = render(&mocka, &route, &objects).unwrap_err().to_string();
+            assert!(
+                error.contains(has) && error.contains("add the label ASM_TRAFFIC_TAG: base"),
+                "{error}"
+            );
+        }
+        // Already in the lanes (its pods lost the tag since): leaving the canary lane is never
+        // refused, joining it is.
+        let mut cluster = apply(&mocka, &routed(&mocka), &Objects::default());
+        cluster.insert(stable("mocka", labels));
+        let left = render(&mocka, &RouteState::stable(), &cluster).unwrap();
+        assert!(
+            left.canary["spec"]["services"]
+                .as_array()
+                .unwrap()
+                .is_empty()
+        );
+        assert!(render(&mocka, &routed(&mocka), &cluster).is_err());
+    }
+    let tagged = Objects::new(vec![stable(
+        "mocka",
+        json!({"app": "mocka", "version": "v1", "ASM_TRAFFIC_TAG": "base"}),
+    )]);
+    assert!(render(&mocka, &routed(&mocka), &tagged).is_ok());
+}
+
+#[test]
+fn the_chains_example_objects_have_their_stable_pods_in_the_base_lane() {
+    let path = format!(
+        "{}/../examples/rollouts/asm-chain-objects.yaml",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let documents: Vec<Value> =
+        serde_saphyr::from_multiple(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let objects = Objects::new(documents);
+    for name in ["mocka", "mockb", "mockc"] {
+        let plan = plan(name);
+        assert!(
+            objects
+                .get("Deployment", "default", &format!("{name}-v1"))
+                .is_some()
+        );
+        render(&plan, &routed(&plan), &objects).unwrap();
+    }
+}

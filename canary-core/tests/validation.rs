@@ -311,6 +311,47 @@ fn matches_are_well_formed() {
 }
 
 #[test]
+fn kuma_paths_are_absolute_and_prefixes_whole_segments() {
+    let e = errors(
+        "  trafficRouting: {kuma: {}}\n  strategy:\n    abTest:\n      matches:\n      - uri: {prefix: /api/}\n      - uri: {prefix: api}\n      - uri: {exact: login}\n      - uri: {prefix: /}\n      - uri: {prefix: /api}\n      - uri: {exact: /login/}\n",
+    );
+    assert!(
+        has(
+            &e,
+            "spec.strategy.abTest.matches[0].uri.prefix",
+            "write `/api` (it matches `/api` and the paths under it)"
+        ),
+        "{e:?}"
+    );
+    assert!(
+        has(
+            &e,
+            "spec.strategy.abTest.matches[1].uri.prefix",
+            "absolute paths only; write `/api`"
+        ),
+        "{e:?}"
+    );
+    assert!(
+        has(
+            &e,
+            "spec.strategy.abTest.matches[2].uri.exact",
+            "absolute paths only"
+        ),
+        "{e:?}"
+    );
+    assert_eq!(
+        e.len(),
+        3,
+        "`/`, `/api` and an exact `/login/` are fine: {e:?}"
+    );
+    // Only Kuma reads prefixes by segment.
+    let istio = errors(
+        "  trafficRouting: {istio: {}}\n  strategy: {abTest: {matches: [{uri: {prefix: /api/}}]}}\n",
+    );
+    assert!(istio.is_empty(), "{istio:?}");
+}
+
+#[test]
 fn new_version_settings_follow_the_kubesphere_rules() {
     let strategy = "  trafficRouting: {istio: {}}\n  strategy: {blueGreen: {}}\n";
     let e = errors(&format!(

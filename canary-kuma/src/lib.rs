@@ -1,15 +1,16 @@
 //! # canary-kuma
 //!
 //! The Kuma traffic provider. The canary gets its own Service, which Kuma turns into its own
-//! `MeshService`; a `MeshHTTPRoute` for the service's callers weights the stable and canary
+//! `kuma.io/service` tag (and `MeshService`, on meshes that have them); a `MeshHTTPRoute` that
+//! every caller of the service in the mesh applies weights the stable and canary
 //! `backendRefs`, sends requests that match (headers, path, query parameters, method) to the
-//! canary, and mirrors with a `RequestMirror` filter. For meshes older than `MeshService`, the
-//! legacy `TrafficRoute` splits by `kuma.io/service` tag (weights only). See
-//! [`render`](mod@render).
+//! canary, and mirrors with a `RequestMirror` filter. The legacy `TrafficRoute` splits by
+//! `kuma.io/service` tag (weights only). See [`render`](mod@render).
 //!
-//! With the `kube` feature, [`KumaTraffic`] applies the objects by server-side apply (field
-//! manager `canary-kuma`), reads the route back, and on finalize deletes what it created and
-//! gives the stable Service its selector back.
+//! With the `kube` feature, [`KumaTraffic`] reads the Mesh (to name services as it resolves
+//! them), applies the objects by server-side apply (field manager `canary-kuma`), reads the
+//! route back, and on finalize deletes what it created and gives the stable Service its
+//! selector back.
 //!
 //! ```
 //! use canary_core::RouteState;

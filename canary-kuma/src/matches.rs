@@ -19,12 +19,41 @@ fn typed(condition: &StringMatch, prefix: &str) -> (String, String) {
     }
 }
 
+/// A path as Kuma takes it: absolute and, for a `PathPrefix` other than `/`, without a
+/// trailing `/`, which Kuma's validator refuses (`validatePath` in
+/// `pkg/plugins/policies/meshhttproute/api/v1alpha1/validation.go`, Kuma 2.x). Validation
+/// refuses such values in a spec; this keeps a route built some other way valid.
+///
+/// A `PathPrefix` matches whole `/`-separated segments: `/api` matches `/api` and `/api/…`,
+/// not `/apis` (`routePathMatch` in `pkg/plugins/policies/meshhttproute/xds/configurer.go`
+/// turns it into the exact path plus the prefix `/api/`).
+pub fn kuma_path(kind: &str, value: &str) -> String {
+    let absolute = if value.starts_with('/') {
+        value.to_owned()
+    } else {
+        format!("/{value}")
+    };
+    if kind != "PathPrefix" {
+        return absolute;
+    }
+    let trimmed = absolute.trim_end_matches('/');
+    if trimmed.is_empty() {
+        "/".to_owned()
+    } else {
+        trimmed.to_owned()
+    }
+}
+
 /// One request match as a MeshHTTPRoute match.
 pub fn kuma_match(request: &RequestMatch) -> Value {
     let mut out = Map::new();
     let path = match &request.uri {
         Some(uri) => {
             let (kind, value) = typed(uri, "PathPrefix");
+            let value = match kind.as_str() {
+                "RegularExpression" => value,
+                _ => kuma_path(&kind, &value),
+            };
             json!({"type": kind, "value": value})
         }
         None => catch_all()["path"].clone(),

@@ -1,7 +1,10 @@
 //! The provider: renders, then applies by server-side apply what differs from the cluster.
 //!
 //! Kuma reports no status on routes, so a route counts as in effect once the objects are as
-//! rendered.
+//! rendered. A MeshHTTPRoute names services as the mesh resolves them, so the provider reads
+//! the Mesh (`kuma.io/v1alpha1`, cluster-scoped) on every pass: a Mesh that is missing (not
+//! created yet, or Kuma's CRDs not installed) counts as one without MeshServices, which is what
+//! the control plane's own `default` mesh is (see [`crate::render::References`]).
 
 use std::sync::Arc;
 
@@ -20,12 +23,14 @@ use serde_json::Value;
 
 use crate::FIELD_MANAGER;
 use crate::error::{Error, Result};
-use crate::render::{Rendered, applied_route, observed_route, render, route_name};
+use crate::render::{Rendered, applied_route, mesh, observed_route, render, route_name};
 
 /// The route object and Services of one Rollout.
 pub struct KumaTraffic {
     plan: RolloutPlan,
     routes: Api<DynamicObject>,
+    /// The Mesh objects, read for MeshHTTPRoutes only.
+    meshes: Option<Api<DynamicObject>>,
     services: ServiceSplit,
 }
 
@@ -47,15 +52,20 @@ impl KumaTraffic {
     /// The routes of `plan`: a MeshHTTPRoute in its namespace, or a cluster-wide TrafficRoute.
     pub fn new(client: Client, plan: RolloutPlan) -> Self {
         let (kind, _) = route_name(&plan);
-        let resource = ApiResource::from_gvk(&GroupVersionKind::gvk("kuma.io", "v1alpha1", kind));
-        let routes = if kind == "TrafficRoute" {
-            Api::all_with(client.clone(), &resource)
+        let resource =
+            |kind| ApiResource::from_gvk(&GroupVersionKind::gvk("kuma.io", "v1alpha1", kind));
+        let (routes, meshes) = if kind == "TrafficRoute" {
+            (Api::all_with(client.clone(), &resource(kind)), None)
         } else {
-            Api::namespaced_with(client.clone(), &plan.namespace, &resource)
+            (
+                Api::namespaced_with(client.clone(), &plan.namespace, &resource(kind)),
+                Some(Api::all_with(client.clone(), &resource("Mesh"))),
+            )
         };
         KumaTraffic {
             services: ServiceSplit::new(client, plan.clone(), FIELD_MANAGER),
             routes,
+            meshes,
             plan,
         }
     }
@@ -64,6 +74,11 @@ impl KumaTraffic {
         let mut objects = Objects::default();
         let services = self.services.fetch(&mut objects, routing).await?;
         let route = get_json(&self.routes, &route_name(&self.plan).1).await?;
+        if let Some(meshes) = &self.meshes
+            && let Some(mesh) = get_json(meshes, mesh(&self.plan)).await?
+        {
+            objects.insert(mesh);
+        }
         Ok(Live {
             objects,
             services,

@@ -6,19 +6,25 @@
 //! the stable Service is narrowed to the stable pods while canary pods run (see
 //! [`canary_core::services`]). The route:
 //!
-//! - **MeshHTTPRoute** `<service>-canary` in the Rollout's namespace (so services of one name
-//!   in two namespaces never meet), in the mesh of `kuma.io/mesh`, for callers of the service
-//!   (`to: MeshService` selected by `kuma.io/display-name` and `k8s.kuma.io/namespace`): a rule
-//!   sending the matching requests to the canary, and a catch-all rule with weighted
+//! - **MeshHTTPRoute** `<service>-canary` in the Rollout's namespace, in the mesh of
+//!   `kuma.io/mesh`, a *producer* policy: it applies to every caller of the service in the mesh
+//!   (sidecars of every namespace and gateways), not only to callers in its own namespace. A
+//!   rule sends the matching requests to the canary, and a catch-all rule has weighted
 //!   `backendRefs` to stable and canary and, for mirror releases, a `RequestMirror` filter.
+//!   How it names services is in [`References`].
 //! - **TrafficRoute** `<service>.<namespace>` (legacy, cluster-scoped): a weighted split
 //!   between the two `kuma.io/service` tags.
 //!
 //! A route with no traffic for the canary needs no route object and no canary Service: the
 //! service's own Service reaches the stable pods.
+//!
+//! The MeshHTTPRoute form holds for Kuma 2.9 to 2.14 (meshes with MeshServices: 2.10 to 2.14,
+//! see [`References`]). Kuma's main line (3.0, unreleased) drops `name` from references and the
+//! mesh's `meshServices` mode (`api/common/v1alpha1/targetref.go` there); these routes are not
+//! for it.
 
 use canary_core::objects::{Objects, generated_metadata};
-use canary_core::services::{Split, canary_service_name, split};
+use canary_core::services::{Split, canary_service_name, split, stable_service};
 use canary_core::{ProviderKind, RolloutPlan, RouteState};
 use serde_json::{Value, json};
 
@@ -29,10 +35,69 @@ use crate::matches::{catch_all, kuma_match};
 pub const ROUTE_ANNOTATION: &str = "canary.rs/route";
 /// The label that puts a Kuma resource in a mesh.
 pub const MESH_LABEL: &str = "kuma.io/mesh";
+/// The API version of Kuma's Kubernetes resources (routes, meshes).
+pub const API_VERSION: &str = "kuma.io/v1alpha1";
 
 /// The objects that put a route in effect: the canary Service, the MeshHTTPRoute or
 /// TrafficRoute (`route`) and the stable Service's selector.
 pub type Rendered = Split;
+
+/// How a MeshHTTPRoute names the stable and canary services, which depends on whether the mesh
+/// has MeshService objects (the Mesh's `spec.meshServices.mode`).
+///
+/// Both forms name the service the route is for (`to[].targetRef`) by its `kuma.io/service`
+/// tag, `{kind: MeshService, name: <service>_<namespace>_svc_<port>}`:
+///
+/// - a `to[].targetRef` of kind `MeshService` with a `name` and no other namespace than the
+///   policy's makes the route a *producer* policy, which applies to callers in every namespace
+///   (Kuma `pkg/core/resources/model/resource.go` `ComputePolicyRole`, 2.9 to 2.13;
+///   `pkg/core/resources/labels/compute.go` in 2.14). A reference by labels
+///   (`kuma.io/display-name`) makes it a *consumer* policy, which only callers in the route's own
+///   namespace get (`pkg/plugins/policies/core/matchers/dataplane.go`
+///   `dppSelectedByNamespace`);
+/// - on a mesh without MeshServices the name is matched as the `kuma.io/service` tag
+///   (`pkg/plugins/policies/core/rules/rules.go` `asSubset`); on a mesh with them it resolves to
+///   the MeshService `<service>` in `<namespace>` on port `<port>` (the backwards-compatible
+///   parse in `pkg/plugins/policies/core/rules/resolve/targetref.go` `TargetRef`, Kuma 2.10 and
+///   later).
+///
+/// The `backendRefs` differ, because a MeshService reference with a `port` resolves only to a
+/// MeshService object and one without names a `kuma.io/service` tag
+/// (`api/common/v1alpha1/targetref.go` `BackendRef.ReferencesRealObject`,
+/// `pkg/plugins/policies/core/rules/resolve/backendref.go` `BackendRef`):
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum References {
+    /// No MeshService objects (mode `Disabled`, the mode of a Mesh that does not set it, as the
+    /// control plane's own `default` mesh and the Kurator seed's): backends by
+    /// `kuma.io/service` tag, `{kind: MeshService, name: <service>_<namespace>_svc_<port>}`.
+    ServiceTags,
+    /// MeshService objects (`Everywhere`, `ReachableBackends` or `Exclusive`): backends by
+    /// MeshService, `{kind: MeshService, name: <service>, namespace: <namespace>, port: <port>}`.
+    MeshServices,
+}
+
+/// How the routes of `plan` name services, from the Mesh object among `objects` (found by name
+/// in any namespace: Mesh is cluster-scoped, though manifests such as the Kurator seed's give it
+/// one). A missing Mesh, or one that does not set `spec.meshServices.mode`, has no MeshServices
+/// (`api/mesh/v1alpha1/mesh.proto`: `Disabled` is the default mode).
+pub fn references(plan: &RolloutPlan, objects: &Objects) -> References {
+    let name = mesh(plan);
+    let mode = objects
+        .iter()
+        .find(|object| {
+            object["kind"] == "Mesh"
+                && object["apiVersion"]
+                    .as_str()
+                    .is_none_or(|v| v == API_VERSION)
+                && object["metadata"]["name"].as_str() == Some(name)
+        })
+        .and_then(|mesh| mesh.pointer("/spec/meshServices/mode"))
+        .and_then(Value::as_str);
+    match mode {
+        Some("Everywhere" | "ReachableBackends" | "Exclusive") => References::MeshServices,
+        _ => References::ServiceTags,
+    }
+}
 
 /// The mesh of `plan`.
 pub fn mesh(plan: &RolloutPlan) -> &str {
@@ -60,15 +125,47 @@ pub fn service_tag(service: &str, namespace: &str, port: i64) -> String {
 }
 
 /// The objects for `route`. `objects` holds the stable Service, and, to narrow it, the stable
-/// Deployment with its current ReplicaSet (and the canary Deployment when it runs).
+/// Deployment with its current ReplicaSet (and the canary Deployment when it runs); for a
+/// MeshHTTPRoute, the Mesh when it has MeshServices (see [`references`]).
 pub fn render(plan: &RolloutPlan, route: &RouteState, objects: &Objects) -> Result<Rendered> {
-    split(plan, route, objects, || {
+    let mut rendered = split(plan, route, objects, || {
         Ok(match plan.provider {
             ProviderKind::KumaTrafficRoute => traffic_route(plan, route),
-            _ => mesh_http_route(plan, route),
+            _ => mesh_http_route(plan, route, references(plan, objects)),
         })
     })
-    .map_err(Error::Input)
+    .map_err(Error::Input)?;
+    if let (Some(canary), Ok(stable)) = (
+        rendered.canary_service.as_mut(),
+        stable_service(plan, objects),
+    ) {
+        in_the_mesh(plan, canary, stable);
+    }
+    Ok(rendered)
+}
+
+/// Makes the canary Service the same kind of service to Kuma as the stable one:
+///
+/// - labelled `kuma.io/mesh: <mesh>`: Kuma makes a MeshService of a Service that has the label
+///   or whose namespace has sidecar injection on, in the mesh the label names (else the
+///   namespace's; `MeshServiceReconciler.Reconcile` in Kuma's
+///   `pkg/plugins/runtime/k8s/controllers/meshservice_controller.go`);
+/// - with the stable Service's `<port>.service.kuma.io/protocol` annotations: a port's protocol
+///   is its `appProtocol` (copied with the ports) or else that annotation, or else TCP
+///   (`ProtocolTagFor` in `inbound_converter.go` there), and an HTTP route drops a backend that
+///   is not HTTP.
+fn in_the_mesh(plan: &RolloutPlan, canary: &mut Value, stable: &Value) {
+    canary["metadata"]["labels"][MESH_LABEL] = json!(mesh(plan));
+    let protocols: serde_json::Map<String, Value> = stable["metadata"]["annotations"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(key, _)| key.ends_with(".service.kuma.io/protocol"))
+        .map(|(key, value)| (key.clone(), value.clone()))
+        .collect();
+    if !protocols.is_empty() {
+        canary["metadata"]["annotations"] = Value::Object(protocols);
+    }
 }
 
 fn metadata(plan: &RolloutPlan, name: &str, route: &RouteState) -> Value {
@@ -79,18 +176,26 @@ fn metadata(plan: &RolloutPlan, name: &str, route: &RouteState) -> Value {
     metadata
 }
 
-fn mesh_http_route(plan: &RolloutPlan, route: &RouteState) -> Value {
-    let namespace = &plan.namespace;
+/// A backend reference to `service` (without weight), as `references` says.
+fn backend_ref(plan: &RolloutPlan, service: &str, references: References) -> Value {
     let port = plan.rollout.spec.service.port;
-    let reference = |service: &str| {
-        json!({
+    match references {
+        References::ServiceTags => json!({
             "kind": "MeshService",
-            "labels": {"kuma.io/display-name": service, "k8s.kuma.io/namespace": namespace},
-        })
-    };
+            "name": service_tag(service, &plan.namespace, port),
+        }),
+        References::MeshServices => json!({
+            "kind": "MeshService",
+            "name": service,
+            "namespace": plan.namespace,
+            "port": port,
+        }),
+    }
+}
+
+fn mesh_http_route(plan: &RolloutPlan, route: &RouteState, references: References) -> Value {
     let backend = |service: &str, weight: u32| {
-        let mut backend = reference(service);
-        backend["port"] = json!(port);
+        let mut backend = backend_ref(plan, service, references);
         backend["weight"] = json!(weight);
         backend
     };
@@ -109,22 +214,29 @@ fn mesh_http_route(plan: &RolloutPlan, route: &RouteState) -> Value {
         "default": {"backendRefs": [backend(stable, 100 - share), backend(&canary, share)]},
     });
     if let Some(mirror) = route.mirror {
-        let mut target = reference(&canary);
-        target["port"] = json!(port);
         weighted["default"]["filters"] = json!([{
             "type": "RequestMirror",
-            "requestMirror": {"backendRef": target, "percentage": mirror},
+            "requestMirror": {
+                "backendRef": backend_ref(plan, &canary, references),
+                "percentage": mirror,
+            },
         }]);
     }
     rules.push(weighted);
     let (kind, name) = route_name(plan);
+    // The tag form in both modes: a producer policy, resolved on either kind of mesh (see
+    // `References`).
+    let target = json!({
+        "kind": "MeshService",
+        "name": service_tag(stable, &plan.namespace, plan.rollout.spec.service.port),
+    });
     json!({
-        "apiVersion": "kuma.io/v1alpha1",
+        "apiVersion": API_VERSION,
         "kind": kind,
         "metadata": metadata(plan, &name, route),
         "spec": {
             "targetRef": {"kind": "Mesh"},
-            "to": [{"targetRef": reference(stable), "rules": rules}],
+            "to": [{"targetRef": target, "rules": rules}],
         },
     })
 }
@@ -141,7 +253,7 @@ fn traffic_route(plan: &RolloutPlan, route: &RouteState) -> Value {
         metadata.remove("namespace");
     }
     json!({
-        "apiVersion": "kuma.io/v1alpha1",
+        "apiVersion": API_VERSION,
         "kind": kind,
         "mesh": mesh(plan),
         "metadata": metadata,
@@ -184,8 +296,13 @@ pub fn observed_route(plan: &RolloutPlan, object: &Value) -> Option<RouteState> 
             .as_array()?
             .iter()
             .map(|b| {
-                let to_canary =
-                    b["labels"]["kuma.io/display-name"].as_str() == Some(canary.as_str());
+                // Any form canary has written: by tag, by MeshService name, or by labels.
+                let to_canary = [&b["name"], &b["labels"]["kuma.io/display-name"]]
+                    .into_iter()
+                    .any(|name| {
+                        name.as_str()
+                            .is_some_and(|name| name == canary || name == canary_tag)
+                    });
                 (to_canary, b["weight"].as_u64().unwrap_or(1))
             })
             .collect(),

@@ -186,3 +186,63 @@ async fn the_legacy_traffic_route_is_cluster_wide_and_named_for_its_namespace() 
             .is_none()
     );
 }
+
+#[tokio::test]
+async fn the_route_names_services_as_the_mesh_resolves_them() {
+    let cluster = cluster().await;
+    let traffic = provider(&cluster, &example());
+    let weighted = RouteState::weighted(20);
+    let to = |cluster: &TestCluster| route(cluster).unwrap()["spec"]["to"][0].clone();
+    let canary =
+        |cluster: &TestCluster| to(cluster)["rules"][0]["default"]["backendRefs"][1].clone();
+
+    // No Mesh to read (Kuma's resources are not even served): a mesh without MeshServices, as
+    // the control plane creates `default`; services by `kuma.io/service` tag, for every caller.
+    assert!(traffic.apply(&weighted).await.unwrap());
+    assert_eq!(
+        to(&cluster)["targetRef"],
+        json!({"kind": "MeshService", "name": "backend_webapp_svc_9898"})
+    );
+    assert_eq!(
+        canary(&cluster),
+        json!({"kind": "MeshService", "name": "backend-canary_webapp_svc_9898", "weight": 20})
+    );
+
+    // The Kurator seed's Mesh: no MeshServices either, nothing to change.
+    cluster.server.register(ResourceType::new(
+        "kuma.io", "v1alpha1", "Mesh", "meshes", false, false,
+    ));
+    cluster.put(json!({
+        "apiVersion": "kuma.io/v1alpha1", "kind": "Mesh", "metadata": {"name": "default"},
+        "spec": {"metrics": {"backends": [{"name": "prometheus-1", "type": "prometheus"}],
+                             "enabledBackend": "prometheus-1"}}
+    }));
+    assert!(!traffic.apply(&weighted).await.unwrap());
+    assert_eq!(
+        traffic.observe(&weighted).await.unwrap().verified,
+        Verification::Yes
+    );
+
+    // MeshServices turned on: the tags no longer reach a MeshService backend, so the route is
+    // not in effect until it names the MeshServices on the service's port.
+    cluster.put(json!({
+        "apiVersion": "kuma.io/v1alpha1", "kind": "Mesh", "metadata": {"name": "default"},
+        "spec": {"meshServices": {"mode": "Exclusive"}}
+    }));
+    assert_eq!(
+        traffic.observe(&weighted).await.unwrap().verified,
+        Verification::No
+    );
+    assert!(traffic.apply(&weighted).await.unwrap());
+    assert_eq!(
+        canary(&cluster),
+        json!({"kind": "MeshService", "name": "backend-canary", "namespace": "webapp", "port": 9898, "weight": 20})
+    );
+    let observed = traffic.observe(&weighted).await.unwrap();
+    assert_eq!(
+        (observed.route, observed.verified),
+        (Some(weighted), Verification::Yes)
+    );
+    traffic.finalize().await.unwrap();
+    assert!(route(&cluster).is_none());
+}

@@ -49,39 +49,197 @@ fn header(name: &str, condition: StringMatch) -> RequestMatch {
     }
 }
 
+/// The policy role Kuma gives a MeshHTTPRoute in a namespace (2.9–2.14,
+/// `ComputePolicyRole`): producer when every `to[].targetRef` is a MeshService named by `name`
+/// in no other namespace than the route's, consumer when none is, refused when mixed.
+fn policy_role(route: &Value) -> &'static str {
+    let namespace = &route["metadata"]["namespace"];
+    let to = route["spec"]["to"].as_array().unwrap();
+    let producer = to
+        .iter()
+        .filter(|item| {
+            let target = &item["targetRef"];
+            target["kind"] == "MeshService"
+                && target["name"].as_str().is_some_and(|name| !name.is_empty())
+                && (target["namespace"].is_null() || target["namespace"] == *namespace)
+        })
+        .count();
+    match producer {
+        n if n == to.len() => "producer",
+        0 => "consumer",
+        _ => "refused",
+    }
+}
+
+/// A Mesh named `default` with `spec`.
+fn mesh(spec: Value) -> Value {
+    json!({"apiVersion": "kuma.io/v1alpha1", "kind": "Mesh", "metadata": {"name": "default"}, "spec": spec})
+}
+
+/// The Kurator seed's `Mesh default` (metrics only; it carries a namespace although Mesh is
+/// cluster-scoped).
+fn kurator_mesh() -> Value {
+    json!({"apiVersion": "kuma.io/v1alpha1", "kind": "Mesh",
+           "metadata": {"name": "default", "namespace": "kuma-system"},
+           "spec": {"metrics": {"backends": [{"name": "prometheus-1", "type": "prometheus"}],
+                                "enabledBackend": "prometheus-1"}}})
+}
+
 #[test]
-fn at_30_a_mesh_http_route_weighs_70_30_and_passes_the_schema() {
+fn at_30_a_mesh_http_route_weighs_70_30_by_service_tag_for_every_caller_and_passes_the_schema() {
+    let (plan, mut objects) = podinfo();
+    for with_mesh in [false, true] {
+        if with_mesh {
+            objects.insert(kurator_mesh());
+        }
+        let rendered = render(&plan, &RouteState::weighted(30), &objects).unwrap();
+        let route = rendered.route.as_ref().unwrap();
+        valid(route);
+        assert_eq!(route["metadata"]["namespace"], "webapp");
+        assert_eq!(route["metadata"]["labels"]["kuma.io/mesh"], "default");
+        assert_eq!(
+            policy_role(route),
+            "producer",
+            "callers in every namespace see the split"
+        );
+        let to = &route["spec"]["to"][0];
+        assert_eq!(
+            to["targetRef"],
+            json!({"kind": "MeshService", "name": "backend_webapp_svc_9898"})
+        );
+        let rules = to["rules"].as_array().unwrap();
+        assert_eq!(rules.len(), 1);
+        // No MeshService objects on this mesh: the backends are `kuma.io/service` tags (no
+        // port, which would make them references to MeshService objects).
+        assert_eq!(
+            rules[0]["default"]["backendRefs"],
+            json!([{"kind": "MeshService", "name": "backend_webapp_svc_9898", "weight": 70},
+                   {"kind": "MeshService", "name": "backend-canary_webapp_svc_9898", "weight": 30}])
+        );
+        assert_eq!(
+            rendered.canary_service.as_ref().unwrap()["spec"]["ports"][0]["appProtocol"],
+            "http"
+        );
+    }
+    // The schema has teeth: a kind Kuma does not route to is refused.
+    let route = render(&plan, &RouteState::weighted(30), &objects)
+        .unwrap()
+        .route
+        .unwrap();
+    let mut other = route.clone();
+    other["spec"]["to"][0]["rules"][0]["default"]["backendRefs"][0]["kind"] = json!("Service");
+    assert!(!schema_errors(&validators().0, &other).is_empty());
+}
+
+#[test]
+fn on_a_mesh_with_mesh_services_the_backends_are_mesh_services_on_the_port() {
     let (plan, objects) = podinfo();
-    let rendered = render(&plan, &RouteState::weighted(30), &objects).unwrap();
-    let route = rendered.route.as_ref().unwrap();
-    valid(route);
-    assert_eq!(route["metadata"]["namespace"], "webapp");
-    assert_eq!(route["metadata"]["labels"]["kuma.io/mesh"], "default");
-    let to = &route["spec"]["to"][0];
+    for mode in ["Everywhere", "ReachableBackends", "Exclusive"] {
+        let mut objects = objects.clone();
+        objects.insert(mesh(json!({"meshServices": {"mode": mode}})));
+        let route = RouteState {
+            mirror: Some(20),
+            ..RouteState::weighted(40)
+        };
+        let object = render(&plan, &route, &objects).unwrap().route.unwrap();
+        valid(&object);
+        assert_eq!(policy_role(&object), "producer", "{mode}");
+        assert_eq!(
+            object["spec"]["to"][0]["targetRef"],
+            json!({"kind": "MeshService", "name": "backend_webapp_svc_9898"}),
+            "Kuma 2.10+ resolves the tag to the MeshService backend in webapp on port 9898"
+        );
+        let rule = &object["spec"]["to"][0]["rules"][0]["default"];
+        assert_eq!(
+            rule["backendRefs"],
+            json!([{"kind": "MeshService", "name": "backend", "namespace": "webapp", "port": 9898, "weight": 60},
+                   {"kind": "MeshService", "name": "backend-canary", "namespace": "webapp", "port": 9898, "weight": 40}]),
+            "{mode}"
+        );
+        assert_eq!(
+            rule["filters"][0]["requestMirror"]["backendRef"],
+            json!({"kind": "MeshService", "name": "backend-canary", "namespace": "webapp", "port": 9898})
+        );
+        // Read back whichever way it names the canary.
+        assert_eq!(
+            canary_kuma::render::observed_route(&plan, &object),
+            Some(RouteState::weighted(40))
+        );
+    }
+    // A mesh that says Disabled, or another mesh's MeshServices, keeps the tags.
+    for other in [
+        mesh(json!({"meshServices": {"mode": "Disabled"}})),
+        json!({"apiVersion": "kuma.io/v1alpha1", "kind": "Mesh", "metadata": {"name": "other"},
+               "spec": {"meshServices": {"mode": "Exclusive"}}}),
+    ] {
+        let mut objects = objects.clone();
+        objects.insert(other);
+        let object = render(&plan, &RouteState::weighted(40), &objects)
+            .unwrap()
+            .route
+            .unwrap();
+        assert_eq!(
+            object["spec"]["to"][0]["rules"][0]["default"]["backendRefs"][1]["name"],
+            "backend-canary_webapp_svc_9898"
+        );
+        assert_eq!(
+            canary_kuma::render::observed_route(&plan, &object),
+            Some(RouteState::weighted(40))
+        );
+    }
+}
+
+#[test]
+fn path_prefixes_are_rendered_as_kuma_takes_them() {
+    let (plan, objects) = podinfo();
+    let prefix = |value: &str| RequestMatch {
+        uri: Some(StringMatch {
+            prefix: Some(value.into()),
+            ..StringMatch::default()
+        }),
+        ..RequestMatch::default()
+    };
+    let route = RouteState {
+        matches: vec![
+            prefix("/api/"),
+            prefix("v2"),
+            prefix("/"),
+            prefix("//"),
+            RequestMatch {
+                uri: Some(StringMatch::exact("login")),
+                ..RequestMatch::default()
+            },
+        ],
+        ..RouteState::weighted(10)
+    };
+    let object = render(&plan, &route, &objects).unwrap().route.unwrap();
+    valid(&object);
+    let paths: Vec<Value> = object["spec"]["to"][0]["rules"][0]["matches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["path"].clone())
+        .collect();
     assert_eq!(
-        to["targetRef"]["labels"],
-        json!({"kuma.io/display-name": "backend", "k8s.kuma.io/namespace": "webapp"})
+        paths,
+        [
+            json!({"type": "PathPrefix", "value": "/api"}),
+            json!({"type": "PathPrefix", "value": "/v2"}),
+            json!({"type": "PathPrefix", "value": "/"}),
+            json!({"type": "PathPrefix", "value": "/"}),
+            json!({"type": "Exact", "value": "/login"}),
+        ]
     );
-    let rules = to["rules"].as_array().unwrap();
-    assert_eq!(rules.len(), 1);
-    let backends = &rules[0]["default"]["backendRefs"];
-    assert_eq!(
-        backends[0],
-        json!({"kind": "MeshService", "labels": {"kuma.io/display-name": "backend", "k8s.kuma.io/namespace": "webapp"}, "port": 9898, "weight": 70})
-    );
-    assert_eq!(
-        backends[1]["labels"]["kuma.io/display-name"],
-        "backend-canary"
-    );
-    assert_eq!(backends[1]["weight"], 30);
-    assert_eq!(
-        rendered.canary_service.as_ref().unwrap()["spec"]["ports"][0]["appProtocol"],
-        "http"
-    );
-    // The schema has teeth: a 2.x-style reference by name is not in it.
-    let mut by_name = route.clone();
-    by_name["spec"]["to"][0]["rules"][0]["default"]["backendRefs"][0]["name"] = json!("backend");
-    assert!(!schema_errors(&validators().0, &by_name).is_empty());
+    // Every value passes Kuma's own rule (validatePath in Kuma's MeshHTTPRoute validation):
+    // absolute, and a prefix other than `/` without a trailing `/`.
+    for path in &paths {
+        let value = path["value"].as_str().unwrap();
+        assert!(value.starts_with('/'), "{value}");
+        assert!(
+            path["type"] != "PathPrefix" || value == "/" || !value.ends_with('/'),
+            "{value}"
+        );
+    }
 }
 
 #[test]
@@ -150,8 +308,8 @@ fn matches_come_first_with_a_path_and_every_kind_passes_the_schema() {
     assert_eq!(mirror["type"], "RequestMirror");
     assert_eq!(mirror["requestMirror"]["percentage"], 25);
     assert_eq!(
-        mirror["requestMirror"]["backendRef"]["labels"]["kuma.io/display-name"],
-        "backend-canary"
+        mirror["requestMirror"]["backendRef"]["name"],
+        "backend-canary_webapp_svc_9898"
     );
 }
 
@@ -257,4 +415,27 @@ fn what_kuma_cannot_route_is_refused() {
     );
     let mirror = with(legacy, "    mirror: {percent: 50}");
     assert!(mirror.iter().any(|e| e.contains("mirror")), "{mirror:?}");
+}
+
+#[test]
+fn the_canary_service_is_in_the_mesh_with_the_stable_services_protocol() {
+    let (plan, mut objects) = podinfo();
+    // A Service that says HTTP by Kuma's annotation instead of `appProtocol`.
+    let mut stable = objects.get("Service", "webapp", "backend").unwrap().clone();
+    stable["spec"]["ports"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("appProtocol");
+    stable["metadata"]["annotations"] =
+        json!({"9898.service.kuma.io/protocol": "http", "team": "web"});
+    objects.insert(stable);
+    let canary = render(&plan, &RouteState::weighted(10), &objects)
+        .unwrap()
+        .canary_service
+        .unwrap();
+    assert_eq!(canary["metadata"]["labels"]["kuma.io/mesh"], "default");
+    assert_eq!(
+        canary["metadata"]["annotations"],
+        json!({"9898.service.kuma.io/protocol": "http"})
+    );
 }

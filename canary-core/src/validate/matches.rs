@@ -45,6 +45,33 @@ fn check_string_match(c: &mut Checker, path: &str, condition: &StringMatch) {
     }
 }
 
+/// A MeshHTTPRoute path as Kuma's validator takes it (`validatePath` in Kuma's
+/// `pkg/plugins/policies/meshhttproute/api/v1alpha1/validation.go`, 2.x): exact and prefix
+/// paths are absolute, and a prefix other than `/` has no trailing `/`, because Kuma matches
+/// prefixes by whole `/`-separated segments (`/api` matches `/api` and `/api/…`, not `/apis`).
+fn check_kuma_path(c: &mut Checker, path: &str, uri: &StringMatch) {
+    for (kind, value) in [("exact", &uri.exact), ("prefix", &uri.prefix)] {
+        let Some(value) = value else { continue };
+        if !value.starts_with('/') {
+            c.error(
+                format!("{path}.{kind}"),
+                format!("`{value}`: Kuma takes absolute paths only; write `/{value}`"),
+            );
+        } else if kind == "prefix" && value.len() > 1 && value.ends_with('/') {
+            let segments = value.trim_end_matches('/');
+            let segments = if segments.is_empty() { "/" } else { segments };
+            c.error(
+                format!("{path}.{kind}"),
+                format!(
+                    "`{value}`: Kuma matches path prefixes by whole segments and refuses a \
+                     trailing `/`; write `{segments}` (it matches `{segments}` and the paths \
+                     under it)"
+                ),
+            );
+        }
+    }
+}
+
 /// Checks a list of matches at `path` (e.g. `spec.strategy.abTest.matches`), including that
 /// `provider` can route them.
 pub(super) fn check_matches(
@@ -88,6 +115,9 @@ pub(super) fn check_matches(
         }
         if let Some(uri) = &request.uri {
             check_string_match(c, &format!("{here}.uri"), uri);
+            if provider == Some(ProviderKind::Kuma) {
+                check_kuma_path(c, &format!("{here}.uri"), uri);
+            }
         }
         for (name, condition) in &request.query_params {
             if name.is_empty() {
