@@ -423,12 +423,11 @@ fn render_kuma_prints_a_mesh_http_route_at_70_30() {
     assert_eq!(route["metadata"]["namespace"], "webapp");
     assert_eq!(route["metadata"]["labels"]["kuma.io/mesh"], "default");
     let backends = &route["spec"]["to"][0]["rules"][0]["default"]["backendRefs"];
-    assert_eq!(backends[0]["labels"]["kuma.io/display-name"], "backend");
+    // A mesh without MeshServices (the Kurator seed's `default`): services by their
+    // `kuma.io/service` tag.
+    assert_eq!(backends[0]["name"], "backend_webapp_svc_9898");
     assert_eq!(backends[0]["weight"], 70);
-    assert_eq!(
-        backends[1]["labels"]["kuma.io/display-name"],
-        "backend-canary"
-    );
+    assert_eq!(backends[1]["name"], "backend-canary_webapp_svc_9898");
     assert_eq!(backends[1]["weight"], 30);
     assert!(
         documents

@@ -162,25 +162,25 @@ fn weights(cluster: &TestCluster) -> Vec<(String, u64)> {
 
 /// The stable Deployment with `labels` on its pods, revision `revision`, and its ReplicaSet
 /// of that revision with pod-template-hash `hash`.
-fn roll_stable(cluster: &TestCluster, labels: Value, image: &str, revision: u32, hash: &str) {
+/// Gives the stable Deployment a new pod template, as promotion does, and returns the
+/// `pod-template-hash` of the ReplicaSet the simulated deployment controller makes for it.
+async fn roll_stable(cluster: &TestCluster, labels: Value, image: &str) -> String {
+    let before = cluster.current_hash("demo", "reviews-v1");
     let mut deployment = cluster
         .server
         .get("apps/v1", "Deployment", Some("demo"), "reviews-v1")
         .unwrap();
-    deployment["metadata"]["annotations"] =
-        json!({"deployment.kubernetes.io/revision": revision.to_string()});
-    deployment["spec"]["template"]["metadata"]["labels"] = labels.clone();
+    deployment["spec"]["template"]["metadata"]["labels"] = labels;
     deployment["spec"]["template"]["spec"]["containers"][0]["image"] = json!(image);
-    let uid = deployment["metadata"]["uid"].clone();
     cluster.put(deployment);
-    let mut rs_labels = labels;
-    rs_labels["pod-template-hash"] = json!(hash);
-    cluster.put(json!({
-        "apiVersion": "apps/v1", "kind": "ReplicaSet",
-        "metadata": {"name": format!("reviews-v1-{hash}"), "namespace": "demo", "labels": rs_labels,
-                     "annotations": {"deployment.kubernetes.io/revision": revision.to_string()},
-                     "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "reviews-v1", "uid": uid}]}
-    }));
+    for _ in 0..200 {
+        let now = cluster.current_hash("demo", "reviews-v1");
+        if let Some(hash) = now.filter(|hash| Some(hash) != before.as_ref()) {
+            return hash;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("no new ReplicaSet for the stable Deployment");
 }
 
 fn stable_rolled_out(cluster: &TestCluster) -> bool {
@@ -386,13 +386,12 @@ async fn a_change_of_subsets_keeps_the_old_ones_until_the_routes_have_moved() {
     settle(&cluster, &traffic, &RouteState::weighted(100)).await;
     // Promotion: the stable pods now carry v2 too, so the versions no longer tell the pods
     // apart; once the stable Deployment is rolled out the subsets go by pod-template hash.
-    roll_stable(
+    let promoted = roll_stable(
         &cluster,
         json!({"app": "reviews", "version": "v2"}),
         "reviews:v2",
-        2,
-        "7f9c",
-    );
+    )
+    .await;
     until_rolled_out(&cluster, true).await;
     assert_eq!(
         traffic
@@ -427,7 +426,7 @@ async fn a_change_of_subsets_keeps_the_old_ones_until_the_routes_have_moved() {
     assert_eq!(names, ["stable", "canary"]);
     assert_eq!(
         dr["spec"]["subsets"][0]["labels"]["pod-template-hash"],
-        "7f9c"
+        promoted.as_str()
     );
     assert_eq!(
         traffic
@@ -498,22 +497,22 @@ async fn by_hash_the_stable_subset_keeps_its_replicaset_until_the_stable_deploym
             .replace("{version: v2, containers", "{containers"),
     );
     let labels = json!({"app": "reviews", "version": "v1"});
-    roll_stable(&cluster, labels.clone(), "reviews:v1", 1, "h1");
+    let h1 = roll_stable(&cluster, labels.clone(), "reviews:v1").await;
     until_rolled_out(&cluster, true).await;
     settle(&cluster, &traffic, &RouteState::weighted(20)).await;
     assert_eq!(
         subset(&cluster, "stable")["labels"]["pod-template-hash"],
-        "h1"
+        h1.as_str()
     );
     settle(&cluster, &traffic, &RouteState::weighted(100)).await;
 
     // Promotion gives the stable Deployment the new template: a new ReplicaSet rolls out.
-    roll_stable(&cluster, labels, "reviews:v2", 2, "h2");
+    let h2 = roll_stable(&cluster, labels, "reviews:v2").await;
     until_rolled_out(&cluster, false).await;
     settle(&cluster, &traffic, &RouteState::weighted(100)).await;
     assert_eq!(
         subset(&cluster, "stable")["labels"]["pod-template-hash"],
-        "h1",
+        h1.as_str(),
         "while the stable Deployment rolls, its subset stays where the live one is"
     );
 
@@ -530,7 +529,7 @@ async fn by_hash_the_stable_subset_keeps_its_replicaset_until_the_stable_deploym
     settle(&cluster, &traffic, &RouteState::stable()).await;
     assert_eq!(
         subset(&cluster, "stable")["labels"]["pod-template-hash"],
-        "h2"
+        h2.as_str()
     );
     assert_eq!(
         weights(&cluster),
@@ -545,17 +544,15 @@ async fn by_version_a_promotion_never_puts_canary_pods_or_no_pods_in_the_stable_
         &cluster,
         &ROLLOUT.replace("{virtualService: {name: reviews, routes: [primary]}}", "{}"),
     );
-    roll_stable(
+    let h1 = roll_stable(
         &cluster,
         json!({"app": "reviews", "version": "v1"}),
         "reviews:v1",
-        1,
-        "h1",
-    );
+    )
+    .await;
     until_rolled_out(&cluster, true).await;
-    let old_stable_pod = json!({"app": "reviews", "version": "v1", "pod-template-hash": "h1"});
+    let old_stable_pod = json!({"app": "reviews", "version": "v1", "pod-template-hash": h1});
     let canary_pod = json!({"app": "reviews", "version": "v2", "canary.rs/role": "canary", "pod-template-hash": "c1"});
-    let new_stable_pod = json!({"app": "reviews", "version": "v2", "pod-template-hash": "h2"});
 
     settle(&cluster, &traffic, &RouteState::weighted(50)).await;
     assert_eq!(
@@ -564,13 +561,13 @@ async fn by_version_a_promotion_never_puts_canary_pods_or_no_pods_in_the_stable_
     );
     // The promotion: all traffic to the canary, then the stable Deployment takes v2.
     settle(&cluster, &traffic, &RouteState::weighted(100)).await;
-    roll_stable(
+    let h2 = roll_stable(
         &cluster,
         json!({"app": "reviews", "version": "v2"}),
         "reviews:v2",
-        2,
-        "h2",
-    );
+    )
+    .await;
+    let new_stable_pod = json!({"app": "reviews", "version": "v2", "pod-template-hash": h2});
     until_rolled_out(&cluster, false).await;
     settle(&cluster, &traffic, &RouteState::weighted(100)).await;
     let (stable_name, _) = weights(&cluster)[0].clone();

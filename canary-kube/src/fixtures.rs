@@ -116,7 +116,7 @@ pub fn crds_in(dir: &Path) -> Vec<Value> {
 }
 
 /// Serves the upstream CRDs of `crds/` (Istio's VirtualService, DestinationRule and Gateway;
-/// Kuma's MeshHTTPRoute, MeshService and TrafficRoute) on `server`, with their schemas: objects
+/// Kuma's MeshHTTPRoute, MeshService, Mesh and TrafficRoute) on `server`, with their schemas: objects
 /// are pruned and validated as a real API server would. A later
 /// [`ApiServer::register`] of one of these types keeps its schema.
 ///
