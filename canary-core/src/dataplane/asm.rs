@@ -376,7 +376,7 @@ fn http_match(matched: &Value, request: &Request) -> bool {
     let method_ok = matched
         .get("method")
         .is_none_or(|m| string_match(m, Some(&request.method)));
-    let sent = proxy_headers(request);
+    let sent = request.proxy_headers();
     let headers_ok = matched
         .get("headers")
         .and_then(Value::as_object)
@@ -394,21 +394,6 @@ fn http_match(matched: &Value, request: &Request) -> bool {
                 .all(|(name, m)| string_match(m, request.query.get(name).map(String::as_str)))
         });
     uri_ok && method_ok && headers_ok && query_ok
-}
-
-/// The request's headers as a proxy sees them: with a `cookie` header made of its cookies when
-/// it has cookies and no such header.
-fn proxy_headers(request: &Request) -> BTreeMap<String, String> {
-    let mut headers = request.headers.clone();
-    if !request.cookies.is_empty() && !headers.contains_key("cookie") {
-        let cookie: Vec<String> = request
-            .cookies
-            .iter()
-            .map(|(name, value)| format!("{name}={value}"))
-            .collect();
-        headers.insert("cookie".to_owned(), cookie.join("; "));
-    }
-    headers
 }
 
 /// An Istio `StringMatch` against a value (`None`: absent, which only matches nothing).

@@ -135,6 +135,21 @@ impl Request {
         self
     }
 
+    /// The headers as a proxy sees them: the cookies joined into one `cookie` header (unless the
+    /// request carries one already).
+    pub fn proxy_headers(&self) -> BTreeMap<String, String> {
+        let mut headers = self.headers.clone();
+        if !self.cookies.is_empty() && !headers.contains_key("cookie") {
+            let cookie: Vec<String> = self
+                .cookies
+                .iter()
+                .map(|(name, value)| format!("{name}={value}"))
+                .collect();
+            headers.insert("cookie".to_owned(), cookie.join("; "));
+        }
+        headers
+    }
+
     /// This request with cookie `name` set to `value`.
     pub fn cookie(mut self, name: &str, value: &str) -> Self {
         self.cookies.insert(name.to_owned(), value.to_owned());

@@ -114,23 +114,8 @@ pub(super) fn full_match(pattern: &str, value: &str) -> bool {
 pub(super) fn matches(matched: &Value, request: &Request) -> bool {
     path_matches(matched.get("path"), &request.path)
         && method_matches(matched.get("method"), &request.method)
-        && headers_match(matched.get("headers"), &proxy_headers(request))
+        && headers_match(matched.get("headers"), &request.proxy_headers())
         && query_matches(matched.get("queryParams"), &request.query)
-}
-
-/// The request's headers as a proxy sees them: with a `cookie` header made of its cookies when
-/// it has cookies and no such header.
-pub(super) fn proxy_headers(request: &Request) -> BTreeMap<String, String> {
-    let mut headers = request.headers.clone();
-    if !request.cookies.is_empty() && !headers.contains_key("cookie") {
-        let cookie: Vec<String> = request
-            .cookies
-            .iter()
-            .map(|(name, value)| format!("{name}={value}"))
-            .collect();
-        headers.insert("cookie".to_owned(), cookie.join("; "));
-    }
-    headers
 }
 
 fn path_matches(path: Option<&Value>, request_path: &str) -> bool {

@@ -9,7 +9,7 @@ use serde_json::Value;
 use super::super::{Request, Served, World, string_map};
 use super::policy::Proxy;
 use super::resources::{Mesh, NAMESPACE_TAG, SERVICE_TAG, str_at, tagged_endpoints};
-use super::routes::{full_match, proxy_headers};
+use super::routes::full_match;
 
 /// The specificity of a tag selector: exact tags, then wildcard ones
 /// (api/mesh/v1alpha1/dataplane_helpers.go: `TagSelectorRank`, `CompareTo`).
@@ -203,7 +203,7 @@ fn http_matches(matched: &Value, request: &Request) -> bool {
     let method_ok = matched
         .get("method")
         .is_none_or(|m| string(m, Some(&request.method)));
-    let sent = proxy_headers(request);
+    let sent = request.proxy_headers();
     let headers_ok = matched
         .get("headers")
         .and_then(Value::as_object)
