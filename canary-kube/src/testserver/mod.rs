@@ -262,6 +262,20 @@ impl ApiServer {
         }
     }
 
+    /// Every stored object of every registered kind, read at one instant (under the store's
+    /// lock, so no write lands half-way): what a data plane sees at that moment.
+    pub fn snapshot(&self) -> Vec<Value> {
+        let mut kinds = self.state().registry.all();
+        // Versions of one kind share their objects.
+        kinds.sort_by(|a, b| (&a.group, &a.plural).cmp(&(&b.group, &b.plural)));
+        kinds.dedup_by(|a, b| (&a.group, &a.plural) == (&b.group, &b.plural));
+        let inner = self.state().store.lock();
+        kinds
+            .iter()
+            .flat_map(|rt| inner.list(rt, None))
+            .collect()
+    }
+
     /// Starts (or restarts with a new delay) the simulated kube-controller-manager and kubelet
     /// in real time: Deployments get ReplicaSets, ReplicaSets get pods, pods become ready
     /// `ready_after` they start, orphans are collected (see [`ControllerManager`]).
