@@ -55,3 +55,17 @@ impl TrafficFactory for ClusterTraffic {
         }
     }
 }
+
+/// Simulates `plan` through a cluster holding `objects`, routed by this build's providers (see
+/// [`canary_kube::simulate::ClusterSimulation`]).
+#[cfg(feature = "test-util")]
+pub async fn simulate(
+    plan: &RolloutPlan,
+    objects: &canary_core::objects::Objects,
+    config: canary_core::sim::SimConfig,
+) -> canary_kube::Result<canary_core::sim::SimReport> {
+    let objects = objects.iter().cloned().collect();
+    canary_kube::simulate::ClusterSimulation::new(plan, objects, config)
+        .run(|client| Arc::new(ClusterTraffic::new(client)) as Arc<dyn TrafficFactory>)
+        .await
+}

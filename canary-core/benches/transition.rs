@@ -23,6 +23,7 @@ fn observation(status: &RolloutStatus, canary_replicas: u32) -> Input {
         desired: n,
         ready: n,
         available: n,
+        stale: false,
     };
     Input::Observed(Observation {
         workload: WorkloadObservation {

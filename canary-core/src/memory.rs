@@ -193,6 +193,7 @@ impl Pods {
             desired: u32::try_from(self.available_at.len()).unwrap_or(u32::MAX),
             ready: available,
             available,
+            stale: false,
         }
     }
 }

@@ -829,6 +829,7 @@ async fn stable_traffic_is_isolated_before_any_canary_pod_starts() {
         desired,
         ready: desired,
         available: desired,
+        stale: false,
     };
     let seen = |canary: Option<WorkloadState>, verified| {
         Input::Observed(Observation {

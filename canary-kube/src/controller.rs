@@ -40,6 +40,9 @@ pub trait TrafficFactory: Send + Sync {
     fn provider(&self, plan: &RolloutPlan) -> Result<Arc<dyn TrafficProvider>>;
 }
 
+/// Sees every reconcile pass the driver completes (e.g. to draw a simulation's timeline).
+pub type PassObserver = Arc<dyn Fn(&Reconciled) + Send + Sync>;
+
 /// Everything a reconcile pass needs.
 pub struct Context {
     /// The cluster.
@@ -56,6 +59,8 @@ pub struct Context {
     pub recorder: Recorder,
     /// Prometheus metrics.
     pub metrics: Metrics,
+    /// Told of every pass the driver completes, if set.
+    pub observer: Option<PassObserver>,
 }
 
 impl Context {
@@ -81,7 +86,14 @@ impl Context {
             webhooks,
             clock,
             metrics,
+            observer: None,
         }
+    }
+
+    /// This context, telling `observer` of every pass the driver completes.
+    pub fn with_observer(mut self, observer: PassObserver) -> Self {
+        self.observer = Some(observer);
+        self
     }
 }
 
@@ -216,6 +228,9 @@ async fn apply(rollout: &Rollout, context: &Context) -> Result<Action> {
         }
         _ => driver.reconcile(now).await?,
     };
+    if let Some(observer) = &context.observer {
+        observer(&pass);
+    }
     for event in &pass.events {
         publish(context, rollout, event.kind, &event.reason, &event.message).await;
     }

@@ -22,19 +22,29 @@ pub enum Error {
     /// An object is not as the rollout needs it.
     #[error("{0}")]
     Invalid(String),
+    /// The cluster refused an object (its API server's or an admission webhook's message).
+    #[error("the cluster refuses {0}")]
+    Refused(String),
+    /// The objects a simulated cluster was given cannot run the rollout (e.g. no stable
+    /// Deployment).
+    #[error("{0}")]
+    Unusable(String),
     /// Adding or removing the Rollout's finalizer failed.
     #[error("finalizer: {0}")]
     Finalizer(String),
 }
 
 impl Error {
-    /// A short, stable label for metrics (`kube`, `core`, `missing`, `invalid`, `finalizer`).
+    /// A short, stable label for metrics (`kube`, `core`, `missing`, `invalid`, `refused`,
+    /// `unusable`, `finalizer`).
     pub fn label(&self) -> &'static str {
         match self {
             Error::Kube(_) => "kube",
             Error::Core(_) => "core",
             Error::Missing { .. } => "missing",
             Error::Invalid(_) => "invalid",
+            Error::Refused(_) => "refused",
+            Error::Unusable(_) => "unusable",
             Error::Finalizer(_) => "finalizer",
         }
     }

@@ -86,10 +86,16 @@ fn refuse_unknown_fields(schema: &mut Value) {
 /// When a file cannot be read or parsed: a broken fixture.
 #[allow(clippy::panic)] // a test fixture
 pub fn crds_in(dir: &Path) -> Vec<Value> {
+    read_crds(dir).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Every CustomResourceDefinition document of the `.yaml` files under `dir` (recursively), in
+/// file name order; or which file cannot be read or parsed, and why.
+pub fn read_crds(dir: &Path) -> Result<Vec<Value>, String> {
     let mut files: Vec<PathBuf> = Vec::new();
     let mut pending = vec![dir.to_path_buf()];
     while let Some(d) = pending.pop() {
-        let entries = std::fs::read_dir(&d).unwrap_or_else(|e| panic!("{}: {e}", d.display()));
+        let entries = std::fs::read_dir(&d).map_err(|e| format!("{}: {e}", d.display()))?;
         for entry in entries.flatten() {
             let path = entry.path();
             if path.is_dir() {
@@ -103,16 +109,16 @@ pub fn crds_in(dir: &Path) -> Vec<Value> {
     let mut crds = Vec::new();
     for path in files {
         let text =
-            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        let documents: Vec<Value> = serde_saphyr::from_multiple(&text)
-            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let documents: Vec<Value> =
+            serde_saphyr::from_multiple(&text).map_err(|e| format!("{}: {e}", path.display()))?;
         crds.extend(
             documents
                 .into_iter()
                 .filter(|d| d["kind"] == "CustomResourceDefinition"),
         );
     }
-    crds
+    Ok(crds)
 }
 
 /// Serves the upstream CRDs of `crds/` (Istio's VirtualService, DestinationRule and Gateway;

@@ -15,6 +15,8 @@ pub mod leader;
 pub mod metrics;
 pub mod revision;
 pub mod services;
+#[cfg(feature = "test-util")]
+pub mod simulate;
 pub mod store;
 pub mod template;
 #[cfg(feature = "test-util")]

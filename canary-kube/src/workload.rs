@@ -426,7 +426,11 @@ fn annotation(deployment: &Deployment, key: &str) -> Option<String> {
 }
 
 /// A Deployment's replicas: ready and available count only pods of the current template, once
-/// the Deployment controller has seen the current generation.
+/// the Deployment controller has seen the current generation. The status counts ready and
+/// available pods of every ReplicaSet, so while pods of an older template remain (a rolling
+/// update), they are assumed ready and available and taken off: a Deployment is only as far
+/// along as `kubectl rollout status` would say (Kubernetes `DeploymentComplete`: updated,
+/// available and total replicas all at the desired count).
 fn state(deployment: &Deployment, revision: String) -> WorkloadState {
     let desired = deployment.spec.replicas.unwrap_or(1);
     let status = deployment.status.clone().unwrap_or_default();
@@ -434,9 +438,10 @@ fn state(deployment: &Deployment, revision: String) -> WorkloadState {
         .observed_generation
         .is_some_and(|seen| Some(seen) >= deployment.metadata.generation);
     let updated = status.updated_replicas.unwrap_or(0);
+    let older = status.replicas.unwrap_or(0).saturating_sub(updated).max(0);
     let count = |n: Option<i32>| {
         if current {
-            u32::try_from(n.unwrap_or(0).min(updated)).unwrap_or(0)
+            u32::try_from(n.unwrap_or(0).saturating_sub(older).min(updated)).unwrap_or(0)
         } else {
             0
         }
@@ -446,5 +451,6 @@ fn state(deployment: &Deployment, revision: String) -> WorkloadState {
         desired: u32::try_from(desired).unwrap_or(0),
         ready: count(status.ready_replicas),
         available: count(status.available_replicas),
+        stale: !current,
     }
 }

@@ -68,6 +68,17 @@ struct SimulateArgs {
     /// Write a chart of the weight and metrics over time to this SVG file.
     #[arg(long, value_name = "OUT")]
     svg: Option<PathBuf>,
+    /// Run through the real controller against an in-memory cluster holding the file's other
+    /// documents and `--objects`, with data-plane models deciding which pods answer.
+    #[arg(long)]
+    cluster: bool,
+    /// Cluster objects to start from (with `--cluster`): the stable Deployment, its Service,
+    /// the provider's objects…
+    #[arg(long, value_name = "FILE", requires = "cluster")]
+    objects: Vec<PathBuf>,
+    /// How long a new pod takes to become ready (with `--cluster`).
+    #[arg(long, value_name = "DURATION", default_value = "20s")]
+    pod_startup: String,
 }
 
 /// An error for the user, and the exit code it leads to.
@@ -153,7 +164,12 @@ fn validate(file: &Path) -> Result<(), Failure> {
 }
 
 fn simulate(args: &SimulateArgs) -> Result<(), Failure> {
-    let plan = load(&args.file)?;
+    let (plan, mut objects) = load_with_objects(&args.file)?;
+    for path in &args.objects {
+        objects.extend(render::read_objects(path)?.iter().cloned());
+    }
+    let pod_startup = parse_duration(&args.pod_startup)
+        .map_err(|e| Failure::input(format!("--pod-startup: {e}")))?;
     let approve_after = match args.approve_after.as_str() {
         "never" => None,
         text => Some(
@@ -167,24 +183,42 @@ fn simulate(args: &SimulateArgs) -> Result<(), Failure> {
         canary_latency_ms: args.canary_latency_ms,
         seed: args.seed,
         approve_after,
+        pod_startup,
         ..SimConfig::default()
     };
     let simulation = Simulation::new(&plan, config.clone());
     let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
         .build()
         .map_err(|e| Failure {
             message: format!("cannot start the runtime: {e}"),
             code: 1,
         })?;
-    let report = runtime
-        .block_on(simulation.run())
-        .map_err(|error| match error {
-            Error::Simulation(message) => Failure::input(message),
-            other => Failure {
-                message: other.to_string(),
-                code: 1,
-            },
-        })?;
+    let report = if args.cluster {
+        runtime
+            .block_on(canary::cluster::simulate(&plan, &objects, config.clone()))
+            .map_err(|error| match error {
+                canary::kube::Error::Refused(_)
+                | canary::kube::Error::Unusable(_)
+                | canary::kube::Error::Core(Error::Simulation(_)) => {
+                    Failure::input(error.to_string())
+                }
+                other => Failure {
+                    message: other.to_string(),
+                    code: 1,
+                },
+            })?
+    } else {
+        runtime
+            .block_on(simulation.run())
+            .map_err(|error| match error {
+                Error::Simulation(message) => Failure::input(message),
+                other => Failure {
+                    message: other.to_string(),
+                    code: 1,
+                },
+            })?
+    };
     if let Some(out) = &args.svg {
         chart::write_svg(out, &plan, &report).map_err(|e| Failure {
             message: format!("{}: {e}", out.display()),

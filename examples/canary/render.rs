@@ -62,7 +62,8 @@ pub fn render(args: &RenderArgs) -> Result<(), Failure> {
     }
 }
 
-fn read_objects(path: &Path) -> Result<Objects, Failure> {
+/// The objects of the YAML file `path`.
+pub fn read_objects(path: &Path) -> Result<Objects, Failure> {
     let name = path.display();
     let text = std::fs::read_to_string(path)
         .map_err(|error| Failure::input(format!("{name}: cannot read: {error}")))?;

@@ -21,6 +21,11 @@ fn seconds(t: i64) -> String {
     format_duration(jiff::SignedDuration::from_secs(t))
 }
 
+/// A served share as a percentage, to a tenth.
+fn share(share: f64) -> String {
+    format!("{}%", (share * 1000.0).round() / 10.0)
+}
+
 fn percent(rate: f64) -> String {
     format!("{}%", (rate * 10_000.0).round() / 100.0)
 }
@@ -66,9 +71,15 @@ pub fn print_text(
         )?;
     }
     writeln!(out)?;
+    let served = report.rows.iter().any(|row| row.served.is_some());
+    let served_header = if served {
+        format!(" {:<17}", "served s/c/none")
+    } else {
+        String::new()
+    };
     writeln!(
         out,
-        "{:>8}  {:<12} {:>5} {:>7}  {:<44} verdict",
+        "{:>8}  {:<12} {:>5} {:>7}{served_header}  {:<44} verdict",
         "time", "phase", "step", "weight", "metrics"
     )?;
     for row in &report.rows {
@@ -86,8 +97,16 @@ pub fn print_text(
         let verdict = row.verdict.map_or(String::new(), |verdict| {
             format!("{verdict:?}").to_lowercase()
         });
+        let shares = match (served, row.served) {
+            (false, _) => String::new(),
+            (true, None) => format!(" {:<17}", "-"),
+            (true, Some(s)) => format!(
+                " {:<17}",
+                format!("{}/{}/{}", share(s.stable), share(s.canary), share(s.none))
+            ),
+        };
         let line = format!(
-            "{:>8}  {:<12} {:>5} {:>6}%  {:<44} {verdict}",
+            "{:>8}  {:<12} {:>5} {:>6}%{shares}  {:<44} {verdict}",
             seconds(row.t),
             row.phase.to_string(),
             step,
@@ -122,5 +141,16 @@ pub fn print_text(
         s.canary_errors,
         s.stable_requests,
         s.stable_errors
-    )
+    )?;
+    if let (Some(unserved), Some(excess), Some(outside)) = (
+        s.unserved_requests,
+        s.max_canary_excess,
+        s.canary_requests_outside_release,
+    ) {
+        writeln!(
+            out,
+            "data plane: {unserved} requests answered by nobody; canary share at most {excess} points above its weight; {outside} requests answered by the canary while the route sent it nothing"
+        )?;
+    }
+    Ok(())
 }

@@ -66,6 +66,10 @@ pub struct WorkloadState {
     pub ready: u32,
     /// Replicas of `revision` that are available (ready long enough to take traffic).
     pub available: u32,
+    /// Its controller has not yet caught up with its latest spec (e.g. a Deployment whose
+    /// `observedGeneration` lags): `ready` and `available` are unknown and say 0. Nothing is
+    /// concluded from them: a scaled canary is not unready for that.
+    pub stale: bool,
 }
 
 /// Whether a route is in effect, as far as the provider can tell.

@@ -59,7 +59,9 @@ pub struct Transition {
 ///   trafficRouting: {kuma: {}}
 ///   strategy: {canary: {stepWeight: 10, maxWeight: 50}}
 /// "#).unwrap();
-/// let stable = WorkloadState { revision: "r1".into(), desired: 5, ready: 5, available: 5 };
+/// let stable = WorkloadState {
+///     revision: "r1".into(), desired: 5, ready: 5, available: 5, stale: false,
+/// };
 /// let seen = Observation {
 ///     workload: WorkloadObservation { desired_revision: "r1".into(), stable, canary: None },
 ///     route: None,

@@ -200,12 +200,16 @@ impl Engine<'_> {
         if self.status.route.is_stable_only() {
             return false;
         }
-        let available = seen
+        let canary = seen
             .workload
             .canary
             .as_ref()
-            .filter(|canary| Some(&canary.revision) == self.status.canary_revision.as_ref())
-            .map_or(0, |canary| canary.available);
+            .filter(|canary| Some(&canary.revision) == self.status.canary_revision.as_ref());
+        // Counts its controller has not caught up with say nothing about the pods.
+        if canary.is_some_and(|canary| canary.stale) {
+            return false;
+        }
+        let available = canary.map_or(0, |canary| canary.available);
         if available >= self.status.routed_replicas {
             return false;
         }

@@ -1,27 +1,28 @@
 //! The simulated metric provider: builtin metrics computed from the synthetic traffic that
 //! reached the canary in the query window.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 
-use super::traffic::TrafficModel;
+use super::traffic::{Splits, TrafficModel};
 use crate::machine::{ErrorCounts, MetricOutcome};
-use crate::memory::InMemoryTraffic;
 use crate::plan::{BuiltinMetric, MetricPlan, MetricQuery};
 use crate::providers::{MetricProvider, QueryContext};
 
-/// Computes `request-success-rate` and `request-duration` of the canary from the traffic the
-/// routes in effect sent it, and the error counts of both versions for the sequential judge.
-/// Custom Prometheus queries measure no data.
+/// Computes `request-success-rate` and `request-duration` of the canary from the traffic it
+/// answered (and was mirrored), and the error counts of both versions for the sequential
+/// judge. Custom Prometheus queries measure no data.
 #[derive(Clone)]
 pub struct SimMetrics {
     model: TrafficModel,
-    traffic: InMemoryTraffic,
+    splits: Arc<dyn Splits>,
 }
 
 impl SimMetrics {
-    /// Metrics of `model`'s traffic under the routes `traffic` applied.
-    pub fn new(model: TrafficModel, traffic: InMemoryTraffic) -> Self {
-        SimMetrics { model, traffic }
+    /// Metrics of `model`'s traffic, answered second by second as `splits` says.
+    pub fn new(model: TrafficModel, splits: Arc<dyn Splits>) -> Self {
+        SimMetrics { model, splits }
     }
 }
 
@@ -38,7 +39,7 @@ impl MetricProvider for SimMetrics {
         for second in (start + 1)..=end {
             let traffic = self
                 .model
-                .second(second, &self.traffic.route_for_second(second));
+                .split_second(second, &self.splits.split_for_second(second));
             let seen = traffic.canary + traffic.mirrored;
             counts.canary_requests += seen;
             counts.canary_errors += traffic.canary_errors + traffic.mirrored_errors;

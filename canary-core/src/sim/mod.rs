@@ -22,8 +22,8 @@ use std::sync::Arc;
 use jiff::{SignedDuration, Timestamp};
 
 pub use metrics::SimMetrics;
-pub use report::{Row, SimReport, Summary};
-pub use traffic::{SecondCounts, TrafficModel};
+pub use report::{Recorder, Row, ServedShares, SimReport, Summary};
+pub use traffic::{Answers, SecondCounts, Split, Splits, TrafficModel};
 
 use crate::driver::{Driver, Reconciled};
 use crate::error::{Error, Result};
@@ -105,7 +105,25 @@ impl SimConfig {
         }
     }
 
-    fn check(&self) -> Result<()> {
+    /// When the simulated operator approves the manual step of `plan` that a rollout with
+    /// `status` waits at, if any.
+    pub fn approval_due(&self, plan: &RolloutPlan, status: &RolloutStatus) -> Option<Timestamp> {
+        let after = self.approve_after?;
+        let waiting = status.phase == Phase::Paused
+            && status.stage == StepStage::Gating
+            && !status.user_paused
+            && !status.approved
+            && plan
+                .step(status.step)
+                .is_some_and(|step| step.pause == Some(PlanPause::Manual));
+        if !waiting {
+            return None;
+        }
+        status.gate_since?.checked_add(after).ok()
+    }
+
+    /// Checks the configuration.
+    pub fn check(&self) -> Result<()> {
         let rate = |name: &str, value: f64| {
             if (0.0..=1.0).contains(&value) {
                 Ok(())
@@ -177,7 +195,7 @@ impl<'p> Simulation<'p> {
             shared.clone(),
             faults.clone(),
         );
-        let metrics = SimMetrics::new(self.config.traffic_model(), traffic.clone());
+        let metrics = SimMetrics::new(self.config.traffic_model(), Arc::new(traffic.clone()));
         let webhooks = InMemoryWebhooks::default();
         let store = InMemoryStatusStore::new(faults.clone());
         let driver = Driver {
@@ -188,7 +206,7 @@ impl<'p> Simulation<'p> {
             webhooks: &webhooks,
             store: &store,
         };
-        let mut report = report::Recorder::new(self.plan);
+        let mut report = Recorder::new(self.plan);
         let mut now = START;
         let initialised = driver.reconcile(now).await?;
         report.record(now, &initialised);
@@ -197,7 +215,9 @@ impl<'p> Simulation<'p> {
         let end = START.checked_add(self.config.max_duration).unwrap_or(START);
         let mut failures_in_a_row = 0;
         loop {
-            let approval = self.approval_due(&store.status().unwrap_or_default());
+            let approval = self
+                .config
+                .approval_due(self.plan, &store.status().unwrap_or_default());
             let pass = match approval {
                 Some(at) if at <= now => {
                     let id = u64::try_from(now.as_millisecond()).unwrap_or(u64::MAX);
@@ -226,7 +246,9 @@ impl<'p> Simulation<'p> {
                     Some(now)
                 }
             };
-            let approval = self.approval_due(&store.status().unwrap_or_default());
+            let approval = self
+                .config
+                .approval_due(self.plan, &store.status().unwrap_or_default());
             let next = match (next, approval) {
                 (Some(a), Some(b)) => a.min(b),
                 (a, b) => match a.or(b) {
@@ -248,26 +270,10 @@ impl<'p> Simulation<'p> {
         Ok(report.finish(
             &status,
             now.min(end),
+            traffic.route().weight,
             &traffic,
             &self.config.traffic_model(),
         ))
-    }
-
-    /// When the simulated operator approves the manual step the rollout waits at, if any.
-    fn approval_due(&self, status: &RolloutStatus) -> Option<Timestamp> {
-        let after = self.config.approve_after?;
-        let waiting = status.phase == Phase::Paused
-            && status.stage == StepStage::Gating
-            && !status.user_paused
-            && !status.approved
-            && self
-                .plan
-                .step(status.step)
-                .is_some_and(|step| step.pause == Some(PlanPause::Manual));
-        if !waiting {
-            return None;
-        }
-        status.gate_since?.checked_add(after).ok()
     }
 
     fn next_wakeup(&self, pass: &Reconciled, now: Timestamp) -> Option<Timestamp> {

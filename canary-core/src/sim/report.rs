@@ -6,11 +6,9 @@ use jiff::Timestamp;
 use serde::Serialize;
 
 use super::START;
-use super::traffic::{SecondCounts, TrafficModel};
+use super::traffic::{SecondCounts, Splits, TrafficModel};
 use crate::driver::{Reconciled, Waypoint};
-use crate::error::Error;
 use crate::machine::Event;
-use crate::memory::InMemoryTraffic;
 use crate::plan::RolloutPlan;
 use crate::status::{Phase, RolloutStatus, Verdict};
 
@@ -38,6 +36,33 @@ pub struct Row {
     /// Events raised at this time.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub events: Vec<String>,
+    /// Who answers users' requests from this time on, when a data-plane model tells.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub served: Option<ServedShares>,
+}
+
+/// Shares of users' requests answered by the stable Deployment's pods (or other pods that are
+/// not the canary's), by the canary Deployment's pods, and by no pod. They add up to 1.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct ServedShares {
+    /// Answered by stable.
+    pub stable: f64,
+    /// Answered by the canary.
+    pub canary: f64,
+    /// Answered by nobody.
+    pub none: f64,
+}
+
+impl ServedShares {
+    /// The shares, each rounded to 1e-4 (so that timelines do not show float noise).
+    pub fn rounded(stable: f64, canary: f64, none: f64) -> Self {
+        let round = |x: f64| (x * 10_000.0).round() / 10_000.0 + 0.0;
+        ServedShares {
+            stable: round(stable),
+            canary: round(canary),
+            none: round(none),
+        }
+    }
 }
 
 fn describe(event: &Event) -> String {
@@ -79,6 +104,18 @@ pub struct Summary {
     pub duration_s: i64,
     /// The status message at the end.
     pub message: String,
+    /// Requests answered by no pod (simulations through a data-plane model only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unserved_requests: Option<u64>,
+    /// The largest share of plain requests any caller had answered by the canary, minus the
+    /// route's canary weight at that moment, in percentage points; never negative
+    /// (simulations through a data-plane model only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_canary_excess: Option<f64>,
+    /// Requests answered by canary pods while the route sent the canary nothing (simulations
+    /// through a data-plane model only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub canary_requests_outside_release: Option<u64>,
 }
 
 /// Everything a simulation produced.
@@ -91,20 +128,52 @@ pub struct SimReport {
 }
 
 /// Builds the timeline pass by pass.
-pub(super) struct Recorder {
+#[derive(Debug)]
+pub struct Recorder {
     steps: u32,
     rows: Vec<Row>,
+    /// Who answers users' requests now, when known.
+    served: Option<ServedShares>,
 }
 
 impl Recorder {
-    pub(super) fn new(plan: &RolloutPlan) -> Self {
+    /// An empty timeline of `plan`.
+    pub fn new(plan: &RolloutPlan) -> Self {
         Recorder {
             steps: u32::try_from(plan.steps.len()).unwrap_or(u32::MAX),
             rows: Vec::new(),
+            served: None,
         }
     }
 
-    pub(super) fn record(&mut self, now: Timestamp, pass: &Reconciled) {
+    /// Who answers users' requests from `now` on: rows from now carry it, and a change gets
+    /// a row of its own.
+    pub fn observe(&mut self, now: Timestamp, served: ServedShares) {
+        if self.served == Some(served) {
+            return;
+        }
+        self.served = Some(served);
+        let Some(last) = self.rows.last() else {
+            return;
+        };
+        let t = now.duration_since(START).as_secs();
+        if last.t == t {
+            if let Some(last) = self.rows.last_mut() {
+                last.served = Some(served);
+            }
+            return;
+        }
+        let mut row = last.clone();
+        row.t = t;
+        row.metrics = BTreeMap::new();
+        row.verdict = None;
+        row.events = Vec::new();
+        row.served = Some(served);
+        self.rows.push(row);
+    }
+
+    /// Adds the rows of reconcile pass `pass`, run at `now`.
+    pub fn record(&mut self, now: Timestamp, pass: &Reconciled) {
         let t = now.duration_since(START).as_secs();
         let mut events: Vec<&Event> = pass.events.iter().collect();
         // Phases passed through within the pass get rows of their own, with their events.
@@ -156,20 +225,53 @@ impl Recorder {
             metrics: BTreeMap::new(),
             verdict: None,
             events,
+            served: self.served,
         }
     }
 
     /// Keeps a row when it says something new.
     fn push(&mut self, row: Row, analysed: bool) {
         let changed = self.rows.last().is_none_or(|last| {
-            (last.phase, last.step, last.canary_weight) != (row.phase, row.step, row.canary_weight)
+            (last.phase, last.step, last.canary_weight, last.served)
+                != (row.phase, row.step, row.canary_weight, row.served)
         });
         if changed || analysed || !row.events.is_empty() {
             self.rows.push(row);
         }
     }
 
-    pub(super) fn error(&mut self, now: Timestamp, error: &Error) {
+    /// Adds `event` to the timeline at `now`: to the last row when it is at `now`, or else
+    /// to a new row where the rollout still is.
+    pub fn note(&mut self, now: Timestamp, event: &str) {
+        let t = now.duration_since(START).as_secs();
+        match self.rows.last_mut() {
+            Some(last) if last.t == t => last.events.push(event.to_owned()),
+            Some(last) => {
+                let mut row = last.clone();
+                row.t = t;
+                row.metrics = BTreeMap::new();
+                row.verdict = None;
+                row.events = vec![event.to_owned()];
+                self.rows.push(row);
+            }
+            None => {
+                let mut row = self.row(
+                    t,
+                    Waypoint {
+                        phase: Phase::Initializing,
+                        step: 0,
+                        weight: 0,
+                    },
+                    vec![event.to_owned()],
+                );
+                row.step = None;
+                self.rows.push(row);
+            }
+        }
+    }
+
+    /// Adds a row for a failed pass at `now`.
+    pub fn error(&mut self, now: Timestamp, error: &dyn std::fmt::Display) {
         let (phase, step, weight) = self
             .rows
             .last()
@@ -185,25 +287,29 @@ impl Recorder {
             metrics: BTreeMap::new(),
             verdict: None,
             events: vec![format!("ReconcileError: {error}; retrying")],
+            served: self.served,
         });
     }
 
-    pub(super) fn finish(
+    /// The timeline and its summary: the rollout ended (or stopped) at `end` with `status` and
+    /// the route's canary weight `canary_weight`; `model`'s requests were answered as
+    /// `splits` says.
+    pub fn finish(
         self,
         status: &RolloutStatus,
         end: Timestamp,
-        traffic: &InMemoryTraffic,
+        canary_weight: u32,
+        splits: &dyn Splits,
         model: &TrafficModel,
     ) -> SimReport {
         let mut totals = SecondCounts::default();
         for second in (START.as_second() + 1)..=end.as_second() {
-            let route = traffic.route_for_second(second);
-            totals += model.second(second, &route);
+            totals += model.split_second(second, &splits.split_for_second(second));
         }
         let summary = Summary {
             summary: true,
             phase: status.phase,
-            canary_weight: traffic.route().weight,
+            canary_weight,
             requests_total: totals.total,
             canary_requests: totals.canary,
             canary_errors: totals.canary_errors,
@@ -213,6 +319,9 @@ impl Recorder {
             failed_checks: status.failed_checks,
             duration_s: end.duration_since(START).as_secs(),
             message: status.message.clone(),
+            unserved_requests: None,
+            max_canary_excess: None,
+            canary_requests_outside_release: None,
         };
         SimReport {
             rows: self.rows,

@@ -1,5 +1,6 @@
-//! Synthetic traffic: requests per second split between stable and canary by the route in
-//! effect, with errors and latencies drawn per version.
+//! Synthetic traffic: requests per second split between stable, the canary and nobody by what
+//! answers them (the route in effect, or what a data-plane model says real callers get), with
+//! errors and latencies drawn per version.
 
 use super::rng::Rng;
 use crate::route::RouteState;
@@ -12,6 +13,9 @@ const STABLE_ERRORS: u64 = 4;
 const MIRRORED: u64 = 5;
 const MIRROR_ERRORS: u64 = 6;
 const CANARY_LATENCY: u64 = 7;
+const MATCHED_CANARY: u64 = 8;
+const MATCHED_UNSERVED: u64 = 9;
+const UNSERVED: u64 = 10;
 
 /// Latency samples drawn per second for duration metrics.
 const LATENCY_SAMPLES: u64 = 16;
@@ -38,6 +42,59 @@ pub struct TrafficModel {
     pub match_share: f64,
 }
 
+/// Who answers one kind of request: the shares the canary answers and nobody answers (the
+/// rest is answered by stable).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Answers {
+    /// Share answered by canary pods, `0..=1`.
+    pub canary: f64,
+    /// Share answered by no pod, `0..=1 - canary`.
+    pub unserved: f64,
+}
+
+/// Who answers one second's requests.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Split {
+    /// Requests without what an A/B match looks for.
+    pub plain: Answers,
+    /// Requests carrying what an A/B match looks for (a share `match_share` of all), while the
+    /// route has matches; `None` when it has none, and then they are plain requests.
+    pub matched: Option<Answers>,
+    /// Share of stable's answered requests copied to the canary by mirroring.
+    pub mirrored: f64,
+}
+
+impl Split {
+    /// What the route `route` does with requests, every request answered.
+    pub fn of_route(route: &RouteState) -> Split {
+        Split {
+            plain: Answers {
+                canary: route.weight_percent() / 100.0,
+                unserved: 0.0,
+            },
+            matched: (!route.matches.is_empty()).then_some(Answers {
+                canary: 1.0,
+                unserved: 0.0,
+            }),
+            mirrored: route
+                .mirror
+                .map_or(0.0, |percent| f64::from(percent) / 100.0),
+        }
+    }
+}
+
+/// The split in effect during each second of a simulation.
+pub trait Splits: Send + Sync {
+    /// The split in effect during unix second `second` (the one ending at `second`).
+    fn split_for_second(&self, second: i64) -> Split;
+}
+
+impl Splits for crate::memory::InMemoryTraffic {
+    fn split_for_second(&self, second: i64) -> Split {
+        Split::of_route(&self.route_for_second(second))
+    }
+}
+
 /// What happened in one second.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SecondCounts {
@@ -55,6 +112,8 @@ pub struct SecondCounts {
     pub mirrored: u64,
     /// Of those, errors (seen by the canary's metrics, not by users).
     pub mirrored_errors: u64,
+    /// User requests answered by no pod.
+    pub unserved: u64,
 }
 
 impl std::ops::AddAssign for SecondCounts {
@@ -66,25 +125,50 @@ impl std::ops::AddAssign for SecondCounts {
         self.stable_errors += other.stable_errors;
         self.mirrored += other.mirrored;
         self.mirrored_errors += other.mirrored_errors;
+        self.unserved += other.unserved;
     }
 }
 
 impl TrafficModel {
     /// The requests of unix second `second` under `route`.
     pub fn second(&self, second: i64, route: &RouteState) -> SecondCounts {
+        self.split_second(second, &Split::of_route(route))
+    }
+
+    /// The requests of unix second `second`, answered as `split` says.
+    pub fn split_second(&self, second: i64, split: &Split) -> SecondCounts {
         let rng = |stream| Rng::new(self.seed, second, stream);
-        let total = self.rps;
-        let matched = if route.matches.is_empty() {
-            0
-        } else {
-            rng(MATCHED).binomial(total, self.match_share)
+        // `remaining` of `n` requests not yet drawn; a share of all becomes a share of them.
+        let conditional = |share: f64, taken: f64| {
+            if taken >= 1.0 {
+                0.0
+            } else {
+                share / (1.0 - taken)
+            }
         };
-        let weighted = rng(WEIGHTED).binomial(total - matched, route.weight_percent() / 100.0);
-        let canary = matched + weighted;
-        let stable = total - canary;
-        let mirrored = route.mirror.map_or(0, |percent| {
-            rng(MIRRORED).binomial(stable, f64::from(percent) / 100.0)
-        });
+        let total = self.rps;
+        let (matched, matched_canary, matched_unserved) = match split.matched {
+            None => (0, 0, 0),
+            Some(answers) => {
+                let matched = rng(MATCHED).binomial(total, self.match_share);
+                let canary = rng(MATCHED_CANARY).binomial(matched, answers.canary);
+                let unserved = rng(MATCHED_UNSERVED).binomial(
+                    matched - canary,
+                    conditional(answers.unserved, answers.canary),
+                );
+                (matched, canary, unserved)
+            }
+        };
+        let plain = total - matched;
+        let weighted = rng(WEIGHTED).binomial(plain, split.plain.canary);
+        let unserved = rng(UNSERVED).binomial(
+            plain - weighted,
+            conditional(split.plain.unserved, split.plain.canary),
+        );
+        let canary = matched_canary + weighted;
+        let unserved = matched_unserved + unserved;
+        let stable = total - canary - unserved;
+        let mirrored = rng(MIRRORED).binomial(stable, split.mirrored);
         SecondCounts {
             total,
             canary,
@@ -93,6 +177,7 @@ impl TrafficModel {
             stable_errors: rng(STABLE_ERRORS).binomial(stable, self.baseline_error_rate),
             mirrored,
             mirrored_errors: rng(MIRROR_ERRORS).binomial(mirrored, self.canary_error_rate),
+            unserved,
         }
     }
 

@@ -262,6 +262,11 @@ impl ApiServer {
         }
     }
 
+    /// The resource type served for `apiVersion` `api_version` and kind `kind`, if any.
+    pub fn resource(&self, api_version: &str, kind: &str) -> Option<ResourceType> {
+        self.state().registry.by_kind(api_version, kind)
+    }
+
     /// Every stored object of every registered kind, read at one instant (under the store's
     /// lock, so no write lands half-way): what a data plane sees at that moment.
     pub fn snapshot(&self) -> Vec<Value> {
@@ -270,10 +275,7 @@ impl ApiServer {
         kinds.sort_by(|a, b| (&a.group, &a.plural).cmp(&(&b.group, &b.plural)));
         kinds.dedup_by(|a, b| (&a.group, &a.plural) == (&b.group, &b.plural));
         let inner = self.state().store.lock();
-        kinds
-            .iter()
-            .flat_map(|rt| inner.list(rt, None))
-            .collect()
+        kinds.iter().flat_map(|rt| inner.list(rt, None)).collect()
     }
 
     /// Starts (or restarts with a new delay) the simulated kube-controller-manager and kubelet

@@ -1,0 +1,217 @@
+//! The simulated cluster: the strict API test server with the CRDs canary and its providers
+//! use, the admission webhooks of the meshes and ingress-nginx, the user's objects created
+//! through the API (so a real cluster's refusals show), and the kube-controller-manager
+//! stepped in virtual time.
+
+use std::time::Duration;
+
+use canary_core::RolloutPlan;
+use jiff::{SignedDuration, Timestamp};
+use kube::api::{ApiResource, DynamicObject, Patch, PatchParams, PostParams};
+use kube::{Api, Client};
+use serde_json::{Value, json};
+
+use crate::crd::Rollout;
+use crate::error::{Error, Result};
+use crate::fixtures::{read_crds, upstream_crds};
+use crate::testserver::{ApiServer, ControllerManager, ResourceType};
+
+/// Custom resources served without a schema: no public CRD of them is published.
+const SCHEMALESS: [(&str, &str, &str, &str, bool); 2] = [
+    (
+        "istio.alibabacloud.com",
+        "v1",
+        "ASMSwimLaneGroup",
+        "asmswimlanegroups",
+        false,
+    ),
+    (
+        "istio.alibabacloud.com",
+        "v1",
+        "ASMSwimLane",
+        "asmswimlanes",
+        false,
+    ),
+];
+
+/// How long before the simulation starts the cluster boots, so that the stable Deployment is
+/// rolled out when the Rollout arrives.
+const BOOT: SignedDuration = SignedDuration::from_hours(1);
+
+/// Annotation `kubectl rollout restart` sets on a pod template.
+const RESTARTED_AT: &str = "kubectl.kubernetes.io/restartedAt";
+
+/// A running simulated cluster.
+pub(super) struct Cluster {
+    pub(super) server: ApiServer,
+    pub(super) client: Client,
+    pub(super) controllers: ControllerManager,
+}
+
+impl Cluster {
+    /// A fresh cluster whose pods are ready `pod_startup` after they start.
+    pub(super) async fn start(pod_startup: SignedDuration) -> Result<Self> {
+        let server = ApiServer::start()
+            .await
+            .map_err(|e| Error::Invalid(format!("the API test server cannot start: {e}")))?;
+        let rollout = serde_json::to_value(<Rollout as kube::CustomResourceExt>::crd())
+            .map_err(|e| Error::Invalid(format!("the Rollout CRD: {e}")))?;
+        let upstream = read_crds(&upstream_crds()).map_err(Error::Invalid)?;
+        for crd in std::iter::once(&rollout).chain(&upstream) {
+            server.register_crd(crd)?;
+        }
+        for (group, version, kind, plural, namespaced) in SCHEMALESS {
+            server.register(ResourceType::new(
+                group, version, kind, plural, namespaced, false,
+            ));
+        }
+        server.admit_like_upstream();
+        let startup = Duration::try_from(pod_startup).unwrap_or_default();
+        Ok(Cluster {
+            client: server.client(),
+            controllers: server.controllers(startup),
+            server,
+        })
+    }
+
+    /// Creates `object` through the API, as `kubectl create` would: refused as a real
+    /// cluster refuses it (validation, schema, admission), with the server's message.
+    pub(super) async fn create(&self, object: &Value) -> Result<()> {
+        let api_version = object["apiVersion"].as_str().unwrap_or_default();
+        let kind = object["kind"].as_str().unwrap_or_default();
+        let name = object["metadata"]["name"].as_str().unwrap_or_default();
+        let namespace = object["metadata"]["namespace"].as_str();
+        let what = match namespace {
+            Some(namespace) => format!("{kind} {namespace}/{name}"),
+            None => format!("{kind} {name}"),
+        };
+        let Some(resource) = self.server.resource(api_version, kind) else {
+            return Err(Error::Refused(format!(
+                "{what}: the cluster serves no {kind} in {api_version}"
+            )));
+        };
+        let api_resource = ApiResource {
+            group: resource.group.clone(),
+            version: resource.version.clone(),
+            api_version: api_version.to_owned(),
+            kind: kind.to_owned(),
+            plural: resource.plural.clone(),
+        };
+        let api: Api<DynamicObject> = match (resource.namespaced, namespace) {
+            (true, Some(namespace)) => {
+                Api::namespaced_with(self.client.clone(), namespace, &api_resource)
+            }
+            (true, None) => Api::default_namespaced_with(self.client.clone(), &api_resource),
+            (false, _) => Api::all_with(self.client.clone(), &api_resource),
+        };
+        let dynamic: DynamicObject = serde_json::from_value(canary_core::objects::clean(object))
+            .map_err(|e| Error::Refused(format!("{what}: {e}")))?;
+        api.create(&PostParams::default(), &dynamic)
+            .await
+            .map_err(|e| Error::Refused(format!("{what}: {}", refusal(&e))))?;
+        Ok(())
+    }
+
+    /// Checks that the objects the rollout builds on are there: the stable Deployment and
+    /// its Service.
+    pub(super) fn check_needs(&self, plan: &RolloutPlan) -> Result<()> {
+        let spec = &plan.rollout.spec;
+        let needed = [
+            (
+                "apps/v1",
+                "Deployment",
+                &spec.workload_ref.name,
+                "spec.workloadRef",
+            ),
+            ("v1", "Service", &spec.service.name, "spec.service"),
+        ];
+        for (api_version, kind, name, field) in needed {
+            if self
+                .server
+                .get(api_version, kind, Some(&plan.namespace), name)
+                .is_none()
+            {
+                return Err(Error::Unusable(format!(
+                    "the cluster has no {kind} {}/{name} ({field}): add it to the rollout \
+                     file or give it with --objects",
+                    plan.namespace
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs the kube-controller-manager from an hour before `start` until `start`: the
+    /// Deployments created so far are rolled out.
+    pub(super) fn boot(&self, start: Timestamp) {
+        let mut now = start.checked_sub(BOOT).unwrap_or(start);
+        self.controllers.step(now);
+        while let Some(at) = self.controllers.next_event().filter(|at| *at <= start) {
+            now = at.max(now);
+            self.controllers.step(now);
+        }
+        self.controllers.step(start);
+    }
+
+    /// Creates the Rollout of `plan` without its `newVersion`, so that the controller first
+    /// adopts the stable workload as it runs.
+    pub(super) async fn create_rollout(&self, plan: &RolloutPlan) -> Result<Api<Rollout>> {
+        let mut value = serde_json::to_value(&plan.rollout)
+            .map_err(|e| Error::Invalid(format!("the Rollout: {e}")))?;
+        if let Some(spec) = value.get_mut("spec").and_then(Value::as_object_mut) {
+            spec.remove("newVersion");
+        }
+        let rollout: Rollout = serde_json::from_value(value)
+            .map_err(|e| Error::Refused(format!("Rollout {}: {e}", plan.name)))?;
+        let api = Api::<Rollout>::namespaced(self.client.clone(), &plan.namespace);
+        api.create(&PostParams::default(), &rollout)
+            .await
+            .map_err(|e| {
+                Error::Refused(format!(
+                    "Rollout {}/{}: {}",
+                    plan.namespace,
+                    plan.name,
+                    refusal(&e)
+                ))
+            })?;
+        Ok(api)
+    }
+
+    /// Asks for a new revision: the Rollout's `newVersion` when it has one, or else a
+    /// changed pod template of the stable Deployment, as `kubectl rollout restart` makes.
+    pub(super) async fn release(&self, plan: &RolloutPlan, at: Timestamp) -> Result<()> {
+        let refused =
+            |what: String| move |e: kube::Error| Error::Refused(format!("{what}: {}", refusal(&e)));
+        match &plan.rollout.spec.new_version {
+            Some(new_version) => {
+                let patch = json!({"spec": {"newVersion": new_version}});
+                Api::<Rollout>::namespaced(self.client.clone(), &plan.namespace)
+                    .patch(&plan.name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                    .map_err(refused(format!("Rollout {}/{}", plan.namespace, plan.name)))?;
+            }
+            None => {
+                let stable = &plan.rollout.spec.workload_ref.name;
+                let patch = json!({"spec": {"template": {"metadata": {"annotations": {
+                    RESTARTED_AT: at.to_string()
+                }}}}});
+                Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(
+                    self.client.clone(),
+                    &plan.namespace,
+                )
+                .patch(stable, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .map_err(refused(format!("Deployment {}/{stable}", plan.namespace)))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What the API server said when it refused a request.
+fn refusal(error: &kube::Error) -> String {
+    match error {
+        kube::Error::Api(status) => status.message.clone(),
+        other => other.to_string(),
+    }
+}

@@ -1,0 +1,355 @@
+//! A rollout simulated through a cluster: the real controller reconcile (finalizer, the
+//! Deployment workload provider, the Rollout's traffic provider, the status subresource)
+//! against the strict in-memory API server holding the user's objects, its
+//! kube-controller-manager and kubelet stepped in virtual time, and the data-plane model of
+//! the Rollout's provider deciding which pods answer the synthetic traffic.
+//!
+//! The cluster first runs the user's objects (the stable Deployment rolled out), the
+//! controller adopts the stable workload, then a new revision is released: the Rollout's
+//! `newVersion`, or else a changed pod template as `kubectl rollout restart` makes. Time
+//! moves from one thing that happens to the next: the controller's requeue, a pod becoming
+//! ready, the simulated operator's approval. After every step of the cluster or the
+//! controller the data plane is asked who answers users' requests; the requests of each
+//! second follow that answer, and the metrics analysis reads them.
+//!
+//! Beyond the in-memory simulation's report, rows carry the served shares and the summary
+//! says how many requests nobody answered, how far the canary's served share exceeded its
+//! route weight, and how many requests canary pods answered while the route sent the canary
+//! nothing.
+
+mod cluster;
+mod served;
+
+use std::sync::{Arc, Mutex};
+
+use canary_core::dataplane::World;
+use canary_core::dataplane::probe::{self, Probe};
+use canary_core::driver::Reconciled;
+use canary_core::memory::InMemoryWebhooks;
+use canary_core::providers::{Clock, ManualClock};
+use canary_core::sim::{Recorder, START, SimConfig, SimMetrics, SimReport};
+use canary_core::spec::RequestMatch;
+use canary_core::{Command, RolloutPlan, RolloutStatus};
+use jiff::{SignedDuration, Timestamp};
+use kube::Client;
+use serde_json::Value;
+
+pub use served::ServedHistory;
+
+use crate::controller::{Context, TrafficFactory, reconcile};
+use crate::error::{Error, Result};
+use crate::metrics::Metrics;
+
+/// Reconcile passes in a row that may fail before virtual time moves on (a restarted
+/// controller tries again at once).
+const RETRIES: u32 = 3;
+
+/// How long the cluster is watched after the rollout ends, while the controller cleans up
+/// (the data-plane measures include it).
+const SETTLE: SignedDuration = SignedDuration::from_mins(5);
+
+/// How long every pass may fail before the simulation stops.
+const GIVE_UP: SignedDuration = SignedDuration::from_mins(10);
+
+/// Passes at one instant, each woken by what the previous one made the cluster do.
+const WAKEUPS: u32 = 4;
+
+/// The controller name events are reported under.
+const CONTROLLER: &str = "canary-simulate";
+
+/// A rollout to simulate through a cluster.
+pub struct ClusterSimulation<'p> {
+    plan: &'p RolloutPlan,
+    objects: Vec<Value>,
+    config: SimConfig,
+}
+
+impl<'p> ClusterSimulation<'p> {
+    /// A simulation of `plan` on a cluster holding `objects` (the stable Deployment, its
+    /// Service, the provider's objects…), in the world `config` describes. The config's
+    /// `stable_replicas` and `crash_at_call` do not apply: the replicas are the Deployment's,
+    /// and faults are the API server's.
+    pub fn new(plan: &'p RolloutPlan, objects: Vec<Value>, config: SimConfig) -> Self {
+        ClusterSimulation {
+            plan,
+            objects,
+            config,
+        }
+    }
+
+    /// Runs the rollout to its end (or `max_duration`), routing with the providers `traffic`
+    /// makes for the cluster's client. A refused object or Rollout is
+    /// [`Error::Refused`]; a simulation setting out of range is a core simulation error.
+    pub async fn run(
+        &self,
+        traffic: impl FnOnce(Client) -> Arc<dyn TrafficFactory>,
+    ) -> Result<SimReport> {
+        self.config.check()?;
+        let cluster = cluster::Cluster::start(self.config.pod_startup).await?;
+        for object in &self.objects {
+            cluster.create(object).await?;
+        }
+        cluster.check_needs(self.plan)?;
+        cluster.boot(START);
+        let rollouts = cluster.create_rollout(self.plan).await?;
+
+        let clock = ManualClock::new(START);
+        let history = ServedHistory::default();
+        let model = self.config.traffic_model();
+        let passes: Arc<Mutex<Vec<Reconciled>>> = Arc::default();
+        let seen = Arc::clone(&passes);
+        let context = Arc::new(
+            Context::new(
+                cluster.client.clone(),
+                traffic(cluster.client.clone()),
+                Arc::new(SimMetrics::new(model.clone(), Arc::new(history.clone()))),
+                Arc::new(InMemoryWebhooks::default()),
+                Arc::new(clock.clone()) as Arc<dyn Clock>,
+                Metrics::register(&mut prometheus_client::registry::Registry::default()),
+                CONTROLLER,
+            )
+            .with_observer(Arc::new(move |pass: &Reconciled| {
+                if let Ok(mut passes) = seen.lock() {
+                    passes.push(pass.clone());
+                }
+            })),
+        );
+        let mut run = Run {
+            plan: self.plan,
+            config: &self.config,
+            cluster: &cluster,
+            rollouts: &rollouts,
+            context,
+            passes,
+            history,
+            recorder: Recorder::new(self.plan),
+            matches: plan_matches(self.plan),
+            max_excess: 0.0,
+            unserved_because: None,
+        };
+
+        // Adoption: the controller takes the stable workload as it runs.
+        let mut now = START;
+        run.look(now).await?;
+        for _ in 0..RETRIES {
+            if run.pass(now).await.is_some() {
+                break;
+            }
+        }
+        cluster.release(self.plan, now).await?;
+        let end = START.checked_add(self.config.max_duration).unwrap_or(START);
+        let mut failures_in_a_row = 0;
+        let mut ended = None;
+        let mut failing_since = None;
+        loop {
+            if let Some(at) = self.config.approval_due(self.plan, &run.status().await?)
+                && at <= now
+            {
+                let id = u64::try_from(now.as_millisecond()).unwrap_or(u64::MAX);
+                crate::ctl::send(&rollouts, &self.plan.name, Command::Promote, id).await?;
+            }
+            let requeue = match run.pass(now).await {
+                Some(pass) => {
+                    failures_in_a_row = 0;
+                    failing_since = None;
+                    if pass.status.phase.is_terminal() && ended.is_none() {
+                        ended = Some(now);
+                    }
+                    pass.requeue_after
+                        .and_then(|after| now.checked_add(after).ok())
+                }
+                None => {
+                    failures_in_a_row += 1;
+                    if failures_in_a_row < RETRIES {
+                        continue;
+                    }
+                    failures_in_a_row = 0;
+                    // The controller's error policy: again in 5 s; a controller that fails
+                    // for long gets nowhere, and the simulation stops.
+                    let since = *failing_since.get_or_insert(now);
+                    if now.duration_since(since) >= GIVE_UP {
+                        run.recorder.note(
+                            now,
+                            &format!(
+                                "Stopped: every pass failed for {}",
+                                canary_core::duration::format_duration(GIVE_UP)
+                            ),
+                        );
+                        break;
+                    }
+                    now.checked_add(SignedDuration::from_secs(5)).ok()
+                }
+            };
+            let approval = self.config.approval_due(self.plan, &run.status().await?);
+            let next = [requeue, approval, cluster.controllers.next_event()]
+                .into_iter()
+                .flatten()
+                .min();
+            let Some(next) = next else { break };
+            // Virtual time moves on by at least a second, so a wait always ends.
+            let next = next.max(
+                now.checked_add(SignedDuration::from_secs(1))
+                    .unwrap_or(next),
+            );
+            let limit = match ended {
+                Some(ended) => ended.checked_add(SETTLE).unwrap_or(ended).min(end),
+                None => end,
+            };
+            if next > limit {
+                break;
+            }
+            now = next;
+            clock.set(now);
+            cluster.controllers.step(now);
+            run.look(now).await?;
+        }
+        let finished = ended.unwrap_or(now).min(end);
+        let settled = now.max(finished);
+        let status = run.status().await?;
+        let history = run.history.clone();
+        let excess = run.max_excess;
+        let mut report =
+            run.recorder
+                .finish(&status, finished, status.route.weight, &history, &model);
+        let summary = &mut report.summary;
+        summary.unserved_requests = Some(
+            (START.as_second() + 1..=settled.as_second())
+                .map(|second| {
+                    model
+                        .split_second(
+                            second,
+                            &canary_core::sim::Splits::split_for_second(&history, second),
+                        )
+                        .unserved
+                })
+                .sum(),
+        );
+        summary.max_canary_excess = Some((excess * 100.0).round() / 100.0);
+        summary.canary_requests_outside_release =
+            Some(history.canary_requests_outside_release(&model, settled));
+        Ok(report)
+    }
+}
+
+/// The state of one simulation run.
+struct Run<'a> {
+    plan: &'a RolloutPlan,
+    config: &'a SimConfig,
+    cluster: &'a cluster::Cluster,
+    rollouts: &'a kube::Api<crate::crd::Rollout>,
+    context: Arc<Context>,
+    /// The passes the controller completed, not yet recorded.
+    passes: Arc<Mutex<Vec<Reconciled>>>,
+    history: ServedHistory,
+    recorder: Recorder,
+    /// Every request match of the plan: what users who carry one send, all along.
+    matches: Vec<RequestMatch>,
+    /// The largest canary excess seen, in percentage points.
+    max_excess: f64,
+    /// Why some requests were last answered by nobody, to say it once per change.
+    unserved_because: Option<String>,
+}
+
+impl Run<'_> {
+    /// The Rollout's status now.
+    async fn status(&self) -> Result<RolloutStatus> {
+        Ok(self
+            .rollouts
+            .get(&self.plan.name)
+            .await?
+            .status
+            .unwrap_or_default())
+    }
+
+    /// Controller passes at `now`, with the cluster moving on after each: a pass whose writes
+    /// make the kube-controller-manager change something is followed by another, as the
+    /// controller's watches would wake it. The last pass the driver completed, if it did (a
+    /// pass that only adds the finalizer, or fails, completes none).
+    async fn pass(&mut self, now: Timestamp) -> Option<Reconciled> {
+        let mut last = None;
+        for _ in 0..WAKEUPS {
+            last = self.pass_once(now).await;
+            let changed = self.cluster.controllers.step(now);
+            if let Err(error) = self.look(now).await {
+                self.recorder.error(now, &error);
+            }
+            if !changed || last.is_none() {
+                break;
+            }
+        }
+        last
+    }
+
+    /// One controller pass at `now`.
+    async fn pass_once(&mut self, now: Timestamp) -> Option<Reconciled> {
+        self.cluster.controllers.step(now);
+        let outcome = match self.rollouts.get(&self.plan.name).await {
+            Ok(rollout) => reconcile(Arc::new(rollout), Arc::clone(&self.context))
+                .await
+                .map(|_| ()),
+            Err(error) => Err(Error::from(error)),
+        };
+        let completed: Vec<Reconciled> = self
+            .passes
+            .lock()
+            .map(|mut passes| passes.drain(..).collect())
+            .unwrap_or_default();
+        for pass in &completed {
+            self.recorder.record(now, pass);
+        }
+        if let Err(error) = &outcome {
+            self.recorder.error(now, error);
+        }
+        completed.into_iter().last().filter(|_| outcome.is_ok())
+    }
+
+    /// Asks the data plane who answers users' requests at `now`, and records it.
+    async fn look(&mut self, now: Timestamp) -> Result<()> {
+        let status = self.status().await?;
+        let world = World::new(self.cluster.server.snapshot());
+        let probe = probe::probe(self.plan, &world, &self.matches);
+        let split = served::split_of(&probe);
+        self.history
+            .observe(now, split, served::route_sends_canary(&status));
+        self.max_excess = self.max_excess.max(served::canary_excess(&probe, &status));
+        self.recorder
+            .observe(now, served::shares_of(&split, self.config.match_share));
+        self.note_unserved(now, &probe);
+        Ok(())
+    }
+
+    /// Says in the timeline why requests go unanswered, when that starts or changes.
+    fn note_unserved(&mut self, now: Timestamp, probe: &Probe) {
+        let why = probe.worst_unserved().map(|worst| {
+            format!(
+                "Unserved: {} ({}): {}% answered by nobody: {}",
+                worst.caller,
+                worst.request,
+                (worst.none * 1000.0).round() / 10.0,
+                worst
+                    .unserved_because
+                    .as_deref()
+                    .unwrap_or("no reason given")
+            )
+        });
+        if why != self.unserved_because {
+            if let Some(why) = &why {
+                self.recorder.note(now, why);
+            }
+            self.unserved_because = why;
+        }
+    }
+}
+
+/// Every request match of `plan`'s steps, once each.
+fn plan_matches(plan: &RolloutPlan) -> Vec<RequestMatch> {
+    let mut matches: Vec<RequestMatch> = Vec::new();
+    for step in &plan.steps {
+        for wanted in &step.route.matches {
+            if !matches.contains(wanted) {
+                matches.push(wanted.clone());
+            }
+        }
+    }
+    matches
+}
