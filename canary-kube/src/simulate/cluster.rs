@@ -141,16 +141,25 @@ impl Cluster {
         Ok(())
     }
 
+    /// Moves the cluster on to `now`: the kube-controller-manager and kubelet, and the mesh's
+    /// control plane. Returns whether anything changed.
+    pub(super) async fn step(&self, now: Timestamp) -> bool {
+        let controllers = self.controllers.step(now);
+        let mesh = super::kuma::sync_mesh_services(&self.server, &self.client).await;
+        let after = mesh && self.controllers.step(now);
+        controllers || mesh || after
+    }
+
     /// Runs the kube-controller-manager from an hour before `start` until `start`: the
     /// Deployments created so far are rolled out.
-    pub(super) fn boot(&self, start: Timestamp) {
+    pub(super) async fn boot(&self, start: Timestamp) {
         let mut now = start.checked_sub(BOOT).unwrap_or(start);
-        self.controllers.step(now);
+        self.step(now).await;
         while let Some(at) = self.controllers.next_event().filter(|at| *at <= start) {
             now = at.max(now);
-            self.controllers.step(now);
+            self.step(now).await;
         }
-        self.controllers.step(start);
+        self.step(start).await;
     }
 
     /// Creates the Rollout of `plan` without its `newVersion`, so that the controller first

@@ -18,6 +18,7 @@
 //! nothing.
 
 mod cluster;
+mod kuma;
 mod served;
 
 use std::sync::{Arc, Mutex};
@@ -36,7 +37,7 @@ use serde_json::Value;
 
 pub use served::ServedHistory;
 
-use crate::controller::{Context, TrafficFactory, reconcile};
+use crate::controller::{Context, PassObserver, TrafficFactory, reconcile};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 
@@ -62,27 +63,38 @@ pub struct ClusterSimulation<'p> {
     plan: &'p RolloutPlan,
     objects: Vec<Value>,
     config: SimConfig,
+    restarting: bool,
 }
 
 impl<'p> ClusterSimulation<'p> {
     /// A simulation of `plan` on a cluster holding `objects` (the stable Deployment, its
     /// Service, the provider's objects…), in the world `config` describes. The config's
-    /// `stable_replicas` and `crash_at_call` do not apply: the replicas are the Deployment's,
-    /// and faults are the API server's.
+    /// `stable_replicas` does not apply (the replicas are the Deployment's); its
+    /// `crash_at_call` fails the controller's n-th write to the API server after the release
+    /// begins, and the controller restarts.
     pub fn new(plan: &'p RolloutPlan, objects: Vec<Value>, config: SimConfig) -> Self {
         ClusterSimulation {
             plan,
             objects,
             config,
+            restarting: false,
         }
     }
 
+    /// This simulation with a controller restarted before every pass: nothing it keeps in
+    /// memory (provider state included) outlives a pass.
+    pub fn restarting(mut self) -> Self {
+        self.restarting = true;
+        self
+    }
+
     /// Runs the rollout to its end (or `max_duration`), routing with the providers `traffic`
-    /// makes for the cluster's client. A refused object or Rollout is
-    /// [`Error::Refused`]; a simulation setting out of range is a core simulation error.
+    /// makes for the cluster's client (called again for every restart of the controller). A
+    /// refused object or Rollout is [`Error::Refused`], objects the rollout needs missing
+    /// [`Error::Unusable`]; a simulation setting out of range is a core simulation error.
     pub async fn run(
         &self,
-        traffic: impl FnOnce(Client) -> Arc<dyn TrafficFactory>,
+        traffic: impl Fn(Client) -> Arc<dyn TrafficFactory> + Send + Sync + 'static,
     ) -> Result<SimReport> {
         self.config.check()?;
         let cluster = cluster::Cluster::start(self.config.pod_startup).await?;
@@ -90,7 +102,7 @@ impl<'p> ClusterSimulation<'p> {
             cluster.create(object).await?;
         }
         cluster.check_needs(self.plan)?;
-        cluster.boot(START);
+        cluster.boot(START).await;
         let rollouts = cluster.create_rollout(self.plan).await?;
 
         let clock = ManualClock::new(START);
@@ -98,33 +110,43 @@ impl<'p> ClusterSimulation<'p> {
         let model = self.config.traffic_model();
         let passes: Arc<Mutex<Vec<Reconciled>>> = Arc::default();
         let seen = Arc::clone(&passes);
-        let context = Arc::new(
-            Context::new(
-                cluster.client.clone(),
-                traffic(cluster.client.clone()),
-                Arc::new(SimMetrics::new(model.clone(), Arc::new(history.clone()))),
-                Arc::new(InMemoryWebhooks::default()),
-                Arc::new(clock.clone()) as Arc<dyn Clock>,
-                Metrics::register(&mut prometheus_client::registry::Registry::default()),
-                CONTROLLER,
+        let client = cluster.client.clone();
+        let metrics = Arc::new(SimMetrics::new(model.clone(), Arc::new(history.clone())));
+        let observer: PassObserver = Arc::new(move |pass: &Reconciled| {
+            if let Ok(mut passes) = seen.lock() {
+                passes.push(pass.clone());
+            }
+        });
+        let controller = clock.clone();
+        // A controller as it starts: fresh providers, nothing remembered.
+        let start_controller = move || {
+            Arc::new(
+                Context::new(
+                    client.clone(),
+                    traffic(client.clone()),
+                    metrics.clone(),
+                    Arc::new(InMemoryWebhooks::default()),
+                    Arc::new(controller.clone()) as Arc<dyn Clock>,
+                    Metrics::register(&mut prometheus_client::registry::Registry::default()),
+                    CONTROLLER,
+                )
+                .with_observer(observer.clone()),
             )
-            .with_observer(Arc::new(move |pass: &Reconciled| {
-                if let Ok(mut passes) = seen.lock() {
-                    passes.push(pass.clone());
-                }
-            })),
-        );
+        };
         let mut run = Run {
             plan: self.plan,
             config: &self.config,
             cluster: &cluster,
             rollouts: &rollouts,
-            context,
+            context: start_controller(),
+            start_controller: Box::new(start_controller),
+            restarting: self.restarting,
             passes,
             history,
             recorder: Recorder::new(self.plan),
             matches: plan_matches(self.plan),
             max_excess: 0.0,
+            interrupted: false,
             unserved_because: None,
         };
 
@@ -137,6 +159,10 @@ impl<'p> ClusterSimulation<'p> {
             }
         }
         cluster.release(self.plan, now).await?;
+        cluster
+            .server
+            .faults()
+            .fail_write(self.config.crash_at_call);
         let end = START.checked_add(self.config.max_duration).unwrap_or(START);
         let mut failures_in_a_row = 0;
         let mut ended = None;
@@ -200,7 +226,7 @@ impl<'p> ClusterSimulation<'p> {
             }
             now = next;
             clock.set(now);
-            cluster.controllers.step(now);
+            cluster.step(now).await;
             run.look(now).await?;
         }
         let finished = ended.unwrap_or(now).min(end);
@@ -237,7 +263,12 @@ struct Run<'a> {
     config: &'a SimConfig,
     cluster: &'a cluster::Cluster,
     rollouts: &'a kube::Api<crate::crd::Rollout>,
+    /// The running controller's context.
     context: Arc<Context>,
+    /// Starts the controller afresh.
+    start_controller: Box<dyn Fn() -> Arc<Context> + Send + Sync>,
+    /// Whether the controller restarts before every pass.
+    restarting: bool,
     /// The passes the controller completed, not yet recorded.
     passes: Arc<Mutex<Vec<Reconciled>>>,
     history: ServedHistory,
@@ -246,6 +277,8 @@ struct Run<'a> {
     matches: Vec<RequestMatch>,
     /// The largest canary excess seen, in percentage points.
     max_excess: f64,
+    /// Whether the last pass failed half-way (its status saved, its actions not all done).
+    interrupted: bool,
     /// Why some requests were last answered by nobody, to say it once per change.
     unserved_because: Option<String>,
 }
@@ -269,7 +302,7 @@ impl Run<'_> {
         let mut last = None;
         for _ in 0..WAKEUPS {
             last = self.pass_once(now).await;
-            let changed = self.cluster.controllers.step(now);
+            let changed = self.cluster.step(now).await;
             if let Err(error) = self.look(now).await {
                 self.recorder.error(now, &error);
             }
@@ -282,7 +315,10 @@ impl Run<'_> {
 
     /// One controller pass at `now`.
     async fn pass_once(&mut self, now: Timestamp) -> Option<Reconciled> {
-        self.cluster.controllers.step(now);
+        self.cluster.step(now).await;
+        if self.restarting {
+            self.context = (self.start_controller)();
+        }
         let outcome = match self.rollouts.get(&self.plan.name).await {
             Ok(rollout) => reconcile(Arc::new(rollout), Arc::clone(&self.context))
                 .await
@@ -297,8 +333,11 @@ impl Run<'_> {
         for pass in &completed {
             self.recorder.record(now, pass);
         }
+        self.interrupted = outcome.is_err();
         if let Err(error) = &outcome {
             self.recorder.error(now, error);
+            // A controller whose pass failed half-way starts again, as a crashed one would.
+            self.context = (self.start_controller)();
         }
         completed.into_iter().last().filter(|_| outcome.is_ok())
     }
@@ -311,7 +350,11 @@ impl Run<'_> {
         let split = served::split_of(&probe);
         self.history
             .observe(now, split, served::route_sends_canary(&status));
-        self.max_excess = self.max_excess.max(served::canary_excess(&probe, &status));
+        // The status is saved before the pass acts on it, so a pass that failed half-way
+        // leaves a route the status no longer shows until the pass is retried.
+        if !self.interrupted {
+            self.max_excess = self.max_excess.max(served::canary_excess(&probe, &status));
+        }
         self.recorder
             .observe(now, served::shares_of(&split, self.config.match_share));
         self.note_unserved(now, &probe);

@@ -13,6 +13,8 @@ struct Settings {
     drop_watch_rate: f64,
     latency: Duration,
     rng: u64,
+    /// Writes to let through before the one that fails (`None`: no write is set to fail).
+    fail_after: Option<u64>,
 }
 
 /// A handle to the server's fault settings; clones share the same settings.
@@ -35,6 +37,7 @@ impl Default for Faults {
                 drop_watch_rate: 0.0,
                 latency: Duration::ZERO,
                 rng: 0x5EED,
+                fail_after: None,
             })),
         }
     }
@@ -61,6 +64,12 @@ impl Faults {
         lock(&self.settings).drop_watch_rate = rate;
     }
 
+    /// Answers the `n`-th write from now (1-based) with 500 InternalError, once, as if the
+    /// writer crashed there; 0 cancels it.
+    pub fn fail_write(&self, n: u64) {
+        lock(&self.settings).fail_after = n.checked_sub(1);
+    }
+
     /// Restarts the pseudo-random sequence from `seed`.
     pub fn set_seed(&self, seed: u64) {
         lock(&self.settings).rng = seed;
@@ -73,6 +82,7 @@ impl Faults {
         s.error_rate = 0.0;
         s.drop_watch_rate = 0.0;
         s.latency = Duration::ZERO;
+        s.fail_after = None;
     }
 
     /// The configured latency.
@@ -88,6 +98,22 @@ impl Faults {
     /// Draws whether to inject an internal error into a write.
     pub(crate) fn roll_error(&self) -> bool {
         self.roll(|s| s.error_rate)
+    }
+
+    /// Counts a write; true when it is the one [`Faults::fail_write`] set to fail.
+    pub(crate) fn count_write(&self) -> bool {
+        let mut s = lock(&self.settings);
+        match s.fail_after {
+            Some(0) => {
+                s.fail_after = None;
+                true
+            }
+            Some(n) => {
+                s.fail_after = Some(n - 1);
+                false
+            }
+            None => false,
+        }
     }
 
     /// Draws whether to drop a watch stream after an event.

@@ -188,7 +188,7 @@ fn dispatch(
                         "Operation cannot be fulfilled: injected conflict (test server fault)",
                     ));
                 }
-                if state.faults.roll_error() {
+                if state.faults.count_write() || state.faults.roll_error() {
                     return Err(ApiError::internal(
                         "injected internal error (test server fault)",
                     ));

@@ -53,7 +53,11 @@ use routes::{BackendRef, Route, Split};
 
 /// Who answers `request` in `world`.
 pub fn serve(world: &World, request: &Request) -> Served {
-    let mesh = Mesh::of(world);
+    let caller_namespace = match &request.caller {
+        Caller::Sidecar { namespace } | Caller::Gateway { namespace, .. } => namespace.as_str(),
+        Caller::IngressController => "",
+    };
+    let mesh = Mesh::of(world, caller_namespace);
     let proxy = match &request.caller {
         Caller::Sidecar { namespace } => Proxy {
             namespace: namespace.clone(),

@@ -43,24 +43,26 @@ pub(super) struct Mesh {
 }
 
 impl Mesh {
-    /// The mesh of `world`: the Mesh named `default` (which the control plane creates and pods
-    /// join unless annotated otherwise), else the only Mesh held; without one, the default mesh
-    /// as the control plane creates it (MeshServices disabled).
-    pub fn of(world: &World) -> Mesh {
-        let meshes: Vec<&Value> = world.all("Mesh").collect();
-        let chosen = meshes
-            .iter()
-            .find(|m| m.pointer("/metadata/name").and_then(Value::as_str) == Some("default"))
-            .or_else(|| {
-                if meshes.len() == 1 {
-                    meshes.first()
-                } else {
-                    None
-                }
-            });
-        let Some(mesh) = chosen else {
+    /// The mesh the proxies of `namespace` join: the one its Namespace names with
+    /// `kuma.io/mesh` (a label or an annotation), else `default` (Kuma
+    /// `pkg/plugins/runtime/k8s/util`: `MeshOfByLabelOrAnnotation`). Without a Mesh object of
+    /// that name, the mesh as the control plane creates it (MeshServices disabled).
+    pub fn of(world: &World, namespace: &str) -> Mesh {
+        let named = world
+            .all("Namespace")
+            .find(|ns| str_at(ns, "/metadata/name") == Some(namespace))
+            .and_then(|ns| {
+                str_at(ns, "/metadata/labels/kuma.io~1mesh")
+                    .or_else(|| str_at(ns, "/metadata/annotations/kuma.io~1mesh"))
+            })
+            .unwrap_or("default")
+            .to_owned();
+        let Some(mesh) = world
+            .all("Mesh")
+            .find(|m| str_at(m, "/metadata/name") == Some(named.as_str()))
+        else {
             return Mesh {
-                name: "default".to_owned(),
+                name: named,
                 mode: Mode::Disabled,
             };
         };

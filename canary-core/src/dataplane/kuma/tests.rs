@@ -693,3 +693,37 @@ fn a_cookie_header_match_sees_the_request_cookies() {
         0.0
     ));
 }
+
+/// Proxies join the mesh their namespace names (`kuma.io/mesh`), else `default`: another
+/// mesh with MeshServices changes nothing for them, and a namespace labelled into it does.
+#[test]
+fn proxies_join_the_mesh_their_namespace_names() {
+    let mut other = mesh("Exclusive");
+    other["metadata"]["name"] = json!("prod");
+    let mut in_prod = mesh_service("web", "stable");
+    in_prod["metadata"]["labels"]["kuma.io/mesh"] = json!("prod");
+    // The default mesh (no Mesh object: MeshServices disabled) still routes by tag.
+    let route = || {
+        split_route(
+            "shop",
+            legacy("web_shop_svc_80"),
+            legacy("web_shop_svc_80"),
+            legacy("web-canary_shop_svc_80"),
+            100,
+        )
+    };
+    let served = serve(
+        &shop(vec![other.clone(), in_prod.clone(), route()]),
+        &from(sidecar("shop"), "/"),
+    );
+    assert!(close(canary(&served), 1.0), "{served:?}");
+    // Labelled into `prod`, which uses MeshServices only, the tag route configures nothing:
+    // the MeshService's own endpoints answer.
+    let namespace = json!({"apiVersion": "v1", "kind": "Namespace",
+                           "metadata": {"name": "shop", "labels": {"kuma.io/mesh": "prod"}}});
+    let served = serve(
+        &shop(vec![other, in_prod, namespace, route()]),
+        &from(sidecar("shop"), "/"),
+    );
+    assert!(close(stable(&served), 1.0), "{served:?}");
+}

@@ -1,0 +1,384 @@
+//! Whole releases through the real controller, the strict in-memory cluster and the data-plane
+//! models (`simulate --cluster`): what users' requests get, for every example rollout, for
+//! rollouts and objects the examples do not have, for refused input, and under controller
+//! crashes at any write.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test support code
+
+use std::path::Path;
+
+use canary::objects::Objects;
+use canary::sim::{SimConfig, SimReport};
+use canary::{Phase, RolloutPlan};
+use proptest::prelude::*;
+
+/// The plan of the rollout file `file` and its objects, with those of `extra` files.
+fn load(file: &str, extra: &[&str]) -> (RolloutPlan, Objects) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(root.join(file)).unwrap();
+    let loaded = canary::load::rollout_file(&text).unwrap();
+    let plan = canary::validate::validate(&loaded.rollout).unwrap();
+    let mut objects = loaded.objects;
+    for path in extra {
+        let text = std::fs::read_to_string(root.join(path)).unwrap();
+        objects.extend(
+            canary::load::objects_from_yaml(&text)
+                .unwrap()
+                .iter()
+                .cloned(),
+        );
+    }
+    (plan, objects)
+}
+
+/// Loads YAML text: the plan, and the objects of the further documents.
+fn load_text(text: &str) -> (RolloutPlan, Objects) {
+    let loaded = canary::load::rollout_file(text).unwrap();
+    let plan = canary::validate::validate(&loaded.rollout).unwrap();
+    (plan, loaded.objects)
+}
+
+async fn simulate(plan: &RolloutPlan, objects: &Objects, config: SimConfig) -> SimReport {
+    canary::cluster::simulate(plan, objects, config)
+        .await
+        .unwrap_or_else(|e| panic!("{}: {e}", plan.name))
+}
+
+/// The example rollouts, each with the objects files it builds on.
+fn examples() -> Vec<(String, Vec<&'static str>)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/rollouts");
+    let mut files: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".yaml") && !name.contains("objects"))
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .map(|name| {
+            let extra = if name.starts_with("echoserver") {
+                vec!["examples/rollouts/echoserver-objects.yaml"]
+            } else if name.contains("-asm") {
+                vec!["examples/rollouts/asm-chain-objects.yaml"]
+            } else {
+                Vec::new()
+            };
+            (format!("examples/rollouts/{name}"), extra)
+        })
+        .collect()
+}
+
+/// Every request was answered, the canary never answered more than its weight, and it
+/// answered nobody while the route sent it nothing.
+fn assert_truthful(name: &str, report: &SimReport) {
+    let s = &report.summary;
+    let timeline: Vec<String> = report
+        .rows
+        .iter()
+        .map(|row| serde_json::to_string(row).unwrap())
+        .collect();
+    assert_eq!(
+        s.unserved_requests,
+        Some(0),
+        "{name}: unserved requests\n{}",
+        timeline.join("\n")
+    );
+    assert_eq!(
+        s.canary_requests_outside_release,
+        Some(0),
+        "{name}: canary requests outside the release\n{}",
+        timeline.join("\n")
+    );
+    let excess = s.max_canary_excess.unwrap();
+    assert!(
+        excess <= 1.0,
+        "{name}: canary excess {excess}\n{}",
+        timeline.join("\n")
+    );
+}
+
+fn last_served_canary(report: &SimReport) -> f64 {
+    report
+        .rows
+        .iter()
+        .rev()
+        .find_map(|row| row.served)
+        .map(|served| served.canary)
+        .unwrap()
+}
+
+#[tokio::test]
+async fn every_example_releases_with_every_request_served() {
+    for (file, extra) in examples() {
+        let (plan, objects) = load(&file, &extra);
+        let report = simulate(&plan, &objects, SimConfig::default()).await;
+        assert_eq!(
+            report.summary.phase,
+            Phase::Succeeded,
+            "{file}: {}",
+            report.summary.message
+        );
+        assert_truthful(&file, &report);
+        let s = &report.summary;
+        assert!(
+            s.canary_requests + s.mirrored_requests > 0,
+            "{file}: the canary saw no request"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_bad_canary_is_rolled_back_with_every_request_served() {
+    let bad = SimConfig {
+        canary_error_rate: Some(0.3),
+        ..SimConfig::default()
+    };
+    for (file, extra) in examples() {
+        let (plan, objects) = load(&file, &extra);
+        if plan.analysis.metrics.is_empty() {
+            continue; // released by approval only: nothing judges it
+        }
+        let report = simulate(&plan, &objects, bad.clone()).await;
+        assert_eq!(report.summary.phase, Phase::Failed, "{file}");
+        assert_truthful(&file, &report);
+        assert_eq!(last_served_canary(&report), 0.0, "{file}");
+        // Users see the canary's errors, unless it only answered mirrored copies.
+        let s = &report.summary;
+        assert!(
+            s.canary_errors > 0 || s.canary_requests == 0 && s.mirrored_requests > 0,
+            "{file}: the canary failed nobody"
+        );
+    }
+}
+
+/// A Kuma mesh with MeshServices (which the simulated control plane generates from the
+/// Services), a namespace labelled into it, and a stable selector narrower than the
+/// Deployment's.
+const KUMA_MESH_SERVICES: &str = "
+apiVersion: canary.rs/v1alpha1
+kind: Rollout
+metadata: {name: cart, namespace: store}
+spec:
+  workloadRef: {apiVersion: apps/v1, kind: Deployment, name: cart}
+  service: {name: cart, port: 80}
+  newVersion: {containers: [{name: cart, image: 'cart:2'}]}
+  trafficRouting: {kuma: {mesh: prod}}
+  strategy: {canary: {steps: [{weight: 25}, {weight: 60}]}}
+  analysis: {interval: 30s, metrics: [{name: request-success-rate, thresholdRange: {min: 99}}]}
+---
+apiVersion: kuma.io/v1alpha1
+kind: Mesh
+metadata: {name: prod}
+spec: {meshServices: {mode: Exclusive}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: store, labels: {kuma.io/mesh: prod}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: cart, namespace: store}
+spec:
+  replicas: 4
+  selector: {matchLabels: {app: cart, tier: web}}
+  template:
+    metadata: {labels: {app: cart, tier: web}}
+    spec: {containers: [{name: cart, image: 'cart:1', ports: [{containerPort: 8080}]}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: cart, namespace: store}
+spec:
+  selector: {app: cart}
+  ports: [{name: web, port: 80, targetPort: 8080, appProtocol: http}]
+";
+
+/// Istio without version labels: subsets by pod-template hash; and a restart release (no
+/// `newVersion`).
+const ISTIO_HASH: &str = "
+apiVersion: canary.rs/v1alpha1
+kind: Rollout
+metadata: {name: api, namespace: prod}
+spec:
+  workloadRef: {apiVersion: apps/v1, kind: Deployment, name: api}
+  service: {name: api, port: 8000}
+  trafficRouting: {istio: {}}
+  strategy: {canary: {stepWeight: 20, maxWeight: 60}}
+  analysis: {interval: 45s, metrics: [{name: request-success-rate, thresholdRange: {min: 99}}]}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: api, namespace: prod}
+spec:
+  replicas: 3
+  selector: {matchLabels: {app: api}}
+  template:
+    metadata: {labels: {app: api}}
+    spec: {containers: [{name: api, image: 'api:1'}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: api, namespace: prod}
+spec:
+  selector: {app: api}
+  ports: [{name: http, port: 8000, targetPort: 8000}]
+";
+
+#[tokio::test]
+async fn rollouts_beyond_the_examples_release_and_roll_back_with_every_request_served() {
+    for text in [KUMA_MESH_SERVICES, ISTIO_HASH] {
+        let (plan, objects) = load_text(text);
+        let good = simulate(&plan, &objects, SimConfig::default()).await;
+        assert_eq!(good.summary.phase, Phase::Succeeded, "{}", plan.name);
+        assert_truthful(&plan.name, &good);
+        assert!(good.summary.canary_requests > 0);
+        let bad = SimConfig {
+            canary_error_rate: Some(0.3),
+            ..SimConfig::default()
+        };
+        let bad = simulate(&plan, &objects, bad).await;
+        assert_eq!(bad.summary.phase, Phase::Failed, "{}", plan.name);
+        assert_truthful(&plan.name, &bad);
+        assert_eq!(last_served_canary(&bad), 0.0);
+    }
+}
+
+#[tokio::test]
+async fn what_a_real_cluster_refuses_is_refused_with_its_message() {
+    // A selector that does not match the template's labels.
+    let (plan, objects) = load_text(&KUMA_MESH_SERVICES.replace(
+        "matchLabels: {app: cart, tier: web}",
+        "matchLabels: {app: cart, tier: api}",
+    ));
+    let error = canary::cluster::simulate(&plan, &objects, SimConfig::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, canary::kube::Error::Refused(message)
+            if message.contains("Deployment store/cart") && message.contains("`selector` does not match template `labels`")),
+        "{error}"
+    );
+    // Without the stable Deployment there is nothing to release.
+    let (plan, _) = load_text(ISTIO_HASH);
+    let error = canary::cluster::simulate(&plan, &Objects::default(), SimConfig::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, canary::kube::Error::Unusable(message)
+            if message.contains("Deployment prod/api (spec.workloadRef)")),
+        "{error}"
+    );
+}
+
+/// A small random rollout of `provider` with `steps` weight steps of `step` percent.
+fn random_rollout(provider: usize, steps: u32, step: u32, interval: u32) -> String {
+    let routing = [
+        "{istio: {}}",
+        "{nginx: {ingress: web}}",
+        "{kuma: {}}",
+        "{kuma: {mesh: mesh-services}}",
+    ];
+    let weights: Vec<String> = (1..=steps)
+        .map(|i| format!("{{weight: {}}}", (i * step).min(95)))
+        .collect();
+    format!(
+        "
+apiVersion: canary.rs/v1alpha1
+kind: Rollout
+metadata: {{name: web, namespace: shop}}
+spec:
+  workloadRef: {{apiVersion: apps/v1, kind: Deployment, name: web}}
+  service: {{name: web, port: 80}}
+  newVersion: {{version: v2, containers: [{{name: web, image: 'web:2'}}]}}
+  trafficRouting: {}
+  strategy: {{canary: {{steps: [{}]}}}}
+  analysis: {{interval: {interval}s, metrics: [{{name: request-success-rate, thresholdRange: {{min: 99}}}}]}}
+---
+apiVersion: kuma.io/v1alpha1
+kind: Mesh
+metadata: {{name: mesh-services}}
+spec: {{meshServices: {{mode: Everywhere}}}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {{name: shop, labels: {}}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: web, namespace: shop}}
+spec:
+  replicas: 3
+  selector: {{matchLabels: {{app: web, version: v1}}}}
+  template:
+    metadata: {{labels: {{app: web, version: v1}}}}
+    spec: {{containers: [{{name: web, image: 'web:1'}}]}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: web, namespace: shop}}
+spec:
+  selector: {{app: web}}
+  ports: [{{name: http, port: 80, targetPort: 8080, appProtocol: http}}]
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {{name: web, namespace: shop}}
+spec:
+  ingressClassName: nginx
+  rules:
+  - host: shop.example.com
+    http:
+      paths:
+      - {{path: /, pathType: Prefix, backend: {{service: {{name: web, port: {{number: 80}}}}}}}}
+",
+        routing[provider],
+        weights.join(", "),
+        // The mesh the pods join when the Rollout names one.
+        if provider == 3 { "{kuma.io/mesh: mesh-services}" } else { "{}" },
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
+
+    /// Random rollouts of every provider, the controller crashing at a random write (and,
+    /// in half the runs, restarted before every pass), healthy or bad canaries: every
+    /// request is answered, the canary never takes more than its weight nor anything outside
+    /// the release, and the release ends as its canary deserves.
+    #[test]
+    fn crashes_and_restarts_never_cost_a_request(
+        provider in 0usize..4,
+        steps in 1u32..4,
+        step in 10u32..40,
+        interval in 10u32..60,
+        crash in 0u64..30,
+        restarting in any::<bool>(),
+        bad in any::<bool>(),
+        seed in 0u64..1000,
+    ) {
+        let (plan, objects) = load_text(&random_rollout(provider, steps, step, interval));
+        let config = SimConfig {
+            canary_error_rate: Some(if bad { 0.3 } else { 0.001 }),
+            crash_at_call: crash,
+            seed,
+            ..SimConfig::default()
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let report = runtime.block_on(async {
+            let objects: Vec<serde_json::Value> = objects.iter().cloned().collect();
+            let simulation = canary::kube::simulate::ClusterSimulation::new(&plan, objects, config);
+            let simulation = if restarting { simulation.restarting() } else { simulation };
+            simulation
+                .run(|client| {
+                    std::sync::Arc::new(canary::cluster::ClusterTraffic::new(client))
+                        as std::sync::Arc<dyn canary::kube::controller::TrafficFactory>
+                })
+                .await
+                .unwrap()
+        });
+        let name = format!("provider {provider}, crash at write {crash}, restarting {restarting}");
+        assert_truthful(&name, &report);
+        let wanted = if bad { Phase::Failed } else { Phase::Succeeded };
+        prop_assert_eq!(report.summary.phase, wanted, "{}: {}", name, report.summary.message);
+        prop_assert_eq!(last_served_canary(&report), 0.0);
+    }
+}
