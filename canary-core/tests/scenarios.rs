@@ -353,6 +353,59 @@ async fn traffic_is_pulled_when_the_canary_loses_readiness() {
 }
 
 #[tokio::test]
+async fn a_canary_whose_controller_lags_behind_its_spec_keeps_its_traffic() {
+    use canary_core::machine::{
+        Input, Observation, Verification, WorkloadObservation, WorkloadState, transition,
+    };
+    let world = flagger();
+    world.start().await;
+    world
+        .run_until(HOUR, |s| {
+            s.route.weight == 20 && s.stage == StepStage::Gating
+        })
+        .await;
+    let status = world.status();
+    let revision = status.canary_revision.clone().unwrap_or_default();
+    // A Deployment just scaled: its controller has not seen the new generation, so its counts
+    // say nothing (0); the pods that serve the route still run.
+    let seen = |stale| {
+        Input::Observed(Observation {
+            workload: WorkloadObservation {
+                desired_revision: revision.clone(),
+                stable: WorkloadState {
+                    revision: "rev-1".into(),
+                    desired: 5,
+                    ready: 5,
+                    available: 5,
+                    stale: false,
+                },
+                canary: Some(WorkloadState {
+                    revision: revision.clone(),
+                    desired: 2,
+                    ready: 0,
+                    available: 0,
+                    stale,
+                }),
+            },
+            route: Some(status.route.clone()),
+            verified: Verification::Yes,
+        })
+    };
+    let lagging = transition(&world.plan, status.clone(), &seen(true), world.now());
+    assert_eq!(lagging.status.route, status.route, "the route stays");
+    let pulled = |t: &canary_core::Transition| {
+        t.actions.iter().any(|a| {
+            matches!(a, canary_core::machine::Action::SetRoute(route) if route.is_stable_only())
+        })
+    };
+    assert!(!pulled(&lagging), "{:?}", lagging.actions);
+    // The same counts once its controller caught up mean the pods are gone.
+    let unready = transition(&world.plan, status.clone(), &seen(false), world.now());
+    assert!(unready.status.route.is_stable_only());
+    assert!(pulled(&unready), "{:?}", unready.actions);
+}
+
+#[tokio::test]
 async fn route_drift_at_the_gate_is_overruled() {
     let world = flagger();
     world.start().await;

@@ -57,3 +57,73 @@ async fn a_new_version_label_the_stable_selector_uses_makes_a_valid_canary() {
     assert!(selector.iter().all(|(k, v)| template.get(k) == Some(v)));
     assert_eq!(selector["canary.rs/rollout"], "reviews");
 }
+
+/// While a Deployment rolls, the pods of its older template are not the new revision's: the
+/// workload counts only as many available replicas as the new ReplicaSet really has ready,
+/// and the whole count once the roll is over (the stable Deployment during promotion).
+#[tokio::test]
+async fn a_rolling_deployment_counts_only_the_new_templates_pods() {
+    use canary_kube::testserver::ApiServer;
+    use jiff::{SignedDuration, Timestamp};
+    use kube::api::{Patch, PatchParams};
+
+    let server = ApiServer::start().await.unwrap();
+    let kcm = server.controllers(Duration::from_secs(10));
+    let labels = json!({"app": "reviews", "version": "v1"});
+    server.put(json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "reviews-v1", "namespace": "demo"},
+        "spec": {"replicas": 3, "selector": {"matchLabels": labels},
+                 "template": {"metadata": {"labels": labels},
+                              "spec": {"containers": [{"name": "reviews", "image": "reviews:1"}]}}}
+    }));
+    let mut now = Timestamp::from_second(1_767_225_600).unwrap();
+    kcm.step(now);
+    while let Some(at) = kcm.next_event() {
+        now = at;
+        kcm.step(now);
+    }
+    let plan = canary_core::load::plan_from_yaml(BOOKINFO).unwrap();
+    let workload = DeploymentWorkload::new(server.client(), &plan, None);
+    assert_eq!(workload.observe().await.unwrap().stable.available, 3);
+
+    let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "reviews", "image": "reviews:2"}]}}}});
+    Api::<Deployment>::namespaced(server.client(), "demo")
+        .patch("reviews-v1", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    now = now.checked_add(SignedDuration::from_secs(1)).unwrap();
+    kcm.step(now);
+    let mut steps = 0;
+    loop {
+        let d = server
+            .get("apps/v1", "Deployment", Some("demo"), "reviews-v1")
+            .unwrap();
+        let objects = canary_core::objects::Objects::new(server.list("apps/v1", "ReplicaSet"));
+        let hash = objects.pod_template_hash(&d, "demo").unwrap();
+        let pods = server.list("v1", "Pod");
+        let new_ready = pods
+            .iter()
+            .filter(|p| p["metadata"]["labels"]["pod-template-hash"] == hash.as_str())
+            .filter(|p| canary_core::dataplane::World::ready(p))
+            .count();
+        let old_left = pods
+            .iter()
+            .any(|p| p["metadata"]["labels"]["pod-template-hash"] != hash.as_str());
+        let seen = workload.observe().await.unwrap().stable;
+        assert!(
+            seen.available as usize <= new_ready,
+            "{} available counted, {new_ready} pods of the new template ready",
+            seen.available
+        );
+        if old_left {
+            assert!(seen.available < 3, "the roll is not over");
+        }
+        let Some(at) = kcm.next_event() else { break };
+        now = at;
+        kcm.step(now);
+        steps += 1;
+        assert!(steps < 50, "the roll never ends");
+    }
+    assert_eq!(workload.observe().await.unwrap().stable.available, 3);
+}
