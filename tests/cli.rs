@@ -486,3 +486,92 @@ fn render_asm_prints_the_lane_group_and_both_lanes() {
         assert_eq!(lane["spec"]["services"][0]["name"], "mocka");
     }
 }
+
+#[test]
+fn simulate_through_a_cluster_shows_who_answers_users() {
+    let out = canary(&[
+        "simulate",
+        "examples/rollouts/echoserver-nginx.yaml",
+        "--cluster",
+        "--objects",
+        "examples/rollouts/echoserver-objects.yaml",
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let lines = json_lines(&out);
+    let (summary, rows) = lines.split_last().unwrap();
+    assert_eq!(summary["phase"], "Succeeded", "{summary}");
+    assert_eq!(summary["unserved_requests"], 0);
+    assert_eq!(summary["canary_requests_outside_release"], 0);
+    assert!(summary["max_canary_excess"].as_f64().unwrap() <= 1.0);
+    // Every row says who answers, the shares adding up to 1; the canary answers some while
+    // the release runs and nobody at its end.
+    for row in rows {
+        let served = &row["served"];
+        let total: f64 = ["stable", "canary", "none"]
+            .iter()
+            .map(|k| served[k].as_f64().unwrap())
+            .sum();
+        assert!((total - 1.0).abs() < 1e-3, "{row}");
+    }
+    assert!(
+        rows.iter()
+            .any(|r| r["served"]["canary"].as_f64().unwrap() > 0.0)
+    );
+    assert_eq!(rows.last().unwrap()["served"]["canary"], 0.0);
+
+    let text = canary(&[
+        "simulate",
+        "examples/rollouts/podinfo-kuma.yaml",
+        "--cluster",
+        "--canary-error-rate",
+        "0.3",
+    ]);
+    assert_eq!(text.status.code(), Some(0), "{}", stderr(&text));
+    let text = stdout(&text);
+    assert!(text.contains("served s/c/none"), "{text}");
+    assert!(text.contains("90%/10%/0%"), "{text}");
+    assert!(
+        text.contains("data plane: 0 requests answered by nobody"),
+        "{text}"
+    );
+}
+
+#[test]
+fn simulate_through_a_cluster_refuses_what_a_cluster_refuses() {
+    let dir = std::env::temp_dir().join(format!("canary-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // A Deployment whose selector misses its template's labels.
+    let objects = std::fs::read_to_string("examples/rollouts/echoserver-objects.yaml")
+        .unwrap()
+        .replace("matchLabels: {app: echoserver}", "matchLabels: {app: echo}");
+    let path = dir.join("objects.yaml");
+    std::fs::write(&path, objects).unwrap();
+    let out = canary(&[
+        "simulate",
+        "examples/rollouts/echoserver-nginx.yaml",
+        "--cluster",
+        "--objects",
+        path.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let message = stderr(&out);
+    assert!(
+        message.contains("the cluster refuses Deployment")
+            && message.contains("`selector` does not match template `labels`"),
+        "{message}"
+    );
+    // Without the objects the rollout builds on.
+    let out = canary(&[
+        "simulate",
+        "examples/rollouts/echoserver-nginx.yaml",
+        "--cluster",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("the cluster has no Deployment"),
+        "{}",
+        stderr(&out)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
