@@ -261,6 +261,11 @@ fn render_builds_on_objects_given_and_refuses_what_it_cannot_do() {
     // An A/B rollout with its stable Deployment given by --objects: the match route first.
     let dir = std::env::temp_dir().join(format!("canary-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
+    // The mirror rollout without the objects its file carries.
+    let mirror = std::fs::read_to_string("examples/rollouts/mirror-istio.yaml").unwrap();
+    let mirror_alone = dir.join("mirror.yaml");
+    std::fs::write(&mirror_alone, mirror.split("\n---\n").next().unwrap()).unwrap();
+    let mirror_alone = mirror_alone.to_str().unwrap().to_owned();
     let objects = dir.join("objects.yaml");
     std::fs::write(
         &objects,
@@ -298,12 +303,7 @@ fn render_builds_on_objects_given_and_refuses_what_it_cannot_do() {
             "steps 1..=2",
         ),
         (
-            vec![
-                "render",
-                "examples/rollouts/mirror-istio.yaml",
-                "--provider",
-                "istio",
-            ],
+            vec!["render", &mirror_alone, "--provider", "istio"],
             "stable Deployment demo/details-v1 is needed",
         ),
     ] {
@@ -539,7 +539,7 @@ fn simulate_through_a_cluster_shows_who_answers_users() {
 
 #[test]
 fn simulate_through_a_cluster_refuses_what_a_cluster_refuses() {
-    let dir = std::env::temp_dir().join(format!("canary-cli-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("canary-cli-cluster-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     // A Deployment whose selector misses its template's labels.
     let objects = std::fs::read_to_string("examples/rollouts/echoserver-objects.yaml")
