@@ -76,7 +76,7 @@ struct SimulateArgs {
     /// the provider's objects…
     #[arg(long, value_name = "FILE", requires = "cluster")]
     objects: Vec<PathBuf>,
-    /// How long a new pod takes to become ready (with `--cluster`).
+    /// How long a new pod takes to become ready.
     #[arg(long, value_name = "DURATION", default_value = "20s")]
     pod_startup: String,
 }

@@ -104,7 +104,8 @@ pub struct Summary {
     pub duration_s: i64,
     /// The status message at the end.
     pub message: String,
-    /// Requests answered by no pod (simulations through a data-plane model only).
+    /// Requests answered by no pod (simulations through a data-plane model only; they also
+    /// count the time after the end that they watch the cluster settle).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unserved_requests: Option<u64>,
     /// The largest share of plain requests any caller had answered by the canary, minus the
@@ -113,7 +114,7 @@ pub struct Summary {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_canary_excess: Option<f64>,
     /// Requests answered by canary pods while the route sent the canary nothing (simulations
-    /// through a data-plane model only).
+    /// through a data-plane model only, the settling time after the end included).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub canary_requests_outside_release: Option<u64>,
 }
