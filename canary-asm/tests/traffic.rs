@@ -123,11 +123,35 @@ fn apply(plan: &RolloutPlan, route: &RouteState, objects: &Objects) -> Objects {
     next
 }
 
-/// The chain's lanes as mockb's and mockc's Rollouts registered them (all traffic on stable).
-fn registered(objects: &Objects) -> Objects {
+/// The chain's lanes as mockb's and mockc's Rollouts registered them (all traffic on stable),
+/// with `entry`'s ingress routing strategy (the Rollouts of a group must agree on it).
+fn registered(objects: &Objects, entry: &RolloutPlan) -> Objects {
+    let mode = entry
+        .rollout
+        .spec
+        .traffic_routing
+        .asm
+        .as_ref()
+        .and_then(|asm| asm.mode)
+        .map(|mode| serde_json::to_value(mode).unwrap());
     let mut objects = objects.clone();
     for name in ["mockb-asm.yaml", "mockc-asm.yaml"] {
-        let plan = plan_from(&example(name));
+        let mut text = example(name);
+        if let Some(mode) = &mode {
+            text = text
+                .replace(
+                    "      traceHeader: my-request-id",
+                    &format!(
+                        "      traceHeader: my-request-id\n      mode: {}",
+                        mode.as_str().unwrap()
+                    ),
+                )
+                .replace(
+                    "      - matches:\n        - headers: {x-asm-prefer-tag: {exact: canary}}\n        pause: {}",
+                    "      - {weight: 20, pause: {}}",
+                );
+        }
+        let plan = plan_from(&text);
         objects = apply(&plan, &RouteState::stable(), &objects);
     }
     objects
@@ -200,7 +224,7 @@ fn nobody_on_canary(probe: &Probe, when: &str) {
 fn plain_gateway_requests_reach_stable_pods_through_a_whole_header_release() {
     let plan = header_plan();
     for first in [First::Canary, First::Base] {
-        let cluster = registered(&chain());
+        let cluster = registered(&chain(), &plan);
         // Adopted: all traffic on stable, the canary's pods starting.
         let before = with_canary(&apply(&plan, &RouteState::stable(), &cluster), &plan, 1);
         let probe = what(&plan, &world(&before, first), &RouteState::stable());
@@ -228,7 +252,7 @@ fn plain_gateway_requests_reach_stable_pods_through_a_whole_header_release() {
 #[test]
 fn header_requests_reach_the_canary_only_at_the_steps_that_route_them() {
     let plan = header_plan();
-    let cluster = with_canary(&registered(&chain()), &plan, 1);
+    let cluster = with_canary(&registered(&chain(), &plan), &plan, 1);
     let before = apply(&plan, &RouteState::stable(), &cluster);
     let probe = what(&plan, &world(&before, First::Canary), &RouteState::stable());
     nobody_on_canary(&probe, "before the first step");
@@ -272,7 +296,7 @@ fn header_requests_reach_the_canary_only_at_the_steps_that_route_them() {
 fn with_a_catch_all_entry_the_gateway_tries_the_canary_lane_first_whatever_the_order() {
     for ingress in ["{}", "{uri: {prefix: /}}"] {
         let plan = header_plan_with_ingress(ingress);
-        let cluster = with_canary(&registered(&chain()), &plan, 1);
+        let cluster = with_canary(&registered(&chain(), &plan), &plan, 1);
         let step = &plan.steps[0].route;
         let routed = apply(&plan, step, &apply(&plan, &RouteState::stable(), &cluster));
         for first in [First::Canary, First::Base] {
@@ -294,7 +318,7 @@ fn with_a_catch_all_entry_the_gateway_tries_the_canary_lane_first_whatever_the_o
 fn a_weighted_release_serves_everyone_and_gives_the_canary_the_steps_share() {
     let plan = weighted_plan();
     for first in [First::Canary, First::Base] {
-        let cluster = with_canary(&registered(&chain()), &plan, 1);
+        let cluster = with_canary(&registered(&chain(), &plan), &plan, 1);
         let mut objects = apply(&plan, &RouteState::stable(), &cluster);
         let probe = what(&plan, &world(&objects, first), &RouteState::stable());
         all_stable(&probe, RequestClass::Plain, "before the first step");
