@@ -191,7 +191,10 @@ fn gateway(entry: &CallerProbe) -> bool {
 /// Every entry of `class` is answered in full by the stable pods.
 fn all_stable(probe: &Probe, class: RequestClass, when: &str) {
     let entries: Vec<&CallerProbe> = probe.of(class).collect();
-    assert!(!entries.is_empty(), "{when}: no {class} requests: {probe:#?}");
+    assert!(
+        !entries.is_empty(),
+        "{when}: no {class} requests: {probe:#?}"
+    );
     assert!(
         entries.iter().any(|e| gateway(e)),
         "{when}: no gateway caller: {probe:#?}"
@@ -212,7 +215,11 @@ fn all_stable(probe: &Probe, class: RequestClass, when: &str) {
 /// Nobody is left unanswered and no canary pod answers anyone.
 fn nobody_on_canary(probe: &Probe, when: &str) {
     assert!(probe.worst_unserved().is_none(), "{when}: {probe:#?}");
-    for class in [RequestClass::Plain, RequestClass::Matched, RequestClass::Lane] {
+    for class in [
+        RequestClass::Plain,
+        RequestClass::Matched,
+        RequestClass::Lane,
+    ] {
         assert!(
             probe.max_canary(class) < EPS,
             "{when}: {class} requests reach the canary: {probe:#?}"
@@ -331,7 +338,8 @@ fn a_weighted_release_serves_everyone_and_gives_the_canary_the_steps_share() {
             let share = f64::from(step.route.whole_percent()) / 100.0;
             for entry in probe.of(RequestClass::Plain).filter(|e| gateway(e)) {
                 assert!(
-                    (entry.canary - share).abs() < EPS && (entry.stable + entry.canary - 1.0).abs() < EPS,
+                    (entry.canary - share).abs() < EPS
+                        && (entry.stable + entry.canary - 1.0).abs() < EPS,
                     "{when}: {entry:?}"
                 );
             }

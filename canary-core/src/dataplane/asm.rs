@@ -267,9 +267,10 @@ impl<'a> Group<'a> {
                     .flatten()
                     .filter(|r| r.get("online").and_then(Value::as_bool) != Some(false))
                     .flat_map(move |rule| match rule.get("match") {
-                        Some(Value::Array(list)) if !list.is_empty() => {
-                            list.iter().map(|m| (lane, rule, Some(m))).collect::<Vec<_>>()
-                        }
+                        Some(Value::Array(list)) if !list.is_empty() => list
+                            .iter()
+                            .map(|m| (lane, rule, Some(m)))
+                            .collect::<Vec<_>>(),
                         other => vec![(lane, rule, other)],
                     })
             })
