@@ -350,3 +350,65 @@ fn a_weighted_release_serves_everyone_and_gives_the_canary_the_steps_share() {
         nobody_on_canary(&probe, "after rollback");
     }
 }
+
+#[test]
+fn a_downstream_canary_gets_header_requests_entering_at_the_stable_entry() {
+    use canary_core::ProviderKind;
+    use canary_core::dataplane::{Caller, Request, serve};
+    let mocka = header_plan();
+    let mockb = plan_from(&example("mockb-asm.yaml"));
+    let mut cluster = registered(&chain(), &mocka);
+    cluster = apply(&mocka, &RouteState::stable(), &cluster);
+    // mockb's canary pods, in the canary lane, and its header step.
+    let labels = json!({"app": "mockb", "version": "v2", "ASM_TRAFFIC_TAG": "canary"});
+    cluster.extend(pods("mockb-v1-canary", "canary1", 1, &labels));
+    let step = mockb.steps[0].route.clone();
+    let routed = apply(&mockb, &step, &cluster);
+    let gateway = Caller::Gateway {
+        namespace: "istio-system".into(),
+        name: "ingressgateway".into(),
+    };
+    let from_mocka = Caller::Sidecar {
+        namespace: "default".into(),
+    };
+    for first in [First::Canary, First::Base] {
+        let world = world(&routed, first);
+        let entering = |header: Option<&str>| {
+            let request = Request::to("www.example.com", "/mock").from(gateway.clone());
+            let request = match header {
+                Some(lane) => request.header("x-asm-prefer-tag", lane),
+                None => request,
+            };
+            serve(ProviderKind::AsmHeader, &world, &request)
+        };
+        // Both enter at mocka's stable pods (mocka has no canary in the lane).
+        for header in [None, Some("canary")] {
+            let served = entering(header);
+            assert!(
+                served.unserved() < EPS
+                    && served.share(|p| p.name.starts_with("mocka-v1")) > 1.0 - EPS,
+                "{first:?} {header:?}: {served:?}"
+            );
+        }
+        // mocka passes the header on: its call reaches mockb's canary; without it, mockb's
+        // stable pods.
+        let call = |header: Option<&str>| {
+            let request = Request::to("mockb", "/").from(from_mocka.clone());
+            let request = match header {
+                Some(lane) => request.header("x-asm-prefer-tag", lane),
+                None => request,
+            };
+            serve(ProviderKind::AsmHeader, &world, &request)
+        };
+        let canary = call(Some("canary"));
+        assert!(
+            canary.share(|p| p.name.starts_with("mockb-v1-canary")) > 1.0 - EPS,
+            "{canary:?}"
+        );
+        let plain = call(None);
+        assert!(
+            plain.share(|p| p.name.starts_with("mockb-v1-stable")) > 1.0 - EPS,
+            "{plain:?}"
+        );
+    }
+}
