@@ -32,8 +32,10 @@
 //!   is for the user to set, as the ASM seed's Deployments do.
 //!
 //! The Rollout of the chain's entry (the one with `asm.ingress`) writes the lanes' ingress:
-//! rule-based (a request whose route header names a lane enters it) or weighted (the canary
-//! lane gets the route's weight). The route each Rollout applied is kept in an annotation of
+//! rule-based (the base lane admits every request for the entry, the canary lane the requests
+//! whose route header names it, while it has a service; see `ingress_rule` for the order the
+//! gateway tries them in) or weighted (the canary lane gets the route's weight, the base lane
+//! the rest). The route each Rollout applied is kept in an annotation of
 //! the canary lane, `canary.rs/route.<namespace>.<name>`.
 
 use canary_core::objects::{Objects, clean};
@@ -171,15 +173,63 @@ fn lane_base(name: &str, group: &str, live: Option<&Value>) -> Value {
     lane
 }
 
-/// The entry's ingress rule of a lane: requests whose route header names it (and that match
-/// the entry's URI) go to the entry service.
-fn ingress_rule(plan: &RolloutPlan, asm: &AsmRouting, lane: &str, online: bool) -> Value {
+/// Which requests a lane's ingress rule admits at the gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Admits {
+    /// Every request for the entry's hosts and URI: the base lane's rule, which serves the
+    /// users who name no lane.
+    Everyone,
+    /// Only requests whose route header names the lane: the canary lane's rule.
+    Named,
+}
+
+/// The entry's ingress rule of a lane: the requests it admits (for the entry's hosts and URI)
+/// go to the entry service, in the lane.
+///
+/// How ASM and its gateway treat these rules:
+///
+/// - rule-based routing sends a request to a lane only when that lane's own ingress rule
+///   matches it (Alibaba Cloud ASM API reference, `UpdateSwimLaneGroup`,
+///   `IngressRoutingStrategy`), and ASM turns the rules into HTTP routes of VirtualServices
+///   bound to the group's gateway (ASM "ASMSwimLaneGroup and ASMSwimLane field reference").
+///   A request no route matches gets Envoy's 404 (`NR`): so the base lane's rule matches no
+///   header, or every user who sends no route header (nearly all of them) would get 404s;
+/// - a rule's match has only `uri` and `headers` (exact, prefix or regex, each needing the
+///   header to be present: `SwimLaneIngressRequestMatch` in aliyun/alibabacloud-servicemesh-api
+///   `alibabacloudservicemesh/v1/asmswimlane_types.go`), so no rule can say "without the route
+///   header" or "naming no other lane": the base rule also matches requests that name the
+///   canary lane, and the canary rule must be tried first for them to reach it;
+/// - the gateway tries routes in order: Istio concatenates the routes of the VirtualServices
+///   bound to a gateway for one host in VirtualService creation order (istio
+///   `pilot/pkg/model`: `sortConfigByCreationTime`), then moves every catch-all route (URI
+///   prefix `/` or regex `.*`, no header or query match) behind all the others
+///   (`pilot/pkg/networking/core/route/route.go`: `SortVHostRoutes`, `IsCatchAllRoute`, called
+///   by `buildGatewayHTTPRouteConfig` in `pilot/pkg/networking/core/gateway.go`). With no
+///   `asm.ingress.uri` (or `prefix: /`) the base rule is such a catch-all, so the canary rule is
+///   tried first whatever order ASM writes the lanes' routes in. With a narrower URI, the order
+///   of the two lanes' routes is ASM's, which Alibaba does not document: when ASM puts the
+///   canary lane's first, header requests reach the canary; when it puts the base lane's
+///   first, they are served by the stable pods (never by nobody, and never by the canary
+///   outside a step).
+///
+/// Requests that name the canary lane while its rule is offline (before the first step, after
+/// promotion or rollback) match the base rule; requests that name it while the entry service
+/// has no canary in it fall back to the base lane (permissive mode).
+fn ingress_rule(
+    plan: &RolloutPlan,
+    asm: &AsmRouting,
+    lane: &str,
+    admits: Admits,
+    online: bool,
+) -> Value {
     let ingress = asm.ingress.clone().unwrap_or_default();
     let mut matched = Map::new();
-    matched.insert(
-        "headers".to_owned(),
-        json!({asm.route_header.as_str(): {"exact": lane}}),
-    );
+    if admits == Admits::Named {
+        matched.insert(
+            "headers".to_owned(),
+            json!({asm.route_header.as_str(): {"exact": lane}}),
+        );
+    }
     if let Some(uri) = &ingress.uri {
         matched.insert("uri".to_owned(), string_match(uri));
     }
@@ -348,8 +398,20 @@ pub fn render(plan: &RolloutPlan, route: &RouteState, objects: &Objects) -> Resu
         }
     }
     if entry && !weighted {
-        base["spec"]["ingressRules"] = json!([ingress_rule(plan, asm, &asm.base_lane, true)]);
-        canary["spec"]["ingressRules"] = json!([ingress_rule(plan, asm, &asm.canary_lane, anyone)]);
+        base["spec"]["ingressRules"] = json!([ingress_rule(
+            plan,
+            asm,
+            &asm.base_lane,
+            Admits::Everyone,
+            true
+        )]);
+        canary["spec"]["ingressRules"] = json!([ingress_rule(
+            plan,
+            asm,
+            &asm.canary_lane,
+            Admits::Named,
+            anyone
+        )]);
     } else if let Some(rules) = canary
         .pointer_mut("/spec/ingressRules")
         .and_then(Value::as_array_mut)

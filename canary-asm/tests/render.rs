@@ -78,11 +78,18 @@ fn mocka_renders_the_seeds_lane_group_and_lanes() {
             lane["spec"]["labelSelector"],
             json!({"ASM_TRAFFIC_TAG": tag})
         );
+        // The base lane admits every request for the entry (users who name no lane); the
+        // canary lane those naming it.
+        let matched = if tag == "base" {
+            json!({"uri": {"exact": "/mock"}})
+        } else {
+            json!({"headers": {"x-asm-prefer-tag": {"exact": tag}}, "uri": {"exact": "/mock"}})
+        };
         assert_eq!(
             lane["spec"]["ingressRules"],
             json!([{
                 "name": tag, "online": true, "hosts": ["*"],
-                "match": {"headers": {"x-asm-prefer-tag": {"exact": tag}}, "uri": {"exact": "/mock"}},
+                "match": matched,
                 "route": {"destination": {"host": "mocka.default.svc.cluster.local"}},
             }])
         );

@@ -23,11 +23,19 @@
 //! - A lane's pods for a service are the service's endpoints (by the Service's selector: the
 //!   lane subsets ASM writes into the service's DestinationRule select among them) that carry
 //!   every label of the lane's `labelSelector`.
-//! - Through the gateway, rule-based: the lanes' online ingress rules are tried in lane order
-//!   (oldest lane first, as Istio orders the merged gateway routes); the first whose hosts and
-//!   match admit the request sends it to that lane's pods of the rule's destination. Weighted:
-//!   a request the group's `weightedRoutingRule` admits is split between the lanes by their
-//!   `ingressWeight`. A request no rule admits is answered by nobody (404).
+//! - Through the gateway, rule-based: a lane gets a request only when one of its own online
+//!   ingress rules admits it (Alibaba's API reference, `UpdateSwimLaneGroup`:
+//!   `IngressRoutingStrategy`); the rules become HTTP routes of the gateway, and the first
+//!   route whose hosts and match admit the request sends it to that lane's pods of the rule's
+//!   destination. The routes are tried in lane order (oldest lane first, then by name: the
+//!   order in which Istio merges the routes of the VirtualServices bound to one gateway host,
+//!   istio `pilot/pkg/model` `sortConfigByCreationTime`; in which order ASM itself lists the
+//!   lanes' routes is not documented), except that every catch-all route (URI absent, prefix
+//!   `/` or regex `.*`, and no header or query match) is tried after all the others, as
+//!   Istio's gateway does (`pilot/pkg/networking/core/route/route.go`: `SortVHostRoutes`,
+//!   `IsCatchAllRoute`; called by `buildGatewayHTTPRouteConfig`). Weighted: a request the
+//!   group's `weightedRoutingRule` admits is split between the lanes by their `ingressWeight`.
+//!   A request no rule admits is answered by nobody (Envoy's 404 `NR`).
 //! - Between services, a request carries the route header (propagated along the call chain);
 //!   its value names the lane. A request without it, or naming no lane, goes to the base lane
 //!   in permissive mode.
@@ -158,9 +166,12 @@ impl<'a> Group<'a> {
                     })
                     .collect();
                 lanes.sort_by_key(|l| {
-                    text(l.object, "/metadata/creationTimestamp")
-                        .unwrap_or_default()
-                        .to_owned()
+                    (
+                        text(l.object, "/metadata/creationTimestamp")
+                            .unwrap_or_default()
+                            .to_owned(),
+                        l.name.clone(),
+                    )
                 });
                 let permissive_conf = group.pointer("/spec/permissiveModeConfiguration");
                 let conf_text = |key: &str| {
@@ -243,20 +254,41 @@ impl<'a> Group<'a> {
             }
             return Some(served);
         }
-        self.lanes.iter().find_map(|lane| {
-            let rules = lane.object.pointer("/spec/ingressRules")?.as_array()?;
-            rules
-                .iter()
-                .filter(|r| r.get("online").and_then(Value::as_bool) != Some(false))
-                .find(|r| {
-                    hosts_admit(r.get("hosts"), &request.host)
-                        && matches_any(r.get("match"), request)
-                })
-                .map(|rule| {
-                    let host = text(rule, "/route/destination/host").unwrap_or_default();
-                    self.to_host(world, Some(&lane.name), host)
-                })
-        })
+        // One gateway route per match of each online rule (Istio makes one Envoy route of
+        // each `HTTPMatchRequest`), in lane order.
+        let routes: Vec<(&Lane<'a>, &Value, Option<&Value>)> = self
+            .lanes
+            .iter()
+            .flat_map(|lane| {
+                lane.object
+                    .pointer("/spec/ingressRules")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter(|r| r.get("online").and_then(Value::as_bool) != Some(false))
+                    .flat_map(move |rule| match rule.get("match") {
+                        Some(Value::Array(list)) if !list.is_empty() => list
+                            .iter()
+                            .map(|m| (lane, rule, Some(m)))
+                            .collect::<Vec<_>>(),
+                        other => vec![(lane, rule, other)],
+                    })
+            })
+            .collect();
+        // Istio's gateway keeps the order of the other routes and moves the catch-alls last.
+        let (catch_all, specific): (Vec<_>, Vec<_>) = routes
+            .into_iter()
+            .partition(|(_, _, matched)| is_catch_all(*matched));
+        specific
+            .into_iter()
+            .chain(catch_all)
+            .find(|(_, rule, matched)| {
+                hosts_admit(rule.get("hosts"), &request.host) && matches_any(*matched, request)
+            })
+            .map(|(lane, rule, _)| {
+                let host = text(rule, "/route/destination/host").unwrap_or_default();
+                self.to_host(world, Some(&lane.name), host)
+            })
     }
 
     /// A request entering lane `lane` for the service `host` names.
@@ -355,6 +387,30 @@ fn hosts_admit(hosts: Option<&Value>, host: &str) -> bool {
             || h.strip_prefix('*')
                 .is_some_and(|suffix| host.len() > suffix.len() && host.ends_with(suffix))
     })
+}
+
+/// True when a gateway route with match `matched` (one `HTTPMatchRequest`, or none) is a
+/// catch-all for Istio's gateway: no header, query or method condition and a URI that is
+/// absent, prefix `/` or regex `.*` (istio `pilot/pkg/networking/core/route/route.go`:
+/// `IsCatchAllRoute`, on the Envoy route the match becomes; a method match becomes a
+/// `:method` header match).
+fn is_catch_all(matched: Option<&Value>) -> bool {
+    let Some(m) = matched.filter(|m| !m.is_null()) else {
+        return true;
+    };
+    let empty = |key: &str| {
+        m.get(key)
+            .is_none_or(|v| v.is_null() || v.as_object().is_some_and(|o| o.is_empty()))
+    };
+    let uri_all = match m.get("uri") {
+        None | Some(Value::Null) => true,
+        Some(uri) => {
+            uri.as_object().is_some_and(|o| o.is_empty())
+                || uri.get("prefix").and_then(Value::as_str) == Some("/")
+                || uri.get("regex").and_then(Value::as_str) == Some(".*")
+        }
+    };
+    uri_all && empty("headers") && empty("queryParams") && empty("method")
 }
 
 /// True when `request` meets one of `matches` (an Istio `HTTPMatchRequest`, or a list of them;
@@ -532,6 +588,74 @@ mod tests {
             name: "other".into(),
         });
         assert!(serve(&world, &other_gateway).pods.is_empty());
+    }
+
+    /// The walkthrough's lanes with the base lane's rule matching `base_match` (no route
+    /// header), the base lane created at `base_at` and the canary lane at `canary_at`.
+    fn world_with_base_rule(base_match: Value, base_at: &str, canary_at: &str) -> World {
+        let mut base = lane("base", &["mocka", "mockb", "mockc"], None);
+        base["spec"]["ingressRules"][0]["match"] = base_match;
+        base["metadata"]["creationTimestamp"] = json!(base_at);
+        let mut canary = lane("canary", &["mocka"], None);
+        canary["metadata"]["creationTimestamp"] = json!(canary_at);
+        World::new(vec![
+            group("rule_based", true),
+            base,
+            canary,
+            service("mocka"),
+            pod("mocka-v1", "mocka", Some("base"), true),
+            pod("mocka-v2", "mocka", Some("canary"), true),
+        ])
+    }
+
+    const EARLY: &str = "2026-01-01T00:00:00Z";
+    const LATE: &str = "2026-01-01T00:00:05Z";
+
+    #[test]
+    fn a_catch_all_rule_is_tried_after_every_other_route_whatever_the_lane_order() {
+        for (base_at, canary_at) in [(EARLY, LATE), (LATE, EARLY)] {
+            for base_match in [json!({}), json!({"uri": {"prefix": "/"}})] {
+                let world = world_with_base_rule(base_match.clone(), base_at, canary_at);
+                let plain = Request::to("shop.example.com", "/mock").from(gateway());
+                assert!(only(&serve(&world, &plain), "mocka-v1"), "{base_match}");
+                assert!(
+                    only(&serve(&world, &entering(Some("canary"))), "mocka-v2"),
+                    "{base_match}, base lane created {base_at}"
+                );
+                let elsewhere = Request::to("shop.example.com", "/other").from(gateway());
+                assert!(only(&serve(&world, &elsewhere), "mocka-v1"));
+            }
+        }
+    }
+
+    #[test]
+    fn narrower_rules_are_tried_in_lane_order() {
+        let exact = json!({"uri": {"exact": "/mock"}});
+        // The canary lane's routes first: the header request reaches it.
+        let world = world_with_base_rule(exact.clone(), LATE, EARLY);
+        assert!(only(&serve(&world, &entering(Some("canary"))), "mocka-v2"));
+        assert!(only(&serve(&world, &entering(None)), "mocka-v1"));
+        // The base lane's first: its rule, which names no header, takes it.
+        let world = world_with_base_rule(exact.clone(), EARLY, LATE);
+        assert!(only(&serve(&world, &entering(Some("canary"))), "mocka-v1"));
+        assert!(only(&serve(&world, &entering(None)), "mocka-v1"));
+        // Created at once: by name.
+        let world = world_with_base_rule(exact, EARLY, EARLY);
+        assert!(only(&serve(&world, &entering(Some("canary"))), "mocka-v1"));
+    }
+
+    #[test]
+    fn catch_all_routes_are_only_those_without_conditions() {
+        assert!(is_catch_all(None));
+        assert!(is_catch_all(Some(&json!({}))));
+        assert!(is_catch_all(Some(&json!({"uri": {"prefix": "/"}}))));
+        assert!(is_catch_all(Some(&json!({"uri": {"regex": ".*"}}))));
+        assert!(!is_catch_all(Some(&json!({"uri": {"prefix": "/mock"}}))));
+        assert!(!is_catch_all(Some(&json!({"uri": {"exact": "/"}}))));
+        assert!(!is_catch_all(Some(
+            &json!({"headers": {"x-asm-prefer-tag": {"exact": "base"}}})
+        )));
+        assert!(!is_catch_all(Some(&json!({"method": {"exact": "GET"}}))));
     }
 
     #[test]
