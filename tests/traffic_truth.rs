@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use canary::cluster::ClusterTraffic;
+use canary::dataplane::probe::RequestClass;
 use canary::kube::controller::{Context, reconcile};
 use canary::kube::crd::Rollout;
 use canary::kube::fixtures::TestCluster;
@@ -178,6 +179,9 @@ struct Release {
     checking: bool,
     /// The provider is ASM's.
     asm: bool,
+    /// After every pass: the largest canary share of plain requests, of matched requests, and
+    /// of copies mirrored to the canary, over callers.
+    seen: Vec<(f64, f64, f64)>,
 }
 
 impl Release {
@@ -226,6 +230,7 @@ impl Release {
             image: 1,
             checking: true,
             asm: provider.asm(),
+            seen: Vec::new(),
         };
         // Under ASM the way in through the gateway is the lane group canary makes when it
         // adopts the stable workload; the other providers route the shop's own objects until
@@ -253,9 +258,7 @@ impl Release {
         if !self.checking {
             return;
         }
-        let mut found = self
-            .cluster
-            .check_traffic_with(&self.plan, &self.unsettled);
+        let mut found = self.cluster.check_traffic_with(&self.plan, &self.unsettled);
         // The lane group and its way in through the gateway are canary's, made at adoption and
         // deleted with the last Rollout: once the Rollout is gone, only sidecars' requests are
         // canary's concern.
@@ -319,6 +322,12 @@ impl Release {
             );
             self.pass().await;
             self.check(&format!("{what}, after a pass"));
+            let probe = self.cluster.probe_traffic(&self.plan);
+            self.seen.push((
+                probe.max_canary(RequestClass::Plain),
+                probe.max_canary(RequestClass::Matched),
+                probe.max_mirrored(RequestClass::Plain),
+            ));
             for _ in 0..2 {
                 tokio::time::sleep(BETWEEN).await;
                 self.check(&format!("{what}, between passes"));
@@ -385,8 +394,10 @@ impl Release {
             .metrics
             .set("request-success-rate", MetricOutcome::Value(50.0));
         self.new_image().await;
-        self.drive("the rollback", |s| s.is_some_and(|s| s.phase == Phase::Failed))
-            .await;
+        self.drive("the rollback", |s| {
+            s.is_some_and(|s| s.phase == Phase::Failed)
+        })
+        .await;
         self.settle("after the rollback", false).await;
         assert_eq!(self.stable_images(), before, "{}", self.label);
         self.cluster
@@ -407,17 +418,31 @@ impl Release {
         self.settle("after the deletion", false).await;
     }
 
-    /// The release routed traffic to the canary at some point (the checks were not vacuous),
-    /// and the checks ran.
-    fn routed(&self, wanted: impl Fn(&RouteState) -> bool) {
+    /// The status routed as `route` wants at some point, users' requests got what `got`
+    /// wants (plain, matched and mirrored canary shares) after some pass, and the checks ran:
+    /// they were not vacuous.
+    fn routed(&self, route: impl Fn(&RouteState) -> bool, got: impl Fn(f64, f64, f64) -> bool) {
         assert!(
-            self.routes_seen.iter().any(wanted),
+            self.routes_seen.iter().any(route),
             "{}: routes seen {:?}",
             self.label,
             self.routes_seen
         );
+        assert!(
+            self.seen
+                .iter()
+                .any(|&(plain, matched, mirrored)| got(plain, matched, mirrored)),
+            "{}: canary shares (plain, matched, mirrored) seen {:?}",
+            self.label,
+            self.seen
+        );
         assert!(self.checks > 30, "{}: {} checks", self.label, self.checks);
     }
+}
+
+/// `a` and `b` are the same share.
+fn same(a: f64, b: f64) -> bool {
+    (a - b).abs() < 1e-6
 }
 
 const WEIGHTED: &str = "{canary: {steps: [{weight: 20}, {weight: 60}]}}";
@@ -437,7 +462,10 @@ async fn weighted_release_rollback_and_deletion(provider: Provider) {
     release.succeed().await;
     assert!(release.failed_passes > 0, "{}: no fault hit", release.label);
     assert!(release.restarts > 0);
-    release.routed(|r| r.weight == 60);
+    // Each step's weight and the promotion's 100% reached users.
+    for weight in [0.2, 0.6, 1.0] {
+        release.routed(|r| r.weight == 60, |plain, _, _| same(plain, weight));
+    }
     release.roll_back().await;
     release.delete_mid_release().await;
 }
@@ -474,7 +502,7 @@ async fn asm_weighted_lanes_faults_rollback_and_deletion() {
 async fn blue_green_on_every_provider() {
     for provider in [Provider::Istio, Provider::Nginx, Provider::Kuma] {
         let release = release_to_the_end(provider, BLUE_GREEN).await;
-        release.routed(|r| r.weight == 100);
+        release.routed(|r| r.weight == 100, |plain, _, _| same(plain, 1.0));
     }
 }
 
@@ -482,7 +510,10 @@ async fn blue_green_on_every_provider() {
 async fn ab_tests_by_header_on_every_provider() {
     for provider in [Provider::Istio, Provider::Nginx, Provider::Kuma] {
         let release = release_to_the_end(provider, AB_TEST).await;
-        release.routed(|r| r.weight == 0 && !r.matches.is_empty());
+        release.routed(
+            |r| r.weight == 0 && !r.matches.is_empty(),
+            |plain, matched, _| same(plain, 0.0) && same(matched, 1.0),
+        );
     }
 }
 
@@ -490,7 +521,10 @@ async fn ab_tests_by_header_on_every_provider() {
 async fn asm_header_lanes_release_roll_back_and_delete() {
     let strategy = "{abTest: {matches: [{headers: {x-asm-prefer-tag: {exact: canary}}}]}}";
     let mut release = release_to_the_end(Provider::AsmHeader, strategy).await;
-    release.routed(|r| !r.matches.is_empty());
+    release.routed(
+        |r| !r.matches.is_empty(),
+        |plain, matched, _| same(plain, 0.0) && same(matched, 1.0),
+    );
     release.roll_back().await;
     release.delete_mid_release().await;
 }
@@ -499,6 +533,9 @@ async fn asm_header_lanes_release_roll_back_and_delete() {
 async fn mirror_on_istio_and_kuma() {
     for provider in [Provider::Istio, Provider::Kuma] {
         let release = release_to_the_end(provider, MIRROR).await;
-        release.routed(|r| r.mirror.is_some());
+        release.routed(
+            |r| r.mirror.is_some(),
+            |plain, _, mirrored| same(plain, 0.0) && same(mirrored, 0.5),
+        );
     }
 }

@@ -7,12 +7,12 @@ use std::time::{Duration, Instant};
 
 use canary_core::dataplane::World;
 use canary_core::dataplane::probe::invariants::{Expectation, canary_fully_available, violations};
-use canary_core::dataplane::probe::probe;
+use canary_core::dataplane::probe::{Probe, probe};
 use canary_core::machine::MetricOutcome;
-use canary_core::spec::RequestMatch;
-use canary_core::{RolloutPlan, RolloutStatus, RouteState};
 use canary_core::memory::{InMemoryMetrics, InMemoryWebhooks};
 use canary_core::providers::SystemClock;
+use canary_core::spec::RequestMatch;
+use canary_core::{RolloutPlan, RolloutStatus, RouteState};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::Value;
@@ -376,16 +376,7 @@ impl TestCluster {
             routes.push(RouteState::stable());
         }
         routes.extend(also.iter().cloned());
-        let mut matches: Vec<RequestMatch> = Vec::new();
-        let current = plan.step(status.step).into_iter();
-        let others = plan.steps.iter();
-        for step in current.chain(others) {
-            for wanted in &step.route.matches {
-                if !matches.contains(wanted) {
-                    matches.push(wanted.clone());
-                }
-            }
-        }
+        let matches = probed_matches(plan, status.step);
         let probed = probe(plan, &world, &matches);
         let canary_available = canary_fully_available(plan, &world);
         let judged: Vec<Vec<String>> = routes
@@ -489,4 +480,31 @@ impl TestCluster {
         )?;
         serde_json::from_value(object).ok()
     }
+
+    /// What users' requests get at this instant under `plan`, probed as
+    /// [`TestCluster::check_traffic`] probes them.
+    pub fn probe_traffic(&self, plan: &RolloutPlan) -> Probe {
+        let world = World::new(self.server.snapshot());
+        let step = world
+            .get("Rollout", &plan.namespace, &plan.name)
+            .and_then(|r| r.pointer("/status/step"))
+            .and_then(Value::as_u64)
+            .and_then(|step| u32::try_from(step).ok())
+            .unwrap_or(0);
+        probe(plan, &world, &probed_matches(plan, step))
+    }
+}
+
+/// The request matches a probe sends requests for: those of step `step` first, then those of
+/// the plan's other steps (users who carry them exist at every step).
+fn probed_matches(plan: &RolloutPlan, step: u32) -> Vec<RequestMatch> {
+    let mut matches: Vec<RequestMatch> = Vec::new();
+    for step in plan.step(step).into_iter().chain(plan.steps.iter()) {
+        for wanted in &step.route.matches {
+            if !matches.contains(wanted) {
+                matches.push(wanted.clone());
+            }
+        }
+    }
+    matches
 }

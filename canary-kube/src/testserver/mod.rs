@@ -270,10 +270,7 @@ impl ApiServer {
         kinds.sort_by(|a, b| (&a.group, &a.plural).cmp(&(&b.group, &b.plural)));
         kinds.dedup_by(|a, b| (&a.group, &a.plural) == (&b.group, &b.plural));
         let inner = self.state().store.lock();
-        kinds
-            .iter()
-            .flat_map(|rt| inner.list(rt, None))
-            .collect()
+        kinds.iter().flat_map(|rt| inner.list(rt, None)).collect()
     }
 
     /// Starts (or restarts with a new delay) the simulated kube-controller-manager and kubelet

@@ -282,8 +282,7 @@ pub fn violations(plan: &RolloutPlan, expected: &Expectation<'_>, probe: &Probe)
                 }
             }
             RequestClass::Matched => {
-                if route.matches.is_empty() && !sends_nothing && entry.canary > weight + TOLERANCE
-                {
+                if route.matches.is_empty() && !sends_nothing && entry.canary > weight + TOLERANCE {
                     broken(
                         Rule::MatchedWithoutMatch,
                         format!(
