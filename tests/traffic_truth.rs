@@ -283,7 +283,10 @@ impl Release {
         };
         let before = rollout.status.clone().unwrap_or_default().route;
         self.passes += 1;
-        if self.restart_every.is_some_and(|n| self.passes % n == 0) {
+        if self
+            .restart_every
+            .is_some_and(|n| self.passes.is_multiple_of(n))
+        {
             self.context = self
                 .cluster
                 .context(Arc::new(ClusterTraffic::new(self.cluster.client.clone())));
