@@ -40,6 +40,8 @@ const LIMIT: Duration = Duration::from_secs(25);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Provider {
     Istio,
+    /// Istio editing the shop's own VirtualService, bound to the mesh and to a gateway.
+    IstioGateway,
     Nginx,
     Kuma,
     /// ASM lanes routed by header.
@@ -52,6 +54,7 @@ impl Provider {
     fn routing(self) -> &'static str {
         match self {
             Provider::Istio => "{istio: {}}",
+            Provider::IstioGateway => "{istio: {virtualService: {name: web, routes: [primary]}}}",
             Provider::Nginx => "{nginx: {ingress: web}}",
             Provider::Kuma => "{kuma: {mesh: default}}",
             Provider::AsmHeader => {
@@ -123,6 +126,19 @@ fn objects(provider: Provider) -> Vec<Value> {
                 {"path": "/", "pathType": "Prefix",
                  "backend": {"service": {"name": "web", "port": {"number": 8080}}}}]}}]}
         })),
+        // The gateway serves every host: the VirtualService's hosts are asked for through it.
+        Provider::IstioGateway => out.extend([
+            json!({"apiVersion": "networking.istio.io/v1", "kind": "Gateway",
+                   "metadata": {"name": "public", "namespace": NAMESPACE},
+                   "spec": {"selector": {"istio": "ingressgateway"},
+                            "servers": [{"port": {"number": 80, "name": "http", "protocol": "HTTP"},
+                                         "hosts": ["*"]}]}}),
+            json!({"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+                   "metadata": {"name": "web", "namespace": NAMESPACE},
+                   "spec": {"hosts": ["web", "web.example.com"], "gateways": ["mesh", "public"],
+                            "http": [{"name": "primary",
+                                      "route": [{"destination": {"host": "web"}}]}]}}),
+        ]),
         Provider::Kuma => out.push(json!({
             "apiVersion": "kuma.io/v1alpha1", "kind": "Mesh",
             "metadata": {"name": "default"}, "spec": {}
@@ -511,7 +527,12 @@ async fn blue_green_on_every_provider() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn ab_tests_by_header_on_every_provider() {
-    for provider in [Provider::Istio, Provider::Nginx, Provider::Kuma] {
+    for provider in [
+        Provider::Istio,
+        Provider::IstioGateway,
+        Provider::Nginx,
+        Provider::Kuma,
+    ] {
         let release = release_to_the_end(provider, AB_TEST).await;
         release.routed(
             |r| r.weight == 0 && !r.matches.is_empty(),
