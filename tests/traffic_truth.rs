@@ -25,6 +25,7 @@ use canary::kube::crd::Rollout;
 use canary::kube::fixtures::TestCluster;
 use canary::kube::testserver::ResourceType;
 use canary::machine::MetricOutcome;
+use canary::status::StepStage;
 use canary::{Phase, RolloutPlan, RolloutStatus, RouteState};
 use serde_json::{Value, json};
 
@@ -428,7 +429,7 @@ impl Release {
     async fn delete_mid_release(&mut self) {
         self.new_image().await;
         self.drive("the first step", |s| {
-            s.is_some_and(|s| !s.route.is_stable_only() && s.route_verified)
+            s.is_some_and(|s| !s.route.is_stable_only() && s.stage == StepStage::Gating)
         })
         .await;
         self.cluster.delete_rollout(NAMESPACE, NAME).await;
@@ -542,6 +543,17 @@ async fn ab_tests_by_header_on_every_provider() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn nginx_ab_test_by_cookie_then_deleted_while_matching() {
+    let strategy = "{abTest: {matches: [{cookie: {name: beta}}]}}";
+    let mut release = release_to_the_end(Provider::Nginx, strategy).await;
+    release.routed(
+        |r| !r.matches.is_empty(),
+        |plain, matched, _| same(plain, 0.0) && same(matched, 1.0),
+    );
+    release.delete_mid_release().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn asm_header_lanes_release_roll_back_and_delete() {
     let strategy = "{abTest: {matches: [{headers: {x-asm-prefer-tag: {exact: canary}}}]}}";
     let mut release = release_to_the_end(Provider::AsmHeader, strategy).await;
@@ -562,4 +574,48 @@ async fn mirror_on_istio_and_kuma() {
             |plain, _, mirrored| same(plain, 0.0) && same(mirrored, 0.5),
         );
     }
+}
+
+/// The checks see what users would: a status whose route sends the canary nothing while the
+/// world still does is caught, and so is a stable Service that selects no pod (Kuma then leaves
+/// the stable backend out, and the canary answers everything).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_checks_catch_a_broken_world() {
+    let mut release = Release::start(Provider::Kuma, WEIGHTED).await;
+    release.new_image().await;
+    release
+        .drive("the first step", |s| {
+            s.is_some_and(|s| s.route.weight == 20 && s.stage == StepStage::Gating)
+        })
+        .await;
+    let cluster = &release.cluster;
+    let plan = &release.plan;
+    assert_eq!(cluster.check_traffic(plan), Vec::<String>::new());
+
+    let held = cluster
+        .server
+        .get("canary.rs/v1alpha1", "Rollout", Some(NAMESPACE), NAME)
+        .unwrap();
+    let mut rollout = held.clone();
+    rollout["status"]["route"]["weight"] = json!(0);
+    cluster.put(rollout);
+    let found = cluster.check_traffic(plan);
+    assert!(
+        found.iter().any(|l| l.contains("[canary-outside-release]")),
+        "{found:#?}"
+    );
+    cluster.put(held);
+    assert_eq!(cluster.check_traffic(plan), Vec::<String>::new());
+
+    let mut service = cluster
+        .server
+        .get("v1", "Service", Some(NAMESPACE), "web")
+        .unwrap();
+    service["spec"]["selector"] = json!({"app": "nothing"});
+    cluster.put(service);
+    let found = cluster.check_traffic(plan);
+    assert!(
+        found.iter().any(|l| l.contains("[canary-above-weight]")),
+        "{found:#?}"
+    );
 }
