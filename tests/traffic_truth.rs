@@ -192,8 +192,6 @@ struct Release {
     /// Every route the status showed.
     routes_seen: Vec<RouteState>,
     image: u32,
-    /// Whether [`Release::check`] checks.
-    checking: bool,
     /// The provider is ASM's.
     asm: bool,
     /// After every pass: the largest canary share of plain requests, of matched requests, and
@@ -245,21 +243,15 @@ impl Release {
             unsettled: Vec::new(),
             routes_seen: Vec::new(),
             image: 1,
-            checking: true,
             asm: provider.asm(),
             seen: Vec::new(),
         };
-        // Under ASM the way in through the gateway is the lane group canary makes when it
-        // adopts the stable workload; the other providers route the shop's own objects until
-        // then, and are checked from the start.
-        release.checking = !provider.asm();
         release.check("before the first pass");
         release
             .drive("adoption", |s| {
                 s.is_some_and(|s| s.phase == Phase::Initialized && s.stable_revision.is_some())
             })
             .await;
-        release.checking = true;
         release.check("adopted");
         release
     }
@@ -272,14 +264,12 @@ impl Release {
 
     /// Every rule of what users' requests get holds now.
     fn check(&mut self, when: &str) {
-        if !self.checking {
-            return;
-        }
         let mut found = self.cluster.check_traffic_with(&self.plan, &self.unsettled);
-        // The lane group and its way in through the gateway are canary's, made at adoption and
-        // deleted with the last Rollout: once the Rollout is gone, only sidecars' requests are
-        // canary's concern.
-        if self.asm && self.status().is_none() {
+        // Under ASM the lane group and its way in through the gateway are canary's, made when
+        // it adopts the stable workload and deleted with the last Rollout: before and after,
+        // only sidecars' requests are canary's concern (the other providers route the shop's
+        // own objects, and are checked from the start).
+        if self.asm && self.status().is_none_or(|s| s.stable_revision.is_none()) {
             found.retain(|line| !line.contains("] gateway "));
         }
         self.checks += 1;
