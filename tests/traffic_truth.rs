@@ -43,6 +43,9 @@ enum Provider {
     Istio,
     /// Istio editing the shop's own VirtualService, bound to the mesh and to a gateway.
     IstioGateway,
+    /// Istio with Bookinfo's `version` labels: in the stable selector, and changed by the
+    /// Rollout's `newVersion`.
+    IstioVersions,
     Nginx,
     Kuma,
     /// ASM lanes routed by header.
@@ -54,7 +57,7 @@ enum Provider {
 impl Provider {
     fn routing(self) -> &'static str {
         match self {
-            Provider::Istio => "{istio: {}}",
+            Provider::Istio | Provider::IstioVersions => "{istio: {}}",
             Provider::IstioGateway => "{istio: {virtualService: {name: web, routes: [primary]}}}",
             Provider::Nginx => "{nginx: {ingress: web}}",
             Provider::Kuma => "{kuma: {mesh: default}}",
@@ -92,8 +95,13 @@ spec:
     metrics:
     - {{name: request-success-rate, thresholdRange: {{min: 99}}}}
   progressDeadline: 30s
-",
-        routing = provider.routing()
+{new_version}",
+        routing = provider.routing(),
+        new_version = if provider == Provider::IstioVersions {
+            "  newVersion: {version: v2, containers: [{name: web, image: 'web:2'}]}\n"
+        } else {
+            ""
+        }
     )
 }
 
@@ -102,13 +110,18 @@ spec:
 /// plane creates it (no MeshServices), the ASM lane tag of the base lane on the stable pods.
 fn objects(provider: Provider) -> Vec<Value> {
     let mut labels = json!({"app": "web"});
+    let mut selector = json!({"app": "web"});
     if provider.asm() {
         labels["ASM_TRAFFIC_TAG"] = json!("base");
+    }
+    if provider == Provider::IstioVersions {
+        labels["version"] = json!("v1");
+        selector["version"] = json!("v1");
     }
     let mut out = vec![
         json!({"apiVersion": "apps/v1", "kind": "Deployment",
                "metadata": {"name": "web", "namespace": NAMESPACE, "labels": {"app": "web"}},
-               "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}},
+               "spec": {"replicas": 3, "selector": {"matchLabels": selector},
                         "template": {"metadata": {"labels": labels},
                                      "spec": {"containers": [{"name": "web", "image": "web:1",
                                                               "ports": [{"containerPort": 8080}]}]}}}}),
@@ -201,7 +214,8 @@ struct Release {
 
 impl Release {
     /// A cluster running the stable workload of `provider`, the Rollout with `strategy`
-    /// created and adopted (`Initialized`).
+    /// created and adopted (a `newVersion` that changes the stable template starts a release
+    /// right away).
     async fn start(provider: Provider, strategy: &str) -> Self {
         let cluster = TestCluster::start(POD_STARTUP).await;
         if provider.asm() {
@@ -249,7 +263,7 @@ impl Release {
         release.check("before the first pass");
         release
             .drive("adoption", |s| {
-                s.is_some_and(|s| s.phase == Phase::Initialized && s.stable_revision.is_some())
+                s.is_some_and(|s| s.phase != Phase::Initializing && s.stable_revision.is_some())
             })
             .await;
         release.check("adopted");
@@ -608,4 +622,27 @@ async fn the_checks_catch_a_broken_world() {
         found.iter().any(|l| l.contains("[canary-above-weight]")),
         "{found:#?}"
     );
+}
+
+/// Bookinfo's labels: the stable selector holds `version: v1`, the new version's pods carry
+/// `version: v2`; the release starts with the Rollout and runs to the end.
+#[tokio::test(flavor = "multi_thread")]
+async fn istio_with_version_labels_in_the_stable_selector() {
+    let mut release = Release::start(Provider::IstioVersions, WEIGHTED).await;
+    release.restart_every = Some(4);
+    release
+        .drive("the release", |s| {
+            s.is_some_and(|s| s.phase == Phase::Succeeded && s.canary_revision.is_none())
+        })
+        .await;
+    release.settle("after the promotion", true).await;
+    assert_eq!(
+        release.stable_images(),
+        [json!("web:2")],
+        "{}",
+        release.label
+    );
+    for weight in [0.2, 0.6, 1.0] {
+        release.routed(|r| r.weight == 60, |plain, _, _| same(plain, weight));
+    }
 }
