@@ -460,7 +460,7 @@ impl Release {
             self.label,
             self.seen
         );
-        assert!(self.checks > 30, "{}: {} checks", self.label, self.checks);
+        assert!(self.checks > 10, "{}: {} checks", self.label, self.checks);
     }
 }
 
