@@ -5,11 +5,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use canary_core::RolloutStatus;
+use canary_core::dataplane::World;
+use canary_core::dataplane::probe::invariants::{Expectation, canary_fully_available, violations};
+use canary_core::dataplane::probe::{Probe, probe};
 use canary_core::machine::MetricOutcome;
 use canary_core::memory::{InMemoryMetrics, InMemoryWebhooks};
 use canary_core::providers::SystemClock;
-use kube::api::PostParams;
+use canary_core::spec::RequestMatch;
+use canary_core::{RolloutPlan, RolloutStatus, RouteState};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::Value;
 
@@ -341,4 +345,172 @@ impl TestCluster {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+
+    /// What users' requests get at this instant, judged against the route the stored Rollout
+    /// of `plan` says is in effect: every rule of
+    /// [`canary_core::dataplane::probe::invariants`] the world breaks, one line each (empty
+    /// when all hold).
+    ///
+    /// The server's objects are read at one instant ([`ApiServer::snapshot`]); every caller
+    /// sends a plain request and one request per request match of the plan's steps (the
+    /// current step's first), and the canary's shares must equal the route's once every
+    /// desired canary replica is ready. The cluster is taken to run no pods but the stable and
+    /// canary Deployments' behind the Rollout's Service, so any other pod answering is a
+    /// leftover. A Rollout being deleted may show its route or the stable-only one its cleanup
+    /// applies; a deleted one, only the stable-only route.
+    pub fn check_traffic(&self, plan: &RolloutPlan) -> Vec<String> {
+        self.check_traffic_with(plan, &[])
+    }
+
+    /// As [`TestCluster::check_traffic`], where the world may also show one of `also`: the
+    /// routes a pass that failed half-way may have left in effect (the engine saves the status
+    /// before it applies its route, so after a failed pass the world can still show an earlier
+    /// one). The rules hold when they hold for one of the routes; the violations reported are
+    /// those against the status's route.
+    pub fn check_traffic_with(&self, plan: &RolloutPlan, also: &[RouteState]) -> Vec<String> {
+        let world = World::new(self.server.snapshot());
+        let rollout = world.get("Rollout", &plan.namespace, &plan.name);
+        let status: RolloutStatus = rollout
+            .and_then(|r| serde_json::from_value(r["status"].clone()).ok())
+            .unwrap_or_default();
+        let mut routes = vec![match rollout {
+            Some(_) => status.route.clone(),
+            None => RouteState::stable(),
+        }];
+        let deleting = rollout.is_some_and(|r| r.pointer("/metadata/deletionTimestamp").is_some());
+        if deleting {
+            routes.push(RouteState::stable());
+        }
+        routes.extend(also.iter().cloned());
+        let matches = probed_matches(plan, status.step);
+        let probed = probe(plan, &world, &matches);
+        let canary_available = canary_fully_available(plan, &world);
+        let judged: Vec<Vec<String>> = routes
+            .iter()
+            .map(|route| {
+                let expected = Expectation {
+                    route,
+                    canary_available,
+                    probed_matches: &matches,
+                    only_rollout_pods: true,
+                };
+                violations(plan, &expected, &probed)
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect()
+            })
+            .collect();
+        let clean = judged.iter().any(Vec::is_empty);
+        let context = format!(
+            "{}/{} in {:?} at step {} ({:?}), route {:?}{}, canary fully available: {canary_available}",
+            plan.namespace,
+            plan.name,
+            status.phase,
+            status.step + 1,
+            status.stage,
+            routes.first(),
+            if routes.len() > 1 {
+                format!(" (or one of {:?})", routes.get(1..))
+            } else {
+                String::new()
+            },
+        );
+        let broken = if clean {
+            Vec::new()
+        } else {
+            judged.into_iter().next().unwrap_or_default()
+        };
+        let mut out: Vec<String> = broken
+            .into_iter()
+            .map(|line| format!("{context}: {line}"))
+            .collect();
+        out.extend(
+            probed
+                .unbuilt
+                .iter()
+                .map(|why| format!("{context}: no request could be built for {why}")),
+        );
+        out
+    }
+
+    /// Patches Deployment `namespace/name` with `patch` (a strategic merge patch, as
+    /// `kubectl patch` sends), as a user would; a write refused by an injected fault is sent
+    /// again.
+    ///
+    /// # Panics
+    /// When the server keeps refusing it.
+    #[allow(clippy::panic)] // a test fixture
+    pub async fn patch_deployment(&self, namespace: &str, name: &str, patch: &Value) {
+        let api = Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(
+            self.client.clone(),
+            namespace,
+        );
+        let mut last = None;
+        for _ in 0..50 {
+            match api
+                .patch(name, &PatchParams::default(), &Patch::Strategic(patch))
+                .await
+            {
+                Ok(_) => return,
+                Err(error) => last = Some(error),
+            }
+        }
+        panic!("Deployment {namespace}/{name} not patched: {last:?}");
+    }
+
+    /// Deletes Rollout `namespace/name`, as a user would (its finalizer keeps it until the
+    /// controller has cleaned up); a write refused by an injected fault is sent again.
+    ///
+    /// # Panics
+    /// When the server keeps refusing it.
+    #[allow(clippy::panic)] // a test fixture
+    pub async fn delete_rollout(&self, namespace: &str, name: &str) {
+        let api = Api::<Rollout>::namespaced(self.client.clone(), namespace);
+        let mut last = None;
+        for _ in 0..50 {
+            match api.delete(name, &DeleteParams::default()).await {
+                Ok(_) => return,
+                Err(error) => last = Some(error),
+            }
+        }
+        panic!("Rollout {namespace}/{name} not deleted: {last:?}");
+    }
+
+    /// The stored Rollout `namespace/name`, if it exists.
+    pub fn rollout(&self, namespace: &str, name: &str) -> Option<Rollout> {
+        let object = self.server.get(
+            &format!("{}/{}", crate::GROUP, crate::VERSION),
+            "Rollout",
+            Some(namespace),
+            name,
+        )?;
+        serde_json::from_value(object).ok()
+    }
+
+    /// What users' requests get at this instant under `plan`, probed as
+    /// [`TestCluster::check_traffic`] probes them.
+    pub fn probe_traffic(&self, plan: &RolloutPlan) -> Probe {
+        let world = World::new(self.server.snapshot());
+        let step = world
+            .get("Rollout", &plan.namespace, &plan.name)
+            .and_then(|r| r.pointer("/status/step"))
+            .and_then(Value::as_u64)
+            .and_then(|step| u32::try_from(step).ok())
+            .unwrap_or(0);
+        probe(plan, &world, &probed_matches(plan, step))
+    }
+}
+
+/// The request matches a probe sends requests for: those of step `step` first, then those of
+/// the plan's other steps (users who carry them exist at every step).
+fn probed_matches(plan: &RolloutPlan, step: u32) -> Vec<RequestMatch> {
+    let mut matches: Vec<RequestMatch> = Vec::new();
+    for step in plan.step(step).into_iter().chain(plan.steps.iter()) {
+        for wanted in &step.route.matches {
+            if !matches.contains(wanted) {
+                matches.push(wanted.clone());
+            }
+        }
+    }
+    matches
 }

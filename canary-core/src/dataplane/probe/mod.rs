@@ -32,6 +32,7 @@
 //! ```
 
 pub mod callers;
+pub mod invariants;
 pub mod sample;
 
 use std::fmt;
