@@ -88,12 +88,47 @@ fn assert_truthful(name: &str, report: &SimReport) {
         "{name}: canary requests outside the release\n{}",
         timeline.join("\n")
     );
+    let broken: Vec<&String> = report
+        .rows
+        .iter()
+        .flat_map(|row| &row.events)
+        .filter(|e| e.starts_with(canary::kube::simulate::BROKEN_RULE))
+        .filter(|e| !unordered_asm_gateway(e))
+        .collect();
+    assert!(
+        broken.is_empty(),
+        "{name}: rules of what requests get broken: {broken:#?}\n{}",
+        timeline.join("\n")
+    );
+    // Not even for an instant once the controller runs the release (before it adopts the
+    // workload, the world is the user's: an ASM gateway has no lane to enter yet).
+    let unserved: Vec<&String> = report
+        .rows
+        .iter()
+        .filter(|row| row.phase != Phase::Initializing)
+        .flat_map(|row| &row.events)
+        .filter(|e| e.starts_with("Unserved"))
+        .collect();
+    assert!(
+        unserved.is_empty(),
+        "{name}: requests answered by nobody: {unserved:#?}\n{}",
+        timeline.join("\n")
+    );
     let excess = s.max_canary_excess.unwrap();
     assert!(
         excess <= 1.0,
         "{name}: canary excess {excess}\n{}",
         timeline.join("\n")
     );
+}
+
+/// The one documented limit of ASM lanes (README, ASM lanes): with an entry URI narrower than a
+/// catch-all, whether a header request through the gateway reaches the canary lane depends on
+/// the order ASM gives the lanes' gateway routes, which ASM does not document; the model puts
+/// the older (base) lane first, so those requests are answered by stable pods. Such a request
+/// is never unanswered and never reaches the canary outside a step (those rules still hold).
+fn unordered_asm_gateway(event: &str) -> bool {
+    event.contains("[matched-miss-canary] gateway istio-system/ingressgateway")
 }
 
 fn last_served_canary(report: &SimReport) -> f64 {

@@ -215,12 +215,16 @@ pub fn stable_selector(
         .filter(|deployment| settled(deployment))
         .and_then(|deployment| objects.pod_template_hash(deployment, namespace));
     let all_to_canary = route.total > 0 && route.weight >= route.total;
+    // The hash held while all traffic went to the canary is the canary's: once the route gives
+    // stable any share, the Service must leave the canary's pods (about to be removed).
+    let canary_hashes = canary_pod_hashes(plan, objects);
+    let held_stable = held.clone().filter(|hash| !canary_hashes.contains(hash));
     let hash = if stable.is_some_and(settled) {
         current
     } else if all_to_canary {
         canary.or(held).or(current)
     } else {
-        held.or(current)
+        held_stable.or(current)
     };
     match hash {
         Some(hash) => {
@@ -239,6 +243,22 @@ pub fn stable_selector(
             plan.namespace, plan.rollout.spec.service.name
         )),
     }
+}
+
+/// The `pod-template-hash`es of the canary's pods: its Deployment's current ReplicaSet's, and
+/// those of the canary pods among `objects` (which outlive their Deployment).
+fn canary_pod_hashes(plan: &RolloutPlan, objects: &Objects) -> Vec<String> {
+    let namespace = &plan.namespace;
+    let deployment = objects
+        .get("Deployment", namespace, &plan.canary_workload())
+        .and_then(|deployment| objects.pod_template_hash(deployment, namespace));
+    let pods = objects.of_kind("Pod", namespace).filter_map(|pod| {
+        let labels = &pod["metadata"]["labels"];
+        (labels[ROLE_LABEL] == "canary" && labels[ROLLOUT_LABEL] == json!(plan.name))
+            .then(|| labels[POD_TEMPLATE_HASH].as_str().map(str::to_owned))
+            .flatten()
+    });
+    deployment.into_iter().chain(pods).collect()
 }
 
 /// What canary applies to the stable Service for `selector` (server-side apply of its own
@@ -334,6 +354,37 @@ mod tests {
     fn while_stable_rolls_the_live_narrowing_is_kept() {
         let (objects, service) = promoting(Some("old"));
         let selector = stable_selector(&plan(), &service, &objects, &RouteState::weighted(50));
+        assert_eq!(narrowed_to(&selector).as_deref(), Some("old"));
+    }
+
+    #[test]
+    fn a_route_giving_stable_a_share_again_takes_the_service_off_the_canary_pods() {
+        // A blue-green switch (or promotion's hand-over) narrowed the Service to the canary's
+        // pods while the stable Deployment's template waits for promotion; a rollback then
+        // routes to stable and removes the canary: the Service must not stay on its pods.
+        let mut stable = deployment("web", 1, false);
+        stable["status"]["updatedReplicas"] = json!(0);
+        let service = service(Some("c"));
+        let objects = Objects::new(vec![
+            stable,
+            replicaset("web", "old", 1),
+            deployment("web-canary", 1, true),
+            replicaset("web-canary", "c", 1),
+            service.clone(),
+        ]);
+        let selector = stable_selector(&plan(), &service, &objects, &RouteState::stable());
+        assert_eq!(narrowed_to(&selector).as_deref(), Some("old"));
+        // With the canary Deployment gone and only its pods left, too.
+        let pod = json!({"kind": "Pod", "metadata": {"name": "web-canary-c-1", "namespace": "shop",
+                          "labels": {"app": "web", "pod-template-hash": "c",
+                                     ROLE_LABEL: "canary", ROLLOUT_LABEL: "web"}}});
+        let objects = Objects::new(vec![
+            deployment("web", 1, false),
+            replicaset("web", "old", 1),
+            pod,
+            service.clone(),
+        ]);
+        let selector = stable_selector(&plan(), &service, &objects, &RouteState::stable());
         assert_eq!(narrowed_to(&selector).as_deref(), Some("old"));
     }
 

@@ -190,6 +190,11 @@ impl Engine<'_> {
                 ),
             );
             self.emit(Action::SetRoute(self.status.route.clone()));
+        } else if seen.verified == Verification::No {
+            // The same route, but its objects are not what it renders to now: the world moved
+            // under it (e.g. promotion replaces the stable pods a Service is narrowed to).
+            // Applying again is idempotent and brings them up to date.
+            self.emit(Action::SetRoute(self.status.route.clone()));
         }
     }
 

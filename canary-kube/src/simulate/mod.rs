@@ -24,6 +24,7 @@ mod served;
 use std::sync::{Arc, Mutex};
 
 use canary_core::dataplane::World;
+use canary_core::dataplane::probe::invariants::{self, Expectation, Rule};
 use canary_core::dataplane::probe::{self, Probe};
 use canary_core::driver::Reconciled;
 use canary_core::memory::InMemoryWebhooks;
@@ -48,6 +49,10 @@ const RETRIES: u32 = 3;
 /// How long the cluster is watched after the rollout ends, while the controller cleans up
 /// (the data-plane measures include it).
 const SETTLE: SignedDuration = SignedDuration::from_mins(5);
+
+/// The reason of the timeline events that say the data plane broke a rule of what users'
+/// requests may get.
+pub const BROKEN_RULE: &str = "TrafficRuleBroken";
 
 /// How long every pass may fail before the simulation stops.
 const GIVE_UP: SignedDuration = SignedDuration::from_mins(10);
@@ -147,6 +152,7 @@ impl<'p> ClusterSimulation<'p> {
             matches: plan_matches(self.plan),
             max_excess: 0.0,
             interrupted: false,
+            broken: Vec::new(),
             unserved_because: None,
         };
 
@@ -279,6 +285,8 @@ struct Run<'a> {
     max_excess: f64,
     /// Whether the last pass failed half-way (its status saved, its actions not all done).
     interrupted: bool,
+    /// The rules the data plane broke at the last look, to say each once.
+    broken: Vec<String>,
     /// Why some requests were last answered by nobody, to say it once per change.
     unserved_because: Option<String>,
 }
@@ -354,11 +362,40 @@ impl Run<'_> {
         // leaves a route the status no longer shows until the pass is retried.
         if !self.interrupted {
             self.max_excess = self.max_excess.max(served::canary_excess(&probe, &status));
+            self.note_broken_rules(now, &world, &probe, &status);
         }
         self.recorder
             .observe(now, served::shares_of(&split, self.config.match_share));
         self.note_unserved(now, &probe);
         Ok(())
+    }
+
+    /// Says in the timeline which rules of what users' requests may get the data plane breaks
+    /// (see [`invariants`]), when that starts or changes; unanswered requests are told apart.
+    fn note_broken_rules(
+        &mut self,
+        now: Timestamp,
+        world: &World,
+        probe: &Probe,
+        status: &RolloutStatus,
+    ) {
+        let expected = Expectation {
+            route: &status.route,
+            canary_available: invariants::canary_fully_available(self.plan, world),
+            probed_matches: &self.matches,
+            only_rollout_pods: false,
+        };
+        let broken: Vec<String> = invariants::violations(self.plan, &expected, probe)
+            .into_iter()
+            .filter(|v| v.rule != Rule::Unserved)
+            .map(|v| format!("{BROKEN_RULE}: {v}"))
+            .collect();
+        if broken != self.broken {
+            for rule in broken.iter().filter(|b| !self.broken.contains(b)) {
+                self.recorder.note(now, rule);
+            }
+            self.broken = broken;
+        }
     }
 
     /// Says in the timeline why requests go unanswered, when that starts or changes.

@@ -51,6 +51,8 @@ use resources::{
 };
 use routes::{BackendRef, Route, Split};
 
+pub use resources::mesh_of_namespace;
+
 /// Who answers `request` in `world`.
 pub fn serve(world: &World, request: &Request) -> Served {
     let caller_namespace = match &request.caller {

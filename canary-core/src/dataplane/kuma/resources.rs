@@ -48,15 +48,7 @@ impl Mesh {
     /// `pkg/plugins/runtime/k8s/util`: `MeshOfByLabelOrAnnotation`). Without a Mesh object of
     /// that name, the mesh as the control plane creates it (MeshServices disabled).
     pub fn of(world: &World, namespace: &str) -> Mesh {
-        let named = world
-            .all("Namespace")
-            .find(|ns| str_at(ns, "/metadata/name") == Some(namespace))
-            .and_then(|ns| {
-                str_at(ns, "/metadata/labels/kuma.io~1mesh")
-                    .or_else(|| str_at(ns, "/metadata/annotations/kuma.io~1mesh"))
-            })
-            .unwrap_or("default")
-            .to_owned();
+        let named = mesh_of_namespace(world, namespace);
         let Some(mesh) = world
             .all("Mesh")
             .find(|m| str_at(m, "/metadata/name") == Some(named.as_str()))
@@ -94,6 +86,21 @@ impl Mesh {
             .unwrap_or("default");
         named == self.name
     }
+}
+
+/// The name of the mesh the proxies of `namespace` join: its Namespace's `kuma.io/mesh` label,
+/// else that annotation, else `default` (Kuma `pkg/plugins/runtime/k8s/util`:
+/// `MeshOfByLabelOrAnnotation`).
+pub fn mesh_of_namespace(world: &World, namespace: &str) -> String {
+    world
+        .all("Namespace")
+        .find(|ns| str_at(ns, "/metadata/name") == Some(namespace))
+        .and_then(|ns| {
+            str_at(ns, "/metadata/labels/kuma.io~1mesh")
+                .or_else(|| str_at(ns, "/metadata/annotations/kuma.io~1mesh"))
+        })
+        .unwrap_or("default")
+        .to_owned()
 }
 
 /// The string at `pointer` in `value`.

@@ -8,7 +8,7 @@ use crate::plan::RolloutPlan;
 use crate::route::ProviderKind;
 use crate::spec::StringMatch;
 
-use super::super::{Caller, Request, World};
+use super::super::{Caller, Request, World, kuma};
 use super::sample::path_for;
 
 /// The namespace of the callers outside the Rollout's namespace (another one when the Rollout
@@ -33,9 +33,28 @@ pub fn targets(plan: &RolloutPlan, world: &World) -> Result<Vec<Target>, String>
     match plan.provider {
         ProviderKind::Nginx => nginx(plan, world),
         ProviderKind::Istio => Ok(istio(plan, world)),
-        ProviderKind::Kuma | ProviderKind::KumaTrafficRoute => Ok(sidecars(plan, &["/".into()])),
+        ProviderKind::Kuma | ProviderKind::KumaTrafficRoute => Ok(sidecars(
+            plan,
+            &["/".into()],
+            kuma_other_namespace(plan, world),
+        )),
         ProviderKind::AsmHeader | ProviderKind::AsmWeighted => asm(plan),
     }
+}
+
+/// Kuma: a namespace outside the Rollout's whose proxies join the same mesh (Kuma routes only
+/// within a mesh): another Namespace labelled into it, or when it is the default mesh, one
+/// without a label; `None` when no other namespace is in the mesh.
+fn kuma_other_namespace(plan: &RolloutPlan, world: &World) -> Option<String> {
+    let mesh = kuma::mesh_of_namespace(world, &plan.namespace);
+    let labelled = world
+        .all("Namespace")
+        .filter_map(|ns| ns.pointer("/metadata/name").and_then(Value::as_str))
+        .filter(|name| *name != plan.namespace)
+        .find(|name| kuma::mesh_of_namespace(world, name) == mesh)
+        .map(str::to_owned);
+    let other = other_namespace(plan);
+    labelled.or_else(|| (kuma::mesh_of_namespace(world, &other) == mesh).then_some(other))
 }
 
 /// The namespace of callers outside the Rollout's.
@@ -66,19 +85,21 @@ fn request(caller: Caller, host: &str, port: Option<u16>, path: &str) -> Request
 }
 
 /// Mesh sidecars calling the Service: in the Rollout's namespace by its short name and its
-/// cluster-local name, and in another namespace by its cluster-local name.
-fn sidecars(plan: &RolloutPlan, paths: &[String]) -> Vec<Target> {
+/// cluster-local name, and in namespace `other` (when there is one) by its cluster-local name.
+fn sidecars(plan: &RolloutPlan, paths: &[String], other: Option<String>) -> Vec<Target> {
     let port = service_port(plan);
     let fqdn = fqdn(plan);
     let short = plan.rollout.spec.service.name.as_str();
-    let other = other_namespace(plan);
     let mut out = Vec::new();
     for path in paths {
-        for (namespace, host) in [
+        let mut callers = vec![
             (plan.namespace.as_str(), short),
             (plan.namespace.as_str(), fqdn.as_str()),
-            (other.as_str(), fqdn.as_str()),
-        ] {
+        ];
+        if let Some(other) = &other {
+            callers.push((other.as_str(), fqdn.as_str()));
+        }
+        for (namespace, host) in callers {
             let caller = Caller::Sidecar {
                 namespace: namespace.to_owned(),
             };
@@ -211,7 +232,7 @@ fn istio(plan: &RolloutPlan, world: &World) -> Vec<Target> {
         .map(|vs| vs.routes)
         .unwrap_or_default();
     let paths = vs.map_or_else(|| vec!["/".to_owned()], |vs| route_paths(vs, &managed));
-    let mut out = sidecars(plan, &paths);
+    let mut out = sidecars(plan, &paths, Some(other_namespace(plan)));
     for gateway in gateways.iter().filter(|g| g.as_str() != "mesh") {
         let (gw_namespace, gw_name) = gateway
             .split_once('/')
