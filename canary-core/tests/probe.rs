@@ -758,3 +758,49 @@ fn asm_without_an_ingress_probes_only_sidecars() {
         "{result:?}"
     );
 }
+
+#[test]
+fn kuma_callers_in_another_namespace_are_callers_of_the_same_mesh() {
+    let plan = plan(BACKEND);
+    let namespace = |name: &str, mesh: Option<&str>| {
+        let mut ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
+        if let Some(mesh) = mesh {
+            ns["metadata"]["labels"] = json!({"kuma.io/mesh": mesh});
+        }
+        ns
+    };
+    let others = |world: &World| -> Vec<String> {
+        probe(&plan, world, &[])
+            .callers
+            .iter()
+            .filter(|c| !c.caller.starts_with("sidecar in webapp"))
+            .map(|c| c.caller.clone())
+            .collect()
+    };
+    // The default mesh: an unlabelled namespace is in it.
+    let world = backend_world(vec![]);
+    assert!(
+        others(&world)
+            .iter()
+            .all(|c| c.starts_with("sidecar in elsewhere")),
+        "{:?}",
+        others(&world)
+    );
+    assert!(!others(&world).is_empty());
+    // The Rollout's namespace in mesh `prod`: a namespace labelled into `prod` calls from
+    // outside; an unlabelled one is in another mesh, which Kuma does not route for.
+    let world = backend_world(vec![
+        namespace("webapp", Some("prod")),
+        namespace("payments", Some("prod")),
+        namespace("tools", None),
+    ]);
+    let callers = others(&world);
+    assert!(!callers.is_empty());
+    assert!(
+        callers.iter().all(|c| c.starts_with("sidecar in payments")),
+        "{callers:?}"
+    );
+    // No other namespace in `prod`: nobody calls from outside.
+    let world = backend_world(vec![namespace("webapp", Some("prod"))]);
+    assert!(others(&world).is_empty(), "{:?}", others(&world));
+}
