@@ -304,8 +304,16 @@ async fn what_a_real_cluster_refuses_is_refused_with_its_message() {
     );
 }
 
-/// A small random rollout of `provider` with `steps` weight steps of `step` percent.
-fn random_rollout(provider: usize, steps: u32, step: u32, interval: u32) -> String {
+/// A small random rollout of `provider`: `strategy` 0 is `steps` weight steps of `step`
+/// percent, 1 blue-green, 2 an A/B test by header, 3 mirroring (canary steps on nginx, which
+/// does not mirror).
+fn random_rollout(
+    provider: usize,
+    strategy: usize,
+    steps: u32,
+    step: u32,
+    interval: u32,
+) -> String {
     let routing = [
         "{istio: {}}",
         "{nginx: {ingress: web}}",
@@ -315,6 +323,17 @@ fn random_rollout(provider: usize, steps: u32, step: u32, interval: u32) -> Stri
     let weights: Vec<String> = (1..=steps)
         .map(|i| format!("{{weight: {}}}", (i * step).min(95)))
         .collect();
+    let strategy = match (strategy, provider) {
+        (1, _) => "{blueGreen: {switch: AfterReady, iterations: 1}}".to_owned(),
+        (2, _) => format!(
+            "{{abTest: {{matches: [{{headers: {{x-canary: {{exact: insider}}}}}}], iterations: {steps}}}}}"
+        ),
+        (3, p) if p != 1 => format!(
+            "{{mirror: {{percent: {}, iterations: {steps}, promote: true}}}}",
+            step * 2
+        ),
+        _ => format!("{{canary: {{steps: [{}]}}}}", weights.join(", ")),
+    };
     format!(
         "
 apiVersion: canary.rs/v1alpha1
@@ -325,7 +344,7 @@ spec:
   service: {{name: web, port: 80}}
   newVersion: {{version: v2, containers: [{{name: web, image: 'web:2'}}]}}
   trafficRouting: {}
-  strategy: {{canary: {{steps: [{}]}}}}
+  strategy: {}
   analysis: {{interval: {interval}s, metrics: [{{name: request-success-rate, thresholdRange: {{min: 99}}}}]}}
 ---
 apiVersion: kuma.io/v1alpha1
@@ -366,7 +385,7 @@ spec:
       - {{path: /, pathType: Prefix, backend: {{service: {{name: web, port: {{number: 80}}}}}}}}
 ",
         routing[provider],
-        weights.join(", "),
+        strategy,
         // The mesh the pods join when the Rollout names one.
         if provider == 3 { "{kuma.io/mesh: mesh-services}" } else { "{}" },
     )
@@ -375,13 +394,14 @@ spec:
 proptest! {
     #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
 
-    /// Random rollouts of every provider, the controller crashing at a random write (and,
+    /// Random rollouts of every provider and strategy, the controller crashing at a random write (and,
     /// in half the runs, restarted before every pass), healthy or bad canaries: every
     /// request is answered, the canary never takes more than its weight nor anything outside
     /// the release, and the release ends as its canary deserves.
     #[test]
     fn crashes_and_restarts_never_cost_a_request(
         provider in 0usize..4,
+        strategy in 0usize..4,
         steps in 1u32..4,
         step in 10u32..40,
         interval in 10u32..60,
@@ -390,7 +410,7 @@ proptest! {
         bad in any::<bool>(),
         seed in 0u64..1000,
     ) {
-        let (plan, objects) = load_text(&random_rollout(provider, steps, step, interval));
+        let (plan, objects) = load_text(&random_rollout(provider, strategy, steps, step, interval));
         let config = SimConfig {
             canary_error_rate: Some(if bad { 0.3 } else { 0.001 }),
             crash_at_call: crash,
@@ -410,7 +430,9 @@ proptest! {
                 .await
                 .unwrap()
         });
-        let name = format!("provider {provider}, crash at write {crash}, restarting {restarting}");
+        let name = format!(
+            "provider {provider}, strategy {strategy}, crash at write {crash}, restarting {restarting}"
+        );
         assert_truthful(&name, &report);
         let wanted = if bad { Phase::Failed } else { Phase::Succeeded };
         prop_assert_eq!(report.summary.phase, wanted, "{}: {}", name, report.summary.message);

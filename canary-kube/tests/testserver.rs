@@ -1894,10 +1894,6 @@ async fn the_rollout_and_upstream_crds_validate_with_their_schemas() {
 
 #[tokio::test]
 async fn every_example_rollout_and_its_objects_are_accepted() {
-    let server = ApiServer::start().await.unwrap();
-    canary_kube::fixtures::register_rollout_crd(&server);
-    canary_kube::fixtures::register_upstream_crds(&server);
-    server.admit_like_upstream();
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/rollouts");
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
@@ -1906,6 +1902,11 @@ async fn every_example_rollout_and_its_objects_are_accepted() {
     files.sort();
     let mut created = 0;
     for path in files {
+        // A cluster per file: examples may build on the same objects.
+        let server = ApiServer::start().await.unwrap();
+        canary_kube::fixtures::register_rollout_crd(&server);
+        canary_kube::fixtures::register_upstream_crds(&server);
+        server.admit_like_upstream();
         let text = std::fs::read_to_string(&path).unwrap();
         let documents: Vec<Value> = serde_saphyr::from_multiple(&text).unwrap();
         for doc in documents.into_iter().filter(|d| d.is_object()) {
