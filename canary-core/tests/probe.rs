@@ -416,6 +416,48 @@ fn istio_probes_sidecars_in_and_out_of_the_namespace_and_the_gateways_of_the_vir
 }
 
 #[test]
+fn istio_gateway_callers_ask_only_for_hosts_the_gateway_serves() {
+    let plan = plan(REVIEWS);
+    let gateway = json!({"apiVersion": "networking.istio.io/v1", "kind": "Gateway",
+                         "metadata": {"name": "public", "namespace": "istio-system"},
+                         "spec": {"selector": {"istio": "ingressgateway"},
+                                  "servers": [{"port": {"number": 80, "name": "http", "protocol": "HTTP"},
+                                               "hosts": ["demo/*.example.com"]}]}});
+    let world = reviews_world(vec![
+        destination_rule(&["v1", "v2"]),
+        virtual_service(
+            json!({"hosts": ["reviews", "bookinfo.example.com"], "gateways": ["mesh", "istio-system/public"],
+                               "http": [{"name": "primary", "route": [to("v1", 70), to("v2", 30)]}]}),
+        ),
+        gateway.clone(),
+    ]);
+    let gateway_callers = |world: &World| -> Vec<String> {
+        probe(&plan, world, &[])
+            .callers
+            .iter()
+            .filter(|c| c.caller.starts_with("gateway "))
+            .map(|c| c.caller.clone())
+            .collect()
+    };
+    assert_eq!(
+        gateway_callers(&world),
+        ["gateway istio-system/public → bookinfo.example.com/"]
+    );
+    // A server for another namespace's VirtualServices admits none of these hosts.
+    let mut elsewhere = gateway;
+    elsewhere["spec"]["servers"][0]["hosts"] = json!(["shop/*"]);
+    let world = reviews_world(vec![
+        destination_rule(&["v1", "v2"]),
+        virtual_service(
+            json!({"hosts": ["reviews", "bookinfo.example.com"], "gateways": ["istio-system/public"],
+                               "http": [{"name": "primary", "route": [to("v1", 70), to("v2", 30)]}]}),
+        ),
+        elsewhere,
+    ]);
+    assert!(gateway_callers(&world).is_empty());
+}
+
+#[test]
 fn istio_routing_to_a_subset_no_destination_rule_defines_leaves_its_share_unserved() {
     let plan = plan(REVIEWS);
     let world = reviews_world(vec![

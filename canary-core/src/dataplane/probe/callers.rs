@@ -243,6 +243,9 @@ fn istio(plan: &RolloutPlan, world: &World) -> Vec<Target> {
             } else {
                 format!("{host}.{namespace}.svc.cluster.local")
             };
+            if !gateway_serves(world, (gw_namespace, gw_name), namespace, &host) {
+                continue;
+            }
             for path in &paths {
                 let caller = Caller::Gateway {
                     namespace: gw_namespace.to_owned(),
@@ -256,6 +259,43 @@ fn istio(plan: &RolloutPlan, world: &World) -> Vec<Target> {
         }
     }
     out
+}
+
+/// Whether the Istio Gateway `gateway` (when it is in the world) has a server for `host` that
+/// admits VirtualServices of `namespace`: a server host `[namespace/]dnsName`, the namespace
+/// `*`, `.` (the Gateway's own) or a name, the DNS name exact, `*` or a `*.` suffix (Istio
+/// `networking/v1/gateway.proto`, `Server.hosts`). A Gateway not in the world serves every host.
+fn gateway_serves(world: &World, gateway: (&str, &str), namespace: &str, host: &str) -> bool {
+    // Istio's Gateway, not the Gateway API's of the same kind name.
+    let Some(object) = world.get("Gateway", gateway.0, gateway.1).filter(|object| {
+        object["apiVersion"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("networking.istio.io/"))
+    }) else {
+        return true;
+    };
+    let server_hosts = object
+        .pointer("/spec/servers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .flat_map(|server| server["hosts"].as_array().into_iter().flatten())
+        .filter_map(Value::as_str);
+    server_hosts.into_iter().any(|entry| {
+        let (scope, name) = entry.split_once('/').unwrap_or(("*", entry));
+        let scoped = match scope {
+            "*" => true,
+            "." => gateway.0 == namespace,
+            other => other == namespace,
+        };
+        let named = name == "*"
+            || name.eq_ignore_ascii_case(host)
+            || name.strip_prefix('*').is_some_and(|suffix| {
+                host.to_ascii_lowercase()
+                    .ends_with(&suffix.to_ascii_lowercase())
+            });
+        scoped && named
+    })
 }
 
 /// The paths the VirtualService's managed HTTP routes (`managed` by name, every route when
