@@ -10,7 +10,7 @@ use canary_core::services::{
 };
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{Pod, Service};
-use kube::api::ListParams;
+use kube::api::{ListParams, PostParams};
 use kube::{Api, Client};
 use serde_json::Value;
 
@@ -128,11 +128,42 @@ impl ServiceSplit {
         live: &LiveServices,
         desired: Option<&Value>,
     ) -> kube::Result<bool> {
-        match desired {
-            Some(desired) => {
-                apply_if_changed(&self.services, live.canary.as_ref(), desired, self.manager).await
+        match (desired, live.canary.as_ref()) {
+            (Some(desired), Some(live)) if !same_selector(live, desired) => {
+                // A Service's selector is one atomic value (server-side apply replaces it
+                // whole, but only a field manager's own keys are its to drop): a key someone
+                // added would make the canary Service select nothing, so it is replaced whole.
+                let mut replacement: Service =
+                    serde_json::from_value(desired.clone()).map_err(kube::Error::SerdeError)?;
+                replacement.metadata.resource_version = live["metadata"]["resourceVersion"]
+                    .as_str()
+                    .map(str::to_owned);
+                if let Some(spec) = replacement.spec.as_mut() {
+                    // Immutable once set.
+                    spec.cluster_ip = live["spec"]["clusterIP"].as_str().map(str::to_owned);
+                    spec.cluster_ips = live["spec"]["clusterIPs"].as_array().map(|ips| {
+                        ips.iter()
+                            .filter_map(|ip| ip.as_str().map(str::to_owned))
+                            .collect()
+                    });
+                }
+                let name = canary_service_name(&self.plan);
+                self.services
+                    .replace(
+                        &name,
+                        &PostParams {
+                            field_manager: Some(self.manager.to_owned()),
+                            ..PostParams::default()
+                        },
+                        &replacement,
+                    )
+                    .await?;
+                Ok(true)
             }
-            None => delete_if_present(&self.services, live.canary.as_ref()).await,
+            (Some(desired), live) => {
+                apply_if_changed(&self.services, live, desired, self.manager).await
+            }
+            (None, live) => delete_if_present(&self.services, live).await,
         }
     }
 
@@ -179,6 +210,11 @@ impl ServiceSplit {
     }
 }
 
+/// Whether the live Service `live` selects exactly what `desired` selects (no key more).
+fn same_selector(live: &Value, desired: &Value) -> bool {
+    live["spec"]["selector"] == desired["spec"]["selector"]
+}
+
 /// Whether the live objects hold `split`.
 pub fn holds(live: &LiveServices, live_route: Option<&Value>, split: &Split) -> bool {
     let same = |live: Option<&Value>, desired: Option<&Value>| match (live, desired) {
@@ -190,7 +226,12 @@ pub fn holds(live: &LiveServices, live_route: Option<&Value>, split: &Split) -> 
         .stable
         .as_ref()
         .is_none_or(|stable| split.stable_selector.in_effect(stable));
+    let canary_selector = match (live.canary.as_ref(), split.canary_service.as_ref()) {
+        (Some(live), Some(desired)) => same_selector(live, desired),
+        _ => true,
+    };
     selector
+        && canary_selector
         && same(live.canary.as_ref(), split.canary_service.as_ref())
         && same(live_route, split.route.as_ref())
 }

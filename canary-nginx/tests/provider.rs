@@ -470,3 +470,32 @@ async fn a_stray_canary_annotation_on_the_canary_ingress_is_seen_and_removed() {
     assert!(!traffic.apply(&route).await.unwrap());
     assert_eq!(writes(&cluster), 0);
 }
+
+#[tokio::test]
+async fn a_stray_key_in_the_canary_services_selector_is_seen_and_removed() {
+    let cluster = cluster().await;
+    let traffic = provider(&cluster);
+    let route = RouteState::weighted(20);
+    assert!(traffic.apply(&route).await.unwrap());
+    let (_, service) = canary_objects(&cluster);
+    let mut edited = service.unwrap();
+    let wanted = edited["spec"]["selector"].clone();
+    // A key no canary pod carries: the canary Service would select nothing, and ingress-nginx
+    // would answer the canary's share with 503s.
+    edited["spec"]["selector"]["track"] = json!("old");
+    cluster.put(edited);
+    assert_eq!(
+        traffic.observe(&route).await.unwrap().verified,
+        Verification::No
+    );
+    assert!(traffic.apply(&route).await.unwrap());
+    let (_, repaired) = canary_objects(&cluster);
+    assert_eq!(repaired.unwrap()["spec"]["selector"], wanted);
+    assert_eq!(
+        traffic.observe(&route).await.unwrap().verified,
+        Verification::Yes
+    );
+    cluster.server.clear_requests();
+    assert!(!traffic.apply(&route).await.unwrap());
+    assert_eq!(writes(&cluster), 0);
+}
