@@ -118,7 +118,11 @@ pub fn mesh_services_mode<'a>(plan: &RolloutPlan, objects: &'a Objects) -> Optio
 /// deduplicates them by address and port), so whether the canary's tag still has its pods
 /// depends on which other Services select them. A mirror that copies nothing leaves the
 /// analysis without data; canary refuses before applying instead.
-fn refuse_exclusive_mirror(plan: &RolloutPlan, route: &RouteState, objects: &Objects) -> Result<()> {
+fn refuse_exclusive_mirror(
+    plan: &RolloutPlan,
+    route: &RouteState,
+    objects: &Objects,
+) -> Result<()> {
     if route.mirror.is_none()
         || plan.provider == ProviderKind::KumaTrafficRoute
         || mesh_services_mode(plan, objects) != Some("Exclusive")

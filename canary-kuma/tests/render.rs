@@ -2,9 +2,9 @@
 //! matches ordered before the catch-all, mirroring, namespacing, and what validation refuses.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test support code
 
+use canary_core::dataplane::{Caller, Request, World, serve};
 use canary_core::objects::Objects;
 use canary_core::spec::{KumaRouteKind, RequestMatch, StringMatch};
-use canary_core::dataplane::{Caller, Request, World, serve};
 use canary_core::{ProviderKind, RolloutPlan, RouteState};
 use canary_kube::fixtures::{crd_validator, schema_errors};
 use canary_kuma::render;
@@ -463,8 +463,14 @@ fn world_after(plan: &RolloutPlan, objects: &Objects, route: &RouteState) -> Wor
     canary_labels["pod-template-hash"] = json!("c1");
     let mut world: Vec<Value> = objects.iter().cloned().collect();
     world.extend([
-        pod("backend-s1", json!({"app": "backend", "pod-template-hash": "s1"})),
-        pod("backend-s2", json!({"app": "backend", "pod-template-hash": "s1"})),
+        pod(
+            "backend-s1",
+            json!({"app": "backend", "pod-template-hash": "s1"}),
+        ),
+        pod(
+            "backend-s2",
+            json!({"app": "backend", "pod-template-hash": "s1"}),
+        ),
         pod("backend-c1", canary_labels),
         stable.clone(),
         canary.clone(),
@@ -481,8 +487,10 @@ fn world_after(plan: &RolloutPlan, objects: &Objects, route: &RouteState) -> Wor
                 .as_array()
                 .unwrap()
                 .iter()
-                .map(|p| json!({"name": p["name"], "port": p["port"], "targetPort": p["targetPort"],
-                                "appProtocol": p["appProtocol"]}))
+                .map(|p| {
+                    json!({"name": p["name"], "port": p["port"], "targetPort": p["targetPort"],
+                                "appProtocol": p["appProtocol"]})
+                })
                 .collect();
             world.push(json!({"apiVersion": "kuma.io/v1alpha1", "kind": "MeshService",
                 "metadata": {"name": name, "namespace": "webapp",
@@ -501,18 +509,22 @@ fn a_mirror_step_copies_to_the_canary_pods_with_and_without_mesh_services() {
         mirror: Some(20),
         ..RouteState::stable()
     };
-    for mode in [None, Some("Disabled"), Some("Everywhere"), Some("ReachableBackends")] {
+    for mode in [
+        None,
+        Some("Disabled"),
+        Some("Everywhere"),
+        Some("ReachableBackends"),
+    ] {
         let mut objects = objects.clone();
         if let Some(mode) = mode {
             objects.insert(mesh(json!({"meshServices": {"mode": mode}})));
         }
         let world = world_after(&plan, &objects, &step);
         for caller in ["webapp", "default"] {
-            let request = Request::to("backend.webapp.svc.cluster.local", "/").from(
-                Caller::Sidecar {
+            let request =
+                Request::to("backend.webapp.svc.cluster.local", "/").from(Caller::Sidecar {
                     namespace: caller.to_owned(),
-                },
-            );
+                });
             let served = serve(ProviderKind::Kuma, &world, &request);
             let answered: f64 = served.pods.values().sum();
             let on_stable = served.share(|p| p.name.starts_with("backend-s"));

@@ -536,8 +536,13 @@ fn on_a_mesh_with_mesh_services_a_mirror_copies_by_service_tag_only() {
         "{served:?}"
     );
     // Only ready pods get copies.
-    let unready = with_mesh_services_and(false, vec![mirror_route(legacy("web-canary_shop_svc_80"))]);
-    assert!(serve(&unready, &from(sidecar("default"), "/")).mirrored.is_empty());
+    let unready =
+        with_mesh_services_and(false, vec![mirror_route(legacy("web-canary_shop_svc_80"))]);
+    assert!(
+        serve(&unready, &from(sidecar("default"), "/"))
+            .mirrored
+            .is_empty()
+    );
 }
 
 #[test]
