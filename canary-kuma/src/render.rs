@@ -73,6 +73,9 @@ pub enum References {
     ServiceTags,
     /// MeshService objects (`Everywhere`, `ReachableBackends` or `Exclusive`): backends by
     /// MeshService, `{kind: MeshService, name: <service>, namespace: <namespace>, port: <port>}`.
+    ///
+    /// The `RequestMirror` backend keeps the tag form: Kuma 2.9 to 2.14 builds a mirror's
+    /// destination from a `kuma.io/service` tag only.
     MeshServices,
 }
 
@@ -81,8 +84,17 @@ pub enum References {
 /// one). A missing Mesh, or one that does not set `spec.meshServices.mode`, has no MeshServices
 /// (`api/mesh/v1alpha1/mesh.proto`: `Disabled` is the default mode).
 pub fn references(plan: &RolloutPlan, objects: &Objects) -> References {
+    match mesh_services_mode(plan, objects) {
+        Some("Everywhere" | "ReachableBackends" | "Exclusive") => References::MeshServices,
+        _ => References::ServiceTags,
+    }
+}
+
+/// The `spec.meshServices.mode` of the Mesh of `plan` among `objects` (found as
+/// [`references`] finds it), when it sets one.
+pub fn mesh_services_mode<'a>(plan: &RolloutPlan, objects: &'a Objects) -> Option<&'a str> {
     let name = mesh(plan);
-    let mode = objects
+    objects
         .iter()
         .find(|object| {
             object["kind"] == "Mesh"
@@ -92,11 +104,38 @@ pub fn references(plan: &RolloutPlan, objects: &Objects) -> References {
                 && object["metadata"]["name"].as_str() == Some(name)
         })
         .and_then(|mesh| mesh.pointer("/spec/meshServices/mode"))
-        .and_then(Value::as_str);
-    match mode {
-        Some("Everywhere" | "ReachableBackends" | "Exclusive") => References::MeshServices,
-        _ => References::ServiceTags,
+        .and_then(Value::as_str)
+}
+
+/// Refuses a mirroring `route` on a mesh whose `meshServices.mode` is `Exclusive`.
+///
+/// Kuma 2.9 to 2.14 builds a `RequestMirror`'s destination only as a `kuma.io/service` tag,
+/// whatever form its `backendRef` has (see [`mirror_backend_ref`]), and an `Exclusive` mesh
+/// is one of MeshServices only: its proxies get no `kuma.io/service` outbounds
+/// (`pkg/xds/context/mesh_context_builder.go`: `BuildIfChanged`), and from 2.11 a pod's
+/// inbounds keep a single Service's tag per port
+/// (`pkg/plugins/runtime/k8s/controllers/inbound_converter.go`: `InboundInterfacesFor`
+/// deduplicates them by address and port), so whether the canary's tag still has its pods
+/// depends on which other Services select them. A mirror that copies nothing leaves the
+/// analysis without data; canary refuses before applying instead.
+fn refuse_exclusive_mirror(
+    plan: &RolloutPlan,
+    route: &RouteState,
+    objects: &Objects,
+) -> Result<()> {
+    if route.mirror.is_none()
+        || plan.provider == ProviderKind::KumaTrafficRoute
+        || mesh_services_mode(plan, objects) != Some("Exclusive")
+    {
+        return Ok(());
     }
+    Err(Error::Input(format!(
+        "spec.strategy.mirror: Kuma cannot mirror on mesh {:?}: its spec.meshServices.mode is \
+         Exclusive, and Kuma (2.9 to 2.14) mirrors only to a kuma.io/service tag, which such a \
+         mesh does not keep as a destination; use a mesh whose meshServices.mode is Disabled, Everywhere \
+         or ReachableBackends, or a canary or blue-green strategy",
+        mesh(plan)
+    )))
 }
 
 /// The mesh of `plan`.
@@ -128,6 +167,7 @@ pub fn service_tag(service: &str, namespace: &str, port: i64) -> String {
 /// Deployment with its current ReplicaSet (and the canary Deployment when it runs); for a
 /// MeshHTTPRoute, the Mesh when it has MeshServices (see [`references`]).
 pub fn render(plan: &RolloutPlan, route: &RouteState, objects: &Objects) -> Result<Rendered> {
+    refuse_exclusive_mirror(plan, route, objects)?;
     let mut rendered = split(plan, route, objects, || {
         Ok(match plan.provider {
             ProviderKind::KumaTrafficRoute => traffic_route(plan, route),
@@ -176,6 +216,23 @@ fn metadata(plan: &RolloutPlan, name: &str, route: &RouteState) -> Value {
     metadata
 }
 
+/// The `backendRef` of the `RequestMirror` filter copying to `service`: its `kuma.io/service`
+/// tag, `{kind: MeshService, name: <service>_<namespace>_svc_<port>}`, on every kind of mesh.
+///
+/// Kuma 2.9 to 2.14 does not resolve a mirror's `backendRef`: it always wraps it as a legacy
+/// reference (`pkg/plugins/policies/meshhttproute/plugin/v1alpha1/listeners.go`:
+/// `generateFromService` builds the mirror's split from `LegacyBackendRef`), so the cluster is
+/// the `kuma.io/service` its `name` names (`pkg/plugins/policies/core/xds/meshroute/listeners.go`:
+/// `handleLegacyBackendRef`) with the endpoints of that tag. A MeshService reference
+/// (`name: <service>, namespace, port`) names no tag: no cluster is built, and the mirror
+/// filter fails to find one (`xds/filters/requestmirror.go`: `Configure`), so nothing is
+/// mirrored. The tag's endpoints exist on meshes with MeshServices too
+/// (`pkg/xds/topology/outbound.go`: `BuildEdsEndpointMap` fills them from the Dataplanes'
+/// inbound tags), except on `Exclusive` ones (see [`refuse_exclusive_mirror`]).
+fn mirror_backend_ref(plan: &RolloutPlan, service: &str) -> Value {
+    backend_ref(plan, service, References::ServiceTags)
+}
+
 /// A backend reference to `service` (without weight), as `references` says.
 fn backend_ref(plan: &RolloutPlan, service: &str, references: References) -> Value {
     let port = plan.rollout.spec.service.port;
@@ -217,7 +274,7 @@ fn mesh_http_route(plan: &RolloutPlan, route: &RouteState, references: Reference
         weighted["default"]["filters"] = json!([{
             "type": "RequestMirror",
             "requestMirror": {
-                "backendRef": backend_ref(plan, &canary, references),
+                "backendRef": mirror_backend_ref(plan, &canary),
                 "percentage": mirror,
             },
         }]);

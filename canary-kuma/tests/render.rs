@@ -2,9 +2,10 @@
 //! matches ordered before the catch-all, mirroring, namespacing, and what validation refuses.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test support code
 
+use canary_core::dataplane::{Caller, Request, World, serve};
 use canary_core::objects::Objects;
 use canary_core::spec::{KumaRouteKind, RequestMatch, StringMatch};
-use canary_core::{RolloutPlan, RouteState};
+use canary_core::{ProviderKind, RolloutPlan, RouteState};
 use canary_kube::fixtures::{crd_validator, schema_errors};
 use canary_kuma::render;
 use serde_json::{Value, json};
@@ -138,7 +139,7 @@ fn on_a_mesh_with_mesh_services_the_backends_are_mesh_services_on_the_port() {
         let mut objects = objects.clone();
         objects.insert(mesh(json!({"meshServices": {"mode": mode}})));
         let route = RouteState {
-            mirror: Some(20),
+            mirror: (mode != "Exclusive").then_some(20),
             ..RouteState::weighted(40)
         };
         let object = render(&plan, &route, &objects).unwrap().route.unwrap();
@@ -156,10 +157,14 @@ fn on_a_mesh_with_mesh_services_the_backends_are_mesh_services_on_the_port() {
                    {"kind": "MeshService", "name": "backend-canary", "namespace": "webapp", "port": 9898, "weight": 40}]),
             "{mode}"
         );
-        assert_eq!(
-            rule["filters"][0]["requestMirror"]["backendRef"],
-            json!({"kind": "MeshService", "name": "backend-canary", "namespace": "webapp", "port": 9898})
-        );
+        if route.mirror.is_some() {
+            // Kuma 2.9–2.14 builds a mirror's destination from a `kuma.io/service` tag only.
+            assert_eq!(
+                rule["filters"][0]["requestMirror"]["backendRef"],
+                json!({"kind": "MeshService", "name": "backend-canary_webapp_svc_9898"}),
+                "{mode}"
+            );
+        }
         // Read back whichever way it names the canary.
         assert_eq!(
             canary_kuma::render::observed_route(&plan, &object),
@@ -438,4 +443,124 @@ fn the_canary_service_is_in_the_mesh_with_the_stable_services_protocol() {
         canary["metadata"]["annotations"],
         json!({"9898.service.kuma.io/protocol": "http"})
     );
+}
+
+/// The podinfo rollout's pods, Services and MeshServices once `route` is applied, as
+/// Kubernetes and the Kuma control plane make them: two stable pods and one canary pod, the
+/// stable Service narrowed to the stable pods, the canary Service, and on a mesh with
+/// MeshServices one MeshService per Service (`dataplaneTags` from its selector, its ports).
+fn world_after(plan: &RolloutPlan, objects: &Objects, route: &RouteState) -> World {
+    let rendered = render(plan, route, objects).unwrap();
+    let pod = |name: &str, labels: Value| {
+        json!({"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"name": name, "namespace": "webapp", "labels": labels},
+               "status": {"conditions": [{"type": "Ready", "status": "True"}]}})
+    };
+    let mut stable = objects.get("Service", "webapp", "backend").unwrap().clone();
+    stable["spec"]["selector"]["pod-template-hash"] = json!("s1");
+    let canary = rendered.canary_service.clone().unwrap();
+    let mut canary_labels = canary["spec"]["selector"].clone();
+    canary_labels["pod-template-hash"] = json!("c1");
+    let mut world: Vec<Value> = objects.iter().cloned().collect();
+    world.extend([
+        pod(
+            "backend-s1",
+            json!({"app": "backend", "pod-template-hash": "s1"}),
+        ),
+        pod(
+            "backend-s2",
+            json!({"app": "backend", "pod-template-hash": "s1"}),
+        ),
+        pod("backend-c1", canary_labels),
+        stable.clone(),
+        canary.clone(),
+        rendered.route.clone().unwrap(),
+    ]);
+    let with_mesh_services = canary_kuma::render::references(plan, objects)
+        == canary_kuma::render::References::MeshServices;
+    if with_mesh_services {
+        for service in [&stable, &canary] {
+            let name = service["metadata"]["name"].as_str().unwrap();
+            let mut tags = service["spec"]["selector"].clone();
+            tags["k8s.kuma.io/namespace"] = json!("webapp");
+            let ports: Vec<Value> = service["spec"]["ports"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| {
+                    json!({"name": p["name"], "port": p["port"], "targetPort": p["targetPort"],
+                                "appProtocol": p["appProtocol"]})
+                })
+                .collect();
+            world.push(json!({"apiVersion": "kuma.io/v1alpha1", "kind": "MeshService",
+                "metadata": {"name": name, "namespace": "webapp",
+                             "labels": {"kuma.io/mesh": "default", "k8s.kuma.io/namespace": "webapp",
+                                        "kuma.io/display-name": name, "k8s.kuma.io/service-name": name}},
+                "spec": {"selector": {"dataplaneTags": tags}, "ports": ports}}));
+        }
+    }
+    World::new(world)
+}
+
+#[test]
+fn a_mirror_step_copies_to_the_canary_pods_with_and_without_mesh_services() {
+    let (plan, objects) = podinfo();
+    let step = RouteState {
+        mirror: Some(20),
+        ..RouteState::stable()
+    };
+    for mode in [
+        None,
+        Some("Disabled"),
+        Some("Everywhere"),
+        Some("ReachableBackends"),
+    ] {
+        let mut objects = objects.clone();
+        if let Some(mode) = mode {
+            objects.insert(mesh(json!({"meshServices": {"mode": mode}})));
+        }
+        let world = world_after(&plan, &objects, &step);
+        for caller in ["webapp", "default"] {
+            let request =
+                Request::to("backend.webapp.svc.cluster.local", "/").from(Caller::Sidecar {
+                    namespace: caller.to_owned(),
+                });
+            let served = serve(ProviderKind::Kuma, &world, &request);
+            let answered: f64 = served.pods.values().sum();
+            let on_stable = served.share(|p| p.name.starts_with("backend-s"));
+            assert!(
+                (answered - 1.0).abs() < 1e-9 && (on_stable - 1.0).abs() < 1e-9,
+                "{mode:?} from {caller}: {served:?}"
+            );
+            let copies: f64 = served.mirrored.values().sum();
+            assert!(
+                (copies - 0.2).abs() < 1e-9,
+                "{mode:?} from {caller}: 20% of requests are copied: {served:?}"
+            );
+            assert!(
+                served.mirrored.keys().all(|p| p.name == "backend-c1"),
+                "{mode:?} from {caller}: copies go to the canary pod only: {served:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_mirror_on_an_exclusive_mesh_is_refused_with_the_field_and_why() {
+    let (plan, mut objects) = podinfo();
+    objects.insert(mesh(json!({"meshServices": {"mode": "Exclusive"}})));
+    let step = RouteState {
+        mirror: Some(20),
+        ..RouteState::stable()
+    };
+    let error = render(&plan, &step, &objects).unwrap_err().to_string();
+    assert!(
+        error.contains("spec.strategy.mirror")
+            && error.contains("Exclusive")
+            && error.contains("kuma.io/service"),
+        "{error}"
+    );
+    // Routes without a mirror, and returning all traffic to stable, still render.
+    assert!(render(&plan, &RouteState::weighted(30), &objects).is_ok());
+    assert!(render(&plan, &RouteState::stable(), &objects).is_ok());
 }

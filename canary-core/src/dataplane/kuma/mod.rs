@@ -393,8 +393,12 @@ impl<'a> Context<'a> {
     }
 
     /// The endpoints of a `kuma.io/service` backend (with its `tags`), when its cluster can be
-    /// built: the service has healthy endpoints speaking HTTP, and the mesh still has
-    /// `kuma.io/service` destinations (not `Exclusive`).
+    /// built: the service has healthy endpoints speaking HTTP, and the mesh is not `Exclusive`.
+    /// On an `Exclusive` mesh the control plane still fills a tag's endpoints from the
+    /// Dataplanes' inbound tags (pkg/xds/topology/outbound.go: `fillDataplaneOutbounds`), but
+    /// from 2.11 a pod's inbounds keep a single Service's tag per port
+    /// (pkg/plugins/runtime/k8s/controllers/inbound_converter.go: `InboundInterfacesFor`), which
+    /// the model does not follow: it builds no `kuma.io/service` cluster there.
     fn legacy_endpoints(&self, backend: &BackendRef) -> Option<Vec<PodRef>> {
         if self.mesh.mode == Mode::Exclusive {
             return None;
@@ -408,9 +412,16 @@ impl<'a> Context<'a> {
         Some(tagged_endpoints(self.world, &tags))
     }
 
-    /// The pods a `RequestMirror` copies to: its backend is always built as a `kuma.io/service`
-    /// reference by `name` (listeners.go: `generateFromService` makes the mirror's split from
-    /// `LegacyBackendRef`); when that builds no cluster, no copies are made.
+    /// The pods a `RequestMirror` copies to. Kuma 2.9 to 2.14 builds its backend as a
+    /// `kuma.io/service` reference by `name` whatever its form
+    /// (pkg/plugins/policies/meshhttproute/plugin/v1alpha1/listeners.go: `generateFromService`
+    /// makes the mirror's split from `LegacyBackendRef`; only the unreleased main line resolves
+    /// it, kumahq/kuma#17676). A MeshService reference (`name: web-canary, namespace, port`)
+    /// therefore names a tag that does not exist even on a mesh with MeshServices, and the tag
+    /// form `<svc>_<ns>_svc_<port>` reaches the pods carrying that tag. When no cluster is built,
+    /// no copies are made: the mirror filter then fails to find its cluster
+    /// (xds/filters/requestmirror.go: `Configure`), the caller's outbound is not generated and
+    /// its proxy keeps the configuration it had, which mirrored nothing to this backend.
     fn mirror_endpoints(&self, backend: &BackendRef) -> Vec<PodRef> {
         self.legacy_endpoints(backend).unwrap_or_default()
     }

@@ -493,6 +493,73 @@ fn a_request_mirror_copies_to_the_service_tag() {
     assert!(close(copies, 0.5), "{served:?}");
 }
 
+/// A route keeping `web`'s traffic on stable and mirroring half of it to `mirror`.
+fn mirror_route(mirror: Value) -> Value {
+    rules_route(
+        "mirror",
+        json!([{"matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
+                "default": {"backendRefs": [real("web")],
+                            "filters": [{"type": "RequestMirror",
+                                         "requestMirror": {"percentage": 50, "backendRef": mirror}}]}}]),
+    )
+}
+
+/// The share of copies each canary and stable pod gets.
+fn copies(served: &Served) -> (f64, f64) {
+    let to = |prefix: &str| -> f64 {
+        served
+            .mirrored
+            .iter()
+            .filter(|(pod, _)| pod.name.starts_with(prefix))
+            .map(|(_, share)| share)
+            .sum()
+    };
+    (to("web-c"), to("web-s"))
+}
+
+#[test]
+fn on_a_mesh_with_mesh_services_a_mirror_copies_by_service_tag_only() {
+    // Kuma 2.9–2.14 builds the mirror's cluster from its `name` as a `kuma.io/service`: the
+    // MeshService form names none, the tag form reaches the canary's pods.
+    let by_mesh_service = with_mesh_services(vec![mirror_route(real("web-canary"))]);
+    let served = serve(&by_mesh_service, &from(sidecar("default"), "/"));
+    assert!(close(stable(&served), 1.0), "{served:?}");
+    assert!(served.mirrored.is_empty(), "{served:?}");
+
+    let by_tag = with_mesh_services(vec![mirror_route(legacy("web-canary_shop_svc_80"))]);
+    let served = serve(&by_tag, &from(sidecar("default"), "/"));
+    assert!(close(stable(&served), 1.0), "{served:?}");
+    let (to_canary, to_stable) = copies(&served);
+    assert!(close(to_canary, 0.5) && close(to_stable, 0.0), "{served:?}");
+    assert!(
+        served.mirrored.keys().all(|pod| pod.name == "web-c1"),
+        "{served:?}"
+    );
+    // Only ready pods get copies.
+    let unready =
+        with_mesh_services_and(false, vec![mirror_route(legacy("web-canary_shop_svc_80"))]);
+    assert!(
+        serve(&unready, &from(sidecar("default"), "/"))
+            .mirrored
+            .is_empty()
+    );
+}
+
+#[test]
+fn on_an_exclusive_mesh_a_mirror_copies_nothing() {
+    for mirror in [real("web-canary"), legacy("web-canary_shop_svc_80")] {
+        let world = shop(vec![
+            mesh("Exclusive"),
+            mesh_service("web", "stable"),
+            mesh_service("web-canary", "canary"),
+            mirror_route(mirror.clone()),
+        ]);
+        let served = serve(&world, &from(sidecar("default"), "/"));
+        assert!(close(stable(&served), 1.0), "{mirror}: {served:?}");
+        assert!(served.mirrored.is_empty(), "{mirror}: {served:?}");
+    }
+}
+
 fn traffic_route(name: &str, canary_weight: u64) -> Value {
     json!({"apiVersion": "kuma.io/v1alpha1", "kind": "TrafficRoute", "mesh": "default",
            "metadata": {"name": name},
