@@ -328,8 +328,7 @@ fn random_rollout(
         (2, _) => format!(
             "{{abTest: {{matches: [{{headers: {{x-canary: {{exact: insider}}}}}}], iterations: {steps}}}}}"
         ),
-        // Mirroring on Kuma with MeshServices (provider 3) mirrors nothing yet: a known defect.
-        (3, p) if p != 1 && p != 3 => format!(
+        (3, p) if p != 1 => format!(
             "{{mirror: {{percent: {}, iterations: {steps}, promote: true}}}}",
             step * 2
         ),
