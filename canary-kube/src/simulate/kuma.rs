@@ -5,8 +5,8 @@
 //! `meshservice_controller.go`. Without it a mesh with MeshServices would have none, and
 //! every route to one would resolve to nothing.
 
-use std::collections::BTreeMap;
-
+use canary_core::dataplane::World;
+use canary_core::dataplane::kuma::mesh_of_namespace;
 use kube::api::{ApiResource, DeleteParams, DynamicObject};
 use kube::{Api, Client};
 use serde_json::{Value, json};
@@ -39,24 +39,16 @@ pub(super) async fn sync_mesh_services(server: &ApiServer, client: &Client) -> b
     if enabled.is_empty() || server.resource(API_VERSION, "MeshService").is_none() {
         return false;
     }
-    let namespaces: BTreeMap<String, String> = server
-        .list("v1", "Namespace")
-        .iter()
-        .filter_map(|ns| {
-            // Kuma `MeshOfByLabelOrAnnotation`: the namespace's label, else its annotation.
-            let mesh = ns["metadata"]["labels"][MESH]
-                .as_str()
-                .or_else(|| ns["metadata"]["annotations"][MESH].as_str())?;
-            Some((ns["metadata"]["name"].as_str()?.to_owned(), mesh.to_owned()))
-        })
-        .collect();
+    // Which mesh each namespace's proxies join, by the data-plane model's own rule.
+    let namespaces = World::new(server.list("v1", "Namespace"));
     let mut changed = false;
     let mut wanted = Vec::new();
     for service in server.list("v1", "Service") {
         let namespace = service["metadata"]["namespace"]
             .as_str()
             .unwrap_or("default");
-        let mesh = namespaces.get(namespace).map_or("default", String::as_str);
+        let mesh = mesh_of_namespace(&namespaces, namespace);
+        let mesh = mesh.as_str();
         let Some(generated) = mesh_service(&service, namespace, mesh) else {
             continue;
         };

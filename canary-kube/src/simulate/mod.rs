@@ -244,21 +244,10 @@ impl<'p> ClusterSimulation<'p> {
             run.recorder
                 .finish(&status, finished, status.route.weight, &history, &model);
         let summary = &mut report.summary;
-        summary.unserved_requests = Some(
-            (START.as_second() + 1..=settled.as_second())
-                .map(|second| {
-                    model
-                        .split_second(
-                            second,
-                            &canary_core::sim::Splits::split_for_second(&history, second),
-                        )
-                        .unserved
-                })
-                .sum(),
-        );
+        let (unserved, outside) = history.unserved_and_outside_release(&model, settled);
+        summary.unserved_requests = Some(unserved);
         summary.max_canary_excess = Some((excess * 100.0).round() / 100.0);
-        summary.canary_requests_outside_release =
-            Some(history.canary_requests_outside_release(&model, settled));
+        summary.canary_requests_outside_release = Some(outside);
         Ok(report)
     }
 }

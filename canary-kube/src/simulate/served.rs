@@ -57,16 +57,22 @@ impl ServedHistory {
         index.checked_sub(1).and_then(|i| moments.get(i)).copied()
     }
 
-    /// Requests answered by canary pods while the route sent the canary nothing, from the
-    /// simulation's start to `end`.
-    pub fn canary_requests_outside_release(&self, model: &TrafficModel, end: Timestamp) -> u64 {
-        ((START.as_second() + 1)..=end.as_second())
-            .filter_map(|second| {
-                let moment = self.moment_for_second(second)?;
-                (!moment.route_sends_canary).then(|| model.split_second(second, &moment.split))
-            })
-            .map(|counts: SecondCounts| counts.canary)
-            .sum()
+    /// From the simulation's start to `end`: the requests answered by no pod, and those
+    /// answered by canary pods while the route sent the canary nothing.
+    pub fn unserved_and_outside_release(&self, model: &TrafficModel, end: Timestamp) -> (u64, u64) {
+        let mut unserved = 0;
+        let mut outside = 0;
+        for second in (START.as_second() + 1)..=end.as_second() {
+            let Some(moment) = self.moment_for_second(second) else {
+                continue; // all answered by stable before the first observation
+            };
+            let counts: SecondCounts = model.split_second(second, &moment.split);
+            unserved += counts.unserved;
+            if !moment.route_sends_canary {
+                outside += counts.canary;
+            }
+        }
+        (unserved, outside)
     }
 }
 
@@ -199,7 +205,8 @@ mod tests {
         };
         // Ten seconds of half the traffic answered by the canary under a route sending it
         // nothing: about 500 requests.
-        let outside = history.canary_requests_outside_release(&model, at(60));
+        let (unserved, outside) = history.unserved_and_outside_release(&model, at(60));
+        assert_eq!(unserved, 0);
         assert!((400..600).contains(&outside), "{outside}");
     }
 }
