@@ -57,15 +57,21 @@ impl TrafficFactory for ClusterTraffic {
 }
 
 /// Simulates `plan` through a cluster holding `objects`, routed by this build's providers (see
-/// [`canary_kube::simulate::ClusterSimulation`]).
+/// [`canary_kube::simulate::ClusterSimulation`]); with `gitops`, the objects and the Rollout
+/// are kept in Git and applied by that tool.
 #[cfg(feature = "test-util")]
 pub async fn simulate(
     plan: &RolloutPlan,
     objects: &canary_core::objects::Objects,
     config: canary_core::sim::SimConfig,
+    gitops: Option<canary_kube::simulate::GitOps>,
 ) -> canary_kube::Result<canary_core::sim::SimReport> {
     let objects = objects.iter().cloned().collect();
-    canary_kube::simulate::ClusterSimulation::new(plan, objects, config)
+    let mut simulation = canary_kube::simulate::ClusterSimulation::new(plan, objects, config);
+    if let Some(gitops) = gitops {
+        simulation = simulation.gitops(gitops);
+    }
+    simulation
         .run(|client| Arc::new(ClusterTraffic::new(client)) as Arc<dyn TrafficFactory>)
         .await
 }

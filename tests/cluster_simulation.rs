@@ -38,7 +38,7 @@ fn load_text(text: &str) -> (RolloutPlan, Objects) {
 }
 
 async fn simulate(plan: &RolloutPlan, objects: &Objects, config: SimConfig) -> SimReport {
-    canary::cluster::simulate(plan, objects, config)
+    canary::cluster::simulate(plan, objects, config, None)
         .await
         .unwrap_or_else(|e| panic!("{}: {e}", plan.name))
 }
@@ -284,7 +284,7 @@ async fn what_a_real_cluster_refuses_is_refused_with_its_message() {
         "matchLabels: {app: cart, tier: web}",
         "matchLabels: {app: cart, tier: api}",
     ));
-    let error = canary::cluster::simulate(&plan, &objects, SimConfig::default())
+    let error = canary::cluster::simulate(&plan, &objects, SimConfig::default(), None)
         .await
         .unwrap_err();
     assert!(
@@ -294,7 +294,7 @@ async fn what_a_real_cluster_refuses_is_refused_with_its_message() {
     );
     // Without the stable Deployment there is nothing to release.
     let (plan, _) = load_text(ISTIO_HASH);
-    let error = canary::cluster::simulate(&plan, &Objects::default(), SimConfig::default())
+    let error = canary::cluster::simulate(&plan, &Objects::default(), SimConfig::default(), None)
         .await
         .unwrap_err();
     assert!(

@@ -261,19 +261,43 @@ fn canary_pod_hashes(plan: &RolloutPlan, objects: &Objects) -> Vec<String> {
     deployment.into_iter().chain(pods).collect()
 }
 
-/// What canary applies to the stable Service for `selector` (server-side apply of its own
-/// fields only): the hash key and annotation, or nothing at all, which gives them up.
-pub fn selector_patch(plan: &RolloutPlan, selector: &StableSelector) -> Value {
-    let mut patch = json!({
-        "apiVersion": "v1", "kind": "Service",
-        "metadata": {"name": plan.rollout.spec.service.name, "namespace": plan.namespace},
-    });
-    if let StableSelector::Narrowed(service) = selector {
-        let hash = &service["metadata"]["annotations"][NARROWED_ANNOTATION];
-        patch["metadata"]["annotations"] = json!({NARROWED_ANNOTATION: hash});
-        patch["spec"] = json!({"selector": {POD_TEMPLATE_HASH: hash}});
+/// The JSON merge patch that puts `selector` in effect on the live stable Service `live`, or
+/// `None` when it is in effect already (or unknown).
+///
+/// `Service.spec.selector` is an atomic map in server-side apply (`+mapType=atomic` in
+/// k8s.io/api core/v1 types.go): an apply replaces it whole, and an apply that stops setting
+/// it removes it. So canary never applies it: a merge patch adds its one key
+/// (`pod-template-hash`) and later removes exactly that key, and everything else the owners of
+/// the selector wrote stays theirs. The patch carries the resourceVersion canary read, so a
+/// selector changed in between (a GitOps tool re-applying it) is a conflict, read again on
+/// the next pass, and never overwritten with a stale copy.
+pub fn selector_patch(selector: &StableSelector, live: &Value) -> Option<Value> {
+    if selector.in_effect(live) {
+        return None;
     }
-    patch
+    let version = live["metadata"]["resourceVersion"].clone();
+    match selector {
+        StableSelector::Narrowed(service) => {
+            let hash = &service["metadata"]["annotations"][NARROWED_ANNOTATION];
+            Some(json!({
+                "metadata": {"resourceVersion": version, "annotations": {NARROWED_ANNOTATION: hash}},
+                "spec": {"selector": {POD_TEMPLATE_HASH: hash}},
+            }))
+        }
+        StableSelector::AsWritten => {
+            let held = &live["metadata"]["annotations"][NARROWED_ANNOTATION];
+            // Only the key canary added goes: a hash someone else put there since is theirs.
+            let ours = !held.is_null() && live["spec"]["selector"][POD_TEMPLATE_HASH] == *held;
+            let mut patch = json!({
+                "metadata": {"resourceVersion": version, "annotations": {NARROWED_ANNOTATION: null}},
+            });
+            if ours {
+                patch["spec"] = json!({"selector": {POD_TEMPLATE_HASH: null}});
+            }
+            Some(patch)
+        }
+        StableSelector::Unknown(_) => None,
+    }
 }
 
 #[cfg(test)]
@@ -414,5 +438,63 @@ mod tests {
         })
         .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(narrowed_to(&split.stable_selector).as_deref(), Some("old"));
+    }
+
+    /// The live Service after a JSON merge patch (RFC 7386), as the API server makes it.
+    fn merged(live: &Value, patch: &Value) -> Value {
+        fn merge(target: &mut Value, patch: &Value) {
+            match (target.as_object_mut(), patch.as_object()) {
+                (Some(target), Some(patch)) => {
+                    for (key, value) in patch {
+                        if value.is_null() {
+                            target.remove(key);
+                        } else {
+                            merge(target.entry(key.clone()).or_insert(Value::Null), value);
+                        }
+                    }
+                }
+                _ => *target = patch.clone(),
+            }
+        }
+        let mut out = live.clone();
+        merge(&mut out, patch);
+        out
+    }
+
+    #[test]
+    fn narrowing_adds_one_key_and_giving_back_removes_only_that_key() {
+        let mut live = service(None);
+        live["spec"]["selector"]["tier"] = json!("web");
+        live["metadata"]["resourceVersion"] = json!("7");
+        let narrowed = StableSelector::Narrowed(service(Some("abc")));
+        let patch = selector_patch(&narrowed, &live).unwrap_or_else(|| panic!("no patch"));
+        // The precondition: a selector changed since it was read is a conflict.
+        assert_eq!(patch["metadata"]["resourceVersion"], json!("7"));
+        let after = merged(&live, &patch);
+        assert_eq!(
+            after["spec"]["selector"],
+            json!({"app": "web", "tier": "web", POD_TEMPLATE_HASH: "abc"})
+        );
+        assert!(narrowed.in_effect(&after));
+        assert_eq!(selector_patch(&narrowed, &after), None);
+
+        let back = selector_patch(&StableSelector::AsWritten, &after)
+            .unwrap_or_else(|| panic!("no patch"));
+        let restored = merged(&after, &back);
+        assert_eq!(restored["spec"]["selector"], live["spec"]["selector"]);
+        assert!(StableSelector::AsWritten.in_effect(&restored));
+        assert_eq!(selector_patch(&StableSelector::AsWritten, &restored), None);
+    }
+
+    #[test]
+    fn a_hash_someone_else_put_in_the_selector_is_left_to_them() {
+        let mut live = service(Some("abc"));
+        // Since canary narrowed it, the owner of the selector wrote a hash of their own.
+        live["spec"]["selector"][POD_TEMPLATE_HASH] = json!("theirs");
+        let back = selector_patch(&StableSelector::AsWritten, &live)
+            .unwrap_or_else(|| panic!("no patch"));
+        let after = merged(&live, &back);
+        assert_eq!(after["spec"]["selector"][POD_TEMPLATE_HASH], json!("theirs"));
+        assert!(after["metadata"]["annotations"][NARROWED_ANNOTATION].is_null());
     }
 }

@@ -10,11 +10,11 @@ use canary_core::services::{
 };
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{Pod, Service};
-use kube::api::{ListParams, PostParams};
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::Value;
 
-use crate::apply::{Object, apply, apply_if_changed, delete_if_present, get_json, label_selector};
+use crate::apply::{Object, apply_if_changed, delete_if_present, get_json, label_selector};
 
 /// The stable and canary Services of one Rollout, as they are.
 #[derive(Debug, Clone, Default)]
@@ -109,15 +109,17 @@ impl ServiceSplit {
         let Some(stable) = &live.stable else {
             return Ok(false);
         };
-        if selector.in_effect(stable) || matches!(selector, StableSelector::Unknown(_)) {
+        let Some(patch) = selector_patch(selector, stable) else {
             return Ok(false);
-        }
-        apply(
-            &self.services,
-            &selector_patch(&self.plan, selector),
-            self.manager,
-        )
-        .await?;
+        };
+        let name = &self.plan.rollout.spec.service.name;
+        let params = PatchParams {
+            field_manager: Some(self.manager.to_owned()),
+            ..PatchParams::default()
+        };
+        self.services
+            .patch(name, &params, &Patch::Merge(&patch))
+            .await?;
         Ok(true)
     }
 

@@ -79,6 +79,14 @@ struct SimulateArgs {
     /// How long a new pod takes to become ready.
     #[arg(long, value_name = "DURATION", default_value = "20s")]
     pod_startup: String,
+    /// Keep the objects and the Rollout in Git, applied by this tool (with `--cluster`):
+    /// `flux` (server-side apply, forced) or `argocd` (client-side apply, self-heal). The
+    /// release is a commit, and the tool corrects drift every `--gitops-interval`.
+    #[arg(long, value_name = "TOOL", requires = "cluster")]
+    gitops: Option<String>,
+    /// How often the GitOps tool corrects drift.
+    #[arg(long, value_name = "DURATION", default_value = "1m", requires = "gitops")]
+    gitops_interval: String,
 }
 
 /// An error for the user, and the exit code it leads to.
@@ -186,6 +194,20 @@ fn simulate(args: &SimulateArgs) -> Result<(), Failure> {
         pod_startup,
         ..SimConfig::default()
     };
+    let gitops = match &args.gitops {
+        Some(tool) => {
+            let tool = tool
+                .parse::<canary::kube::simulate::GitOpsTool>()
+                .map_err(|e| Failure::input(format!("--gitops: {e}")))?;
+            let interval = parse_duration(&args.gitops_interval)
+                .map_err(|e| Failure::input(format!("--gitops-interval: {e}")))?;
+            Some(
+                canary::kube::simulate::GitOps::new(tool, interval)
+                    .map_err(|e| Failure::input(e.to_string()))?,
+            )
+        }
+        None => None,
+    };
     let simulation = Simulation::new(&plan, config.clone());
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -196,7 +218,12 @@ fn simulate(args: &SimulateArgs) -> Result<(), Failure> {
         })?;
     let report = if args.cluster {
         runtime
-            .block_on(canary::cluster::simulate(&plan, &objects, config.clone()))
+            .block_on(canary::cluster::simulate(
+                &plan,
+                &objects,
+                config.clone(),
+                gitops,
+            ))
             .map_err(|error| match error {
                 canary::kube::Error::Refused(_)
                 | canary::kube::Error::Unusable(_)

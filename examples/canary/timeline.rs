@@ -152,5 +152,16 @@ pub fn print_text(
             "data plane: {unserved} requests answered by nobody; canary share at most {excess} points above its weight; {outside} requests answered by the canary while the route sent it nothing"
         )?;
     }
+    if let (Some(corrections), Some(left)) = (s.gitops_corrections, &s.left_on_user_objects) {
+        writeln!(
+            out,
+            "gitops: {corrections} objects corrected back to Git during the release; {}",
+            if left.is_empty() {
+                "the user's objects are as Git has them".to_owned()
+            } else {
+                format!("left on the user's objects: {}", left.join("; "))
+            }
+        )?;
+    }
     Ok(())
 }

@@ -117,6 +117,15 @@ pub struct Summary {
     /// through a data-plane model only, the settling time after the end included).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub canary_requests_outside_release: Option<u64>,
+    /// Times a GitOps tool found one of the user's objects drifted from Git and applied it
+    /// again after the release began (simulations with a GitOps tool only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gitops_corrections: Option<u32>,
+    /// What differs on the user's objects from Git once the rollout ended and the cluster
+    /// settled, and the objects canary still owns fields of (simulations with a GitOps tool
+    /// only; empty when canary left them as Git has them).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub left_on_user_objects: Option<Vec<String>>,
 }
 
 /// Everything a simulation produced.
@@ -323,6 +332,8 @@ impl Recorder {
             unserved_requests: None,
             max_canary_excess: None,
             canary_requests_outside_release: None,
+            gitops_corrections: None,
+            left_on_user_objects: None,
         };
         SimReport {
             rows: self.rows,

@@ -74,17 +74,14 @@ impl Cluster {
         })
     }
 
-    /// Creates `object` through the API, as `kubectl create` would: refused as a real
-    /// cluster refuses it (validation, schema, admission), with the server's message.
-    pub(super) async fn create(&self, object: &Value) -> Result<()> {
+    /// The API of `object`'s kind and namespace, its name, and how to name it in messages:
+    /// refused when the cluster does not serve its kind.
+    pub(super) fn api_for(&self, object: &Value) -> Result<(Api<DynamicObject>, String, String)> {
         let api_version = object["apiVersion"].as_str().unwrap_or_default();
         let kind = object["kind"].as_str().unwrap_or_default();
         let name = object["metadata"]["name"].as_str().unwrap_or_default();
         let namespace = object["metadata"]["namespace"].as_str();
-        let what = match namespace {
-            Some(namespace) => format!("{kind} {namespace}/{name}"),
-            None => format!("{kind} {name}"),
-        };
+        let what = super::gitops::describe(object);
         let Some(resource) = self.server.resource(api_version, kind) else {
             return Err(Error::Refused(format!(
                 "{what}: the cluster serves no {kind} in {api_version}"
@@ -104,6 +101,22 @@ impl Cluster {
             (true, None) => Api::default_namespaced_with(self.client.clone(), &api_resource),
             (false, _) => Api::all_with(self.client.clone(), &api_resource),
         };
+        Ok((api, name.to_owned(), what))
+    }
+
+    /// The live object `object` names, if there is one.
+    pub(super) async fn get(&self, object: &Value) -> Result<Option<Value>> {
+        let (api, name, _) = self.api_for(object)?;
+        Ok(api
+            .get_opt(&name)
+            .await?
+            .map(|live| serde_json::to_value(&live).unwrap_or(Value::Null)))
+    }
+
+    /// Creates `object` through the API, as `kubectl create` would: refused as a real
+    /// cluster refuses it (validation, schema, admission), with the server's message.
+    pub(super) async fn create(&self, object: &Value) -> Result<()> {
+        let (api, _, what) = self.api_for(object)?;
         let dynamic: DynamicObject = serde_json::from_value(canary_core::objects::clean(object))
             .map_err(|e| Error::Refused(format!("{what}: {e}")))?;
         api.create(&PostParams::default(), &dynamic)
@@ -162,15 +175,20 @@ impl Cluster {
         self.step(start).await;
     }
 
-    /// Creates the Rollout of `plan` without its `newVersion`, so that the controller first
-    /// adopts the stable workload as it runs.
-    pub(super) async fn create_rollout(&self, plan: &RolloutPlan) -> Result<Api<Rollout>> {
+    /// The Rollout of `plan` as first created: without its `newVersion`, so that the
+    /// controller first adopts the stable workload as it runs.
+    pub(super) fn rollout_manifest(plan: &RolloutPlan) -> Result<Value> {
         let mut value = serde_json::to_value(&plan.rollout)
             .map_err(|e| Error::Invalid(format!("the Rollout: {e}")))?;
         if let Some(spec) = value.get_mut("spec").and_then(Value::as_object_mut) {
             spec.remove("newVersion");
         }
-        let rollout: Rollout = serde_json::from_value(value)
+        Ok(value)
+    }
+
+    /// Creates the Rollout of `plan` without its `newVersion` (see [`Self::rollout_manifest`]).
+    pub(super) async fn create_rollout(&self, plan: &RolloutPlan) -> Result<Api<Rollout>> {
+        let rollout: Rollout = serde_json::from_value(Self::rollout_manifest(plan)?)
             .map_err(|e| Error::Refused(format!("Rollout {}: {e}", plan.name)))?;
         let api = Api::<Rollout>::namespaced(self.client.clone(), &plan.namespace);
         api.create(&PostParams::default(), &rollout)
@@ -184,6 +202,40 @@ impl Cluster {
                 ))
             })?;
         Ok(api)
+    }
+
+    /// Asks for a new revision through Git: the Rollout's `newVersion` committed when it has
+    /// one, or else the stable Deployment's pod template changed as `kubectl rollout restart`
+    /// changes it; the tool applies the commit at once.
+    pub(super) async fn release_in_git(
+        &self,
+        plan: &RolloutPlan,
+        at: Timestamp,
+        git: &mut super::gitops::Repository,
+    ) -> Result<()> {
+        let (kind, name) = match plan.rollout.spec.new_version {
+            Some(_) => ("Rollout", &plan.name),
+            None => ("Deployment", &plan.rollout.spec.workload_ref.name),
+        };
+        let Some(mut manifest) = git.manifest(kind, name).cloned() else {
+            return Err(Error::Unusable(format!(
+                "Git has no {kind} {}/{name} to release through",
+                plan.namespace
+            )));
+        };
+        match &plan.rollout.spec.new_version {
+            Some(new_version) => {
+                manifest["spec"]["newVersion"] = serde_json::to_value(new_version)
+                    .map_err(|e| Error::Invalid(format!("the Rollout's newVersion: {e}")))?;
+            }
+            None => {
+                manifest["spec"]["template"]["metadata"]["annotations"][RESTARTED_AT] =
+                    json!(at.to_string());
+            }
+        }
+        git.commit(manifest);
+        git.sync(self, at, true).await?;
+        Ok(())
     }
 
     /// Asks for a new revision: the Rollout's `newVersion` when it has one, or else a
@@ -218,7 +270,7 @@ impl Cluster {
 }
 
 /// What the API server said when it refused a request.
-fn refusal(error: &kube::Error) -> String {
+pub(super) fn refusal(error: &kube::Error) -> String {
     match error {
         kube::Error::Api(status) => status.message.clone(),
         other => other.to_string(),

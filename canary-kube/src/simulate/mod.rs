@@ -18,6 +18,7 @@
 //! nothing.
 
 mod cluster;
+mod gitops;
 mod kuma;
 mod served;
 
@@ -36,6 +37,7 @@ use jiff::{SignedDuration, Timestamp};
 use kube::Client;
 use serde_json::Value;
 
+pub use gitops::{GitOps, GitOpsTool};
 pub use served::ServedHistory;
 
 use crate::controller::{Context, PassObserver, TrafficFactory, reconcile};
@@ -69,6 +71,7 @@ pub struct ClusterSimulation<'p> {
     objects: Vec<Value>,
     config: SimConfig,
     restarting: bool,
+    gitops: Option<GitOps>,
 }
 
 impl<'p> ClusterSimulation<'p> {
@@ -83,7 +86,15 @@ impl<'p> ClusterSimulation<'p> {
             objects,
             config,
             restarting: false,
+            gitops: None,
         }
+    }
+
+    /// This simulation with the user's objects and the Rollout kept in Git and applied by
+    /// `gitops`: the release is a commit, and the tool corrects drift every interval.
+    pub fn gitops(mut self, gitops: GitOps) -> Self {
+        self.gitops = Some(gitops);
+        self
     }
 
     /// This simulation with a controller restarted before every pass: nothing it keeps in
@@ -103,12 +114,29 @@ impl<'p> ClusterSimulation<'p> {
     ) -> Result<SimReport> {
         self.config.check()?;
         let cluster = cluster::Cluster::start(self.config.pod_startup).await?;
-        for object in &self.objects {
-            cluster.create(object).await?;
+        let mut git = self
+            .gitops
+            .map(|gitops| gitops::Repository::new(gitops, &self.objects));
+        match &mut git {
+            Some(git) => {
+                git.sync(&cluster, START, true).await?;
+            }
+            None => {
+                for object in &self.objects {
+                    cluster.create(object).await?;
+                }
+            }
         }
         cluster.check_needs(self.plan)?;
         cluster.boot(START).await;
-        let rollouts = cluster.create_rollout(self.plan).await?;
+        let rollouts = match &mut git {
+            Some(git) => {
+                git.commit(cluster::Cluster::rollout_manifest(self.plan)?);
+                git.sync(&cluster, START, true).await?;
+                kube::Api::namespaced(cluster.client.clone(), &self.plan.namespace)
+            }
+            None => cluster.create_rollout(self.plan).await?,
+        };
 
         let clock = ManualClock::new(START);
         let history = ServedHistory::default();
@@ -164,7 +192,13 @@ impl<'p> ClusterSimulation<'p> {
                 break;
             }
         }
-        cluster.release(self.plan, now).await?;
+        match &mut git {
+            Some(git) => {
+                cluster.release_in_git(self.plan, now, git).await?;
+                git.count_corrections();
+            }
+            None => cluster.release(self.plan, now).await?,
+        }
         cluster
             .server
             .faults()
@@ -213,7 +247,8 @@ impl<'p> ClusterSimulation<'p> {
                 }
             };
             let approval = self.config.approval_due(self.plan, &run.status().await?);
-            let next = [requeue, approval, cluster.controllers.next_event()]
+            let correction = git.as_ref().and_then(gitops::Repository::next_due);
+            let next = [requeue, approval, cluster.controllers.next_event(), correction]
                 .into_iter()
                 .flatten()
                 .min();
@@ -232,6 +267,19 @@ impl<'p> ClusterSimulation<'p> {
             }
             now = next;
             clock.set(now);
+            if let Some(git) = &mut git {
+                match git.sync(&cluster, now, false).await {
+                    Ok(corrected) => {
+                        for what in corrected {
+                            run.recorder.note(
+                                now,
+                                &format!("GitOps: {} applied {what} again: it had drifted from Git", git.tool()),
+                            );
+                        }
+                    }
+                    Err(error) => run.recorder.error(now, &error),
+                }
+            }
             cluster.step(now).await;
             run.look(now).await?;
         }
@@ -248,6 +296,12 @@ impl<'p> ClusterSimulation<'p> {
         summary.unserved_requests = Some(unserved);
         summary.max_canary_excess = Some((excess * 100.0).round() / 100.0);
         summary.canary_requests_outside_release = Some(outside);
+        if let Some(git) = &git {
+            summary.gitops_corrections = Some(git.corrections());
+            summary.left_on_user_objects = Some(
+                git.left_on_user_objects(&cluster).await?,
+            );
+        }
         Ok(report)
     }
 }

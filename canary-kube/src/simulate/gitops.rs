@@ -1,0 +1,407 @@
+//! A GitOps tool keeping the user's objects as Git has them while the rollout runs.
+//!
+//! Git holds the files the simulation was given: the user's objects and the Rollout. The tool
+//! applies them when the cluster boots and when Git changes (a release is a commit: the
+//! Rollout's `newVersion`, or the stable Deployment's pod template), and again every
+//! interval, correcting whatever differs from Git:
+//!
+//! - **Flux** (kustomize-controller): server-side apply of every object, forced, as field
+//!   manager `kustomize-controller`, after a dry-run apply shows the object drifted.
+//! - **Argo CD** with self-heal: client-side apply, as `kubectl apply` makes it: a three-way
+//!   merge patch from the configuration it last applied (kept in the
+//!   `kubectl.kubernetes.io/last-applied-configuration` annotation), the one in Git and the
+//!   live object, sent when it would change the live object. Maps merge key by key, lists are
+//!   replaced whole, and a key Git never had is not Argo CD's to remove.
+//!
+//! What the tool corrects after the release begins is counted: a controller that fights Git
+//! makes that count grow with every interval.
+
+use std::fmt;
+use std::str::FromStr;
+
+use jiff::{SignedDuration, Timestamp};
+use kube::api::{DynamicObject, Patch, PatchParams, PostParams};
+use canary_core::objects::clean;
+use serde_json::{Map, Value};
+
+use super::cluster::Cluster;
+use crate::error::{Error, Result};
+
+/// The annotation in which `kubectl apply` keeps the configuration it applied.
+pub const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// Flux's field manager (fluxcd kustomize-controller, `--manager` default).
+pub const FLUX_MANAGER: &str = "kustomize-controller";
+
+/// Argo CD's field manager (argo-cd `common.ArgoCDSSAManager`).
+pub const ARGOCD_MANAGER: &str = "argocd-controller";
+
+/// Which GitOps tool applies the user's objects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GitOpsTool {
+    /// Flux: server-side apply, forced.
+    Flux,
+    /// Argo CD with self-heal: client-side apply.
+    ArgoCd,
+}
+
+impl FromStr for GitOpsTool {
+    type Err = String;
+
+    fn from_str(text: &str) -> std::result::Result<Self, String> {
+        match text {
+            "flux" => Ok(GitOpsTool::Flux),
+            "argocd" => Ok(GitOpsTool::ArgoCd),
+            other => Err(format!(
+                "unknown GitOps tool {other:?}: expected flux or argocd"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for GitOpsTool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            GitOpsTool::Flux => "flux",
+            GitOpsTool::ArgoCd => "argocd",
+        })
+    }
+}
+
+/// A GitOps tool and how often it corrects drift.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GitOps {
+    /// The tool.
+    pub tool: GitOpsTool,
+    /// Time between two corrections.
+    pub interval: SignedDuration,
+}
+
+impl GitOps {
+    /// The shortest interval accepted: a tool correcting more often than the controller
+    /// requeues says nothing more about the release.
+    pub const MIN_INTERVAL: SignedDuration = SignedDuration::from_secs(5);
+    /// The longest interval accepted.
+    pub const MAX_INTERVAL: SignedDuration = SignedDuration::from_hours(24);
+
+    /// `tool` correcting every `interval`, checked against the bounds.
+    pub fn new(tool: GitOpsTool, interval: SignedDuration) -> Result<Self> {
+        if interval < Self::MIN_INTERVAL || interval > Self::MAX_INTERVAL {
+            return Err(Error::Invalid(format!(
+                "--gitops-interval: {} is out of range ({}..={})",
+                canary_core::duration::format_duration(interval),
+                canary_core::duration::format_duration(Self::MIN_INTERVAL),
+                canary_core::duration::format_duration(Self::MAX_INTERVAL),
+            )));
+        }
+        Ok(GitOps { tool, interval })
+    }
+}
+
+/// Git and the tool that applies it.
+pub(super) struct Repository {
+    gitops: GitOps,
+    /// The manifests in Git, in the order they are applied.
+    manifests: Vec<Value>,
+    /// When the tool corrects drift next.
+    next: Option<Timestamp>,
+    /// Objects the tool found drifted and applied again since counting began.
+    corrections: u32,
+    counting: bool,
+}
+
+impl Repository {
+    /// Git holding `manifests`, applied by `gitops`.
+    pub(super) fn new(gitops: GitOps, manifests: &[Value]) -> Self {
+        Repository {
+            gitops,
+            manifests: manifests.iter().map(clean).collect(),
+            next: None,
+            corrections: 0,
+            counting: false,
+        }
+    }
+
+    /// Counts corrections from now on.
+    pub(super) fn count_corrections(&mut self) {
+        self.counting = true;
+    }
+
+    /// Objects the tool applied again because they had drifted from Git, since counting began.
+    pub(super) fn corrections(&self) -> u32 {
+        self.corrections
+    }
+
+    /// When the tool corrects drift next.
+    pub(super) fn next_due(&self) -> Option<Timestamp> {
+        self.next
+    }
+
+    /// Commits `manifest` to Git: replaces the manifest of the same object, or adds it.
+    pub(super) fn commit(&mut self, manifest: Value) {
+        let manifest = clean(&manifest);
+        match self.manifests.iter_mut().find(|m| same_object(m, &manifest)) {
+            Some(existing) => *existing = manifest,
+            None => self.manifests.push(manifest),
+        }
+    }
+
+    /// The manifest in Git of the object `kind` `name`, if Git has it.
+    pub(super) fn manifest(&self, kind: &str, name: &str) -> Option<&Value> {
+        self.manifests
+            .iter()
+            .find(|m| m["kind"] == kind && m["metadata"]["name"] == name)
+    }
+
+    /// Applies Git at `now` when it is due (or `force`d: Git just changed), and schedules the
+    /// next correction. Returns the objects that had drifted from Git and were applied again.
+    pub(super) async fn sync(
+        &mut self,
+        cluster: &Cluster,
+        now: Timestamp,
+        force: bool,
+    ) -> Result<Vec<String>> {
+        if !force && self.next.is_none_or(|next| next > now) {
+            return Ok(Vec::new());
+        }
+        self.next = now.checked_add(self.gitops.interval).ok();
+        let mut corrected = Vec::new();
+        for manifest in &self.manifests {
+            let drifted = match self.gitops.tool {
+                GitOpsTool::Flux => flux_apply(cluster, manifest).await?,
+                GitOpsTool::ArgoCd => argocd_apply(cluster, manifest).await?,
+            };
+            if drifted {
+                corrected.push(describe(manifest));
+            }
+        }
+        if self.counting {
+            self.corrections += u32::try_from(corrected.len()).unwrap_or(u32::MAX);
+        }
+        Ok(corrected)
+    }
+
+    /// The tool's name.
+    pub(super) fn tool(&self) -> GitOpsTool {
+        self.gitops.tool
+    }
+
+    /// What differs on the user's objects from Git now: for every manifest but the Rollout,
+    /// the fields Git sets that the live object does not hold, and what canary may have left:
+    /// labels and annotations of its own (`canary.rs/…`), keys of a Service's selector that Git
+    /// does not have, a paused Deployment.
+    pub(super) async fn left_on_user_objects(&self, cluster: &Cluster) -> Result<Vec<String>> {
+        let mut left = Vec::new();
+        for manifest in self.manifests.iter().filter(|m| m["kind"] != "Rollout") {
+            let what = describe(manifest);
+            let Some(live) = cluster.get(manifest).await? else {
+                left.push(format!("{what}: gone"));
+                continue;
+            };
+            let mut differs = Vec::new();
+            differing(&live, manifest, &mut String::new(), &mut differs);
+            for path in differs {
+                left.push(format!("{what}: {path} differs from Git"));
+            }
+            for part in ["labels", "annotations"] {
+                let keys = live["metadata"][part].as_object().into_iter().flatten();
+                for (key, _) in keys.filter(|(key, _)| key.starts_with(CANARY_PREFIX)) {
+                    left.push(format!("{what}: metadata.{part}.{key} is not in Git"));
+                }
+            }
+            if manifest["kind"] == "Service" {
+                let keys = live["spec"]["selector"].as_object().into_iter().flatten();
+                for (key, _) in keys.filter(|(key, _)| manifest["spec"]["selector"].get(key).is_none()) {
+                    left.push(format!("{what}: spec.selector.{key} is not in Git"));
+                }
+            }
+            if manifest["kind"] == "Deployment" && live["spec"]["paused"] == Value::Bool(true) {
+                left.push(format!("{what}: spec.paused is true"));
+            }
+        }
+        Ok(left)
+    }
+}
+
+/// The prefix of canary's own labels and annotations.
+const CANARY_PREFIX: &str = "canary.rs/";
+
+/// Whether two manifests are the same object.
+fn same_object(a: &Value, b: &Value) -> bool {
+    a["apiVersion"] == b["apiVersion"]
+        && a["kind"] == b["kind"]
+        && a["metadata"]["name"] == b["metadata"]["name"]
+        && a["metadata"]["namespace"] == b["metadata"]["namespace"]
+}
+
+/// `Kind namespace/name`.
+pub(super) fn describe(object: &Value) -> String {
+    let kind = object["kind"].as_str().unwrap_or_default();
+    let name = object["metadata"]["name"].as_str().unwrap_or_default();
+    match object["metadata"]["namespace"].as_str() {
+        Some(namespace) => format!("{kind} {namespace}/{name}"),
+        None => format!("{kind} {name}"),
+    }
+}
+
+/// The paths (`spec.selector.app`) where `live` does not hold what `desired` sets.
+fn differing(live: &Value, desired: &Value, path: &mut String, out: &mut Vec<String>) {
+    match (live, desired) {
+        (Value::Object(live), Value::Object(desired)) => {
+            for (key, want) in desired {
+                let len = path.len();
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(key);
+                match live.get(key) {
+                    Some(have) => differing(have, want, path, out),
+                    None => out.push(path.clone()),
+                }
+                path.truncate(len);
+            }
+        }
+        (live, desired) if !canary_core::objects::includes(live, desired) => out.push(path.clone()),
+        _ => {}
+    }
+}
+
+/// Flux: a dry-run apply of the manifest; when its result differs from the live object (or
+/// there is none), the apply for real, forced. Returns whether it applied.
+///
+/// fluxcd/pkg ssa `ResourceManager.ApplyAll`: a dry-run server-side apply decides whether the
+/// object drifted (`hasDrifted`), and drifted objects are applied with `Force: true` as the
+/// controller's field manager.
+async fn flux_apply(cluster: &Cluster, manifest: &Value) -> Result<bool> {
+    let (api, name, what) = cluster.api_for(manifest)?;
+    let live = cluster.get(manifest).await?;
+    let object: DynamicObject = serde_json::from_value(manifest.clone())
+        .map_err(|e| Error::Refused(format!("{what}: {e}")))?;
+    let mut params = PatchParams::apply(FLUX_MANAGER).force();
+    if let Some(live) = &live {
+        params.dry_run = true;
+        let dry = api
+            .patch(&name, &params, &Patch::Apply(&object))
+            .await
+            .map_err(|e| Error::Refused(format!("{what}: {}", super::cluster::refusal(&e))))?;
+        let dry = serde_json::to_value(&dry).unwrap_or(Value::Null);
+        if clean(&dry) == clean(live) {
+            return Ok(false);
+        }
+        params.dry_run = false;
+    }
+    api.patch(&name, &params, &Patch::Apply(&object))
+        .await
+        .map_err(|e| Error::Refused(format!("{what}: {}", super::cluster::refusal(&e))))?;
+    Ok(live.is_some())
+}
+
+/// Argo CD with self-heal: `kubectl apply`'s three-way patch, sent when it changes the live
+/// object; a missing object is created with the configuration in its annotation. Returns
+/// whether it changed an existing object.
+///
+/// kubectl `apply.Patcher.Patch`: the patch sets every field of the new configuration and
+/// deletes the fields the last applied configuration had and the new one has not; fields
+/// neither of them has are left to whoever set them.
+async fn argocd_apply(cluster: &Cluster, manifest: &Value) -> Result<bool> {
+    let (api, name, what) = cluster.api_for(manifest)?;
+    let configuration = serde_json::to_string(manifest).unwrap_or_default();
+    let refused = |e: kube::Error| Error::Refused(format!("{what}: {}", super::cluster::refusal(&e)));
+    let Some(live) = cluster.get(manifest).await? else {
+        let mut object = manifest.clone();
+        object["metadata"]["annotations"][LAST_APPLIED] = Value::String(configuration);
+        let object: DynamicObject = serde_json::from_value(object)
+            .map_err(|e| Error::Refused(format!("{what}: {e}")))?;
+        let params = PostParams {
+            field_manager: Some(ARGOCD_MANAGER.to_owned()),
+            ..PostParams::default()
+        };
+        api.create(&params, &object).await.map_err(refused)?;
+        return Ok(false);
+    };
+    let last = live["metadata"]["annotations"][LAST_APPLIED]
+        .as_str()
+        .and_then(|text| serde_json::from_str::<Value>(text).ok());
+    let mut patch = three_way(last.as_ref(), manifest, &live);
+    if patch.as_object().is_none_or(Map::is_empty) {
+        return Ok(false);
+    }
+    patch["metadata"]["annotations"][LAST_APPLIED] = Value::String(configuration);
+    let params = PatchParams {
+        field_manager: Some(ARGOCD_MANAGER.to_owned()),
+        ..PatchParams::default()
+    };
+    api.patch(&name, &params, &Patch::Merge(&patch))
+        .await
+        .map_err(refused)?;
+    Ok(true)
+}
+
+/// The JSON merge patch `kubectl apply` sends: what `desired` sets and `live` lacks, and
+/// `null` for what `last` set and `desired` no longer does. Empty when live is in sync.
+pub(super) fn three_way(last: Option<&Value>, desired: &Value, live: &Value) -> Value {
+    let mut patch = Map::new();
+    let Some(desired_map) = desired.as_object() else {
+        return Value::Object(patch);
+    };
+    for (key, want) in desired_map {
+        let have = live.get(key);
+        let before = last.and_then(|last| last.get(key));
+        match (want, have) {
+            (Value::Object(_), Some(have @ Value::Object(_))) => {
+                let inner = three_way(before, want, have);
+                if inner.as_object().is_some_and(|inner| !inner.is_empty()) {
+                    patch.insert(key.clone(), inner);
+                }
+            }
+            (want, have) if have != Some(want) => {
+                patch.insert(key.clone(), want.clone());
+            }
+            _ => {}
+        }
+    }
+    if let Some(last) = last.and_then(Value::as_object) {
+        for key in last.keys() {
+            if !desired_map.contains_key(key) && live.get(key).is_some() {
+                patch.insert(key.clone(), Value::Null);
+            }
+        }
+    }
+    Value::Object(patch)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn kubectl_apply_leaves_keys_git_never_had_and_removes_keys_git_dropped() {
+        let last = json!({"spec": {"selector": {"app": "web", "tier": "x"}}});
+        let desired = json!({"spec": {"selector": {"app": "web"}}});
+        let live = json!({"spec": {"selector": {"app": "web", "tier": "x", "pod-template-hash": "h"}}});
+        // `tier` left Git: removed. `pod-template-hash` was never in Git: not Argo CD's.
+        assert_eq!(
+            three_way(Some(&last), &desired, &live),
+            json!({"spec": {"selector": {"tier": null}}})
+        );
+        let synced = json!({"spec": {"selector": {"app": "web", "pod-template-hash": "h"}}});
+        assert_eq!(three_way(Some(&desired), &desired, &synced), json!({}));
+    }
+
+    #[test]
+    fn a_changed_list_is_replaced_whole() {
+        let desired = json!({"spec": {"http": [{"route": [{"weight": 100}, {"weight": 0}]}]}});
+        let live = json!({"spec": {"http": [{"route": [{"weight": 90}, {"weight": 10}]}]}});
+        assert_eq!(three_way(Some(&desired), &desired, &live), desired);
+    }
+
+    #[test]
+    fn the_interval_is_bounded() {
+        assert!(GitOps::new(GitOpsTool::Flux, SignedDuration::from_secs(1)).is_err());
+        assert!(GitOps::new(GitOpsTool::Flux, SignedDuration::from_hours(48)).is_err());
+        assert!(GitOps::new(GitOpsTool::ArgoCd, SignedDuration::from_mins(1)).is_ok());
+        assert_eq!("argocd".parse::<GitOpsTool>(), Ok(GitOpsTool::ArgoCd));
+        assert!("helm".parse::<GitOpsTool>().is_err());
+    }
+}
