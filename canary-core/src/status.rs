@@ -86,6 +86,11 @@ pub struct RolloutStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Option<String>")]
     pub gate_since: Option<Timestamp>,
+    /// When the route was last applied again because someone changed it: the wait for it to
+    /// take effect counts from there, not from the gate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>")]
+    pub route_reapplied_at: Option<Timestamp>,
     /// Analysis runs passed at the current gate.
     #[serde(default)]
     pub iterations: u32,

@@ -421,6 +421,30 @@ async fn route_drift_at_the_gate_is_overruled() {
 }
 
 #[tokio::test]
+async fn drift_late_in_a_long_step_is_repaired_not_a_missed_deadline() {
+    // A GitOps tool putting its own route back nine minutes into a ten-minute pause: the
+    // deadline for the route to take effect again counts from the re-apply.
+    let yaml = format!("{}  progressDeadline: 3m\n", success_rate(2));
+    let world = World::new(&rollout(
+        "kuma",
+        "{canary: {steps: [{weight: 30, pause: {duration: 10m}}]}}",
+        &yaml,
+    ));
+    world.start().await;
+    world
+        .run_until(HOUR, |s| s.stage == StepStage::Gating && s.route_verified)
+        .await;
+    world.clock.advance(SignedDuration::from_mins(9));
+    world.traffic.tamper(RouteState::stable());
+    let pass = world.reconcile().await;
+    assert!(pass.events.iter().any(|e| e.reason == "RouteDrift"));
+    assert_eq!(pass.status.phase, Phase::Progressing, "{}", pass.status.message);
+    assert_eq!(world.traffic.route().weight, 30, "applied again");
+    let end = world.run_until(HOUR, |s| s.phase.is_terminal()).await;
+    assert_eq!(end.phase, Phase::Succeeded, "{}", end.message);
+}
+
+#[tokio::test]
 async fn abort_rolls_back_and_retry_starts_again() {
     let world = flagger();
     world.start().await;

@@ -117,6 +117,7 @@ impl Engine<'_> {
         status.stage = StepStage::Scaling;
         status.waiting_since = Some(self.now);
         status.gate_since = None;
+        status.route_reapplied_at = None;
         status.last_analysis = None;
         status.iterations = 0;
         status.approved = false;
@@ -412,14 +413,21 @@ impl Engine<'_> {
                 ),
             );
             self.status.route_verified = false;
+            self.status.route_reapplied_at = Some(self.now);
             self.emit(Action::SetRoute(self.status.route.clone()));
         } else if seen.verified == Verification::No {
             // Written as asked but not in effect (a provider's objects only partly right, such
             // as a stale subset): applying again is idempotent and repairs what is missing.
             self.emit(Action::SetRoute(self.status.route.clone()));
         }
-        // The gate started when the route was applied: its deadline counts from there.
-        let applied = self.status.gate_since.unwrap_or(self.now);
+        // The gate started when the route was applied: its deadline counts from there, or from
+        // the last time it was applied again over someone's change (a GitOps tool putting its
+        // own version back late in a step is no reason to give up at once).
+        let applied = self
+            .status
+            .gate_since
+            .max(self.status.route_reapplied_at)
+            .unwrap_or(self.now);
         if !self.status.route_verified
             && self.now.duration_since(applied) >= self.plan.progress_deadline
         {
