@@ -38,7 +38,7 @@
 //! the rest). The route each Rollout applied is kept in an annotation of
 //! the canary lane, `canary.rs/route.<namespace>.<name>`.
 
-use canary_core::objects::{Objects, clean};
+use canary_core::objects::{MANAGED_BY, Objects, clean, generated};
 use canary_core::spec::{AsmRouting, StringMatch};
 use canary_core::{ProviderKind, RolloutPlan, RouteState};
 use serde_json::{Map, Value, json};
@@ -160,11 +160,12 @@ fn with_member(list: &Value, service: &Value, present: bool) -> Value {
 }
 
 fn lane_base(name: &str, group: &str, live: Option<&Value>) -> Value {
+    // A lane canary creates says so: it is canary's to delete with the last service.
     let mut lane = live.map(clean).unwrap_or_else(|| {
         json!({
             "apiVersion": API_VERSION,
             "kind": "ASMSwimLane",
-            "metadata": {"name": name},
+            "metadata": {"name": name, "labels": {MANAGED_BY.0: MANAGED_BY.1}},
             "spec": {},
         })
     });
@@ -347,7 +348,7 @@ pub fn render(plan: &RolloutPlan, route: &RouteState, objects: &Objects) -> Resu
         None => json!({
             "apiVersion": API_VERSION,
             "kind": "ASMSwimLaneGroup",
-            "metadata": {"name": asm.lane_group},
+            "metadata": {"name": asm.lane_group, "labels": {MANAGED_BY.0: MANAGED_BY.1}},
             "spec": {},
         }),
     };
@@ -468,7 +469,8 @@ fn check_settings(asm: &AsmRouting, live: &Value, wanted: &Value) -> Result<()> 
 }
 
 /// The lanes after this Rollout leaves them: out of the canary lane and the group; the lanes
-/// and the group deleted with the last service.
+/// and the group deleted with the last service when canary created them. Lanes and groups
+/// someone else made (kept in Git, say) stay, without this service.
 pub fn release(plan: &RolloutPlan, objects: &Objects) -> Result<Released> {
     let asm = settings(plan)?;
     let Some(live_group) = objects.get("ASMSwimLaneGroup", "", &asm.lane_group) else {
@@ -476,7 +478,14 @@ pub fn release(plan: &RolloutPlan, objects: &Objects) -> Result<Released> {
     };
     let me = member(plan);
     let remaining = with_member(&live_group["spec"]["services"], &me, false);
-    if remaining.as_array().is_none_or(Vec::is_empty) {
+    // Another group's lane is left alone either way; this group's must be canary's own.
+    let canarys = |lane: Option<&Value>| {
+        lane.is_none_or(|lane| !in_group(lane, &asm.lane_group) || generated(lane))
+    };
+    let deletable = generated(live_group)
+        && canarys(objects.get("ASMSwimLane", "", &asm.base_lane))
+        && canarys(objects.get("ASMSwimLane", "", &asm.canary_lane));
+    if remaining.as_array().is_none_or(Vec::is_empty) && deletable {
         return Ok(Released::Deleted);
     }
     let mut group = clean(live_group);

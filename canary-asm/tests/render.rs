@@ -154,6 +154,32 @@ fn the_chain_joins_and_leaves_the_canary_lane_service_by_service() {
 }
 
 #[test]
+fn lanes_canary_did_not_create_outlive_the_last_rollout() {
+    let mocka = plan("mocka");
+    let created = apply(&mocka, &routed(&mocka), &Objects::default());
+    assert_eq!(release(&mocka, &created).unwrap(), Released::Deleted);
+    // The same lanes and group, kept in Git by the user (no managed-by label of canary's).
+    let theirs = Objects::new(
+        created
+            .iter()
+            .map(|object| {
+                let mut object = object.clone();
+                if let Some(labels) = object["metadata"]["labels"].as_object_mut() {
+                    labels.remove("app.kubernetes.io/managed-by");
+                }
+                object
+            })
+            .collect(),
+    );
+    let Released::Kept(kept) = release(&mocka, &theirs).unwrap() else {
+        panic!("the user's lanes must stay")
+    };
+    assert_eq!(kept.group["spec"]["services"], json!([]));
+    assert_eq!(kept.base["spec"]["services"], json!([]));
+    assert_eq!(kept.canary["spec"]["services"], json!([]));
+}
+
+#[test]
 fn entries_and_settings_written_by_others_are_kept() {
     let [mocka, mockb] = ["mocka", "mockb"].map(plan);
     let mut cluster = apply(&mocka, &routed(&mocka), &Objects::default());

@@ -491,10 +491,13 @@ mod tests {
         let mut live = service(Some("abc"));
         // Since canary narrowed it, the owner of the selector wrote a hash of their own.
         live["spec"]["selector"][POD_TEMPLATE_HASH] = json!("theirs");
-        let back = selector_patch(&StableSelector::AsWritten, &live)
-            .unwrap_or_else(|| panic!("no patch"));
+        let back =
+            selector_patch(&StableSelector::AsWritten, &live).unwrap_or_else(|| panic!("no patch"));
         let after = merged(&live, &back);
-        assert_eq!(after["spec"]["selector"][POD_TEMPLATE_HASH], json!("theirs"));
+        assert_eq!(
+            after["spec"]["selector"][POD_TEMPLATE_HASH],
+            json!("theirs")
+        );
         assert!(after["metadata"]["annotations"][NARROWED_ANNOTATION].is_null());
     }
 }

@@ -438,7 +438,12 @@ async fn drift_late_in_a_long_step_is_repaired_not_a_missed_deadline() {
     world.traffic.tamper(RouteState::stable());
     let pass = world.reconcile().await;
     assert!(pass.events.iter().any(|e| e.reason == "RouteDrift"));
-    assert_eq!(pass.status.phase, Phase::Progressing, "{}", pass.status.message);
+    assert_eq!(
+        pass.status.phase,
+        Phase::Progressing,
+        "{}",
+        pass.status.message
+    );
     assert_eq!(world.traffic.route().weight, 30, "applied again");
     let end = world.run_until(HOUR, |s| s.phase.is_terminal()).await;
     assert_eq!(end.phase, Phase::Succeeded, "{}", end.message);

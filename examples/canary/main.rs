@@ -85,7 +85,12 @@ struct SimulateArgs {
     #[arg(long, value_name = "TOOL", requires = "cluster")]
     gitops: Option<String>,
     /// How often the GitOps tool corrects drift.
-    #[arg(long, value_name = "DURATION", default_value = "1m", requires = "gitops")]
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "1m",
+        requires = "gitops"
+    )]
     gitops_interval: String,
 }
 

@@ -19,9 +19,9 @@
 use std::fmt;
 use std::str::FromStr;
 
+use canary_core::objects::clean;
 use jiff::{SignedDuration, Timestamp};
 use kube::api::{DynamicObject, Patch, PatchParams, PostParams};
-use canary_core::objects::clean;
 use serde_json::{Map, Value};
 
 use super::cluster::Cluster;
@@ -140,7 +140,11 @@ impl Repository {
     /// Commits `manifest` to Git: replaces the manifest of the same object, or adds it.
     pub(super) fn commit(&mut self, manifest: Value) {
         let manifest = clean(&manifest);
-        match self.manifests.iter_mut().find(|m| same_object(m, &manifest)) {
+        match self
+            .manifests
+            .iter_mut()
+            .find(|m| same_object(m, &manifest))
+        {
             Some(existing) => *existing = manifest,
             None => self.manifests.push(manifest),
         }
@@ -211,7 +215,9 @@ impl Repository {
             }
             if manifest["kind"] == "Service" {
                 let keys = live["spec"]["selector"].as_object().into_iter().flatten();
-                for (key, _) in keys.filter(|(key, _)| manifest["spec"]["selector"].get(key).is_none()) {
+                for (key, _) in
+                    keys.filter(|(key, _)| manifest["spec"]["selector"].get(key).is_none())
+                {
                     left.push(format!("{what}: spec.selector.{key} is not in Git"));
                 }
             }
@@ -306,12 +312,13 @@ async fn flux_apply(cluster: &Cluster, manifest: &Value) -> Result<bool> {
 async fn argocd_apply(cluster: &Cluster, manifest: &Value) -> Result<bool> {
     let (api, name, what) = cluster.api_for(manifest)?;
     let configuration = serde_json::to_string(manifest).unwrap_or_default();
-    let refused = |e: kube::Error| Error::Refused(format!("{what}: {}", super::cluster::refusal(&e)));
+    let refused =
+        |e: kube::Error| Error::Refused(format!("{what}: {}", super::cluster::refusal(&e)));
     let Some(live) = cluster.get(manifest).await? else {
         let mut object = manifest.clone();
         object["metadata"]["annotations"][LAST_APPLIED] = Value::String(configuration);
-        let object: DynamicObject = serde_json::from_value(object)
-            .map_err(|e| Error::Refused(format!("{what}: {e}")))?;
+        let object: DynamicObject =
+            serde_json::from_value(object).map_err(|e| Error::Refused(format!("{what}: {e}")))?;
         let params = PostParams {
             field_manager: Some(ARGOCD_MANAGER.to_owned()),
             ..PostParams::default()
@@ -379,7 +386,8 @@ mod tests {
     fn kubectl_apply_leaves_keys_git_never_had_and_removes_keys_git_dropped() {
         let last = json!({"spec": {"selector": {"app": "web", "tier": "x"}}});
         let desired = json!({"spec": {"selector": {"app": "web"}}});
-        let live = json!({"spec": {"selector": {"app": "web", "tier": "x", "pod-template-hash": "h"}}});
+        let live =
+            json!({"spec": {"selector": {"app": "web", "tier": "x", "pod-template-hash": "h"}}});
         // `tier` left Git: removed. `pod-template-hash` was never in Git: not Argo CD's.
         assert_eq!(
             three_way(Some(&last), &desired, &live),

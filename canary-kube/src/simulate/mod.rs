@@ -248,10 +248,15 @@ impl<'p> ClusterSimulation<'p> {
             };
             let approval = self.config.approval_due(self.plan, &run.status().await?);
             let correction = git.as_ref().and_then(gitops::Repository::next_due);
-            let next = [requeue, approval, cluster.controllers.next_event(), correction]
-                .into_iter()
-                .flatten()
-                .min();
+            let next = [
+                requeue,
+                approval,
+                cluster.controllers.next_event(),
+                correction,
+            ]
+            .into_iter()
+            .flatten()
+            .min();
             let Some(next) = next else { break };
             // Virtual time moves on by at least a second, so a wait always ends.
             let next = next.max(
@@ -273,7 +278,10 @@ impl<'p> ClusterSimulation<'p> {
                         for what in corrected {
                             run.recorder.note(
                                 now,
-                                &format!("GitOps: {} applied {what} again: it had drifted from Git", git.tool()),
+                                &format!(
+                                    "GitOps: {} applied {what} again: it had drifted from Git",
+                                    git.tool()
+                                ),
                             );
                         }
                     }
@@ -298,9 +306,7 @@ impl<'p> ClusterSimulation<'p> {
         summary.canary_requests_outside_release = Some(outside);
         if let Some(git) = &git {
             summary.gitops_corrections = Some(git.corrections());
-            summary.left_on_user_objects = Some(
-                git.left_on_user_objects(&cluster).await?,
-            );
+            summary.left_on_user_objects = Some(git.left_on_user_objects(&cluster).await?);
         }
         Ok(report)
     }
