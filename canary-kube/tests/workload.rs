@@ -39,7 +39,7 @@ async fn a_new_version_label_the_stable_selector_uses_makes_a_valid_canary() {
                               "spec": {"containers": [{"name": "reviews", "image": "kubesphere/examples-bookinfo-reviews-v1:1.16.2"}]}}}
     }));
     let plan = canary_core::load::plan_from_yaml(BOOKINFO).unwrap();
-    let workload = DeploymentWorkload::new(cluster.client.clone(), &plan, None);
+    let workload = DeploymentWorkload::new(cluster.client.clone(), &plan);
     let seen = workload.observe().await.unwrap();
     // The real API server refuses a Deployment whose selector does not match its template.
     workload
@@ -84,7 +84,7 @@ async fn a_rolling_deployment_counts_only_the_new_templates_pods() {
         kcm.step(now);
     }
     let plan = canary_core::load::plan_from_yaml(BOOKINFO).unwrap();
-    let workload = DeploymentWorkload::new(server.client(), &plan, None);
+    let workload = DeploymentWorkload::new(server.client(), &plan);
     assert_eq!(workload.observe().await.unwrap().stable.available, 3);
 
     let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "reviews", "image": "reviews:2"}]}}}});
