@@ -260,7 +260,10 @@ async fn the_controller_runs_a_healthy_rollout_to_promotion() {
         template.metadata.unwrap().labels.unwrap()["canary.rs/role"],
         "canary"
     );
-    assert_eq!(canary.owner_references()[0].kind, "Rollout");
+    // Named by label, not owned: the garbage collector must never remove a canary that
+    // still has traffic (a Rollout deleted in the foreground would take it at once).
+    assert!(canary.owner_references().is_empty());
+    assert_eq!(canary.labels()["canary.rs/rollout"], "podinfo");
     let canary_pods = cluster
         .server
         .list("v1", "Pod")
