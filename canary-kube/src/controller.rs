@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use canary_core::driver::{Driver, Reconciled};
 use canary_core::machine::EventKind;
-use canary_core::providers::{Clock, MetricProvider, TrafficProvider, WebhookRunner};
 use canary_core::machine::Verification;
+use canary_core::providers::{Clock, MetricProvider, TrafficProvider, WebhookRunner};
 use canary_core::{RolloutPlan, RolloutStatus, RouteState};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -116,10 +116,9 @@ pub async fn run(
             watcher::Config::default().labels(&format!("{ROLE}=canary")),
             |deployment: Deployment| {
                 let namespace = deployment.namespace();
-                deployment
-                    .labels()
-                    .get(ROLLOUT)
-                    .map(|name| ObjectRef::<Rollout>::new(name).within(namespace.as_deref().unwrap_or_default()))
+                deployment.labels().get(ROLLOUT).map(|name| {
+                    ObjectRef::<Rollout>::new(name).within(namespace.as_deref().unwrap_or_default())
+                })
             },
         )
         .watches(

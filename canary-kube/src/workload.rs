@@ -602,12 +602,20 @@ spec:
         );
         let kept = workload.stable().await.unwrap();
         assert_eq!(image(&kept), "web:3", "Flux's template is kept");
-        assert_eq!(annotation(&kept, STABLE_REVISION).as_deref(), Some("running"));
+        assert_eq!(
+            annotation(&kept, STABLE_REVISION).as_deref(),
+            Some("running")
+        );
 
         // The next pass: the revision asked for is now web:3's, and its promotion goes through.
         let again = workload.observe_inner().await.unwrap();
         assert_ne!(again.desired_revision, seen.desired_revision);
-        assert!(workload.promote_inner(&again.desired_revision).await.unwrap());
+        assert!(
+            workload
+                .promote_inner(&again.desired_revision)
+                .await
+                .unwrap()
+        );
         let promoted = workload.stable().await.unwrap();
         assert_eq!(image(&promoted), "web:3");
         assert_eq!(promoted.spec.paused, Some(false));

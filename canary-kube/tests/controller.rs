@@ -544,10 +544,16 @@ async fn deleting_the_rollout_resets_routes_removes_the_canary_and_releases_stab
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let mut passes = 0;
     while let Some(rollout) = cluster.rollouts().get_opt("podinfo").await.unwrap() {
-        assert!(std::time::Instant::now() < deadline, "finalizer not removed");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "finalizer not removed"
+        );
         let stable = cluster.deployments().get("podinfo").await.unwrap();
         if stable.spec.paused == Some(false) {
-            assert!(!cluster.canary_exists().await, "let go before the canary went");
+            assert!(
+                !cluster.canary_exists().await,
+                "let go before the canary went"
+            );
         }
         reconcile(Arc::new(rollout), context.clone()).await.unwrap();
         passes += 1;

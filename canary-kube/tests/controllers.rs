@@ -905,7 +905,10 @@ async fn deletions(
                 .unwrap_or(0);
             if deleted {
                 out.insert(
-                    format!("{kind}/{}", object.metadata.name.clone().unwrap_or_default()),
+                    format!(
+                        "{kind}/{}",
+                        object.metadata.name.clone().unwrap_or_default()
+                    ),
                     rv,
                 );
             }
@@ -979,8 +982,14 @@ async fn foreground_deletion_removes_dependents_before_the_owner() {
         .expect("the owner is kept while it deletes its dependents");
     assert!(answer.metadata.deletion_timestamp.is_some());
     let finalizers = answer.metadata.finalizers.clone().unwrap_or_default();
-    assert!(finalizers.contains(&"foregroundDeletion".to_owned()), "{finalizers:?}");
-    assert!(finalizers.contains(&"example.com/hold".to_owned()), "{finalizers:?}");
+    assert!(
+        finalizers.contains(&"foregroundDeletion".to_owned()),
+        "{finalizers:?}"
+    );
+    assert!(
+        finalizers.contains(&"example.com/hold".to_owned()),
+        "{finalizers:?}"
+    );
     // Nothing is collected before the collector runs.
     assert!(!get(&server, "apps/v1", "Deployment", "web").is_null());
 
@@ -1096,7 +1105,10 @@ async fn delete_options_are_validated() {
     let http = reqwest::Client::new();
     for (query, body) in [
         ("", json!({"propagationPolicy": "Sometimes"})),
-        ("?orphanDependents=true", json!({"propagationPolicy": "Orphan"})),
+        (
+            "?orphanDependents=true",
+            json!({"propagationPolicy": "Orphan"}),
+        ),
     ] {
         let answer = http
             .delete(format!("{url}{query}"))

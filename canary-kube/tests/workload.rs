@@ -164,7 +164,7 @@ async fn an_adopted_deployment_shows_the_paused_condition_until_released() {
                               "spec": {"containers": [{"name": "reviews", "image": "reviews:1"}]}}}
     }));
     let mut now = Timestamp::from_second(1_767_225_600).unwrap();
-    let mut settle = |now: &mut Timestamp| {
+    let settle = |now: &mut Timestamp| {
         kcm.step(*now);
         while let Some(at) = kcm.next_event() {
             *now = at;

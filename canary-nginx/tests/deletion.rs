@@ -124,7 +124,10 @@ impl Run {
             if d["status"]["availableReplicas"] == 3 && d["status"]["updatedReplicas"] == 3 {
                 break;
             }
-            assert!(Instant::now() < deadline, "the stable Deployment did not roll out");
+            assert!(
+                Instant::now() < deadline,
+                "the stable Deployment did not roll out"
+            );
             tokio::time::sleep(Duration::from_millis(30)).await;
         }
         run.check("the stable Deployment rolled out");
@@ -271,9 +274,12 @@ impl Run {
             self.label
         );
         self.until("the cleanup", |run| {
-            let canary_pods = run.cluster.server.list("v1", "Pod").iter().any(|p| {
-                p["metadata"]["labels"]["canary.rs/role"] == "canary"
-            });
+            let canary_pods = run
+                .cluster
+                .server
+                .list("v1", "Pod")
+                .iter()
+                .any(|p| p["metadata"]["labels"]["canary.rs/role"] == "canary");
             run.status().is_none()
                 && run.get("apps/v1", "Deployment", "web-canary").is_none()
                 && !canary_pods
@@ -281,8 +287,16 @@ impl Run {
         .await;
         self.step("cleaned up");
         let service = self.get("v1", "Service", "web").unwrap();
-        assert_eq!(service["spec"]["selector"], json!({"app": "web"}), "{}", self.label);
-        assert!(self.get("networking.k8s.io/v1", "Ingress", "web-canary").is_none());
+        assert_eq!(
+            service["spec"]["selector"],
+            json!({"app": "web"}),
+            "{}",
+            self.label
+        );
+        assert!(
+            self.get("networking.k8s.io/v1", "Ingress", "web-canary")
+                .is_none()
+        );
         assert!(self.get("v1", "Service", "web-canary").is_none());
         assert!(self.checks > 10, "{}: {} checks", self.label, self.checks);
     }

@@ -204,7 +204,10 @@ fn the_clone_keeps_class_tls_nginx_annotations_and_only_the_services_paths() {
     // tool that applied the stable Ingress adopt the canary one and prune it.
     assert_eq!(
         ingress["metadata"]["labels"],
-        canary_core::objects::generated_metadata(&plan, ingress["metadata"]["name"].as_str().unwrap())["labels"]
+        canary_core::objects::generated_metadata(
+            &plan,
+            ingress["metadata"]["name"].as_str().unwrap()
+        )["labels"]
     );
     assert_eq!(ingress["spec"]["ingressClassName"], "internal");
     assert_eq!(ingress["spec"]["tls"], stable_ingress()["spec"]["tls"]);

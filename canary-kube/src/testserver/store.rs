@@ -121,7 +121,9 @@ impl Propagation {
 /// A 422 refusing a `DeleteOptions` (apimachinery pkg/apis/meta/v1/validation
 /// `ValidateDeleteOptions`).
 fn delete_options_invalid(message: &str) -> ApiError {
-    ApiError::invalid(format!("DeleteOptions.meta.k8s.io \"\" is invalid: {message}"))
+    ApiError::invalid(format!(
+        "DeleteOptions.meta.k8s.io \"\" is invalid: {message}"
+    ))
 }
 
 /// The options of a DELETE: its body (`DeleteOptions`) and query parameters.
