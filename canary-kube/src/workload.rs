@@ -239,6 +239,16 @@ impl DeploymentWorkload {
             desired_revision: desired,
             stable: state(&stable, running),
             canary: canary.map(|c| {
+                if c.metadata.deletion_timestamp.is_some() {
+                    // Being deleted: still there (its pods go first), but of no revision and
+                    // with nothing ready, so that no route is sent to it.
+                    return WorkloadState {
+                        ready: 0,
+                        available: 0,
+                        stale: true,
+                        ..state(&c, String::new())
+                    };
+                }
                 let revision = annotation(&c, REVISION).unwrap_or_default();
                 state(&c, revision)
             }),

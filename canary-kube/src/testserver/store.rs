@@ -726,3 +726,100 @@ impl Inner {
         Ok(next)
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn kind(group: &str, version: &str, kind: &str) -> ResourceType {
+        ResourceType::new(group, version, kind, "things", true, false)
+    }
+
+    fn options(body: &str, query: &[(&str, &str)]) -> ApiResult<DeleteOptions> {
+        let query: HashMap<String, String> = query
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        DeleteOptions::parse(body.as_bytes(), &query)
+    }
+
+    #[test]
+    fn delete_options_come_from_the_body_or_the_query() {
+        let parsed = options(
+            r#"{"propagationPolicy": "Foreground", "preconditions": {"resourceVersion": "7"}}"#,
+            &[],
+        )
+        .unwrap();
+        assert_eq!(parsed.propagation, Some(Propagation::Foreground));
+        assert_eq!(parsed.precondition_rv.as_deref(), Some("7"));
+        let parsed = options("", &[("propagationPolicy", "Orphan")]).unwrap();
+        assert_eq!(parsed.propagation, Some(Propagation::Orphan));
+        let parsed = options(r#"{"orphanDependents": false}"#, &[]).unwrap();
+        assert_eq!(parsed.propagation, Some(Propagation::Background));
+        assert_eq!(options(" ", &[]).unwrap(), DeleteOptions::default());
+        assert_eq!(
+            options(r#"{"propagationPolicy": "Later"}"#, &[])
+                .unwrap_err()
+                .code,
+            422
+        );
+    }
+
+    /// The registry strategies' defaults: batch/v1 Jobs and v1 ReplicationControllers orphan,
+    /// everything else (Deployments, custom resources) deletes dependents in the background.
+    #[test]
+    fn each_kind_has_its_default_propagation() {
+        assert_eq!(
+            Propagation::default_for(&kind("batch", "v1", "Job")),
+            Propagation::Orphan
+        );
+        assert_eq!(
+            Propagation::default_for(&kind("", "v1", "ReplicationController")),
+            Propagation::Orphan
+        );
+        assert_eq!(
+            Propagation::default_for(&kind("apps", "v1", "Deployment")),
+            Propagation::Background
+        );
+        let job = json!({"metadata": {"name": "j"}});
+        let none = DeleteOptions::default();
+        assert_eq!(
+            finalizers_for_delete(&kind("batch", "v1", "Job"), &job, &none),
+            vec![ORPHAN_FINALIZER.to_owned()]
+        );
+        assert!(finalizers_for_delete(&kind("apps", "v1", "Deployment"), &job, &none).is_empty());
+    }
+
+    /// A finalizer already on the object decides when the delete names no policy; an explicit
+    /// policy replaces it; other finalizers are kept.
+    #[test]
+    fn the_policy_sets_the_garbage_collection_finalizers() {
+        let rt = kind("apps", "v1", "Deployment");
+        let live = json!({"metadata": {"finalizers": ["example.com/hold", "foregroundDeletion"]}});
+        let none = DeleteOptions::default();
+        assert_eq!(
+            finalizers_for_delete(&rt, &live, &none),
+            vec![
+                "example.com/hold".to_owned(),
+                FOREGROUND_FINALIZER.to_owned()
+            ]
+        );
+        let orphan = DeleteOptions {
+            precondition_rv: None,
+            propagation: Some(Propagation::Orphan),
+        };
+        assert_eq!(
+            finalizers_for_delete(&rt, &live, &orphan),
+            vec!["example.com/hold".to_owned(), ORPHAN_FINALIZER.to_owned()]
+        );
+        let background = DeleteOptions {
+            precondition_rv: None,
+            propagation: Some(Propagation::Background),
+        };
+        assert_eq!(
+            finalizers_for_delete(&rt, &live, &background),
+            vec!["example.com/hold".to_owned()]
+        );
+    }
+}
