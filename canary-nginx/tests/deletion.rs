@@ -5,9 +5,11 @@
 //! (`TestCluster::check_traffic`): none reaches a backend that is gone, no canary pod answers
 //! through a route that sends it nothing, and the stable Service always has a selector.
 //!
-//! Argo CD deletes the resources of an application in the foreground (its
-//! `PrunePropagationPolicy` defaults to `foreground`, controller/sync.go); `kubectl delete`
-//! and most clients in the background.
+//! Argo CD deletes the resources of an application in the foreground, both when it prunes them
+//! (sync option `PrunePropagationPolicy`, `foreground` by default: docs/user-guide/
+//! sync-options.md) and when the application is deleted with its
+//! `resources-finalizer.argocd.argoproj.io` (docs/user-guide/app_deletion.md); `kubectl
+//! delete` and most clients delete in the background.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test support code
 
 use std::sync::Arc;
