@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 
 use canary_core::driver::{Driver, Reconciled};
 use canary_core::machine::EventKind;
+use canary_core::machine::Verification;
 use canary_core::providers::{Clock, MetricProvider, TrafficProvider, WebhookRunner};
-use canary_core::{RolloutPlan, RolloutStatus};
+use canary_core::{RolloutPlan, RolloutStatus, RouteState};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Patch, PatchParams};
@@ -26,7 +27,7 @@ use crate::crd::Rollout;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::store::KubeStatusStore;
-use crate::workload::{DeploymentWorkload, FIELD_MANAGER, ROLE};
+use crate::workload::{DeploymentWorkload, FIELD_MANAGER, ROLE, ROLLOUT};
 
 /// The finalizer that resets routes and removes the canary when a Rollout is deleted.
 pub const FINALIZER: &str = "canary.rs/cleanup";
@@ -108,9 +109,17 @@ pub async fn run(
     let controller = Controller::new(rollouts, watcher::Config::default());
     let store = controller.store();
     controller
-        .owns(
+        // A canary Deployment names its Rollout by label (it has no owner reference, see
+        // `crate::workload`).
+        .watches(
             deployments.clone(),
             watcher::Config::default().labels(&format!("{ROLE}=canary")),
+            |deployment: Deployment| {
+                let namespace = deployment.namespace();
+                deployment.labels().get(ROLLOUT).map(|name| {
+                    ObjectRef::<Rollout>::new(name).within(namespace.as_deref().unwrap_or_default())
+                })
+            },
         )
         .watches(
             deployments,
@@ -141,10 +150,16 @@ pub async fn reconcile(rollout: Arc<Rollout>, context: Arc<Context>) -> Result<A
     let started = Instant::now();
     let namespace = rollout.namespace().unwrap_or_else(|| "default".to_owned());
     let api = Api::<Rollout>::namespaced(context.client.clone(), &namespace);
+    if rollout.meta().deletion_timestamp.is_some() {
+        let outcome = finalize(&rollout, &api, &context).await;
+        context.metrics.reconciled(started.elapsed().as_secs_f64());
+        return outcome;
+    }
     let outcome = finalizer(&api, FINALIZER, rollout, |event| async {
         match event {
             Finalizer::Apply(rollout) => apply(&rollout, &context).await,
-            Finalizer::Cleanup(rollout) => cleanup(&rollout, &context).await,
+            // Not reached: a Rollout being deleted is finalized above.
+            Finalizer::Cleanup(_) => Ok(Action::await_change()),
         }
     })
     .await
@@ -192,11 +207,7 @@ async fn apply(rollout: &Rollout, context: &Context) -> Result<Action> {
             return Ok(Action::await_change());
         }
     };
-    let workload = DeploymentWorkload::new(
-        context.client.clone(),
-        &plan,
-        rollout.controller_owner_ref(&()),
-    );
+    let workload = DeploymentWorkload::new(context.client.clone(), &plan);
     let promoting = rollout.status.as_ref().is_some_and(|s| {
         matches!(
             s.phase,
@@ -280,17 +291,81 @@ async fn refuse(
     Ok(())
 }
 
-/// The Rollout is being deleted: all traffic back to stable, canary objects and Deployment
-/// removed, the stable Deployment let go.
-async fn cleanup(rollout: &Rollout, context: &Context) -> Result<Action> {
+/// How often a Rollout being deleted is looked at while its cleanup waits (for the route to
+/// be in effect, or the canary's pods to go).
+const CLEANUP_POLL: Duration = Duration::from_secs(1);
+
+/// A Rollout being deleted: its cleanup, step by step over passes, then its finalizer removed
+/// (on condition that the Rollout is still as read, so a finalizer added since is kept).
+/// Without the finalizer there is nothing left to do.
+async fn finalize(rollout: &Rollout, api: &Api<Rollout>, context: &Context) -> Result<Action> {
+    let finalizers = rollout.finalizers();
+    if !finalizers.iter().any(|f| f == FINALIZER) {
+        return Ok(Action::await_change());
+    }
+    if let Cleanup::Waiting(why) = cleanup(rollout, context).await? {
+        tracing::debug!(rollout = %rollout.name_any(), why, "cleanup waits");
+        return Ok(Action::requeue(CLEANUP_POLL));
+    }
+    let kept: Vec<&String> = finalizers.iter().filter(|f| *f != FINALIZER).collect();
+    let patch = json!({"metadata": {
+        "finalizers": kept,
+        "resourceVersion": rollout.resource_version(),
+    }});
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.to_owned()),
+        ..PatchParams::default()
+    };
+    match api
+        .patch(&rollout.name_any(), &params, &Patch::Merge(&patch))
+        .await
+    {
+        Ok(_) => {}
+        // Gone already: another pass finished first.
+        Err(kube::Error::Api(status)) if status.code == 404 => {}
+        Err(error) => return Err(error.into()),
+    }
+    Ok(Action::await_change())
+}
+
+/// Where a Rollout's cleanup is.
+enum Cleanup {
+    /// Everything is undone.
+    Done,
+    /// A step is not over yet (why): look again soon.
+    Waiting(String),
+}
+
+/// The Rollout is being deleted: undone in the only order that never leaves a request without
+/// a backend nor lets the stable Service select canary pods:
+///
+/// 1. the route back to stable, and seen in effect (the canary gets no traffic);
+/// 2. the canary Deployment deleted in the foreground, and waited for until its pods are gone
+///    (while they run, the stable Service stays narrowed to stable pods: they carry its labels);
+/// 3. the stable Deployment let go;
+/// 4. the provider's objects removed and the stable Service's selector given back.
+///
+/// The canary Deployment has no owner reference to the Rollout, so however the Rollout is
+/// deleted (Argo CD deletes in the foreground) the garbage collector never removes the canary
+/// before step 1.
+async fn cleanup(rollout: &Rollout, context: &Context) -> Result<Cleanup> {
     let namespace = rollout.namespace().unwrap_or_else(|| "default".to_owned());
     if let Ok(plan) = plan_of(rollout) {
-        // Traffic leaves the canary before it goes; the provider's objects go last, when
-        // only stable pods are left to serve without them.
         let traffic = context.traffic.provider(&plan)?;
         traffic.reset().await?;
-        let workload = DeploymentWorkload::new(context.client.clone(), &plan, None);
+        let seen = traffic.observe(&RouteState::stable()).await?;
+        if seen.verified != Verification::Yes {
+            return Ok(Cleanup::Waiting(
+                "the route back to stable is not in effect yet".to_owned(),
+            ));
+        }
+        let workload = DeploymentWorkload::new(context.client.clone(), &plan);
         canary_core::providers::WorkloadProvider::remove_canary(&workload).await?;
+        if !workload.canary_gone().await? {
+            return Ok(Cleanup::Waiting(
+                "the canary Deployment and its pods are going".to_owned(),
+            ));
+        }
         workload.release().await?;
         traffic.finalize().await?;
     }
@@ -303,7 +378,7 @@ async fn cleanup(rollout: &Rollout, context: &Context) -> Result<Action> {
         "routes reset, canary removed, stable Deployment released",
     )
     .await;
-    Ok(Action::await_change())
+    Ok(Cleanup::Done)
 }
 
 /// Publishes an event on the Rollout; a failure to publish is logged, never fatal.

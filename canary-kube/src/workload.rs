@@ -6,7 +6,19 @@
 //! - A revision is the hash of the pod template the user asks for (the stable template with
 //!   `newVersion` applied) and of the data of the ConfigMaps and Secrets it uses.
 //! - The canary Deployment runs that template with the version label, the pod-template
-//!   metadata and `canary.rs/role: canary`; it is owned by the Rollout.
+//!   metadata and `canary.rs/role: canary`. It names its Rollout by the `canary.rs/rollout`
+//!   label and has no owner reference: when the Rollout is deleted in the foreground (as Argo
+//!   CD deletes), the garbage collector deletes every dependent of it at once
+//!   (pkg/controller/garbagecollector/garbagecollector.go `attemptToDeleteItem`: a dependent
+//!   whose owners are all dangling or deleting their dependents is deleted, whatever its
+//!   `blockOwnerDeletion`), and the canary would go while it still has traffic. The Rollout's
+//!   finalizer removes it instead, after the routes are reset (see `crate::controller`).
+//! - The canary is deleted in the foreground: the Deployment stays until its ReplicaSets and
+//!   pods are gone, so "no canary Deployment" means no canary pod either.
+//! - Every write to the stable Deployment is a JSON merge patch by field manager `canary`
+//!   carrying the `resourceVersion` canary read: if someone (Flux, Argo CD, a person) wrote
+//!   since, the API server refuses it with 409 Conflict and the next pass reads again, so
+//!   canary never writes over a template it has not seen.
 //! - Promotion gives the stable Deployment the template (keeping the labels its selector needs,
 //!   and the stable pods' own values of the canary-only `podTemplateMetadata`) and lets it
 //!   roll; removing the canary pauses the stable Deployment again.
@@ -17,9 +29,8 @@ use canary_core::machine::{WorkloadObservation, WorkloadState};
 use canary_core::providers::WorkloadProvider;
 use canary_core::spec::NewVersion;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use kube::api::{DeleteParams, Patch, PatchParams};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::{Api, Client};
 use serde_json::{Value, json};
 
@@ -48,6 +59,7 @@ pub struct DeploymentWorkload {
     deployments: Api<Deployment>,
     configmaps: Api<ConfigMap>,
     secrets: Api<Secret>,
+    pods: Api<Pod>,
     namespace: String,
     rollout: String,
     stable: String,
@@ -55,20 +67,16 @@ pub struct DeploymentWorkload {
     new_version: Option<NewVersion>,
     /// Pod labels only canary pods carry: the ASM lane tag, for lane releases.
     canary_labels: Vec<(String, String)>,
-    owner: Option<OwnerReference>,
 }
 
 impl DeploymentWorkload {
-    /// The workloads of `plan`, in its namespace; the canary is owned by `owner` (the Rollout).
-    pub fn new(
-        client: Client,
-        plan: &canary_core::RolloutPlan,
-        owner: Option<OwnerReference>,
-    ) -> Self {
+    /// The workloads of `plan`, in its namespace.
+    pub fn new(client: Client, plan: &canary_core::RolloutPlan) -> Self {
         let namespace = plan.namespace.clone();
         DeploymentWorkload {
             deployments: Api::namespaced(client.clone(), &namespace),
             configmaps: Api::namespaced(client.clone(), &namespace),
+            pods: Api::namespaced(client.clone(), &namespace),
             secrets: Api::namespaced(client, &namespace),
             rollout: plan.name.clone(),
             stable: plan.rollout.spec.workload_ref.name.clone(),
@@ -82,7 +90,6 @@ impl DeploymentWorkload {
                 .iter()
                 .map(|asm| (LANE_TAG.to_owned(), asm.canary_lane.clone()))
                 .collect(),
-            owner,
             namespace,
         }
     }
@@ -96,6 +103,46 @@ impl DeploymentWorkload {
                 namespace: self.namespace.clone(),
                 name: self.stable.clone(),
             })
+    }
+
+    /// Writes the JSON merge patch `patch` to the stable Deployment as field manager `canary`,
+    /// on condition that it is still as `read` (its `resourceVersion`): a merge patch carrying
+    /// `metadata.resourceVersion` is refused with 409 Conflict when the object changed since
+    /// (apiserver pkg/registry/rest/update.go: a non-empty resourceVersion is a precondition of
+    /// every update, patches included). A conflict is an error of this pass; the next one
+    /// reads the Deployment again.
+    async fn write_stable(&self, read: &Deployment, mut patch: Value) -> Result<()> {
+        if let Some(version) = &read.metadata.resource_version {
+            patch["metadata"]["resourceVersion"] = json!(version);
+        }
+        let params = PatchParams {
+            field_manager: Some(FIELD_MANAGER.to_owned()),
+            ..PatchParams::default()
+        };
+        self.deployments
+            .patch(&self.stable, &params, &Patch::Merge(&patch))
+            .await?;
+        Ok(())
+    }
+
+    /// The canary Deployment, if there is one.
+    async fn canary(&self) -> Result<Option<Deployment>> {
+        Ok(self.deployments.get_opt(&self.canary).await?)
+    }
+
+    /// Whether the canary Deployment and every pod of it are gone (a canary deleted in the
+    /// foreground stays until its pods are gone; pods left by any other way of deleting it
+    /// are looked for by their labels).
+    pub async fn canary_gone(&self) -> Result<bool> {
+        if self.canary().await?.is_some() {
+            return Ok(false);
+        }
+        let selector = format!("{ROLE}=canary,{ROLLOUT}={}", self.rollout);
+        let left = self
+            .pods
+            .list_metadata(&ListParams::default().labels(&selector))
+            .await?;
+        Ok(left.items.is_empty())
     }
 
     /// Records the revision the stable Deployment runs, once, and pauses it; a Deployment that
@@ -118,9 +165,7 @@ impl DeploymentWorkload {
             let running = self.revision(&pod_template(&stable), &stable).await?;
             patch["metadata"] = json!({"annotations": {STABLE_REVISION: running}});
         }
-        self.deployments
-            .patch(&self.stable, &PatchParams::default(), &Patch::Merge(&patch))
-            .await?;
+        self.write_stable(&stable, patch).await?;
         Ok(true)
     }
 
@@ -135,9 +180,7 @@ impl DeploymentWorkload {
             return Ok(false);
         }
         let patch = json!({"metadata": {"annotations": {STABLE_REVISION: null}}, "spec": {"paused": false}});
-        self.deployments
-            .patch(&self.stable, &PatchParams::default(), &Patch::Merge(&patch))
-            .await?;
+        self.write_stable(&stable, patch).await?;
         Ok(true)
     }
 
@@ -196,6 +239,16 @@ impl DeploymentWorkload {
             desired_revision: desired,
             stable: state(&stable, running),
             canary: canary.map(|c| {
+                if c.metadata.deletion_timestamp.is_some() {
+                    // Being deleted: still there (its pods go first), but of no revision and
+                    // with nothing ready, so that no route is sent to it.
+                    return WorkloadState {
+                        ready: 0,
+                        available: 0,
+                        stale: true,
+                        ..state(&c, String::new())
+                    };
+                }
                 let revision = annotation(&c, REVISION).unwrap_or_default();
                 state(&c, revision)
             }),
@@ -203,11 +256,17 @@ impl DeploymentWorkload {
     }
 
     async fn ensure_inner(&self, revision: &str, replicas: u32) -> Result<bool> {
-        if let Some(existing) = self.deployments.get_opt(&self.canary).await?
-            && annotation(&existing, REVISION).as_deref() == Some(revision)
-            && existing.spec.replicas == Some(i32::try_from(replicas).unwrap_or(i32::MAX))
-        {
-            return Ok(false);
+        if let Some(existing) = self.canary().await? {
+            // A canary being deleted (replaced, or removed) is waited for: its pods go first.
+            if existing.metadata.deletion_timestamp.is_some() {
+                return Ok(false);
+            }
+            if annotation(&existing, REVISION).as_deref() == Some(revision)
+                && existing.spec.replicas == Some(i32::try_from(replicas).unwrap_or(i32::MAX))
+                && !owned_by_rollout(&existing)
+            {
+                return Ok(false);
+            }
         }
         let stable = self.stable().await?;
         let (mut template, desired, configs) = self.desired(&stable).await?;
@@ -226,9 +285,9 @@ impl DeploymentWorkload {
             && existing.spec.selector.match_labels.as_ref() != Some(&selector)
         {
             // A Deployment's selector is immutable (apps/v1): a canary whose new template no
-            // longer matches it is replaced.
+            // longer matches it is replaced, once its pods are gone.
             self.deployments
-                .delete(&self.canary, &DeleteParams::background())
+                .delete(&self.canary, &DeleteParams::foreground())
                 .await?;
             return Ok(true);
         }
@@ -244,7 +303,6 @@ impl DeploymentWorkload {
                 "namespace": self.namespace,
                 "labels": {ROLLOUT: self.rollout, ROLE: "canary"},
                 "annotations": {REVISION: revision},
-                "ownerReferences": self.owner.iter().collect::<Vec<_>>(),
             },
             "spec": {
                 "replicas": replicas,
@@ -261,11 +319,21 @@ impl DeploymentWorkload {
 
     async fn promote_inner(&self, revision: &str) -> Result<bool> {
         let stable = self.stable().await?;
-        let paused = stable.spec.paused.unwrap_or(false);
-        if annotation(&stable, STABLE_REVISION).as_deref() == Some(revision) && !paused {
+        let Some(patch) = self.promotion(&stable, revision).await? else {
             return Ok(false);
+        };
+        self.write_stable(&stable, patch).await?;
+        Ok(true)
+    }
+
+    /// The merge patch promoting `revision` onto `stable` (as read), or `None` when it runs
+    /// it already.
+    async fn promotion(&self, stable: &Deployment, revision: &str) -> Result<Option<Value>> {
+        let paused = stable.spec.paused.unwrap_or(false);
+        if annotation(stable, STABLE_REVISION).as_deref() == Some(revision) && !paused {
+            return Ok(None);
         }
-        let (mut template, desired, configs) = self.desired(&stable).await?;
+        let (mut template, desired, configs) = self.desired(stable).await?;
         if desired != revision {
             return Err(Error::Invalid(format!(
                 "the wanted revision changed from {revision} to {desired} before promotion; trying again"
@@ -283,7 +351,7 @@ impl DeploymentWorkload {
         }
         // Pod metadata meant for the canary (`newVersion.podTemplateMetadata`, such as a lane
         // tag) stays as the stable pods have it.
-        let live = pod_template(&stable);
+        let live = pod_template(stable);
         if let Some(extra) = self
             .new_version
             .as_ref()
@@ -310,35 +378,37 @@ impl DeploymentWorkload {
         }
         // The template is the live one with the new version applied, so a merge patch (lists
         // replaced whole, maps merged) sets exactly it.
-        let patch = json!({
+        Ok(Some(json!({
             "metadata": {"annotations": {STABLE_REVISION: revision}},
             "spec": {"paused": false, "template": template},
-        });
-        self.deployments
-            .patch(&self.stable, &PatchParams::default(), &Patch::Merge(&patch))
-            .await?;
-        Ok(true)
+        })))
     }
 
+    /// Deletes the canary Deployment in the foreground (its ReplicaSets and pods first; see
+    /// [`DeploymentWorkload::canary_gone`]) and pauses the stable Deployment again. Returns
+    /// whether it wrote anything (a canary already being deleted is left to go).
     async fn remove_inner(&self) -> Result<bool> {
-        let deleted = match self
-            .deployments
-            .delete(&self.canary, &DeleteParams::background())
-            .await
-        {
-            Ok(_) => true,
-            Err(kube::Error::Api(status)) if status.code == 404 => false,
-            Err(error) => return Err(error.into()),
+        let deleting = match self.canary().await? {
+            Some(canary) if canary.metadata.deletion_timestamp.is_none() => {
+                match self
+                    .deployments
+                    .delete(&self.canary, &DeleteParams::foreground())
+                    .await
+                {
+                    Ok(_) => true,
+                    Err(kube::Error::Api(status)) if status.code == 404 => false,
+                    Err(error) => return Err(error.into()),
+                }
+            }
+            _ => false,
         };
         let stable = self.stable().await?;
         let paused = stable.spec.paused.unwrap_or(false);
         if !paused {
-            let patch = json!({"spec": {"paused": true}});
-            self.deployments
-                .patch(&self.stable, &PatchParams::default(), &Patch::Merge(&patch))
+            self.write_stable(&stable, json!({"spec": {"paused": true}}))
                 .await?;
         }
-        Ok(deleted || !paused)
+        Ok(deleting || !paused)
     }
 }
 
@@ -421,6 +491,17 @@ fn canary_selector(
     selector
 }
 
+/// Whether `deployment` has an owner reference to a Rollout (a canary made before canary
+/// stopped giving them): it is applied again, without.
+fn owned_by_rollout(deployment: &Deployment) -> bool {
+    deployment
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .any(|r| r.kind == "Rollout" && r.api_version.starts_with(crate::GROUP))
+}
+
 fn annotation(deployment: &Deployment, key: &str) -> Option<String> {
     deployment.metadata.annotations.as_ref()?.get(key).cloned()
 }
@@ -452,5 +533,113 @@ fn state(deployment: &Deployment, revision: String) -> WorkloadState {
         ready: count(status.ready_replicas),
         available: count(status.available_replicas),
         stale: !current,
+    }
+}
+
+#[cfg(all(test, feature = "test-util"))]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+    use crate::testserver::ApiServer;
+
+    const ROLLOUT: &str = "apiVersion: canary.rs/v1alpha1
+kind: Rollout
+metadata: {name: web, namespace: default}
+spec:
+  workloadRef: {apiVersion: apps/v1, kind: Deployment, name: web}
+  service: {name: web, port: 80}
+  trafficRouting: {nginx: {ingress: web}}
+  strategy: {canary: {steps: [{weight: 50}]}}
+";
+
+    fn image(deployment: &Deployment) -> String {
+        let containers = deployment
+            .spec
+            .template
+            .spec
+            .clone()
+            .unwrap_or_default()
+            .containers;
+        containers
+            .first()
+            .and_then(|c| c.image.clone())
+            .unwrap_or_default()
+    }
+
+    /// A write by another manager between canary's read of the stable Deployment and its
+    /// promotion (Flux applying Git's template) makes the API server refuse canary's write
+    /// with 409, because it carries the resourceVersion canary read: the other write is kept.
+    /// The next pass reads again and promotes what the template now asks for, as manager
+    /// `canary`.
+    #[tokio::test]
+    async fn a_write_since_the_read_refuses_the_promotion_and_the_next_pass_converges() {
+        let server = ApiServer::start().await.unwrap();
+        server.put(json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "namespace": "default",
+                         "annotations": {STABLE_REVISION: "running"}},
+            "spec": {"replicas": 2, "paused": true,
+                     "selector": {"matchLabels": {"app": "web"}},
+                     "template": {"metadata": {"labels": {"app": "web"}},
+                                  "spec": {"containers": [{"name": "web", "image": "web:2"}]}}}
+        }));
+        let plan = canary_core::load::plan_from_yaml(ROLLOUT).unwrap();
+        let workload = DeploymentWorkload::new(server.client(), &plan);
+        let seen = workload.observe_inner().await.unwrap();
+        let read = workload.stable().await.unwrap();
+        let patch = workload
+            .promotion(&read, &seen.desired_revision)
+            .await
+            .unwrap()
+            .expect("web:2 is to be promoted");
+
+        // Flux writes Git's template (web:3) in between.
+        let deployments: Api<Deployment> = Api::namespaced(server.client(), "default");
+        let flux = PatchParams {
+            field_manager: Some("kustomize-controller".to_owned()),
+            ..PatchParams::default()
+        };
+        let template = json!({"spec": {"template": {"spec": {"containers": [{"name": "web", "image": "web:3"}]}}}});
+        deployments
+            .patch("web", &flux, &Patch::Merge(&template))
+            .await
+            .unwrap();
+
+        let refused = workload.write_stable(&read, patch).await.unwrap_err();
+        assert!(
+            matches!(&refused, Error::Kube(kube::Error::Api(status)) if status.code == 409),
+            "{refused}"
+        );
+        let kept = workload.stable().await.unwrap();
+        assert_eq!(image(&kept), "web:3", "Flux's template is kept");
+        assert_eq!(
+            annotation(&kept, STABLE_REVISION).as_deref(),
+            Some("running")
+        );
+
+        // The next pass: the revision asked for is now web:3's, and its promotion goes through.
+        let again = workload.observe_inner().await.unwrap();
+        assert_ne!(again.desired_revision, seen.desired_revision);
+        assert!(
+            workload
+                .promote_inner(&again.desired_revision)
+                .await
+                .unwrap()
+        );
+        let promoted = workload.stable().await.unwrap();
+        assert_eq!(image(&promoted), "web:3");
+        assert_eq!(promoted.spec.paused, Some(false));
+        assert_eq!(
+            annotation(&promoted, STABLE_REVISION),
+            Some(again.desired_revision.clone())
+        );
+        let managers: Vec<String> = promoted
+            .metadata
+            .managed_fields
+            .iter()
+            .flatten()
+            .filter_map(|entry| entry.manager.clone())
+            .collect();
+        assert!(managers.contains(&FIELD_MANAGER.to_owned()), "{managers:?}");
     }
 }

@@ -260,7 +260,10 @@ async fn the_controller_runs_a_healthy_rollout_to_promotion() {
         template.metadata.unwrap().labels.unwrap()["canary.rs/role"],
         "canary"
     );
-    assert_eq!(canary.owner_references()[0].kind, "Rollout");
+    // Named by label, not owned: the garbage collector must never remove a canary that
+    // still has traffic (a Rollout deleted in the foreground would take it at once).
+    assert!(canary.owner_references().is_empty());
+    assert_eq!(canary.labels()["canary.rs/rollout"], "podinfo");
     let canary_pods = cluster
         .server
         .list("v1", "Pod")
@@ -536,16 +539,27 @@ async fn deleting_the_rollout_resets_routes_removes_the_canary_and_releases_stab
         rollout.metadata.deletion_timestamp.is_some(),
         "held by the finalizer"
     );
-    reconcile(Arc::new(rollout), context.clone()).await.unwrap();
-    assert!(
-        cluster
-            .rollouts()
-            .get_opt("podinfo")
-            .await
-            .unwrap()
-            .is_none(),
-        "finalizer removed"
-    );
+    // The cleanup takes passes: the canary Deployment is deleted in the foreground, and the
+    // stable Deployment is let go only once the canary's pods are gone.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut passes = 0;
+    while let Some(rollout) = cluster.rollouts().get_opt("podinfo").await.unwrap() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "finalizer not removed"
+        );
+        let stable = cluster.deployments().get("podinfo").await.unwrap();
+        if stable.spec.paused == Some(false) {
+            assert!(
+                !cluster.canary_exists().await,
+                "let go before the canary went"
+            );
+        }
+        reconcile(Arc::new(rollout), context.clone()).await.unwrap();
+        passes += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(passes >= 1);
     assert!(!cluster.canary_exists().await);
     assert!(
         cluster

@@ -857,3 +857,266 @@ async fn min_ready_seconds_delay_availability_not_readiness() {
     assert_eq!(status["availableReplicas"], 2, "{status}");
     assert_eq!(kcm.next_event(), None);
 }
+
+/// The API resource of `kind` (`example.com/v1` Owners, or a built-in kind) for dynamic calls.
+fn api_resource(api_version: &str, kind: &str, plural: &str) -> kube::api::ApiResource {
+    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+    kube::api::ApiResource {
+        group: group.into(),
+        version: version.into(),
+        api_version: api_version.into(),
+        kind: kind.into(),
+        plural: plural.into(),
+    }
+}
+
+/// The resource version at which each object of `kinds` was deleted since `from`, by
+/// `Kind/name`.
+async fn deletions(
+    server: &ApiServer,
+    from: u64,
+    kinds: &[(&str, &str, &str)],
+) -> BTreeMap<String, u64> {
+    let until = server.resource_version();
+    let mut out = BTreeMap::new();
+    for (api_version, kind, plural) in kinds {
+        let api = Api::<kube::api::DynamicObject>::namespaced_with(
+            server.client(),
+            "default",
+            &api_resource(api_version, kind, plural),
+        );
+        let stream = api
+            .watch(&WatchParams::default().timeout(1), &from.to_string())
+            .await
+            .unwrap();
+        let mut stream = Box::pin(stream);
+        while let Some(event) = stream.next().await {
+            let (object, deleted) = match event.unwrap() {
+                WatchEvent::Deleted(o) => (o, true),
+                WatchEvent::Added(o) | WatchEvent::Modified(o) => (o, false),
+                _ => continue,
+            };
+            let rv: u64 = object
+                .metadata
+                .resource_version
+                .clone()
+                .unwrap_or_default()
+                .parse()
+                .unwrap_or(0);
+            if deleted {
+                out.insert(
+                    format!(
+                        "{kind}/{}",
+                        object.metadata.name.clone().unwrap_or_default()
+                    ),
+                    rv,
+                );
+            }
+            if rv >= until {
+                break;
+            }
+        }
+    }
+    out
+}
+
+/// A server with the namespaced `example.com/v1` Owner kind, and its simulated controllers.
+async fn owner_server() -> (ApiServer, ControllerManager) {
+    let server = ApiServer::start().await.unwrap();
+    server.register(ResourceType::new(
+        "example.com",
+        "v1",
+        "Owner",
+        "owners",
+        true,
+        false,
+    ));
+    let kcm = server.controllers(STARTUP);
+    (server, kcm)
+}
+
+fn owners(server: &ApiServer) -> Api<kube::api::DynamicObject> {
+    Api::namespaced_with(
+        server.client(),
+        "default",
+        &api_resource("example.com/v1", "Owner", "owners"),
+    )
+}
+
+/// Owner `boss` (with `finalizers`), the Deployment `web` it owns (`blockOwnerDeletion`) with
+/// its ReplicaSet and two pods, and the ConfigMap `loose` it owns without blocking.
+fn owned_world(server: &ApiServer, kcm: &ControllerManager, finalizers: Value) -> Timestamp {
+    server.put(json!({"apiVersion": "example.com/v1", "kind": "Owner",
+        "metadata": {"name": "boss", "namespace": "default", "finalizers": finalizers}}));
+    let boss = get(server, "example.com/v1", "Owner", "boss");
+    let reference = |block: bool| {
+        json!([{"apiVersion": "example.com/v1", "kind": "Owner", "name": "boss",
+                "uid": boss["metadata"]["uid"], "controller": true, "blockOwnerDeletion": block}])
+    };
+    let mut web = deployment("web", 2, "nginx:1", Value::Null);
+    web["metadata"]["ownerReferences"] = reference(true);
+    server.put(web);
+    server.put(json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "loose", "namespace": "default", "ownerReferences": reference(false)}}));
+    let now = settle(kcm, t0());
+    assert_eq!(server.list("v1", "Pod").len(), 2);
+    now
+}
+
+/// Foreground deletion (apiserver registry/store.go `deletionFinalizersForGarbageCollection`;
+/// garbagecollector.go `attemptToDeleteItem`, `processDeletingDependentsItem`): the owner gets
+/// a `deletionTimestamp` and the `foregroundDeletion` finalizer and stays; every dependent is
+/// deleted (those with dependents of their own in the foreground too, so pods go before their
+/// ReplicaSet, which goes before its Deployment); the owner goes last, and only once its other
+/// finalizers are removed.
+#[tokio::test]
+async fn foreground_deletion_removes_dependents_before_the_owner() {
+    let (server, kcm) = owner_server().await;
+    let now = owned_world(&server, &kcm, json!(["example.com/hold"]));
+    let from = server.resource_version();
+    let answer = owners(&server)
+        .delete("boss", &DeleteParams::foreground())
+        .await
+        .unwrap()
+        .left()
+        .expect("the owner is kept while it deletes its dependents");
+    assert!(answer.metadata.deletion_timestamp.is_some());
+    let finalizers = answer.metadata.finalizers.clone().unwrap_or_default();
+    assert!(
+        finalizers.contains(&"foregroundDeletion".to_owned()),
+        "{finalizers:?}"
+    );
+    assert!(
+        finalizers.contains(&"example.com/hold".to_owned()),
+        "{finalizers:?}"
+    );
+    // Nothing is collected before the collector runs.
+    assert!(!get(&server, "apps/v1", "Deployment", "web").is_null());
+
+    kcm.step(now);
+    assert!(get(&server, "apps/v1", "Deployment", "web").is_null());
+    assert!(get(&server, "v1", "ConfigMap", "loose").is_null());
+    assert!(server.list("apps/v1", "ReplicaSet").is_empty());
+    assert!(server.list("v1", "Pod").is_empty());
+    // The collector removed its own finalizer; the other one keeps the owner.
+    let boss = get(&server, "example.com/v1", "Owner", "boss");
+    assert_eq!(boss["metadata"]["finalizers"], json!(["example.com/hold"]));
+    assert!(boss["metadata"]["deletionTimestamp"].is_string());
+
+    owners(&server)
+        .patch(
+            "boss",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+        )
+        .await
+        .unwrap();
+    assert!(get(&server, "example.com/v1", "Owner", "boss").is_null());
+
+    let deleted = deletions(
+        &server,
+        from,
+        &[
+            ("example.com/v1", "Owner", "owners"),
+            ("apps/v1", "Deployment", "deployments"),
+            ("apps/v1", "ReplicaSet", "replicasets"),
+            ("v1", "Pod", "pods"),
+        ],
+    )
+    .await;
+    let at = |prefix: &str| -> Vec<u64> {
+        deleted
+            .iter()
+            .filter(|(k, _)| k.starts_with(prefix))
+            .map(|(_, rv)| *rv)
+            .collect()
+    };
+    let pods = at("Pod/");
+    let rss = at("ReplicaSet/");
+    assert_eq!((pods.len(), rss.len()), (2, 1), "{deleted:?}");
+    assert!(pods.iter().all(|p| *p < rss[0]), "{deleted:?}");
+    assert!(rss[0] < at("Deployment/web")[0], "{deleted:?}");
+    assert!(at("Deployment/web")[0] < at("Owner/boss")[0], "{deleted:?}");
+}
+
+/// Orphaning (`attemptToOrphanWorker`): the dependents lose their reference to the owner and
+/// stay, then the owner goes.
+#[tokio::test]
+async fn orphan_deletion_keeps_the_dependents_without_the_reference() {
+    let (server, kcm) = owner_server().await;
+    let now = owned_world(&server, &kcm, json!([]));
+    let answer = owners(&server)
+        .delete("boss", &DeleteParams::orphan())
+        .await
+        .unwrap()
+        .left()
+        .expect("the owner waits for its dependents to be orphaned");
+    assert_eq!(answer.metadata.finalizers, Some(vec!["orphan".to_owned()]));
+    kcm.step(now);
+    assert!(get(&server, "example.com/v1", "Owner", "boss").is_null());
+    let web = get(&server, "apps/v1", "Deployment", "web");
+    assert!(web["metadata"]["ownerReferences"].is_null(), "{web}");
+    let loose = get(&server, "v1", "ConfigMap", "loose");
+    assert!(loose["metadata"]["ownerReferences"].is_null(), "{loose}");
+    assert_eq!(server.list("v1", "Pod").len(), 2);
+}
+
+/// Background deletion of an owner with a finalizer: the owner stays (being deleted) and is a
+/// solid owner meanwhile, so nothing is collected; once its finalizer goes, so do its
+/// dependents.
+#[tokio::test]
+async fn background_deletion_collects_dependents_only_once_the_owner_is_gone() {
+    let (server, kcm) = owner_server().await;
+    let now = owned_world(&server, &kcm, json!(["example.com/hold"]));
+    owners(&server)
+        .delete("boss", &DeleteParams::background())
+        .await
+        .unwrap();
+    kcm.step(now);
+    let boss = get(&server, "example.com/v1", "Owner", "boss");
+    assert_eq!(boss["metadata"]["finalizers"], json!(["example.com/hold"]));
+    assert!(!get(&server, "apps/v1", "Deployment", "web").is_null());
+    assert_eq!(server.list("v1", "Pod").len(), 2);
+    owners(&server)
+        .patch(
+            "boss",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+        )
+        .await
+        .unwrap();
+    kcm.step(now);
+    assert!(get(&server, "apps/v1", "Deployment", "web").is_null());
+    assert!(get(&server, "v1", "ConfigMap", "loose").is_null());
+    assert!(server.list("v1", "Pod").is_empty());
+}
+
+/// `DeleteOptions` validation (apimachinery meta/v1/validation `ValidateDeleteOptions`): an
+/// unknown policy, or both `propagationPolicy` and `orphanDependents`, are refused with 422.
+#[tokio::test]
+async fn delete_options_are_validated() {
+    let (server, _kcm) = owner_server().await;
+    server.put(json!({"apiVersion": "example.com/v1", "kind": "Owner",
+        "metadata": {"name": "boss", "namespace": "default"}}));
+    let url = format!(
+        "{}/apis/example.com/v1/namespaces/default/owners/boss",
+        server.url()
+    );
+    let http = reqwest::Client::new();
+    for (query, body) in [
+        ("", json!({"propagationPolicy": "Sometimes"})),
+        (
+            "?orphanDependents=true",
+            json!({"propagationPolicy": "Orphan"}),
+        ),
+    ] {
+        let answer = http
+            .delete(format!("{url}{query}"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status().as_u16(), 422, "{query} {body}");
+    }
+    assert!(!get(&server, "example.com/v1", "Owner", "boss").is_null());
+}

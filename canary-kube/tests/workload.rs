@@ -39,7 +39,7 @@ async fn a_new_version_label_the_stable_selector_uses_makes_a_valid_canary() {
                               "spec": {"containers": [{"name": "reviews", "image": "kubesphere/examples-bookinfo-reviews-v1:1.16.2"}]}}}
     }));
     let plan = canary_core::load::plan_from_yaml(BOOKINFO).unwrap();
-    let workload = DeploymentWorkload::new(cluster.client.clone(), &plan, None);
+    let workload = DeploymentWorkload::new(cluster.client.clone(), &plan);
     let seen = workload.observe().await.unwrap();
     // The real API server refuses a Deployment whose selector does not match its template.
     workload
@@ -84,7 +84,7 @@ async fn a_rolling_deployment_counts_only_the_new_templates_pods() {
         kcm.step(now);
     }
     let plan = canary_core::load::plan_from_yaml(BOOKINFO).unwrap();
-    let workload = DeploymentWorkload::new(server.client(), &plan, None);
+    let workload = DeploymentWorkload::new(server.client(), &plan);
     assert_eq!(workload.observe().await.unwrap().stable.available, 3);
 
     let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "reviews", "image": "reviews:2"}]}}}});
@@ -126,4 +126,83 @@ async fn a_rolling_deployment_counts_only_the_new_templates_pods() {
         assert!(steps < 50, "the roll never ends");
     }
     assert_eq!(workload.observe().await.unwrap().stable.available, 3);
+}
+
+/// The `Progressing` condition of Deployment `name`: its status and reason.
+fn progressing(server: &canary_kube::testserver::ApiServer, name: &str) -> (String, String) {
+    let d = server
+        .get("apps/v1", "Deployment", Some("demo"), name)
+        .unwrap();
+    let condition = d["status"]["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == "Progressing"))
+        .cloned()
+        .unwrap_or_default();
+    (
+        condition["status"].as_str().unwrap_or_default().to_owned(),
+        condition["reason"].as_str().unwrap_or_default().to_owned(),
+    )
+}
+
+/// Adoption pauses the stable Deployment, and the simulated Deployment controller says so as
+/// kube-controller-manager does (pkg/controller/deployment/progress.go
+/// `checkPausedConditions`): `Progressing` turns `Unknown` with reason `DeploymentPaused`,
+/// which Argo CD's health check shows as Suspended and kstatus as not current. Letting it go
+/// makes it complete again. Every write carries field manager `canary`.
+#[tokio::test]
+async fn an_adopted_deployment_shows_the_paused_condition_until_released() {
+    use jiff::{SignedDuration, Timestamp};
+
+    let server = canary_kube::testserver::ApiServer::start().await.unwrap();
+    let kcm = server.controllers(Duration::from_secs(1));
+    let labels = json!({"app": "reviews", "version": "v1"});
+    server.put(json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "reviews-v1", "namespace": "demo"},
+        "spec": {"replicas": 2, "selector": {"matchLabels": labels},
+                 "template": {"metadata": {"labels": labels},
+                              "spec": {"containers": [{"name": "reviews", "image": "reviews:1"}]}}}
+    }));
+    let mut now = Timestamp::from_second(1_767_225_600).unwrap();
+    let settle = |now: &mut Timestamp| {
+        kcm.step(*now);
+        while let Some(at) = kcm.next_event() {
+            *now = at;
+            kcm.step(*now);
+        }
+        *now = now.checked_add(SignedDuration::from_secs(1)).unwrap();
+    };
+    settle(&mut now);
+    assert_eq!(
+        progressing(&server, "reviews-v1"),
+        ("True".to_owned(), "NewReplicaSetAvailable".to_owned())
+    );
+    let plan = canary_core::load::plan_from_yaml(BOOKINFO).unwrap();
+    let workload = DeploymentWorkload::new(server.client(), &plan);
+    assert!(workload.adopt().await.unwrap());
+    settle(&mut now);
+    assert_eq!(
+        progressing(&server, "reviews-v1"),
+        ("Unknown".to_owned(), "DeploymentPaused".to_owned())
+    );
+    assert!(workload.release().await.unwrap());
+    settle(&mut now);
+    // Resumed, then (nothing left to roll) complete again in the same sync
+    // (`syncRolloutStatus`).
+    assert_eq!(
+        progressing(&server, "reviews-v1"),
+        ("True".to_owned(), "NewReplicaSetAvailable".to_owned())
+    );
+    let stable = Api::<Deployment>::namespaced(server.client(), "demo")
+        .get("reviews-v1")
+        .await
+        .unwrap();
+    let managers: Vec<String> = stable
+        .metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .filter_map(|entry| entry.manager.clone())
+        .collect();
+    assert!(managers.contains(&"canary".to_owned()), "{managers:?}");
 }

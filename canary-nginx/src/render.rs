@@ -7,8 +7,9 @@
 //! - **Canary Ingress** `<ingress>-<service>-canary` (`<ingress>-canary` when the stable
 //!   Ingress routes to the Rollout's Service alone, see [`canary_ingress_name`]): the stable
 //!   Ingress's rules that send traffic to the stable Service, pointed at the canary Service;
-//!   its class, TLS, labels and non-canary annotations; and the canary annotations of the
-//!   route.
+//!   its class and TLS and its ingress-nginx annotations other than the canary ones; canary's
+//!   own labels (never the stable Ingress's, which carry GitOps tracking labels); and the
+//!   canary annotations of the route.
 //!
 //! A route with no traffic for the canary needs no canary objects.
 
@@ -20,8 +21,8 @@ use serde_json::{Map, Value, json};
 use crate::annotations::{Canary, DEFAULT_PREFIX};
 use crate::error::{Error, Result};
 
-/// An annotation a copy of the stable Ingress must not carry.
-const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+/// The legacy annotation that picks the ingress controller of an Ingress.
+const CLASS_ANNOTATION: &str = "kubernetes.io/ingress.class";
 
 /// The objects that put a route in effect: the canary Service, the canary Ingress (`route`)
 /// and the stable Service's selector.
@@ -206,18 +207,16 @@ fn canary_ingress(plan: &RolloutPlan, route: &RouteState, stable: &Value) -> Res
             ingress_name(plan)
         ));
     }
+    // Only canary's own labels: the stable Ingress's labels include GitOps tracking labels
+    // (`app.kubernetes.io/instance`, `kustomize.toolkit.fluxcd.io/name`, Helm's
+    // `app.kubernetes.io/managed-by`) that would make Argo CD, Flux or Helm take the canary
+    // Ingress for one of theirs and prune it mid-release.
     let mut metadata = generated_metadata(plan, &canary_ingress_name(plan, Some(stable)));
-    let mut labels = stable["metadata"]["labels"]
-        .as_object()
-        .cloned()
-        .unwrap_or_default();
-    labels.extend(metadata["labels"].as_object().cloned().unwrap_or_default());
-    metadata["labels"] = Value::Object(labels);
     let mut annotations: Map<String, Value> = stable["metadata"]["annotations"]
         .as_object()
         .into_iter()
         .flatten()
-        .filter(|(key, _)| !canary.is_canary_key(key) && key.as_str() != LAST_APPLIED)
+        .filter(|(key, _)| carried_annotation(&canary, prefix(plan), key))
         .map(|(key, value)| (key.clone(), value.clone()))
         .collect();
     annotations.extend(canary.for_route(route));
@@ -235,4 +234,22 @@ fn canary_ingress(plan: &RolloutPlan, route: &RouteState, stable: &Value) -> Res
         "metadata": metadata,
         "spec": spec,
     }))
+}
+
+/// Whether the canary Ingress carries the stable Ingress's annotation `key`: the ingress class
+/// and ingress-nginx's own annotations (of `prefix`) other than the canary ones. Anything else
+/// (`kubectl.kubernetes.io/last-applied-configuration`, Argo CD's
+/// `argocd.argoproj.io/tracking-id`, Helm's `meta.helm.sh/release-name`, Flux's and other
+/// tools' annotations) belongs to the stable Ingress alone. ingress-nginx ignores most
+/// annotations of a canary Ingress and takes the main one's, but honours some on the canary
+/// (docs/user-guide/nginx-configuration/annotations.md, "Canary": `load-balance`,
+/// `upstream-hash-by` and the session affinity ones), so all of its own are carried over.
+fn carried_annotation(canary: &Canary, prefix: &str, key: &str) -> bool {
+    if key == CLASS_ANNOTATION {
+        return true;
+    }
+    let own = key
+        .strip_prefix(prefix)
+        .is_some_and(|rest| rest.starts_with('/'));
+    own && !canary.is_canary_key(key)
 }

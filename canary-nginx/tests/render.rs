@@ -118,10 +118,20 @@ fn stable_ingress() -> Value {
     json!({
         "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
         "metadata": {"name": "echoserver", "namespace": "default", "resourceVersion": "9",
-                     "labels": {"team": "web"},
+                     "labels": {"team": "web",
+                                "app.kubernetes.io/instance": "shop",
+                                "app.kubernetes.io/managed-by": "Helm",
+                                "argocd.argoproj.io/instance": "shop",
+                                "kustomize.toolkit.fluxcd.io/name": "shop",
+                                "kustomize.toolkit.fluxcd.io/namespace": "flux-system"},
                      "annotations": {
                          "custom.example.com/rewrite-target": "/",
                          "custom.example.com/canary-weight": "50",
+                         "argocd.argoproj.io/tracking-id": "shop:networking.k8s.io/Ingress:default/echoserver",
+                         "argocd.argoproj.io/sync-options": "Prune=true",
+                         "meta.helm.sh/release-name": "shop",
+                         "meta.helm.sh/release-namespace": "default",
+                         "kubernetes.io/ingress.class": "internal",
                          "kubectl.kubernetes.io/last-applied-configuration": "{}"}},
         "spec": {
             "ingressClassName": "internal",
@@ -153,7 +163,7 @@ fn plan_with(prefix: &str) -> RolloutPlan {
 }
 
 #[test]
-fn the_clone_keeps_class_tls_labels_and_other_annotations_and_only_the_services_paths() {
+fn the_clone_keeps_class_tls_nginx_annotations_and_only_the_services_paths() {
     let plan = plan_with("custom.example.com");
     let (_, mut objects) = echoserver();
     objects.insert(stable_ingress());
@@ -176,7 +186,10 @@ fn the_clone_keeps_class_tls_labels_and_other_annotations_and_only_the_services_
     let ingress = render(&plan, &route, &objects).unwrap().route.unwrap();
     let _: Ingress = typed(&ingress);
     let annotations = ingress["metadata"]["annotations"].as_object().unwrap();
+    // Only the ingress class and ingress-nginx's own annotations are carried over: none of
+    // Argo CD's, Helm's or kubectl's.
     let expected = json!({
+        "kubernetes.io/ingress.class": "internal",
         "custom.example.com/rewrite-target": "/",
         "custom.example.com/canary": "true",
         "custom.example.com/canary-weight": "5",
@@ -185,7 +198,17 @@ fn the_clone_keeps_class_tls_labels_and_other_annotations_and_only_the_services_
         "custom.example.com/canary-by-header-pattern": "^(?:eu-.*)$",
     });
     assert_eq!(&Value::Object(annotations.clone()), &expected);
-    assert_eq!(ingress["metadata"]["labels"]["team"], "web");
+    // canary's own labels alone: the GitOps tracking labels of the stable Ingress (Argo CD's
+    // `app.kubernetes.io/instance` / `argocd.argoproj.io/instance`, Flux's
+    // `kustomize.toolkit.fluxcd.io/*`, Helm's `app.kubernetes.io/managed-by`) would make the
+    // tool that applied the stable Ingress adopt the canary one and prune it.
+    assert_eq!(
+        ingress["metadata"]["labels"],
+        canary_core::objects::generated_metadata(
+            &plan,
+            ingress["metadata"]["name"].as_str().unwrap()
+        )["labels"]
+    );
     assert_eq!(ingress["spec"]["ingressClassName"], "internal");
     assert_eq!(ingress["spec"]["tls"], stable_ingress()["spec"]["tls"]);
     assert!(ingress["spec"].get("defaultBackend").is_none());

@@ -14,7 +14,7 @@ use super::patch::{self, PatchKind};
 use super::requests::Verb;
 use super::routes::Target;
 use super::selectors::Selector;
-use super::store::{Owner, Part};
+use super::store::{DeleteOptions, Owner, Part};
 use super::watch::{self, WatchSpec};
 use super::writes::{self, Via, Write};
 
@@ -306,19 +306,6 @@ fn patch(state: &State, call: &Call<'_>, name: &str) -> ApiResult<Reply> {
     Ok(reply(200, updated, warnings))
 }
 
-/// `preconditions.resourceVersion` from an optional `DeleteOptions` body.
-fn delete_precondition(body: &[u8]) -> ApiResult<Option<String>> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(None);
-    }
-    let options = parse_body(body)?;
-    Ok(options
-        .get("preconditions")
-        .and_then(|p| p.get("resourceVersion"))
-        .and_then(Value::as_str)
-        .map(str::to_owned))
-}
-
 fn delete(state: &State, call: &Call<'_>, name: &str) -> ApiResult<Reply> {
     let t = call.target;
     if t.status {
@@ -326,19 +313,21 @@ fn delete(state: &State, call: &Call<'_>, name: &str) -> ApiResult<Reply> {
             "DELETE is not allowed on the status subresource",
         ));
     }
-    let precondition = delete_precondition(call.body)?;
-    let deleted =
-        state
-            .store
-            .lock()
-            .delete(&t.rt, t.ns.as_deref(), name, precondition.as_deref())?;
+    let options = DeleteOptions::parse(call.body, call.query)?;
+    let deleted = state
+        .store
+        .lock()
+        .delete_with(&t.rt, t.ns.as_deref(), name, &options)?;
     Ok(Reply::Json(200, deleted))
 }
 
 fn delete_collection(state: &State, call: &Call<'_>) -> ApiResult<Reply> {
     let t = call.target;
     let selector = selector(call.query)?;
-    delete_precondition(call.body)?;
+    let options = DeleteOptions {
+        precondition_rv: None,
+        ..DeleteOptions::parse(call.body, call.query)?
+    };
     let mut inner = state.store.lock();
     let mut deleted = Vec::new();
     for obj in inner
@@ -350,7 +339,7 @@ fn delete_collection(state: &State, call: &Call<'_>) -> ApiResult<Reply> {
         let name = super::store::meta_str(&obj, "name")
             .unwrap_or_default()
             .to_owned();
-        deleted.push(inner.delete(&t.rt, ns.as_deref(), &name, None)?);
+        deleted.push(inner.delete_with(&t.rt, ns.as_deref(), &name, &options)?);
     }
     Ok(Reply::Json(200, list_doc(t, inner.rv(), deleted)))
 }

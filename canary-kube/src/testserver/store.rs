@@ -69,6 +69,160 @@ pub(crate) enum Owner {
     Untracked,
 }
 
+/// The finalizer a foreground deletion puts on the object until its blocking dependents are
+/// gone (apimachinery pkg/apis/meta/v1/types.go `FinalizerDeleteDependents`).
+pub(crate) const FOREGROUND_FINALIZER: &str = "foregroundDeletion";
+/// The finalizer an orphaning deletion puts on the object until the garbage collector has
+/// removed every owner reference to it (`FinalizerOrphanDependents`).
+pub(crate) const ORPHAN_FINALIZER: &str = "orphan";
+
+/// What a delete does to the object's dependents (`DeleteOptions.propagationPolicy`,
+/// apimachinery pkg/apis/meta/v1/types.go `DeletionPropagation`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Propagation {
+    /// The dependents' owner references to the object are removed; they stay.
+    Orphan,
+    /// The object goes at once; the garbage collector deletes the dependents after.
+    Background,
+    /// The object stays (`deletionTimestamp`, `foregroundDeletion` finalizer) until the
+    /// garbage collector has deleted its dependents that block owner deletion.
+    Foreground,
+}
+
+impl Propagation {
+    fn parse(value: &str) -> ApiResult<Self> {
+        match value {
+            "Orphan" => Ok(Propagation::Orphan),
+            "Background" => Ok(Propagation::Background),
+            "Foreground" => Ok(Propagation::Foreground),
+            other => Err(delete_options_invalid(&format!(
+                "propagationPolicy: Unsupported value: \"{other}\": supported values: \
+                 \"Foreground\", \"Background\", \"Orphan\""
+            ))),
+        }
+    }
+
+    /// The default of a kind when a delete names no policy (the registry strategies'
+    /// `DefaultGarbageCollectionPolicy`): batch/v1 Jobs and v1 ReplicationControllers orphan
+    /// their dependents for backwards compatibility (pkg/registry/batch/job/strategy.go,
+    /// pkg/registry/core/replicationcontroller/strategy.go); every other served kind deletes
+    /// them in the background.
+    pub(crate) fn default_for(rt: &ResourceType) -> Self {
+        let legacy = (rt.group == "batch" && rt.version == "v1" && rt.kind == "Job")
+            || (rt.group.is_empty() && rt.kind == "ReplicationController");
+        if legacy {
+            Propagation::Orphan
+        } else {
+            Propagation::Background
+        }
+    }
+}
+
+/// A 422 refusing a `DeleteOptions` (apimachinery pkg/apis/meta/v1/validation
+/// `ValidateDeleteOptions`).
+fn delete_options_invalid(message: &str) -> ApiError {
+    ApiError::invalid(format!(
+        "DeleteOptions.meta.k8s.io \"\" is invalid: {message}"
+    ))
+}
+
+/// The options of a DELETE: its body (`DeleteOptions`) and query parameters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct DeleteOptions {
+    /// `preconditions.resourceVersion`.
+    pub precondition_rv: Option<String>,
+    /// `propagationPolicy` (or the deprecated `orphanDependents`); `None` for the kind's
+    /// default, or what the object's finalizers already ask for.
+    pub propagation: Option<Propagation>,
+}
+
+impl DeleteOptions {
+    /// The options of a request: an optional JSON `DeleteOptions` body, and the
+    /// `propagationPolicy` / `orphanDependents` query parameters (the body wins). Setting both
+    /// `propagationPolicy` and `orphanDependents` is refused, as an unknown policy is.
+    pub(crate) fn parse(body: &[u8], query: &HashMap<String, String>) -> ApiResult<Self> {
+        let options: Value = if body.iter().all(u8::is_ascii_whitespace) {
+            json!({})
+        } else {
+            serde_json::from_slice(body).map_err(|e| {
+                ApiError::bad_request(format!("the body of the request could not be decoded: {e}"))
+            })?
+        };
+        if !options.is_object() {
+            return Err(ApiError::bad_request(
+                "the body of the request must be a JSON object",
+            ));
+        }
+        let policy = options["propagationPolicy"]
+            .as_str()
+            .map(str::to_owned)
+            .or_else(|| query.get("propagationPolicy").cloned());
+        let orphan = options["orphanDependents"]
+            .as_bool()
+            .or_else(|| query.get("orphanDependents").map(|v| v == "true"));
+        let propagation = match (policy, orphan) {
+            (Some(_), Some(_)) => {
+                return Err(delete_options_invalid(
+                    "propagationPolicy: Invalid value: \"null\": orphanDependents and \
+                     deletionPropagation cannot be both set",
+                ));
+            }
+            (Some(policy), None) => Some(Propagation::parse(&policy)?),
+            (None, Some(true)) => Some(Propagation::Orphan),
+            (None, Some(false)) => Some(Propagation::Background),
+            (None, None) => None,
+        };
+        Ok(DeleteOptions {
+            precondition_rv: options["preconditions"]["resourceVersion"]
+                .as_str()
+                .map(str::to_owned),
+            propagation,
+        })
+    }
+}
+
+/// The object's finalizers.
+fn finalizers(obj: &Value) -> Vec<String> {
+    obj["metadata"]["finalizers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The finalizers of `live` once deleted with `options` (apiserver
+/// pkg/registry/generic/registry/store.go `deletionFinalizersForGarbageCollection`,
+/// `shouldOrphanDependents`, `shouldDeleteDependents`): an explicit policy wins, then what a
+/// finalizer already on the object asks for, then the kind's default. Orphaning adds `orphan`,
+/// foreground deletion `foregroundDeletion` (each dropping the other); background drops both.
+fn finalizers_for_delete(rt: &ResourceType, live: &Value, options: &DeleteOptions) -> Vec<String> {
+    let mut out = finalizers(live);
+    let has = |name: &str| out.iter().any(|f| f == name);
+    let policy = options.propagation.unwrap_or_else(|| {
+        if has(ORPHAN_FINALIZER) {
+            Propagation::Orphan
+        } else if has(FOREGROUND_FINALIZER) {
+            Propagation::Foreground
+        } else {
+            Propagation::default_for(rt)
+        }
+    });
+    let (add, drop) = match policy {
+        Propagation::Orphan => (Some(ORPHAN_FINALIZER), vec![FOREGROUND_FINALIZER]),
+        Propagation::Foreground => (Some(FOREGROUND_FINALIZER), vec![ORPHAN_FINALIZER]),
+        Propagation::Background => (None, vec![ORPHAN_FINALIZER, FOREGROUND_FINALIZER]),
+    };
+    out.retain(|f| !drop.contains(&f.as_str()));
+    if let Some(add) = add
+        && !out.iter().any(|f| f == add)
+    {
+        out.push(add.to_owned());
+    }
+    out
+}
+
 /// The type of a watch event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum EventType {
@@ -496,8 +650,7 @@ impl Inner {
         Ok(next)
     }
 
-    /// Deletes an object: marks it with `deletionTimestamp` while finalizers remain,
-    /// removes it otherwise. Returns the object's last state.
+    /// Deletes an object with the kind's default propagation (see [`Inner::delete_with`]).
     pub(crate) fn delete(
         &mut self,
         rt: &ResourceType,
@@ -505,11 +658,30 @@ impl Inner {
         name: &str,
         precondition_rv: Option<&str>,
     ) -> ApiResult<Value> {
+        let options = DeleteOptions {
+            precondition_rv: precondition_rv.map(str::to_owned),
+            propagation: None,
+        };
+        self.delete_with(rt, ns, name, &options)
+    }
+
+    /// Deletes an object (apiserver pkg/registry/generic/registry/store.go `Delete`): the
+    /// propagation policy sets the garbage-collection finalizers first (see
+    /// `finalizers_for_delete`); while any finalizer remains the object stays, marked with
+    /// `deletionTimestamp` (set once, kept on later deletes), otherwise it is removed.
+    /// Returns the object's last state.
+    pub(crate) fn delete_with(
+        &mut self,
+        rt: &ResourceType,
+        ns: Option<&str>,
+        name: &str,
+        options: &DeleteOptions,
+    ) -> ApiResult<Value> {
         let live = self
             .get(rt, ns, name)
             .cloned()
             .ok_or_else(|| ApiError::not_found(rt, name))?;
-        if let Some(given) = precondition_rv
+        if let Some(given) = options.precondition_rv.as_deref()
             && Some(given) != meta_str(&live, "resourceVersion")
         {
             return Err(ApiError::conflict(format!(
@@ -520,17 +692,21 @@ impl Inner {
         }
         let slot = (ns_key(rt, ns), name.to_owned());
         let mut next = live.clone();
-        if has_finalizers(&live) {
-            if live
+        let wanted = finalizers_for_delete(rt, &live, options);
+        if !wanted.is_empty() {
+            let terminating = live
                 .get("metadata")
                 .and_then(|m| m.get("deletionTimestamp"))
-                .is_some()
-            {
+                .is_some();
+            if terminating && wanted == finalizers(&live) {
                 return Ok(live);
             }
             let rv = self.next_rv();
             let meta = meta_mut(&mut next).ok_or_else(|| ApiError::internal("invalid metadata"))?;
-            meta.insert("deletionTimestamp".into(), Value::String(now_rfc3339()));
+            if !terminating {
+                meta.insert("deletionTimestamp".into(), Value::String(now_rfc3339()));
+            }
+            meta.insert("finalizers".into(), json!(wanted));
             meta.insert("resourceVersion".into(), Value::String(rv.to_string()));
             self.objects
                 .entry(key(rt))
@@ -548,5 +724,102 @@ impl Inner {
         }
         self.emit(rt, EventType::Deleted, next.clone(), Some(live));
         Ok(next)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn kind(group: &str, version: &str, kind: &str) -> ResourceType {
+        ResourceType::new(group, version, kind, "things", true, false)
+    }
+
+    fn options(body: &str, query: &[(&str, &str)]) -> ApiResult<DeleteOptions> {
+        let query: HashMap<String, String> = query
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        DeleteOptions::parse(body.as_bytes(), &query)
+    }
+
+    #[test]
+    fn delete_options_come_from_the_body_or_the_query() {
+        let parsed = options(
+            r#"{"propagationPolicy": "Foreground", "preconditions": {"resourceVersion": "7"}}"#,
+            &[],
+        )
+        .unwrap();
+        assert_eq!(parsed.propagation, Some(Propagation::Foreground));
+        assert_eq!(parsed.precondition_rv.as_deref(), Some("7"));
+        let parsed = options("", &[("propagationPolicy", "Orphan")]).unwrap();
+        assert_eq!(parsed.propagation, Some(Propagation::Orphan));
+        let parsed = options(r#"{"orphanDependents": false}"#, &[]).unwrap();
+        assert_eq!(parsed.propagation, Some(Propagation::Background));
+        assert_eq!(options(" ", &[]).unwrap(), DeleteOptions::default());
+        assert_eq!(
+            options(r#"{"propagationPolicy": "Later"}"#, &[])
+                .unwrap_err()
+                .code,
+            422
+        );
+    }
+
+    /// The registry strategies' defaults: batch/v1 Jobs and v1 ReplicationControllers orphan,
+    /// everything else (Deployments, custom resources) deletes dependents in the background.
+    #[test]
+    fn each_kind_has_its_default_propagation() {
+        assert_eq!(
+            Propagation::default_for(&kind("batch", "v1", "Job")),
+            Propagation::Orphan
+        );
+        assert_eq!(
+            Propagation::default_for(&kind("", "v1", "ReplicationController")),
+            Propagation::Orphan
+        );
+        assert_eq!(
+            Propagation::default_for(&kind("apps", "v1", "Deployment")),
+            Propagation::Background
+        );
+        let job = json!({"metadata": {"name": "j"}});
+        let none = DeleteOptions::default();
+        assert_eq!(
+            finalizers_for_delete(&kind("batch", "v1", "Job"), &job, &none),
+            vec![ORPHAN_FINALIZER.to_owned()]
+        );
+        assert!(finalizers_for_delete(&kind("apps", "v1", "Deployment"), &job, &none).is_empty());
+    }
+
+    /// A finalizer already on the object decides when the delete names no policy; an explicit
+    /// policy replaces it; other finalizers are kept.
+    #[test]
+    fn the_policy_sets_the_garbage_collection_finalizers() {
+        let rt = kind("apps", "v1", "Deployment");
+        let live = json!({"metadata": {"finalizers": ["example.com/hold", "foregroundDeletion"]}});
+        let none = DeleteOptions::default();
+        assert_eq!(
+            finalizers_for_delete(&rt, &live, &none),
+            vec![
+                "example.com/hold".to_owned(),
+                FOREGROUND_FINALIZER.to_owned()
+            ]
+        );
+        let orphan = DeleteOptions {
+            precondition_rv: None,
+            propagation: Some(Propagation::Orphan),
+        };
+        assert_eq!(
+            finalizers_for_delete(&rt, &live, &orphan),
+            vec!["example.com/hold".to_owned(), ORPHAN_FINALIZER.to_owned()]
+        );
+        let background = DeleteOptions {
+            precondition_rv: None,
+            propagation: Some(Propagation::Background),
+        };
+        assert_eq!(
+            finalizers_for_delete(&rt, &live, &background),
+            vec!["example.com/hold".to_owned()]
+        );
     }
 }

@@ -3,7 +3,8 @@
 //!
 //! Deployments get ReplicaSets named `<deployment>-<pod-template-hash>`, ReplicaSets get pods
 //! named `<replicaset>-<suffix>`, pods become ready `pod_startup` after they start, and
-//! objects whose owners are gone are deleted; each module cites the upstream code it follows.
+//! objects whose owners are gone (or are deleted in the foreground) are deleted, references to
+//! orphaning owners removed; each module cites the upstream code it follows.
 //! Deleted pods go away at once (no grace period: a pod is either serving or gone).
 //!
 //! One *pass* runs the kubelet, the ReplicaSet controller, the Deployment controller and the
@@ -32,7 +33,7 @@ use jiff::{SignedDuration, Timestamp};
 use serde_json::Value;
 
 use super::resources::{Registry, ResourceType};
-use super::store::{Inner, Owner, Part, lock};
+use super::store::{DeleteOptions, Inner, Owner, Part, Propagation, lock};
 use super::{State, wait_shutdown};
 
 /// The most passes one [`ControllerManager::step`] runs before it gives up on reaching a fixed
@@ -113,11 +114,25 @@ impl Pass<'_> {
             .ok()
     }
 
-    /// Deletes `object` (finalizers are honoured by the store).
+    /// Deletes `object` with its kind's default propagation (finalizers are honoured by the
+    /// store).
     fn delete(&mut self, kind: &ResourceType, object: &Value) {
         let ns = Self::ns(object);
         // A refusal (already gone) needs nothing more.
         let _ = self.inner.delete(kind, ns, meta::name(object), None);
+    }
+
+    /// Deletes `object` with `propagation`.
+    fn delete_with(&mut self, kind: &ResourceType, object: &Value, propagation: Propagation) {
+        let ns = Self::ns(object);
+        let options = DeleteOptions {
+            precondition_rv: None,
+            propagation: Some(propagation),
+        };
+        // A refusal (already gone) needs nothing more.
+        let _ = self
+            .inner
+            .delete_with(kind, ns, meta::name(object), &options);
     }
 
     /// Runs every controller once. Returns whether anything was written.
