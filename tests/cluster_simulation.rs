@@ -161,6 +161,32 @@ async fn every_example_releases_with_every_request_served() {
     }
 }
 
+/// Every example again with its objects and Rollout kept in Git: the release is a commit, and
+/// Flux or Argo CD (self-heal) puts back whatever drifts from Git every two minutes.
+#[tokio::test]
+async fn every_example_releases_under_gitops_with_every_request_served() {
+    use canary::kube::simulate::{GitOps, GitOpsTool};
+    for tool in [GitOpsTool::Flux, GitOpsTool::ArgoCd] {
+        let gitops = GitOps::new(tool, jiff::SignedDuration::from_mins(2)).unwrap();
+        for (file, extra) in examples() {
+            let (plan, objects) = load(&file, &extra);
+            let report =
+                canary::cluster::simulate(&plan, &objects, SimConfig::default(), Some(gitops))
+                    .await
+                    .unwrap_or_else(|e| panic!("{file} under {tool}: {e}"));
+            let name = format!("{file} under {tool}");
+            assert_eq!(
+                report.summary.phase,
+                Phase::Succeeded,
+                "{name}: {}",
+                report.summary.message
+            );
+            assert_truthful(&name, &report);
+            assert!(report.summary.gitops_corrections.is_some(), "{name}");
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_bad_canary_is_rolled_back_with_every_request_served() {
     let bad = SimConfig {
