@@ -92,6 +92,10 @@ struct SimulateArgs {
         requires = "gitops"
     )]
     gitops_interval: String,
+    /// A field the GitOps tool leaves to others (Flux `spec.ignore`, Argo CD
+    /// `ignoreDifferences` with `RespectIgnoreDifferences=true`): `KIND/NAME:/json/pointer`.
+    #[arg(long, value_name = "RULE", requires = "gitops")]
+    gitops_ignore: Vec<String>,
 }
 
 /// An error for the user, and the exit code it leads to.
@@ -206,8 +210,15 @@ fn simulate(args: &SimulateArgs) -> Result<(), Failure> {
                 .map_err(|e| Failure::input(format!("--gitops: {e}")))?;
             let interval = parse_duration(&args.gitops_interval)
                 .map_err(|e| Failure::input(format!("--gitops-interval: {e}")))?;
+            let ignore = args
+                .gitops_ignore
+                .iter()
+                .map(|rule| rule.parse::<canary::kube::simulate::Ignored>())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| Failure::input(format!("--gitops-ignore: {e}")))?;
             Some(
                 canary::kube::simulate::GitOps::new(tool, interval)
+                    .and_then(|gitops| gitops.ignoring(ignore))
                     .map_err(|e| Failure::input(e.to_string()))?,
             )
         }

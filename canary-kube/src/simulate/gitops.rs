@@ -68,13 +68,63 @@ impl fmt::Display for GitOpsTool {
     }
 }
 
+/// A field of one object the tool leaves to others: Flux's `spec.ignore` rule, or Argo CD's
+/// `ignoreDifferences` with the sync option `RespectIgnoreDifferences=true`. Never drift, and
+/// applied with the live value. Written `KIND/NAME:POINTER`, the pointer as RFC 6901 has it
+/// (`Service/backend:/spec/selector`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ignored {
+    /// The object's kind.
+    pub kind: String,
+    /// The object's name.
+    pub name: String,
+    /// The JSON pointer of the field.
+    pub pointer: String,
+}
+
+impl FromStr for Ignored {
+    type Err = String;
+
+    fn from_str(text: &str) -> std::result::Result<Self, String> {
+        let usage = || format!("{text:?}: expected KIND/NAME:/json/pointer");
+        let (object, pointer) = text.split_once(':').ok_or_else(usage)?;
+        let (kind, name) = object.split_once('/').ok_or_else(usage)?;
+        if kind.is_empty() || name.is_empty() || !pointer.starts_with('/') {
+            return Err(usage());
+        }
+        if text.len() > Ignored::MAX_LEN {
+            return Err(format!(
+                "{:?}…: longer than {} characters",
+                text.chars().take(40).collect::<String>(),
+                Ignored::MAX_LEN
+            ));
+        }
+        Ok(Ignored {
+            kind: kind.to_owned(),
+            name: name.to_owned(),
+            pointer: pointer.to_owned(),
+        })
+    }
+}
+
+impl Ignored {
+    /// The longest rule accepted.
+    pub const MAX_LEN: usize = 1024;
+
+    fn applies_to(&self, object: &Value) -> bool {
+        object["kind"] == self.kind.as_str() && object["metadata"]["name"] == self.name.as_str()
+    }
+}
+
 /// A GitOps tool and how often it corrects drift.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GitOps {
     /// The tool.
     pub tool: GitOpsTool,
     /// Time between two corrections.
     pub interval: SignedDuration,
+    /// Fields the tool leaves to others.
+    pub ignore: Vec<Ignored>,
 }
 
 impl GitOps {
@@ -94,7 +144,83 @@ impl GitOps {
                 canary_core::duration::format_duration(Self::MAX_INTERVAL),
             )));
         }
-        Ok(GitOps { tool, interval })
+        Ok(GitOps {
+            tool,
+            interval,
+            ignore: Vec::new(),
+        })
+    }
+
+    /// The most fields a tool is told to leave.
+    pub const MAX_IGNORED: usize = 64;
+
+    /// This tool leaving `ignore` to others.
+    pub fn ignoring(mut self, ignore: Vec<Ignored>) -> Result<Self> {
+        if ignore.len() > Self::MAX_IGNORED {
+            return Err(Error::Invalid(format!(
+                "--gitops-ignore: {} rules, at most {} are accepted",
+                ignore.len(),
+                Self::MAX_IGNORED
+            )));
+        }
+        self.ignore = ignore;
+        Ok(self)
+    }
+
+    /// `manifest` with the live value at every ignored field (none where live has none).
+    fn respecting(&self, manifest: &Value, live: &Value) -> Value {
+        let mut out = manifest.clone();
+        for rule in self.ignore.iter().filter(|rule| rule.applies_to(manifest)) {
+            set_pointer(
+                &mut out,
+                &rule.pointer,
+                live.pointer(&rule.pointer).cloned(),
+            );
+        }
+        out
+    }
+
+    /// `object` without its ignored fields.
+    fn without_ignored(&self, object: &Value) -> Value {
+        let mut out = clean(object);
+        for rule in self.ignore.iter().filter(|rule| rule.applies_to(object)) {
+            set_pointer(&mut out, &rule.pointer, None);
+        }
+        out
+    }
+}
+
+/// Sets (or, with `None`, removes) the field at the RFC 6901 `pointer`; a pointer whose parent
+/// is missing changes nothing.
+fn set_pointer(target: &mut Value, pointer: &str, value: Option<Value>) {
+    let Some((parent, last)) = pointer.rsplit_once('/') else {
+        return;
+    };
+    let key = last.replace("~1", "/").replace("~0", "~");
+    match (target.pointer_mut(parent), value) {
+        (Some(Value::Object(map)), Some(value)) => {
+            map.insert(key, value);
+        }
+        (Some(Value::Object(map)), None) => {
+            map.remove(&key);
+        }
+        (Some(Value::Array(list)), value) => {
+            if let Ok(index) = key.parse::<usize>()
+                && index < list.len()
+            {
+                match value {
+                    Some(value) => {
+                        if let Some(slot) = list.get_mut(index) {
+                            *slot = value;
+                        }
+                    }
+                    None => {
+                        list.remove(index);
+                    }
+                }
+            }
+        }
+        _ => {}
     }
 }
 
@@ -172,8 +298,8 @@ impl Repository {
         let mut corrected = Vec::new();
         for manifest in &self.manifests {
             let drifted = match self.gitops.tool {
-                GitOpsTool::Flux => flux_apply(cluster, manifest).await?,
-                GitOpsTool::ArgoCd => argocd_apply(cluster, manifest).await?,
+                GitOpsTool::Flux => flux_apply(cluster, &self.gitops, manifest).await?,
+                GitOpsTool::ArgoCd => argocd_apply(cluster, &self.gitops, manifest).await?,
             };
             if drifted {
                 corrected.push(describe(manifest));
@@ -278,11 +404,18 @@ fn differing(live: &Value, desired: &Value, path: &mut String, out: &mut Vec<Str
 /// fluxcd/pkg ssa `ResourceManager.ApplyAll`: a dry-run server-side apply decides whether the
 /// object drifted (`hasDrifted`), and drifted objects are applied with `Force: true` as the
 /// controller's field manager.
-async fn flux_apply(cluster: &Cluster, manifest: &Value) -> Result<bool> {
+///
+/// kustomize-controller `spec.ignore`: ignored fields are never drift, and an apply carries
+/// their live value.
+async fn flux_apply(cluster: &Cluster, gitops: &GitOps, manifest: &Value) -> Result<bool> {
     let (api, name, what) = cluster.api_for(manifest)?;
     let live = cluster.get(manifest).await?;
-    let object: DynamicObject = serde_json::from_value(manifest.clone())
-        .map_err(|e| Error::Refused(format!("{what}: {e}")))?;
+    let payload = match &live {
+        Some(live) => gitops.respecting(manifest, live),
+        None => manifest.clone(),
+    };
+    let object: DynamicObject =
+        serde_json::from_value(payload).map_err(|e| Error::Refused(format!("{what}: {e}")))?;
     let mut params = PatchParams::apply(FLUX_MANAGER).force();
     if let Some(live) = &live {
         params.dry_run = true;
@@ -291,7 +424,7 @@ async fn flux_apply(cluster: &Cluster, manifest: &Value) -> Result<bool> {
             .await
             .map_err(|e| Error::Refused(format!("{what}: {}", super::cluster::refusal(&e))))?;
         let dry = serde_json::to_value(&dry).unwrap_or(Value::Null);
-        if clean(&dry) == clean(live) {
+        if gitops.without_ignored(&dry) == gitops.without_ignored(live) {
             return Ok(false);
         }
         params.dry_run = false;
@@ -309,7 +442,10 @@ async fn flux_apply(cluster: &Cluster, manifest: &Value) -> Result<bool> {
 /// kubectl `apply.Patcher.Patch`: the patch sets every field of the new configuration and
 /// deletes the fields the last applied configuration had and the new one has not; fields
 /// neither of them has are left to whoever set them.
-async fn argocd_apply(cluster: &Cluster, manifest: &Value) -> Result<bool> {
+///
+/// Argo CD `ignoreDifferences` with `RespectIgnoreDifferences=true`: the configuration applied
+/// carries the live value of every ignored field.
+async fn argocd_apply(cluster: &Cluster, gitops: &GitOps, manifest: &Value) -> Result<bool> {
     let (api, name, what) = cluster.api_for(manifest)?;
     let configuration = serde_json::to_string(manifest).unwrap_or_default();
     let refused =
@@ -329,7 +465,7 @@ async fn argocd_apply(cluster: &Cluster, manifest: &Value) -> Result<bool> {
     let last = live["metadata"]["annotations"][LAST_APPLIED]
         .as_str()
         .and_then(|text| serde_json::from_str::<Value>(text).ok());
-    let mut patch = three_way(last.as_ref(), manifest, &live);
+    let mut patch = three_way(last.as_ref(), &gitops.respecting(manifest, &live), &live);
     if patch.as_object().is_none_or(Map::is_empty) {
         return Ok(false);
     }
@@ -411,5 +547,32 @@ mod tests {
         assert!(GitOps::new(GitOpsTool::ArgoCd, SignedDuration::from_mins(1)).is_ok());
         assert_eq!("argocd".parse::<GitOpsTool>(), Ok(GitOpsTool::ArgoCd));
         assert!("helm".parse::<GitOpsTool>().is_err());
+    }
+
+    #[test]
+    fn an_ignored_field_is_no_drift_and_applied_with_its_live_value() {
+        let rule: Ignored = "Service/web:/spec/selector".parse().unwrap();
+        assert!("Service:/spec".parse::<Ignored>().is_err());
+        assert!("Service/web:spec".parse::<Ignored>().is_err());
+        let gitops = GitOps::new(GitOpsTool::Flux, SignedDuration::from_mins(1))
+            .unwrap()
+            .ignoring(vec![rule])
+            .unwrap();
+        let git = json!({"kind": "Service", "metadata": {"name": "web"},
+                         "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}});
+        let live = json!({"kind": "Service", "metadata": {"name": "web", "resourceVersion": "3"},
+                          "spec": {"selector": {"app": "web", "pod-template-hash": "h"}, "ports": [{"port": 80}]}});
+        assert_eq!(gitops.without_ignored(&git), gitops.without_ignored(&live));
+        assert_eq!(
+            gitops.respecting(&git, &live)["spec"]["selector"],
+            live["spec"]["selector"]
+        );
+        // Another object is not concerned.
+        let other = json!({"kind": "Service", "metadata": {"name": "api"}, "spec": {"selector": {"app": "api"}}});
+        assert_eq!(gitops.respecting(&other, &live), other);
+        let mut list = json!({"a": [1, 2, 3]});
+        set_pointer(&mut list, "/a/1", Some(json!(9)));
+        set_pointer(&mut list, "/a/7", Some(json!(9)));
+        assert_eq!(list, json!({"a": [1, 9, 3]}));
     }
 }

@@ -37,7 +37,7 @@ use jiff::{SignedDuration, Timestamp};
 use kube::Client;
 use serde_json::Value;
 
-pub use gitops::{GitOps, GitOpsTool};
+pub use gitops::{GitOps, GitOpsTool, Ignored};
 pub use served::ServedHistory;
 
 use crate::controller::{Context, PassObserver, TrafficFactory, reconcile};
@@ -116,6 +116,7 @@ impl<'p> ClusterSimulation<'p> {
         let cluster = cluster::Cluster::start(self.config.pod_startup).await?;
         let mut git = self
             .gitops
+            .clone()
             .map(|gitops| gitops::Repository::new(gitops, &self.objects));
         match &mut git {
             Some(git) => {
