@@ -36,6 +36,7 @@ mod errors;
 mod faults;
 mod fields;
 mod handlers;
+mod merge_types;
 mod http;
 mod patch;
 mod requests;
