@@ -465,35 +465,57 @@ fn empty_like(v: &Value) -> Value {
     }
 }
 
+/// The order of structured-merge-diff `typed/merge.go` `visitListItems`: walking both lists,
+/// live-only items are taken where they stand, shared items in the configuration's order,
+/// new items where the configuration has them.
 fn merge_keyed(live: &[Value], config: &[Value], keys: &[String], ic: &Cursor<'_>) -> Vec<Value> {
-    let live_pes: Vec<String> = live.iter().map(|i| key_pe(i, keys, ic)).collect();
-    let mut emitted = vec![false; live.len()];
+    let lpes: Vec<String> = live.iter().map(|i| key_pe(i, keys, ic)).collect();
+    let rpes: Vec<String> = config.iter().map(|i| key_pe(i, keys, ic)).collect();
+    let in_r = |pe: &String| rpes.contains(pe);
+    let shared: Vec<&String> = rpes.iter().filter(|pe| lpes.contains(pe)).collect();
+    let mut next_shared = shared.iter();
+    let mut next = next_shared.next();
+    let mut merged_r: BTreeSet<&String> = BTreeSet::new();
+    let live_of = |pe: &String| lpes.iter().position(|p| p == pe).and_then(|i| live.get(i));
     let mut out = Vec::with_capacity(live.len().max(config.len()));
-    for item in config {
-        let pe = key_pe(item, keys, ic);
-        match live_pes.iter().position(|p| *p == pe) {
-            Some(pos) => {
-                // Live-only items before the shared one keep their place.
-                for (i, l) in live.iter().enumerate().take(pos) {
-                    let shared = config.iter().any(|c| key_pe(c, keys, ic) == live_pes[i]);
-                    if !shared && !emitted[i] {
-                        emitted[i] = true;
-                        out.push(l.clone());
-                    }
+    let (mut li, mut ri) = (0, 0);
+    while li < live.len() || ri < config.len() {
+        if let (Some(lpe), Some(rpe)) = (lpes.get(li), rpes.get(ri)) {
+            if lpe == rpe {
+                merged_r.insert(rpe);
+                if let (Some(l), Some(r)) = (live.get(li), config.get(ri)) {
+                    out.push(merge(l, r, ic));
                 }
-                if let (Some(done), Some(l)) = (emitted.get_mut(pos), live.get(pos)) {
-                    *done = true;
-                    out.push(merge(l, item, ic));
-                }
+                li += 1;
+                ri += 1;
+                next = next_shared.next();
+                continue;
             }
-            None => out.push(merge(&empty_like(item), item, ic)),
+            if in_r(lpe) && next.is_some_and(|n| *n != lpe) {
+                li += 1;
+                continue;
+            }
         }
-    }
-    for (l, done) in live.iter().zip(&emitted) {
-        if !done {
-            let shared = config.iter().any(|c| key_pe(c, keys, ic) == key_pe(l, keys, ic));
-            if !shared {
-                out.push(l.clone());
+        if let Some(lpe) = lpes.get(li) {
+            if !in_r(lpe) {
+                if let Some(l) = live.get(li) {
+                    out.push(l.clone());
+                }
+                li += 1;
+                continue;
+            } else if merged_r.contains(lpe) {
+                li += 1;
+            }
+        }
+        if let (Some(rpe), Some(r)) = (rpes.get(ri), config.get(ri)) {
+            merged_r.insert(rpe);
+            out.push(match live_of(rpe) {
+                Some(l) => merge(l, r, ic),
+                None => merge(&empty_like(r), r, ic),
+            });
+            ri += 1;
+            if next.is_some_and(|n| *n == rpe) {
+                next = next_shared.next();
             }
         }
     }

@@ -403,6 +403,23 @@ fn patch(state: &State, call: &Call<'_>, name: &str) -> ApiResult<Reply> {
     Ok(reply(200, finish(updated, dry, &live), warnings))
 }
 
+/// Whether an optional `DeleteOptions` body asks for `dryRun: ["All"]` (clients such as
+/// kube-rs send it there rather than in the query).
+fn delete_dry_run(body: &[u8]) -> ApiResult<bool> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(false);
+    }
+    let options = parse_body(body)?;
+    match options.get("dryRun").and_then(Value::as_array) {
+        None => Ok(false),
+        Some(values) if values.iter().all(|v| v == "All") => Ok(!values.is_empty()),
+        Some(values) => Err(ApiError::invalid(format!(
+            "DeleteOptions.meta.k8s.io \"\" is invalid: dryRun: Unsupported value: {values:?}: \
+             supported values: \"All\""
+        ))),
+    }
+}
+
 /// `preconditions.resourceVersion` from an optional `DeleteOptions` body.
 fn delete_precondition(body: &[u8]) -> ApiResult<Option<String>> {
     if body.iter().all(u8::is_ascii_whitespace) {
@@ -423,7 +440,7 @@ fn delete(state: &State, call: &Call<'_>, name: &str) -> ApiResult<Reply> {
             "DELETE is not allowed on the status subresource",
         ));
     }
-    let dry = dry_run(call, "DeleteOptions")?;
+    let dry = dry_run(call, "DeleteOptions")? || delete_dry_run(call.body)?;
     let precondition = delete_precondition(call.body)?;
     let mut inner = state.store.lock();
     let live_rv = inner
@@ -443,7 +460,7 @@ fn delete(state: &State, call: &Call<'_>, name: &str) -> ApiResult<Reply> {
 fn delete_collection(state: &State, call: &Call<'_>) -> ApiResult<Reply> {
     let t = call.target;
     let selector = selector(call.query)?;
-    let dry = dry_run(call, "DeleteOptions")?;
+    let dry = dry_run(call, "DeleteOptions")? || delete_dry_run(call.body)?;
     delete_precondition(call.body)?;
     let mut inner = state.store.lock();
     let deleted = run_write(&mut inner, dry, |inner| {
