@@ -619,3 +619,128 @@ pub(crate) fn record_update(
     }
     entries.retain(|e| !e.fields.is_empty());
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn svc_types() -> (ResourceType, Types) {
+        let rt = ResourceType::new("", "v1", "Service", "services", true, true);
+        let types = Types::new(&rt, None);
+        (rt, types)
+    }
+
+    fn path(parts: &[&str]) -> FieldPath {
+        parts.iter().map(|p| (*p).to_owned()).collect()
+    }
+
+    /// structured-merge-diff fieldpath/serialize.go: a member with members below it carries
+    /// `"."`; a leaf member is `{}`.
+    #[test]
+    fn fields_v1_round_trips_with_item_markers() {
+        let item = r#"k:{"name":"app"}"#;
+        let set: FieldSet = [
+            path(&["f:spec", "f:containers", item]),
+            path(&["f:spec", "f:containers", item, "f:image"]),
+            path(&["f:metadata", "f:finalizers", r#"v:"a""#]),
+        ]
+        .into();
+        let encoded = encode(&set);
+        assert_eq!(
+            encoded,
+            json!({
+                "f:spec": {"f:containers": {item: {".": {}, "f:image": {}}}},
+                "f:metadata": {"f:finalizers": {"v:\"a\"": {}}},
+            })
+        );
+        assert_eq!(decode(&encoded), set);
+    }
+
+    /// structured-merge-diff fieldpath/element.go `PathElement.String`.
+    #[test]
+    fn paths_print_as_in_conflicts() {
+        let p = path(&[
+            "f:spec",
+            "f:ports",
+            r#"k:{"port":80,"protocol":"TCP"}"#,
+            "f:name",
+        ]);
+        assert_eq!(path_string(&p), r#".spec.ports[port=80,protocol="TCP"].name"#);
+        assert_eq!(path_string(&path(&["f:x", r#"v:"a""#])), r#".x[="a"]"#);
+    }
+
+    #[test]
+    fn an_atomic_map_compares_as_one_value_and_a_granular_one_by_key() {
+        let (rt, types) = svc_types();
+        let old = json!({"metadata": {"labels": {"a": "1"}}, "spec": {"selector": {"app": "web"}}});
+        let new = json!({"metadata": {"labels": {"a": "1", "b": "2"}}, "spec": {"selector": {"app": "web", "h": "x"}}});
+        let cmp = compare(&old, &new, Part::Main, &rt, &types);
+        assert_eq!(
+            cmp.modified,
+            [path(&["f:spec", "f:selector"])].into_iter().collect()
+        );
+        assert_eq!(
+            cmp.added,
+            [path(&["f:metadata", "f:labels", "f:b"])].into_iter().collect()
+        );
+        assert!(cmp.removed.is_empty());
+        let owned = field_set(&new, Part::Main, &rt, &types);
+        assert!(owned.contains(&path(&["f:spec", "f:selector"])));
+        assert!(!owned.contains(&path(&["f:spec", "f:selector", "f:app"])));
+    }
+
+    /// structured-merge-diff typed/merge.go `visitListItems` ordering.
+    #[test]
+    fn keyed_lists_merge_in_structured_merge_diff_order() {
+        let (_, types) = svc_types();
+        let ports = types.root().field("spec").field("ports");
+        let p = |n: i64| json!({"port": n, "name": format!("p{n}")});
+        let merged = merge(&json!([p(1), p(2)]), &json!([p(3), p(1)]), &ports);
+        let order: Vec<i64> = merged
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["port"].as_i64().unwrap())
+            .collect();
+        assert_eq!(order, [3, 1, 2]);
+        let merged = merge(&json!([p(1), p(2)]), &json!([p(2), p(1)]), &ports);
+        let order: Vec<i64> = merged
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["port"].as_i64().unwrap())
+            .collect();
+        assert_eq!(order, [2, 1], "shared items follow the configuration");
+    }
+
+    #[test]
+    fn items_are_found_and_removed_by_key_with_defaults() {
+        let mut obj = json!({"spec": {"ports": [{"port": 80}, {"port": 81, "protocol": "UDP"}]}});
+        let key = path(&["f:spec", "f:ports", r#"k:{"port":80,"protocol":"TCP"}"#]);
+        assert_eq!(value_at(&obj, &key), Some(&json!({"port": 80})));
+        remove_at(&mut obj, &key);
+        assert_eq!(obj["spec"]["ports"], json!([{"port": 81, "protocol": "UDP"}]));
+    }
+
+    /// structured-merge-diff merge/update.go `Updater.Update`: the updater takes what it
+    /// adds or modifies from every other manager; removed fields are no one's.
+    #[test]
+    fn updates_move_changed_fields_and_forget_removed_ones() {
+        let (rt, types) = svc_types();
+        let old = json!({"metadata": {"labels": {"a": "1", "b": "2"}}});
+        let new = json!({"metadata": {"labels": {"a": "9"}}});
+        let mut entries = vec![Entry::new(
+            "gitops",
+            "Apply",
+            Part::Main,
+            field_set(&old, Part::Main, &rt, &types),
+        )];
+        record_update(&mut entries, &old, &new, "kubectl", Part::Main, &rt, &types);
+        assert_eq!(entries.len(), 1, "gitops owns nothing any more: {entries:?}");
+        let kubectl = entries.iter().find(|e| e.manager == "kubectl").unwrap();
+        assert_eq!(
+            kubectl.fields,
+            [path(&["f:metadata", "f:labels", "f:a"])].into_iter().collect()
+        );
+    }
+}
