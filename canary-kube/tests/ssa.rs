@@ -8,8 +8,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{
-    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams,
-    PostParams,
+    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams,
 };
 use serde_json::{Value, json};
 
@@ -30,7 +29,13 @@ fn fields_of(obj: &Value, manager: &str, operation: &str) -> Option<Value> {
         .map(|e| e["fieldsV1"].clone())
 }
 
-async fn apply<K>(api: &Api<K>, name: &str, manager: &str, force: bool, body: Value) -> kube::Result<Value>
+async fn apply<K>(
+    api: &Api<K>,
+    name: &str,
+    manager: &str,
+    force: bool,
+    body: Value,
+) -> kube::Result<Value>
 where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + serde::Serialize,
 {
@@ -75,8 +80,14 @@ async fn an_atomic_service_selector_is_replaced_owned_and_pruned_whole() {
         "{message}"
     );
     let forced = apply(&api, "web", "canary", true, narrow).await.unwrap();
-    assert_eq!(forced["spec"]["selector"], json!({"pod-template-hash": "h1"}));
-    assert_eq!(forced["spec"]["ports"][0]["port"], 80, "the ports stay gitops'");
+    assert_eq!(
+        forced["spec"]["selector"],
+        json!({"pod-template-hash": "h1"})
+    );
+    assert_eq!(
+        forced["spec"]["ports"][0]["port"], 80,
+        "the ports stay gitops'"
+    );
     assert!(
         fields_of(&forced, "gitops", "Apply").unwrap()["f:spec"]
             .get("f:selector")
@@ -84,15 +95,9 @@ async fn an_atomic_service_selector_is_replaced_owned_and_pruned_whole() {
         "force moves the selector to canary"
     );
     // Applying without the selector prunes it: no one owns it any more.
-    let given_back = apply(
-        &api,
-        "web",
-        "canary",
-        false,
-        service(json!({})),
-    )
-    .await
-    .unwrap();
+    let given_back = apply(&api, "web", "canary", false, service(json!({})))
+        .await
+        .unwrap();
     assert!(given_back["spec"].get("selector").is_none(), "{given_back}");
     assert_eq!(given_back["spec"]["ports"][0]["port"], 80);
 }
@@ -104,7 +109,9 @@ async fn granular_maps_merge_key_by_key() {
     let server = ApiServer::start().await.unwrap();
     let api: Api<ConfigMap> = Api::default_namespaced(server.client());
     let cm = |data: Value| json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": data});
-    apply(&api, "c", "a", false, cm(json!({"x": "1"}))).await.unwrap();
+    apply(&api, "c", "a", false, cm(json!({"x": "1"})))
+        .await
+        .unwrap();
     let both = apply(&api, "c", "b", false, cm(json!({"y": "2", "x": "1"})))
         .await
         .unwrap();
@@ -156,7 +163,9 @@ async fn keyed_lists_merge_by_key_and_prune_whole_items() {
 
     let sidecar = json!([{"name": "sidecar", "image": "proxy:1"},
         {"name": "app", "env": [{"name": "B", "value": "2"}]}]);
-    let both = apply(&api, "web", "mesh", false, deployment(sidecar)).await.unwrap();
+    let both = apply(&api, "web", "mesh", false, deployment(sidecar))
+        .await
+        .unwrap();
     let containers = &both["spec"]["template"]["spec"]["containers"];
     let names: Vec<&str> = containers
         .as_array()
@@ -164,7 +173,11 @@ async fn keyed_lists_merge_by_key_and_prune_whole_items() {
         .iter()
         .map(|c| c["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["sidecar", "app"], "shared items in the applied order");
+    assert_eq!(
+        names,
+        ["sidecar", "app"],
+        "shared items in the applied order"
+    );
     let app_now = containers
         .as_array()
         .unwrap()
@@ -199,7 +212,9 @@ async fn keyed_lists_merge_by_key_and_prune_whole_items() {
     assert_eq!(containers[0]["env"], json!([{"name": "A", "value": "1"}]));
     let mesh = fields_of(&dropped, "mesh", "Apply").unwrap();
     assert!(
-        mesh["f:spec"]["f:template"]["f:spec"].get("f:containers").is_none(),
+        mesh["f:spec"]["f:template"]["f:spec"]
+            .get("f:containers")
+            .is_none(),
         "{mesh}"
     );
 }
@@ -211,8 +226,12 @@ async fn set_lists_merge_by_value() {
     let server = ApiServer::start().await.unwrap();
     let api: Api<ConfigMap> = Api::default_namespaced(server.client());
     let cm = |f: Value| json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "finalizers": f}});
-    apply(&api, "c", "a", false, cm(json!(["a.io/x"]))).await.unwrap();
-    let both = apply(&api, "c", "b", false, cm(json!(["b.io/y"]))).await.unwrap();
+    apply(&api, "c", "a", false, cm(json!(["a.io/x"])))
+        .await
+        .unwrap();
+    let both = apply(&api, "c", "b", false, cm(json!(["b.io/y"])))
+        .await
+        .unwrap();
     assert_eq!(both["metadata"]["finalizers"], json!(["a.io/x", "b.io/y"]));
     assert_eq!(
         fields_of(&both, "b", "Apply").unwrap()["f:metadata"]["f:finalizers"],
@@ -232,7 +251,9 @@ async fn atomic_lists_are_one_value() {
         json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "i"},
             "spec": {"rules": [{"host": host}]}})
     };
-    let a = apply(&api, "i", "a", false, ing("a.example")).await.unwrap();
+    let a = apply(&api, "i", "a", false, ing("a.example"))
+        .await
+        .unwrap();
     assert_eq!(
         fields_of(&a, "a", "Apply").unwrap()["f:spec"]["f:rules"],
         json!({})
@@ -286,8 +307,10 @@ async fn crd_markers_decide_how_fields_merge() {
         "w",
         "user",
         false,
-        w(json!({"routes": [{"name": "r", "weight": 100}], "subsets": [{"name": "v1"}],
-            "tags": ["a"], "ref": {"name": "x", "kind": "K"}})),
+        w(
+            json!({"routes": [{"name": "r", "weight": 100}], "subsets": [{"name": "v1"}],
+            "tags": ["a"], "ref": {"name": "x", "kind": "K"}}),
+        ),
     )
     .await
     .unwrap();
@@ -300,7 +323,10 @@ async fn crd_markers_decide_how_fields_merge() {
     )
     .await
     .unwrap();
-    assert_eq!(merged["spec"]["subsets"], json!([{"name": "v1"}, {"name": "v2", "labels": {"v": "2"}}]));
+    assert_eq!(
+        merged["spec"]["subsets"],
+        json!([{"name": "v1"}, {"name": "v2", "labels": {"v": "2"}}])
+    );
     assert_eq!(merged["spec"]["tags"], json!(["a", "b"]));
     let owned = fields_of(&merged, "canary", "Apply").unwrap();
     assert_eq!(
@@ -310,7 +336,14 @@ async fn crd_markers_decide_how_fields_merge() {
     );
     // An atomic list and an atomic object: any change conflicts as a whole.
     let (code, message) = api_error(
-        apply(&api, "w", "canary", false, w(json!({"routes": [{"name": "r", "weight": 90}]}))).await,
+        apply(
+            &api,
+            "w",
+            "canary",
+            false,
+            w(json!({"routes": [{"name": "r", "weight": 90}]})),
+        )
+        .await,
     );
     assert_eq!(code, 409);
     assert!(message.contains(".spec.routes"), "{message}");
@@ -321,13 +354,25 @@ async fn crd_markers_decide_how_fields_merge() {
     let forced = apply(&api, "w", "canary", true, w(json!({"ref": {"name": "y"}})))
         .await
         .unwrap();
-    assert_eq!(forced["spec"]["ref"], json!({"name": "y"}), "replaced whole");
-    assert_eq!(forced["spec"]["subsets"], json!([{"name": "v1"}]), "canary's subset pruned");
+    assert_eq!(
+        forced["spec"]["ref"],
+        json!({"name": "y"}),
+        "replaced whole"
+    );
+    assert_eq!(
+        forced["spec"]["subsets"],
+        json!([{"name": "v1"}]),
+        "canary's subset pruned"
+    );
 
     // Strategic merge patch is refused for custom resources (kubernetes/kubernetes#97423).
     let (code, message) = api_error(
-        api.patch("w", &PatchParams::default(), &Patch::Strategic(json!({"spec": {}})))
-            .await,
+        api.patch(
+            "w",
+            &PatchParams::default(),
+            &Patch::Strategic(json!({"spec": {}})),
+        )
+        .await,
     );
     assert_eq!(code, 415);
     assert_eq!(
@@ -381,10 +426,20 @@ async fn updates_take_ownership_of_what_they_change() {
     );
     // gitops re-applying its selector now conflicts with the updater.
     let (code, message) = api_error(
-        apply(&api, "web", "gitops", false, service(json!({"selector": {"app": "web"}, "ports": [{"port": 80}]}))).await,
+        apply(
+            &api,
+            "web",
+            "gitops",
+            false,
+            service(json!({"selector": {"app": "web"}, "ports": [{"port": 80}]})),
+        )
+        .await,
     );
     assert_eq!(code, 409);
-    assert!(message.contains(&format!("\"{agent}\" using v1")), "{message}");
+    assert!(
+        message.contains(&format!("\"{agent}\" using v1")),
+        "{message}"
+    );
 
     // A strategic merge patch with a field manager: ports are merged by `port`.
     let pp = PatchParams {
@@ -395,7 +450,9 @@ async fn updates_take_ownership_of_what_they_change() {
         .patch(
             "web",
             &pp,
-            &Patch::Strategic(json!({"spec": {"ports": [{"port": 81, "name": "b"}, {"port": 80, "name": "a"}]}})),
+            &Patch::Strategic(
+                json!({"spec": {"ports": [{"port": 81, "name": "b"}, {"port": 80, "name": "a"}]}}),
+            ),
         )
         .await
         .unwrap();
@@ -455,11 +512,21 @@ async fn strategic_merge_patch_follows_merge_keys_and_directives() {
     );
 
     let svc: Api<Service> = Api::default_namespaced(server.client());
-    apply(&svc, "web", "gitops", false, service(json!({"selector": {"app": "web"}, "ports": [{"port": 80}]})))
-        .await
-        .unwrap();
+    apply(
+        &svc,
+        "web",
+        "gitops",
+        false,
+        service(json!({"selector": {"app": "web"}, "ports": [{"port": 80}]})),
+    )
+    .await
+    .unwrap();
     let out = svc
-        .patch("web", &PatchParams::default(), &Patch::Strategic(json!({"spec": {"selector": {"v": "2"}}})))
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Strategic(json!({"spec": {"selector": {"v": "2"}}})),
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -475,7 +542,8 @@ async fn strategic_merge_patch_follows_merge_keys_and_directives() {
 async fn dry_run_writes_store_nothing() {
     let server = ApiServer::start().await.unwrap();
     let api: Api<ConfigMap> = Api::default_namespaced(server.client());
-    let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "c"}, "data": {"k": "v"}})).unwrap();
+    let cm: ConfigMap =
+        serde_json::from_value(json!({"metadata": {"name": "c"}, "data": {"k": "v"}})).unwrap();
     let dry_post = PostParams {
         dry_run: true,
         ..Default::default()
@@ -487,7 +555,8 @@ async fn dry_run_writes_store_nothing() {
     assert!(server.get("v1", "ConfigMap", None, "c").is_none());
     assert_eq!(server.resource_version(), rv);
     // Invalid objects are refused in a dry run too.
-    let bad: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "Not_Valid"}})).unwrap();
+    let bad: ConfigMap =
+        serde_json::from_value(json!({"metadata": {"name": "Not_Valid"}})).unwrap();
     assert_eq!(api_error(api.create(&dry_post, &bad).await).0, 422);
 
     let live = api.create(&PostParams::default(), &cm).await.unwrap();
@@ -497,7 +566,10 @@ async fn dry_run_writes_store_nothing() {
     changed.data = Some([("k".to_owned(), "w".to_owned())].into());
     let put = api.replace("c", &dry_post, &changed).await.unwrap();
     assert_eq!(put.data.unwrap()["k"], "w");
-    assert_eq!(put.metadata.resource_version.as_deref(), Some(live_rv.as_str()));
+    assert_eq!(
+        put.metadata.resource_version.as_deref(),
+        Some(live_rv.as_str())
+    );
     let dry_patch = PatchParams {
         dry_run: true,
         ..Default::default()
@@ -531,7 +603,9 @@ async fn dry_run_writes_store_nothing() {
         .patch(
             "d",
             &dry_apply,
-            &Patch::Apply(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "d"}})),
+            &Patch::Apply(
+                json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "d"}}),
+            ),
         )
         .await
         .unwrap();
@@ -555,4 +629,37 @@ async fn dry_run_writes_store_nothing() {
         .unwrap();
     let (code, _) = api_error(server.client().request::<Value>(req).await);
     assert_eq!(code, 422);
+}
+
+/// Objects can be seeded with another manager's ownership (as a GitOps tool's apply would
+/// leave them); the seeded manager's fields then conflict like any other.
+#[tokio::test]
+async fn seeded_ownership_conflicts_like_an_applied_one() {
+    let server = ApiServer::start().await.unwrap();
+    let seeded = server
+        .apply_as(
+            "kustomize-controller",
+            &service(json!({"selector": {"app": "web"}, "ports": [{"port": 80}]})),
+            false,
+        )
+        .unwrap();
+    assert!(fields_of(&seeded, "kustomize-controller", "Apply").is_some());
+    let api: Api<Service> = Api::default_namespaced(server.client());
+    let (code, message) = api_error(
+        apply(
+            &api,
+            "web",
+            "canary",
+            false,
+            service(json!({"selector": {"app": "web", "track": "stable"}})),
+        )
+        .await,
+    );
+    assert_eq!(code, 409);
+    assert!(message.contains("\"kustomize-controller\""), "{message}");
+    // Seeding refuses conflicts too, unless forced.
+    let other = service(json!({"selector": {"x": "y"}}));
+    assert!(server.apply_as("other", &other, false).is_err());
+    let forced = server.apply_as("other", &other, true).unwrap();
+    assert_eq!(forced["spec"]["selector"], json!({"x": "y"}));
 }

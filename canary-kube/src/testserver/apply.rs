@@ -140,7 +140,10 @@ pub(crate) fn apply(
     }
     // Prune what this manager applied before and no longer applies, unless someone owns
     // it or a field below it (structured-merge-diff `Updater.prune`).
-    let owned: FieldSet = entries.iter().flat_map(|e| e.fields.iter().cloned()).collect();
+    let owned: FieldSet = entries
+        .iter()
+        .flat_map(|e| e.fields.iter().cloned())
+        .collect();
     for p in previous.difference(&config_set) {
         if owned.iter().any(|q| fields::under(q, p)) {
             continue;
@@ -168,7 +171,9 @@ pub(crate) fn apply(
 fn drop_empty_parents(obj: &mut Value, path: &[String], owned: &FieldSet, builtin: bool) {
     let mut end = path.len().saturating_sub(1);
     while end >= 2 {
-        let Some(parent) = path.get(..end) else { return };
+        let Some(parent) = path.get(..end) else {
+            return;
+        };
         let in_meta = parent.first().is_some_and(|f| f == "f:metadata");
         let empty = fields::value_at(obj, parent).is_some_and(|v| {
             v.as_object().is_some_and(serde_json::Map::is_empty)
@@ -227,4 +232,45 @@ fn conflict_error(conflicts: &[(&Entry, FieldPath)], rt: &ResourceType) -> ApiEr
         )
     };
     ApiError::conflict(message).with_details(json!({"causes": causes}))
+}
+
+impl super::ApiServer {
+    /// Server-side applies `object` as field manager `manager`, directly (no request is logged
+    /// and nothing is validated): seeds an object with another manager's ownership, e.g. one
+    /// a GitOps tool applied. Returns the stored object.
+    ///
+    /// # Errors
+    /// [`crate::Error::Invalid`] when the kind is not served or the object has no name;
+    /// [`crate::Error::Refused`] with the server's message when the apply is refused (a
+    /// conflict without `force`).
+    pub fn apply_as(&self, manager: &str, object: &Value, force: bool) -> crate::Result<Value> {
+        let text = |k: &str| object.get(k).and_then(Value::as_str).unwrap_or_default();
+        let (api_version, kind) = (text("apiVersion"), text("kind"));
+        let state = self.state();
+        let rt = state
+            .registry
+            .by_kind(api_version, kind)
+            .ok_or_else(|| crate::Error::Invalid(format!("{api_version} {kind} is not served")))?;
+        let name = meta_str(object, "name")
+            .ok_or_else(|| crate::Error::Invalid("the object has no name".into()))?;
+        let ns = rt
+            .namespaced
+            .then(|| meta_str(object, "namespace").unwrap_or("default"));
+        let types = Types::new(&rt, state.registry.schema(&rt));
+        let check = |_: &Inner, obj: Value, _: Option<&Value>| Ok(obj);
+        let req = ApplyRequest {
+            rt: &rt,
+            ns,
+            name,
+            part: Part::Main,
+            manager,
+            force,
+            check: &check,
+            types: &types,
+        };
+        let mut inner = state.store.lock();
+        apply(&mut inner, &req, object)
+            .map(|(_, obj)| obj)
+            .map_err(|e| crate::Error::Refused(e.message))
+    }
 }

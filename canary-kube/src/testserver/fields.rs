@@ -198,10 +198,11 @@ fn find_item<'a>(items: &'a [Value], pe: &str) -> Option<(usize, &'a Value)> {
 
 /// The value at a path, if present.
 pub(crate) fn value_at<'a>(v: &'a Value, path: &[String]) -> Option<&'a Value> {
-    path.iter().try_fold(v, |node, pe| match pe.strip_prefix("f:") {
-        Some(field) => node.get(field),
-        None => find_item(node.as_array()?, pe).map(|(_, item)| item),
-    })
+    path.iter()
+        .try_fold(v, |node, pe| match pe.strip_prefix("f:") {
+            Some(field) => node.get(field),
+            None => find_item(node.as_array()?, pe).map(|(_, item)| item),
+        })
 }
 
 /// Removes the field or list item at a path, if present.
@@ -209,13 +210,15 @@ pub(crate) fn remove_at(v: &mut Value, path: &[String]) {
     let Some((last, parents)) = path.split_last() else {
         return;
     };
-    let parent = parents.iter().try_fold(v, |node, pe| match pe.strip_prefix("f:") {
-        Some(field) => node.get_mut(field),
-        None => {
-            let (i, _) = find_item(node.as_array()?, pe)?;
-            node.as_array_mut()?.get_mut(i)
-        }
-    });
+    let parent = parents
+        .iter()
+        .try_fold(v, |node, pe| match pe.strip_prefix("f:") {
+            Some(field) => node.get_mut(field),
+            None => {
+                let (i, _) = find_item(node.as_array()?, pe)?;
+                node.as_array_mut()?.get_mut(i)
+            }
+        });
     match (parent, last.strip_prefix("f:")) {
         (Some(Value::Object(map)), Some(field)) => {
             map.remove(field);
@@ -450,9 +453,7 @@ pub(crate) fn merge(live: &Value, config: &Value, cursor: &Cursor<'_>) -> Value 
         (Shape::List(ListType::Map(keys)), Value::Array(l), Value::Array(c)) => {
             Value::Array(merge_keyed(l, c, &keys, &cursor.item()))
         }
-        (Shape::Map { atomic: false }, _, Value::Object(_)) => {
-            merge(&json!({}), config, cursor)
-        }
+        (Shape::Map { atomic: false }, _, Value::Object(_)) => merge(&json!({}), config, cursor),
         _ => config.clone(),
     }
 }
@@ -665,7 +666,10 @@ mod tests {
             r#"k:{"port":80,"protocol":"TCP"}"#,
             "f:name",
         ]);
-        assert_eq!(path_string(&p), r#".spec.ports[port=80,protocol="TCP"].name"#);
+        assert_eq!(
+            path_string(&p),
+            r#".spec.ports[port=80,protocol="TCP"].name"#
+        );
         assert_eq!(path_string(&path(&["f:x", r#"v:"a""#])), r#".x[="a"]"#);
     }
 
@@ -681,7 +685,9 @@ mod tests {
         );
         assert_eq!(
             cmp.added,
-            [path(&["f:metadata", "f:labels", "f:b"])].into_iter().collect()
+            [path(&["f:metadata", "f:labels", "f:b"])]
+                .into_iter()
+                .collect()
         );
         assert!(cmp.removed.is_empty());
         let owned = field_set(&new, Part::Main, &rt, &types);
@@ -719,7 +725,10 @@ mod tests {
         let key = path(&["f:spec", "f:ports", r#"k:{"port":80,"protocol":"TCP"}"#]);
         assert_eq!(value_at(&obj, &key), Some(&json!({"port": 80})));
         remove_at(&mut obj, &key);
-        assert_eq!(obj["spec"]["ports"], json!([{"port": 81, "protocol": "UDP"}]));
+        assert_eq!(
+            obj["spec"]["ports"],
+            json!([{"port": 81, "protocol": "UDP"}])
+        );
     }
 
     /// structured-merge-diff merge/update.go `Updater.Update`: the updater takes what it
@@ -736,11 +745,17 @@ mod tests {
             field_set(&old, Part::Main, &rt, &types),
         )];
         record_update(&mut entries, &old, &new, "kubectl", Part::Main, &rt, &types);
-        assert_eq!(entries.len(), 1, "gitops owns nothing any more: {entries:?}");
+        assert_eq!(
+            entries.len(),
+            1,
+            "gitops owns nothing any more: {entries:?}"
+        );
         let kubectl = entries.iter().find(|e| e.manager == "kubectl").unwrap();
         assert_eq!(
             kubectl.fields,
-            [path(&["f:metadata", "f:labels", "f:a"])].into_iter().collect()
+            [path(&["f:metadata", "f:labels", "f:a"])]
+                .into_iter()
+                .collect()
         );
     }
 }

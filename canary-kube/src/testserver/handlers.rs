@@ -10,8 +10,8 @@ use super::State;
 use super::apply::{self, ApplyRequest};
 use super::errors::{ApiError, ApiResult};
 use super::fields;
-use super::merge_types::Types;
 use super::http::Body;
+use super::merge_types::Types;
 use super::patch::{self, PatchKind};
 use super::requests::Verb;
 use super::routes::Target;
@@ -398,7 +398,14 @@ fn patch(state: &State, call: &Call<'_>, name: &str) -> ApiResult<Reply> {
     )?;
     let patched = with_update_owner(call, &types, Some(&live), patched);
     let updated = run_write(&mut inner, dry, |inner| {
-        inner.update(&t.rt, t.ns.as_deref(), name, patched, part(t), &Owner::Apply)
+        inner.update(
+            &t.rt,
+            t.ns.as_deref(),
+            name,
+            patched,
+            part(t),
+            &Owner::Apply,
+        )
     })?;
     Ok(reply(200, finish(updated, dry, &live), warnings))
 }

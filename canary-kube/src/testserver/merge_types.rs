@@ -287,7 +287,9 @@ impl<'a> Cursor<'a> {
                 },
             },
             // `metadata` is `ObjectMeta` whatever the CRD says.
-            Cursor::Schema { root: true, kind, .. } if key == "metadata" => Cursor::Builtin {
+            Cursor::Schema {
+                root: true, kind, ..
+            } if key == "metadata" => Cursor::Builtin {
                 kind,
                 path: "metadata".into(),
             },
@@ -358,9 +360,7 @@ impl<'a> Cursor<'a> {
     /// The strategic-merge-patch strategy of the list at this position.
     pub(crate) fn patch_list(&self) -> PatchList {
         match self {
-            Cursor::Builtin { kind, path } => {
-                builtin_rule(kind, path).map_or(Replace, |r| r.patch)
-            }
+            Cursor::Builtin { kind, path } => builtin_rule(kind, path).map_or(Replace, |r| r.patch),
             Cursor::Schema { .. } => Replace,
         }
     }
@@ -430,7 +430,10 @@ mod tests {
             Shape::List(ListType::Map(vec!["port".into(), "protocol".into()]))
         );
         assert_eq!(
-            svc.root().field("metadata").field("labels").shape(&json!({})),
+            svc.root()
+                .field("metadata")
+                .field("labels")
+                .shape(&json!({})),
             Shape::Map { atomic: false }
         );
         let dep = builtin("Deployment");
