@@ -1,20 +1,21 @@
-//! Server-side apply (`application/apply-patch+yaml`).
-//!
-//! The applied object is the manager's whole intent for the part it targets (main
-//! resource or `/status`):
-//! - fields it sets are merged into the live object (maps key by key, lists atomic,
-//!   `null` removes);
-//! - fields it owned before but no longer sets are removed, unless another manager
-//!   owns them too;
-//! - setting a field another manager owns to a different value is a 409 Conflict
-//!   listing the fields and managers, unless `force=true`, which takes ownership;
-//! - equal values are co-owned;
+//! Server-side apply (`application/apply-patch+yaml`), after structured-merge-diff
+//! `merge/update.go` `Updater.Apply` and each field's merge type (see `merge_types`):
+//! - the applied configuration is merged into the live object: granular maps key by key,
+//!   `map` lists item by key, `set` lists by value, atomic maps, structs and lists replaced
+//!   whole (`null` removes);
+//! - a field another manager owns that the merge adds or modifies is a 409 Conflict listing
+//!   the fields and managers, unless `force=true`, which takes ownership; equal values are
+//!   co-owned;
+//! - the manager then owns exactly the field set of its configuration; what it owned before
+//!   and no longer applies is removed unless another manager owns it or something below it
+//!   (whole `map` list items included);
 //! - a missing object is created.
 
 use serde_json::{Value, json};
 
 use super::errors::{ApiError, ApiResult};
-use super::fields::{self, Entry, FieldPath, FieldSet, value_at};
+use super::fields::{self, Entry, FieldPath, FieldSet};
+use super::merge_types::Types;
 use super::resources::ResourceType;
 use super::store::{Inner, Owner, Part, meta_mut, meta_str};
 
@@ -37,6 +38,8 @@ pub(crate) struct ApplyRequest<'a> {
     pub force: bool,
     /// Checks (and may prune or default) the object to be stored, given the live one.
     pub check: &'a Check<'a>,
+    /// The merge structure of the type.
+    pub types: &'a Types,
 }
 
 /// Applies `body` and returns the HTTP code (201 when created, 200 otherwise) and object.
@@ -53,6 +56,7 @@ pub(crate) fn apply(
         manager,
         force,
         check,
+        types,
     } = *req;
     if !body.is_object() {
         return Err(ApiError::bad_request(
@@ -75,17 +79,18 @@ pub(crate) fn apply(
         )));
     }
     let intent = fields::user_fields(body, part, rt);
-    let new_paths = fields::leaf_paths(body, part, rt);
+    let config_set = fields::field_set(body, part, rt, types);
+    let root = types.root();
 
     let Some(live) = inner.get(rt, ns, name).cloned() else {
         if part == Part::Status {
             return Err(ApiError::not_found(rt, name));
         }
-        let mut obj = intent;
+        let mut obj = fields::merge(&json!({}), &intent, &root);
         if let Some(meta) = meta_mut(&mut obj) {
             meta.insert("name".into(), Value::String(name.to_owned()));
         }
-        let entries = [Entry::new(manager, "Apply", part, new_paths)];
+        let entries = [Entry::new(manager, "Apply", part, config_set)];
         fields::write_entries(&mut obj, &entries, rt);
         let obj = check(inner, obj, None)?;
         return Ok((201, inner.create(rt, ns, obj, false, &Owner::Apply)?));
@@ -101,55 +106,55 @@ pub(crate) fn apply(
     }
 
     let sub = fields::subresource_name(part);
+    let is_own = |e: &Entry| e.manager == manager && e.operation == "Apply" && e.subresource == sub;
     let mut entries = fields::read_entries(&live);
-    let conflicts: Vec<(String, FieldPath)> = entries
+    let mut merged = fields::merge(&live, &intent, &root);
+
+    // Conflicts: other managers' fields this apply adds or modifies.
+    let changed = fields::compare(&live, &merged, part, rt, types).changed();
+    let conflicts: Vec<(&Entry, FieldPath)> = entries
         .iter()
-        .filter(|e| e.manager != manager && e.subresource == sub)
-        .flat_map(|e| {
-            new_paths
-                .iter()
-                .filter(|p| e.fields.iter().any(|q| contends(p, q, &intent, &live)))
-                .filter(|p| value_at(&live, p) != value_at(&intent, p))
-                .map(|p| (e.manager.clone(), p.clone()))
-        })
+        .filter(|e| !is_own(e))
+        .flat_map(|e| e.fields.intersection(&changed).map(move |p| (e, p.clone())))
         .collect();
     if !conflicts.is_empty() {
         if !force {
-            return Err(conflict_error(&conflicts));
+            return Err(conflict_error(&conflicts, rt));
         }
-        for e in entries.iter_mut().filter(|e| e.manager != manager) {
-            let manager = e.manager.clone();
-            e.fields.retain(|q| {
-                !conflicts
-                    .iter()
-                    .any(|(m, p)| *m == manager && contends(p, q, &intent, &live))
-            });
+        for e in entries.iter_mut().filter(|e| !is_own(e)) {
+            e.fields.retain(|p| !changed.contains(p));
         }
     }
 
-    let is_own = |e: &Entry| e.manager == manager && e.operation == "Apply" && e.subresource == sub;
     let previous: FieldSet = entries
         .iter()
         .find(|e| is_own(e))
         .map(|e| e.fields.clone())
         .unwrap_or_default();
-    let mut merged = live.clone();
-    // Drop what this manager no longer sets, unless someone else owns it (or a part of
-    // it); the merge below then re-creates everything the intent sets.
-    for p in previous.difference(&new_paths) {
-        let shared = entries
-            .iter()
-            .any(|e| !is_own(e) && e.fields.iter().any(|q| q.starts_with(p)));
-        if !shared {
-            fields::remove_at(&mut merged, p);
-        }
-    }
-    json_patch::merge(&mut merged, &intent);
-
     match entries.iter_mut().find(|e| is_own(e)) {
-        Some(e) if e.fields != new_paths => *e = Entry::new(manager, "Apply", part, new_paths),
+        Some(e) if e.fields != config_set => {
+            *e = Entry::new(manager, "Apply", part, config_set.clone());
+        }
         Some(_) => {}
-        None => entries.push(Entry::new(manager, "Apply", part, new_paths)),
+        None => entries.push(Entry::new(manager, "Apply", part, config_set.clone())),
+    }
+    // Prune what this manager applied before and no longer applies, unless someone owns
+    // it or a field below it (structured-merge-diff `Updater.prune`).
+    let owned: FieldSet = entries
+        .iter()
+        .flat_map(|e| e.fields.iter().cloned())
+        .collect();
+    for p in previous.difference(&config_set) {
+        if owned.iter().any(|q| fields::under(q, p)) {
+            continue;
+        }
+        fields::remove_at(&mut merged, p);
+        drop_empty_parents(&mut merged, p, &owned, rt.is_builtin());
+    }
+    // Fields that are gone are no one's.
+    let removed = fields::compare(&live, &merged, part, rt, types).removed;
+    for e in entries.iter_mut() {
+        fields::drop_removed(&mut e.fields, &removed);
     }
     entries.retain(|e| !e.fields.is_empty());
     fields::write_entries(&mut merged, &entries, rt);
@@ -160,33 +165,112 @@ pub(crate) fn apply(
     ))
 }
 
-/// Whether my field `mine` and another manager's field `theirs` claim the same value:
-/// the same path, or one inside the other where the outer one is an atomic (non-map)
-/// value. Owning a map (e.g. `labels: {}`) does not contend with owning its entries.
-fn contends(mine: &[String], theirs: &[String], intent: &Value, live: &Value) -> bool {
-    let atomic = |v: Option<&Value>| v.is_some_and(|v| !v.is_object());
-    mine == theirs
-        || (theirs.starts_with(mine) && atomic(value_at(intent, mine)))
-        || (mine.starts_with(theirs) && atomic(value_at(live, theirs)))
+/// Removes the maps and lists that pruning `path` left empty and no one owns, as a built-in
+/// kind's `omitempty` fields (and any object's `metadata`) are not stored empty; top-level
+/// fields stay.
+fn drop_empty_parents(obj: &mut Value, path: &[String], owned: &FieldSet, builtin: bool) {
+    let mut end = path.len().saturating_sub(1);
+    while end >= 2 {
+        let Some(parent) = path.get(..end) else {
+            return;
+        };
+        let in_meta = parent.first().is_some_and(|f| f == "f:metadata");
+        let empty = fields::value_at(obj, parent).is_some_and(|v| {
+            v.as_object().is_some_and(serde_json::Map::is_empty)
+                || v.as_array().is_some_and(Vec::is_empty)
+        });
+        if !(builtin || in_meta) || !empty || owned.contains(parent) {
+            return;
+        }
+        fields::remove_at(obj, parent);
+        end -= 1;
+    }
 }
 
-fn conflict_error(conflicts: &[(String, FieldPath)]) -> ApiError {
-    let field = |p: &FieldPath| format!(".{}", p.join("."));
-    let lines: Vec<String> = conflicts
-        .iter()
-        .map(|(m, p)| format!("conflict with \"{m}\": {}", field(p)))
-        .collect();
+/// The apply conflict error (apiserver `managedfields/internal/conflict.go`): one cause per
+/// field, the message naming each manager (`"m"`, `"m" using v1` for an update).
+fn conflict_error(conflicts: &[(&Entry, FieldPath)], rt: &ResourceType) -> ApiError {
+    let who = |e: &Entry| {
+        let mut s = format!("{:?}", e.manager);
+        if !e.subresource.is_empty() {
+            s.push_str(&format!(" with subresource {:?}", e.subresource));
+        }
+        if e.operation == "Update" {
+            s.push_str(&format!(" using {}", rt.api_version()));
+        }
+        s
+    };
     let causes: Vec<Value> = conflicts
         .iter()
-        .map(|(m, p)| {
-            json!({"type": "FieldManagerConflict", "message": format!("conflict with \"{m}\""), "field": field(p)})
+        .map(|(e, p)| {
+            json!({"type": "FieldManagerConflict", "message": format!("conflict with {}", who(e)), "field": fields::path_string(p)})
         })
         .collect();
-    let plural = if conflicts.len() == 1 { "" } else { "s" };
-    ApiError::conflict(format!(
-        "Apply failed with {} conflict{plural}: {}",
-        conflicts.len(),
-        lines.join("\n")
-    ))
-    .with_details(json!({"causes": causes}))
+    let message = if let [(e, p)] = conflicts {
+        format!(
+            "Apply failed with 1 conflict: conflict with {}: {}",
+            who(e),
+            fields::path_string(p)
+        )
+    } else {
+        let mut by_manager: Vec<(String, Vec<String>)> = Vec::new();
+        for (e, p) in conflicts {
+            let m = who(e);
+            match by_manager.iter_mut().find(|(n, _)| *n == m) {
+                Some((_, paths)) => paths.push(fields::path_string(p)),
+                None => by_manager.push((m, vec![fields::path_string(p)])),
+            }
+        }
+        let parts: Vec<String> = by_manager
+            .iter()
+            .map(|(m, paths)| format!("conflicts with {m}:\n- {}", paths.join("\n- ")))
+            .collect();
+        format!(
+            "Apply failed with {} conflicts: {}",
+            conflicts.len(),
+            parts.join("\n")
+        )
+    };
+    ApiError::conflict(message).with_details(json!({"causes": causes}))
+}
+
+impl super::ApiServer {
+    /// Server-side applies `object` as field manager `manager`, directly (no request is logged
+    /// and nothing is validated): seeds an object with another manager's ownership, e.g. one
+    /// a GitOps tool applied. Returns the stored object.
+    ///
+    /// # Errors
+    /// [`crate::Error::Invalid`] when the kind is not served or the object has no name;
+    /// [`crate::Error::Refused`] with the server's message when the apply is refused (a
+    /// conflict without `force`).
+    pub fn apply_as(&self, manager: &str, object: &Value, force: bool) -> crate::Result<Value> {
+        let text = |k: &str| object.get(k).and_then(Value::as_str).unwrap_or_default();
+        let (api_version, kind) = (text("apiVersion"), text("kind"));
+        let state = self.state();
+        let rt = state
+            .registry
+            .by_kind(api_version, kind)
+            .ok_or_else(|| crate::Error::Invalid(format!("{api_version} {kind} is not served")))?;
+        let name = meta_str(object, "name")
+            .ok_or_else(|| crate::Error::Invalid("the object has no name".into()))?;
+        let ns = rt
+            .namespaced
+            .then(|| meta_str(object, "namespace").unwrap_or("default"));
+        let types = Types::new(&rt, state.registry.schema(&rt));
+        let check = |_: &Inner, obj: Value, _: Option<&Value>| Ok(obj);
+        let req = ApplyRequest {
+            rt: &rt,
+            ns,
+            name,
+            part: Part::Main,
+            manager,
+            force,
+            check: &check,
+            types: &types,
+        };
+        let mut inner = state.store.lock();
+        apply(&mut inner, &req, object)
+            .map(|(_, obj)| obj)
+            .map_err(|e| crate::Error::Refused(e.message))
+    }
 }

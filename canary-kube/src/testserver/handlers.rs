@@ -9,12 +9,14 @@ use serde_json::{Value, json};
 use super::State;
 use super::apply::{self, ApplyRequest};
 use super::errors::{ApiError, ApiResult};
+use super::fields;
 use super::http::Body;
+use super::merge_types::Types;
 use super::patch::{self, PatchKind};
 use super::requests::Verb;
 use super::routes::Target;
 use super::selectors::Selector;
-use super::store::{DeleteOptions, Owner, Part};
+use super::store::{DeleteOptions, Inner, Owner, Part, meta_mut, meta_str};
 use super::watch::{self, WatchSpec};
 use super::writes::{self, Via, Write};
 
@@ -47,11 +49,6 @@ pub(crate) struct Call<'a> {
 /// Dispatches a resource request.
 pub(crate) fn handle(state: &Arc<State>, call: &Call<'_>) -> ApiResult<Reply> {
     let t = call.target;
-    if call.verb.is_write() && call.query.contains_key("dryRun") {
-        return Err(ApiError::bad_request(
-            "dryRun is not supported by the test server",
-        ));
-    }
     let name = t.name.as_deref();
     match (call.verb, name) {
         (Verb::Get, Some(name)) => get(state, t, name),
@@ -184,10 +181,75 @@ fn reply(code: u16, value: Value, warnings: Vec<String>) -> Reply {
     }
 }
 
+/// The merge structure of a call's type.
+fn types(state: &State, t: &Target) -> Types {
+    Types::new(&t.rt, state.registry.schema(&t.rt))
+}
+
+/// Whether the call is a `dryRun=All` write (apiserver `metav1` `ValidateDryRun`: `All` is
+/// the only value; anything else is 422 Invalid).
+fn dry_run(call: &Call<'_>, options: &str) -> ApiResult<bool> {
+    match call.query.get("dryRun").map(String::as_str) {
+        None => Ok(false),
+        Some("All") => Ok(true),
+        Some(other) => Err(ApiError::invalid(format!(
+            "{options}.meta.k8s.io \"\" is invalid: dryRun: Unsupported value: \
+             []string{{{other:?}}}: supported values: \"All\""
+        ))),
+    }
+}
+
+/// Runs a write against the store, or as a dry run that stores nothing
+/// (apiserver `registry/generic/registry/dryrun.go`: the object is returned as it would be
+/// stored, a created one without a resourceVersion, an updated one with the live one's).
+fn run_write<T>(
+    inner: &mut Inner,
+    dry: bool,
+    f: impl FnOnce(&mut Inner) -> ApiResult<T>,
+) -> ApiResult<T> {
+    if dry { inner.dry_run(f) } else { f(inner) }
+}
+
+/// Fixes the resourceVersion of a dry run's answer: the live one's, or none on create.
+fn dry_rv(mut obj: Value, live_rv: Option<&str>) -> Value {
+    if let Some(meta) = meta_mut(&mut obj) {
+        match live_rv {
+            Some(rv) => meta.insert("resourceVersion".into(), Value::String(rv.to_owned())),
+            None => meta.remove("resourceVersion"),
+        };
+    }
+    obj
+}
+
+/// `obj` with the managed fields an `Update` by the call's manager leaves (structured-merge-
+/// diff `Updater.Update`, the manager named by `fieldManager` or, without one, by the user
+/// agent as apiserver `endpoints/handlers/rest.go` `prefixFromUserAgent` derives it).
+fn with_update_owner(
+    call: &Call<'_>,
+    types: &Types,
+    live: Option<&Value>,
+    mut obj: Value,
+) -> Value {
+    let t = call.target;
+    let mut entries = live.map(fields::read_entries).unwrap_or_default();
+    fields::record_update(
+        &mut entries,
+        live.unwrap_or(&Value::Null),
+        &obj,
+        call.manager,
+        part(t),
+        &t.rt,
+        types,
+    );
+    fields::write_entries(&mut obj, &entries, &t.rt);
+    obj
+}
+
 fn create(state: &State, call: &Call<'_>) -> ApiResult<Reply> {
     let t = call.target;
+    let dry = dry_run(call, "CreateOptions")?;
     let body = require_object(parse_body(call.body)?)?;
-    let owner = Owner::Update(call.manager.to_owned());
+    let types = types(state, t);
     let mut inner = state.store.lock();
     let (body, warnings) = writes::check(
         &state.registry,
@@ -196,14 +258,19 @@ fn create(state: &State, call: &Call<'_>) -> ApiResult<Reply> {
         body,
         None,
     )?;
-    let created = inner.create(&t.rt, t.ns.as_deref(), body, false, &owner)?;
+    let body = with_update_owner(call, &types, None, body);
+    let created = run_write(&mut inner, dry, |inner| {
+        inner.create(&t.rt, t.ns.as_deref(), body, false, &Owner::Apply)
+    })?;
+    let created = if dry { dry_rv(created, None) } else { created };
     Ok(reply(201, created, warnings))
 }
 
 fn replace(state: &State, call: &Call<'_>, name: &str) -> ApiResult<Reply> {
     let t = call.target;
+    let dry = dry_run(call, "UpdateOptions")?;
     let body = require_object(parse_body(call.body)?)?;
-    let owner = Owner::Update(call.manager.to_owned());
+    let types = types(state, t);
     let mut inner = state.store.lock();
     let live = inner
         .get(&t.rt, t.ns.as_deref(), name)
@@ -216,8 +283,20 @@ fn replace(state: &State, call: &Call<'_>, name: &str) -> ApiResult<Reply> {
         status_of_part(t, body, &live),
         Some(&live),
     )?;
-    let updated = inner.update(&t.rt, t.ns.as_deref(), name, body, part(t), &owner)?;
-    Ok(reply(200, updated, warnings))
+    let body = with_update_owner(call, &types, Some(&live), body);
+    let updated = run_write(&mut inner, dry, |inner| {
+        inner.update(&t.rt, t.ns.as_deref(), name, body, part(t), &Owner::Apply)
+    })?;
+    Ok(reply(200, finish(updated, dry, &live), warnings))
+}
+
+/// A dry run's answer carries the live resourceVersion.
+fn finish(obj: Value, dry: bool, live: &Value) -> Value {
+    if dry {
+        dry_rv(obj, meta_str(live, "resourceVersion"))
+    } else {
+        obj
+    }
 }
 
 /// For a `/status` write, the live object with the written status (what is validated).
@@ -241,6 +320,15 @@ fn status_of_part(t: &Target, candidate: Value, live: &Value) -> Value {
 fn patch(state: &State, call: &Call<'_>, name: &str) -> ApiResult<Reply> {
     let t = call.target;
     let kind = PatchKind::from_content_type(call.content_type)?;
+    if kind == PatchKind::Strategic && !t.rt.is_builtin() {
+        // apiextensions-apiserver serves custom resources without strategic merge patch:
+        // the 415 lists the patch types it accepts (kubernetes/kubernetes#97423).
+        return Err(ApiError::unsupported_media(
+            "the body of the request was in an unknown format - accepted media types include: \
+             application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml",
+        ));
+    }
+    let dry = dry_run(call, "PatchOptions")?;
     let body = parse_body(call.body).map_err(|e| match kind {
         PatchKind::Apply => ApiError::bad_request(format!(
             "{}; this test server accepts apply bodies as JSON only",
@@ -248,6 +336,7 @@ fn patch(state: &State, call: &Call<'_>, name: &str) -> ApiResult<Reply> {
         )),
         _ => e,
     })?;
+    let types = types(state, t);
     let mut inner = state.store.lock();
     if kind == PatchKind::Apply {
         let manager = call
@@ -260,9 +349,12 @@ fn patch(state: &State, call: &Call<'_>, name: &str) -> ApiResult<Reply> {
                  required for apply patch",
                 )
             })?;
+        let live_rv = inner
+            .get(&t.rt, t.ns.as_deref(), name)
+            .and_then(|l| meta_str(l, "resourceVersion").map(str::to_owned));
         let warnings = std::cell::RefCell::new(Vec::new());
         let w = write(call, Some(name), Via::Apply);
-        let check = |inner: &super::store::Inner, candidate: Value, old: Option<&Value>| {
+        let check = |inner: &Inner, candidate: Value, old: Option<&Value>| {
             let (obj, found) = writes::check(&state.registry, inner, &w, candidate, old)?;
             warnings.borrow_mut().extend(found);
             Ok(obj)
@@ -275,25 +367,28 @@ fn patch(state: &State, call: &Call<'_>, name: &str) -> ApiResult<Reply> {
             manager,
             force: call.query.get("force").is_some_and(|v| v == "true"),
             check: &check,
+            types: &types,
         };
-        let (code, obj) = apply::apply(&mut inner, &req, &require_object(body)?)?;
+        let body = require_object(body)?;
+        let (code, obj) = run_write(&mut inner, dry, |inner| apply::apply(inner, &req, &body))?;
+        let obj = if dry {
+            dry_rv(obj, live_rv.as_deref())
+        } else {
+            obj
+        };
         return Ok(reply(code, obj, warnings.into_inner()));
     }
     let live = inner
         .get(&t.rt, t.ns.as_deref(), name)
+        .cloned()
         .ok_or_else(|| ApiError::not_found(&t.rt, name))?;
     let patched = match kind {
-        PatchKind::Merge => patch::merge(live, &require_object(body)?),
-        PatchKind::Json => patch::json(live, &body)?,
-        PatchKind::Strategic if t.rt.is_builtin() => patch::strategic(live, &require_object(body)?),
+        PatchKind::Merge => patch::merge(&live, &require_object(body)?),
+        PatchKind::Json => patch::json(&live, &body)?,
         PatchKind::Strategic | PatchKind::Apply => {
-            return Err(ApiError::unsupported_media(format!(
-                "strategic merge patch is not supported for {}; use a merge patch or server-side apply",
-                t.rt.kind
-            )));
+            patch::strategic(&live, &require_object(body)?, &types.root())
         }
     };
-    let live = live.clone();
     let (patched, warnings) = writes::check(
         &state.registry,
         &inner,
@@ -301,9 +396,35 @@ fn patch(state: &State, call: &Call<'_>, name: &str) -> ApiResult<Reply> {
         patched,
         Some(&live),
     )?;
-    let owner = Owner::Update(call.manager.to_owned());
-    let updated = inner.update(&t.rt, t.ns.as_deref(), name, patched, part(t), &owner)?;
-    Ok(reply(200, updated, warnings))
+    let patched = with_update_owner(call, &types, Some(&live), patched);
+    let updated = run_write(&mut inner, dry, |inner| {
+        inner.update(
+            &t.rt,
+            t.ns.as_deref(),
+            name,
+            patched,
+            part(t),
+            &Owner::Apply,
+        )
+    })?;
+    Ok(reply(200, finish(updated, dry, &live), warnings))
+}
+
+/// Whether an optional `DeleteOptions` body asks for `dryRun: ["All"]` (clients such as
+/// kube-rs send it there rather than in the query).
+fn delete_dry_run(body: &[u8]) -> ApiResult<bool> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(false);
+    }
+    let options = parse_body(body)?;
+    match options.get("dryRun").and_then(Value::as_array) {
+        None => Ok(false),
+        Some(values) if values.iter().all(|v| v == "All") => Ok(!values.is_empty()),
+        Some(values) => Err(ApiError::invalid(format!(
+            "DeleteOptions.meta.k8s.io \"\" is invalid: dryRun: Unsupported value: {values:?}: \
+             supported values: \"All\""
+        ))),
+    }
 }
 
 fn delete(state: &State, call: &Call<'_>, name: &str) -> ApiResult<Reply> {
@@ -314,10 +435,19 @@ fn delete(state: &State, call: &Call<'_>, name: &str) -> ApiResult<Reply> {
         ));
     }
     let options = DeleteOptions::parse(call.body, call.query)?;
-    let deleted = state
-        .store
-        .lock()
-        .delete_with(&t.rt, t.ns.as_deref(), name, &options)?;
+    let dry = dry_run(call, "DeleteOptions")? || delete_dry_run(call.body)?;
+    let mut inner = state.store.lock();
+    let live_rv = inner
+        .get(&t.rt, t.ns.as_deref(), name)
+        .and_then(|l| meta_str(l, "resourceVersion").map(str::to_owned));
+    let deleted = run_write(&mut inner, dry, |inner| {
+        inner.delete_with(&t.rt, t.ns.as_deref(), name, &options)
+    })?;
+    let deleted = if dry {
+        dry_rv(deleted, live_rv.as_deref())
+    } else {
+        deleted
+    };
     Ok(Reply::Json(200, deleted))
 }
 
@@ -328,18 +458,20 @@ fn delete_collection(state: &State, call: &Call<'_>) -> ApiResult<Reply> {
         precondition_rv: None,
         ..DeleteOptions::parse(call.body, call.query)?
     };
+    let dry = dry_run(call, "DeleteOptions")? || delete_dry_run(call.body)?;
     let mut inner = state.store.lock();
-    let mut deleted = Vec::new();
-    for obj in inner
-        .list(&t.rt, t.ns.as_deref())
-        .into_iter()
-        .filter(|o| selector.matches(o))
-    {
-        let ns = super::store::meta_str(&obj, "namespace").map(str::to_owned);
-        let name = super::store::meta_str(&obj, "name")
-            .unwrap_or_default()
-            .to_owned();
-        deleted.push(inner.delete_with(&t.rt, ns.as_deref(), &name, &options)?);
-    }
+    let deleted = run_write(&mut inner, dry, |inner| {
+        let mut deleted = Vec::new();
+        for obj in inner
+            .list(&t.rt, t.ns.as_deref())
+            .into_iter()
+            .filter(|o| selector.matches(o))
+        {
+            let ns = meta_str(&obj, "namespace").map(str::to_owned);
+            let name = meta_str(&obj, "name").unwrap_or_default().to_owned();
+            deleted.push(inner.delete_with(&t.rt, ns.as_deref(), &name, &options)?);
+        }
+        Ok(deleted)
+    })?;
     Ok(Reply::Json(200, list_doc(t, inner.rv(), deleted)))
 }

@@ -5,8 +5,10 @@
 //! to it: get, list (label and field selectors), watch (history replay, `410 Gone` on
 //! compacted versions, bookmarks, timeouts), create (incl. `generateName`), replace
 //! (optimistic concurrency), delete (finalizers), JSON merge patch, JSON patch,
-//! a simplified strategic merge patch (built-in types only; 415 for custom resources),
-//! and server-side apply with per-manager field ownership in `metadata.managedFields`.
+//! strategic merge patch by each list's merge key (built-in types only; 415 for custom
+//! resources), server-side apply with each field's merge type (CRD markers, the built-in
+//! types' `+listType`/`+mapType` markers) and per-manager field ownership in
+//! `metadata.managedFields` in the `FieldsV1` shape, and `dryRun=All` on every write.
 //!
 //! Built-in types: core `v1` Pods, Services, ConfigMaps, Secrets, Events, Namespaces;
 //! `apps/v1` Deployments and ReplicaSets; `networking.k8s.io/v1` Ingresses;
@@ -24,7 +26,7 @@
 //! collection of owned objects) runs in real time with [`ApiServer::simulate_deployments`] or
 //! is stepped in virtual time through [`ApiServer::controllers`].
 //!
-//! Not modelled: authentication/authorisation, namespace existence, `dryRun`, pagination
+//! Not modelled: authentication/authorisation, namespace existence, pagination
 //! (lists are returned whole), API version conversion, unknown fields of built-in kinds, and
 //! CEL rules (`x-kubernetes-validations`) of CRDs.
 
@@ -37,6 +39,7 @@ mod faults;
 mod fields;
 mod handlers;
 mod http;
+mod merge_types;
 mod patch;
 mod requests;
 mod resources;

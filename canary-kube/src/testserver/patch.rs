@@ -1,9 +1,11 @@
-//! PATCH bodies: JSON merge patch (RFC 7386), JSON patch (RFC 6902) and a simplified
-//! strategic merge patch. Server-side apply lives in `apply.rs`.
+//! PATCH bodies: JSON merge patch (RFC 7386), JSON patch (RFC 6902) and strategic merge
+//! patch by each list's `patchStrategy`/`patchMergeKey`. Server-side apply lives in
+//! `apply.rs`.
 
 use serde_json::{Map, Value};
 
 use super::errors::{ApiError, ApiResult};
+use super::merge_types::{Cursor, PatchList};
 
 /// The patch flavour named by the request's `Content-Type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,74 +68,121 @@ pub(crate) fn json(live: &Value, patch: &Value) -> ApiResult<Value> {
     Ok(out)
 }
 
-/// Applies a simplified strategic merge patch: like a merge patch, except that lists of
-/// objects that all carry a `name` are merged element-wise by `name` (an element with
-/// `"$patch": "delete"` removes its namesake); other lists are replaced and other
-/// `$`-directives are ignored.
-pub(crate) fn strategic(live: &Value, patch: &Value) -> Value {
+/// Applies a strategic merge patch (k8s.io/apimachinery `pkg/util/strategicpatch/patch.go`)
+/// to a built-in object: maps merge key by key (`null` deletes a key; `"$patch": "replace"`
+/// replaces the map, `"$patch": "delete"` deletes it; `$retainKeys` keeps only the listed
+/// keys); a list merges by its `patchMergeKey` when its `patchStrategy` is `merge` (items
+/// matched by that key are merged, new ones appended, `"$patch": "delete"` items remove
+/// their namesake, a `{"$patch": "replace"}` item makes the rest of the list replace the
+/// live one); a `merge` list of scalars is a union (`$deleteFromPrimitiveList/<field>`
+/// removes values); other lists are replaced. `$setElementOrder` directives are ignored.
+pub(crate) fn strategic(live: &Value, patch: &Value, cursor: &Cursor<'_>) -> Value {
     let mut out = live.clone();
-    smp(&mut out, patch);
+    smp(&mut out, patch, cursor);
     out
 }
 
-fn smp(target: &mut Value, patch: &Value) {
+fn directive<'a>(v: &'a Value) -> Option<&'a str> {
+    v.get("$patch").and_then(Value::as_str)
+}
+
+fn without_directives(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .filter(|(k, _)| !k.starts_with('$'))
+                .map(|(k, v)| (k.clone(), without_directives(v)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+fn smp(target: &mut Value, patch: &Value, cursor: &Cursor<'_>) {
     let Value::Object(p) = patch else {
         *target = patch.clone();
         return;
     };
-    if !target.is_object() {
+    if directive(patch) == Some("replace") || !target.is_object() {
         *target = Value::Object(Map::new());
     }
     let Value::Object(t) = target else { return };
+    if let Some(keep) = p.get("$retainKeys").and_then(Value::as_array) {
+        t.retain(|k, _| keep.iter().any(|x| x.as_str() == Some(k)));
+    }
     for (k, pv) in p {
+        if let Some(field) = k.strip_prefix("$deleteFromPrimitiveList/") {
+            if let (Some(Value::Array(list)), Some(drop)) = (t.get_mut(field), pv.as_array()) {
+                list.retain(|v| !drop.contains(v));
+            }
+            continue;
+        }
         if k.starts_with('$') {
             continue;
         }
-        if pv.is_null() {
+        if pv.is_null() || (pv.is_object() && directive(pv) == Some("delete")) {
             t.remove(k);
             continue;
         }
+        let fc = cursor.field(k);
         match (t.get_mut(k), pv) {
-            (Some(Value::Array(tl)), Value::Array(pl)) if named(tl) && named(pl) => {
-                merge_named(tl, pl)
+            (Some(Value::Array(tl)), Value::Array(pl)) => merge_list(tl, pl, &fc),
+            (Some(tv), _) => smp(tv, pv, &fc),
+            (None, Value::Array(pl)) => {
+                let mut fresh = Vec::new();
+                merge_list(&mut fresh, pl, &fc);
+                t.insert(k.clone(), Value::Array(fresh));
             }
-            (Some(tv), _) => smp(tv, pv),
             (None, _) => {
                 let mut fresh = Value::Null;
-                smp(&mut fresh, pv);
+                smp(&mut fresh, pv, &fc);
                 t.insert(k.clone(), fresh);
             }
         }
     }
 }
 
-fn name_of(v: &Value) -> Option<&str> {
-    v.get("name").and_then(Value::as_str)
-}
-
-fn named(list: &[Value]) -> bool {
-    list.iter().all(|v| name_of(v).is_some())
-}
-
-fn merge_named(target: &mut Vec<Value>, patch: &[Value]) {
-    for item in patch {
-        let name = name_of(item).unwrap_or_default();
-        let pos = target.iter().position(|t| name_of(t) == Some(name));
-        let delete = item.get("$patch").and_then(Value::as_str) == Some("delete");
-        match (pos, delete) {
-            (Some(i), true) => {
-                target.remove(i);
-            }
-            (Some(i), false) => {
-                if let Some(t) = target.get_mut(i) {
-                    smp(t, item);
+fn merge_list(target: &mut Vec<Value>, patch: &[Value], cursor: &Cursor<'_>) {
+    let ic = cursor.item();
+    match cursor.patch_list() {
+        PatchList::Replace => {
+            *target = patch.iter().map(without_directives).collect();
+        }
+        PatchList::MergeValues => {
+            for item in patch {
+                if !target.contains(item) {
+                    target.push(item.clone());
                 }
             }
-            (None, true) => {}
-            (None, false) => {
-                let mut fresh = Value::Null;
-                smp(&mut fresh, item);
-                target.push(fresh);
+        }
+        PatchList::MergeBy(key) => {
+            if patch.iter().any(|i| directive(i) == Some("replace")) {
+                *target = patch
+                    .iter()
+                    .filter(|i| directive(i) != Some("replace"))
+                    .map(without_directives)
+                    .collect();
+                return;
+            }
+            for item in patch {
+                let id = item.get(key);
+                let pos = target.iter().position(|t| id.is_some() && t.get(key) == id);
+                match (pos, directive(item) == Some("delete")) {
+                    (Some(i), true) => {
+                        target.remove(i);
+                    }
+                    (Some(i), false) => {
+                        if let Some(t) = target.get_mut(i) {
+                            smp(t, item, &ic);
+                        }
+                    }
+                    (None, true) => {}
+                    (None, false) => {
+                        let mut fresh = Value::Null;
+                        smp(&mut fresh, item, &ic);
+                        target.push(fresh);
+                    }
+                }
             }
         }
     }

@@ -44,6 +44,11 @@ impl CrdSchema {
         }
     }
 
+    /// The `openAPIV3Schema` itself (for the merge structure of its fields).
+    pub(crate) fn root(&self) -> &Value {
+        &self.root
+    }
+
     /// Prunes unknown fields from `object`, applies defaults, and validates what remains.
     /// Only `part` (`None`: everything but `metadata`; `Some("status")`: only `.status`) is
     /// checked.

@@ -10,6 +10,7 @@ use tokio::sync::watch;
 
 use super::errors::{ApiError, ApiResult};
 use super::fields;
+use super::merge_types::Types;
 use super::resources::ResourceType;
 
 /// How many events the history keeps before the oldest are compacted away.
@@ -61,9 +62,11 @@ pub(crate) enum Part {
 /// Who owns the fields a write changes, for `metadata.managedFields`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Owner {
-    /// An `Update` operation by this field manager.
+    /// An `Update` operation by this field manager (built-in merge types; custom resources'
+    /// fields deduced).
     Update(String),
-    /// Server-side apply: the candidate object already carries its managed fields.
+    /// The candidate object already carries its managed fields (server-side apply, and
+    /// updates whose ownership the handler computed with the type's CRD schema).
     Apply,
     /// Not tracked (direct seeding through the test API).
     Untracked,
@@ -401,6 +404,28 @@ impl Inner {
         History::Events(self.history.range(start..).cloned().collect())
     }
 
+    /// Runs `f` as a `dryRun=All` write: whatever it stores, the resource versions and
+    /// watch events it makes are undone afterwards (watchers woken meanwhile find nothing new).
+    pub(crate) fn dry_run<T>(&mut self, f: impl FnOnce(&mut Inner) -> T) -> T {
+        let saved = (
+            self.rv,
+            self.uid_seq,
+            self.objects.clone(),
+            self.history.clone(),
+            self.compacted,
+        );
+        let out = f(self);
+        (
+            self.rv,
+            self.uid_seq,
+            self.objects,
+            self.history,
+            self.compacted,
+        ) = saved;
+        self.rv_tx.send_replace(self.rv);
+        out
+    }
+
     fn next_rv(&mut self) -> u64 {
         self.rv += 1;
         self.rv
@@ -486,7 +511,16 @@ impl Inner {
         }
         if let Owner::Update(manager) = owner {
             let mut entries = Vec::new();
-            fields::record_update(&mut entries, &Value::Null, &obj, manager, Part::Main, rt);
+            let types = Types::new(rt, None);
+            fields::record_update(
+                &mut entries,
+                &Value::Null,
+                &obj,
+                manager,
+                Part::Main,
+                rt,
+                &types,
+            );
             fields::write_entries(&mut obj, &entries, rt);
         }
         self.objects
@@ -612,7 +646,8 @@ impl Inner {
             }
             Owner::Update(manager) => {
                 let mut entries = fields::read_entries(&live);
-                fields::record_update(&mut entries, &live, &next, manager, part, rt);
+                let types = Types::new(rt, None);
+                fields::record_update(&mut entries, &live, &next, manager, part, rt, &types);
                 fields::write_entries(&mut next, &entries, rt);
             }
             Owner::Untracked => {
