@@ -162,16 +162,23 @@ async fn every_example_releases_with_every_request_served() {
 }
 
 /// Every example again with its objects and Rollout kept in Git: the release is a commit, and
-/// Flux or Argo CD (self-heal) puts back whatever drifts from Git every two minutes.
+/// Flux or Argo CD (self-heal) puts back whatever drifts from Git every two minutes, told to
+/// leave the stable Service's selector to canary as the README says.
 #[tokio::test]
 async fn every_example_releases_under_gitops_with_every_request_served() {
-    use canary::kube::simulate::{GitOps, GitOpsTool};
+    use canary::kube::simulate::{GitOps, GitOpsTool, Ignored};
     for tool in [GitOpsTool::Flux, GitOpsTool::ArgoCd] {
-        let gitops = GitOps::new(tool, jiff::SignedDuration::from_mins(2)).unwrap();
         for (file, extra) in examples() {
             let (plan, objects) = load(&file, &extra);
+            let selector: Ignored = format!("Service/{}:/spec/selector", plan.rollout.spec.service.name)
+                .parse()
+                .unwrap();
+            let gitops = GitOps::new(tool, jiff::SignedDuration::from_mins(2))
+                .unwrap()
+                .ignoring(vec![selector])
+                .unwrap();
             let report =
-                canary::cluster::simulate(&plan, &objects, SimConfig::default(), Some(gitops))
+                canary::cluster::simulate(&plan, &objects, SimConfig::default(), Some(gitops.clone()))
                     .await
                     .unwrap_or_else(|e| panic!("{file} under {tool}: {e}"));
             let name = format!("{file} under {tool}");
