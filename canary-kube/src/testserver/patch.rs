@@ -82,7 +82,7 @@ pub(crate) fn strategic(live: &Value, patch: &Value, cursor: &Cursor<'_>) -> Val
     out
 }
 
-fn directive<'a>(v: &'a Value) -> Option<&'a str> {
+fn directive(v: &Value) -> Option<&str> {
     v.get("$patch").and_then(Value::as_str)
 }
 
