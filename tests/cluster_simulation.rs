@@ -170,17 +170,22 @@ async fn every_example_releases_under_gitops_with_every_request_served() {
     for tool in [GitOpsTool::Flux, GitOpsTool::ArgoCd] {
         for (file, extra) in examples() {
             let (plan, objects) = load(&file, &extra);
-            let selector: Ignored = format!("Service/{}:/spec/selector", plan.rollout.spec.service.name)
-                .parse()
-                .unwrap();
+            let selector: Ignored =
+                format!("Service/{}:/spec/selector", plan.rollout.spec.service.name)
+                    .parse()
+                    .unwrap();
             let gitops = GitOps::new(tool, jiff::SignedDuration::from_mins(2))
                 .unwrap()
                 .ignoring(vec![selector])
                 .unwrap();
-            let report =
-                canary::cluster::simulate(&plan, &objects, SimConfig::default(), Some(gitops.clone()))
-                    .await
-                    .unwrap_or_else(|e| panic!("{file} under {tool}: {e}"));
+            let report = canary::cluster::simulate(
+                &plan,
+                &objects,
+                SimConfig::default(),
+                Some(gitops.clone()),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{file} under {tool}: {e}"));
             let name = format!("{file} under {tool}");
             assert_eq!(
                 report.summary.phase,
@@ -307,6 +312,51 @@ async fn rollouts_beyond_the_examples_release_and_roll_back_with_every_request_s
         assert_eq!(bad.summary.phase, Phase::Failed, "{}", plan.name);
         assert_truthful(&plan.name, &bad);
         assert_eq!(last_served_canary(&bad), 0.0);
+    }
+}
+
+/// A Rollout whose VirtualService the user keeps in Git (one route to the service host, no
+/// subsets): once the release is over, canary takes its changes back, so the GitOps tool finds
+/// nothing of canary's on it and nothing to correct while no release runs.
+#[tokio::test]
+async fn between_releases_the_users_virtual_service_is_as_git_has_it() {
+    use canary::kube::simulate::{GitOps, GitOpsTool};
+    let text = ISTIO_HASH.replace(
+        "trafficRouting: {istio: {}}",
+        "trafficRouting: {istio: {virtualService: {name: api}}}",
+    ) + "---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: api, namespace: prod}
+spec:
+  hosts: [api]
+  http:
+  - route:
+    - destination: {host: api}
+";
+    let (plan, objects) = load_text(&text);
+    for tool in [GitOpsTool::Flux, GitOpsTool::ArgoCd] {
+        let gitops = GitOps::new(tool, jiff::SignedDuration::from_mins(1)).unwrap();
+        let report = canary::cluster::simulate(&plan, &objects, SimConfig::default(), Some(gitops))
+            .await
+            .unwrap();
+        assert_eq!(report.summary.phase, Phase::Succeeded, "{tool}");
+        let ended = report
+            .rows
+            .iter()
+            .position(|row| row.phase == Phase::Succeeded)
+            .unwrap();
+        let corrected: Vec<&String> = report.rows[ended..]
+            .iter()
+            .flat_map(|row| &row.events)
+            .filter(|e| e.starts_with("GitOps") && e.contains("VirtualService"))
+            .collect();
+        assert!(corrected.is_empty(), "{tool}: {corrected:#?}");
+        let left = report.summary.left_on_user_objects.clone().unwrap();
+        assert!(
+            !left.iter().any(|l| l.starts_with("VirtualService")),
+            "{tool}: {left:#?}"
+        );
     }
 }
 

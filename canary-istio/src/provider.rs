@@ -45,6 +45,9 @@ struct Live {
     objects: Objects,
     virtual_service: Option<Value>,
     destination_rule: Option<Value>,
+    /// Whether the canary Deployment exists (its pods go before it: it is deleted in the
+    /// foreground).
+    canary_runs: bool,
 }
 
 impl IstioTraffic {
@@ -93,6 +96,9 @@ impl IstioTraffic {
                 );
             }
         }
+        let canary_runs = get_json(&self.deployments, &self.plan.canary_workload())
+            .await?
+            .is_some();
         let virtual_service =
             get_json(&self.virtual_services, &virtual_service::name(&self.plan)).await?;
         let destination_rule =
@@ -107,7 +113,69 @@ impl IstioTraffic {
             objects,
             virtual_service,
             destination_rule,
+            canary_runs,
         })
+    }
+
+    /// Whether `route` leaves the user's VirtualService to the user: all traffic on stable,
+    /// no canary running, and the VirtualService theirs. Then canary's changes to it and to
+    /// their DestinationRule are taken back, so that what Git holds is what runs and a GitOps
+    /// tool finds nothing to correct between releases.
+    fn idle(live: &Live, route: &RouteState) -> bool {
+        route.is_stable_only()
+            && !live.canary_runs
+            && live
+                .virtual_service
+                .as_ref()
+                .is_some_and(|vs| !generated(vs))
+    }
+
+    /// Whether the user's objects carry nothing of canary's (see [`Self::idle`]).
+    fn released(live: &Live) -> bool {
+        let untouched = |object: &Option<Value>| {
+            object.as_ref().is_none_or(|object| {
+                generated(object)
+                    || object["metadata"]["annotations"]
+                        .as_object()
+                        .is_none_or(|annotations| {
+                            !annotations.keys().any(|key| key.starts_with(CANARY_PREFIX))
+                        })
+            })
+        };
+        untouched(&live.virtual_service) && untouched(&live.destination_rule)
+    }
+
+    /// Takes canary's changes back from the user's VirtualService and DestinationRule (the
+    /// routes first, then the subsets no restored route uses). Returns whether it wrote.
+    async fn restore_user_objects(&self, live: &Live) -> Result<bool> {
+        let subsets = subsets::resolve(&self.plan, &live.objects).ok();
+        let mut changed = false;
+        if let (Some(vs), Some(subsets)) = (&live.virtual_service, &subsets)
+            && let Some(restored) = virtual_service::restore(&self.plan, subsets, vs)
+        {
+            changed |= self
+                .write(
+                    &self.virtual_services,
+                    Some(vs),
+                    &restored,
+                    virtual_service::managed_view,
+                )
+                .await?;
+        }
+        if let Some(dr) = &live.destination_rule {
+            let keep: Vec<&subsets::Subset> = subsets.iter().map(|s| &s.stable).collect();
+            if let Some(restored) = destination_rule::restore(dr, &keep) {
+                changed |= self
+                    .write(
+                        &self.destination_rules,
+                        Some(dr),
+                        &restored,
+                        destination_rule::managed_view,
+                    )
+                    .await?;
+            }
+        }
+        Ok(changed)
     }
 
     /// Writes `desired` when its managed parts differ from `live`'s. Returns whether it wrote.
@@ -142,6 +210,10 @@ impl IstioTraffic {
     /// default for VirtualServices, so requests to an undefined subset get 503s).
     async fn step(&self, route: &RouteState) -> Result<Step> {
         let live = self.live().await?;
+        if Self::idle(&live, route) {
+            let changed = self.restore_user_objects(&live).await?;
+            return Ok(Step::Done { changed });
+        }
         let rendered = render(&self.plan, route, &live.objects)?;
         let existing = live.destination_rule.as_ref();
         let in_use = self.subsets_in_use(&live, &rendered);
@@ -223,6 +295,9 @@ impl IstioTraffic {
 
     /// Whether the live objects are what `route` renders to, and Istio has taken them in.
     fn in_effect(&self, live: &Live, route: &RouteState) -> Result<bool> {
+        if Self::idle(live, route) {
+            return Ok(Self::released(live));
+        }
         let (Some(vs), Some(dr)) = (&live.virtual_service, &live.destination_rule) else {
             return Ok(false);
         };
@@ -237,37 +312,13 @@ impl IstioTraffic {
 
     async fn finalize_routes(&self) -> Result<()> {
         let live = self.live().await?;
-        let subsets = subsets::resolve(&self.plan, &live.objects).ok();
-        if let Some(vs) = &live.virtual_service {
-            if generated(vs) {
-                delete_if_present(&self.virtual_services, Some(vs)).await?;
-            } else if let Some(subsets) = &subsets
-                && let Some(restored) = virtual_service::restore(&self.plan, subsets, vs)
-            {
-                self.write(
-                    &self.virtual_services,
-                    Some(vs),
-                    &restored,
-                    virtual_service::managed_view,
-                )
-                .await?;
-            }
+        // The routes before the subsets they name.
+        if let Some(vs) = live.virtual_service.as_ref().filter(|vs| generated(vs)) {
+            delete_if_present(&self.virtual_services, Some(vs)).await?;
         }
-        if let Some(dr) = &live.destination_rule {
-            if generated(dr) {
-                delete_if_present(&self.destination_rules, Some(dr)).await?;
-            } else {
-                let keep: Vec<&subsets::Subset> = subsets.iter().map(|s| &s.stable).collect();
-                if let Some(restored) = destination_rule::restore(dr, &keep) {
-                    self.write(
-                        &self.destination_rules,
-                        Some(dr),
-                        &restored,
-                        destination_rule::managed_view,
-                    )
-                    .await?;
-                }
-            }
+        self.restore_user_objects(&live).await?;
+        if let Some(dr) = live.destination_rule.as_ref().filter(|dr| generated(dr)) {
+            delete_if_present(&self.destination_rules, Some(dr)).await?;
         }
         Ok(())
     }
@@ -295,6 +346,9 @@ impl Step {
         }
     }
 }
+
+/// The prefix of canary's own annotations.
+const CANARY_PREFIX: &str = "canary.rs/";
 
 /// The most steps [`TrafficProvider::reset`] takes in one call.
 const RESET_STEPS: usize = 4;
@@ -397,6 +451,13 @@ impl TrafficProvider for IstioTraffic {
                 verified,
             });
         };
+        if Self::idle(&live, applied) && in_effect {
+            // The user's own routes, with no canary to send anything to.
+            return Ok(TrafficObservation {
+                route: Some(RouteState::stable()),
+                verified,
+            });
+        }
         let route = match virtual_service::applied_route(vs) {
             Some(recorded) if recorded == *applied && in_effect => Some(recorded),
             Some(recorded) if recorded != *applied && self.in_effect(&live, &recorded)? => {
