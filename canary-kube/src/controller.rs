@@ -348,37 +348,82 @@ enum Cleanup {
 /// The canary Deployment has no owner reference to the Rollout, so however the Rollout is
 /// deleted (Argo CD deletes in the foreground) the garbage collector never removes the canary
 /// before step 1.
+///
+/// When the user's objects went with the Rollout (an Argo CD Application deleted whole), no
+/// request can reach the canary through them any more: the route is not waited for, and what
+/// the provider cannot find to give back is not an error. A Rollout whose spec no longer
+/// validates has no route to render: its canary is removed by its labels and its stable
+/// Deployment let go, and an event says the route was left as it is.
 async fn cleanup(rollout: &Rollout, context: &Context) -> Result<Cleanup> {
     let namespace = rollout.namespace().unwrap_or_else(|| "default".to_owned());
-    if let Ok(plan) = plan_of(rollout) {
-        let traffic = context.traffic.provider(&plan)?;
-        traffic.reset().await?;
-        let seen = traffic.observe(&RouteState::stable()).await?;
-        if seen.verified != Verification::Yes {
-            return Ok(Cleanup::Waiting(
-                "the route back to stable is not in effect yet".to_owned(),
-            ));
+    let name = rollout.name_any();
+    let (kind, message) = match plan_of(rollout) {
+        Ok(plan) => {
+            let traffic = context.traffic.provider(&plan)?;
+            let workload = DeploymentWorkload::new(context.client.clone(), &plan);
+            let services: Api<k8s_openapi::api::core::v1::Service> =
+                Api::namespaced(context.client.clone(), &namespace);
+            let stable_gone = !workload.stable_exists().await?
+                || services
+                    .get_opt(&plan.rollout.spec.service.name)
+                    .await?
+                    .is_none();
+            if !stable_gone {
+                traffic.reset().await?;
+                let seen = traffic.observe(&RouteState::stable()).await?;
+                if seen.verified != Verification::Yes {
+                    return Ok(Cleanup::Waiting(
+                        "the route back to stable is not in effect yet".to_owned(),
+                    ));
+                }
+            }
+            if let Some(waiting) = remove_canary(&workload).await? {
+                return Ok(waiting);
+            }
+            match traffic.finalize().await {
+                Ok(()) => {}
+                Err(error) if stable_gone => {
+                    tracing::warn!(rollout = %name, %error, "the stable objects are gone; what is left of the route stays");
+                }
+                Err(error) => return Err(error.into()),
+            }
+            (
+                EventKind::Normal,
+                "routes reset, canary removed, stable Deployment released".to_owned(),
+            )
         }
-        let workload = DeploymentWorkload::new(context.client.clone(), &plan);
-        canary_core::providers::WorkloadProvider::remove_canary(&workload).await?;
-        if !workload.canary_gone().await? {
-            return Ok(Cleanup::Waiting(
-                "the canary Deployment and its pods are going".to_owned(),
-            ));
+        Err(errors) => {
+            let stable = &rollout.spec.spec.workload_ref.name;
+            let workload =
+                DeploymentWorkload::without_plan(context.client.clone(), &namespace, &name, stable);
+            if let Some(waiting) = remove_canary(&workload).await? {
+                return Ok(waiting);
+            }
+            (
+                EventKind::Warning,
+                format!(
+                    "the spec does not validate, so the route was left as it is; canary \
+                     removed, stable Deployment released ({errors})"
+                ),
+            )
         }
-        workload.release().await?;
-        traffic.finalize().await?;
-    }
-    context.metrics.forget(&namespace, &rollout.name_any());
-    publish(
-        context,
-        rollout,
-        EventKind::Normal,
-        "Deleted",
-        "routes reset, canary removed, stable Deployment released",
-    )
-    .await;
+    };
+    context.metrics.forget(&namespace, &name);
+    publish(context, rollout, kind, "Deleted", &message).await;
     Ok(Cleanup::Done)
+}
+
+/// Removes the canary and lets the stable Deployment go; `Some` while the canary's pods are
+/// still going.
+async fn remove_canary(workload: &DeploymentWorkload) -> Result<Option<Cleanup>> {
+    canary_core::providers::WorkloadProvider::remove_canary(workload).await?;
+    if !workload.canary_gone().await? {
+        return Ok(Some(Cleanup::Waiting(
+            "the canary Deployment and its pods are going".to_owned(),
+        )));
+    }
+    workload.release().await?;
+    Ok(None)
 }
 
 /// Publishes an event on the Rollout; a failure to publish is logged, never fatal.

@@ -94,6 +94,29 @@ impl DeploymentWorkload {
         }
     }
 
+    /// The workloads of the Rollout `rollout` in `namespace` whose spec no longer validates
+    /// (so it has no plan): enough to remove its canary (found by its labels and name) and let
+    /// the stable Deployment `stable` go.
+    pub fn without_plan(client: Client, namespace: &str, rollout: &str, stable: &str) -> Self {
+        DeploymentWorkload {
+            deployments: Api::namespaced(client.clone(), namespace),
+            configmaps: Api::namespaced(client.clone(), namespace),
+            pods: Api::namespaced(client.clone(), namespace),
+            secrets: Api::namespaced(client, namespace),
+            rollout: rollout.to_owned(),
+            stable: stable.to_owned(),
+            canary: format!("{stable}-canary"),
+            new_version: None,
+            canary_labels: Vec::new(),
+            namespace: namespace.to_owned(),
+        }
+    }
+
+    /// Whether the stable Deployment exists.
+    pub async fn stable_exists(&self) -> Result<bool> {
+        Ok(self.deployments.get_opt(&self.stable).await?.is_some())
+    }
+
     async fn stable(&self) -> Result<Deployment> {
         self.deployments
             .get_opt(&self.stable)
@@ -402,7 +425,10 @@ impl DeploymentWorkload {
             }
             _ => false,
         };
-        let stable = self.stable().await?;
+        // A stable Deployment deleted with everything else has nothing left to hold.
+        let Some(stable) = self.deployments.get_opt(&self.stable).await? else {
+            return Ok(deleting);
+        };
         let paused = stable.spec.paused.unwrap_or(false);
         if !paused {
             self.write_stable(&stable, json!({"spec": {"paused": true}}))

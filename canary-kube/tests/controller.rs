@@ -18,6 +18,7 @@ use canary_kube::testserver::{ApiServer, ResourceType, Verb};
 use canary_kube::traffic::MemoryTraffic;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::PostParams;
+use kube::api::{Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
 use prometheus_client::registry::Registry;
 
@@ -74,6 +75,17 @@ impl Cluster {
         .unwrap();
         Api::<Deployment>::namespaced(client.clone(), "test")
             .create(&PostParams::default(), &stable)
+            .await
+            .unwrap();
+        let service: k8s_openapi::api::core::v1::Service =
+            serde_json::from_value(serde_json::json!({
+                "apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": "podinfo", "namespace": "test"},
+                "spec": {"selector": {"app": "podinfo"}, "ports": [{"port": 9898}]}
+            }))
+            .unwrap();
+        Api::<k8s_openapi::api::core::v1::Service>::namespaced(client.clone(), "test")
+            .create(&PostParams::default(), &service)
             .await
             .unwrap();
         let metrics = InMemoryMetrics::default();
@@ -579,6 +591,78 @@ async fn deleting_the_rollout_resets_routes_removes_the_canary_and_releases_stab
         !stable
             .annotations()
             .contains_key("canary.rs/stable-revision")
+    );
+}
+
+impl Cluster {
+    /// Reconciles the deleted Rollout until its finalizer is gone (at most 10 s).
+    async fn reconcile_until_gone(&self, context: &Arc<Context>) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while let Some(rollout) = self.rollouts().get_opt("podinfo").await.unwrap() {
+            assert!(Instant::now() < deadline, "finalizer not removed");
+            reconcile(Arc::new(rollout), context.clone()).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rollout_deleted_with_the_users_objects_is_cleaned_up() {
+    // An Argo CD Application deleted whole: the Rollout, its stable Deployment and its Service
+    // go together, mid-release. Nothing is left to route; the canary must not leak, nor the
+    // finalizer hold the Rollout forever.
+    let cluster = Cluster::new().await;
+    cluster.create_rollout(ROLLOUT).await;
+    let context = cluster.context();
+    cluster
+        .reconcile_until(&context, Duration::from_secs(20), |s| s.route.weight == 50)
+        .await;
+    cluster
+        .deployments()
+        .delete("podinfo", &Default::default())
+        .await
+        .unwrap();
+    Api::<k8s_openapi::api::core::v1::Service>::namespaced(cluster.client.clone(), "test")
+        .delete("podinfo", &Default::default())
+        .await
+        .unwrap();
+    cluster
+        .rollouts()
+        .delete("podinfo", &Default::default())
+        .await
+        .unwrap();
+    cluster.reconcile_until_gone(&context).await;
+    assert!(!cluster.canary_exists().await, "the canary leaked");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rollout_whose_spec_became_invalid_still_removes_its_canary_when_deleted() {
+    let cluster = Cluster::new().await;
+    cluster.create_rollout(ROLLOUT).await;
+    let context = cluster.context();
+    cluster
+        .reconcile_until(&context, Duration::from_secs(20), |s| s.route.weight == 50)
+        .await;
+    assert!(cluster.canary_exists().await);
+    let invalid =
+        serde_json::json!({"spec": {"strategy": {"canary": {"steps": [{"weight": 175}]}}}});
+    cluster
+        .rollouts()
+        .patch("podinfo", &PatchParams::default(), &Patch::Merge(&invalid))
+        .await
+        .unwrap();
+    cluster
+        .rollouts()
+        .delete("podinfo", &Default::default())
+        .await
+        .unwrap();
+    cluster.reconcile_until_gone(&context).await;
+    assert!(!cluster.canary_exists().await, "the canary leaked");
+    let stable = cluster.deployments().get("podinfo").await.unwrap();
+    assert_eq!(
+        stable.spec.paused,
+        Some(false),
+        "the stable Deployment is let go"
     );
 }
 
