@@ -91,6 +91,9 @@ pub struct RolloutStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Option<String>")]
     pub route_reapplied_at: Option<Timestamp>,
+    /// The route applied again at `route_reapplied_at` has since been seen in effect.
+    #[serde(default)]
+    pub route_reapply_seen: bool,
     /// Analysis runs passed at the current gate.
     #[serde(default)]
     pub iterations: u32,

@@ -450,6 +450,55 @@ async fn drift_late_in_a_long_step_is_repaired_not_a_missed_deadline() {
 }
 
 #[tokio::test]
+async fn a_route_changed_again_before_it_ever_takes_effect_runs_out_of_time() {
+    use canary_core::machine::{
+        Input, Observation, Verification, WorkloadObservation, WorkloadState, transition,
+    };
+    let yaml = format!("{}  progressDeadline: 3m\n", success_rate(2));
+    let world = World::new(&rollout(
+        "kuma",
+        "{canary: {steps: [{weight: 30, pause: {duration: 10m}}]}}",
+        &yaml,
+    ));
+    world.start().await;
+    world
+        .run_until(HOUR, |s| s.stage == StepStage::Gating && s.route_verified)
+        .await;
+    let status = world.status();
+    let revision = status.canary_revision.clone().unwrap_or_default();
+    let ready = |revision: &str, n| WorkloadState {
+        revision: revision.into(),
+        desired: n,
+        ready: n,
+        available: n,
+        stale: false,
+    };
+    // Every look finds someone else's route in place: canary's re-applied one never shows.
+    let changed = Input::Observed(Observation {
+        workload: WorkloadObservation {
+            desired_revision: revision.clone(),
+            stable: ready("rev-1", 5),
+            canary: Some(ready(&revision, 2)),
+        },
+        route: Some(RouteState::stable()),
+        verified: Verification::Yes,
+    });
+    let mut now = world.now().checked_add(SignedDuration::from_mins(9)).unwrap();
+    let first = transition(&world.plan, status, &changed, now);
+    assert_eq!(first.status.phase, Phase::Progressing, "a late change is repaired");
+    now = now.checked_add(SignedDuration::from_mins(2)).unwrap();
+    let again = transition(&world.plan, first.status, &changed, now);
+    assert_eq!(again.status.phase, Phase::Progressing, "still within the deadline");
+    now = now.checked_add(SignedDuration::from_mins(2)).unwrap();
+    let out = transition(&world.plan, again.status, &changed, now);
+    assert_eq!(out.status.phase, Phase::Failed, "{}", out.status.message);
+    assert_eq!(
+        out.status.condition("Promoted").map(|c| c.reason.as_str()),
+        Some("ProgressDeadlineExceeded")
+    );
+}
+
+#[tokio::test]
 async fn abort_rolls_back_and_retry_starts_again() {
     let world = flagger();
     world.start().await;
