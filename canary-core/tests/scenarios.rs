@@ -483,12 +483,23 @@ async fn a_route_changed_again_before_it_ever_takes_effect_runs_out_of_time() {
         route: Some(RouteState::stable()),
         verified: Verification::Yes,
     });
-    let mut now = world.now().checked_add(SignedDuration::from_mins(9)).unwrap();
+    let mut now = world
+        .now()
+        .checked_add(SignedDuration::from_mins(9))
+        .unwrap();
     let first = transition(&world.plan, status, &changed, now);
-    assert_eq!(first.status.phase, Phase::Progressing, "a late change is repaired");
+    assert_eq!(
+        first.status.phase,
+        Phase::Progressing,
+        "a late change is repaired"
+    );
     now = now.checked_add(SignedDuration::from_mins(2)).unwrap();
     let again = transition(&world.plan, first.status, &changed, now);
-    assert_eq!(again.status.phase, Phase::Progressing, "still within the deadline");
+    assert_eq!(
+        again.status.phase,
+        Phase::Progressing,
+        "still within the deadline"
+    );
     now = now.checked_add(SignedDuration::from_mins(2)).unwrap();
     let out = transition(&world.plan, again.status, &changed, now);
     assert_eq!(out.status.phase, Phase::Failed, "{}", out.status.message);
