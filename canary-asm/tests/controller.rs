@@ -177,8 +177,14 @@ async fn the_seed_chain_joins_and_leaves_the_canary_lane_service_by_service() {
             "in use until the last"
         );
         rollouts.delete(service, &Default::default()).await.unwrap();
-        let held = rollouts.get(service).await.unwrap();
-        reconcile(Arc::new(held), context.clone()).await.unwrap();
+        // The cleanup takes passes: a running canary is deleted in the foreground and waited
+        // for until its pods are gone.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while let Some(held) = rollouts.get_opt(service).await.unwrap() {
+            assert!(std::time::Instant::now() < deadline, "{service} still held");
+            reconcile(Arc::new(held), context.clone()).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
     for (kind, name) in [
         ("ASMSwimLaneGroup", "rollout"),
