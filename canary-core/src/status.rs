@@ -86,14 +86,11 @@ pub struct RolloutStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Option<String>")]
     pub gate_since: Option<Timestamp>,
-    /// When the route was last applied again because someone changed it: the wait for it to
-    /// take effect counts from there, not from the gate.
+    /// When the route was applied again because someone changed it, until it is seen in
+    /// effect: the wait for it to take effect counts from there, not from the gate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Option<String>")]
     pub route_reapplied_at: Option<Timestamp>,
-    /// The route applied again at `route_reapplied_at` has since been seen in effect.
-    #[serde(default)]
-    pub route_reapply_seen: bool,
     /// Analysis runs passed at the current gate.
     #[serde(default)]
     pub iterations: u32,

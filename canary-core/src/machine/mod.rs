@@ -144,11 +144,6 @@ impl Engine<'_> {
         if self.status.phase != phase {
             self.status.phase = phase;
             self.status.last_transition = Some(self.now);
-            if !matches!(phase, Phase::Progressing | Phase::Paused) {
-                // The wait for a re-applied route belongs to the steps.
-                self.status.route_reapplied_at = None;
-                self.status.route_reapply_seen = false;
-            }
             let kind = if phase == Phase::Failed {
                 EventKind::Warning
             } else {

@@ -118,7 +118,6 @@ impl Engine<'_> {
         status.waiting_since = Some(self.now);
         status.gate_since = None;
         status.route_reapplied_at = None;
-        status.route_reapply_seen = false;
         status.last_analysis = None;
         status.iterations = 0;
         status.approved = false;
@@ -402,9 +401,7 @@ impl Engine<'_> {
         let shown = written && seen.verified != Verification::No;
         if shown {
             self.status.route_verified = true;
-            if self.status.route_reapplied_at.is_some() {
-                self.status.route_reapply_seen = true;
-            }
+            self.status.route_reapplied_at = None;
             return;
         }
         if !written {
@@ -416,15 +413,13 @@ impl Engine<'_> {
                     describe_route(&self.status.route)
                 ),
             );
-            // A new wait only once the last re-applied route was seen in effect: a route changed
-            // again before it ever took effect (someone fighting canary faster than it looks)
-            // runs out of time from the first re-apply.
-            let status = &mut self.status;
-            if status.route_reapplied_at.is_none() || status.route_reapply_seen {
-                status.route_reapplied_at = Some(self.now);
-                status.route_reapply_seen = false;
+            // A new wait only once the last re-applied route was seen in effect (which clears
+            // it): a route changed again before it ever took effect (someone fighting canary
+            // faster than it looks) runs out of time from the first re-apply.
+            if self.status.route_reapplied_at.is_none() {
+                self.status.route_reapplied_at = Some(self.now);
             }
-            status.route_verified = false;
+            self.status.route_verified = false;
             self.emit(Action::SetRoute(self.status.route.clone()));
         } else if seen.verified == Verification::No {
             // Written as asked but not in effect (a provider's objects only partly right, such
