@@ -163,21 +163,14 @@ async fn every_example_releases_with_every_request_served() {
 
 /// Every example again with its objects and Rollout kept in Git: the release is a commit, and
 /// Flux or Argo CD (self-heal) puts back whatever drifts from Git every two minutes, told to
-/// leave the stable Service's selector to canary as the README says.
+/// ignore nothing. The stable Service, which Flux would force back whole, is never changed.
 #[tokio::test]
 async fn every_example_releases_under_gitops_with_every_request_served() {
-    use canary::kube::simulate::{GitOps, GitOpsTool, Ignored};
+    use canary::kube::simulate::{GitOps, GitOpsTool};
     for tool in [GitOpsTool::Flux, GitOpsTool::ArgoCd] {
         for (file, extra) in examples() {
             let (plan, objects) = load(&file, &extra);
-            let selector: Ignored =
-                format!("Service/{}:/spec/selector", plan.rollout.spec.service.name)
-                    .parse()
-                    .unwrap();
-            let gitops = GitOps::new(tool, jiff::SignedDuration::from_mins(2))
-                .unwrap()
-                .ignoring(vec![selector])
-                .unwrap();
+            let gitops = GitOps::new(tool, jiff::SignedDuration::from_mins(2)).unwrap();
             let report = canary::cluster::simulate(
                 &plan,
                 &objects,
@@ -195,6 +188,11 @@ async fn every_example_releases_under_gitops_with_every_request_served() {
             );
             assert_truthful(&name, &report);
             assert!(report.summary.gitops_corrections.is_some(), "{name}");
+            let left = report.summary.left_on_user_objects.clone().unwrap();
+            assert!(
+                !left.iter().any(|what| what.starts_with("Service ")),
+                "{name}: {left:?}"
+            );
         }
     }
 }

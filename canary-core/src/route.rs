@@ -92,6 +92,16 @@ pub enum ProviderKind {
 }
 
 impl ProviderKind {
+    /// Whether the provider routes by Service (a canary Service beside the stable one), so the
+    /// canary's pods must not be selected by the stable Service
+    /// ([`crate::services::canary_pod_label`]).
+    pub fn routes_by_service(self) -> bool {
+        matches!(
+            self,
+            ProviderKind::Nginx | ProviderKind::Kuma | ProviderKind::KumaTrafficRoute
+        )
+    }
+
     /// The provider chosen by `spec.trafficRouting`, if exactly one is set.
     pub fn of(routing: &TrafficRouting) -> Option<ProviderKind> {
         let asm = routing.asm.as_ref().map(|asm| match asm.mode {

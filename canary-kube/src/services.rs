@@ -1,20 +1,18 @@
 //! The Services of the providers that route by Service (ingress-nginx, Kuma), in the cluster:
-//! the canary Service and the stable Service's selector of [`canary_core::services`].
+//! the canary Service of [`canary_core::services`]. The stable Service is only read.
 
 use canary_core::RolloutPlan;
 use canary_core::objects::Objects;
 use canary_core::objects::ROLLOUT_LABEL;
 use canary_core::objects::includes;
-use canary_core::services::{
-    ROLE_LABEL, Split, StableSelector, canary_service_name, selector_patch,
-};
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use canary_core::services::{ROLE_LABEL, Split, canary_service_name};
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Pod, Service};
-use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::api::{ListParams, PostParams};
 use kube::{Api, Client};
 use serde_json::Value;
 
-use crate::apply::{Object, apply_if_changed, delete_if_present, get_json, label_selector};
+use crate::apply::{Object, apply_if_changed, delete_if_present, get_json};
 
 /// The stable and canary Services of one Rollout, as they are.
 #[derive(Debug, Clone, Default)]
@@ -31,7 +29,6 @@ pub struct ServiceSplit {
     manager: &'static str,
     services: Api<Service>,
     deployments: Api<Deployment>,
-    replicasets: Api<ReplicaSet>,
     pods: Api<Pod>,
 }
 
@@ -42,21 +39,17 @@ impl ServiceSplit {
         ServiceSplit {
             services: Api::namespaced(client.clone(), &namespace),
             deployments: Api::namespaced(client.clone(), &namespace),
-            replicasets: Api::namespaced(client.clone(), &namespace),
             pods: Api::namespaced(client, &namespace),
             manager,
             plan,
         }
     }
 
-    /// Adds to `objects` what rendering needs: both Deployments, the stable Service, the canary
-    /// pods that still run, and (while canary pods run, or when `routing` to them) both
-    /// Deployments' ReplicaSets.
-    pub async fn fetch(&self, objects: &mut Objects, routing: bool) -> kube::Result<LiveServices> {
+    /// Adds to `objects` what rendering needs: the stable Service, and the canary Deployment
+    /// and pods that still run (to check the stable Service does not select them).
+    pub async fn fetch(&self, objects: &mut Objects) -> kube::Result<LiveServices> {
         let plan = &self.plan;
         let canary_deployment = get_json(&self.deployments, &plan.canary_workload()).await?;
-        let stable_deployment =
-            get_json(&self.deployments, &plan.rollout.spec.workload_ref.name).await?;
         let pods = self
             .pods
             .list(&ListParams::default().labels(&format!(
@@ -64,63 +57,21 @@ impl ServiceSplit {
                 plan.name
             )))
             .await?;
-        let canary_pods = !pods.items.is_empty();
         objects.extend(
             pods.items
                 .iter()
                 .map(|pod| serde_json::to_value(pod).unwrap_or(Value::Null)),
         );
-        if routing || canary_deployment.is_some() || canary_pods {
-            for deployment in [&stable_deployment, &canary_deployment]
-                .into_iter()
-                .flatten()
-            {
-                let selector = label_selector(&deployment["spec"]["selector"]["matchLabels"]);
-                let list = self
-                    .replicasets
-                    .list(&ListParams::default().labels(&selector))
-                    .await?;
-                objects.extend(
-                    list.items
-                        .iter()
-                        .map(|rs| serde_json::to_value(rs).unwrap_or(Value::Null)),
-                );
-            }
-        }
         let live = LiveServices {
             stable: get_json(&self.services, &plan.rollout.spec.service.name).await?,
             canary: get_json(&self.services, &canary_service_name(plan)).await?,
         };
         objects.extend(
-            [canary_deployment, stable_deployment, live.stable.clone()]
+            [canary_deployment, live.stable.clone()]
                 .into_iter()
                 .flatten(),
         );
         Ok(live)
-    }
-
-    /// Narrows the stable Service's selector, or gives it back as written. Returns whether it
-    /// wrote.
-    pub async fn write_selector(
-        &self,
-        live: &LiveServices,
-        selector: &StableSelector,
-    ) -> kube::Result<bool> {
-        let Some(stable) = &live.stable else {
-            return Ok(false);
-        };
-        let Some(patch) = selector_patch(selector, stable) else {
-            return Ok(false);
-        };
-        let name = &self.plan.rollout.spec.service.name;
-        let params = PatchParams {
-            field_manager: Some(self.manager.to_owned()),
-            ..PatchParams::default()
-        };
-        self.services
-            .patch(name, &params, &Patch::Merge(&patch))
-            .await?;
-        Ok(true)
     }
 
     /// Applies the canary Service, or deletes it when `desired` is `None`. Returns whether it
@@ -169,10 +120,9 @@ impl ServiceSplit {
         }
     }
 
-    /// Puts `split` in effect in a safe order: the stable Service narrowed to stable pods, the
-    /// canary Service before the route object that sends traffic to it (in `routes`; `live`
-    /// is the one there now), and the route object gone before the canary Service. Returns
-    /// whether it wrote.
+    /// Puts `split` in effect in a safe order: the canary Service before the route object that
+    /// sends traffic to it (in `routes`; `live` is the one there now), and the route object
+    /// gone before the canary Service. Returns whether it wrote.
     pub async fn apply<K: Object>(
         &self,
         live: &LiveServices,
@@ -180,7 +130,7 @@ impl ServiceSplit {
         live_route: Option<&Value>,
         split: &Split,
     ) -> kube::Result<bool> {
-        let mut changed = self.write_selector(live, &split.stable_selector).await?;
+        let mut changed = false;
         if split.canary_service.is_some() {
             changed |= self
                 .write_canary(live, split.canary_service.as_ref())
@@ -196,8 +146,7 @@ impl ServiceSplit {
         Ok(changed)
     }
 
-    /// Removes the route object and the canary Service and gives the stable Service its
-    /// selector back.
+    /// Removes the route object and the canary Service.
     pub async fn remove<K: Object>(
         &self,
         live: &LiveServices,
@@ -206,8 +155,6 @@ impl ServiceSplit {
     ) -> kube::Result<()> {
         delete_if_present(routes, live_route).await?;
         self.write_canary(live, None).await?;
-        self.write_selector(live, &StableSelector::AsWritten)
-            .await?;
         Ok(())
     }
 }
@@ -224,16 +171,11 @@ pub fn holds(live: &LiveServices, live_route: Option<&Value>, split: &Split) -> 
         (None, None) => true,
         _ => false,
     };
-    let selector = live
-        .stable
-        .as_ref()
-        .is_none_or(|stable| split.stable_selector.in_effect(stable));
     let canary_selector = match (live.canary.as_ref(), split.canary_service.as_ref()) {
         (Some(live), Some(desired)) => same_selector(live, desired),
         _ => true,
     };
-    selector
-        && canary_selector
+    canary_selector
         && same(live.canary.as_ref(), split.canary_service.as_ref())
         && same(live_route, split.route.as_ref())
 }

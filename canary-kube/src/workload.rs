@@ -6,7 +6,9 @@
 //! - A revision is the hash of the pod template the user asks for (the stable template with
 //!   `newVersion` applied) and of the data of the ConfigMaps and Secrets it uses.
 //! - The canary Deployment runs that template with the version label, the pod-template
-//!   metadata and `canary.rs/role: canary`. It names its Rollout by the `canary.rs/rollout`
+//!   metadata and `canary.rs/role: canary`; for the providers that route by Service, its pods
+//!   carry a value of their own for one key of the stable Service's selector, so that the
+//!   stable Service (never edited) does not select them (see `canary_core::services`). It names its Rollout by the `canary.rs/rollout`
 //!   label and has no owner reference: when the Rollout is deleted in the foreground (as Argo
 //!   CD deletes), the garbage collector deletes every dependent of it at once
 //!   (pkg/controller/garbagecollector/garbagecollector.go `attemptToDeleteItem`: a dependent
@@ -27,9 +29,10 @@
 use async_trait::async_trait;
 use canary_core::machine::{WorkloadObservation, WorkloadState};
 use canary_core::providers::WorkloadProvider;
+use canary_core::services::canary_pod_label;
 use canary_core::spec::NewVersion;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::{Api, Client};
 use serde_json::{Value, json};
@@ -60,6 +63,7 @@ pub struct DeploymentWorkload {
     configmaps: Api<ConfigMap>,
     secrets: Api<Secret>,
     pods: Api<Pod>,
+    services: Api<Service>,
     namespace: String,
     rollout: String,
     stable: String,
@@ -67,6 +71,9 @@ pub struct DeploymentWorkload {
     new_version: Option<NewVersion>,
     /// Pod labels only canary pods carry: the ASM lane tag, for lane releases.
     canary_labels: Vec<(String, String)>,
+    /// The Service whose selector must not select canary pods (providers that route by
+    /// Service).
+    leave_service: Option<String>,
 }
 
 impl DeploymentWorkload {
@@ -77,6 +84,7 @@ impl DeploymentWorkload {
             deployments: Api::namespaced(client.clone(), &namespace),
             configmaps: Api::namespaced(client.clone(), &namespace),
             pods: Api::namespaced(client.clone(), &namespace),
+            services: Api::namespaced(client.clone(), &namespace),
             secrets: Api::namespaced(client, &namespace),
             rollout: plan.name.clone(),
             stable: plan.rollout.spec.workload_ref.name.clone(),
@@ -90,6 +98,10 @@ impl DeploymentWorkload {
                 .iter()
                 .map(|asm| (LANE_TAG.to_owned(), asm.canary_lane.clone()))
                 .collect(),
+            leave_service: plan
+                .provider
+                .routes_by_service()
+                .then(|| plan.rollout.spec.service.name.clone()),
             namespace,
         }
     }
@@ -102,12 +114,14 @@ impl DeploymentWorkload {
             deployments: Api::namespaced(client.clone(), namespace),
             configmaps: Api::namespaced(client.clone(), namespace),
             pods: Api::namespaced(client.clone(), namespace),
+            services: Api::namespaced(client.clone(), namespace),
             secrets: Api::namespaced(client, namespace),
             rollout: rollout.to_owned(),
             stable: stable.to_owned(),
             canary: format!("{stable}-canary"),
             new_version: None,
             canary_labels: Vec::new(),
+            leave_service: None,
             namespace: namespace.to_owned(),
         }
     }
@@ -303,6 +317,9 @@ impl DeploymentWorkload {
         for (key, value) in &self.canary_labels {
             template["metadata"]["labels"][key] = json!(value);
         }
+        if let Some((key, value)) = self.stable_service_leaving(&template).await? {
+            template["metadata"]["labels"][key] = json!(value);
+        }
         let selector = canary_selector(&stable, &template);
         if let Some(existing) = self.deployments.get_opt(&self.canary).await?
             && existing.spec.selector.match_labels.as_ref() != Some(&selector)
@@ -338,6 +355,29 @@ impl DeploymentWorkload {
             .patch(&self.canary, &params, &Patch::Apply(&canary))
             .await?;
         Ok(true)
+    }
+
+    /// The label that keeps pods of `template` out of the stable Service's selector, when the
+    /// provider routes by Service and the selector would select them.
+    async fn stable_service_leaving(&self, template: &Value) -> Result<Option<(String, String)>> {
+        let Some(name) = &self.leave_service else {
+            return Ok(None);
+        };
+        let Some(service) = self.services.get_opt(name).await? else {
+            return Ok(None);
+        };
+        let selector: serde_json::Map<String, Value> = service
+            .spec
+            .and_then(|spec| spec.selector)
+            .into_iter()
+            .flatten()
+            .map(|(key, value)| (key, Value::String(value)))
+            .collect();
+        let labels = template["metadata"]["labels"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        Ok(canary_pod_label(&selector, &labels))
     }
 
     async fn promote_inner(&self, revision: &str) -> Result<bool> {

@@ -12,7 +12,6 @@ use async_trait::async_trait;
 use canary_core::machine::Verification;
 use canary_core::objects::{Objects, includes};
 use canary_core::providers::{TrafficObservation, TrafficProvider};
-use canary_core::services::StableSelector;
 use canary_core::{Capabilities, RolloutPlan, RouteState};
 use canary_kube::apply::get_json;
 use canary_kube::services::{LiveServices, ServiceSplit, holds};
@@ -70,9 +69,9 @@ impl KumaTraffic {
         }
     }
 
-    async fn live(&self, routing: bool) -> Result<Live> {
+    async fn live(&self) -> Result<Live> {
         let mut objects = Objects::default();
-        let services = self.services.fetch(&mut objects, routing).await?;
+        let services = self.services.fetch(&mut objects).await?;
         let route = get_json(&self.routes, &route_name(&self.plan).1).await?;
         if let Some(meshes) = &self.meshes
             && let Some(mesh) = get_json(meshes, mesh(&self.plan)).await?
@@ -87,15 +86,11 @@ impl KumaTraffic {
     }
 
     fn rendered(&self, live: &Live, route: &RouteState) -> Result<Rendered> {
-        let rendered = render(&self.plan, route, &live.objects)?;
-        if let StableSelector::Unknown(why) = &rendered.stable_selector {
-            return Err(Error::Input(why.clone()));
-        }
-        Ok(rendered)
+        render(&self.plan, route, &live.objects)
     }
 
     async fn apply_route(&self, route: &RouteState) -> Result<bool> {
-        let live = self.live(!route.is_stable_only()).await?;
+        let live = self.live().await?;
         let rendered = self.rendered(&live, route)?;
         Ok(self
             .services
@@ -120,7 +115,7 @@ impl TrafficProvider for KumaTraffic {
     }
 
     async fn observe(&self, applied: &RouteState) -> canary_core::Result<TrafficObservation> {
-        let live = self.live(!applied.is_stable_only()).await?;
+        let live = self.live().await?;
         let in_effect = self.in_effect(&live, applied)?;
         let verified = if in_effect {
             Verification::Yes
@@ -146,7 +141,7 @@ impl TrafficProvider for KumaTraffic {
     }
 
     async fn finalize(&self) -> canary_core::Result<()> {
-        let live = self.live(false).await?;
+        let live = self.live().await?;
         self.services
             .remove(&live.services, &self.routes, live.route.as_ref())
             .await

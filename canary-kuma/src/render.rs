@@ -1,9 +1,9 @@
-//! Rendering: a Rollout, a route and the stable Service → the canary Service, the route object
-//! and the stable Service's selector. Pure; the provider and `canary render` both use it.
+//! Rendering: a Rollout, a route and the stable Service → the canary Service and the route
+//! object. Pure; the provider and `canary render` both use it.
 //!
 //! The canary gets its own Service (`<service>-canary`), so Kuma sees it as its own service
 //! (a `MeshService`, or the `kuma.io/service` tag `<service>-canary_<namespace>_svc_<port>`);
-//! the stable Service is narrowed to the stable pods while canary pods run (see
+//! the stable Service is never edited: the canary's pods leave its selector (see
 //! [`canary_core::services`]). The route:
 //!
 //! - **MeshHTTPRoute** `<service>-canary` in the Rollout's namespace, in the mesh of
@@ -163,8 +163,8 @@ pub fn service_tag(service: &str, namespace: &str, port: i64) -> String {
     format!("{service}_{namespace}_svc_{port}")
 }
 
-/// The objects for `route`. `objects` holds the stable Service, and, to narrow it, the stable
-/// Deployment with its current ReplicaSet (and the canary Deployment when it runs); for a
+/// The objects for `route`. `objects` holds the stable Service, and the canary Deployment and
+/// pods when they run (the stable Service must not select them); for a
 /// MeshHTTPRoute, the Mesh when it has MeshServices (see [`references`]).
 pub fn render(plan: &RolloutPlan, route: &RouteState, objects: &Objects) -> Result<Rendered> {
     refuse_exclusive_mirror(plan, route, objects)?;

@@ -95,8 +95,9 @@ async fn the_route_and_canary_service_come_and_go_and_the_stable_service_ends_as
         "canary"
     );
     assert_eq!(
-        service(&cluster, "backend").unwrap()["spec"]["selector"]["pod-template-hash"],
-        "7d4b"
+        service(&cluster, "backend").unwrap(),
+        before,
+        "the stable Service is never written"
     );
     assert_eq!(
         traffic.observe(&RouteState::stable()).await.unwrap().route,

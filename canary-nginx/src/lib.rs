@@ -35,7 +35,6 @@ pub mod render;
 
 use canary_core::{Capabilities, ProviderKind};
 
-pub use canary_core::services::StableSelector;
 pub use error::{Error, Result};
 #[cfg(feature = "kube")]
 pub use provider::NginxTraffic;

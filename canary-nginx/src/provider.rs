@@ -11,7 +11,6 @@ use async_trait::async_trait;
 use canary_core::machine::Verification;
 use canary_core::objects::Objects;
 use canary_core::providers::{TrafficObservation, TrafficProvider};
-use canary_core::services::StableSelector;
 use canary_core::{Capabilities, RolloutPlan, RouteState};
 use canary_kube::apply::{delete_if_present, get_json};
 use canary_kube::services::{LiveServices, ServiceSplit, holds};
@@ -68,12 +67,12 @@ impl NginxTraffic {
         }
     }
 
-    /// The objects rendering needs (the stable ReplicaSets too when `routing` to the canary).
+    /// The objects rendering needs.
     /// Objects of the canary names that another Rollout (or no Rollout) owns are left out and
     /// named in `conflict`, so nothing here writes or deletes them.
-    async fn live(&self, routing: bool) -> Result<Live> {
+    async fn live(&self) -> Result<Live> {
         let mut objects = Objects::default();
-        let mut services = self.services.fetch(&mut objects, routing).await?;
+        let mut services = self.services.fetch(&mut objects).await?;
         let stable_ingress = get_json(&self.ingresses, &ingress_name(&self.plan)).await?;
         let name = canary_ingress_name(&self.plan, stable_ingress.as_ref());
         objects.extend(stable_ingress);
@@ -108,11 +107,7 @@ impl NginxTraffic {
     }
 
     fn rendered(&self, live: &Live, route: &RouteState) -> Result<Rendered> {
-        let rendered = render(&self.plan, route, &live.objects)?;
-        if let StableSelector::Unknown(why) = &rendered.stable_selector {
-            return Err(Error::Input(why.clone()));
-        }
-        Ok(rendered)
+        render(&self.plan, route, &live.objects)
     }
 
     /// The merge patch removing routing fields someone added to the live canary Ingress.
@@ -124,7 +119,7 @@ impl NginxTraffic {
     }
 
     async fn apply_route(&self, route: &RouteState) -> Result<bool> {
-        let live = self.live(!route.is_stable_only()).await?;
+        let live = self.live().await?;
         let rendered = self.rendered(&live, route)?;
         if let Some(why) = &live.conflict
             && (rendered.route.is_some() || rendered.canary_service.is_some())
@@ -183,7 +178,7 @@ impl TrafficProvider for NginxTraffic {
     }
 
     async fn observe(&self, applied: &RouteState) -> canary_core::Result<TrafficObservation> {
-        let live = self.live(!applied.is_stable_only()).await?;
+        let live = self.live().await?;
         let verified = if self.in_effect(&live, applied)? {
             Verification::Yes
         } else {
@@ -205,7 +200,7 @@ impl TrafficProvider for NginxTraffic {
     }
 
     async fn finalize(&self) -> canary_core::Result<()> {
-        let live = self.live(false).await?;
+        let live = self.live().await?;
         delete_if_present(&self.ingresses, live.stale_ingress.as_ref())
             .await
             .map_err(Error::from)?;

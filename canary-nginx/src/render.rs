@@ -1,9 +1,8 @@
-//! Rendering: a Rollout, a route and the stable Ingress and Service → the canary Service, the
-//! canary Ingress, and the stable Service's selector. Pure; the provider and `canary render`
-//! both use it.
+//! Rendering: a Rollout, a route and the stable Ingress and Service → the canary Service and
+//! the canary Ingress. Pure; the provider and `canary render` both use it.
 //!
-//! - **Canary Service** `<service>-canary` and the **stable Service**'s selector narrowed while
-//!   canary pods run: see [`canary_core::services`].
+//! - **Canary Service** `<service>-canary`; the **stable Service** is never edited (the
+//!   canary's pods leave its selector): see [`canary_core::services`].
 //! - **Canary Ingress** `<ingress>-<service>-canary` (`<ingress>-canary` when the stable
 //!   Ingress routes to the Rollout's Service alone, see [`canary_ingress_name`]): the stable
 //!   Ingress's rules that send traffic to the stable Service, pointed at the canary Service;
@@ -160,9 +159,8 @@ fn needed<'a>(
     })
 }
 
-/// The objects for `route`. `objects` holds the stable Service and Ingress, and, to narrow the
-/// stable Service, the stable Deployment with its current ReplicaSet (and the canary
-/// Deployment when it runs).
+/// The objects for `route`. `objects` holds the stable Service and Ingress, and the canary
+/// Deployment and pods when they run (the stable Service must not select them).
 pub fn render(plan: &RolloutPlan, route: &RouteState, objects: &Objects) -> Result<Rendered> {
     split(plan, route, objects, || {
         let ingress = needed(

@@ -6,7 +6,7 @@
 use canary_core::objects::Objects;
 use canary_core::spec::{CookieMatch, RequestMatch, StringMatch};
 use canary_core::{RolloutPlan, RouteState};
-use canary_nginx::{StableSelector, render};
+use canary_nginx::render;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::networking::v1::Ingress;
 use serde_json::{Value, json};
@@ -69,49 +69,38 @@ fn at_20_percent_the_seeds_canary_ingress_and_service() {
     assert_eq!(
         spec.selector.unwrap(),
         [
-            ("app".to_owned(), "echoserver".to_owned()),
-            ("canary.rs/role".to_owned(), "canary".to_owned())
+            ("canary.rs/role".to_owned(), "canary".to_owned()),
+            ("canary.rs/rollout".to_owned(), plan.name.clone()),
         ]
         .into()
     );
-    // Without the stable ReplicaSet the stable Service cannot be narrowed; render says so.
-    assert!(matches!(
-        rendered.stable_selector,
-        StableSelector::Unknown(_)
-    ));
+    // The stable Service is never among the objects written.
+    assert_eq!(rendered.objects().len(), 2);
 }
 
-fn with_replicaset(mut objects: Objects) -> Objects {
+fn with_canary(mut objects: Objects, app: &str) -> Objects {
     objects.insert(json!({
-        "apiVersion": "apps/v1", "kind": "ReplicaSet",
-        "metadata": {"name": "echoserver-6c9f", "labels": {"app": "echoserver", "pod-template-hash": "6c9f"},
-                     "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "echoserver", "uid": "u"}]}
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "echoserver-canary", "namespace": "default"},
+        "spec": {"template": {"metadata": {"labels": {
+            "app": app, "canary.rs/role": "canary", "canary.rs/rollout": "echoserver"}}}}
     }));
     objects
 }
 
 #[test]
-fn while_a_canary_runs_the_stable_service_selects_the_stable_pods_only() {
+fn a_canary_the_stable_service_would_select_gets_no_route() {
     let (plan, objects) = echoserver();
-    let objects = with_replicaset(objects);
-    let rendered = render(&plan, &RouteState::weighted(20), &objects).unwrap();
-    let StableSelector::Narrowed(stable) = &rendered.stable_selector else {
-        panic!("{:?}", rendered.stable_selector);
-    };
-    let stable: Service = typed(stable);
-    let selector = stable.spec.unwrap().selector.unwrap();
-    assert_eq!(selector["pod-template-hash"], "6c9f");
-    assert_eq!(selector["app"], "echoserver");
-    // All traffic back on stable: no canary objects; the selector stays narrowed while canary
-    // pods still run, and is given back once they are gone.
-    let mut running = objects.clone();
-    running.insert(json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "echoserver-canary"}}));
-    let back = render(&plan, &RouteState::stable(), &running).unwrap();
-    assert!(back.route.is_none() && back.canary_service.is_none());
-    assert!(matches!(back.stable_selector, StableSelector::Narrowed(_)));
-    let gone = render(&plan, &RouteState::stable(), &objects).unwrap();
-    assert_eq!(gone.stable_selector, StableSelector::AsWritten);
-    assert!(gone.objects().is_empty());
+    let own = with_canary(objects.clone(), "echoserver-canary");
+    assert!(render(&plan, &RouteState::weighted(20), &own).is_ok());
+    let shared = with_canary(objects, "echoserver");
+    let refused = render(&plan, &RouteState::weighted(20), &shared)
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains("selects the canary's pods"), "{refused}");
+    // Back to stable needs nothing, and is never refused.
+    let back = render(&plan, &RouteState::stable(), &shared).unwrap();
+    assert!(back.objects().is_empty());
 }
 
 fn stable_ingress() -> Value {

@@ -76,7 +76,7 @@ fn cluster(canary: usize) -> Objects {
         json!({"app": "echoserver"}),
     ));
     if canary > 0 {
-        let labels = json!({"app": "echoserver", "canary.rs/role": "canary", "canary.rs/rollout": "echoserver"});
+        let labels = canary_labels();
         objects.insert(deployment(
             "echoserver-canary",
             canary as u32,
@@ -89,8 +89,22 @@ fn cluster(canary: usize) -> Objects {
     objects
 }
 
-/// `objects` with what canary renders for `route` applied (the stable Service replaced by its
-/// narrowed form, the canary Service and Ingress added).
+/// The labels of the canary's pods, as the workload makes them: the stable pods' labels with
+/// canary's own, and an own value for the stable Service's selector key.
+fn canary_labels() -> Value {
+    let mut labels =
+        json!({"app": "echoserver", "canary.rs/role": "canary", "canary.rs/rollout": "echoserver"});
+    let (key, value) = canary_core::services::canary_pod_label(
+        json!({"app": "echoserver"}).as_object().unwrap(),
+        labels.as_object().unwrap(),
+    )
+    .unwrap();
+    labels[key] = json!(value);
+    labels
+}
+
+/// `objects` with what canary renders for `route` applied (the canary Service and Ingress
+/// added; the stable Service is never rendered).
 fn applied(objects: &Objects, route: &RouteState) -> World {
     let rendered = canary_nginx::render(&plan(), route, objects).unwrap();
     let mut objects = objects.clone();
@@ -161,28 +175,16 @@ fn a_header_match_sends_exactly_the_matching_requests() {
 
 #[test]
 fn while_stable_rolls_behind_a_full_canary_route_nothing_is_unserved() {
-    // Promotion: the canary at full size takes all traffic, the stable Deployment rolls to a
-    // new ReplicaSet whose pods are not ready yet, and its old pods are gone.
+    // Promotion: the canary at full size takes all traffic while the stable Deployment rolls
+    // to a new ReplicaSet (RollingUpdate, 25 % of 5 unavailable at most: 4 old pods stay
+    // until new ones are ready). The stable Service is as the user wrote it.
     let mut objects = cluster(5);
-    let narrowed = applied(&objects, &RouteState::weighted(50));
-    objects.insert(
-        narrowed
-            .get("Service", "default", "echoserver")
-            .cloned()
-            .unwrap(),
-    );
-    let stale: Vec<Value> = objects
+    let stable: Vec<Value> = objects
         .iter()
-        .filter(|o| {
-            !(o["kind"] == "Pod"
-                && o["metadata"]["name"]
-                    .as_str()
-                    .unwrap()
-                    .starts_with("echoserver-stable1"))
-        })
+        .filter(|o| o["metadata"]["name"] != "echoserver-stable1-4")
         .cloned()
         .collect();
-    let mut objects = Objects::new(stale);
+    objects = Objects::new(stable);
     objects.insert(deployment(
         "echoserver",
         5,
@@ -198,7 +200,11 @@ fn while_stable_rolls_behind_a_full_canary_route_nothing_is_unserved() {
         json!({"app": "echoserver"}),
     ));
     let world = applied(&objects, &RouteState::weighted(100));
-    let (_, canary, none) = shares(&world, &request());
+    let (stable, canary, none) = shares(&world, &request());
     assert!(close(none, 0.0), "unserved {none}");
-    assert!(close(canary, 1.0));
+    assert!(close(canary, 1.0), "canary {canary}, stable {stable}");
+    // Back to stable before the roll is over: the old pods answer everything.
+    let world = applied(&objects, &RouteState::stable());
+    let (stable, canary, none) = shares(&world, &request());
+    assert!(close(stable, 1.0) && close(canary, 0.0) && close(none, 0.0));
 }

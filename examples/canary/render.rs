@@ -102,19 +102,13 @@ fn provider_objects(
         ProviderKind::Istio => canary::istio::render(plan, route, objects)
             .map(|rendered| rendered.objects())
             .map_err(|e| failed(&e)),
-        ProviderKind::Nginx => {
-            let rendered = canary::nginx::render(plan, route, objects).map_err(|e| failed(&e))?;
-            if let canary::services::StableSelector::Unknown(why) = &rendered.stable_selector {
-                eprintln!("note: {why}");
-            }
-            Ok(rendered.objects())
-        }
+        ProviderKind::Nginx => canary::nginx::render(plan, route, objects)
+            .map(|rendered| rendered.objects())
+            .map_err(|e| failed(&e)),
         ProviderKind::Kuma | ProviderKind::KumaTrafficRoute => {
-            let rendered = canary::kuma::render(plan, route, objects).map_err(|e| failed(&e))?;
-            if let canary::services::StableSelector::Unknown(why) = &rendered.stable_selector {
-                eprintln!("note: {why}");
-            }
-            Ok(rendered.objects())
+            canary::kuma::render(plan, route, objects)
+                .map(|rendered| rendered.objects())
+                .map_err(|e| failed(&e))
         }
         ProviderKind::AsmHeader | ProviderKind::AsmWeighted => {
             canary::asm::render(plan, route, objects)
