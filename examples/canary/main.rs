@@ -81,10 +81,11 @@ struct SimulateArgs {
     pod_startup: String,
     /// Keep the objects and the Rollout in Git, applied by this tool (with `--cluster`):
     /// `flux` (server-side apply, forced) or `argocd` (client-side apply, self-heal). The
-    /// release is a commit, and the tool corrects drift every `--gitops-interval`.
+    /// release is a commit; Flux corrects drift every `--gitops-interval`, Argo CD within
+    /// seconds of a change, backing off from 2 s to 5 min while it keeps finding drift.
     #[arg(long, value_name = "TOOL", requires = "cluster")]
     gitops: Option<String>,
-    /// How often the GitOps tool corrects drift.
+    /// How often Flux corrects drift.
     #[arg(
         long,
         value_name = "DURATION",

@@ -2,19 +2,25 @@
 //!
 //! Git holds the files the simulation was given: the user's objects and the Rollout. The tool
 //! applies them when the cluster boots and when Git changes (a release is a commit: the
-//! Rollout's `newVersion`, or the stable Deployment's pod template), and again every
-//! interval, correcting whatever differs from Git:
+//! Rollout's `newVersion`, or the stable Deployment's pod template), and corrects whatever
+//! drifts from Git:
 //!
-//! - **Flux** (kustomize-controller): server-side apply of every object, forced, as field
-//!   manager `kustomize-controller`, after a dry-run apply shows the object drifted.
-//! - **Argo CD** with self-heal: client-side apply, as `kubectl apply` makes it: a three-way
-//!   merge patch from the configuration it last applied (kept in the
+//! - **Flux** (kustomize-controller), every interval: server-side apply of every object,
+//!   forced, as field manager `kustomize-controller`, after a dry-run apply shows the object
+//!   drifted.
+//! - **Argo CD** with self-heal, within seconds of a change (it watches the objects it
+//!   manages): client-side apply, as `kubectl apply` makes it: a three-way merge patch from
+//!   the configuration it last applied (kept in the
 //!   `kubectl.kubernetes.io/last-applied-configuration` annotation), the one in Git and the
 //!   live object, sent when it would change the live object. Maps merge key by key, lists are
-//!   replaced whole, and a key Git never had is not Argo CD's to remove.
+//!   replaced whole, and a key Git never had is not Argo CD's to remove. Each self-heal after
+//!   the first of a revision waits longer: 2 s, then 3 times more each time, at most 5 min
+//!   after the previous one (argo-cd controller/appcontroller.go `selfHealRemainingBackoff`,
+//!   with the defaults of `--self-heal-backoff-timeout-seconds`, `-factor` and `-cap-seconds`;
+//!   the attempt count is reset only by the sync of a new revision).
 //!
 //! What the tool corrects after the release begins is counted: a controller that fights Git
-//! makes that count grow with every interval.
+//! makes that count grow with every interval or self-heal.
 
 use std::fmt;
 use std::str::FromStr;
@@ -35,6 +41,28 @@ pub const FLUX_MANAGER: &str = "kustomize-controller";
 
 /// Argo CD's field manager (argo-cd `common.ArgoCDSSAManager`).
 pub const ARGOCD_MANAGER: &str = "argocd-controller";
+
+/// How soon Argo CD sees a change to an object it watches, in the simulation.
+const ARGOCD_WATCH: SignedDuration = SignedDuration::from_secs(5);
+
+/// Argo CD's wait before self-heal attempt `attempt` (0-based) after the previous one: none for
+/// the first, then 2 s times 3 to the power of the attempts before, at most 5 minutes.
+fn self_heal_backoff(attempt: u32) -> SignedDuration {
+    const BASE: i64 = 2;
+    const FACTOR: i64 = 3;
+    const CAP: i64 = 300;
+    if attempt == 0 {
+        return SignedDuration::ZERO;
+    }
+    let mut secs = BASE;
+    for _ in 1..attempt {
+        secs = secs.saturating_mul(FACTOR);
+        if secs >= CAP {
+            break;
+        }
+    }
+    SignedDuration::from_secs(secs.min(CAP))
+}
 
 /// Which GitOps tool applies the user's objects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -234,6 +262,9 @@ pub(super) struct Repository {
     /// Objects the tool found drifted and applied again since counting began.
     corrections: u32,
     counting: bool,
+    /// Argo CD: self-heals since the last sync of a new revision, and when the last ended.
+    self_heals: u32,
+    last_self_heal: Option<Timestamp>,
 }
 
 impl Repository {
@@ -245,6 +276,8 @@ impl Repository {
             next: None,
             corrections: 0,
             counting: false,
+            self_heals: 0,
+            last_self_heal: None,
         }
     }
 
@@ -294,7 +327,24 @@ impl Repository {
         if !force && self.next.is_none_or(|next| next > now) {
             return Ok(Vec::new());
         }
-        self.next = now.checked_add(self.gitops.interval).ok();
+        if force {
+            // A new revision: Argo CD's self-heal count starts again.
+            self.self_heals = 0;
+            self.last_self_heal = None;
+        }
+        if self.gitops.tool == GitOpsTool::ArgoCd && !force {
+            let due = self
+                .last_self_heal
+                .and_then(|last| last.checked_add(self_heal_backoff(self.self_heals)).ok());
+            if let Some(due) = due.filter(|due| *due > now) {
+                self.next = Some(due);
+                return Ok(Vec::new());
+            }
+        }
+        self.next = match self.gitops.tool {
+            GitOpsTool::Flux => now.checked_add(self.gitops.interval).ok(),
+            GitOpsTool::ArgoCd => now.checked_add(ARGOCD_WATCH).ok(),
+        };
         let mut corrected = Vec::new();
         for manifest in &self.manifests {
             let drifted = match self.gitops.tool {
@@ -307,6 +357,10 @@ impl Repository {
         }
         if self.counting {
             self.corrections += u32::try_from(corrected.len()).unwrap_or(u32::MAX);
+        }
+        if self.gitops.tool == GitOpsTool::ArgoCd && !force && !corrected.is_empty() {
+            self.self_heals = self.self_heals.saturating_add(1);
+            self.last_self_heal = Some(now);
         }
         Ok(corrected)
     }
@@ -517,6 +571,15 @@ pub(super) fn three_way(last: Option<&Value>, desired: &Value, live: &Value) -> 
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn argo_cd_self_heals_back_off_from_2_seconds_by_3_to_5_minutes() {
+        let waits: Vec<i64> = (0..8)
+            .map(|attempt| self_heal_backoff(attempt).as_secs())
+            .collect();
+        assert_eq!(waits, [0, 2, 6, 18, 54, 162, 300, 300]);
+        assert_eq!(self_heal_backoff(u32::MAX).as_secs(), 300);
+    }
 
     #[test]
     fn kubectl_apply_leaves_keys_git_never_had_and_removes_keys_git_dropped() {
