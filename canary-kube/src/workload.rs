@@ -402,42 +402,26 @@ impl DeploymentWorkload {
                 "the wanted revision changed from {revision} to {desired} before promotion; trying again"
             )));
         }
-        // The labels the stable selector needs stay as they are (a selector cannot change).
-        let selector = stable
-            .spec
-            .selector
-            .match_labels
-            .clone()
-            .unwrap_or_default();
-        for (key, value) in selector {
-            template["metadata"]["labels"][key] = json!(value);
-        }
-        // Pod metadata meant for the canary (`newVersion.podTemplateMetadata`, such as a lane
-        // tag) stays as the stable pods have it.
         let live = pod_template(stable);
-        if let Some(extra) = self
-            .new_version
-            .as_ref()
-            .and_then(|new| new.pod_template_metadata.as_ref())
-        {
-            for (field, keys) in [
-                ("labels", &extra.labels),
-                ("annotations", &extra.annotations),
-            ] {
-                for key in keys.keys() {
-                    match live["metadata"][field].get(key) {
-                        Some(value) => template["metadata"][field][key] = value.clone(),
-                        None => {
-                            if let Some(map) = template["metadata"][field].as_object_mut() {
-                                map.remove(key);
-                            }
-                        }
-                    }
-                }
-            }
-        }
+        keep_stable_labels(
+            &mut template,
+            &live,
+            &serde_json::to_value(&stable.spec.selector.match_labels).unwrap_or(Value::Null),
+            self.new_version.as_ref(),
+        );
         if !configs.is_empty() {
             template["metadata"]["annotations"][CONFIG_HASH] = json!(configs);
+        }
+        if live != without_config_hash(&template)
+            && let Some(manager) = gitops_applier(stable)
+        {
+            return Err(Error::Invalid(format!(
+                "the stable Deployment {}/{}'s pod template is applied by {manager}, which would \
+                 put the old one back after promotion: commit newVersion's change to the \
+                 Deployment's template in Git (the release is promoted once the template there \
+                 asks for it), or release by changing the template in Git, without newVersion",
+                self.namespace, self.stable
+            )));
         }
         // The template is the live one with the new version applied, so a merge patch (lists
         // replaced whole, maps merged) sets exactly it.
@@ -518,6 +502,102 @@ fn pod_template(deployment: &Deployment) -> Value {
         }
     }
     value
+}
+
+/// What promotion keeps of the stable pods' `live` template in the new `template`: the labels
+/// the stable Deployment's selector (`match_labels`) needs (a selector cannot change), and the
+/// stable pods' own values of the keys of `newVersion.podTemplateMetadata` (pod metadata
+/// meant for the canary, such as a lane tag).
+fn keep_stable_labels(
+    template: &mut Value,
+    live: &Value,
+    match_labels: &Value,
+    new_version: Option<&NewVersion>,
+) {
+    for (key, value) in match_labels.as_object().into_iter().flatten() {
+        template["metadata"]["labels"][key] = value.clone();
+    }
+    let Some(extra) = new_version.and_then(|new| new.pod_template_metadata.as_ref()) else {
+        return;
+    };
+    for (field, keys) in [
+        ("labels", &extra.labels),
+        ("annotations", &extra.annotations),
+    ] {
+        for key in keys.keys() {
+            match live["metadata"][field].get(key) {
+                Some(value) => template["metadata"][field][key] = value.clone(),
+                None => {
+                    if let Some(map) = template["metadata"][field].as_object_mut() {
+                        map.remove(key);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The pod template promotion of `new_version` gives the Deployment `manifest` (as JSON): what
+/// its template must be in Git for a GitOps tool to keep what promotion writes.
+pub fn promoted_template(manifest: &Value, new_version: &NewVersion) -> Value {
+    let live = manifest["spec"]["template"].clone();
+    let mut template = live.clone();
+    apply_new_version(&mut template, new_version);
+    keep_stable_labels(
+        &mut template,
+        &live,
+        &manifest["spec"]["selector"]["matchLabels"],
+        Some(new_version),
+    );
+    template
+}
+
+/// `template` without canary's configuration hash annotation (as [`pod_template`] reads it).
+fn without_config_hash(template: &Value) -> Value {
+    let mut template = template.clone();
+    if let Some(annotations) = template["metadata"]["annotations"].as_object_mut() {
+        annotations.remove(CONFIG_HASH);
+        if annotations.is_empty() {
+            template["metadata"]
+                .as_object_mut()
+                .map(|m| m.remove("annotations"));
+        }
+    }
+    template
+}
+
+/// The field managers of the GitOps tools that apply objects from Git again and again: Flux's
+/// (kustomize-controller, helm-controller: their `--manager` defaults) and Argo CD's
+/// (`argocd-controller`, argo-cd `common.ArgoCDSSAManager`; its client-side apply writes as
+/// that manager too).
+const GITOPS_MANAGERS: [&str; 3] = [
+    "kustomize-controller",
+    "helm-controller",
+    "argocd-controller",
+];
+
+/// The GitOps tool whose manager owns fields of `deployment`'s pod template (its
+/// `managedFields` entry has `f:spec` → `f:template`), if one does: it applies the template
+/// from Git again whenever it differs, so a template canary writes does not stay.
+fn gitops_applier(deployment: &Deployment) -> Option<String> {
+    deployment
+        .metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .filter(|entry| {
+            entry
+                .manager
+                .as_deref()
+                .is_some_and(|manager| GITOPS_MANAGERS.contains(&manager))
+        })
+        .find(|entry| {
+            entry
+                .fields_v1
+                .as_ref()
+                .is_some_and(|fields| fields.0["f:spec"]["f:template"].is_object())
+        })
+        .and_then(|entry| entry.manager.clone())
 }
 
 /// True while a Deployment's controller has not rolled its current template out.
@@ -630,6 +710,60 @@ spec:
             .first()
             .and_then(|c| c.image.clone())
             .unwrap_or_default()
+    }
+
+    /// A `newVersion` promoted into a template Flux applies from Git would be put back at
+    /// Flux's next interval, the stable pods rolled back under a release reported as
+    /// promoted: promotion refuses, naming the tool and what to commit. Once Git's template
+    /// asks for the new version, promotion only lets the Deployment roll.
+    #[tokio::test]
+    async fn a_new_version_is_not_written_into_a_template_gitops_applies() {
+        let server = ApiServer::start().await.unwrap();
+        let manifest = |image: &str| {
+            json!({
+                "apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": "web", "namespace": "default"},
+                "spec": {"replicas": 2,
+                         "selector": {"matchLabels": {"app": "web"}},
+                         "template": {"metadata": {"labels": {"app": "web"}},
+                                      "spec": {"containers": [{"name": "web", "image": image}]}}}
+            })
+        };
+        server
+            .apply_as("kustomize-controller", &manifest("web:1"), true)
+            .unwrap();
+        let rollout =
+            format!("{ROLLOUT}  newVersion: {{containers: [{{name: web, image: \"web:2\"}}]}}\n");
+        let plan = canary_core::load::plan_from_yaml(&rollout).unwrap();
+        let workload = DeploymentWorkload::new(server.client(), &plan);
+        assert!(workload.adopt().await.unwrap());
+        let seen = workload.observe_inner().await.unwrap();
+        let refused = workload
+            .promote_inner(&seen.desired_revision)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            refused.contains("applied by kustomize-controller") && refused.contains("Git"),
+            "{refused}"
+        );
+        assert_eq!(image(&workload.stable().await.unwrap()), "web:1");
+
+        // The user commits the new version to the Deployment in Git; Flux applies it.
+        server
+            .apply_as("kustomize-controller", &manifest("web:2"), true)
+            .unwrap();
+        let again = workload.observe_inner().await.unwrap();
+        assert_eq!(again.desired_revision, seen.desired_revision);
+        assert!(
+            workload
+                .promote_inner(&again.desired_revision)
+                .await
+                .unwrap()
+        );
+        let promoted = workload.stable().await.unwrap();
+        assert_eq!(image(&promoted), "web:2");
+        assert_eq!(promoted.spec.paused, Some(false));
     }
 
     /// A write by another manager between canary's read of the stable Deployment and its

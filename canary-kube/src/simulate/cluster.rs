@@ -205,8 +205,10 @@ impl Cluster {
     }
 
     /// Asks for a new revision through Git: the Rollout's `newVersion` committed when it has
-    /// one, or else the stable Deployment's pod template changed as `kubectl rollout restart`
-    /// changes it; the tool applies the commit at once.
+    /// one, with the stable Deployment's template as promotion will make it (a tool applying
+    /// Git would put any other back: promotion refuses to write a template GitOps applies), or
+    /// else the stable Deployment's pod template changed as `kubectl rollout restart` changes
+    /// it; the tool applies the commit at once.
     pub(super) async fn release_in_git(
         &self,
         plan: &RolloutPlan,
@@ -227,6 +229,12 @@ impl Cluster {
             Some(new_version) => {
                 manifest["spec"]["newVersion"] = serde_json::to_value(new_version)
                     .map_err(|e| Error::Invalid(format!("the Rollout's newVersion: {e}")))?;
+                let stable = &plan.rollout.spec.workload_ref.name;
+                if let Some(mut deployment) = git.manifest("Deployment", stable).cloned() {
+                    deployment["spec"]["template"] =
+                        crate::workload::promoted_template(&deployment, new_version);
+                    git.commit(deployment);
+                }
             }
             None => {
                 manifest["spec"]["template"]["metadata"]["annotations"][RESTARTED_AT] =
