@@ -288,10 +288,7 @@ fn render_builds_on_objects_given_and_refuses_what_it_cannot_do() {
         http[0]["match"][0]["headers"]["x-user-group"]["exact"],
         "insider"
     );
-    assert_eq!(
-        http[0]["route"][0]["destination"]["host"],
-        "ratings-canary"
-    );
+    assert_eq!(http[0]["route"][0]["destination"]["host"], "ratings-canary");
     // No weight for the canary: the weighted route sends everything to the service host.
     let weighted = http[1]["route"].as_array().unwrap();
     assert_eq!(weighted.len(), 1);

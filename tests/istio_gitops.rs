@@ -146,7 +146,10 @@ async fn a_users_destination_rule_is_never_edited_and_a_failed_release_leaves_no
             .flat_map(|row| &row.events)
             .filter(|e| e.starts_with("GitOps") && e.contains("DestinationRule"))
             .count();
-        assert_eq!(dr_corrections, 0, "{what}: the DestinationRule never drifts");
+        assert_eq!(
+            dr_corrections, 0,
+            "{what}: the DestinationRule never drifts"
+        );
 
         let failing = SimConfig {
             canary_error_rate: Some(0.3),

@@ -296,12 +296,12 @@ impl IstioTraffic {
             return Ok(false);
         };
         let rendered = render(&self.plan, route, &live.objects)?;
-        let same = |live: Option<&Value>, desired: Option<&Value>, view: fn(&Value) -> Value| {
-            match (live, desired) {
-                (Some(live), Some(desired)) => view(live) == view(desired) && reconciled(live),
-                (None, None) => true,
-                _ => false,
-            }
+        let same = |live: Option<&Value>, desired: Option<&Value>, view: fn(&Value) -> Value| match (
+            live, desired,
+        ) {
+            (Some(live), Some(desired)) => view(live) == view(desired) && reconciled(live),
+            (None, None) => true,
+            _ => false,
         };
         let service = match (&live.services.canary, &rendered.canary_service) {
             (Some(live), Some(desired)) => {
@@ -381,7 +381,9 @@ fn destinations(vs: &Value) -> impl Iterator<Item = &Value> {
                 .into_iter()
                 .flatten()
                 .map(|mirror| &mirror["destination"]);
-            routed.chain(std::iter::once(&route["mirror"])).chain(mirrors)
+            routed
+                .chain(std::iter::once(&route["mirror"]))
+                .chain(mirrors)
         })
 }
 

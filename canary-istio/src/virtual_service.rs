@@ -59,7 +59,12 @@ impl Target<'_> {
             .to_owned();
         out.insert(
             "host".to_owned(),
-            json!(canary_host(&host, self.service, self.namespace, &self.canary)),
+            json!(canary_host(
+                &host,
+                self.service,
+                self.namespace,
+                &self.canary
+            )),
         );
         out.remove("subset");
         Value::Object(out)
@@ -83,9 +88,9 @@ impl Target<'_> {
     fn forwards_here(&self, route: &Value) -> bool {
         route["route"].as_array().is_some_and(|list| {
             !list.is_empty()
-                && list.iter().all(|d| {
-                    self.is_ours(&d["destination"]) || self.is_canary(&d["destination"])
-                })
+                && list
+                    .iter()
+                    .all(|d| self.is_ours(&d["destination"]) || self.is_canary(&d["destination"]))
                 && list.iter().any(|d| self.is_ours(&d["destination"]))
         })
     }
@@ -139,10 +144,7 @@ fn weighted(base: &Value, target: &Target, route: &RouteState, http: bool) -> Va
     if http && let Some(map) = out.as_object_mut() {
         match route.mirror {
             Some(share) => {
-                map.insert(
-                    "mirror".to_owned(),
-                    target.canary(&template_destination),
-                );
+                map.insert("mirror".to_owned(), target.canary(&template_destination));
                 map.insert(
                     "mirrorPercentage".to_owned(),
                     json!({"value": f64::from(share)}),
@@ -465,7 +467,9 @@ pub fn restore(vs: &Value) -> Option<Value> {
     if generated(vs) {
         return None;
     }
-    let annotations = vs.pointer("/metadata/annotations").and_then(Value::as_object);
+    let annotations = vs
+        .pointer("/metadata/annotations")
+        .and_then(Value::as_object);
     let marked = annotations.is_some_and(|a| a.contains_key(ROUTE_ANNOTATION));
     let record = match original(vs) {
         Some(record) => record,

@@ -109,7 +109,10 @@ async fn a_release_moves_the_virtual_service_step_by_step_and_deletion_cleans_up
         .await;
     assert_eq!(
         weights(&vs()),
-        [("reviews".to_owned(), 80), ("reviews-canary".to_owned(), 20)]
+        [
+            ("reviews".to_owned(), 80),
+            ("reviews-canary".to_owned(), 20)
+        ]
     );
     cluster
         .wait_rolled_out("demo", "reviews-v1-canary", Duration::from_secs(10))
@@ -122,7 +125,10 @@ async fn a_release_moves_the_virtual_service_step_by_step_and_deletion_cleans_up
         .await;
     assert_eq!(
         weights(&vs()),
-        [("reviews".to_owned(), 50), ("reviews-canary".to_owned(), 50)]
+        [
+            ("reviews".to_owned(), 50),
+            ("reviews-canary".to_owned(), 50)
+        ]
     );
     cluster
         .wait_rolled_out("demo", "reviews-v1-canary", Duration::from_secs(10))

@@ -229,14 +229,20 @@ async fn generated_objects_are_applied_read_back_verified_and_deleted_on_finaliz
     );
     assert_eq!(
         weights(&cluster),
-        [("reviews".to_owned(), 80), ("reviews-canary".to_owned(), 20)]
+        [
+            ("reviews".to_owned(), 80),
+            ("reviews-canary".to_owned(), 20)
+        ]
     );
     let vs = get(&cluster, "VirtualService").unwrap();
     assert_eq!(
         vs["metadata"]["managedFields"][0]["manager"],
         "canary-istio"
     );
-    assert!(get(&cluster, "DestinationRule").is_none(), "no subsets, no rule");
+    assert!(
+        get(&cluster, "DestinationRule").is_none(),
+        "no subsets, no rule"
+    );
     let canary = get_named(&cluster, "Service", "reviews-canary").unwrap();
     assert_eq!(
         canary["spec"]["selector"],
@@ -284,15 +290,15 @@ async fn generated_objects_are_applied_read_back_verified_and_deleted_on_finaliz
         traffic.observe(&RouteState::stable()).await.unwrap().route,
         Some(RouteState::stable())
     );
-    assert_eq!(
-        weights(&cluster),
-        [("reviews".to_owned(), 100)]
-    );
+    assert_eq!(weights(&cluster), [("reviews".to_owned(), 100)]);
     assert!(get_named(&cluster, "Service", "reviews-canary").is_none());
     traffic.finalize().await.unwrap();
     assert!(get(&cluster, "VirtualService").is_none());
     assert!(get(&cluster, "DestinationRule").is_none());
-    assert!(get(&cluster, "Service").is_some(), "the stable Service stays");
+    assert!(
+        get(&cluster, "Service").is_some(),
+        "the stable Service stays"
+    );
 }
 
 #[tokio::test]
@@ -381,11 +387,18 @@ async fn gits_route_put_back_mid_release_is_seen_and_a_stable_route_gives_the_us
     cluster.put(reverted);
     let seen = traffic.observe(&route).await.unwrap();
     assert_eq!(seen.verified, Verification::No);
-    assert_eq!(seen.route, Some(RouteState::stable()), "Git's route sends the canary nothing");
+    assert_eq!(
+        seen.route,
+        Some(RouteState::stable()),
+        "Git's route sends the canary nothing"
+    );
     assert_eq!(settle(&cluster, &traffic, &route).await, 1, "the VS again");
     assert_eq!(
         weights(&cluster),
-        [("reviews".to_owned(), 80), ("reviews-canary".to_owned(), 20)]
+        [
+            ("reviews".to_owned(), 80),
+            ("reviews-canary".to_owned(), 20)
+        ]
     );
 
     // All on stable: Git's VirtualService as it is, then the canary host goes.
@@ -441,7 +454,10 @@ async fn the_routes_wait_for_the_canary_hosts_destination_rule_to_be_reconciled(
     assert_hosts_defined(&cluster);
     assert_eq!(
         weights(&cluster),
-        [("reviews".to_owned(), 80), ("reviews-canary".to_owned(), 20)]
+        [
+            ("reviews".to_owned(), 80),
+            ("reviews-canary".to_owned(), 20)
+        ]
     );
     assert_eq!(
         traffic.observe(&route).await.unwrap().verified,

@@ -48,7 +48,10 @@ fn validate_all(objects: &[Value]) {
             Some("VirtualService") => vs,
             Some("DestinationRule") => dr,
             Some("Service") => {
-                assert_eq!(object["metadata"]["labels"]["app.kubernetes.io/managed-by"], "canary");
+                assert_eq!(
+                    object["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+                    "canary"
+                );
                 continue;
             }
             other => panic!("unexpected {other:?}"),
@@ -69,7 +72,10 @@ fn bookinfo_at_50_weighs_the_service_host_and_the_canary_host_and_take_over_send
     assert_eq!(vs["spec"]["http"].as_array().unwrap().len(), 1);
     assert_eq!(
         vs["spec"]["http"][0]["route"],
-        json!([destination("reviews", 50), destination("reviews-canary", 50)])
+        json!([
+            destination("reviews", 50),
+            destination("reviews-canary", 50)
+        ])
     );
     let service = rendered.canary_service.as_ref().unwrap();
     assert_eq!(service["metadata"]["name"], "reviews-canary");
@@ -85,7 +91,10 @@ fn bookinfo_at_50_weighs_the_service_host_and_the_canary_host_and_take_over_send
     let rendered = render(&plan, &take_over, &objects).unwrap();
     assert_eq!(
         rendered.virtual_service["spec"]["http"][0]["route"],
-        json!([destination("reviews", 0), destination("reviews-canary", 100)])
+        json!([
+            destination("reviews", 0),
+            destination("reviews-canary", 100)
+        ])
     );
     // All on stable: the service host alone, and no canary host.
     let rendered = render(&plan, &RouteState::stable(), &objects).unwrap();
@@ -146,7 +155,10 @@ fn a_route_to_the_canary_needs_the_stable_service_and_never_while_it_selects_the
         .cloned()
         .collect();
     let error = render(&plan, &RouteState::weighted(10), &Objects::new(without)).unwrap_err();
-    assert!(error.to_string().contains("Service demo/details is needed"), "{error}");
+    assert!(
+        error.to_string().contains("Service demo/details is needed"),
+        "{error}"
+    );
     // A canary Deployment made before its pods left the stable Service (the same labels).
     let stable = objects.get("Deployment", "demo", "details-v1").unwrap();
     let mut canary = stable.clone();
@@ -154,7 +166,10 @@ fn a_route_to_the_canary_needs_the_stable_service_and_never_while_it_selects_the
     let mut with_canary = objects.clone();
     with_canary.insert(canary);
     let error = render(&plan, &RouteState::weighted(10), &with_canary).unwrap_err();
-    assert!(error.to_string().contains("selects the canary's pods"), "{error}");
+    assert!(
+        error.to_string().contains("selects the canary's pods"),
+        "{error}"
+    );
     // All traffic on stable needs neither.
     assert!(render(&plan, &RouteState::stable(), &with_canary).is_ok());
 }
@@ -245,10 +260,19 @@ fn in_a_users_virtual_service_only_the_named_route_changes_and_restore_gives_it_
         user["spec"]["http"][1]["route"][0]["headers"]
     );
     assert_eq!(http[2]["mirrorPercentage"]["value"], 20.0);
-    assert_eq!(http[2]["mirror"]["host"], "reviews-canary.demo.svc.cluster.local");
+    assert_eq!(
+        http[2]["mirror"]["host"],
+        "reviews-canary.demo.svc.cluster.local"
+    );
     let tcp = &vs["spec"]["tcp"][0]["route"];
-    assert_eq!(tcp[0], json!({"destination": {"host": "reviews", "subset": "v1"}, "weight": 70}));
-    assert_eq!(tcp[1], json!({"destination": {"host": "reviews-canary"}, "weight": 30}));
+    assert_eq!(
+        tcp[0],
+        json!({"destination": {"host": "reviews", "subset": "v1"}, "weight": 70})
+    );
+    assert_eq!(
+        tcp[1],
+        json!({"destination": {"host": "reviews-canary"}, "weight": 30})
+    );
     validate_all(&rendered.objects());
 
     let restored = restore(vs).unwrap();
@@ -272,17 +296,31 @@ fn the_users_destination_rule_is_never_rendered_and_its_traffic_policy_goes_to_t
     });
     objects.insert(user_dr.clone());
     let rendered = render(&plan, &RouteState::weighted(20), &objects).unwrap();
-    assert!(rendered.objects().iter().all(|o| o["metadata"]["name"] != "reviews" || o["kind"] == "VirtualService"));
+    assert!(
+        rendered
+            .objects()
+            .iter()
+            .all(|o| o["metadata"]["name"] != "reviews" || o["kind"] == "VirtualService")
+    );
     let dr = rendered.canary_destination_rule.as_ref().unwrap();
     assert_eq!(dr["metadata"]["name"], "reviews-canary");
-    assert_eq!(dr["metadata"]["labels"]["app.kubernetes.io/managed-by"], "canary");
+    assert_eq!(
+        dr["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+        "canary"
+    );
     assert_eq!(dr["spec"]["host"], "reviews-canary");
-    assert_eq!(dr["spec"]["trafficPolicy"], user_dr["spec"]["trafficPolicy"]);
+    assert_eq!(
+        dr["spec"]["trafficPolicy"],
+        user_dr["spec"]["trafficPolicy"]
+    );
     assert!(dr["spec"]["subsets"].is_null());
     validate_all(&rendered.objects());
     // Without a policy there is nothing to carry over.
     let mut bare = user_dr;
-    bare["spec"].as_object_mut().unwrap().remove("trafficPolicy");
+    bare["spec"]
+        .as_object_mut()
+        .unwrap()
+        .remove("trafficPolicy");
     objects.insert(bare);
     let rendered = render(&plan, &RouteState::weighted(20), &objects).unwrap();
     assert!(rendered.canary_destination_rule.is_none());

@@ -1095,6 +1095,10 @@ mod tests {
         );
         let served = serve(&world(vec![canary_service, canary_pod, vs]), &from_shop());
         assert!(close(canary(&served), 0.0));
-        assert!(served.unserved_because.is_some_and(|why| why.contains("503 NC")));
+        assert!(
+            served
+                .unserved_because
+                .is_some_and(|why| why.contains("503 NC"))
+        );
     }
 }
