@@ -10,7 +10,7 @@
 //! auto mTLS, no pool limits) where the stable share goes out as the user asked.
 
 use canary_core::RolloutPlan;
-use canary_core::objects::{generated, generated_metadata};
+use canary_core::objects::{clean, generated, generated_metadata};
 use canary_core::services::canary_service_name;
 use serde_json::{Value, json};
 
@@ -56,6 +56,37 @@ pub fn canary(plan: &RolloutPlan, user: Option<&Value>) -> Option<Value> {
         "metadata": generated_metadata(plan, &canary_name(plan)),
         "spec": spec,
     }))
+}
+
+/// The prefix of the annotations earlier versions of canary put on a user's DestinationRule
+/// (`canary.rs/original`: its subsets before canary added its own; `canary.rs/stable-subset`).
+const CANARY_PREFIX: &str = "canary.rs/";
+
+/// A user's DestinationRule `dr` that earlier versions of canary edited, given back: the
+/// subsets recorded in `canary.rs/original` (else its subsets as they are) and none of
+/// canary's annotations. `None` when it carries nothing of canary's.
+pub fn released(dr: &Value) -> Option<Value> {
+    if generated(dr) {
+        return None;
+    }
+    let annotations = dr["metadata"]["annotations"].as_object()?;
+    if !annotations.keys().any(|key| key.starts_with(CANARY_PREFIX)) {
+        return None;
+    }
+    let original = annotations
+        .get("canary.rs/original")
+        .and_then(Value::as_str)
+        .and_then(|text| serde_json::from_str::<Value>(text).ok())
+        .and_then(|record| record.get("subsets").cloned())
+        .filter(Value::is_array);
+    let mut out = clean(dr);
+    if let Some(subsets) = original {
+        out["spec"]["subsets"] = subsets;
+    }
+    if let Some(annotations) = out["metadata"]["annotations"].as_object_mut() {
+        annotations.retain(|key, _| !key.starts_with(CANARY_PREFIX));
+    }
+    Some(out)
 }
 
 /// The parts of a DestinationRule canary writes, to compare the desired with the live one.

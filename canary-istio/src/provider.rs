@@ -49,6 +49,8 @@ struct Live {
     objects: Objects,
     services: LiveServices,
     virtual_service: Option<Value>,
+    /// The DestinationRule named for the service host (the user's, read only).
+    destination_rule: Option<Value>,
     /// The DestinationRule canary generated for the canary host.
     canary_destination_rule: Option<Value>,
     /// A DestinationRule canary generated for the service host (subsets, in earlier
@@ -116,6 +118,7 @@ impl IstioTraffic {
             objects,
             services,
             virtual_service,
+            destination_rule,
             canary_destination_rule,
             generated_destination_rule,
         })
@@ -143,7 +146,13 @@ impl IstioTraffic {
                         !annotations.keys().any(|key| key.starts_with(CANARY_PREFIX))
                     })
         });
-        untouched && !live.names_canary(&self.plan) && Self::canary_host_gone(live)
+        untouched
+            && !live.names_canary(&self.plan)
+            && Self::canary_host_gone(live)
+            && live
+                .destination_rule
+                .as_ref()
+                .is_none_or(|dr| destination_rule::released(dr).is_none())
     }
 
     /// Whether the canary Service and the canary host's DestinationRule are gone.
@@ -152,20 +161,41 @@ impl IstioTraffic {
     }
 
     /// Takes canary's changes back from the user's VirtualService. Returns whether it wrote.
+    /// A user's DestinationRule that earlier versions of canary edited is given back too.
     async fn restore_user_objects(&self, live: &Live) -> Result<bool> {
-        let Some(vs) = &live.virtual_service else {
+        let mut changed = false;
+        if let Some(vs) = &live.virtual_service
+            && let Some(restored) = virtual_service::restore(vs)
+        {
+            changed |= self
+                .write(
+                    &self.virtual_services,
+                    Some(vs),
+                    &restored,
+                    virtual_service::managed_view,
+                )
+                .await?;
+        }
+        changed |= self.release_destination_rule(live).await?;
+        Ok(changed)
+    }
+
+    /// Gives back a user's DestinationRule that earlier versions of canary edited (its
+    /// subsets as recorded, none of canary's annotations). Returns whether it wrote.
+    async fn release_destination_rule(&self, live: &Live) -> Result<bool> {
+        let Some(released) = live
+            .destination_rule
+            .as_ref()
+            .and_then(destination_rule::released)
+        else {
             return Ok(false);
         };
-        let Some(restored) = virtual_service::restore(vs) else {
-            return Ok(false);
-        };
-        self.write(
-            &self.virtual_services,
-            Some(vs),
-            &restored,
-            virtual_service::managed_view,
-        )
-        .await
+        let name = destination_rule::name(&self.plan);
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        self.destination_rules
+            .patch(&name, &params, &Patch::Apply(&payload(&released)))
+            .await?;
+        Ok(true)
     }
 
     /// Removes the canary Service and the canary host's DestinationRule. Returns whether it
@@ -271,6 +301,10 @@ impl IstioTraffic {
             }
             changed |= self.remove_canary_host(&live).await?;
         }
+        if rendered.canary_service.is_none() && !changed {
+            // After the routes, so that no route names a subset the rule loses.
+            changed |= self.release_destination_rule(&live).await?;
+        }
         if let Some(dr) = &live.generated_destination_rule
             && !live
                 .virtual_service
@@ -296,13 +330,7 @@ impl IstioTraffic {
             return Ok(false);
         };
         let rendered = render(&self.plan, route, &live.objects)?;
-        let same = |live: Option<&Value>, desired: Option<&Value>, view: fn(&Value) -> Value| match (
-            live, desired,
-        ) {
-            (Some(live), Some(desired)) => view(live) == view(desired) && reconciled(live),
-            (None, None) => true,
-            _ => false,
-        };
+
         let service = match (&live.services.canary, &rendered.canary_service) {
             (Some(live), Some(desired)) => {
                 live["spec"]["selector"] == desired["spec"]["selector"] && includes(live, desired)
@@ -337,6 +365,16 @@ impl IstioTraffic {
         )
         .await?;
         Ok(())
+    }
+}
+
+/// Whether `live` is `desired` where canary writes it (`view`) and reconciled, or both are
+/// absent.
+fn same(live: Option<&Value>, desired: Option<&Value>, view: fn(&Value) -> Value) -> bool {
+    match (live, desired) {
+        (Some(live), Some(desired)) => view(live) == view(desired) && reconciled(live),
+        (None, None) => true,
+        _ => false,
     }
 }
 
@@ -423,7 +461,7 @@ fn payload(desired: &Value) -> Value {
         return desired.clone();
     }
     let mut spec = Map::new();
-    for field in ["http", "tcp", "tls"] {
+    for field in ["http", "tcp", "tls", "subsets"] {
         if let Some(value) = desired["spec"].get(field) {
             spec.insert(field.to_owned(), value.clone());
         }

@@ -464,3 +464,55 @@ async fn the_routes_wait_for_the_canary_hosts_destination_rule_to_be_reconciled(
         Verification::Yes
     );
 }
+
+#[tokio::test]
+async fn a_destination_rule_an_earlier_version_edited_is_given_back_once_no_route_needs_it() {
+    let cluster = cluster().await;
+    cluster.put(user_vs());
+    cluster.put(user_dr());
+    // What earlier versions left: a canary subset added and their annotations, written by
+    // server-side apply as canary's field manager.
+    let api: kube::Api<kube::api::DynamicObject> = kube::Api::namespaced_with(
+        cluster.client.clone(),
+        "demo",
+        &kube::api::ApiResource::from_gvk(&kube::api::GroupVersionKind::gvk(
+            "networking.istio.io",
+            "v1",
+            "DestinationRule",
+        )),
+    );
+    let original = json!({"subsets": user_dr()["spec"]["subsets"]}).to_string();
+    let legacy = json!({
+        "apiVersion": ISTIO, "kind": "DestinationRule",
+        "metadata": {"name": "reviews", "namespace": "demo",
+                     "annotations": {"canary.rs/original": original, "canary.rs/stable-subset": "v1"}},
+        "spec": {"subsets": [
+            {"name": "v1", "labels": {"version": "v1"}},
+            {"name": "v3", "labels": {"version": "v3"}},
+            {"name": "v2", "labels": {"version": "v2"}}
+        ]}
+    });
+    api.patch(
+        "reviews",
+        &kube::api::PatchParams::apply("canary-istio").force(),
+        &kube::api::Patch::Apply(&legacy),
+    )
+    .await
+    .unwrap();
+    let traffic = provider(&cluster, ROLLOUT);
+    assert_eq!(
+        traffic
+            .observe(&RouteState::stable())
+            .await
+            .unwrap()
+            .verified,
+        Verification::No
+    );
+    settle(&cluster, &traffic, &RouteState::stable()).await;
+    let dr = get(&cluster, "DestinationRule").unwrap();
+    assert_eq!(dr["spec"], user_dr()["spec"]);
+    no_canary_annotation(&dr);
+    cluster.server.clear_requests();
+    assert!(!traffic.apply(&RouteState::stable()).await.unwrap());
+    assert!(writes(&cluster).is_empty(), "{:?}", writes(&cluster));
+}
