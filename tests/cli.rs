@@ -229,7 +229,7 @@ fn yaml_documents(output: &Output) -> Vec<serde_json::Value> {
 const BOOKINFO: &str = "examples/rollouts/bookinfo-istio.yaml";
 
 #[test]
-fn render_istio_prints_the_bookinfo_seed_virtual_service_and_its_destination_rule() {
+fn render_istio_prints_the_canary_service_and_the_bookinfo_seed_virtual_service() {
     let out = canary(&["render", BOOKINFO, "--provider", "istio", "--weight", "50"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let documents = yaml_documents(&out);
@@ -237,14 +237,15 @@ fn render_istio_prints_the_bookinfo_seed_virtual_service_and_its_destination_rul
         .iter()
         .map(|d| d["kind"].as_str().unwrap())
         .collect();
-    assert_eq!(kinds, ["DestinationRule", "VirtualService"]);
+    assert_eq!(kinds, ["Service", "VirtualService"]);
+    assert_eq!(documents[0]["metadata"]["name"], "reviews-canary");
     let vs = &documents[1];
     assert_eq!(vs["spec"]["hosts"], serde_json::json!(["reviews"]));
     let route = &vs["spec"]["http"][0]["route"];
-    for (i, subset) in ["v1", "v2"].into_iter().enumerate() {
-        assert_eq!(route[i]["destination"]["host"], "reviews");
+    for (i, host) in ["reviews", "reviews-canary"].into_iter().enumerate() {
+        assert_eq!(route[i]["destination"]["host"], host);
         assert_eq!(route[i]["destination"]["port"]["number"], 9080);
-        assert_eq!(route[i]["destination"]["subset"], subset);
+        assert!(route[i]["destination"]["subset"].is_null());
         assert_eq!(route[i]["weight"], 50);
     }
     // Take-over: the last step sends everything to v2.
@@ -287,7 +288,11 @@ fn render_builds_on_objects_given_and_refuses_what_it_cannot_do() {
         http[0]["match"][0]["headers"]["x-user-group"]["exact"],
         "insider"
     );
-    assert_eq!(http[1]["route"][1]["weight"], 0);
+    assert_eq!(http[0]["route"][0]["destination"]["host"], "ratings-canary");
+    // No weight for the canary: the weighted route sends everything to the service host.
+    let weighted = http[1]["route"].as_array().unwrap();
+    assert_eq!(weighted.len(), 1);
+    assert_eq!(weighted[0]["destination"]["host"], "ratings");
 
     for (args, expected) in [
         (
@@ -304,7 +309,7 @@ fn render_builds_on_objects_given_and_refuses_what_it_cannot_do() {
         ),
         (
             vec!["render", &mirror_alone, "--provider", "istio"],
-            "stable Deployment demo/details-v1 is needed",
+            "the Service demo/details is needed",
         ),
     ] {
         let out = canary(&args);

@@ -98,7 +98,10 @@ impl ProviderKind {
     pub fn routes_by_service(self) -> bool {
         matches!(
             self,
-            ProviderKind::Nginx | ProviderKind::Kuma | ProviderKind::KumaTrafficRoute
+            ProviderKind::Istio
+                | ProviderKind::Nginx
+                | ProviderKind::Kuma
+                | ProviderKind::KumaTrafficRoute
         )
     }
 

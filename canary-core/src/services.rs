@@ -1,5 +1,5 @@
 //! Routing by Service: a canary Service beside the stable one, for the providers that send
-//! traffic to Services rather than to pod subsets (ingress-nginx, Kuma).
+//! traffic to Services rather than to pod subsets (ingress-nginx, Kuma, Istio).
 //!
 //! - **Canary Service** `<service>-canary`: the stable Service's ports, and a selector of the
 //!   canary's own labels (`canary.rs/role: canary`, `canary.rs/rollout: <rollout>`).

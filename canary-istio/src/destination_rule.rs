@@ -1,15 +1,23 @@
-//! The DestinationRule: one canary generates and owns, or the user's, where canary adds or
-//! updates only its two subsets.
+//! DestinationRules: the user's for the service host is only read; the canary host gets one
+//! canary generates and owns, carrying the same traffic policy.
+//!
+//! A route to the canary host `<service>-canary` reaches the canary's pods through Envoy's
+//! cluster for that host, and istiod builds each cluster's settings (TLS mode, connection
+//! pool, load balancer, outlier detection) from the DestinationRule in effect for that host
+//! only (istio pilot/pkg/networking/core/cluster_builder.go `applyTrafficPolicy`, with the
+//! rule picked per host by pilot/pkg/model/push_context.go `destinationRule`). Without a rule
+//! of its own the canary's share would go out with Istio's defaults (mTLS `ISTIO_MUTUAL` under
+//! auto mTLS, no pool limits) where the stable share goes out as the user asked.
 
 use canary_core::RolloutPlan;
+use canary_core::objects::{clean, generated, generated_metadata};
+use canary_core::services::canary_service_name;
 use serde_json::{Value, json};
 
 use crate::API_VERSION;
-use crate::subsets::{STABLE_SUBSET_ANNOTATION, Subset, Subsets};
-use crate::virtual_service::ORIGINAL_ANNOTATION;
-use canary_core::objects::{clean, generated, generated_metadata};
 
-/// The DestinationRule's name.
+/// The name of the user's DestinationRule for the service host
+/// (`spec.trafficRouting.istio.destinationRule.name`, else the service's name).
 pub fn name(plan: &RolloutPlan) -> String {
     plan.rollout
         .spec
@@ -21,125 +29,72 @@ pub fn name(plan: &RolloutPlan) -> String {
         .unwrap_or_else(|| plan.rollout.spec.service.name.clone())
 }
 
-/// The DestinationRule holding `subsets` and `extra` (subsets still in use while routes move,
-/// see the provider): generated when `existing` is absent or canary's own, else the user's with
-/// those subsets added or updated by name.
-pub fn desired(
-    plan: &RolloutPlan,
-    subsets: &Subsets,
-    extra: &[Value],
-    existing: Option<&Value>,
-) -> Value {
-    let mut wanted: Vec<Value> = subsets
-        .distinct()
-        .into_iter()
-        .map(Subset::to_json)
-        .collect();
-    for subset in extra {
-        if !wanted.iter().any(|w| w["name"] == subset["name"]) {
-            wanted.push(subset.clone());
-        }
-    }
-    let mut out = match existing {
-        Some(dr) if !generated(dr) => merged(dr, &wanted),
-        _ => json!({
-            "apiVersion": API_VERSION,
-            "kind": "DestinationRule",
-            "metadata": generated_metadata(plan, &name(plan)),
-            "spec": {"host": plan.rollout.spec.service.name, "subsets": wanted},
-        }),
-    };
-    let annotations = &mut out["metadata"]["annotations"];
-    if !annotations.is_object() {
-        *annotations = json!({});
-    }
-    annotations[STABLE_SUBSET_ANNOTATION] = json!(subsets.stable.name);
-    out
+/// The name of the DestinationRule canary generates for the canary host: the canary
+/// Service's (`<service>-canary`).
+pub fn canary_name(plan: &RolloutPlan) -> String {
+    canary_service_name(plan)
 }
 
-fn merged(dr: &Value, wanted: &[Value]) -> Value {
-    let held: Vec<Value> = dr["spec"]["subsets"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    let mut subsets = held.clone();
-    for subset in wanted {
-        match subsets.iter_mut().find(|s| s["name"] == subset["name"]) {
-            // A subset of that name selecting the same pods stays as the user wrote it.
-            Some(existing) if existing["labels"] == subset["labels"] => {}
-            Some(existing) => existing["labels"] = subset["labels"].clone(),
-            None => subsets.push(subset.clone()),
-        }
+/// The DestinationRule for the canary host: the traffic policy of the user's rule `user` (when
+/// it is the user's and has one) for host `<service>-canary`. `None` when there is no policy
+/// to carry over (Istio's defaults then apply to both hosts alike).
+pub fn canary(plan: &RolloutPlan, user: Option<&Value>) -> Option<Value> {
+    let user = user.filter(|dr| !generated(dr))?;
+    let policy = user["spec"]["trafficPolicy"]
+        .as_object()
+        .filter(|policy| !policy.is_empty())?;
+    let mut spec = json!({
+        "host": canary_service_name(plan),
+        "trafficPolicy": policy,
+    });
+    if let Some(export_to) = user["spec"]["exportTo"].as_array() {
+        spec["exportTo"] = json!(export_to);
     }
-    let mut out = clean(dr);
-    if subsets == held {
-        return out;
-    }
-    out["spec"]["subsets"] = Value::Array(subsets);
-    if original_subsets(dr).is_none() {
-        let annotations = &mut out["metadata"]["annotations"];
-        if !annotations.is_object() {
-            *annotations = json!({});
-        }
-        annotations[ORIGINAL_ANNOTATION] = json!(json!({"subsets": held}).to_string());
-    }
-    out
+    Some(json!({
+        "apiVersion": API_VERSION,
+        "kind": "DestinationRule",
+        "metadata": generated_metadata(plan, &canary_name(plan)),
+        "spec": spec,
+    }))
 }
 
-/// The subsets of a user's DestinationRule before canary changed them.
-fn original_subsets(dr: &Value) -> Option<Vec<Value>> {
-    let text = dr
-        .pointer("/metadata/annotations")?
-        .get(ORIGINAL_ANNOTATION)?
-        .as_str()?;
-    let record: Value = serde_json::from_str(text).ok()?;
-    record["subsets"].as_array().cloned()
-}
+/// The prefix of the annotations earlier versions of canary put on a user's DestinationRule
+/// (`canary.rs/original`: its subsets before canary added its own; `canary.rs/stable-subset`).
+const CANARY_PREFIX: &str = "canary.rs/";
 
-/// The user's DestinationRule as it was, keeping the subsets in `keep` that the restored
-/// VirtualService still routes to. `None` when there is nothing to restore.
-pub fn restore(dr: &Value, keep: &[&Subset]) -> Option<Value> {
+/// A user's DestinationRule `dr` that earlier versions of canary edited, given back: the
+/// subsets recorded in `canary.rs/original` (else its subsets as they are) and none of
+/// canary's annotations. `None` when it carries nothing of canary's.
+pub fn released(dr: &Value) -> Option<Value> {
     if generated(dr) {
         return None;
     }
-    let original = original_subsets(dr);
-    let marked = dr
-        .pointer("/metadata/annotations")
-        .and_then(|a| a.get(STABLE_SUBSET_ANNOTATION))
-        .is_some();
-    if original.is_none() && !marked {
+    let annotations = dr["metadata"]["annotations"].as_object()?;
+    if !annotations.keys().any(|key| key.starts_with(CANARY_PREFIX)) {
         return None;
     }
+    let original = annotations
+        .get("canary.rs/original")
+        .and_then(Value::as_str)
+        .and_then(|text| serde_json::from_str::<Value>(text).ok())
+        .and_then(|record| record.get("subsets").cloned())
+        .filter(Value::is_array);
     let mut out = clean(dr);
-    if let Some(mut subsets) = original {
-        for subset in keep {
-            if !subsets.iter().any(|s| s["name"] == subset.name.as_str()) {
-                subsets.push(subset.to_json());
-            }
-        }
-        out["spec"]["subsets"] = Value::Array(subsets);
+    if let Some(subsets) = original {
+        out["spec"]["subsets"] = subsets;
     }
     if let Some(annotations) = out["metadata"]["annotations"].as_object_mut() {
-        annotations.remove(ORIGINAL_ANNOTATION);
-        annotations.remove(STABLE_SUBSET_ANNOTATION);
+        annotations.retain(|key, _| !key.starts_with(CANARY_PREFIX));
     }
     Some(out)
-}
-
-/// The subsets `dr` defines, by name.
-pub fn defined(dr: &Value) -> Vec<Value> {
-    dr["spec"]["subsets"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
 }
 
 /// The parts of a DestinationRule canary writes, to compare the desired with the live one.
 pub fn managed_view(dr: &Value) -> Value {
     json!({
         "host": dr["spec"]["host"],
+        "trafficPolicy": dr["spec"]["trafficPolicy"],
+        "exportTo": dr["spec"]["exportTo"],
         "subsets": dr["spec"]["subsets"],
-        "original": dr.pointer("/metadata/annotations").and_then(|a| a.get(ORIGINAL_ANNOTATION)),
-        "stable": dr.pointer("/metadata/annotations").and_then(|a| a.get(STABLE_SUBSET_ANNOTATION)),
     })
 }

@@ -1,14 +1,20 @@
 //! # canary-istio
 //!
-//! The Istio traffic provider. Two objects carry a route:
+//! The Istio traffic provider. The canary's share goes to a host of its own:
 //!
-//! - a **DestinationRule** with a stable and a canary subset ([`subsets`]: by the pods'
-//!   `version` labels, or by pod-template hash), generated or added to the user's;
-//! - a **VirtualService** whose managed HTTP route weights the two subsets and mirrors to the
-//!   canary, with a route for the request matches placed before it; generated, or the user's
-//!   with only the managed routes changed ([`virtual_service`]).
+//! - the **canary Service** `<service>-canary` (`canary_core::services`), which selects the
+//!   canary's pods only; they carry their own value of one key of the stable Service's
+//!   selector, so they are no endpoints of the service host, and a route canary did not write
+//!   (Git's, put back by Flux or Argo CD mid-release) sends them nothing;
+//! - a **DestinationRule** for the canary host, generated when the user's DestinationRule for
+//!   the service host has a traffic policy, carrying the same one ([`destination_rule`]); the
+//!   user's DestinationRules are never edited;
+//! - a **VirtualService** whose managed HTTP route weights the service host (the stable
+//!   destination exactly as the route names it, subset included) and the canary host, and
+//!   mirrors to the canary host, with a route for the request matches placed before it;
+//!   generated, or the user's with only the managed routes changed ([`virtual_service`]).
 //!
-//! [`render`] builds both from a plan, a route and the objects already in the cluster; it is
+//! [`render`] builds them from a plan, a route and the objects already in the cluster; it is
 //! pure, and the CLI's `canary render` prints it. With the `kube` feature, [`IstioTraffic`]
 //! applies them by server-side apply (field manager `canary-istio`), reads them back, and on
 //! finalize deletes what it generated and restores what it changed.
@@ -21,7 +27,8 @@
 //! let plan = canary_core::validate::validate(&file.rollout).unwrap();
 //! let rendered = canary_istio::render(&plan, &RouteState::weighted(50), &file.objects).unwrap();
 //! let route = &rendered.virtual_service["spec"]["http"][0]["route"];
-//! assert_eq!(route[0]["destination"]["subset"], "v1");
+//! assert_eq!(route[0]["destination"]["host"], "reviews");
+//! assert_eq!(route[1]["destination"]["host"], "reviews-canary");
 //! assert_eq!(route[1]["weight"], 50);
 //! ```
 
@@ -32,7 +39,6 @@ pub mod matches;
 #[cfg(feature = "kube")]
 mod provider;
 pub mod render;
-pub mod subsets;
 pub mod virtual_service;
 
 use canary_core::{Capabilities, ProviderKind};

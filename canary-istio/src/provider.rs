@@ -1,9 +1,13 @@
 //! The provider: renders, then applies by server-side apply what differs from the cluster.
 //!
-//! Subsets move make-before-break, one write per pass: the DestinationRule with the subsets of
-//! both the live and the new routes first, the VirtualService once that DestinationRule is in
-//! effect (also on the first apply, when neither exists), and the subsets no route uses any
-//! more removed after the VirtualService has moved.
+//! Hosts move make-before-break, one write per pass: the canary Service (and the canary
+//! host's DestinationRule) first, the VirtualService that names the canary host once they are
+//! there (and the DestinationRule reconciled), and, when the route keeps everything on stable
+//! again, the canary Service and its DestinationRule removed after the VirtualService no longer
+//! names the canary host. istiod gives Envoy no cluster for a host the registry does not hold
+//! (pilot/pkg/networking/core/route/route.go `applyHTTPRouteDestination` leaves Envoy's
+//! `cluster_not_found_response_code` at its default for VirtualServices: such requests get
+//! 503s), so no route names the canary host before its Service exists.
 
 use std::sync::Arc;
 
@@ -12,28 +16,28 @@ use canary_core::RouteState;
 use canary_core::machine::Verification;
 use canary_core::objects::Objects;
 use canary_core::providers::{TrafficObservation, TrafficProvider};
+use canary_core::services::canary_service_name;
 use canary_core::{Capabilities, RolloutPlan};
-use canary_kube::apply::{delete_if_present, get_json, label_selector};
+use canary_kube::apply::{delete_if_present, get_json};
+use canary_kube::services::{LiveServices, ServiceSplit};
 use canary_kube::traffic::ProviderFactory;
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams};
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use kube::{Api, Client};
 use serde_json::{Map, Value, json};
 
 use crate::error::Result;
 use crate::hosts::is_service_host;
 use crate::render::{Rendered, render};
-use crate::subsets;
 use crate::{FIELD_MANAGER, destination_rule, virtual_service};
-use canary_core::objects::generated;
+use canary_core::objects::{generated, includes};
 
-/// The routes of one Rollout, in a DestinationRule and a VirtualService.
+/// The routes of one Rollout: the canary Service, the canary host's DestinationRule and a
+/// VirtualService.
 pub struct IstioTraffic {
     plan: RolloutPlan,
+    services: ServiceSplit,
     virtual_services: Api<DynamicObject>,
     destination_rules: Api<DynamicObject>,
-    deployments: Api<Deployment>,
-    replicasets: Api<ReplicaSet>,
 }
 
 fn resource(kind: &str) -> ApiResource {
@@ -43,11 +47,24 @@ fn resource(kind: &str) -> ApiResource {
 /// What the cluster holds: the objects rendering needs.
 struct Live {
     objects: Objects,
+    services: LiveServices,
     virtual_service: Option<Value>,
+    /// The DestinationRule named for the service host (the user's, read only).
     destination_rule: Option<Value>,
-    /// Whether the canary Deployment exists (its pods go before it: it is deleted in the
-    /// foreground).
-    canary_runs: bool,
+    /// The DestinationRule canary generated for the canary host.
+    canary_destination_rule: Option<Value>,
+    /// A DestinationRule canary generated for the service host (subsets, in earlier
+    /// versions), to delete.
+    generated_destination_rule: Option<Value>,
+}
+
+impl Live {
+    /// Whether the live VirtualService routes or mirrors anything to the canary host.
+    fn names_canary(&self, plan: &RolloutPlan) -> bool {
+        self.virtual_service
+            .as_ref()
+            .is_some_and(|vs| names_host(vs, &canary_service_name(plan), &plan.namespace))
+    }
 }
 
 impl IstioTraffic {
@@ -72,37 +89,25 @@ impl IstioTraffic {
                 namespace,
                 &resource("DestinationRule"),
             ),
-            deployments: Api::namespaced(client.clone(), namespace),
-            replicasets: Api::namespaced(client, namespace),
+            services: ServiceSplit::new(client, plan.clone(), FIELD_MANAGER),
             plan,
         }
     }
 
     async fn live(&self) -> Result<Live> {
         let mut objects = Objects::default();
-        let stable = get_json(&self.deployments, &self.plan.rollout.spec.workload_ref.name).await?;
-        if let Some(stable) = stable {
-            objects.insert(stable.clone());
-            if subsets::needs_replicasets(&self.plan, &stable) {
-                let selector = label_selector(&stable["spec"]["selector"]["matchLabels"]);
-                let list = self
-                    .replicasets
-                    .list(&ListParams::default().labels(&selector))
-                    .await?;
-                objects.extend(
-                    list.items
-                        .iter()
-                        .map(|rs| serde_json::to_value(rs).unwrap_or(Value::Null)),
-                );
-            }
-        }
-        let canary_runs = get_json(&self.deployments, &self.plan.canary_workload())
-            .await?
-            .is_some();
+        let services = self.services.fetch(&mut objects).await?;
         let virtual_service =
             get_json(&self.virtual_services, &virtual_service::name(&self.plan)).await?;
         let destination_rule =
             get_json(&self.destination_rules, &destination_rule::name(&self.plan)).await?;
+        let canary_destination_rule = get_json(
+            &self.destination_rules,
+            &destination_rule::canary_name(&self.plan),
+        )
+        .await?
+        .filter(generated);
+        let generated_destination_rule = destination_rule.clone().filter(generated);
         objects.extend(
             virtual_service
                 .iter()
@@ -111,47 +116,56 @@ impl IstioTraffic {
         );
         Ok(Live {
             objects,
+            services,
             virtual_service,
             destination_rule,
-            canary_runs,
+            canary_destination_rule,
+            generated_destination_rule,
         })
     }
 
-    /// Whether `route` leaves the user's VirtualService to the user: all traffic on stable,
-    /// no canary running, and the VirtualService theirs. Then canary's changes to it and to
-    /// their DestinationRule are taken back, so that what Git holds is what runs and a GitOps
-    /// tool finds nothing to correct between releases.
+    /// Whether `route` leaves the user's VirtualService to the user: all traffic on stable, and
+    /// the VirtualService theirs. Then canary's changes to it are taken back, so that what Git
+    /// holds is what runs and a GitOps tool finds nothing to correct.
     fn idle(live: &Live, route: &RouteState) -> bool {
         route.is_stable_only()
-            && !live.canary_runs
             && live
                 .virtual_service
                 .as_ref()
                 .is_some_and(|vs| !generated(vs))
     }
 
-    /// Whether the user's objects carry nothing of canary's (see [`Self::idle`]).
-    fn released(live: &Live) -> bool {
-        let untouched = |object: &Option<Value>| {
-            object.as_ref().is_none_or(|object| {
-                generated(object)
-                    || object["metadata"]["annotations"]
-                        .as_object()
-                        .is_none_or(|annotations| {
-                            !annotations.keys().any(|key| key.starts_with(CANARY_PREFIX))
-                        })
-            })
-        };
-        untouched(&live.virtual_service) && untouched(&live.destination_rule)
+    /// Whether the user's VirtualService carries nothing of canary's (see [`Self::idle`]), and
+    /// the canary host's objects are gone.
+    fn released(&self, live: &Live) -> bool {
+        let untouched = live.virtual_service.as_ref().is_none_or(|vs| {
+            generated(vs)
+                || vs["metadata"]["annotations"]
+                    .as_object()
+                    .is_none_or(|annotations| {
+                        !annotations.keys().any(|key| key.starts_with(CANARY_PREFIX))
+                    })
+        });
+        untouched
+            && !live.names_canary(&self.plan)
+            && Self::canary_host_gone(live)
+            && live
+                .destination_rule
+                .as_ref()
+                .is_none_or(|dr| destination_rule::released(dr).is_none())
     }
 
-    /// Takes canary's changes back from the user's VirtualService and DestinationRule (the
-    /// routes first, then the subsets no restored route uses). Returns whether it wrote.
+    /// Whether the canary Service and the canary host's DestinationRule are gone.
+    fn canary_host_gone(live: &Live) -> bool {
+        live.services.canary.is_none() && live.canary_destination_rule.is_none()
+    }
+
+    /// Takes canary's changes back from the user's VirtualService. Returns whether it wrote.
+    /// A user's DestinationRule that earlier versions of canary edited is given back too.
     async fn restore_user_objects(&self, live: &Live) -> Result<bool> {
-        let subsets = subsets::resolve(&self.plan, &live.objects).ok();
         let mut changed = false;
-        if let (Some(vs), Some(subsets)) = (&live.virtual_service, &subsets)
-            && let Some(restored) = virtual_service::restore(&self.plan, subsets, vs)
+        if let Some(vs) = &live.virtual_service
+            && let Some(restored) = virtual_service::restore(vs)
         {
             changed |= self
                 .write(
@@ -162,19 +176,37 @@ impl IstioTraffic {
                 )
                 .await?;
         }
-        if let Some(dr) = &live.destination_rule {
-            let keep: Vec<&subsets::Subset> = subsets.iter().map(|s| &s.stable).collect();
-            if let Some(restored) = destination_rule::restore(dr, &keep) {
-                changed |= self
-                    .write(
-                        &self.destination_rules,
-                        Some(dr),
-                        &restored,
-                        destination_rule::managed_view,
-                    )
-                    .await?;
-            }
-        }
+        changed |= self.release_destination_rule(live).await?;
+        Ok(changed)
+    }
+
+    /// Gives back a user's DestinationRule that earlier versions of canary edited (its
+    /// subsets as recorded, none of canary's annotations). Returns whether it wrote.
+    async fn release_destination_rule(&self, live: &Live) -> Result<bool> {
+        let Some(released) = live
+            .destination_rule
+            .as_ref()
+            .and_then(destination_rule::released)
+        else {
+            return Ok(false);
+        };
+        let name = destination_rule::name(&self.plan);
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        self.destination_rules
+            .patch(&name, &params, &Patch::Apply(&payload(&released)))
+            .await?;
+        Ok(true)
+    }
+
+    /// Removes the canary Service and the canary host's DestinationRule. Returns whether it
+    /// wrote.
+    async fn remove_canary_host(&self, live: &Live) -> Result<bool> {
+        let mut changed = delete_if_present(
+            &self.destination_rules,
+            live.canary_destination_rule.as_ref(),
+        )
+        .await?;
+        changed |= self.services.write_canary(&live.services, None).await?;
         Ok(changed)
     }
 
@@ -199,55 +231,89 @@ impl IstioTraffic {
         Ok(true)
     }
 
-    /// One step towards `route`, make-before-break: the DestinationRule with every subset the
-    /// live and the new routes use, then (once it is stored and Istio reports it reconciled)
-    /// the VirtualService, then (on a later pass, once the routes have moved) the
-    /// DestinationRule without the subsets no route uses any more. A step that writes the
-    /// DestinationRule stops there: the VirtualService is written by a later one, after the
-    /// DestinationRule is read back in effect, so no route ever names a subset Envoy does not
-    /// know yet (istio pilot/pkg/networking/core/route/route.go:
-    /// `applyHTTPRouteDestination` leaves Envoy's `cluster_not_found_response_code` at its
-    /// default for VirtualServices, so requests to an undefined subset get 503s).
+    /// The VirtualService `route` wants: the user's as it was when the route keeps everything
+    /// on stable, else the rendered one.
+    fn wanted_virtual_service(&self, live: &Live, rendered: &Rendered) -> Option<Value> {
+        match &live.virtual_service {
+            Some(vs) if !generated(vs) && rendered_stable_only(rendered) => {
+                virtual_service::restore(vs)
+            }
+            _ => Some(rendered.virtual_service.clone()),
+        }
+    }
+
+    /// One step towards `route`, make-before-break (see the module): the canary Service and
+    /// the canary host's DestinationRule, then (on a later pass, once they are stored and the
+    /// DestinationRule reconciled) the VirtualService; with all traffic on stable, the
+    /// VirtualService first and the canary host's objects on a later pass.
     async fn step(&self, route: &RouteState) -> Result<Step> {
         let live = self.live().await?;
-        if Self::idle(&live, route) {
-            let changed = self.restore_user_objects(&live).await?;
-            return Ok(Step::Done { changed });
-        }
         let rendered = render(&self.plan, route, &live.objects)?;
-        let existing = live.destination_rule.as_ref();
-        let in_use = self.subsets_in_use(&live, &rendered);
-        let bridge = destination_rule::desired(&self.plan, &rendered.subsets, &in_use, existing);
-        if self
-            .write(
-                &self.destination_rules,
-                existing,
-                &bridge,
-                destination_rule::managed_view,
-            )
-            .await?
+        if let Some(service) = &rendered.canary_service {
+            let mut changed = self
+                .services
+                .write_canary(&live.services, Some(service))
+                .await?;
+            changed |= match &rendered.canary_destination_rule {
+                Some(dr) => {
+                    self.write(
+                        &self.destination_rules,
+                        live.canary_destination_rule.as_ref(),
+                        dr,
+                        destination_rule::managed_view,
+                    )
+                    .await?
+                }
+                None => {
+                    delete_if_present(
+                        &self.destination_rules,
+                        live.canary_destination_rule.as_ref(),
+                    )
+                    .await?
+                }
+            };
+            if changed {
+                return Ok(Step::Waiting { changed: true });
+            }
+            if !live.canary_destination_rule.as_ref().is_none_or(reconciled) {
+                return Ok(Step::Waiting { changed: false });
+            }
+        }
+        let mut changed = match self.wanted_virtual_service(&live, &rendered) {
+            Some(vs) => {
+                self.write(
+                    &self.virtual_services,
+                    live.virtual_service.as_ref(),
+                    &vs,
+                    virtual_service::managed_view,
+                )
+                .await?
+            }
+            None => false,
+        };
+        if rendered.canary_service.is_none() && !Self::canary_host_gone(&live) {
+            if changed || !live.virtual_service.as_ref().is_none_or(reconciled) {
+                return Ok(Step::Waiting { changed });
+            }
+            if live.names_canary(&self.plan) {
+                // Someone else's route to the canary host: it stays until that is gone.
+                return Ok(Step::Done { changed });
+            }
+            changed |= self.remove_canary_host(&live).await?;
+        }
+        if rendered.canary_service.is_none() && !changed {
+            // After the routes, so that no route names a subset the rule loses.
+            changed |= self.release_destination_rule(&live).await?;
+        }
+        if let Some(dr) = &live.generated_destination_rule
+            && !live
+                .virtual_service
+                .as_ref()
+                .is_some_and(|vs| names_subset(vs, &self.plan))
         {
-            return Ok(Step::Waiting { changed: true });
+            changed |= delete_if_present(&self.destination_rules, Some(dr)).await?;
         }
-        if !existing.is_some_and(reconciled) {
-            return Ok(Step::Waiting { changed: false });
-        }
-        if self
-            .write(
-                &self.virtual_services,
-                live.virtual_service.as_ref(),
-                &rendered.virtual_service,
-                virtual_service::managed_view,
-            )
-            .await?
-        {
-            return Ok(if in_use.is_empty() {
-                Step::Done { changed: true }
-            } else {
-                Step::Waiting { changed: true }
-            });
-        }
-        Ok(Step::Done { changed: false })
+        Ok(Step::Done { changed })
     }
 
     /// Applies `route` as far as one pass may (see [`Self::step`]). Returns whether it wrote.
@@ -255,73 +321,108 @@ impl IstioTraffic {
         Ok(self.step(route).await?.changed())
     }
 
-    /// The subsets the live VirtualService routes the service to that the rendered
-    /// DestinationRule no longer defines, as the live DestinationRule defines them.
-    fn subsets_in_use(&self, live: &Live, rendered: &Rendered) -> Vec<Value> {
-        let (Some(vs), Some(dr)) = (&live.virtual_service, &live.destination_rule) else {
-            return Vec::new();
-        };
-        let service = &self.plan.rollout.spec.service.name;
-        let mut names = Vec::new();
-        for kind in ["http", "tcp", "tls"] {
-            for route in vs["spec"][kind].as_array().into_iter().flatten() {
-                let destinations = route["route"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|entry| &entry["destination"])
-                    .chain(std::iter::once(&route["mirror"]));
-                for destination in destinations {
-                    let ours = destination["host"]
-                        .as_str()
-                        .is_some_and(|h| is_service_host(h, service, &self.plan.namespace));
-                    if let (true, Some(subset)) = (ours, destination["subset"].as_str()) {
-                        names.push(subset.to_owned());
-                    }
-                }
-            }
-        }
-        let wanted = destination_rule::defined(&rendered.destination_rule);
-        destination_rule::defined(dr)
-            .into_iter()
-            .filter(|s| {
-                s["name"]
-                    .as_str()
-                    .is_some_and(|n| names.iter().any(|u| u == n))
-            })
-            .filter(|s| !wanted.iter().any(|w| w["name"] == s["name"]))
-            .collect()
-    }
-
     /// Whether the live objects are what `route` renders to, and Istio has taken them in.
     fn in_effect(&self, live: &Live, route: &RouteState) -> Result<bool> {
         if Self::idle(live, route) {
-            return Ok(Self::released(live));
+            return Ok(self.released(live));
         }
-        let (Some(vs), Some(dr)) = (&live.virtual_service, &live.destination_rule) else {
+        let Some(vs) = &live.virtual_service else {
             return Ok(false);
         };
         let rendered = render(&self.plan, route, &live.objects)?;
-        Ok(virtual_service::managed_view(vs)
-            == virtual_service::managed_view(&rendered.virtual_service)
-            && destination_rule::managed_view(dr)
-                == destination_rule::managed_view(&rendered.destination_rule)
-            && reconciled(vs)
-            && reconciled(dr))
+
+        let service = match (&live.services.canary, &rendered.canary_service) {
+            (Some(live), Some(desired)) => {
+                live["spec"]["selector"] == desired["spec"]["selector"] && includes(live, desired)
+            }
+            (None, None) => true,
+            _ => false,
+        };
+        Ok(service
+            && same(
+                Some(vs),
+                Some(&rendered.virtual_service),
+                virtual_service::managed_view,
+            )
+            && same(
+                live.canary_destination_rule.as_ref(),
+                rendered.canary_destination_rule.as_ref(),
+                destination_rule::managed_view,
+            ))
     }
 
     async fn finalize_routes(&self) -> Result<()> {
         let live = self.live().await?;
-        // The routes before the subsets they name.
+        // The routes before the hosts they name.
         if let Some(vs) = live.virtual_service.as_ref().filter(|vs| generated(vs)) {
             delete_if_present(&self.virtual_services, Some(vs)).await?;
         }
         self.restore_user_objects(&live).await?;
-        if let Some(dr) = live.destination_rule.as_ref().filter(|dr| generated(dr)) {
-            delete_if_present(&self.destination_rules, Some(dr)).await?;
-        }
+        self.remove_canary_host(&live).await?;
+        delete_if_present(
+            &self.destination_rules,
+            live.generated_destination_rule.as_ref(),
+        )
+        .await?;
         Ok(())
     }
+}
+
+/// Whether `live` is `desired` where canary writes it (`view`) and reconciled, or both are
+/// absent.
+fn same(live: Option<&Value>, desired: Option<&Value>, view: fn(&Value) -> Value) -> bool {
+    match (live, desired) {
+        (Some(live), Some(desired)) => view(live) == view(desired) && reconciled(live),
+        (None, None) => true,
+        _ => false,
+    }
+}
+
+/// Whether `rendered` keeps all traffic on stable (no canary host to route to).
+fn rendered_stable_only(rendered: &Rendered) -> bool {
+    rendered.canary_service.is_none()
+}
+
+/// Whether a route or mirror of `vs` names `host` (a Service in `namespace`).
+fn names_host(vs: &Value, host: &str, namespace: &str) -> bool {
+    destinations(vs).any(|destination| {
+        destination["host"]
+            .as_str()
+            .is_some_and(|h| is_service_host(h, host, namespace))
+    })
+}
+
+/// Whether a route or mirror of `vs` names a subset of the service host.
+fn names_subset(vs: &Value, plan: &RolloutPlan) -> bool {
+    let service = &plan.rollout.spec.service.name;
+    destinations(vs).any(|destination| {
+        destination["subset"].is_string()
+            && destination["host"]
+                .as_str()
+                .is_some_and(|h| is_service_host(h, service, &plan.namespace))
+    })
+}
+
+/// Every destination and mirror of `vs`'s HTTP, TCP and TLS routes.
+fn destinations(vs: &Value) -> impl Iterator<Item = &Value> {
+    ["http", "tcp", "tls"]
+        .into_iter()
+        .flat_map(move |kind| vs["spec"][kind].as_array().into_iter().flatten())
+        .flat_map(|route| {
+            let routed = route["route"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|entry| &entry["destination"]);
+            let mirrors = route["mirrors"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|mirror| &mirror["destination"]);
+            routed
+                .chain(std::iter::once(&route["mirror"]))
+                .chain(mirrors)
+        })
 }
 
 /// How far one step towards a route got.
@@ -370,7 +471,7 @@ fn payload(desired: &Value) -> Value {
         .and_then(Value::as_object)
         .into_iter()
         .flatten()
-        .filter(|(key, _)| key.starts_with("canary.rs/"))
+        .filter(|(key, _)| key.starts_with(CANARY_PREFIX))
         .map(|(key, value)| (key.clone(), value.clone()))
         .collect();
     let mut metadata = json!({
@@ -419,8 +520,8 @@ impl TrafficProvider for IstioTraffic {
     }
 
     /// All traffic to stable, in as many steps as can be taken now: each step reads the
-    /// objects back, so the VirtualService moves only once the DestinationRule is stored and
-    /// (when Istio reports status) reconciled. Deleting a Rollout relies on one call.
+    /// objects back, so the canary host's objects go only once the VirtualService no longer
+    /// names it. Deleting a Rollout relies on one call.
     async fn reset(&self) -> canary_core::Result<bool> {
         let mut changed = false;
         for _ in 0..RESET_STEPS {
@@ -463,10 +564,7 @@ impl TrafficProvider for IstioTraffic {
             Some(recorded) if recorded != *applied && self.in_effect(&live, &recorded)? => {
                 Some(recorded)
             }
-            _ => {
-                let subsets = subsets::resolve(&self.plan, &live.objects)?;
-                virtual_service::observed_route(&self.plan, &subsets, vs)
-            }
+            _ => virtual_service::observed_route(&self.plan, vs),
         };
         Ok(TrafficObservation { route, verified })
     }

@@ -1,6 +1,13 @@
 //! The VirtualService: one canary generates and owns, or the user's, where only the managed
 //! routes change and everything else stays as written.
 //!
+//! A route sends the canary's share to the canary host `<service>-canary` (the canary Service,
+//! which selects the canary's pods only) and the rest to the stable destination exactly as the
+//! route names it (the service host, with the user's subset if it names one). The canary's
+//! pods are not endpoints of the service host (their own value of one key of its selector,
+//! see `canary_core::services`), so a route canary did not write — Git's, put back by a
+//! GitOps tool mid-release — sends them nothing.
+//!
 //! In a user's VirtualService canary manages the HTTP routes named in
 //! `spec.trafficRouting.istio.virtualService.routes` (or its only HTTP route) and every TCP and
 //! TLS route that forwards to the service. A managed HTTP route gets the weights and the
@@ -10,20 +17,20 @@
 
 use std::collections::BTreeSet;
 
+use canary_core::services::canary_service_name;
 use canary_core::spec::VirtualServiceRef;
 use canary_core::{RolloutPlan, RouteState};
 use serde_json::{Map, Value, json};
 
 use crate::API_VERSION;
 use crate::error::{Error, Result};
-use crate::hosts::is_service_host;
+use crate::hosts::{canary_host, is_service_host};
 use crate::matches;
-use crate::subsets::{Subset, Subsets};
 use canary_core::objects::{clean, generated, generated_metadata};
 
 /// Annotation on a VirtualService: the route canary applied, as JSON.
 pub const ROUTE_ANNOTATION: &str = "canary.rs/route";
-/// Annotation on a user's VirtualService or DestinationRule: what canary changed, as it was.
+/// Annotation on a user's VirtualService: the routes canary changed, as they were.
 pub const ORIGINAL_ANNOTATION: &str = "canary.rs/original";
 /// The name of the weighted HTTP route of a generated VirtualService.
 pub const PRIMARY_ROUTE: &str = "primary";
@@ -31,79 +38,120 @@ pub const PRIMARY_ROUTE: &str = "primary";
 /// What the routes are built for.
 struct Target<'a> {
     service: &'a str,
+    canary: String,
     namespace: &'a str,
-    port: i64,
-    subsets: &'a Subsets,
 }
 
 impl Target<'_> {
-    /// A destination for `subset`, keeping the fields of `template` (the user's destination).
-    fn destination(&self, template: &Value, subset: &Subset) -> Value {
+    /// The stable destination: `template` (the user's destination) as it is.
+    fn stable(&self, template: &Value) -> Value {
+        template.clone()
+    }
+
+    /// The canary destination: `template` with the canary host (spelt as the template spells
+    /// the service) and no subset, its port and other fields kept.
+    fn canary(&self, template: &Value) -> Value {
         let mut out = template.as_object().cloned().unwrap_or_default();
-        out.entry("host").or_insert_with(|| json!(self.service));
-        out.entry("port")
-            .or_insert_with(|| json!({"number": self.port}));
-        out.insert("subset".to_owned(), json!(subset.name));
+        let host = out
+            .get("host")
+            .and_then(Value::as_str)
+            .unwrap_or(self.service)
+            .to_owned();
+        out.insert(
+            "host".to_owned(),
+            json!(canary_host(
+                &host,
+                self.service,
+                self.namespace,
+                &self.canary
+            )),
+        );
+        out.remove("subset");
         Value::Object(out)
     }
 
+    /// True when `destination` is the service host.
     fn is_ours(&self, destination: &Value) -> bool {
         destination["host"]
             .as_str()
             .is_some_and(|host| is_service_host(host, self.service, self.namespace))
     }
 
-    /// True when every destination of `route` is the service.
+    /// True when `destination` is the canary host.
+    fn is_canary(&self, destination: &Value) -> bool {
+        destination["host"]
+            .as_str()
+            .is_some_and(|host| is_service_host(host, &self.canary, self.namespace))
+    }
+
+    /// True when every destination of `route` is the service (or the canary host).
     fn forwards_here(&self, route: &Value) -> bool {
         route["route"].as_array().is_some_and(|list| {
-            !list.is_empty() && list.iter().all(|d| self.is_ours(&d["destination"]))
+            !list.is_empty()
+                && list
+                    .iter()
+                    .all(|d| self.is_ours(&d["destination"]) || self.is_canary(&d["destination"]))
+                && list.iter().any(|d| self.is_ours(&d["destination"]))
         })
     }
 }
 
-/// `base` (a route) sending `route`'s weight to the canary and the rest to stable; for HTTP
-/// routes also the mirror.
+/// `base` (a route) sending `route`'s weight to the canary host and the rest to its stable
+/// destination; for HTTP routes also the mirror. With no weight for the canary, `base`'s
+/// destinations stay as they are.
 fn weighted(base: &Value, target: &Target, route: &RouteState, http: bool) -> Value {
     let mut out = base.clone();
-    let template = base["route"]
-        .as_array()
-        .and_then(|list| list.first())
-        .cloned()
+    let list: Vec<&Value> = base["route"].as_array().into_iter().flatten().collect();
+    let template = list
+        .iter()
+        .find(|entry| target.is_ours(&entry["destination"]))
+        .or_else(|| list.first())
+        .map(|entry| (*entry).clone())
         .unwrap_or_else(|| json!({}));
     let template_destination = template["destination"].clone();
-    let entry = |subset: &Subset, weight: u32| {
+    let entry = |destination: Value, weight: u32| {
         let mut entry = template.as_object().cloned().unwrap_or_default();
-        entry.insert(
-            "destination".to_owned(),
-            target.destination(&template_destination, subset),
-        );
+        entry.insert("destination".to_owned(), destination);
         entry.insert("weight".to_owned(), json!(weight));
         Value::Object(entry)
     };
     let canary = route.whole_percent();
-    let subsets = target.subsets;
-    out["route"] = if subsets.stable.name == subsets.canary.name {
-        json!([entry(&subsets.stable, 100)])
+    if canary > 0 {
+        out["route"] = json!([
+            entry(target.stable(&template_destination), 100 - canary),
+            entry(target.canary(&template_destination), canary)
+        ]);
     } else {
-        json!([
-            entry(&subsets.stable, 100 - canary),
-            entry(&subsets.canary, canary)
-        ])
-    };
+        // Canary destinations a route may still carry (written before) go; the user's stay.
+        let kept: Vec<Value> = list
+            .iter()
+            .filter(|entry| !target.is_canary(&entry["destination"]))
+            .map(|entry| (*entry).clone())
+            .collect();
+        if kept.len() != list.len() {
+            out["route"] = match kept.as_slice() {
+                [only] => {
+                    let mut only = only.clone();
+                    if let Some(map) = only.as_object_mut() {
+                        map.remove("weight");
+                    }
+                    json!([only])
+                }
+                _ => Value::Array(kept),
+            };
+        }
+    }
     if http && let Some(map) = out.as_object_mut() {
         match route.mirror {
             Some(share) => {
-                map.insert(
-                    "mirror".to_owned(),
-                    target.destination(&template_destination, &subsets.canary),
-                );
+                map.insert("mirror".to_owned(), target.canary(&template_destination));
                 map.insert(
                     "mirrorPercentage".to_owned(),
                     json!({"value": f64::from(share)}),
                 );
             }
             None => {
-                if map.get("mirror").is_some_and(|m| target.is_ours(m)) {
+                if map.get("mirror").is_some_and(|m| target.is_canary(m)) {
                     map.remove("mirror");
                     map.remove("mirrorPercentage");
                 }
@@ -127,7 +175,7 @@ fn match_route(base: &Value, name: &str, target: &Target, route: &RouteState) ->
     out.insert("match".to_owned(), Value::Array(within));
     out.insert(
         "route".to_owned(),
-        json!([{"destination": target.destination(&template, &target.subsets.canary)}]),
+        json!([{"destination": target.canary(&template)}]),
     );
     for field in ["mirror", "mirrorPercentage", "mirrors"] {
         out.remove(field);
@@ -160,24 +208,18 @@ fn istio_ref(plan: &RolloutPlan) -> Option<&VirtualServiceRef> {
         .and_then(|istio| istio.virtual_service.as_ref())
 }
 
-fn target<'a>(plan: &'a RolloutPlan, subsets: &'a Subsets) -> Target<'a> {
+fn target(plan: &RolloutPlan) -> Target<'_> {
     Target {
         service: &plan.rollout.spec.service.name,
+        canary: canary_service_name(plan),
         namespace: &plan.namespace,
-        port: plan.rollout.spec.service.port,
-        subsets,
     }
 }
 
 /// The VirtualService for `route`: generated when `existing` is absent or canary's own, else the
 /// user's with the managed routes changed.
-pub fn desired(
-    plan: &RolloutPlan,
-    route: &RouteState,
-    subsets: &Subsets,
-    existing: Option<&Value>,
-) -> Result<Value> {
-    let target = target(plan, subsets);
+pub fn desired(plan: &RolloutPlan, route: &RouteState, existing: Option<&Value>) -> Result<Value> {
+    let target = target(plan);
     match existing {
         Some(vs) if !generated(vs) => merged(plan, route, &target, vs),
         _ => generate(plan, route, &target),
@@ -192,7 +234,13 @@ fn generate(plan: &RolloutPlan, route: &RouteState, target: &Target) -> Result<V
         .istio
         .clone()
         .unwrap_or_default();
-    let primary = json!({"name": PRIMARY_ROUTE});
+    let primary = json!({
+        "name": PRIMARY_ROUTE,
+        "route": [{"destination": {
+            "host": plan.rollout.spec.service.name,
+            "port": {"number": plan.rollout.spec.service.port},
+        }}],
+    });
     let mut http = Vec::new();
     if !route.matches.is_empty() {
         http.push(match_route(
@@ -317,11 +365,7 @@ fn merged(plan: &RolloutPlan, route: &RouteState, target: &Target, vs: &Value) -
         )));
     }
     let keys = managed_keys(plan, vs, &base)?;
-    let mut record = recorded.clone().unwrap_or_else(|| {
-        let mut record = Map::new();
-        record.insert("stableSubset".to_owned(), json!(target.subsets.stable.name));
-        record
-    });
+    let mut record = recorded.clone().unwrap_or_default();
     let mut new_http = Vec::with_capacity(http.len() + 1);
     for user_route in &base {
         let Some(key) = key_of(user_route, &keys) else {
@@ -418,31 +462,19 @@ fn merged(plan: &RolloutPlan, route: &RouteState, target: &Target, vs: &Value) -
 
 /// The user's VirtualService as it was before canary changed it: the managed routes put back,
 /// canary's match routes removed, canary's annotations gone; every other route as it is now.
-/// A managed route that sent traffic to the stable subset of the time sends it to `subsets`'
-/// stable subset, so a release promoted since keeps serving. `None` when there is nothing to
-/// restore (canary never changed it, or generated it).
-pub fn restore(plan: &RolloutPlan, subsets: &Subsets, vs: &Value) -> Option<Value> {
+/// `None` when there is nothing to restore (canary never changed it, or generated it).
+pub fn restore(vs: &Value) -> Option<Value> {
     if generated(vs) {
         return None;
     }
-    let record = original(vs)?;
-    let target = target(plan, subsets);
-    let before = record
-        .get("stableSubset")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    let repoint = |route: &Value| {
-        let mut route = route.clone();
-        let now = &subsets.stable.name;
-        if before != now {
-            for entry in route["route"].as_array_mut().into_iter().flatten() {
-                let destination = &mut entry["destination"];
-                if target.is_ours(destination) && destination["subset"] == before {
-                    destination["subset"] = json!(now);
-                }
-            }
-        }
-        route
+    let annotations = vs
+        .pointer("/metadata/annotations")
+        .and_then(Value::as_object);
+    let marked = annotations.is_some_and(|a| a.contains_key(ROUTE_ANNOTATION));
+    let record = match original(vs) {
+        Some(record) => record,
+        None if marked => Map::new(),
+        None => return None,
     };
     let mut out = clean(vs);
     let held_http = record.get("http").and_then(Value::as_object);
@@ -465,7 +497,7 @@ pub fn restore(plan: &RolloutPlan, subsets: &Subsets, vs: &Value) -> Option<Valu
                     r["name"].as_str().map(str::to_owned)
                 };
                 key.and_then(|key| held_http.and_then(|h| h.get(&key)))
-                    .map_or_else(|| (*r).clone(), repoint)
+                    .map_or_else(|| (*r).clone(), Value::clone)
             })
             .collect();
         out["spec"]["http"] = Value::Array(restored);
@@ -478,7 +510,7 @@ pub fn restore(plan: &RolloutPlan, subsets: &Subsets, vs: &Value) -> Option<Valu
                 .enumerate()
                 .map(|(index, r)| {
                     held.get(&index.to_string())
-                        .map_or_else(|| r.clone(), repoint)
+                        .map_or_else(|| r.clone(), Value::clone)
                 })
                 .collect();
             out["spec"][kind] = Value::Array(restored);
@@ -502,8 +534,8 @@ pub fn applied_route(vs: &Value) -> Option<RouteState> {
 
 /// The route `vs` really sends: the canary weight and mirror of its first managed weighted
 /// route (matches are not read back). `None` when it has no such route.
-pub fn observed_route(plan: &RolloutPlan, subsets: &Subsets, vs: &Value) -> Option<RouteState> {
-    let target = target(plan, subsets);
+pub fn observed_route(plan: &RolloutPlan, vs: &Value) -> Option<RouteState> {
+    let target = target(plan);
     let http: Vec<&Value> = vs["spec"]["http"]
         .as_array()
         .into_iter()
@@ -531,16 +563,18 @@ pub fn observed_route(plan: &RolloutPlan, subsets: &Subsets, vs: &Value) -> Opti
             .flat_map(|kind| vs["spec"][kind].as_array().into_iter().flatten())
             .find(|r| target.forwards_here(r))
     })?;
-    let canary = &subsets.canary.name;
-    let weight: u64 = weighted["route"]
-        .as_array()?
-        .iter()
-        .filter(|d| {
-            d["destination"]["subset"].as_str() == Some(canary) && subsets.stable.name != *canary
-        })
-        .filter_map(|d| d["weight"].as_u64())
-        .sum();
-    let mirror = (weighted["mirror"]["subset"].as_str() == Some(canary))
+    let destinations = weighted["route"].as_array()?;
+    // A single destination takes everything whatever its weight.
+    let weight: u64 = match destinations.as_slice() {
+        [only] if target.is_canary(&only["destination"]) => 100,
+        _ => destinations
+            .iter()
+            .filter(|d| target.is_canary(&d["destination"]))
+            .filter_map(|d| d["weight"].as_u64())
+            .sum(),
+    };
+    let mirror = target
+        .is_canary(&weighted["mirror"])
         .then(|| {
             weighted["mirrorPercentage"]["value"]
                 .as_f64()

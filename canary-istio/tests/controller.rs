@@ -1,12 +1,14 @@
 //! A whole rollout through the controller with the Istio provider, on the API test server:
-//! the VirtualService follows the steps, the release is promoted, and deleting the Rollout
-//! removes the generated objects.
+//! the VirtualService follows the steps (requests reach the canary by its share, through the
+//! Istio data-plane model), the release is promoted, and deleting the Rollout removes the
+//! generated objects.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test support code
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use canary_core::Phase;
+use canary_core::dataplane::{Caller, Request, World, istio};
 use canary_istio::IstioTraffic;
 use canary_kube::controller::reconcile;
 use canary_kube::crd::Rollout;
@@ -38,11 +40,22 @@ fn weights(vs: &Value) -> Vec<(String, u64)> {
         .iter()
         .map(|d| {
             (
-                d["destination"]["subset"].as_str().unwrap().to_owned(),
-                d["weight"].as_u64().unwrap(),
+                d["destination"]["host"].as_str().unwrap().to_owned(),
+                d["weight"].as_u64().unwrap_or(100),
             )
         })
         .collect()
+}
+
+/// The share of requests to `reviews` from a sidecar in `demo` that canary pods answer.
+fn canary_share(cluster: &TestCluster) -> f64 {
+    let world = World::new(cluster.server.snapshot());
+    let request = Request::to("reviews", "/").from(Caller::Sidecar {
+        namespace: "demo".into(),
+    });
+    let served = istio::serve(&world, &request);
+    assert!(served.unserved_because.is_none(), "{served:?}");
+    served.share(|pod| pod.name.starts_with("reviews-v1-canary"))
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -68,6 +81,11 @@ async fn a_release_moves_the_virtual_service_step_by_step_and_deletion_cleans_up
                  "template": {"metadata": {"labels": {"app": "reviews", "version": "v1"}},
                               "spec": {"containers": [{"name": "reviews", "image": "reviews:v1"}]}}}
     }));
+    cluster.put(json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "reviews", "namespace": "demo"},
+        "spec": {"selector": {"app": "reviews"}, "ports": [{"name": "http", "port": 9080}]}
+    }));
     let rollout: Rollout = serde_saphyr::from_str(ROLLOUT).unwrap();
     cluster.create_rollout(&rollout).await;
     let context = cluster.context(Arc::new(IstioTraffic::factory(cluster.client.clone())));
@@ -91,8 +109,15 @@ async fn a_release_moves_the_virtual_service_step_by_step_and_deletion_cleans_up
         .await;
     assert_eq!(
         weights(&vs()),
-        [("v1".to_owned(), 80), ("v2".to_owned(), 20)]
+        [
+            ("reviews".to_owned(), 80),
+            ("reviews-canary".to_owned(), 20)
+        ]
     );
+    cluster
+        .wait_rolled_out("demo", "reviews-v1-canary", Duration::from_secs(10))
+        .await;
+    assert!((canary_share(&cluster) - 0.2).abs() < 1e-9);
     cluster
         .reconcile_until(&context, at, Duration::from_secs(20), |s| {
             s.route.weight == 50
@@ -100,20 +125,20 @@ async fn a_release_moves_the_virtual_service_step_by_step_and_deletion_cleans_up
         .await;
     assert_eq!(
         weights(&vs()),
-        [("v1".to_owned(), 50), ("v2".to_owned(), 50)]
+        [
+            ("reviews".to_owned(), 50),
+            ("reviews-canary".to_owned(), 50)
+        ]
     );
-    let dr = cluster
-        .server
-        .get(
-            "networking.istio.io/v1",
-            "DestinationRule",
-            Some("demo"),
-            "reviews",
-        )
-        .unwrap();
+    cluster
+        .wait_rolled_out("demo", "reviews-v1-canary", Duration::from_secs(10))
+        .await;
+    assert!((canary_share(&cluster) - 0.5).abs() < 1e-9);
+    let service = |name: &str| cluster.server.get("v1", "Service", Some("demo"), name);
     assert_eq!(
-        dr["spec"]["subsets"][1],
-        json!({"name": "v2", "labels": {"version": "v2"}})
+        service("reviews").unwrap()["spec"]["selector"],
+        json!({"app": "reviews"}),
+        "the stable Service is never written"
     );
 
     let end = cluster
@@ -122,43 +147,26 @@ async fn a_release_moves_the_virtual_service_step_by_step_and_deletion_cleans_up
         })
         .await;
     assert_eq!(end.phase, Phase::Succeeded, "{}", end.message);
-    // Promoted: the stable Deployment runs v2, and all traffic goes to a subset that selects
-    // its current pods (by version, or by the current ReplicaSet's pod-template-hash).
+    // Promoted: the stable Deployment runs v2, all traffic goes to the service host, whose
+    // pods are the stable Deployment's current ones; the canary host is gone.
     cluster
         .wait_rolled_out("demo", "reviews-v1", Duration::from_secs(10))
         .await;
-    let served: Vec<(String, u64)> = weights(&vs()).into_iter().filter(|(_, w)| *w > 0).collect();
-    assert_eq!(served.len(), 1, "{served:?}");
-    assert_eq!(served[0].1, 100);
-    let dr = cluster
-        .server
-        .get(
-            "networking.istio.io/v1",
-            "DestinationRule",
-            Some("demo"),
-            "reviews",
-        )
-        .unwrap();
-    let subset = dr["spec"]["subsets"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == served[0].0.as_str())
-        .unwrap()
-        .clone();
+    assert_eq!(weights(&vs()), [("reviews".to_owned(), 100)]);
+    assert!(service("reviews-canary").is_none());
     let hash = cluster.current_hash("demo", "reviews-v1").unwrap();
-    let current: Vec<Value> = cluster
-        .pods("demo", "reviews-v1")
-        .into_iter()
-        .filter(|p| p["metadata"]["labels"]["pod-template-hash"] == hash.as_str())
-        .collect();
-    assert_eq!(current.len(), 2);
-    for pod in &current {
-        assert_eq!(pod["metadata"]["labels"]["version"], "v2");
-        for (key, value) in subset["labels"].as_object().unwrap() {
-            assert_eq!(&pod["metadata"]["labels"][key.as_str()], value, "{subset}");
-        }
-    }
+    let world = World::new(cluster.server.snapshot());
+    let request = Request::to("reviews", "/").from(Caller::Sidecar {
+        namespace: "demo".into(),
+    });
+    let served = istio::serve(&world, &request);
+    let current = served.share(|pod| {
+        world.pod(pod).is_some_and(|p| {
+            p["metadata"]["labels"]["pod-template-hash"] == hash.as_str()
+                && p["metadata"]["labels"]["version"] == "v2"
+        })
+    });
+    assert!((current - 1.0).abs() < 1e-9, "{served:?}");
 
     let rollouts = Api::<Rollout>::namespaced(cluster.client.clone(), "demo");
     rollouts
@@ -180,4 +188,6 @@ async fn a_release_moves_the_virtual_service_step_by_step_and_deletion_cleans_up
             "the generated {kind} is deleted"
         );
     }
+    assert!(service("reviews-canary").is_none());
+    assert!(service("reviews").is_some());
 }

@@ -1,5 +1,5 @@
-//! Rendering: the seed's VirtualService, the upstream schemas, subsets by version label or
-//! pod-template hash, and a user's VirtualService changed only where canary manages it.
+//! Rendering: the seed's VirtualService, the upstream schemas, the canary host, and a user's
+//! VirtualService changed only where canary manages it.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test support code
 
 use canary_core::objects::Objects;
@@ -29,16 +29,6 @@ fn deployment(name: &str, labels: Value) -> Value {
     })
 }
 
-fn replicaset(owner: &str, revision: &str, hash: &str) -> Value {
-    json!({
-        "apiVersion": "apps/v1", "kind": "ReplicaSet",
-        "metadata": {"name": format!("{owner}-{hash}"), "namespace": "demo",
-                     "labels": {"pod-template-hash": hash},
-                     "annotations": {"deployment.kubernetes.io/revision": revision},
-                     "ownerReferences": [{"kind": "Deployment", "name": owner, "uid": "u-1", "apiVersion": "apps/v1"}]}
-    })
-}
-
 /// The upstream schemas of the version rendered, read once.
 fn validators() -> &'static (jsonschema::Validator, jsonschema::Validator) {
     static VALIDATORS: std::sync::OnceLock<(jsonschema::Validator, jsonschema::Validator)> =
@@ -57,6 +47,13 @@ fn validate_all(objects: &[Value]) {
         let validator = match object["kind"].as_str() {
             Some("VirtualService") => vs,
             Some("DestinationRule") => dr,
+            Some("Service") => {
+                assert_eq!(
+                    object["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+                    "canary"
+                );
+                continue;
+            }
             other => panic!("unexpected {other:?}"),
         };
         let errors = schema_errors(validator, object);
@@ -65,31 +62,47 @@ fn validate_all(objects: &[Value]) {
 }
 
 #[test]
-fn bookinfo_at_50_is_the_seed_virtual_service_and_take_over_sends_all_to_v2() {
+fn bookinfo_at_50_weighs_the_service_host_and_the_canary_host_and_take_over_sends_all_to_the_canary()
+ {
     let (plan, objects) = example("bookinfo-istio.yaml");
     let rendered = render(&plan, &RouteState::weighted(50), &objects).unwrap();
     let vs = &rendered.virtual_service;
     assert_eq!(vs["spec"]["hosts"], json!(["reviews"]));
-    let destination = |subset: &str, weight: u32| json!({"destination": {"host": "reviews", "port": {"number": 9080}, "subset": subset}, "weight": weight});
+    let destination = |host: &str, weight: u32| json!({"destination": {"host": host, "port": {"number": 9080}}, "weight": weight});
     assert_eq!(vs["spec"]["http"].as_array().unwrap().len(), 1);
     assert_eq!(
         vs["spec"]["http"][0]["route"],
-        json!([destination("v1", 50), destination("v2", 50)])
+        json!([
+            destination("reviews", 50),
+            destination("reviews-canary", 50)
+        ])
     );
-    let dr = &rendered.destination_rule;
-    assert_eq!(dr["spec"]["host"], "reviews");
+    let service = rendered.canary_service.as_ref().unwrap();
+    assert_eq!(service["metadata"]["name"], "reviews-canary");
     assert_eq!(
-        dr["spec"]["subsets"],
-        json!([{"name": "v1", "labels": {"version": "v1"}}, {"name": "v2", "labels": {"version": "v2"}}])
+        service["spec"]["selector"],
+        json!({"canary.rs/role": "canary", "canary.rs/rollout": "reviews"})
     );
+    // No DestinationRule of the user's: nothing to carry over, and no subsets anywhere.
+    assert!(rendered.canary_destination_rule.is_none());
     validate_all(&rendered.objects());
 
     let take_over = plan.steps.last().unwrap().route.clone();
     let rendered = render(&plan, &take_over, &objects).unwrap();
     assert_eq!(
         rendered.virtual_service["spec"]["http"][0]["route"],
-        json!([destination("v1", 0), destination("v2", 100)])
+        json!([
+            destination("reviews", 0),
+            destination("reviews-canary", 100)
+        ])
     );
+    // All on stable: the service host alone, and no canary host.
+    let rendered = render(&plan, &RouteState::stable(), &objects).unwrap();
+    assert_eq!(
+        rendered.virtual_service["spec"]["http"][0]["route"],
+        json!([{"destination": {"host": "reviews", "port": {"number": 9080}}}])
+    );
+    assert_eq!(rendered.objects().len(), 1);
 }
 
 #[test]
@@ -134,21 +147,31 @@ fn every_istio_example_renders_schema_valid_objects_at_every_step() {
 }
 
 #[test]
-fn without_version_labels_the_subsets_go_by_pod_template_hash() {
-    let (plan, _) = example("mirror-istio.yaml");
-    let mut objects = Objects::new(vec![deployment("details-v1", json!({"app": "details"}))]);
-    let error = render(&plan, &RouteState::weighted(10), &objects).unwrap_err();
-    assert!(error.to_string().contains("pod-template-hash"), "{error}");
-    objects.insert(replicaset("details-v1", "2", "old"));
-    objects.insert(replicaset("details-v1", "3", "5d8f7c"));
-    let rendered = render(&plan, &RouteState::weighted(10), &objects).unwrap();
-    // newVersion.version v2 against no version label: the versions do not tell, the hash does.
-    assert_eq!(
-        rendered.destination_rule["spec"]["subsets"],
-        json!([{"name": "stable", "labels": {"pod-template-hash": "5d8f7c"}},
-               {"name": "canary", "labels": {"canary.rs/role": "canary"}}])
+fn a_route_to_the_canary_needs_the_stable_service_and_never_while_it_selects_the_canary() {
+    let (plan, objects) = example("mirror-istio.yaml");
+    let without: Vec<Value> = objects
+        .iter()
+        .filter(|o| o["kind"] != "Service")
+        .cloned()
+        .collect();
+    let error = render(&plan, &RouteState::weighted(10), &Objects::new(without)).unwrap_err();
+    assert!(
+        error.to_string().contains("Service demo/details is needed"),
+        "{error}"
     );
-    validate_all(&rendered.objects());
+    // A canary Deployment made before its pods left the stable Service (the same labels).
+    let stable = objects.get("Deployment", "demo", "details-v1").unwrap();
+    let mut canary = stable.clone();
+    canary["metadata"]["name"] = json!("details-v1-canary");
+    let mut with_canary = objects.clone();
+    with_canary.insert(canary);
+    let error = render(&plan, &RouteState::weighted(10), &with_canary).unwrap_err();
+    assert!(
+        error.to_string().contains("selects the canary's pods"),
+        "{error}"
+    );
+    // All traffic on stable needs neither.
+    assert!(render(&plan, &RouteState::stable(), &with_canary).is_ok());
 }
 
 /// A VirtualService a user wrote: a route to another service first, the managed route with
@@ -215,12 +238,20 @@ fn in_a_users_virtual_service_only_the_named_route_changes_and_restore_gives_it_
         json!([{"uri": {"prefix": "/reviews"}, "headers": {"x-user": {"exact": "tester"}}}])
     );
     assert_eq!(http[1]["retries"], json!({"attempts": 3}));
-    assert_eq!(http[1]["route"][0]["destination"]["subset"], "v2");
-    // The weighted route keeps the user's host spelling and destination headers.
+    assert_eq!(
+        http[1]["route"][0]["destination"],
+        json!({"host": "reviews-canary.demo.svc.cluster.local", "port": {"number": 9080}})
+    );
+    // The weighted route keeps the user's stable destination as it is (host spelling,
+    // subset) and its destination headers; the canary host is spelt alike, without subset.
     let weighted = &http[2]["route"];
     assert_eq!(
-        weighted[0]["destination"]["host"],
-        "reviews.demo.svc.cluster.local"
+        weighted[0]["destination"],
+        user["spec"]["http"][1]["route"][0]["destination"]
+    );
+    assert_eq!(
+        weighted[1]["destination"],
+        json!({"host": "reviews-canary.demo.svc.cluster.local", "port": {"number": 9080}})
     );
     assert_eq!(weighted[0]["weight"], 70);
     assert_eq!(weighted[1]["weight"], 30);
@@ -229,10 +260,22 @@ fn in_a_users_virtual_service_only_the_named_route_changes_and_restore_gives_it_
         user["spec"]["http"][1]["route"][0]["headers"]
     );
     assert_eq!(http[2]["mirrorPercentage"]["value"], 20.0);
-    assert_eq!(vs["spec"]["tcp"][0]["route"][1]["weight"], 30);
+    assert_eq!(
+        http[2]["mirror"]["host"],
+        "reviews-canary.demo.svc.cluster.local"
+    );
+    let tcp = &vs["spec"]["tcp"][0]["route"];
+    assert_eq!(
+        tcp[0],
+        json!({"destination": {"host": "reviews", "subset": "v1"}, "weight": 70})
+    );
+    assert_eq!(
+        tcp[1],
+        json!({"destination": {"host": "reviews-canary"}, "weight": 30})
+    );
     validate_all(&rendered.objects());
 
-    let restored = restore(&plan, &rendered.subsets, vs).unwrap();
+    let restored = restore(vs).unwrap();
     let mut original = user_virtual_service();
     original["metadata"]
         .as_object_mut()
@@ -242,27 +285,45 @@ fn in_a_users_virtual_service_only_the_named_route_changes_and_restore_gives_it_
 }
 
 #[test]
-fn restore_after_a_promotion_points_the_route_at_the_new_stable_subset() {
-    let (plan, objects) = user_plan();
-    let rendered = render(&plan, &RouteState::weighted(40), &objects).unwrap();
-    // The release was promoted: the stable Deployment's pods now carry version v2.
-    let mut promoted = objects.clone();
-    promoted.insert(deployment(
-        "reviews-v1",
-        json!({"app": "reviews", "version": "v2"}),
-    ));
-    promoted.insert(rendered.virtual_service.clone());
-    let now = render(&plan, &RouteState::stable(), &promoted).unwrap();
-    assert_eq!(now.subsets.stable.name, "v2");
-    let restored = restore(&plan, &now.subsets, &now.virtual_service).unwrap();
-    assert_eq!(
-        restored["spec"]["http"][1]["route"][0]["destination"]["subset"],
-        "v2"
+fn the_users_destination_rule_is_never_rendered_and_its_traffic_policy_goes_to_the_canary_host() {
+    let (plan, mut objects) = user_plan();
+    let user_dr = json!({
+        "apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
+        "metadata": {"name": "reviews", "namespace": "demo"},
+        "spec": {"host": "reviews", "subsets": [{"name": "v1", "labels": {"version": "v1"}}],
+                 "trafficPolicy": {"tls": {"mode": "ISTIO_MUTUAL"},
+                                   "connectionPool": {"http": {"http1MaxPendingRequests": 10}}}}
+    });
+    objects.insert(user_dr.clone());
+    let rendered = render(&plan, &RouteState::weighted(20), &objects).unwrap();
+    assert!(
+        rendered
+            .objects()
+            .iter()
+            .all(|o| o["metadata"]["name"] != "reviews" || o["kind"] == "VirtualService")
     );
+    let dr = rendered.canary_destination_rule.as_ref().unwrap();
+    assert_eq!(dr["metadata"]["name"], "reviews-canary");
     assert_eq!(
-        restored["spec"]["http"][1]["match"],
-        json!([{"uri": {"prefix": "/reviews"}}])
+        dr["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+        "canary"
     );
+    assert_eq!(dr["spec"]["host"], "reviews-canary");
+    assert_eq!(
+        dr["spec"]["trafficPolicy"],
+        user_dr["spec"]["trafficPolicy"]
+    );
+    assert!(dr["spec"]["subsets"].is_null());
+    validate_all(&rendered.objects());
+    // Without a policy there is nothing to carry over.
+    let mut bare = user_dr;
+    bare["spec"]
+        .as_object_mut()
+        .unwrap()
+        .remove("trafficPolicy");
+    objects.insert(bare);
+    let rendered = render(&plan, &RouteState::weighted(20), &objects).unwrap();
+    assert!(rendered.canary_destination_rule.is_none());
 }
 
 #[test]
@@ -411,66 +472,10 @@ mod properties {
             again.insert(vs.clone());
             let second = render(&plan, &route, &again).unwrap();
             prop_assert_eq!(&second.virtual_service, vs);
-            let restored = restore(&plan, &rendered.subsets, vs).unwrap();
+            let restored = restore(vs).unwrap();
             let mut original = user;
             original["metadata"].as_object_mut().unwrap().remove("resourceVersion");
             prop_assert_eq!(restored, original);
         }
     }
-}
-
-/// Istio's rule for subset names (istio pkg/config/validation/validation.go:
-/// `validateSubsetName`): a DNS-1123 label.
-fn is_dns1123_label(name: &str) -> bool {
-    regex::Regex::new("^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-        .unwrap()
-        .is_match(name)
-        && name.len() <= 63
-}
-
-#[test]
-fn a_stable_version_label_istio_would_refuse_as_a_subset_name_gets_a_valid_stable_one() {
-    let (plan, _) = example("bookinfo-istio.yaml");
-    let mut names = Vec::new();
-    for version in ["V1", "1.0", "v1_beta", "v1", "_", "A.B_C-1"] {
-        let objects = Objects::new(vec![deployment(
-            "reviews-v1",
-            json!({"app": "reviews", "version": version}),
-        )]);
-        let rendered = render(&plan, &RouteState::weighted(20), &objects).unwrap();
-        let again = render(&plan, &RouteState::weighted(40), &objects).unwrap();
-        assert_eq!(
-            rendered.subsets, again.subsets,
-            "the same name on every pass"
-        );
-        let stable = &rendered.subsets.stable;
-        assert!(
-            is_dns1123_label(&stable.name),
-            "{version} → {}",
-            stable.name
-        );
-        assert_eq!(
-            stable.labels["version"], version,
-            "selects the value as it is"
-        );
-        assert_ne!(stable.name, rendered.subsets.canary.name);
-        if version == "v1" {
-            assert_eq!(stable.name, "v1", "a valid value is kept");
-        }
-        let vs = &rendered.virtual_service;
-        for entry in vs["spec"]["http"][0]["route"].as_array().unwrap() {
-            let subset = entry["destination"]["subset"].as_str().unwrap();
-            assert!(is_dns1123_label(subset), "{subset}");
-        }
-        for subset in rendered.destination_rule["spec"]["subsets"]
-            .as_array()
-            .unwrap()
-        {
-            assert!(is_dns1123_label(subset["name"].as_str().unwrap()));
-        }
-        validate_all(&rendered.objects());
-        names.push(stable.name.clone());
-    }
-    let distinct: std::collections::BTreeSet<&String> = names.iter().collect();
-    assert_eq!(distinct.len(), names.len(), "{names:?}");
 }

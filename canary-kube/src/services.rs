@@ -1,5 +1,5 @@
-//! The Services of the providers that route by Service (ingress-nginx, Kuma), in the cluster:
-//! the canary Service of [`canary_core::services`]. The stable Service is only read.
+//! The Services of the providers that route by Service (ingress-nginx, Kuma, Istio), in the
+//! cluster: the canary Service of [`canary_core::services`]. The stable Service is only read.
 
 use canary_core::RolloutPlan;
 use canary_core::objects::Objects;

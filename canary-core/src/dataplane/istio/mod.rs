@@ -1061,4 +1061,44 @@ mod tests {
         );
         assert_eq!(gateway_name("mesh", "shop"), "mesh");
     }
+
+    #[test]
+    fn a_destination_host_reaches_its_own_services_endpoints_by_short_name_or_fqdn() {
+        // A second Service beside `reviews`, selecting only a pod `reviews` does not select.
+        let canary_service = json!({"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "reviews-canary", "namespace": "shop"},
+            "spec": {"selector": {"role": "canary"}, "ports": [{"name": "http", "port": 9080}]}});
+        let canary_pod = json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "canary-a", "namespace": "shop",
+                         "labels": {"app": "reviews-canary", "role": "canary"}},
+            "status": {"conditions": [{"type": "Ready", "status": "True"}]}});
+        let canary = |served: &Served| served.share(|p| p.name.starts_with("canary"));
+        for host in ["reviews-canary", "reviews-canary.shop.svc.cluster.local"] {
+            let vs = virtual_service(
+                "reviews",
+                json!({"hosts": ["reviews"], "http": [{"route": [
+                    {"destination": {"host": "reviews"}, "weight": 80},
+                    {"destination": {"host": host, "port": {"number": 9080}}, "weight": 20}]}]}),
+            );
+            let world = world(vec![canary_service.clone(), canary_pod.clone(), vs]);
+            let served = serve(&world, &from_shop());
+            assert!(served.unserved_because.is_none(), "{host}: {served:?}");
+            assert!(close(canary(&served), 0.2), "{host}: {served:?}");
+            assert!(close(v1(&served) + v2(&served), 0.8), "{host}: {served:?}");
+        }
+        // With a dot the host is taken as written: `reviews-canary.shop` is no registry host.
+        let vs = virtual_service(
+            "reviews",
+            json!({"hosts": ["reviews"], "http": [{"route": [
+                {"destination": {"host": "reviews"}, "weight": 80},
+                {"destination": {"host": "reviews-canary.shop"}, "weight": 20}]}]}),
+        );
+        let served = serve(&world(vec![canary_service, canary_pod, vs]), &from_shop());
+        assert!(close(canary(&served), 0.0));
+        assert!(
+            served
+                .unserved_because
+                .is_some_and(|why| why.contains("503 NC"))
+        );
+    }
 }
