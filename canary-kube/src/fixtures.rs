@@ -316,7 +316,7 @@ impl TestCluster {
     /// until `done` holds of its status.
     ///
     /// # Panics
-    /// On a reconcile error or when `limit` passes first.
+    /// On a reconcile error other than a conflict, or when `limit` passes first.
     #[allow(clippy::panic, clippy::expect_used)] // a test fixture
     pub async fn reconcile_until(
         &self,
@@ -339,8 +339,13 @@ impl TestCluster {
                 status.phase,
                 status.message
             );
-            if let Err(error) = reconcile(Arc::new(rollout), context.clone()).await {
-                panic!("reconcile failed: {error}");
+            match reconcile(Arc::new(rollout), context.clone()).await {
+                Ok(_) => {}
+                // Writes to the stable Deployment carry the resourceVersion read, and the
+                // Deployment controller writes its status meanwhile: the runtime runs the
+                // reconcile again after a conflict, as here.
+                Err(crate::Error::Kube(kube::Error::Api(status))) if status.code == 409 => {}
+                Err(error) => panic!("reconcile failed: {error}"),
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

@@ -200,6 +200,12 @@ impl Cluster {
             );
             match reconcile(Arc::new(rollout), context.clone()).await {
                 Ok(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                // Writes to the stable Deployment carry the resourceVersion read, and the
+                // Deployment controller writes its status meanwhile: a conflict is expected,
+                // and the runtime runs the reconcile again, as here.
+                Err(canary_kube::Error::Kube(kube::Error::Api(status))) if status.code == 409 => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
                 Err(error) => panic!("reconcile failed: {error}"),
             }
         }
