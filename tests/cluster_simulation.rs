@@ -1,11 +1,12 @@
 //! Whole releases through the real controller, the strict in-memory cluster and the data-plane
 //! models (`simulate --cluster`): what users' requests get, for every example rollout, for
-//! rollouts and objects the examples do not have, for refused input, and under controller
-//! crashes at any write.
+//! rollouts and objects the examples do not have, for refused input, under controller crashes
+//! at any write, and with Flux or Argo CD putting Git's objects back while the release runs.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test support code
 
 use std::path::Path;
 
+use canary::kube::simulate::{GitOps, GitOpsTool};
 use canary::objects::Objects;
 use canary::sim::{SimConfig, SimReport};
 use canary::{Phase, RolloutPlan};
@@ -70,6 +71,11 @@ fn examples() -> Vec<(String, Vec<&'static str>)> {
 /// Every request was answered, the canary never answered more than its weight, and it
 /// answered nobody while the route sent it nothing.
 fn assert_truthful(name: &str, report: &SimReport) {
+    assert_truthful_but(name, report, |_| false);
+}
+
+/// [`assert_truthful`], with broken rules that `allowed` says are expected.
+fn assert_truthful_but(name: &str, report: &SimReport, allowed: impl Fn(&str) -> bool) {
     let s = &report.summary;
     let timeline: Vec<String> = report
         .rows
@@ -93,7 +99,7 @@ fn assert_truthful(name: &str, report: &SimReport) {
         .iter()
         .flat_map(|row| &row.events)
         .filter(|e| e.starts_with(canary::kube::simulate::BROKEN_RULE))
-        .filter(|e| !unordered_asm_gateway(e))
+        .filter(|e| !unordered_asm_gateway(e) && !allowed(e))
         .collect();
     assert!(
         broken.is_empty(),
@@ -166,7 +172,6 @@ async fn every_example_releases_with_every_request_served() {
 /// ignore nothing. The stable Service, which Flux would force back whole, is never changed.
 #[tokio::test]
 async fn every_example_releases_under_gitops_with_every_request_served() {
-    use canary::kube::simulate::{GitOps, GitOpsTool};
     for tool in [GitOpsTool::Flux, GitOpsTool::ArgoCd] {
         for (file, extra) in examples() {
             let (plan, objects) = load(&file, &extra);
@@ -319,7 +324,6 @@ async fn rollouts_beyond_the_examples_release_and_roll_back_with_every_request_s
 /// nothing of canary's on it and nothing to correct while no release runs.
 #[tokio::test]
 async fn between_releases_the_users_virtual_service_is_as_git_has_it() {
-    use canary::kube::simulate::{GitOps, GitOpsTool};
     let text = ISTIO_HASH.replace(
         "trafficRouting: {istio: {}}",
         "trafficRouting: {istio: {virtualService: {name: api}}}",
@@ -519,5 +523,153 @@ proptest! {
         let wanted = if bad { Phase::Failed } else { Phase::Succeeded };
         prop_assert_eq!(report.summary.phase, wanted, "{}: {}", name, report.summary.message);
         prop_assert_eq!(last_served_canary(&report), 0.0);
+    }
+}
+
+/// A Rollout on a VirtualService and DestinationRule the user keeps in Git (see
+/// [`USER_VIRTUAL_SERVICE`] and [`USER_DESTINATION_RULE`]).
+const ISTIO_USER_ROUTE: &str = "
+apiVersion: canary.rs/v1alpha1
+kind: Rollout
+metadata: {name: api, namespace: prod}
+spec:
+  workloadRef: {apiVersion: apps/v1, kind: Deployment, name: api}
+  service: {name: api, port: 8000}
+  trafficRouting: {istio: {virtualService: {name: api}, destinationRule: {name: api}}}
+  strategy: {canary: {stepWeight: 10, maxWeight: 50}}
+  analysis: {interval: 45s, metrics: [{name: request-success-rate, thresholdRange: {min: 99}}]}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: api, namespace: prod}
+spec:
+  replicas: 3
+  selector: {matchLabels: {app: api}}
+  template:
+    metadata: {labels: {app: api}}
+    spec: {containers: [{name: api, image: 'api:1'}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: api, namespace: prod}
+spec:
+  selector: {app: api}
+  ports: [{name: http, port: 8000, targetPort: 8000}]
+";
+
+/// The user's VirtualService: one route to the bare service host.
+const USER_VIRTUAL_SERVICE: &str = "
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: api, namespace: prod}
+spec:
+  hosts: [api]
+  http:
+  - name: primary
+    route:
+    - destination: {host: api}
+";
+
+/// The user's DestinationRule for the service host, with a traffic policy.
+const USER_DESTINATION_RULE: &str = "
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: api, namespace: prod}
+spec:
+  host: api
+  trafficPolicy:
+    connectionPool: {http: {http1MaxPendingRequests: 100}}
+";
+
+/// A release of the rollout file `text` with `tool` putting Git back every minute.
+async fn release_in_git(text: &str, tool: GitOpsTool, config: SimConfig) -> SimReport {
+    let (plan, objects) = load_text(text);
+    let gitops = GitOps::new(tool, jiff::SignedDuration::from_mins(1)).unwrap();
+    canary::cluster::simulate(&plan, &objects, config, Some(gitops))
+        .await
+        .unwrap_or_else(|e| panic!("{tool}: {e}"))
+}
+
+/// The truths of [`assert_truthful`] for a route Git puts back mid-release: the canary then
+/// gets less than its weight for a moment (the one rule allowed to break), never more; and
+/// nothing of canary's is left on the user's Istio objects.
+fn assert_git_route_truthful(what: &str, report: &SimReport) {
+    assert_truthful_but(what, report, |e| e.contains("canary-off-weight"));
+    assert_eq!(report.summary.max_canary_excess, Some(0.0), "{what}");
+    let left = report.summary.left_on_user_objects.clone().unwrap();
+    assert!(
+        !left
+            .iter()
+            .any(|l| l.starts_with("VirtualService") || l.starts_with("DestinationRule")),
+        "{what}: {left:#?}"
+    );
+}
+
+#[tokio::test]
+async fn a_release_on_a_virtual_service_kept_in_git_succeeds_under_flux_and_argo_cd() {
+    let text = format!("{ISTIO_USER_ROUTE}{USER_VIRTUAL_SERVICE}");
+    for tool in [GitOpsTool::Flux, GitOpsTool::ArgoCd] {
+        let report = release_in_git(&text, tool, SimConfig::default()).await;
+        let what = format!("{tool}");
+        assert_eq!(
+            report.summary.phase,
+            Phase::Succeeded,
+            "{what}: {}",
+            report.summary.message
+        );
+        assert!(report.summary.canary_requests > 0, "{what}");
+        assert!(
+            report.summary.gitops_corrections.unwrap() > 0,
+            "{what}: the tool put Git's route back mid-release"
+        );
+        assert_git_route_truthful(&what, &report);
+        // Once it is over the tool finds nothing to correct on the VirtualService.
+        let ended = report
+            .rows
+            .iter()
+            .position(|row| row.phase == Phase::Succeeded)
+            .unwrap();
+        let corrected: Vec<&String> = report.rows[ended..]
+            .iter()
+            .flat_map(|row| &row.events)
+            .filter(|e| e.starts_with("GitOps") && e.contains("VirtualService"))
+            .collect();
+        assert!(corrected.is_empty(), "{what}: {corrected:#?}");
+    }
+}
+
+#[tokio::test]
+async fn a_users_destination_rule_is_never_edited_and_a_failed_release_leaves_nothing_either() {
+    let text = format!("{ISTIO_USER_ROUTE}{USER_VIRTUAL_SERVICE}{USER_DESTINATION_RULE}");
+    for tool in [GitOpsTool::Flux, GitOpsTool::ArgoCd] {
+        let report = release_in_git(&text, tool, SimConfig::default()).await;
+        let what = format!("{tool}");
+        assert_eq!(
+            report.summary.phase,
+            Phase::Succeeded,
+            "{what}: {}",
+            report.summary.message
+        );
+        assert_git_route_truthful(&what, &report);
+        let dr_corrections = report
+            .rows
+            .iter()
+            .flat_map(|row| &row.events)
+            .filter(|e| e.starts_with("GitOps") && e.contains("DestinationRule"))
+            .count();
+        assert_eq!(
+            dr_corrections, 0,
+            "{what}: the DestinationRule never drifts"
+        );
+
+        let failing = SimConfig {
+            canary_error_rate: Some(0.3),
+            ..SimConfig::default()
+        };
+        let report = release_in_git(&text, tool, failing).await;
+        assert_eq!(report.summary.phase, Phase::Failed, "{what}");
+        assert_git_route_truthful(&format!("{what}, failed"), &report);
     }
 }

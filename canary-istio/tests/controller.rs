@@ -13,7 +13,6 @@ use canary_istio::IstioTraffic;
 use canary_kube::controller::reconcile;
 use canary_kube::crd::Rollout;
 use canary_kube::fixtures::TestCluster;
-use canary_kube::testserver::ResourceType;
 use kube::Api;
 use serde_json::{Value, json};
 
@@ -61,19 +60,6 @@ fn canary_share(cluster: &TestCluster) -> f64 {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_release_moves_the_virtual_service_step_by_step_and_deletion_cleans_up() {
     let cluster = TestCluster::start(Duration::from_millis(200)).await;
-    for (kind, plural) in [
-        ("VirtualService", "virtualservices"),
-        ("DestinationRule", "destinationrules"),
-    ] {
-        cluster.server.register(ResourceType::new(
-            "networking.istio.io",
-            "v1",
-            kind,
-            plural,
-            true,
-            true,
-        ));
-    }
     cluster.put(json!({
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": "reviews-v1", "namespace": "demo"},

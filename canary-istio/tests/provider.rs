@@ -11,7 +11,7 @@ use canary_core::providers::TrafficProvider;
 use canary_core::spec::{RequestMatch, StringMatch};
 use canary_istio::IstioTraffic;
 use canary_kube::fixtures::TestCluster;
-use canary_kube::testserver::{ResourceType, Verb};
+use canary_kube::testserver::Verb;
 use serde_json::{Value, json};
 
 const ISTIO: &str = "networking.istio.io/v1";
@@ -29,19 +29,6 @@ spec:
 
 async fn cluster() -> TestCluster {
     let cluster = TestCluster::start(Duration::from_millis(200)).await;
-    for (kind, plural) in [
-        ("VirtualService", "virtualservices"),
-        ("DestinationRule", "destinationrules"),
-    ] {
-        cluster.server.register(ResourceType::new(
-            "networking.istio.io",
-            "v1",
-            kind,
-            plural,
-            true,
-            true,
-        ));
-    }
     cluster.put(stable("v1"));
     cluster.put(json!({
         "apiVersion": "v1", "kind": "Service",

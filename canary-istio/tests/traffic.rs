@@ -13,7 +13,6 @@ use canary_core::machine::Verification;
 use canary_core::providers::{TrafficProvider, WorkloadProvider};
 use canary_istio::IstioTraffic;
 use canary_kube::fixtures::TestCluster;
-use canary_kube::testserver::ResourceType;
 use canary_kube::workload::DeploymentWorkload;
 use serde_json::{Value, json};
 
@@ -39,19 +38,6 @@ fn gits_virtual_service() -> Value {
 
 async fn cluster() -> TestCluster {
     let cluster = TestCluster::start(Duration::from_millis(50)).await;
-    for (kind, plural) in [
-        ("VirtualService", "virtualservices"),
-        ("DestinationRule", "destinationrules"),
-    ] {
-        cluster.server.register(ResourceType::new(
-            "networking.istio.io",
-            "v1",
-            kind,
-            plural,
-            true,
-            true,
-        ));
-    }
     cluster.put(json!({
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": "reviews-v1", "namespace": "demo"},
