@@ -462,6 +462,19 @@ fn names_follow_kubernetes_rules() {
     };
     assert_eq!(e.0[0].path, "metadata.name");
     assert!(e.0[0].message.contains("longer than 253"));
+
+    // A valid object name, but too long for the label that names the Rollout on its pods.
+    let label = text.replace(&long, &"a".repeat(64));
+    let Err(Error::Invalid(e)) = plan_from_yaml(&label) else {
+        panic!("accepted")
+    };
+    assert_eq!(e.0[0].path, "metadata.name");
+    assert!(
+        e.0[0].message.contains("longer than 63"),
+        "{}",
+        e.0[0].message
+    );
+    assert!(plan_from_yaml(&text.replace(&long, &"a".repeat(63))).is_ok());
 }
 
 #[test]

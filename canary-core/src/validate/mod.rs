@@ -185,6 +185,17 @@ pub fn validate(rollout: &Rollout) -> Result<RolloutPlan, ValidationErrors> {
         "metadata.name",
         names::dns1123_subdomain(&rollout.metadata.name),
     );
+    // The name is the value of the `canary.rs/rollout` label on the canary's pods and of the
+    // canary Service's selector: a label value has at most 63 characters.
+    if rollout.metadata.name.len() > 63 {
+        c.error(
+            "metadata.name",
+            format!(
+                "`{}` is longer than 63 characters: it labels the canary's pods",
+                rollout.metadata.name
+            ),
+        );
+    }
     if let Some(namespace) = &rollout.metadata.namespace {
         c.check("metadata.namespace", names::dns1123_label(namespace));
     }
