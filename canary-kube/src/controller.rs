@@ -27,7 +27,7 @@ use crate::crd::Rollout;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::store::KubeStatusStore;
-use crate::workload::{DeploymentWorkload, FIELD_MANAGER, ROLE, ROLLOUT};
+use crate::workload::{DeploymentWorkload, FIELD_MANAGER, Hold, ROLE, ROLLOUT};
 
 /// The finalizer that resets routes and removes the canary when a Rollout is deleted.
 pub const FINALIZER: &str = "canary.rs/cleanup";
@@ -207,15 +207,24 @@ async fn apply(rollout: &Rollout, context: &Context) -> Result<Action> {
             return Ok(Action::await_change());
         }
     };
-    let workload = DeploymentWorkload::new(context.client.clone(), &plan);
-    let promoting = rollout.status.as_ref().is_some_and(|s| {
-        matches!(
-            s.phase,
-            canary_core::Phase::Promoting | canary_core::Phase::Finalising
+    let workload = DeploymentWorkload::new(context.client.clone(), &plan).with_known_stable(
+        rollout
+            .status
+            .as_ref()
+            .and_then(|status| status.stable_revision.clone()),
+    );
+    if workload.hold().await? == Hold::HeldLate {
+        publish(
+            context,
+            rollout,
+            EventKind::Warning,
+            "StableRolledBeforeHold",
+            &format!(
+                "the stable Deployment {namespace}/{} began rolling its new pod template before                  canary held it: its new pods serve the stable share untested until the release                  ends (install canary's admission webhook to hold it in the same request)",
+                plan.rollout.spec.workload_ref.name
+            ),
         )
-    });
-    if !promoting {
-        workload.adopt().await?;
+        .await;
     }
     let traffic = context.traffic.provider(&plan)?;
     let store = KubeStatusStore::new(api, &name);

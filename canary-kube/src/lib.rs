@@ -11,6 +11,7 @@ pub mod ctl;
 pub mod error;
 #[cfg(feature = "test-util")]
 pub mod fixtures;
+pub mod hold;
 pub mod leader;
 pub mod metrics;
 pub mod revision;

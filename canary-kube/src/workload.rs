@@ -1,8 +1,9 @@
 //! The Deployment workload provider: the stable Deployment the user owns, and the
 //! `<name>-canary` Deployment built from it.
 //!
-//! - Adoption pauses the stable Deployment, so that a change of its pod template waits for the
-//!   rollout instead of rolling at once, and records the revision it runs.
+//! - The stable Deployment is held (paused, with the revision its pods run in an annotation)
+//!   only while a release is pending, so that a new template waits for the release instead of
+//!   rolling at once; between releases it is as its owner made it (see `crate::hold`).
 //! - A revision is the hash of the pod template the user asks for (the stable template with
 //!   `newVersion` applied) and of the data of the ConfigMaps and Secrets it uses.
 //! - The canary Deployment runs that template with the version label, the pod-template
@@ -23,7 +24,7 @@
 //!   canary never writes over a template it has not seen.
 //! - Promotion gives the stable Deployment the template (keeping the labels its selector needs,
 //!   and the stable pods' own values of the canary-only `podTemplateMetadata`) and lets it
-//!   roll; removing the canary pauses the stable Deployment again.
+//!   roll; the hold ends once the Rollout's status records the promoted revision.
 //! - For lane releases the canary pods carry `ASM_TRAFFIC_TAG: <canary lane>`.
 
 use async_trait::async_trait;
@@ -43,7 +44,8 @@ use crate::template::{apply_new_version, config_references};
 
 /// The field manager of canary's writes.
 pub const FIELD_MANAGER: &str = "canary";
-/// Annotation on the stable Deployment: the revision it runs.
+/// Annotation on the stable Deployment while canary holds it (see `crate::hold`): the
+/// revision its pods run.
 pub const STABLE_REVISION: &str = "canary.rs/stable-revision";
 /// Annotation on the canary Deployment and its pods: the revision they run.
 pub const REVISION: &str = "canary.rs/revision";
@@ -74,6 +76,22 @@ pub struct DeploymentWorkload {
     /// The Service whose selector must not select canary pods (providers that route by
     /// Service).
     leave_service: Option<String>,
+    /// The revision the Rollout's status says the stable Deployment runs.
+    known_stable: Option<String>,
+}
+
+/// What [`DeploymentWorkload::hold`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hold {
+    /// Nothing to write: held as it should be, or not held and nothing pending.
+    Unchanged,
+    /// Held now, before the Deployment's controller acted on its new template.
+    Held,
+    /// Held now, but the Deployment's controller had already begun rolling the new template
+    /// onto stable pods (no admission webhook held it in time).
+    HeldLate,
+    /// The hold ended: unpaused, canary's annotation removed.
+    Released,
 }
 
 impl DeploymentWorkload {
@@ -102,8 +120,17 @@ impl DeploymentWorkload {
                 .provider
                 .routes_by_service()
                 .then(|| plan.rollout.spec.service.name.clone()),
+            known_stable: None,
             namespace,
         }
+    }
+
+    /// This workload knowing from the Rollout's status which revision the stable Deployment
+    /// runs (`status.stableRevision`), without which it cannot tell a new template from the
+    /// one stable runs while the Deployment is not held.
+    pub fn with_known_stable(mut self, revision: Option<String>) -> Self {
+        self.known_stable = revision.filter(|revision| !revision.is_empty());
+        self
     }
 
     /// The workloads of the Rollout `rollout` in `namespace` whose spec no longer validates
@@ -122,6 +149,7 @@ impl DeploymentWorkload {
             new_version: None,
             canary_labels: Vec::new(),
             leave_service: None,
+            known_stable: None,
             namespace: namespace.to_owned(),
         }
     }
@@ -182,38 +210,49 @@ impl DeploymentWorkload {
         Ok(left.items.is_empty())
     }
 
-    /// Records the revision the stable Deployment runs, once, and pauses it; a Deployment that
-    /// is rolling out (its controller has not caught up with its template) is paused only once
-    /// it is done. Returns whether it wrote anything.
-    pub async fn adopt(&self) -> Result<bool> {
+    /// Holds the stable Deployment while a release is pending, and lets it go once none is
+    /// (see `crate::hold`): held when the revision asked for differs from the one the Rollout's
+    /// status says stable runs; released when the status records the revision the hold names
+    /// and no other is asked for. Before the status knows a stable revision (adoption) nothing
+    /// is written.
+    pub async fn hold(&self) -> Result<Hold> {
         let stable = self.stable().await?;
-        let paused = stable.spec.paused.unwrap_or(false);
-        let recorded = annotation(&stable, STABLE_REVISION).is_some();
-        let pause = !paused && !rolling(&stable);
-        if recorded && !pause {
-            return Ok(false);
-        }
-        let mut patch = if pause {
-            json!({"spec": {"paused": true}})
-        } else {
-            json!({})
+        let held = annotation(&stable, STABLE_REVISION);
+        let Some(known) = &self.known_stable else {
+            return Ok(Hold::Unchanged);
         };
-        if !recorded {
-            let running = self.revision(&pod_template(&stable), &stable).await?;
-            patch["metadata"] = json!({"annotations": {STABLE_REVISION: running}});
+        let (_, desired, _) = self.desired(&stable).await?;
+        match held {
+            Some(running) if running == *known && desired == *known => {
+                let patch = json!({"metadata": {"annotations": {STABLE_REVISION: null}}, "spec": {"paused": false}});
+                self.write_stable(&stable, patch).await?;
+                Ok(Hold::Released)
+            }
+            Some(_) => Ok(Hold::Unchanged),
+            None if desired == *known => Ok(Hold::Unchanged),
+            None => {
+                // The Deployment's controller has acted on the template once it observed its
+                // generation unpaused: pods of a new ReplicaSet (`updatedReplicas`) are on
+                // their way while the old ones still run.
+                let status = stable.status.clone().unwrap_or_default();
+                let late = !stable.spec.paused.unwrap_or(false)
+                    && status.observed_generation >= stable.metadata.generation
+                    && status.updated_replicas.unwrap_or(0) < stable.spec.replicas.unwrap_or(1);
+                let patch = json!({"metadata": {"annotations": {STABLE_REVISION: known}}, "spec": {"paused": true}});
+                self.write_stable(&stable, patch).await?;
+                Ok(if late { Hold::HeldLate } else { Hold::Held })
+            }
         }
-        self.write_stable(&stable, patch).await?;
-        Ok(true)
     }
 
-    /// Lets the stable Deployment go: unpaused, canary's annotation removed (the Rollout was
-    /// deleted). Returns whether it wrote anything.
+    /// Lets the stable Deployment go when canary holds it: unpaused, canary's annotation
+    /// removed (the Rollout was deleted). A Deployment canary does not hold is left as it is.
+    /// Returns whether it wrote anything.
     pub async fn release(&self) -> Result<bool> {
         let Some(stable) = self.deployments.get_opt(&self.stable).await? else {
             return Ok(false);
         };
-        let paused = stable.spec.paused.unwrap_or(false);
-        if !paused && annotation(&stable, STABLE_REVISION).is_none() {
+        if annotation(&stable, STABLE_REVISION).is_none() {
             return Ok(false);
         }
         let patch = json!({"metadata": {"annotations": {STABLE_REVISION: null}}, "spec": {"paused": false}});
@@ -232,8 +271,8 @@ impl DeploymentWorkload {
         Ok((template, revision, configs))
     }
 
-    /// The revision of `template` as `stable`'s pods would run it.
-    async fn revision(&self, template: &Value, _stable: &Deployment) -> Result<String> {
+    /// The revision of `template` with the ConfigMaps and Secrets it uses as they are now.
+    async fn revision(&self, template: &Value) -> Result<String> {
         let configs = self.config_hash(template).await?;
         Ok(hash(&json!({"template": template, "config": configs})))
     }
@@ -266,9 +305,12 @@ impl DeploymentWorkload {
 
     async fn observe_inner(&self) -> Result<WorkloadObservation> {
         let stable = self.stable().await?;
-        let running = match annotation(&stable, STABLE_REVISION) {
-            Some(revision) => revision,
-            None => self.revision(&pod_template(&stable), &stable).await?,
+        // Held: the annotation says what the pods run. Not held: what the Rollout's status
+        // recorded (the template may be new, not yet held); at adoption, the template.
+        let running = match (annotation(&stable, STABLE_REVISION), &self.known_stable) {
+            (Some(revision), _) => revision,
+            (None, Some(known)) => known.clone(),
+            (None, None) => self.revision(&pod_template(&stable)).await?,
         };
         let (_, desired, _) = self.desired(&stable).await?;
         let canary = self.deployments.get_opt(&self.canary).await?;
@@ -432,8 +474,8 @@ impl DeploymentWorkload {
     }
 
     /// Deletes the canary Deployment in the foreground (its ReplicaSets and pods first; see
-    /// [`DeploymentWorkload::canary_gone`]) and pauses the stable Deployment again. Returns
-    /// whether it wrote anything (a canary already being deleted is left to go).
+    /// [`DeploymentWorkload::canary_gone`]). Returns whether it wrote anything (a canary
+    /// already being deleted is left to go).
     async fn remove_inner(&self) -> Result<bool> {
         let deleting = match self.canary().await? {
             Some(canary) if canary.metadata.deletion_timestamp.is_none() => {
@@ -449,16 +491,7 @@ impl DeploymentWorkload {
             }
             _ => false,
         };
-        // A stable Deployment deleted with everything else has nothing left to hold.
-        let Some(stable) = self.deployments.get_opt(&self.stable).await? else {
-            return Ok(deleting);
-        };
-        let paused = stable.spec.paused.unwrap_or(false);
-        if !paused {
-            self.write_stable(&stable, json!({"spec": {"paused": true}}))
-                .await?;
-        }
-        Ok(deleting || !paused)
+        Ok(deleting)
     }
 }
 
@@ -491,7 +524,12 @@ impl WorkloadProvider for DeploymentWorkload {
 
 /// The pod template of a Deployment as JSON, without canary's own annotations.
 fn pod_template(deployment: &Deployment) -> Value {
-    let mut value = serde_json::to_value(&deployment.spec.template).unwrap_or(Value::Null);
+    pod_template_value(&serde_json::to_value(&deployment.spec.template).unwrap_or(Value::Null))
+}
+
+/// A pod template (`spec.template` of a Deployment as JSON) without canary's own annotations.
+pub(crate) fn pod_template_value(template: &Value) -> Value {
+    let mut value = template.clone();
     if let Some(annotations) = value["metadata"]["annotations"].as_object_mut() {
         annotations.remove(REVISION);
         annotations.remove(CONFIG_HASH);
@@ -598,15 +636,6 @@ fn gitops_applier(deployment: &Deployment) -> Option<String> {
                 .is_some_and(|fields| fields.0["f:spec"]["f:template"].is_object())
         })
         .and_then(|entry| entry.manager.clone())
-}
-
-/// True while a Deployment's controller has not rolled its current template out.
-fn rolling(deployment: &Deployment) -> bool {
-    let status = deployment.status.clone().unwrap_or_default();
-    let replicas = deployment.spec.replicas.unwrap_or(1);
-    status.observed_generation < deployment.metadata.generation
-        || status.updated_replicas.unwrap_or(0) < replicas
-        || status.available_replicas.unwrap_or(0) < replicas
 }
 
 /// The canary Deployment's selector: the keys of the stable selector with the values the
