@@ -164,7 +164,8 @@ pub fn schema_errors(validator: &jsonschema::Validator, object: &Value) -> Vec<S
 
 /// An API test server with the Rollout resource and the upstream CRDs of `crds/` (with their
 /// schemas), the Istio, ingress-nginx and Kuma validating webhooks
-/// ([`ApiServer::admit_like_upstream`]), the simulated kube-controller-manager and kubelet
+/// ([`ApiServer::admit_like_upstream`]) and canary's own hold webhook
+/// ([`ApiServer::enable_canary_hold`]), the simulated kube-controller-manager and kubelet
 /// running in real time (Deployments get ReplicaSets and pods that become ready on their own,
 /// owned objects are collected), and healthy metrics.
 pub struct TestCluster {
@@ -189,6 +190,7 @@ impl TestCluster {
         register_rollout_crd(&server);
         register_upstream_crds(&server);
         server.admit_like_upstream();
+        server.enable_canary_hold();
         server.simulate_deployments(ready_after);
         let metrics = InMemoryMetrics::default();
         metrics.set("request-success-rate", MetricOutcome::Value(99.9));

@@ -34,7 +34,10 @@ use crate::workload::{STABLE_REVISION, pod_template_value};
 /// before), or no Rollout among `rollouts` (the Rollouts of its namespace) targets it with a
 /// stable revision recorded.
 pub fn hold_patch(old: &Value, new: &Value, rollouts: &[Value]) -> Option<Value> {
-    if new["metadata"]["annotations"].get(STABLE_REVISION).is_some() {
+    if new["metadata"]["annotations"]
+        .get(STABLE_REVISION)
+        .is_some()
+    {
         return None;
     }
     if pod_template_value(&old["spec"]["template"]) == pod_template_value(&new["spec"]["template"])
@@ -91,7 +94,8 @@ mod tests {
         let new = deployment("web:2", Value::Null);
         let patch = hold_patch(&old, &new, &[rollout("web", Some("abc"))]).unwrap();
         let mut held = new.clone();
-        json_patch::patch(&mut held, &serde_json::from_value(patch).unwrap()).unwrap();
+        let patch: json_patch::Patch = serde_json::from_value(patch).unwrap();
+        json_patch::patch(&mut held, &patch).unwrap();
         assert_eq!(held["spec"]["paused"], true);
         assert_eq!(held["metadata"]["annotations"][STABLE_REVISION], "abc");
         assert_eq!(held["spec"]["template"], new["spec"]["template"]);
@@ -114,7 +118,8 @@ mod tests {
         // Existing annotations are kept: only canary's is added.
         let patch = hold_patch(&old, &new, &rollouts).unwrap();
         let mut held = new.clone();
-        json_patch::patch(&mut held, &serde_json::from_value(patch).unwrap()).unwrap();
+        let patch: json_patch::Patch = serde_json::from_value(patch).unwrap();
+        json_patch::patch(&mut held, &patch).unwrap();
         assert_eq!(held["metadata"]["annotations"]["team"], "a");
     }
 }

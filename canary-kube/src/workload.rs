@@ -210,11 +210,17 @@ impl DeploymentWorkload {
         Ok(left.items.is_empty())
     }
 
-    /// Holds the stable Deployment while a release is pending, and lets it go once none is
-    /// (see `crate::hold`): held when the revision asked for differs from the one the Rollout's
-    /// status says stable runs; released when the status records the revision the hold names
-    /// and no other is asked for. Before the status knows a stable revision (adoption) nothing
-    /// is written.
+    /// Holds the stable Deployment while a release is pending and its own template would roll
+    /// something else than what its pods run, and lets it go once no release is pending (see
+    /// `crate::hold`):
+    /// - held when the revision asked for differs from the one the Rollout's status says
+    ///   stable runs and the Deployment has not rolled its template out (a new template; a
+    ///   release asked for by `newVersion` or by a ConfigMap leaves the template, which its
+    ///   pods run, as it is, so nothing would roll and nothing is held);
+    /// - released when the status records the revision the hold names and no other is asked
+    ///   for (after a promotion, a cancelled release, a reverted template).
+    ///
+    /// Before the status knows a stable revision (adoption) nothing is written.
     pub async fn hold(&self) -> Result<Hold> {
         let stable = self.stable().await?;
         let held = annotation(&stable, STABLE_REVISION);
@@ -222,6 +228,10 @@ impl DeploymentWorkload {
             return Ok(Hold::Unchanged);
         };
         let (_, desired, _) = self.desired(&stable).await?;
+        let status = stable.status.clone().unwrap_or_default();
+        let observed = status.observed_generation >= stable.metadata.generation;
+        let rolled_out =
+            observed && status.updated_replicas.unwrap_or(0) >= stable.spec.replicas.unwrap_or(1);
         match held {
             Some(running) if running == *known && desired == *known => {
                 let patch = json!({"metadata": {"annotations": {STABLE_REVISION: null}}, "spec": {"paused": false}});
@@ -229,15 +239,11 @@ impl DeploymentWorkload {
                 Ok(Hold::Released)
             }
             Some(_) => Ok(Hold::Unchanged),
-            None if desired == *known => Ok(Hold::Unchanged),
+            None if desired == *known || rolled_out => Ok(Hold::Unchanged),
             None => {
                 // The Deployment's controller has acted on the template once it observed its
-                // generation unpaused: pods of a new ReplicaSet (`updatedReplicas`) are on
-                // their way while the old ones still run.
-                let status = stable.status.clone().unwrap_or_default();
-                let late = !stable.spec.paused.unwrap_or(false)
-                    && status.observed_generation >= stable.metadata.generation
-                    && status.updated_replicas.unwrap_or(0) < stable.spec.replicas.unwrap_or(1);
+                // generation unpaused: pods of a new ReplicaSet are on their way.
+                let late = observed && !stable.spec.paused.unwrap_or(false);
                 let patch = json!({"metadata": {"annotations": {STABLE_REVISION: known}}, "spec": {"paused": true}});
                 self.write_stable(&stable, patch).await?;
                 Ok(if late { Hold::HeldLate } else { Hold::Held })
@@ -765,8 +771,9 @@ spec:
             format!("{ROLLOUT}  newVersion: {{containers: [{{name: web, image: \"web:2\"}}]}}\n");
         let plan = canary_core::load::plan_from_yaml(&rollout).unwrap();
         let workload = DeploymentWorkload::new(server.client(), &plan);
-        assert!(workload.adopt().await.unwrap());
         let seen = workload.observe_inner().await.unwrap();
+        let workload = workload.with_known_stable(Some(seen.stable.revision.clone()));
+        assert_eq!(workload.hold().await.unwrap(), Hold::Held);
         let refused = workload
             .promote_inner(&seen.desired_revision)
             .await

@@ -16,6 +16,7 @@ use canary_kube::crd::Rollout;
 use canary_kube::metrics::Metrics;
 use canary_kube::testserver::{ApiServer, ResourceType, Verb};
 use canary_kube::traffic::MemoryTraffic;
+use canary_kube::workload::STABLE_REVISION;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::PostParams;
 use kube::api::{Patch, PatchParams};
@@ -48,7 +49,12 @@ struct Cluster {
 }
 
 impl Cluster {
+    /// A cluster with canary's hold webhook installed.
     async fn new() -> Self {
+        Self::start(true).await
+    }
+
+    async fn start(hold_webhook: bool) -> Self {
         let server = ApiServer::start().await.unwrap();
         server.register(ResourceType::new(
             "canary.rs",
@@ -58,6 +64,9 @@ impl Cluster {
             true,
             true,
         ));
+        if hold_webhook {
+            server.enable_canary_hold();
+        }
         server.simulate_deployments(Duration::from_millis(300));
         let client = server.client();
         let stable: Deployment = serde_json::from_value(serde_json::json!({
@@ -514,6 +523,12 @@ async fn a_weight_step_costs_at_most_three_writes_and_an_idle_pass_none() {
         .reconcile_until(&context, Duration::from_secs(30), terminal)
         .await;
     assert_eq!(end.phase, Phase::Succeeded);
+    // The pass after the status records the promoted revision lets the stable Deployment go
+    // (one write); after that a finished rollout writes nothing.
+    let rollout = cluster.rollouts().get("podinfo").await.unwrap();
+    reconcile(Arc::new(rollout), context.clone()).await.unwrap();
+    let released = cluster.deployments().get("podinfo").await.unwrap();
+    assert!(!released.annotations().contains_key(STABLE_REVISION));
     cluster.server.clear_requests();
     for _ in 0..3 {
         let rollout = cluster.rollouts().get("podinfo").await.unwrap();
@@ -778,9 +793,13 @@ async fn a_first_deploy_does_no_rollout_and_a_template_change_does() {
         "the first deploy is adopted, not released"
     );
     assert!(!cluster.canary_exists().await);
-    // Paused at adoption, so a template edit waits for the rollout instead of rolling at once.
+    let idle = cluster.deployments().get("podinfo").await.unwrap();
+    assert_eq!(idle.spec.paused, None, "adopted as its owner made it");
+    assert!(!idle.annotations().contains_key(STABLE_REVISION));
+    // canary's webhook holds the Deployment in the request that changes its template, so the
+    // new template waits for the release instead of rolling at once.
     let patch = serde_json::json!({"spec": {"template": {"spec": {"containers": [{"name": "podinfo", "image": "ghcr.io/stefanprodan/podinfo:7.0.0"}]}}}});
-    cluster
+    let edited = cluster
         .deployments()
         .patch(
             "podinfo",
@@ -789,6 +808,25 @@ async fn a_first_deploy_does_no_rollout_and_a_template_change_does() {
         )
         .await
         .unwrap();
+    assert_eq!(edited.spec.paused, Some(true));
+    assert_eq!(
+        edited.annotations().get(STABLE_REVISION),
+        adopted.stable_revision.as_ref(),
+        "held at the revision its pods run"
+    );
+    let held_by = edited
+        .metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .filter(|entry| {
+            entry
+                .fields_v1
+                .as_ref()
+                .is_some_and(|f| f.0["f:spec"].get("f:paused").is_some())
+        })
+        .count();
+    assert_eq!(held_by, 0, "what the webhook set is no field manager's");
     let released = cluster
         .reconcile_until(&context, Duration::from_secs(10), |s| {
             s.phase == Phase::Progressing
@@ -803,16 +841,16 @@ async fn a_first_deploy_does_no_rollout_and_a_template_change_does() {
         cluster.stable_image().await,
         "ghcr.io/stefanprodan/podinfo:7.0.0"
     );
-    assert_eq!(
-        cluster
-            .deployments()
-            .get("podinfo")
-            .await
-            .unwrap()
-            .spec
-            .paused,
-        Some(true),
-        "paused again for the next release"
+    // The pass after the status records the promoted revision lets the Deployment go.
+    for _ in 0..3 {
+        let rollout = cluster.rollouts().get("podinfo").await.unwrap();
+        reconcile(Arc::new(rollout), context.clone()).await.unwrap();
+    }
+    let after = cluster.deployments().get("podinfo").await.unwrap();
+    assert_eq!(after.spec.paused, Some(false), "no longer held");
+    assert!(
+        !after.annotations().contains_key(STABLE_REVISION),
+        "nothing of canary's is left on it"
     );
 }
 
@@ -845,10 +883,8 @@ async fn a_changed_config_map_is_a_new_revision() {
         .await;
     let stable = cluster.deployments().get("podinfo").await.unwrap();
     assert!(
-        stable
-            .annotations()
-            .contains_key("canary.rs/stable-revision"),
-        "recorded at once, even while rolling"
+        !stable.annotations().contains_key(STABLE_REVISION) && stable.spec.paused.is_none(),
+        "adopted without a write: the revision is in the Rollout's status"
     );
     let change = serde_json::json!({"data": {"level": "debug"}});
     configs
@@ -943,4 +979,53 @@ async fn the_controller_reports_its_metrics() {
         text.contains("canary_step_duration_seconds_count"),
         "{text}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_the_webhook_the_controller_holds_on_sight_and_says_when_it_was_late() {
+    let cluster = Cluster::start(false).await;
+    cluster.create_rollout(TEMPLATE_ROLLOUT).await;
+    let context = cluster.context();
+    let adopted = cluster
+        .reconcile_until(&context, Duration::from_secs(10), |s| {
+            s.phase == Phase::Initialized && s.stable_revision.is_some()
+        })
+        .await;
+    let patch = serde_json::json!({"spec": {"template": {"spec": {"containers": [{"name": "podinfo", "image": "ghcr.io/stefanprodan/podinfo:7.0.0"}]}}}});
+    let edited = cluster
+        .deployments()
+        .patch("podinfo", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    assert_eq!(
+        edited.spec.paused, None,
+        "no webhook: nothing holds it in the request"
+    );
+    // The Deployment controller acts on the new template before the controller's next pass.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let stable = cluster.deployments().get("podinfo").await.unwrap();
+        let status = stable.status.unwrap_or_default();
+        if status.observed_generation >= stable.metadata.generation
+            && status.updated_replicas.unwrap_or(0) > 0
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the Deployment controller did not act"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let rollout = cluster.rollouts().get("podinfo").await.unwrap();
+    reconcile(Arc::new(rollout), context.clone()).await.unwrap();
+    let held = cluster.deployments().get("podinfo").await.unwrap();
+    assert_eq!(held.spec.paused, Some(true), "held on sight");
+    assert_eq!(
+        held.annotations().get(STABLE_REVISION),
+        adopted.stable_revision.as_ref()
+    );
+    let events = cluster.server.list("events.k8s.io/v1", "Event");
+    let reasons: Vec<&str> = events.iter().filter_map(|e| e["reason"].as_str()).collect();
+    assert!(reasons.contains(&"StableRolledBeforeHold"), "{reasons:?}");
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use canary_core::providers::WorkloadProvider;
 use canary_kube::fixtures::TestCluster;
-use canary_kube::workload::DeploymentWorkload;
+use canary_kube::workload::{DeploymentWorkload, Hold};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::Api;
 use serde_json::json;
@@ -144,13 +144,14 @@ fn progressing(server: &canary_kube::testserver::ApiServer, name: &str) -> (Stri
     )
 }
 
-/// Adoption pauses the stable Deployment, and the simulated Deployment controller says so as
-/// kube-controller-manager does (pkg/controller/deployment/progress.go
-/// `checkPausedConditions`): `Progressing` turns `Unknown` with reason `DeploymentPaused`,
-/// which Argo CD's health check shows as Suspended and kstatus as not current. Letting it go
-/// makes it complete again. Every write carries field manager `canary`.
+/// The stable Deployment is held only while a release is pending. Held, the simulated
+/// Deployment controller says so as kube-controller-manager does
+/// (pkg/controller/deployment/progress.go `checkPausedConditions`): `Progressing` turns
+/// `Unknown` with reason `DeploymentPaused`, which Argo CD's health check shows as Suspended
+/// and kstatus as not current. With nothing pending it is not held, and letting it go makes
+/// it complete again. Every write carries field manager `canary`.
 #[tokio::test]
-async fn an_adopted_deployment_shows_the_paused_condition_until_released() {
+async fn the_stable_deployment_is_held_only_while_a_release_is_pending() {
     use jiff::{SignedDuration, Timestamp};
 
     let server = canary_kube::testserver::ApiServer::start().await.unwrap();
@@ -178,8 +179,39 @@ async fn an_adopted_deployment_shows_the_paused_condition_until_released() {
         ("True".to_owned(), "NewReplicaSetAvailable".to_owned())
     );
     let plan = canary_core::load::plan_from_yaml(BOOKINFO).unwrap();
-    let workload = DeploymentWorkload::new(server.client(), &plan);
-    assert!(workload.adopt().await.unwrap());
+    let adopting = DeploymentWorkload::new(server.client(), &plan);
+    assert_eq!(
+        adopting.hold().await.unwrap(),
+        Hold::Unchanged,
+        "nothing known yet"
+    );
+    let seen = adopting.observe().await.unwrap();
+    // Nothing pending (the status says stable runs what is asked for): not held.
+    let idle = DeploymentWorkload::new(server.client(), &plan)
+        .with_known_stable(Some(seen.desired_revision.clone()));
+    assert_eq!(idle.hold().await.unwrap(), Hold::Unchanged);
+    settle(&mut now);
+    assert_eq!(
+        progressing(&server, "reviews-v1"),
+        ("True".to_owned(), "NewReplicaSetAvailable".to_owned())
+    );
+    // `newVersion` asks for another revision than the one stable runs, but the Deployment
+    // runs its template: nothing would roll, nothing is held.
+    let workload = DeploymentWorkload::new(server.client(), &plan)
+        .with_known_stable(Some(seen.stable.revision.clone()));
+    assert_eq!(workload.hold().await.unwrap(), Hold::Unchanged);
+    // A new template (no webhook here) is held before the Deployment controller sees it.
+    let edit = json!({"spec": {"template": {"spec": {"containers": [{"name": "reviews", "image": "reviews:2"}]}}}});
+    Api::<Deployment>::namespaced(server.client(), "demo")
+        .patch(
+            "reviews-v1",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&edit),
+        )
+        .await
+        .unwrap();
+    assert_eq!(workload.hold().await.unwrap(), Hold::Held);
+    assert_eq!(workload.hold().await.unwrap(), Hold::Unchanged);
     settle(&mut now);
     assert_eq!(
         progressing(&server, "reviews-v1"),

@@ -66,6 +66,9 @@ impl Cluster {
             ));
         }
         server.admit_like_upstream();
+        // canary's own webhook, installed with the controller: a Deployment whose template
+        // changes is held in the same request (see `crate::hold`).
+        server.enable_canary_hold();
         let startup = Duration::try_from(pod_startup).unwrap_or_default();
         Ok(Cluster {
             client: server.client(),
@@ -205,7 +208,8 @@ impl Cluster {
     }
 
     /// Asks for a new revision through Git: the Rollout's `newVersion` committed when it has
-    /// one, with the stable Deployment's template as promotion will make it (a tool applying
+    /// one, with the stable Deployment's template as promotion will make it when the release
+    /// promotes (a tool applying
     /// Git would put any other back: promotion refuses to write a template GitOps applies), or
     /// else the stable Deployment's pod template changed as `kubectl rollout restart` changes
     /// it; the tool applies the commit at once.
@@ -230,7 +234,13 @@ impl Cluster {
                 manifest["spec"]["newVersion"] = serde_json::to_value(new_version)
                     .map_err(|e| Error::Invalid(format!("the Rollout's newVersion: {e}")))?;
                 let stable = &plan.rollout.spec.workload_ref.name;
-                if let Some(mut deployment) = git.manifest("Deployment", stable).cloned() {
+                // A release that does not promote (a dark launch) leaves Git's template.
+                let promotes = plan.finish == canary_core::plan::Finish::Promote;
+                if let Some(mut deployment) = git
+                    .manifest("Deployment", stable)
+                    .filter(|_| promotes)
+                    .cloned()
+                {
                     deployment["spec"]["template"] =
                         crate::workload::promoted_template(&deployment, new_version);
                     git.commit(deployment);

@@ -221,6 +221,31 @@ fn dry_rv(mut obj: Value, live_rv: Option<&str>) -> Value {
     obj
 }
 
+/// `obj` (checked, its managed fields recorded) as the mutating admission hooks leave it,
+/// checked again when they changed it; the fields they set are no manager's.
+fn admitted(
+    state: &State,
+    inner: &Inner,
+    call: &Call<'_>,
+    live: Option<&Value>,
+    obj: Value,
+    warnings: Vec<String>,
+) -> ApiResult<(Value, Vec<String>)> {
+    let via = if live.is_some() {
+        Via::Patch
+    } else {
+        Via::Body
+    };
+    let w = write(call, meta_str(&obj, "name"), via);
+    match writes::mutate(&state.registry, inner, &w, &obj, live)? {
+        Some(mutated) => {
+            let (checked, more) = writes::check(&state.registry, inner, &w, mutated, live)?;
+            Ok((checked, warnings.into_iter().chain(more).collect()))
+        }
+        None => Ok((obj, warnings)),
+    }
+}
+
 /// `obj` with the managed fields an `Update` by the call's manager leaves (structured-merge-
 /// diff `Updater.Update`, the manager named by `fieldManager` or, without one, by the user
 /// agent as apiserver `endpoints/handlers/rest.go` `prefixFromUserAgent` derives it).
@@ -259,6 +284,7 @@ fn create(state: &State, call: &Call<'_>) -> ApiResult<Reply> {
         None,
     )?;
     let body = with_update_owner(call, &types, None, body);
+    let (body, warnings) = admitted(state, &inner, call, None, body, warnings)?;
     let created = run_write(&mut inner, dry, |inner| {
         inner.create(&t.rt, t.ns.as_deref(), body, false, &Owner::Apply)
     })?;
@@ -284,6 +310,7 @@ fn replace(state: &State, call: &Call<'_>, name: &str) -> ApiResult<Reply> {
         Some(&live),
     )?;
     let body = with_update_owner(call, &types, Some(&live), body);
+    let (body, warnings) = admitted(state, &inner, call, Some(&live), body, warnings)?;
     let updated = run_write(&mut inner, dry, |inner| {
         inner.update(&t.rt, t.ns.as_deref(), name, body, part(t), &Owner::Apply)
     })?;
@@ -355,6 +382,10 @@ fn patch(state: &State, call: &Call<'_>, name: &str) -> ApiResult<Reply> {
         let warnings = std::cell::RefCell::new(Vec::new());
         let w = write(call, Some(name), Via::Apply);
         let check = |inner: &Inner, candidate: Value, old: Option<&Value>| {
+            // The managed fields are recorded already: what the mutating hooks set is no
+            // one's.
+            let candidate =
+                writes::mutate(&state.registry, inner, &w, &candidate, old)?.unwrap_or(candidate);
             let (obj, found) = writes::check(&state.registry, inner, &w, candidate, old)?;
             warnings.borrow_mut().extend(found);
             Ok(obj)
@@ -397,6 +428,7 @@ fn patch(state: &State, call: &Call<'_>, name: &str) -> ApiResult<Reply> {
         Some(&live),
     )?;
     let patched = with_update_owner(call, &types, Some(&live), patched);
+    let (patched, warnings) = admitted(state, &inner, call, Some(&live), patched, warnings)?;
     let updated = run_write(&mut inner, dry, |inner| {
         inner.update(
             &t.rt,

@@ -60,8 +60,8 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 pub use admission::{
-    AdmissionHook, AdmissionRequest, Denial, IstioValidation, KumaValidation, NginxAdmission,
-    Operation, nginx_ignored_canary_annotations,
+    AdmissionHook, AdmissionRequest, CanaryHold, Denial, IstioValidation, KumaValidation,
+    MutatingHook, NginxAdmission, Operation, nginx_ignored_canary_annotations,
 };
 pub use controllers::ControllerManager;
 pub use faults::Faults;

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use super::admission::AdmissionHook;
+use super::admission::{AdmissionHook, MutatingHook};
 use super::schema::CrdSchema;
 use super::store::read;
 
@@ -92,6 +92,8 @@ pub(crate) struct Registry {
     schemas: RwLock<HashMap<(String, String, String), Arc<CrdSchema>>>,
     /// Validating admission hooks, called in order.
     hooks: RwLock<Vec<Arc<dyn AdmissionHook>>>,
+    /// Mutating admission hooks, called in order.
+    mutators: RwLock<Vec<Arc<dyn MutatingHook>>>,
 }
 
 fn schema_key(rt: &ResourceType) -> (String, String, String) {
@@ -105,6 +107,7 @@ impl Registry {
             types: RwLock::new(builtins()),
             schemas: RwLock::new(HashMap::new()),
             hooks: RwLock::new(Vec::new()),
+            mutators: RwLock::new(Vec::new()),
         }
     }
 
@@ -127,6 +130,22 @@ impl Registry {
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .push(hook);
+    }
+
+    pub(crate) fn add_mutator(&self, hook: Arc<dyn MutatingHook>) {
+        self.mutators
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(hook);
+    }
+
+    /// The mutating admission hooks for writes of `rt`.
+    pub(crate) fn mutators_for(&self, rt: &ResourceType) -> Vec<Arc<dyn MutatingHook>> {
+        read(&self.mutators)
+            .iter()
+            .filter(|h| h.handles(&rt.group, &rt.kind))
+            .cloned()
+            .collect()
     }
 
     /// The admission hooks that review writes of `rt`.

@@ -182,3 +182,55 @@ pub(crate) fn check(
     }
     Ok((obj, warnings))
 }
+
+/// `obj` (the object to store; `old` the live one on updates) as the mutating admission hooks
+/// leave it, or `None` when none changed it (see [`admission::MutatingHook`]).
+pub(crate) fn mutate(
+    registry: &Registry,
+    inner: &Inner,
+    w: &Write<'_>,
+    obj: &Value,
+    old: Option<&Value>,
+) -> ApiResult<Option<Value>> {
+    if w.part != Part::Main {
+        return Ok(None);
+    }
+    let hooks = registry.mutators_for(w.rt);
+    let mut mutated: Option<Value> = None;
+    for hook in hooks {
+        let current = mutated.as_ref().unwrap_or(obj);
+        let ns = meta_str(current, "namespace").map(str::to_owned);
+        let read: Vec<Value> = hook
+            .reads()
+            .and_then(|(api_version, kind)| registry.by_kind(api_version, kind))
+            .map(|rt| inner.list(&rt, ns.as_deref()))
+            .unwrap_or_default();
+        let request = AdmissionRequest {
+            operation: if old.is_some() {
+                Operation::Update
+            } else {
+                Operation::Create
+            },
+            group: &w.rt.group,
+            kind: &w.rt.kind,
+            object: current,
+            old_object: old,
+            peers: &[],
+        };
+        let patch = hook
+            .mutate(&request, &read)
+            .map_err(|denial| admission::denial_error(hook.name(), denial))?;
+        if let Some(patch) = patch {
+            let next = super::patch::json(current, &patch).map_err(|e| {
+                ApiError::internal(format!(
+                    "Internal error occurred: failed calling webhook {:?}: the patch does not \
+                     apply: {}",
+                    hook.name(),
+                    e.message
+                ))
+            })?;
+            mutated = Some(next);
+        }
+    }
+    Ok(mutated)
+}

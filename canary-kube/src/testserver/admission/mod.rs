@@ -1,5 +1,5 @@
-//! Validating admission: hooks the test server calls on create, update, patch and apply
-//! after its own validation, as the API server calls validating webhooks. A refusal is
+//! Admission: hooks the test server calls on create, update, patch and apply, as the API
+//! server calls webhooks. Validating hooks run after its own validation. A refusal is
 //! reported as apiserver's `pkg/admission/plugin/webhook/errors.ToStatusErr` does:
 //! `admission webhook "<name>" denied the request: <message>`, with the webhook's code
 //! (at least 400), reason and details.
@@ -9,6 +9,7 @@
 //! [`ApiServer::admit_like_upstream`]) add the meshes' webhooks, and
 //! [`ApiServer::add_admission_hook`] any other.
 
+mod hold;
 mod istio;
 mod kuma;
 mod nginx;
@@ -21,6 +22,7 @@ use serde_json::{Value, json};
 use super::ApiServer;
 use super::errors::ApiError;
 
+pub use hold::CanaryHold;
 pub use istio::IstioValidation;
 pub use kuma::KumaValidation;
 pub use nginx::{NginxAdmission, ignored_canary_annotations as nginx_ignored_canary_annotations};
@@ -101,6 +103,28 @@ pub trait AdmissionHook: Send + Sync + Debug {
     fn review(&self, request: &AdmissionRequest<'_>) -> Result<(), Denial>;
 }
 
+/// A mutating admission webhook: its JSON Patch (RFC 6902, `patchType: JSONPatch`) is applied
+/// to the object after the write's managed fields are recorded, so the fields it sets belong
+/// to no manager (apiserver `endpoints/handlers/update.go` and `patch.go` update managed
+/// fields before the admission chain runs; `create.go` likewise since kubernetes#87671). The
+/// patched object is then validated, and reviewed by the validating hooks, as any other.
+pub trait MutatingHook: Send + Sync + Debug {
+    /// The webhook's name as its `MutatingWebhookConfiguration` registers it.
+    fn name(&self) -> &str;
+    /// Whether the webhook reviews writes of this group and kind.
+    fn handles(&self, group: &str, kind: &str) -> bool;
+    /// The `apiVersion` and kind of the objects the webhook reads to decide (a real webhook
+    /// lists them from the API server): they are given to [`MutatingHook::mutate`], from the
+    /// namespace of the object under review.
+    fn reads(&self) -> Option<(&str, &str)>;
+    /// The JSON Patch to apply, `None` to leave the object as it is, or a refusal.
+    fn mutate(
+        &self,
+        request: &AdmissionRequest<'_>,
+        read: &[Value],
+    ) -> Result<Option<Value>, Denial>;
+}
+
 /// The API server's error for a refusal (apiserver webhook `errors.ToStatusErr`).
 pub(crate) fn denial_error(webhook: &str, denial: Denial) -> ApiError {
     let denied_by = format!("admission webhook {webhook:?} denied the request");
@@ -154,6 +178,17 @@ impl ApiServer {
     /// every create, update, patch and apply of the kinds it handles.
     pub fn add_admission_hook(&self, hook: Arc<dyn AdmissionHook>) {
         self.state().registry.add_hook(hook);
+    }
+
+    /// Adds a mutating admission webhook (see [`MutatingHook`]); they run in the order added.
+    pub fn add_mutating_hook(&self, hook: Arc<dyn MutatingHook>) {
+        self.state().registry.add_mutator(hook);
+    }
+
+    /// Adds canary's own webhook holding released Deployments ([`CanaryHold`]), as its
+    /// installation does.
+    pub fn enable_canary_hold(&self) {
+        self.add_mutating_hook(Arc::new(CanaryHold));
     }
 
     /// Adds Istio's validating webhook (`validation.istio.io`) for VirtualServices and
