@@ -29,23 +29,44 @@ use serde_json::{Value, json};
 use crate::workload::{STABLE_REVISION, pod_template_value};
 
 /// The JSON Patch (RFC 6902) that holds the Deployment `new` (as a write would store it;
-/// `old` as stored before), or `None` when it needs no hold: its pod template is unchanged,
-/// it carries canary's annotation already (canary's own writes and a Deployment held
-/// before), or no Rollout among `rollouts` (the Rollouts of its namespace) targets it with a
-/// stable revision recorded.
+/// `old` as stored before), or `None` when it needs no hold:
+/// - its pod template is unchanged, or it is paused (held already, or by its owner): nothing
+///   rolls;
+/// - the write changes canary's annotation: canary's own promotion, which lets it roll;
+/// - canary's annotation is not on it and no Rollout among `rollouts` (the Rollouts of its
+///   namespace) targets it with a stable revision recorded.
+///
+/// A Deployment that still carries the annotation (promoted, not yet let go) is paused at the
+/// revision the annotation names.
 pub fn hold_patch(old: &Value, new: &Value, rollouts: &[Value]) -> Option<Value> {
-    if new["metadata"]["annotations"]
-        .get(STABLE_REVISION)
-        .is_some()
+    let marked = new["metadata"]["annotations"].get(STABLE_REVISION);
+    if marked != old["metadata"]["annotations"].get(STABLE_REVISION)
+        || new["spec"]["paused"] == Value::Bool(true)
+        || pod_template_value(&old["spec"]["template"])
+            == pod_template_value(&new["spec"]["template"])
     {
         return None;
     }
-    if pod_template_value(&old["spec"]["template"]) == pod_template_value(&new["spec"]["template"])
-    {
-        return None;
+    let mut patch = Vec::new();
+    if marked.is_none() {
+        let revision = targeting_revision(new, rollouts)?;
+        if !new["metadata"]["annotations"].is_object() {
+            patch.push(json!({"op": "add", "path": "/metadata/annotations", "value": {}}));
+        }
+        patch.push(json!({
+            "op": "add",
+            "path": format!("/metadata/annotations/{}", STABLE_REVISION.replace('/', "~1")),
+            "value": revision,
+        }));
     }
-    let name = new["metadata"]["name"].as_str()?;
-    let revision = rollouts.iter().find_map(|rollout| {
+    patch.push(json!({"op": "add", "path": "/spec/paused", "value": true}));
+    Some(Value::Array(patch))
+}
+
+/// The stable revision recorded by the Rollout among `rollouts` that targets `deployment`.
+fn targeting_revision<'a>(deployment: &Value, rollouts: &'a [Value]) -> Option<&'a str> {
+    let name = deployment["metadata"]["name"].as_str()?;
+    rollouts.iter().find_map(|rollout| {
         let target = &rollout["spec"]["workloadRef"];
         let targets = target["kind"] == "Deployment"
             && target["name"].as_str() == Some(name)
@@ -54,18 +75,7 @@ pub fn hold_patch(old: &Value, new: &Value, rollouts: &[Value]) -> Option<Value>
             .then(|| rollout["status"]["stableRevision"].as_str())
             .flatten()
             .filter(|revision| !revision.is_empty())
-    })?;
-    let mut patch = Vec::new();
-    if !new["metadata"]["annotations"].is_object() {
-        patch.push(json!({"op": "add", "path": "/metadata/annotations", "value": {}}));
-    }
-    patch.push(json!({
-        "op": "add",
-        "path": format!("/metadata/annotations/{}", STABLE_REVISION.replace('/', "~1")),
-        "value": revision,
-    }));
-    patch.push(json!({"op": "add", "path": "/spec/paused", "value": true}));
-    Some(Value::Array(patch))
+    })
 }
 
 #[cfg(test)]
@@ -110,8 +120,14 @@ mod tests {
         assert_eq!(hold_patch(&old, &relabelled, &rollouts), None);
         assert_eq!(hold_patch(&old, &new, &[rollout("api", Some("abc"))]), None);
         assert_eq!(hold_patch(&old, &new, &[rollout("web", None)]), None);
-        let held = deployment("web:2", json!({STABLE_REVISION: "abc"}));
-        assert_eq!(hold_patch(&old, &held, &rollouts), None);
+        // canary's own promotion: the annotation changes with the template.
+        let promoted = deployment("web:2", json!({STABLE_REVISION: "def"}));
+        let held = deployment("web:1", json!({STABLE_REVISION: "abc"}));
+        assert_eq!(hold_patch(&held, &promoted, &rollouts), None);
+        // Paused already: nothing rolls.
+        let mut paused = new.clone();
+        paused["spec"]["paused"] = json!(true);
+        assert_eq!(hold_patch(&old, &paused, &rollouts), None);
         let mut deleting = rollout("web", Some("abc"));
         deleting["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
         assert_eq!(hold_patch(&old, &new, &[deleting]), None);
@@ -121,5 +137,17 @@ mod tests {
         let patch: json_patch::Patch = serde_json::from_value(patch).unwrap();
         json_patch::patch(&mut held, &patch).unwrap();
         assert_eq!(held["metadata"]["annotations"]["team"], "a");
+    }
+
+    #[test]
+    fn a_promoted_deployment_not_yet_let_go_is_held_at_the_revision_it_names() {
+        let promoted = deployment("web:2", json!({STABLE_REVISION: "def"}));
+        let edited = deployment("web:3", json!({STABLE_REVISION: "def"}));
+        let patch = hold_patch(&promoted, &edited, &[]).unwrap();
+        let patch: json_patch::Patch = serde_json::from_value(patch).unwrap();
+        let mut held = edited.clone();
+        json_patch::patch(&mut held, &patch).unwrap();
+        assert_eq!(held["spec"]["paused"], true);
+        assert_eq!(held["metadata"]["annotations"][STABLE_REVISION], "def");
     }
 }

@@ -232,18 +232,26 @@ impl DeploymentWorkload {
         let observed = status.observed_generation >= stable.metadata.generation;
         let rolled_out =
             observed && status.updated_replicas.unwrap_or(0) >= stable.spec.replicas.unwrap_or(1);
+        let paused = stable.spec.paused.unwrap_or(false);
         match held {
             Some(running) if running == *known && desired == *known => {
                 let patch = json!({"metadata": {"annotations": {STABLE_REVISION: null}}, "spec": {"paused": false}});
                 self.write_stable(&stable, patch).await?;
                 Ok(Hold::Released)
             }
+            // Promoted and not yet let go, and its template changed again: paused at the
+            // revision the annotation names.
+            Some(running) if desired != running && !paused && !rolled_out => {
+                self.write_stable(&stable, json!({"spec": {"paused": true}}))
+                    .await?;
+                Ok(if observed { Hold::HeldLate } else { Hold::Held })
+            }
             Some(_) => Ok(Hold::Unchanged),
             None if desired == *known || rolled_out => Ok(Hold::Unchanged),
             None => {
                 // The Deployment's controller has acted on the template once it observed its
                 // generation unpaused: pods of a new ReplicaSet are on their way.
-                let late = observed && !stable.spec.paused.unwrap_or(false);
+                let late = observed && !paused;
                 let patch = json!({"metadata": {"annotations": {STABLE_REVISION: known}}, "spec": {"paused": true}});
                 self.write_stable(&stable, patch).await?;
                 Ok(if late { Hold::HeldLate } else { Hold::Held })
@@ -460,7 +468,7 @@ impl DeploymentWorkload {
         if !configs.is_empty() {
             template["metadata"]["annotations"][CONFIG_HASH] = json!(configs);
         }
-        if live != without_config_hash(&template)
+        if live != pod_template_value(&template)
             && let Some(manager) = gitops_applier(stable)
         {
             return Err(Error::Invalid(format!(
@@ -536,13 +544,19 @@ fn pod_template(deployment: &Deployment) -> Value {
 /// A pod template (`spec.template` of a Deployment as JSON) without canary's own annotations.
 pub(crate) fn pod_template_value(template: &Value) -> Value {
     let mut value = template.clone();
-    if let Some(annotations) = value["metadata"]["annotations"].as_object_mut() {
+    // `get_mut`, not `value["metadata"]["annotations"]`: indexing a JSON object mutably adds a
+    // missing key as null, and the hash of the template would then depend on it.
+    let Some(metadata) = value.get_mut("metadata").and_then(Value::as_object_mut) else {
+        return value;
+    };
+    if let Some(annotations) = metadata
+        .get_mut("annotations")
+        .and_then(Value::as_object_mut)
+    {
         annotations.remove(REVISION);
         annotations.remove(CONFIG_HASH);
         if annotations.is_empty() {
-            value["metadata"]
-                .as_object_mut()
-                .map(|m| m.remove("annotations"));
+            metadata.remove("annotations");
         }
     }
     value
@@ -593,20 +607,6 @@ pub fn promoted_template(manifest: &Value, new_version: &NewVersion) -> Value {
         &manifest["spec"]["selector"]["matchLabels"],
         Some(new_version),
     );
-    template
-}
-
-/// `template` without canary's configuration hash annotation (as [`pod_template`] reads it).
-fn without_config_hash(template: &Value) -> Value {
-    let mut template = template.clone();
-    if let Some(annotations) = template["metadata"]["annotations"].as_object_mut() {
-        annotations.remove(CONFIG_HASH);
-        if annotations.is_empty() {
-            template["metadata"]
-                .as_object_mut()
-                .map(|m| m.remove("annotations"));
-        }
-    }
     template
 }
 
