@@ -34,7 +34,10 @@ use crate::workload::{STABLE_REVISION, pod_template_value};
 /// before), or no Rollout among `rollouts` (the Rollouts of its namespace) targets it with a
 /// stable revision recorded.
 pub fn hold_patch(old: &Value, new: &Value, rollouts: &[Value]) -> Option<Value> {
-    if new["metadata"]["annotations"].get(STABLE_REVISION).is_some() {
+    if new["metadata"]["annotations"]
+        .get(STABLE_REVISION)
+        .is_some()
+    {
         return None;
     }
     if pod_template_value(&old["spec"]["template"]) == pod_template_value(&new["spec"]["template"])
