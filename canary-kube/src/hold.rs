@@ -94,7 +94,11 @@ mod tests {
         let new = deployment("web:2", Value::Null);
         let patch = hold_patch(&old, &new, &[rollout("web", Some("abc"))]).unwrap();
         let mut held = new.clone();
-        json_patch::patch(&mut held, &serde_json::from_value(patch).unwrap()).unwrap();
+        json_patch::patch(
+            &mut held,
+            &serde_json::from_value::<json_patch::Patch>(patch).unwrap(),
+        )
+        .unwrap();
         assert_eq!(held["spec"]["paused"], true);
         assert_eq!(held["metadata"]["annotations"][STABLE_REVISION], "abc");
         assert_eq!(held["spec"]["template"], new["spec"]["template"]);
@@ -117,7 +121,11 @@ mod tests {
         // Existing annotations are kept: only canary's is added.
         let patch = hold_patch(&old, &new, &rollouts).unwrap();
         let mut held = new.clone();
-        json_patch::patch(&mut held, &serde_json::from_value(patch).unwrap()).unwrap();
+        json_patch::patch(
+            &mut held,
+            &serde_json::from_value::<json_patch::Patch>(patch).unwrap(),
+        )
+        .unwrap();
         assert_eq!(held["metadata"]["annotations"]["team"], "a");
     }
 }

@@ -765,7 +765,6 @@ spec:
             format!("{ROLLOUT}  newVersion: {{containers: [{{name: web, image: \"web:2\"}}]}}\n");
         let plan = canary_core::load::plan_from_yaml(&rollout).unwrap();
         let workload = DeploymentWorkload::new(server.client(), &plan);
-        assert!(workload.adopt().await.unwrap());
         let seen = workload.observe_inner().await.unwrap();
         let refused = workload
             .promote_inner(&seen.desired_revision)
