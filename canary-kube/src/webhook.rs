@@ -10,7 +10,7 @@
 //! writes through when the webhook cannot be reached at all, so the webhook never stands
 //! between a user and their Deployment.
 //!
-//! The HTTPS server around it (feature `webhook`) is [`WebhookServer`].
+//! The HTTPS server around it is `WebhookServer` (feature `webhook`).
 
 use async_trait::async_trait;
 use kube::api::{ApiResource, DynamicObject, ListParams};
@@ -28,7 +28,7 @@ mod certificates;
 mod server;
 
 #[cfg(feature = "webhook")]
-pub use server::{BODY_LIMIT, HOLD_PATH, WebhookServer, serve};
+pub use server::{BODY_LIMIT, HOLD_PATH, Timeouts, WebhookServer, serve};
 
 /// Where the webhook finds the Rollouts of a namespace.
 #[async_trait]

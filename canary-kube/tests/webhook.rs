@@ -12,12 +12,18 @@ use std::time::Duration;
 
 use canary_kube::crd::Rollout;
 use canary_kube::testserver::{ApiServer, ResourceType};
-use canary_kube::webhook::{BODY_LIMIT, HOLD_PATH, WebhookServer, review};
+use canary_kube::webhook::{BODY_LIMIT, HOLD_PATH, Timeouts, WebhookServer, review};
 use canary_kube::workload::STABLE_REVISION;
 use kube::Api;
 use kube::api::{ApiResource, DeleteParams, DynamicObject};
 use serde_json::{Value, json};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio::sync::watch;
+use tokio_rustls::rustls::crypto::aws_lc_rs;
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
+use tokio_rustls::rustls::{ClientConfig, RootCertStore};
 
 const UID: &str = "b0e4a9a6-8d6f-4c55-9b7e-2b0f7f3c1d42";
 
@@ -139,11 +145,12 @@ struct Setup {
 
 impl Setup {
     async fn start(name: &str) -> Self {
-        Self::start_with(name, None).await
+        Self::start_with(name, None, Timeouts::default()).await
     }
 
-    /// As [`Setup::start`], the webhook listing Rollouts through `rollouts` when given.
-    async fn start_with(name: &str, rollouts: Option<kube::Client>) -> Self {
+    /// As [`Setup::start`], the webhook listing Rollouts through `rollouts` when given, with
+    /// `timeouts`.
+    async fn start_with(name: &str, rollouts: Option<kube::Client>, timeouts: Timeouts) -> Self {
         let api = ApiServer::start().await.unwrap();
         api.register(ResourceType::new(
             "canary.rs",
@@ -166,7 +173,8 @@ impl Setup {
             &dir.0.join("tls.key"),
         )
         .await
-        .unwrap();
+        .unwrap()
+        .with_timeouts(timeouts);
         let address = server.local_addr().unwrap();
         let (stop, mut stopped) = watch::channel(false);
         let rollouts = rollouts.unwrap_or_else(|| api.client());
@@ -410,7 +418,8 @@ async fn every_other_write_is_allowed_unchanged() {
 async fn rollouts_that_cannot_be_listed_let_the_write_through() {
     // An API server nothing listens on.
     let nowhere = kube::Config::new("http://127.0.0.1:1".parse().unwrap());
-    let setup = Setup::start_with("unlisted", Some(kube::Client::try_from(nowhere).unwrap())).await;
+    let nowhere = Some(kube::Client::try_from(nowhere).unwrap());
+    let setup = Setup::start_with("unlisted", nowhere, Timeouts::default()).await;
     let (old, new) = (deployment("web", "web:1"), deployment("web", "web:2"));
     let response = setup
         .review(&admission("UPDATE", DEPLOYMENT, &old, &new))
@@ -566,4 +575,78 @@ async fn the_handler_reads_rollouts_from_the_api_server_without_tls() {
     let answer: Value =
         serde_json::from_slice(&review(&client, body.as_bytes()).await.unwrap()).unwrap();
     assert_unchanged(&answer["response"]);
+}
+
+/// A TLS connection to the webhook, trusting the CA in `ca`, with no request sent yet.
+async fn connect(ca: &Path, address: SocketAddr) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let mut roots = RootCertStore::empty();
+    for certificate in CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(certificate.unwrap()).unwrap();
+    }
+    let config = ClientConfig::builder_with_provider(Arc::new(aws_lc_rs::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tcp = TcpStream::connect(address).await.unwrap();
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap()
+}
+
+/// Everything the server sends until it closes the connection (an error ends it too), or
+/// `None` when it is still open after five seconds.
+async fn until_closed(stream: &mut (impl AsyncRead + Unpin)) -> Option<String> {
+    let mut received = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), async {
+        let mut buffer = [0u8; 4096];
+        while let Ok(n @ 1..) = stream.read(&mut buffer).await {
+            received.extend_from_slice(&buffer[..n]);
+        }
+    })
+    .await;
+    read.ok()
+        .map(|()| String::from_utf8_lossy(&received).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_clients_are_cut_off() {
+    let short = Duration::from_millis(300);
+    let timeouts = Timeouts {
+        handshake: short,
+        head: short,
+        body: short,
+    };
+    let setup = Setup::start_with("slow", None, timeouts).await;
+    let ca = setup.dir.0.join("ca.pem");
+    // A body that does not come: 408, and the connection closed.
+    let mut stalled = connect(&ca, setup.address).await;
+    stalled
+        .write_all(b"POST /hold HTTP/1.1\r\nhost: localhost\r\ncontent-length: 100\r\n\r\n{")
+        .await
+        .unwrap();
+    let answer = until_closed(&mut stalled).await.expect("closed");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    // A request head that does not come (an idle connection): closed without an answer.
+    let mut idle = connect(&ca, setup.address).await;
+    assert_eq!(until_closed(&mut idle).await.as_deref(), Some(""));
+    // A head sent slower than the timeout: closed before it ends.
+    let mut slow = connect(&ca, setup.address).await;
+    slow.write_all(b"POST /hold HTTP/1.1\r\n").await.unwrap();
+    for _ in 0..4 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if slow.write_all(b"x-drip: 1\r\n").await.is_err() {
+            break;
+        }
+    }
+    assert_eq!(until_closed(&mut slow).await.as_deref(), Some(""));
+    // A TLS handshake that does not come: closed.
+    let mut plain = TcpStream::connect(setup.address).await.unwrap();
+    assert_eq!(until_closed(&mut plain).await.as_deref(), Some(""));
+    // A prompt client is served.
+    let (old, new) = (deployment("web", "web:1"), deployment("web", "web:2"));
+    setup
+        .review(&admission("UPDATE", DEPLOYMENT, &old, &new))
+        .await;
 }

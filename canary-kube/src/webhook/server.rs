@@ -42,12 +42,34 @@ pub const BODY_LIMIT: usize = 7 * 1024 * 1024;
 /// is closed.
 const DISCARD_LIMIT: usize = 16 * 1024 * 1024;
 
-/// The longest a TLS handshake may take.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the server waits on a client before it closes the connection (or, for a body,
+/// answers 408).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// The TLS handshake: 10 s by default.
+    pub handshake: Duration,
+    /// A request's head, idle time between requests included: 30 s by default (hyper's
+    /// own). The API server keeps connections to a webhook open and reuses them, so idle
+    /// ones are not closed sooner.
+    pub head: Duration,
+    /// A request's body: 10 s by default. The API server gives up on a call after the
+    /// configuration's `timeoutSeconds` (5 in `deploy/webhook.yaml`, at most 30).
+    pub body: Duration,
+}
 
-/// The longest reading a request's head may take, and then reading its body. The API server
-/// gives up on a call after the configuration's `timeoutSeconds` (at most 30).
-const READ_TIMEOUT: Duration = Duration::from_secs(10);
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            handshake: Duration::from_secs(10),
+            head: Duration::from_secs(30),
+            body: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The most connections served at once; more are closed as they come (the API server then
+/// counts the call as failed and, with `failurePolicy: Ignore`, lets the write through).
+const MAX_CONNECTIONS: usize = 256;
 
 /// How long open connections get to finish their request once the server stops.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -57,6 +79,7 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct WebhookServer {
     listener: TcpListener,
     certificates: Arc<Certificates>,
+    timeouts: Timeouts,
 }
 
 /// Serves the webhook for `client` on `address` with the PEM certificate chain `cert` and
@@ -96,7 +119,15 @@ impl WebhookServer {
         Ok(WebhookServer {
             listener,
             certificates,
+            timeouts: Timeouts::default(),
         })
+    }
+
+    /// The server with other [`Timeouts`] than the defaults.
+    #[must_use]
+    pub fn with_timeouts(mut self, timeouts: Timeouts) -> Self {
+        self.timeouts = timeouts;
+        self
     }
 
     /// The address the server listens on (with the port the system chose for port 0).
@@ -124,11 +155,16 @@ impl WebhookServer {
             tokio::select! {
                 () = &mut shutdown => break,
                 accepted = self.listener.accept() => match accepted {
+                    Ok((stream, peer)) if connections.len() >= MAX_CONNECTIONS => {
+                        tracing::warn!(%peer, "the webhook has too many connections; closing one");
+                        drop(stream);
+                    }
                     Ok((stream, _)) => {
                         connections.spawn(connection(
                             stream,
                             Arc::clone(&self.certificates),
                             Arc::clone(&rollouts),
+                            self.timeouts,
                             stopped.clone(),
                         ));
                     }
@@ -159,10 +195,11 @@ async fn connection<S: RolloutSource + 'static>(
     stream: TcpStream,
     certificates: Arc<Certificates>,
     rollouts: Arc<S>,
+    timeouts: Timeouts,
     mut stopped: watch::Receiver<bool>,
 ) {
     let acceptor = TlsAcceptor::from(certificates.config().await);
-    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+    let tls = match tokio::time::timeout(timeouts.handshake, acceptor.accept(stream)).await {
         Ok(Ok(tls)) => tls,
         Ok(Err(error)) => {
             tracing::debug!(%error, "webhook TLS handshake failed");
@@ -175,12 +212,12 @@ async fn connection<S: RolloutSource + 'static>(
     };
     let service = service_fn(move |request| {
         let rollouts = Arc::clone(&rollouts);
-        async move { Ok::<_, Infallible>(respond(&*rollouts, request).await) }
+        async move { Ok::<_, Infallible>(respond(&*rollouts, request, timeouts.body).await) }
     });
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(READ_TIMEOUT);
+        .header_read_timeout(timeouts.head);
     let conn = builder.serve_connection(TokioIo::new(tls), service);
     tokio::pin!(conn);
     tokio::select! {
@@ -201,6 +238,7 @@ async fn connection<S: RolloutSource + 'static>(
 async fn respond<S: RolloutSource + ?Sized>(
     rollouts: &S,
     request: Request<Incoming>,
+    body_timeout: Duration,
 ) -> Response<Full<Bytes>> {
     if request.uri().path() != HOLD_PATH {
         return text(StatusCode::NOT_FOUND, "not found");
@@ -220,7 +258,7 @@ async fn respond<S: RolloutSource + ?Sized>(
     if declared.is_some_and(|length| length > (BODY_LIMIT + DISCARD_LIMIT) as u64) {
         return too_large();
     }
-    let body = match tokio::time::timeout(READ_TIMEOUT, read_body(request.into_body())).await {
+    let body = match tokio::time::timeout(body_timeout, read_body(request.into_body())).await {
         Err(_) => return text(StatusCode::REQUEST_TIMEOUT, "the body was not sent in time"),
         Ok(Body::Unreadable) => return text(StatusCode::BAD_REQUEST, "the body cannot be read"),
         Ok(Body::TooLarge) => return too_large(),
