@@ -49,7 +49,8 @@ impl RolloutSource for Client {
         list.items
             .iter()
             .map(|rollout| {
-                serde_json::to_value(rollout).map_err(|e| Error::webhook("a listed Rollout", e))
+                serde_json::to_value(rollout)
+                    .map_err(|e| Error::webhook("cannot encode a listed Rollout", e))
             })
             .collect()
     }
