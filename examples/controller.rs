@@ -6,9 +6,14 @@
 //! metrics on `--metrics 0.0.0.0:9000` at `/metrics`, and shuts down gracefully on SIGTERM or
 //! Ctrl-C. `--memory-traffic` keeps routes in memory instead (real workloads, no traffic split),
 //! for trying it on a cluster without a mesh.
+//!
+//! With `--webhook 0.0.0.0:9443 --webhook-cert /tls/tls.crt --webhook-key /tls/tls.key` every
+//! replica, leading or not, also serves the admission webhook that holds a stable Deployment in
+//! the request that changes its template (`deploy/webhook.yaml`), until the controller stops.
 
 use std::io::{Read, Write};
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,6 +22,7 @@ use canary::kube::controller::{Context, TrafficFactory, run};
 use canary::kube::leader::LeaderElection;
 use canary::kube::metrics::Metrics;
 use canary::kube::traffic::MemoryTraffic;
+use canary::kube::webhook::{HOLD_PATH, WebhookServer};
 use canary::prometheus::PrometheusMetrics;
 use canary::providers::{Clock, SystemClock};
 use canary::webhooks::HttpWebhooks;
@@ -39,6 +45,16 @@ struct Args {
     /// Keep routes in memory (no traffic split): for trying the controller without a mesh.
     #[arg(long)]
     memory_traffic: bool,
+    /// Serve the admission webhook that holds stable Deployments on this address (HTTPS, path
+    /// `/hold`), e.g. `0.0.0.0:9443`.
+    #[arg(long, requires_all = ["webhook_cert", "webhook_key"])]
+    webhook: Option<SocketAddr>,
+    /// The webhook's PEM certificate chain, read again when it changes (e.g. `/tls/tls.crt`).
+    #[arg(long, requires = "webhook")]
+    webhook_cert: Option<PathBuf>,
+    /// The webhook's PEM private key (e.g. `/tls/tls.key`).
+    #[arg(long, requires = "webhook")]
+    webhook_key: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -55,6 +71,31 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Arc::new(MemoryTraffic::new(clock.clone()))
     } else {
         Arc::new(ClusterTraffic::new(client.clone()))
+    };
+    // Every replica answers the webhook: the API server calls any pod behind its Service.
+    let (stop_webhook, webhook_stopped) = tokio::sync::watch::channel(false);
+    let webhook = match (args.webhook, &args.webhook_cert, &args.webhook_key) {
+        (Some(address), Some(cert), Some(key)) => {
+            let server = WebhookServer::bind(address, cert, key).await?;
+            eprintln!(
+                "serving the admission webhook on https://{}{HOLD_PATH}",
+                server.local_addr()?
+            );
+            let mut stopped = webhook_stopped.clone();
+            let stopped = async move {
+                let _ = stopped.wait_for(|stopped| *stopped).await;
+            };
+            Some(tokio::spawn(
+                server.serve(Arc::new(client.clone()), stopped),
+            ))
+        }
+        _ => None,
+    };
+    let stop = |webhook: Option<tokio::task::JoinHandle<()>>| async move {
+        let _ = stop_webhook.send(true);
+        if let Some(webhook) = webhook {
+            let _ = webhook.await;
+        }
     };
     let mut registry = Registry::default();
     let metrics = Metrics::register(&mut registry);
@@ -77,11 +118,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         &identity,
         Duration::from_secs(15),
     );
-    loop {
-        if election.try_lead(&*clock).await? {
-            break;
+    let lead = async {
+        loop {
+            if election.try_lead(&*clock).await? {
+                return Ok::<_, Box<dyn std::error::Error>>(());
+            }
+            tokio::time::sleep(election.renew_every()).await;
         }
-        tokio::time::sleep(election.renew_every()).await;
+    };
+    tokio::select! {
+        led = lead => led?,
+        () = terminated() => {
+            eprintln!("stopping");
+            stop(webhook).await;
+            return Ok(());
+        }
     }
     eprintln!("{identity} leads; reconciling Rollouts");
     let (lost_tx, lost_rx) = tokio::sync::oneshot::channel::<()>();
@@ -99,13 +150,29 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let shutdown = async move {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => eprintln!("stopping"),
+            () = terminated() => eprintln!("stopping"),
             _ = lost_rx => eprintln!("lost the lease; stopping"),
         }
     };
     run(context, shutdown).await;
     renewer.abort();
+    stop(webhook).await;
     Ok(())
+}
+
+/// Completes on SIGTERM (what the kubelet sends) or Ctrl-C.
+async fn terminated() {
+    #[cfg(unix)]
+    if let Ok(mut terminate) =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+    {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate.recv() => {}
+        }
+        return;
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }
 
 /// Serves the registry in the Prometheus text format, on a thread.

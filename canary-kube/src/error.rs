@@ -32,11 +32,21 @@ pub enum Error {
     /// Adding or removing the Rollout's finalizer failed.
     #[error("finalizer: {0}")]
     Finalizer(String),
+    /// The admission webhook cannot read a review, or cannot serve: its address, its
+    /// certificate or its key.
+    #[error("admission webhook: {what}")]
+    Webhook {
+        /// What failed (never a request's content).
+        what: String,
+        /// Why.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 impl Error {
     /// A short, stable label for metrics (`kube`, `core`, `missing`, `invalid`, `refused`,
-    /// `unusable`, `finalizer`).
+    /// `unusable`, `finalizer`, `webhook`).
     pub fn label(&self) -> &'static str {
         match self {
             Error::Kube(_) => "kube",
@@ -46,6 +56,18 @@ impl Error {
             Error::Refused(_) => "refused",
             Error::Unusable(_) => "unusable",
             Error::Finalizer(_) => "finalizer",
+            Error::Webhook { .. } => "webhook",
+        }
+    }
+
+    /// An admission webhook error: `what` failed because of `source`.
+    pub fn webhook(
+        what: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        Error::Webhook {
+            what: what.into(),
+            source: source.into(),
         }
     }
 

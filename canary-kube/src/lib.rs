@@ -23,6 +23,7 @@ pub mod template;
 #[cfg(feature = "test-util")]
 pub mod testserver;
 pub mod traffic;
+pub mod webhook;
 pub mod workload;
 
 pub use error::{Error, Result};
