@@ -210,6 +210,8 @@ struct Release {
     /// After every pass: the largest canary share of plain requests, of matched requests, and
     /// of copies mirrored to the canary, over callers.
     seen: Vec<(f64, f64, f64)>,
+    /// The user's objects as Git holds them, when Flux applies them (see [`Release::flux`]).
+    git: Option<Vec<Value>>,
 }
 
 impl Release {
@@ -259,6 +261,7 @@ impl Release {
             image: 1,
             asm: provider.asm(),
             seen: Vec::new(),
+            git: None,
         };
         release.check("before the first pass");
         release
@@ -296,12 +299,92 @@ impl Release {
         );
     }
 
+    /// From now on the user's objects of `provider` are kept in Git and applied by Flux: at
+    /// once, after every third pass, and for every release (a commit), by server-side apply
+    /// with force as `kustomize-controller`, through the API server (so canary's admission
+    /// webhook sees Flux's writes as a real one would).
+    async fn flux(&mut self, provider: Provider) {
+        self.git = Some(objects(provider));
+        self.flux_sync().await;
+    }
+
+    /// Flux applies Git (see [`Release::flux`]).
+    async fn flux_sync(&self) {
+        let Some(git) = &self.git else { return };
+        for manifest in git {
+            let api_version = manifest["apiVersion"].as_str().unwrap();
+            let kind = manifest["kind"].as_str().unwrap();
+            let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+            let lower = kind.to_lowercase();
+            let plural = if lower.ends_with('s') || lower.ends_with('h') {
+                format!("{lower}es")
+            } else {
+                format!("{lower}s")
+            };
+            let resource = kube::discovery::ApiResource::from_gvk_with_plural(
+                &kube::api::GroupVersionKind::gvk(group, version, kind),
+                &plural,
+            );
+            let api: kube::Api<kube::api::DynamicObject> = match manifest["metadata"]["namespace"]
+                .as_str()
+            {
+                Some(ns) => kube::Api::namespaced_with(self.cluster.client.clone(), ns, &resource),
+                None => kube::Api::all_with(self.cluster.client.clone(), &resource),
+            };
+            let name = manifest["metadata"]["name"].as_str().unwrap();
+            api.patch(
+                name,
+                &kube::api::PatchParams::apply("kustomize-controller").force(),
+                &kube::api::Patch::Apply(manifest),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{}: Flux applies {kind} {name}: {e}", self.label));
+        }
+    }
+
+    /// What canary left on the user's objects that Git does not have: its annotations, a
+    /// paused Deployment, another Service selector.
+    fn left_on_user_objects(&self) -> Vec<String> {
+        let mut left = Vec::new();
+        for manifest in self.git.iter().flatten() {
+            let Some(live) = self.cluster.server.get(
+                manifest["apiVersion"].as_str().unwrap(),
+                manifest["kind"].as_str().unwrap(),
+                manifest["metadata"]["namespace"].as_str(),
+                manifest["metadata"]["name"].as_str().unwrap(),
+            ) else {
+                continue;
+            };
+            let what = format!("{} {}", manifest["kind"], manifest["metadata"]["name"]);
+            let annotations = live["metadata"]["annotations"]
+                .as_object()
+                .into_iter()
+                .flatten();
+            for (key, _) in annotations.filter(|(key, _)| key.starts_with("canary.rs/")) {
+                left.push(format!("{what}: annotation {key}"));
+            }
+            if live["spec"]["paused"] == json!(true) {
+                left.push(format!("{what}: paused"));
+            }
+            if manifest["kind"] == "Service"
+                && live["spec"]["selector"] != manifest["spec"]["selector"]
+            {
+                left.push(format!("{what}: selector {}", live["spec"]["selector"]));
+            }
+        }
+        left
+    }
+
     /// One reconcile pass, as the controller's runtime makes it (a fresh context when a
-    /// restart is due); a pass failed by an injected fault is tolerated.
+    /// restart is due); a pass failed by an injected fault is tolerated. Flux applies Git
+    /// after every third pass.
     async fn pass(&mut self) {
         let Some(rollout) = self.cluster.rollout(NAMESPACE, NAME) else {
             return;
         };
+        if self.passes % 3 == 2 {
+            self.flux_sync().await;
+        }
         let before = rollout.status.clone().unwrap_or_default().route;
         self.passes += 1;
         if self
@@ -376,15 +459,30 @@ impl Release {
         self.check(&format!("{what}, settled"));
     }
 
-    /// Releases a new image, as `kubectl set image` does.
+    /// Releases a new image, as `kubectl set image` does, or by a commit to Git applied at
+    /// once.
     async fn new_image(&mut self) -> String {
         self.image += 1;
         let image = format!("web:{}", self.image);
+        if self.git.is_some() {
+            self.commit_image(&image).await;
+            return image;
+        }
         let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "web", "image": image}]}}}});
         self.cluster
             .patch_deployment(NAMESPACE, "web", &patch)
             .await;
         image
+    }
+
+    /// Commits `image` as the stable Deployment's in Git, and Flux applies it.
+    async fn commit_image(&mut self, image: &str) {
+        for manifest in self.git.iter_mut().flatten() {
+            if manifest["kind"] == "Deployment" {
+                manifest["spec"]["template"]["spec"]["containers"][0]["image"] = json!(image);
+            }
+        }
+        self.flux_sync().await;
     }
 
     /// The images the stable Deployment's pods run.
@@ -520,6 +618,44 @@ async fn kuma_weighted_steps_faults_rollback_and_deletion() {
 #[tokio::test(flavor = "multi_thread")]
 async fn asm_weighted_lanes_faults_rollback_and_deletion() {
     weighted_release_rollback_and_deletion(Provider::AsmWeighted).await;
+}
+
+/// The shop's objects kept in Git and applied by Flux every few passes: a release from a
+/// commit succeeds, and nothing of canary's is left on the shop's objects; a bad release is
+/// rolled back and the stable Deployment stays held on Git's refused template (its pods keep
+/// the old image) until the commit is reverted, then is let go without rolling.
+#[tokio::test(flavor = "multi_thread")]
+async fn flux_applying_git_every_few_passes_on_istio_nginx_and_kuma() {
+    for provider in [Provider::Istio, Provider::Nginx, Provider::Kuma] {
+        let mut release = Release::start(provider, WEIGHTED).await;
+        release.flux(provider).await;
+        release.succeed().await;
+        release.settle("after the promotion", true).await;
+        for _ in 0..3 {
+            release.pass().await;
+        }
+        let left = release.left_on_user_objects();
+        assert!(left.is_empty(), "{}: {left:?}", release.label);
+
+        let good = release.stable_images();
+        release.roll_back().await;
+        let held = release.left_on_user_objects();
+        assert!(
+            held.iter().any(|l| l.contains("paused")),
+            "{}: {held:?}",
+            release.label
+        );
+        let previous = format!("web:{}", release.image - 1);
+        release.commit_image(&previous).await;
+        for _ in 0..4 {
+            release.pass().await;
+            release.check("Git reverted");
+        }
+        let left = release.left_on_user_objects();
+        assert!(left.is_empty(), "{}: {left:?}", release.label);
+        release.settle("after the revert", true).await;
+        assert_eq!(release.stable_images(), good, "{}: no roll", release.label);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
