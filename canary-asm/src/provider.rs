@@ -4,7 +4,9 @@
 //!
 //! The read includes the stable Deployment, whose pod template must carry the base lane's tag
 //! before the service joins the lanes (see [`crate::render`]); lanes of another group are
-//! refused before anything is written and left alone on finalize.
+//! refused before anything is written and left alone on finalize. So are lanes and groups a
+//! GitOps tool applies from Git (its field manager owns their spec): it would put its own back
+//! over what a release writes into them, and the two would fight every interval.
 
 use std::sync::Arc;
 
@@ -13,7 +15,7 @@ use canary_core::machine::Verification;
 use canary_core::objects::{Objects, includes};
 use canary_core::providers::{TrafficObservation, TrafficProvider};
 use canary_core::{Capabilities, RolloutPlan, RouteState};
-use canary_kube::apply::{apply, get_json};
+use canary_kube::apply::{apply, get_json, gitops_applier};
 use canary_kube::traffic::ProviderFactory;
 use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Preconditions};
 use kube::{Api, Client};
@@ -25,6 +27,15 @@ use crate::render::{Released, Rendered, in_group, observed_route, release, rende
 
 /// How many times a change is tried again when another Rollout changed the lanes meanwhile.
 const ATTEMPTS: usize = 4;
+
+/// What a write does with an object a GitOps tool applies from Git.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeptInGit {
+    /// Refuses the write: the release cannot use it without fighting the tool.
+    Refuse,
+    /// Leaves the object as Git has it (a finalize: nothing of the release's is in it).
+    Skip,
+}
 
 /// One Rollout's service in a lane group.
 pub struct AsmTraffic {
@@ -94,15 +105,29 @@ impl AsmTraffic {
     }
 
     /// Writes `desired` when `live` does not hold it, on the condition that `live` is still
-    /// the version read.
+    /// the version read; an object a GitOps tool applies is refused or skipped (`kept`).
     async fn write(
         &self,
         api: &Api<DynamicObject>,
         live: Option<&Value>,
         desired: &Value,
-    ) -> kube::Result<bool> {
+        kept: KeptInGit,
+    ) -> Result<bool> {
         if live.is_some_and(|live| includes(live, desired)) {
             return Ok(false);
+        }
+        if let Some(tool) = live.and_then(|live| gitops_applier(live, &["f:spec"])) {
+            if kept == KeptInGit::Skip {
+                return Ok(false);
+            }
+            return Err(Error::Conflict(format!(
+                "{} {} is applied from Git by {tool}, which would put its own back over the \
+                 services and routes this release writes into it: remove it from Git (canary \
+                 creates the lanes and the group it needs, and deletes them with the last \
+                 Rollout)",
+                desired["kind"].as_str().unwrap_or("lane object"),
+                desired["metadata"]["name"].as_str().unwrap_or_default(),
+            )));
         }
         let mut desired = desired.clone();
         if let Some(version) = live.and_then(|l| l["metadata"]["resourceVersion"].as_str()) {
@@ -112,15 +137,15 @@ impl AsmTraffic {
         Ok(true)
     }
 
-    async fn write_all(&self, live: &Live, rendered: &Rendered) -> kube::Result<bool> {
+    async fn write_all(&self, live: &Live, rendered: &Rendered, kept: KeptInGit) -> Result<bool> {
         let mut changed = self
-            .write(&self.groups, live.group.as_ref(), &rendered.group)
+            .write(&self.groups, live.group.as_ref(), &rendered.group, kept)
             .await?;
         changed |= self
-            .write(&self.lanes, live.base.as_ref(), &rendered.base)
+            .write(&self.lanes, live.base.as_ref(), &rendered.base, kept)
             .await?;
         changed |= self
-            .write(&self.lanes, live.canary.as_ref(), &rendered.canary)
+            .write(&self.lanes, live.canary.as_ref(), &rendered.canary, kept)
             .await?;
         Ok(changed)
     }
@@ -184,7 +209,7 @@ impl TrafficProvider for AsmTraffic {
                     )));
                 }
                 let rendered = render(&self.plan, route, &live.objects)?;
-                Ok(self.write_all(&live, &rendered).await?)
+                self.write_all(&live, &rendered, KeptInGit::Refuse).await
             })
             .await?)
     }
@@ -211,7 +236,7 @@ impl TrafficProvider for AsmTraffic {
     async fn finalize(&self) -> canary_core::Result<()> {
         self.retrying(|live| async move {
             match release(&self.plan, &live.objects)? {
-                Released::Kept(rendered) => Ok(self.write_all(&live, &rendered).await?),
+                Released::Kept(rendered) => self.write_all(&live, &rendered, KeptInGit::Skip).await,
                 Released::Deleted => {
                     // The lanes first: a group is never left without them while lanes remain.
                     // A lane of the same name in another group is not this group's to delete.

@@ -242,3 +242,58 @@ async fn stable_pods_outside_the_base_lane_are_refused_before_anything_is_writte
     assert!(a.apply(&a_route).await.unwrap());
     assert_eq!(canary_lane(&cluster), ["mocka"]);
 }
+
+/// Lanes the user keeps in Git, applied by Flux (`kustomize-controller` owns their spec): a
+/// release that would write its service into them is refused, saying to take them out of
+/// Git, instead of fighting Flux every interval; they are left exactly as Git has them, and
+/// the Rollout's deletion leaves them too.
+#[tokio::test(flavor = "multi_thread")]
+async fn lanes_applied_from_git_are_refused_untouched_and_left_alone() {
+    let cluster = cluster().await;
+    let (a, a_route) = provider(&cluster, "mocka");
+    // The lanes as the chain needs them before any canary, committed to Git without canary's
+    // label, and applied by Flux.
+    let path = format!(
+        "{}/../examples/rollouts/mocka-asm.yaml",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let plan = canary_core::load::plan_from_yaml(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let stable = canary_core::objects::Objects::new(vec![
+        cluster
+            .server
+            .get("apps/v1", "Deployment", Some("default"), "mocka-v1")
+            .unwrap(),
+    ]);
+    let rendered = canary_asm::render(&plan, &RouteState::stable(), &stable).unwrap();
+    let mut kept = Vec::new();
+    for mut object in rendered.objects() {
+        object["metadata"]["labels"]
+            .as_object_mut()
+            .unwrap()
+            .remove("app.kubernetes.io/managed-by");
+        kept.push(
+            cluster
+                .server
+                .apply_as("kustomize-controller", &object, true)
+                .unwrap(),
+        );
+    }
+    let error = a.apply(&a_route).await.unwrap_err().to_string();
+    assert!(
+        error.contains("is applied from Git by kustomize-controller")
+            && error.contains("remove it from Git"),
+        "{error}"
+    );
+    // Git's lanes already hold the stable route: nothing to write, nothing refused.
+    assert!(!a.apply(&RouteState::stable()).await.unwrap());
+    a.finalize().await.unwrap();
+    for object in &kept {
+        let kind = object["kind"].as_str().unwrap();
+        let name = object["metadata"]["name"].as_str().unwrap();
+        assert_eq!(
+            cluster.server.get(LANES, kind, None, name).as_ref(),
+            Some(object),
+            "{kind} {name} is as Git has it"
+        );
+    }
+}

@@ -14,6 +14,37 @@ pub trait Object: kube::Resource + Clone + DeserializeOwned + Serialize + std::f
 impl<K> Object for K where K: kube::Resource + Clone + DeserializeOwned + Serialize + std::fmt::Debug
 {}
 
+/// The field managers of the GitOps tools that apply objects from Git again and again: Flux's
+/// (kustomize-controller, helm-controller: their `--manager` defaults) and Argo CD's
+/// (`argocd-controller`, argo-cd `common.ArgoCDSSAManager`; its client-side apply writes as
+/// that manager too).
+pub const GITOPS_MANAGERS: [&str; 3] = [
+    "kustomize-controller",
+    "helm-controller",
+    "argocd-controller",
+];
+
+/// The GitOps tool whose manager owns fields under `path` (e.g. `["f:spec"]`) of `object`
+/// (as JSON, with its `metadata.managedFields`), if one does: it applies them from Git again
+/// whenever they differ, so a value canary writes there does not stay, and writing it would
+/// start a fight.
+pub fn gitops_applier(object: &Value, path: &[&str]) -> Option<String> {
+    object["metadata"]["managedFields"]
+        .as_array()?
+        .iter()
+        .filter(|entry| {
+            entry["manager"]
+                .as_str()
+                .is_some_and(|manager| GITOPS_MANAGERS.contains(&manager))
+        })
+        .find(|entry| {
+            path.iter()
+                .try_fold(&entry["fieldsV1"], |fields, key| fields.get(*key))
+                .is_some_and(Value::is_object)
+        })
+        .and_then(|entry| entry["manager"].as_str().map(str::to_owned))
+}
+
 /// The object `name`, as JSON, if it exists.
 pub async fn get_json<K: Object>(api: &Api<K>, name: &str) -> kube::Result<Option<Value>> {
     Ok(api

@@ -610,38 +610,11 @@ pub fn promoted_template(manifest: &Value, new_version: &NewVersion) -> Value {
     template
 }
 
-/// The field managers of the GitOps tools that apply objects from Git again and again: Flux's
-/// (kustomize-controller, helm-controller: their `--manager` defaults) and Argo CD's
-/// (`argocd-controller`, argo-cd `common.ArgoCDSSAManager`; its client-side apply writes as
-/// that manager too).
-const GITOPS_MANAGERS: [&str; 3] = [
-    "kustomize-controller",
-    "helm-controller",
-    "argocd-controller",
-];
-
-/// The GitOps tool whose manager owns fields of `deployment`'s pod template (its
-/// `managedFields` entry has `f:spec` → `f:template`), if one does: it applies the template
-/// from Git again whenever it differs, so a template canary writes does not stay.
+/// The GitOps tool whose manager owns fields of `deployment`'s pod template, if one does
+/// (see [`crate::apply::gitops_applier`]).
 fn gitops_applier(deployment: &Deployment) -> Option<String> {
-    deployment
-        .metadata
-        .managed_fields
-        .iter()
-        .flatten()
-        .filter(|entry| {
-            entry
-                .manager
-                .as_deref()
-                .is_some_and(|manager| GITOPS_MANAGERS.contains(&manager))
-        })
-        .find(|entry| {
-            entry
-                .fields_v1
-                .as_ref()
-                .is_some_and(|fields| fields.0["f:spec"]["f:template"].is_object())
-        })
-        .and_then(|entry| entry.manager.clone())
+    let object = serde_json::to_value(deployment).ok()?;
+    crate::apply::gitops_applier(&object, &["f:spec", "f:template"])
 }
 
 /// The canary Deployment's selector: the keys of the stable selector with the values the
