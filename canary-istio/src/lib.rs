@@ -14,7 +14,7 @@
 //!   mirrors to the canary host, with a route for the request matches placed before it;
 //!   generated, or the user's with only the managed routes changed ([`virtual_service`]).
 //!
-//! [`render`] builds them from a plan, a route and the objects already in the cluster; it is
+//! [`render()`] builds them from a plan, a route and the objects already in the cluster; it is
 //! pure, and the CLI's `canary render` prints it. With the `kube` feature, [`IstioTraffic`]
 //! applies them by server-side apply (field manager `canary-istio`), reads them back, and on
 //! finalize deletes what it generated and restores what it changed.

@@ -141,7 +141,8 @@ pub fn register_upstream_crds(server: &ApiServer) {
     }
 }
 
-/// Serves the Rollout resource on `server` from its CRD ([`Rollout::crd`]), schema included.
+/// Serves the Rollout resource on `server` from its CRD ([`kube::CustomResourceExt::crd`] of
+/// [`crate::crd::Rollout`]), schema included.
 ///
 /// # Panics
 /// When the CRD does not serialise: a bug.

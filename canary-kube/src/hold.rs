@@ -4,7 +4,7 @@
 //! made it: not paused, no annotation of canary's. When its pod template changes, the new
 //! template must not roll onto the stable pods before the release has tested it, so the
 //! Deployment is *held*: `spec.paused: true` and the annotation
-//! [`STABLE_REVISION`](crate::workload::STABLE_REVISION) naming the revision its pods still
+//! [`crate::workload::STABLE_REVISION`] naming the revision its pods still
 //! run (the Rollout's `status.stableRevision`). The Deployment controller makes no new
 //! ReplicaSet for a paused Deployment (kubernetes `pkg/controller/deployment/sync.go`
 //! `sync`: a paused Deployment is only scaled), so the stable pods stay as they were.

@@ -20,11 +20,11 @@
 //! - **Which MeshHTTPRoutes.** A policy configures the caller when its top-level `targetRef`
 //!   selects it and its role allows: consumer and workload-owner policies only configure
 //!   proxies in their own namespace; producer and system ones configure every proxy (see
-//!   [`policy`]). Its `to` entries configure the outbound when their `targetRef` names it (a
-//!   `labels` reference resolves only against MeshService objects that exist).
+//!   the `policy` module). Its `to` entries configure the outbound when their `targetRef`
+//!   names it (a `labels` reference resolves only against MeshService objects that exist).
 //! - **Rules.** The entries' rules merge in precedence order and become routes tried in match
-//!   order, with a catch-all route to the destination itself (see [`routes`]). A route sends to
-//!   its `backendRefs` by weight; a backend whose cluster cannot be built (a `kuma.io/service`
+//!   order, with a catch-all route to the destination itself (see the `routes` module). A
+//!   route sends to its `backendRefs` by weight; a backend whose cluster cannot be built (a `kuma.io/service`
 //!   without healthy endpoints or not HTTP, an unknown MeshService or port) is left out, and a
 //!   route left with no backend is dropped, so its requests fall to the next route.
 //! - **A non-HTTP destination** (a Service port without `appProtocol: http`/`http2`/`grpc` or
