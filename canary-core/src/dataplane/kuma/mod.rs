@@ -24,9 +24,10 @@
 //!   names it (a `labels` reference resolves only against MeshService objects that exist).
 //! - **Rules.** The entries' rules merge in precedence order and become routes tried in match
 //!   order, with a catch-all route to the destination itself (see the `routes` module). A
-//!   route sends to its `backendRefs` by weight; a backend whose cluster cannot be built (a `kuma.io/service`
-//!   without healthy endpoints or not HTTP, an unknown MeshService or port) is left out, and a
-//!   route left with no backend is dropped, so its requests fall to the next route.
+//!   route sends to its `backendRefs` by weight; a backend whose cluster cannot be built (a
+//!   `kuma.io/service` without healthy endpoints or not HTTP, an unknown MeshService or port)
+//!   is left out, and a route left with no backend is dropped, so its requests fall to the
+//!   next route.
 //! - **A non-HTTP destination** (a Service port without `appProtocol: http`/`http2`/`grpc` or
 //!   the `<port>.service.kuma.io/protocol` annotation) is proxied as TCP: MeshHTTPRoute does not
 //!   apply, every request goes to the destination's endpoints.
