@@ -235,8 +235,7 @@ impl DeploymentWorkload {
         let paused = stable.spec.paused.unwrap_or(false);
         match held {
             Some(running) if running == *known && desired == *known => {
-                let patch = json!({"metadata": {"annotations": {STABLE_REVISION: null}}, "spec": {"paused": false}});
-                self.write_stable(&stable, patch).await?;
+                self.let_go(&stable).await?;
                 Ok(Hold::Released)
             }
             // Promoted and not yet let go, and its template changed again: paused at the
@@ -269,9 +268,14 @@ impl DeploymentWorkload {
         if annotation(&stable, STABLE_REVISION).is_none() {
             return Ok(false);
         }
-        let patch = json!({"metadata": {"annotations": {STABLE_REVISION: null}}, "spec": {"paused": false}});
-        self.write_stable(&stable, patch).await?;
+        self.let_go(&stable).await?;
         Ok(true)
+    }
+
+    /// Ends canary's hold of `stable` (as read): unpaused, canary's annotation removed.
+    async fn let_go(&self, stable: &Deployment) -> Result<()> {
+        let patch = json!({"metadata": {"annotations": {STABLE_REVISION: null}}, "spec": {"paused": false}});
+        self.write_stable(stable, patch).await
     }
 
     /// The template the user asks for (without canary's own annotations), and its revision.

@@ -166,11 +166,7 @@ pub(crate) fn check(
                 .filter(|o| key(o) != me)
                 .collect();
             let request = AdmissionRequest {
-                operation: if old.is_some() {
-                    Operation::Update
-                } else {
-                    Operation::Create
-                },
+                operation: Operation::of(old),
                 group: &w.rt.group,
                 kind: &w.rt.kind,
                 object: &obj,
@@ -206,11 +202,7 @@ pub(crate) fn mutate(
             .map(|rt| inner.list(&rt, ns.as_deref()))
             .unwrap_or_default();
         let request = AdmissionRequest {
-            operation: if old.is_some() {
-                Operation::Update
-            } else {
-                Operation::Create
-            },
+            operation: Operation::of(old),
             group: &w.rt.group,
             kind: &w.rt.kind,
             object: current,

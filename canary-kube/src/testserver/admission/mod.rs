@@ -36,6 +36,17 @@ pub enum Operation {
     Update,
 }
 
+impl Operation {
+    /// The operation of a write whose stored object is `old`.
+    pub(crate) fn of(old: Option<&Value>) -> Self {
+        if old.is_some() {
+            Operation::Update
+        } else {
+            Operation::Create
+        }
+    }
+}
+
 /// What a hook reviews.
 #[derive(Debug)]
 pub struct AdmissionRequest<'a> {
