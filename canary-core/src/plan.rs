@@ -141,6 +141,8 @@ pub enum PlanPause {
 pub struct AnalysisPlan {
     /// Time between analysis runs.
     pub interval: SignedDuration,
+    /// How often Prometheus scrapes the metrics.
+    pub scrape_interval: SignedDuration,
     /// Failed checks that roll the canary back.
     pub failure_limit: u32,
     /// How failed checks are counted.

@@ -70,6 +70,8 @@ pub struct QueryContext {
     pub window: SignedDuration,
     /// The end of the window.
     pub at: Timestamp,
+    /// How often Prometheus scrapes the metrics.
+    pub scrape_interval: SignedDuration,
 }
 
 impl QueryContext {
@@ -89,6 +91,7 @@ impl QueryContext {
                 .map(|nginx| nginx.ingress.clone()),
             window,
             at,
+            scrape_interval: plan.analysis.scrape_interval,
         }
     }
 }

@@ -9,6 +9,22 @@
 //! versions are told apart by workload (Istio), by the `canary` label (nginx) or by the Kuma
 //! service of the receiving data plane (its `kuma.io/service` tag, which Kuma's Prometheus
 //! discovery exports as the label `kuma_io_service`), counting only inbound traffic (Kuma).
+//!
+//! What the exporters really label, which the queries rely on:
+//! - ingress-nginx labels every request with the *main* Ingress's `namespace`, `ingress` and
+//!   `service`, also when its canary Ingress's backend answered; only `canary` then names the
+//!   canary upstream (`<namespace>-<service>-<port>`), empty otherwise. Its controller also
+//!   counts every other host, path and backend, so both versions select `service` too. Under the
+//!   Prometheus Operator without `honorLabels: true` on the controller's ServiceMonitor, the
+//!   scrape's own `namespace` and `service` win and the exporter's become `exported_namespace`
+//!   and `exported_service`: set `honorLabels: true` (the chart leaves it off), or write the
+//!   queries yourself.
+//! - Istio names `destination_workload` after the pod's Deployment, or after its
+//!   `service.istio.io/workload-name` label (Istio 1.25+), which the canary's pods get set to
+//!   the canary's name.
+//! - Kuma's inbound cluster is `localhost:<port>` (`localhost_<port>` in metrics) and, with
+//!   unified resource naming (Kuma 2.12+, opt-in), `self_inbound_dp_<port>`: both match, so the
+//!   queries need no setting; outbound clusters on the same pods never do.
 
 use std::collections::BTreeMap;
 
@@ -63,16 +79,16 @@ fn family(provider: ProviderKind) -> Family {
             requests: "nginx_ingress_controller_requests",
             duration_bucket: "nginx_ingress_controller_response_duration_seconds_bucket",
             to_millis: " * 1000",
-            canary: r#"namespace="{{ namespace }}",ingress="{{ ingress }}",canary!="""#,
-            stable: r#"namespace="{{ namespace }}",ingress="{{ ingress }}",canary="""#,
+            canary: r#"namespace="{{ namespace }}",ingress="{{ ingress }}",service="{{ service }}",canary!="""#,
+            stable: r#"namespace="{{ namespace }}",ingress="{{ ingress }}",service="{{ service }}",canary="""#,
             code: "status",
         },
         ProviderKind::Kuma | ProviderKind::KumaTrafficRoute => Family {
             requests: "envoy_cluster_upstream_rq",
             duration_bucket: "envoy_cluster_upstream_rq_time_bucket",
             to_millis: "",
-            canary: r#"kuma_io_service=~"{{ service }}-canary_{{ namespace }}_svc_[0-9]+",envoy_cluster_name=~"localhost_.*""#,
-            stable: r#"kuma_io_service=~"{{ service }}_{{ namespace }}_svc_[0-9]+",envoy_cluster_name=~"localhost_.*""#,
+            canary: r#"kuma_io_service=~"{{ service }}-canary_{{ namespace }}_svc_[0-9]+",envoy_cluster_name=~"localhost_[0-9]+|self_inbound_.+""#,
+            stable: r#"kuma_io_service=~"{{ service }}_{{ namespace }}_svc_[0-9]+",envoy_cluster_name=~"localhost_[0-9]+|self_inbound_.+""#,
             code: "envoy_response_code",
         },
     }
@@ -81,24 +97,28 @@ fn family(provider: ProviderKind) -> Family {
 /// The template of a builtin metric of the canary, for `provider`: success rate in percent,
 /// P99 duration in milliseconds.
 ///
+/// The success rate's numerator falls back to 0 when no request succeeded, so a canary that
+/// answers only server errors reads 0%, not "no data"; a canary that answered nothing is still
+/// no data (the denominator has no series).
+///
 /// ```
 /// use canary_core::plan::BuiltinMetric;
 /// use canary_core::queries::builtin;
 /// use canary_core::ProviderKind;
 /// let q = builtin(ProviderKind::Istio, BuiltinMetric::RequestSuccessRate);
-/// assert!(q.contains(r#"response_code!~"5.*""#) && q.ends_with("* 100"));
+/// assert!(q.contains(r#"response_code!~"5.."}"#) && q.ends_with("* 100"));
 /// ```
 pub fn builtin(provider: ProviderKind, metric: BuiltinMetric) -> String {
     let f = family(provider);
     match metric {
         BuiltinMetric::RequestSuccessRate => format!(
-            "sum(rate({req}{{{sel},{code}!~\"5.*\"}}[{{{{ interval }}}}])) / sum(rate({req}{{{sel}}}[{{{{ interval }}}}])) * 100",
+            "(sum(rate({req}{{{sel},{code}!~\"5..\"}}[{{{{ interval }}}}])) or vector(0)) / sum(rate({req}{{{sel}}}[{{{{ interval }}}}])) * 100",
             req = f.requests,
             sel = f.canary,
             code = f.code
         ),
         BuiltinMetric::RequestDuration => format!(
-            "histogram_quantile(0.99, sum(rate({bucket}{{{sel}}}[{{{{ interval }}}}])) by (le)){millis}",
+            "histogram_quantile(0.99, sum by (le) (rate({bucket}{{{sel}}}[{{{{ interval }}}}]))){millis}",
             bucket = f.duration_bucket,
             sel = f.canary,
             millis = f.to_millis
@@ -106,20 +126,57 @@ pub fn builtin(provider: ProviderKind, metric: BuiltinMetric) -> String {
     }
 }
 
-/// The templates of one version's requests and server errors so far (cumulative counters), for
-/// the sequential judge. A window's counts are their difference between its two ends: exact,
-/// and consecutive windows add up, where `increase()` over short windows extrapolates and
-/// loses windows with fewer than two scrapes.
-pub fn counts(provider: ProviderKind, version: Version) -> (String, String) {
+/// What the sequential judge counts for one version: the series of its request counter, and
+/// the label that holds each series' response code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CountedSeries {
+    /// A series selector template, e.g. `istio_requests_total{reporter="destination",…}`; the
+    /// judge reads its raw samples over a range and counts each series' increments itself.
+    pub selector: String,
+    /// The label whose `5xx` values are server errors.
+    pub code_label: &'static str,
+}
+
+/// The request counter series of one version, for the sequential judge.
+///
+/// ```
+/// use canary_core::queries::{counted_series, Version};
+/// use canary_core::ProviderKind;
+/// let series = counted_series(ProviderKind::Nginx, Version::Stable);
+/// assert!(series.selector.contains(r#"service="{{ service }}",canary="""#));
+/// assert_eq!(series.code_label, "status");
+/// ```
+pub fn counted_series(provider: ProviderKind, version: Version) -> CountedSeries {
     let f = family(provider);
     let sel = match version {
         Version::Canary => f.canary,
         Version::Stable => f.stable,
     };
-    (
-        format!("sum({}{{{sel}}})", f.requests),
-        format!("sum({}{{{sel},{}=~\"5.*\"}})", f.requests, f.code),
-    )
+    CountedSeries {
+        selector: format!("{}{{{sel}}}", f.requests),
+        code_label: f.code,
+    }
+}
+
+/// True when `template` uses the variable `name` (`{{ name }}`, spaces optional).
+///
+/// ```
+/// assert!(canary_core::queries::uses_variable("rate(x[{{interval }}])", "interval"));
+/// assert!(!canary_core::queries::uses_variable("rate(x[5m])", "interval"));
+/// ```
+pub fn uses_variable(template: &str, name: &str) -> bool {
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        let after = &rest[start + 2..];
+        let Some(end) = after.find("}}") else {
+            return false;
+        };
+        if after[..end].trim() == name {
+            return true;
+        }
+        rest = &after[end + 2..];
+    }
+    false
 }
 
 /// The values of the variables for a query in `context`, with the user's `extra` ones.
@@ -186,50 +243,8 @@ mod tests {
             ingress: Some("podinfo".into()),
             window: jiff::SignedDuration::from_secs(90),
             at: jiff::Timestamp::UNIX_EPOCH,
+            scrape_interval: jiff::SignedDuration::from_secs(30),
         }
-    }
-
-    #[test]
-    fn istio_success_rate_selects_the_canary_workload() {
-        let vars = variables(&context(ProviderKind::Istio), &BTreeMap::new());
-        let q = render(
-            &builtin(ProviderKind::Istio, BuiltinMetric::RequestSuccessRate),
-            &vars,
-        )
-        .unwrap();
-        assert_eq!(
-            q,
-            r#"sum(rate(istio_requests_total{reporter="destination",destination_workload_namespace="test",destination_workload="podinfo-canary",response_code!~"5.*"}[90s])) / sum(rate(istio_requests_total{reporter="destination",destination_workload_namespace="test",destination_workload="podinfo-canary"}[90s])) * 100"#
-        );
-    }
-
-    #[test]
-    fn nginx_uses_the_canary_label_and_milliseconds() {
-        let vars = variables(&context(ProviderKind::Nginx), &BTreeMap::new());
-        let q = render(
-            &builtin(ProviderKind::Nginx, BuiltinMetric::RequestDuration),
-            &vars,
-        )
-        .unwrap();
-        assert!(q.starts_with("histogram_quantile(0.99, sum(rate(nginx_ingress_controller_response_duration_seconds_bucket{"));
-        assert!(
-            q.contains(r#"ingress="podinfo",canary!="""#) && q.ends_with(" * 1000"),
-            "{q}"
-        );
-        let (_, stable_errors) = counts(ProviderKind::Nginx, Version::Stable);
-        let q = render(&stable_errors, &vars).unwrap();
-        assert!(q.contains(r#"canary="",status=~"5.*""#), "{q}");
-    }
-
-    #[test]
-    fn kuma_keys_on_the_service_and_counts_inbound_traffic() {
-        let vars = variables(&context(ProviderKind::Kuma), &BTreeMap::new());
-        let (requests, _) = counts(ProviderKind::Kuma, Version::Canary);
-        let q = render(&requests, &vars).unwrap();
-        assert_eq!(
-            q,
-            r#"sum(envoy_cluster_upstream_rq{kuma_io_service=~"podinfo-canary_test_svc_[0-9]+",envoy_cluster_name=~"localhost_.*"})"#
-        );
     }
 
     #[test]
@@ -253,8 +268,9 @@ mod tests {
                 );
             }
             for version in [Version::Canary, Version::Stable] {
-                let (a, b) = counts(provider, version);
-                assert!(render(&a, &vars).is_ok() && render(&b, &vars).is_ok());
+                let series = counted_series(provider, version);
+                let q = render(&series.selector, &vars).unwrap();
+                assert!(!q.contains("{{") && q.ends_with('}'), "{q}");
             }
         }
     }

@@ -176,6 +176,10 @@ pub struct SequentialState {
     pub stable_requests: u64,
     /// Of those, errors.
     pub stable_errors: u64,
+    /// Counts not yet weighed: evidence needs requests of both versions, and with their own
+    /// scrape targets one version's counters may move a window before the other's.
+    #[serde(default, skip_serializing_if = "crate::machine::ErrorCounts::is_empty")]
+    pub pending: crate::machine::ErrorCounts,
     /// `pass` once the canary is judged no worse (the test then stops), `fail` when it is
     /// judged worse; absent while the evidence is not strong enough either way.
     #[serde(default, skip_serializing_if = "Option::is_none")]

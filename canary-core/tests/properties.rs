@@ -95,7 +95,7 @@ fn analysis() -> impl Strategy<Value = String> {
                 .collect();
             let hooks = if hooks.is_empty() { hooks } else { format!("    webhooks:\n{hooks}") };
             format!(
-                "  analysis:\n    interval: {interval}\n    failureLimit: {limit}\n    failureCounting: {counting}\n    noData: {no_data}\n    metrics:\n    - {{name: request-success-rate, thresholdRange: {{min: 99}}}}\n{hooks}  progressDeadline: 5m\n"
+                "  analysis:\n    interval: {interval}\n    scrapeInterval: 15s\n    failureLimit: {limit}\n    failureCounting: {counting}\n    noData: {no_data}\n    metrics:\n    - {{name: request-success-rate, thresholdRange: {{min: 99}}}}\n{hooks}  progressDeadline: 5m\n"
             )
         })
 }

@@ -24,6 +24,7 @@ spec:
   strategy: {strategy}
   analysis:
     interval: 1m
+    scrapeInterval: 10s
     metrics:
     - {{name: request-success-rate, judge: sequential, interval: 10s}}
 "

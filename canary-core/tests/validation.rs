@@ -691,3 +691,76 @@ fn nginx_refuses_header_values_cookies_and_patterns_its_annotation_parser_would_
     );
     assert!(e.is_empty(), "{e:?}");
 }
+
+#[test]
+fn analysis_windows_respect_the_scrape_interval() {
+    let istio = "  trafficRouting: {istio: {}}\n  strategy: {canary: {steps: [{weight: 10}]}}\n";
+    let analysis = |settings: &str, metric: &str| {
+        errors(&format!(
+            "{istio}  analysis:\n    interval: 30s\n{settings}    metrics:\n    - {metric}\n"
+        ))
+    };
+    // A 30s rate window at the default 30s scrape sees one sample per series: no rate.
+    let short = analysis("", "{name: request-success-rate, thresholdRange: {min: 99}}");
+    assert!(
+        has(&short, "spec.analysis.interval", "shorter than 1m")
+            && has(&short, "spec.analysis.interval", "two scrapes"),
+        "{short:?}"
+    );
+    let fine = analysis(
+        "    scrapeInterval: 15s\n",
+        "{name: request-success-rate, thresholdRange: {min: 99}}",
+    );
+    assert!(fine.is_empty(), "{fine:?}");
+    let own = analysis(
+        "    scrapeInterval: 15s\n",
+        "{name: request-duration, interval: 20s, thresholdRange: {max: 500}}",
+    );
+    assert!(
+        has(&own, "spec.analysis.metrics[0].interval", "shorter than 30s"),
+        "{own:?}"
+    );
+    // A custom query with its own window is not the scrape's business.
+    let custom = analysis(
+        "",
+        "{name: errors, thresholdRange: {max: 1}, prometheus: {query: 'sum(rate(x[5m]))'}}",
+    );
+    assert!(custom.is_empty(), "{custom:?}");
+    let templated = analysis(
+        "",
+        "{name: errors, thresholdRange: {max: 1}, prometheus: {query: 'sum(rate(x[{{interval}}]))'}}",
+    );
+    assert!(
+        has(&templated, "spec.analysis.interval", "two scrapes"),
+        "{templated:?}"
+    );
+    // The sequential judge measures at most once per scrape, by default exactly once.
+    let sequential = analysis(
+        "",
+        "{name: request-success-rate, judge: sequential, interval: 10s}",
+    );
+    assert!(
+        has(
+            &sequential,
+            "spec.analysis.metrics[0].interval",
+            "at most once per scrape"
+        ),
+        "{sequential:?}"
+    );
+    let plan = plan_from_yaml(&format!(
+        "{BASE}{istio}  analysis:\n    scrapeInterval: 15s\n    metrics:\n    - {{name: request-success-rate, judge: sequential}}\n"
+    ))
+    .unwrap();
+    assert_eq!(
+        plan.analysis.metrics[0].window,
+        jiff::SignedDuration::from_secs(15)
+    );
+    let slow = analysis(
+        "    scrapeInterval: 11m\n",
+        "{name: request-success-rate, judge: sequential, interval: 12m}",
+    );
+    assert!(
+        has(&slow, "spec.analysis.scrapeInterval", "at most 10m"),
+        "{slow:?}"
+    );
+}

@@ -53,6 +53,9 @@ pub const REVISION: &str = "canary.rs/revision";
 pub const CONFIG_HASH: &str = "canary.rs/config-hash";
 /// Label on canary pods.
 pub const ROLE: &str = "canary.rs/role";
+
+/// The pod label Istio names a workload by in its metrics, when present.
+const ISTIO_WORKLOAD_NAME: &str = "service.istio.io/workload-name";
 /// The pod label Alibaba ASM lanes select by; canary pods of a lane release carry the canary
 /// lane's name.
 pub const LANE_TAG: &str = "ASM_TRAFFIC_TAG";
@@ -376,6 +379,12 @@ impl DeploymentWorkload {
         template["metadata"]["labels"][ROLLOUT] = json!(self.rollout);
         for (key, value) in &self.canary_labels {
             template["metadata"]["labels"][key] = json!(value);
+        }
+        // Istio (1.25+) reports a pod as the workload its `service.istio.io/workload-name`
+        // label names, else as its Deployment: a canary inheriting stable's would report its
+        // requests as stable's, and the analysis would see no canary at all.
+        if template["metadata"]["labels"].get(ISTIO_WORKLOAD_NAME).is_some() {
+            template["metadata"]["labels"][ISTIO_WORKLOAD_NAME] = json!(self.canary);
         }
         if let Some((key, value)) = self.stable_service_leaving(&template).await? {
             template["metadata"]["labels"][key] = json!(value);

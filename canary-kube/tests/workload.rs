@@ -31,11 +31,15 @@ spec:
 async fn a_new_version_label_the_stable_selector_uses_makes_a_valid_canary() {
     let cluster = TestCluster::start(Duration::from_millis(50)).await;
     let labels = json!({"app": "reviews", "version": "v1"});
+    // Istio (1.25+) reports pods as the workload this label names: the stable pods as
+    // `reviews-v1`, so the canary's must not say the same.
+    let pod_labels = json!({"app": "reviews", "version": "v1",
+                            "service.istio.io/workload-name": "reviews-v1"});
     cluster.put(json!({
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": "reviews-v1", "namespace": "demo"},
         "spec": {"replicas": 2, "selector": {"matchLabels": labels},
-                 "template": {"metadata": {"labels": labels},
+                 "template": {"metadata": {"labels": pod_labels},
                               "spec": {"containers": [{"name": "reviews", "image": "kubesphere/examples-bookinfo-reviews-v1:1.16.2"}]}}}
     }));
     let plan = canary_core::load::plan_from_yaml(BOOKINFO).unwrap();
@@ -56,6 +60,10 @@ async fn a_new_version_label_the_stable_selector_uses_makes_a_valid_canary() {
     assert_eq!(template["version"], "v2");
     assert!(selector.iter().all(|(k, v)| template.get(k) == Some(v)));
     assert_eq!(selector["canary.rs/rollout"], "reviews");
+    assert_eq!(
+        template["service.istio.io/workload-name"], "reviews-v1-canary",
+        "Istio reports the canary's requests as the canary's"
+    );
 }
 
 /// While a Deployment rolls, the pods of its older template are not the new revision's: the

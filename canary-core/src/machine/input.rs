@@ -130,7 +130,9 @@ pub enum MetricOutcome {
 }
 
 /// Requests and errors of the canary and of stable in one window.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "camelCase")]
 pub struct ErrorCounts {
     /// Requests the canary answered.
@@ -141,6 +143,23 @@ pub struct ErrorCounts {
     pub stable_requests: u64,
     /// Of those, errors.
     pub stable_errors: u64,
+}
+
+impl ErrorCounts {
+    /// True when nothing was counted.
+    pub fn is_empty(&self) -> bool {
+        *self == ErrorCounts::default()
+    }
+
+    /// The counts of both windows together.
+    pub fn plus(self, other: ErrorCounts) -> ErrorCounts {
+        ErrorCounts {
+            canary_requests: self.canary_requests.saturating_add(other.canary_requests),
+            canary_errors: self.canary_errors.saturating_add(other.canary_errors),
+            stable_requests: self.stable_requests.saturating_add(other.stable_requests),
+            stable_errors: self.stable_errors.saturating_add(other.stable_errors),
+        }
+    }
 }
 
 /// A user command. Commands are inputs, never status edits.

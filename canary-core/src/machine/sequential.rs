@@ -3,7 +3,9 @@
 
 use jiff::{SignedDuration, Timestamp};
 
-use super::{Action, AnalysisResults, Engine, EventKind, MetricOutcome, MetricRequest};
+use super::{
+    Action, AnalysisResults, Engine, ErrorCounts, EventKind, MetricOutcome, MetricRequest,
+};
 use crate::plan::{Judge, MetricPlan, Sprt};
 use crate::status::{Measurement, Phase, SequentialState, Verdict};
 
@@ -32,6 +34,7 @@ impl Engine<'_> {
                 canary_errors: 0,
                 stable_requests: 0,
                 stable_errors: 0,
+                pending: ErrorCounts::default(),
                 verdict: None,
             })
             .collect();
@@ -104,10 +107,18 @@ impl Engine<'_> {
             };
             match &result.outcome {
                 MetricOutcome::Counts(counts) => {
-                    state.llr += sprt.evidence(
-                        (counts.canary_requests, counts.canary_errors),
-                        (counts.stable_requests, counts.stable_errors),
-                    );
+                    // Weighed once both versions have answered requests; until then the
+                    // window's counts wait, so none is lost.
+                    let pending = state.pending.plus(*counts);
+                    if pending.canary_requests > 0 && pending.stable_requests > 0 {
+                        state.llr += sprt.evidence(
+                            (pending.canary_requests, pending.canary_errors),
+                            (pending.stable_requests, pending.stable_errors),
+                        );
+                        state.pending = ErrorCounts::default();
+                    } else {
+                        state.pending = pending;
+                    }
                     state.canary_requests += counts.canary_requests;
                     state.canary_errors += counts.canary_errors;
                     state.stable_requests += counts.stable_requests;

@@ -19,6 +19,11 @@ pub struct Analysis {
     /// when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure_counting: Option<FailureCounting>,
+    /// How often Prometheus scrapes the proxies' metrics; `30s` when absent. Query windows must
+    /// cover at least two scrapes (`rate()` needs two samples) and the sequential judge measures
+    /// at most once per scrape.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scrape_interval: Option<String>,
     /// What a metric with no data counts as; `Fail` when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub no_data: Option<NoDataPolicy>,
@@ -73,8 +78,9 @@ pub struct Metric {
     /// Settings of the sequential judge.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sequential: Option<SequentialSettings>,
-    /// The query window (`{{ interval }}`); the analysis interval when absent. For the
-    /// sequential judge: how often it measures (`10s` when absent).
+    /// The query window (`{{ interval }}`); the analysis interval when absent; at least two
+    /// scrapes. For the sequential judge: how often it measures, at least one scrape (the
+    /// scrape interval when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interval: Option<String>,
     /// A custom Prometheus query instead of the builtin.

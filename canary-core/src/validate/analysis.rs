@@ -11,8 +11,12 @@ use crate::spec::{
     Analysis, JudgeKind, Metric, PrometheusQuery, SequentialSettings, ThresholdRange,
 };
 
-/// How often the sequential judge measures when the spec does not say.
-pub const DEFAULT_SEQUENTIAL_PERIOD: SignedDuration = SignedDuration::from_secs(10);
+/// How often Prometheus scrapes when the spec does not say: the interval the ingress-nginx
+/// chart's ServiceMonitor uses, and a safe assumption for Istio's (15s) and Kuma's setups.
+pub const DEFAULT_SCRAPE_INTERVAL: SignedDuration = SignedDuration::from_secs(30);
+
+/// The longest scrape interval accepted.
+const MAX_SCRAPE_INTERVAL: SignedDuration = SignedDuration::from_mins(10);
 
 /// The analysis interval when the spec gives none.
 pub const DEFAULT_INTERVAL: SignedDuration = SignedDuration::from_mins(1);
@@ -27,6 +31,18 @@ pub(super) fn check_analysis(c: &mut Checker, analysis: Option<&Analysis>) -> An
         DEFAULT_INTERVAL,
         SignedDuration::from_secs(1),
     );
+    let scrape_interval = c.duration(
+        "spec.analysis.scrapeInterval",
+        analysis.scrape_interval.as_deref(),
+        DEFAULT_SCRAPE_INTERVAL,
+        SignedDuration::from_secs(1),
+    );
+    if scrape_interval > MAX_SCRAPE_INTERVAL {
+        c.error(
+            "spec.analysis.scrapeInterval",
+            "must be at most 10m: metrics scraped less often cannot guard a release",
+        );
+    }
     let inconclusive_limit = analysis
         .inconclusive_limit
         .map(|limit| c.int_in("spec.analysis.inconclusiveLimit", Some(limit), 1..=1000, 1));
@@ -49,7 +65,7 @@ pub(super) fn check_analysis(c: &mut Checker, analysis: Option<&Analysis>) -> An
                     format!("`{}` is given twice", metric.name),
                 );
             }
-            check_metric(c, &path, metric, interval)
+            check_metric(c, &path, metric, interval, scrape_interval)
         })
         .collect();
     let mut hook_names = BTreeSet::new();
@@ -84,6 +100,7 @@ pub(super) fn check_analysis(c: &mut Checker, analysis: Option<&Analysis>) -> An
         .collect();
     AnalysisPlan {
         interval,
+        scrape_interval,
         failure_limit,
         counting: analysis.failure_counting.unwrap_or_default(),
         no_data: analysis.no_data.unwrap_or_default(),
@@ -98,6 +115,7 @@ fn check_metric(
     path: &str,
     metric: &Metric,
     interval: SignedDuration,
+    scrape_interval: SignedDuration,
 ) -> Option<MetricPlan> {
     if metric.name.is_empty() {
         c.error(format!("{path}.name"), "must not be empty");
@@ -106,13 +124,10 @@ fn check_metric(
     let window = c.duration(
         &format!("{path}.interval"),
         metric.interval.as_deref(),
-        if sequential {
-            DEFAULT_SEQUENTIAL_PERIOD
-        } else {
-            interval
-        },
+        if sequential { scrape_interval } else { interval },
         SignedDuration::from_secs(1),
     );
+    check_window(c, path, metric, window, scrape_interval);
     let prometheus = metric.prometheus.clone().unwrap_or_default();
     if let Some(address) = &prometheus.address {
         check_url(c, &format!("{path}.prometheus.address"), address);
@@ -185,6 +200,49 @@ fn check_metric(
         query: query?,
         address: prometheus.address,
     })
+}
+
+/// A window must see enough scrapes: `rate()` over fewer than two samples of a series returns
+/// nothing (a healthy canary would read as no data), and the sequential judge learns nothing new
+/// between two scrapes.
+fn check_window(
+    c: &mut Checker,
+    path: &str,
+    metric: &Metric,
+    window: SignedDuration,
+    scrape_interval: SignedDuration,
+) {
+    let scrape = crate::duration::format_duration(scrape_interval);
+    let uses_window = metric
+        .prometheus
+        .as_ref()
+        .and_then(|p| p.query.as_deref())
+        .is_none_or(|query| crate::queries::uses_variable(query, "interval"));
+    let (needed, why) = if metric.judge == Some(JudgeKind::Sequential) {
+        (scrape_interval, "the sequential judge measures at most once per scrape")
+    } else if uses_window {
+        (
+            scrape_interval.saturating_mul(2),
+            "the query window must cover two scrapes, or rate() returns nothing",
+        )
+    } else {
+        return;
+    };
+    if window < needed {
+        let source = if metric.interval.is_some() {
+            format!("{path}.interval")
+        } else {
+            "spec.analysis.interval".to_owned()
+        };
+        c.error(
+            source,
+            format!(
+                "{} is shorter than {} ({why}; spec.analysis.scrapeInterval is {scrape})",
+                crate::duration::format_duration(window),
+                crate::duration::format_duration(needed),
+            ),
+        );
+    }
 }
 
 /// The sequential judge's settings with their defaults.

@@ -1,15 +1,23 @@
-//! Metrics from a Prometheus server: instant queries over its HTTP API.
+//! Metrics from a Prometheus server over its HTTP API.
 //!
 //! Builtin metrics are the provider's PromQL from [`crate::queries`]; custom ones are the
 //! user's templates. An empty result, `NaN` or an infinity is no data (never a pass by
 //! accident); several series are an error naming the query; HTTP and PromQL errors carry the
 //! server's own message.
+//!
+//! The sequential judge's counts are not PromQL arithmetic: the raw samples of both versions'
+//! request counters are read over the window plus a lookback, at one instant, and each series'
+//! growth is counted by [`increments::count`]. That instant trails the judge's clock by
+//! [`settle`], so every scrape stamped before it has been stored when it is read, and
+//! consecutive windows add up exactly.
+
+pub mod increments;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 use serde::Deserialize;
 
 use crate::error::describe;
@@ -17,6 +25,22 @@ use crate::machine::{ErrorCounts, MetricOutcome};
 use crate::plan::{MetricPlan, MetricQuery};
 use crate::providers::{MetricProvider, QueryContext};
 use crate::queries::{self, Version};
+use increments::{CounterSeries, count};
+
+/// How far before a window's start the judge looks for each series' previous sample: as far as
+/// Prometheus' own instant queries look back (`--query.lookback-delta`, 5 minutes by default),
+/// so missed scrapes are bridged and a series silent for longer is treated as gone.
+pub const LOOKBACK: SignedDuration = SignedDuration::from_mins(5);
+
+/// The largest answer read from Prometheus; a larger one is an error, never read whole.
+pub const MAX_ANSWER_BYTES: usize = 16 * 1024 * 1024;
+
+/// How long the judge's windows trail its clock: a scrape's samples carry the time it started
+/// and are stored when it ends, up to its timeout later (10 s by default, and never more than
+/// the scrape interval).
+pub fn settle(scrape_interval: SignedDuration) -> SignedDuration {
+    scrape_interval.min(SignedDuration::from_secs(10))
+}
 
 /// Credentials for a Prometheus server.
 #[derive(Clone, PartialEq, Eq)]
@@ -95,6 +119,75 @@ impl PrometheusMetrics {
         query: &str,
         at: Timestamp,
     ) -> Result<Option<f64>, String> {
+        let value = match self.query(address, query, at).await? {
+            Data::Vector(samples) => match samples.as_slice() {
+                [] => return Ok(None),
+                [sample] => sample.value.1.clone(),
+                many => {
+                    return Err(format!(
+                        "the query returned {} series, not one: {query}",
+                        many.len()
+                    ));
+                }
+            },
+            Data::Scalar((_, value)) => value,
+            Data::Matrix(_) => {
+                return Err(format!(
+                    "the query returned a range vector, not one value: {query}"
+                ));
+            }
+            Data::String(_) => return Err(format!("the query returned no number: {query}")),
+        };
+        let value: f64 = value
+            .parse()
+            .map_err(|_| format!("`{value}` is not a number: {query}"))?;
+        Ok(value.is_finite().then_some(value))
+    }
+
+    /// The raw samples of the series `selector` matches over `range` up to `at`, each with its
+    /// scrape target and whether its `code_label` is a server error.
+    pub async fn counter_series(
+        &self,
+        address: &str,
+        selector: &str,
+        code_label: &str,
+        range: SignedDuration,
+        at: Timestamp,
+    ) -> Result<Vec<CounterSeries>, String> {
+        let query = format!("{selector}[{}s]", range.as_secs().max(1));
+        let Data::Matrix(series) = self.query(address, &query, at).await? else {
+            return Err(format!("the query returned no range vector: {query}"));
+        };
+        series
+            .into_iter()
+            .map(|s| {
+                let target = match (s.metric.get("job"), s.metric.get("instance")) {
+                    (_, None) => None,
+                    (job, Some(instance)) => {
+                        Some(format!("{}/{instance}", job.map_or("", String::as_str)))
+                    }
+                };
+                let error = s.metric.get(code_label).is_some_and(|code| is_server_error(code));
+                let samples = s
+                    .values
+                    .into_iter()
+                    .map(|(t, v)| {
+                        v.parse::<f64>()
+                            .map(|v| (t, v))
+                            .map_err(|_| format!("`{v}` is not a number: {query}"))
+                    })
+                    .collect::<Result<_, _>>()?;
+                Ok(CounterSeries {
+                    target,
+                    error,
+                    samples,
+                })
+            })
+            .collect()
+    }
+
+    /// Asks `address` for `query` at `at`.
+    async fn query(&self, address: &str, query: &str, at: Timestamp) -> Result<Data, String> {
         let url = format!("{}/api/v1/query", address.trim_end_matches('/'));
         let time = format!("{}.{:03}", at.as_second(), at.subsec_millisecond());
         let mut request = self
@@ -120,12 +213,11 @@ impl PrometheusMetrics {
             }
         })?;
         let status = response.status();
-        let body = response
-            .text()
+        let body = read_capped(response)
             .await
-            .map_err(|e| format!("Prometheus at {address}: {}", describe(&e)))?;
-        let envelope: Envelope = serde_json::from_str(&body).map_err(|_| {
-            let excerpt: String = body.chars().take(200).collect();
+            .map_err(|e| format!("Prometheus at {address}: {e}"))?;
+        let envelope: Envelope = serde_json::from_slice(&body).map_err(|_| {
+            let excerpt: String = String::from_utf8_lossy(&body).chars().take(200).collect();
             format!("Prometheus at {address} answered {status}: {excerpt}")
         })?;
         if envelope.status != "success" {
@@ -133,70 +225,67 @@ impl PrometheusMetrics {
             let message = envelope.error.unwrap_or_else(|| status.to_string());
             return Err(format!("Prometheus at {address}: {kind}: {message}"));
         }
-        let value = match envelope.data {
-            Some(Data::Vector(samples)) => match samples.as_slice() {
-                [] => return Ok(None),
-                [sample] => sample.value.1.clone(),
-                many => {
-                    return Err(format!(
-                        "the query returned {} series, not one: {query}",
-                        many.len()
-                    ));
-                }
-            },
-            Some(Data::Scalar((_, value))) => value,
-            Some(Data::Matrix(_)) => {
-                return Err(format!(
-                    "the query returned a range vector, not one value: {query}"
-                ));
-            }
-            Some(Data::String(_)) | None => {
-                return Err(format!("the query returned no number: {query}"));
-            }
-        };
-        let value: f64 = value
-            .parse()
-            .map_err(|_| format!("`{value}` is not a number: {query}"))?;
-        Ok(value.is_finite().then_some(value))
+        envelope
+            .data
+            .ok_or_else(|| format!("the query returned no data field: {query}"))
     }
 
-    /// How much a cumulative counter grew in the window `context` ends at. A counter that went
-    /// down (pods restarted) counts nothing for that window.
-    async fn count(
-        &self,
-        address: &str,
-        template: &str,
-        vars: &BTreeMap<String, String>,
-        context: &QueryContext,
-    ) -> Result<u64, String> {
-        let query = queries::render(template, vars)?;
-        let start = context
-            .at
-            .checked_sub(context.window)
-            .map_err(|e| e.to_string())?;
-        let before = self.instant(address, &query, start).await?.unwrap_or(0.0);
-        let after = self
-            .instant(address, &query, context.at)
-            .await?
-            .unwrap_or(0.0);
-        Ok((after - before).max(0.0).round() as u64)
-    }
-
+    /// Both versions' requests and errors in the window `context` ends at, read at one
+    /// instant [`settle`] before it.
     async fn counts(
         &self,
         address: &str,
         context: &QueryContext,
         vars: &BTreeMap<String, String>,
     ) -> Result<ErrorCounts, String> {
-        let (canary_requests, canary_errors) = queries::counts(context.provider, Version::Canary);
-        let (stable_requests, stable_errors) = queries::counts(context.provider, Version::Stable);
+        let end = context
+            .at
+            .checked_sub(settle(context.scrape_interval))
+            .map_err(|e| e.to_string())?;
+        let end_secs = end.as_millisecond() as f64 / 1000.0;
+        let start_secs = end_secs - context.window.as_millis() as f64 / 1000.0;
+        let range = context.window.saturating_add(LOOKBACK);
+        let mut counted = [increments::Counted::default(); 2];
+        for (slot, version) in counted.iter_mut().zip([Version::Canary, Version::Stable]) {
+            let series = queries::counted_series(context.provider, version);
+            let selector = queries::render(&series.selector, vars)?;
+            let samples = self
+                .counter_series(address, &selector, series.code_label, range, end)
+                .await?;
+            *slot = count(&samples, start_secs, end_secs);
+        }
+        let [canary, stable] = counted;
         Ok(ErrorCounts {
-            canary_requests: self.count(address, &canary_requests, vars, context).await?,
-            canary_errors: self.count(address, &canary_errors, vars, context).await?,
-            stable_requests: self.count(address, &stable_requests, vars, context).await?,
-            stable_errors: self.count(address, &stable_errors, vars, context).await?,
+            canary_requests: canary.requests,
+            canary_errors: canary.errors,
+            stable_requests: stable.requests,
+            stable_errors: stable.errors,
         })
     }
+}
+
+/// An HTTP status code `5xx`.
+fn is_server_error(code: &str) -> bool {
+    code.len() == 3 && code.starts_with('5') && code.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Reads a body of at most [`MAX_ANSWER_BYTES`], refusing a longer one before reading it.
+async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>, String> {
+    let too_long = || format!("the answer is longer than {MAX_ANSWER_BYTES} bytes");
+    if response
+        .content_length()
+        .is_some_and(|length| length > MAX_ANSWER_BYTES as u64)
+    {
+        return Err(too_long());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| describe(&e))? {
+        if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+            return Err(too_long());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 #[async_trait]
@@ -266,8 +355,16 @@ struct Envelope {
 enum Data {
     Vector(Vec<Sample>),
     Scalar((f64, String)),
-    Matrix(serde::de::IgnoredAny),
+    Matrix(Vec<RangeSeries>),
     String(serde::de::IgnoredAny),
+}
+
+#[derive(Deserialize)]
+struct RangeSeries {
+    #[serde(default)]
+    metric: BTreeMap<String, String>,
+    #[serde(default)]
+    values: Vec<(f64, String)>,
 }
 
 #[derive(Deserialize)]
