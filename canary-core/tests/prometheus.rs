@@ -19,7 +19,7 @@ use canary_core::prometheus::{PrometheusMetrics, client_trusting};
 use canary_core::providers::{Clock, SystemClock};
 use canary_core::{Phase, RolloutStatus};
 use jiff::{SignedDuration, Timestamp};
-use support::{Exporter, Prometheus, TempDir};
+use support::{Load, Pods, Prometheus, TempDir};
 
 const ROLLOUT: &str = "apiVersion: canary.rs/v1alpha1
 kind: Rollout
@@ -30,41 +30,49 @@ spec:
   trafficRouting: {istio: {}}
   strategy: {canary: {steps: [{weight: 30}, {weight: 60}]}}
   analysis:
-    interval: 5s
-    failureLimit: 2
-    metrics:
 ";
 
-const THRESHOLD: &str =
-    "    - {name: request-success-rate, interval: 10s, thresholdRange: {min: 95}}\n";
-const SEQUENTIAL: &str = "    - {name: request-success-rate, judge: sequential, interval: 3s}\n";
+/// Threshold analysis every 5s of the success rate over 10s, at 1s scrapes.
+const THRESHOLD: &str = "    interval: 5s
+    scrapeInterval: 1s
+    failureLimit: 2
+    metrics:
+    - {name: request-success-rate, interval: 10s, thresholdRange: {min: 95}}
+";
 
-/// One rollout in real time: in-memory workloads and routes, metrics from Prometheus.
+/// Stable pods with long lives: four and a half million requests each, and an old incident's
+/// half a million errors.
+const STABLE_PODS: [(&str, u64, u64); 3] = [
+    ("podinfo-s1", 4_500_000, 500_000),
+    ("podinfo-s2", 4_500_000, 500_000),
+    ("podinfo-s3", 4_500_000, 500_000),
+];
+const CANARY_PODS: [&str; 2] = ["podinfo-canary-a", "podinfo-canary-b"];
+
+/// One rollout in real time: in-memory workloads and routes, metrics from Prometheus scraping
+/// every pod.
 struct Live {
     plan: canary_core::RolloutPlan,
     traffic: InMemoryTraffic,
     workload: InMemoryWorkload,
     store: InMemoryStatusStore,
     metrics: PrometheusMetrics,
-    _exporter: Exporter,
+    pods: Pods,
 }
 
 impl Live {
-    fn new(metrics_yaml: &str, canary_error_rate: f64) -> (Self, Prometheus) {
-        Self::with_steps(
-            "{canary: {steps: [{weight: 30}, {weight: 60}]}}",
-            metrics_yaml,
-            canary_error_rate,
-        )
+    fn new(analysis: &str, canary_errors: f64) -> (Self, Prometheus) {
+        Self::with_steps("{canary: {steps: [{weight: 30}, {weight: 60}]}}", analysis, "1s", canary_errors)
     }
 
     fn with_steps(
         strategy: &str,
-        metrics_yaml: &str,
-        canary_error_rate: f64,
+        analysis: &str,
+        scrape_interval: &str,
+        canary_errors: f64,
     ) -> (Self, Prometheus) {
         let rollout = ROLLOUT.replace("{canary: {steps: [{weight: 30}, {weight: 60}]}}", strategy);
-        let plan = plan_from_yaml(&format!("{rollout}{metrics_yaml}")).unwrap();
+        let plan = plan_from_yaml(&format!("{rollout}{analysis}")).unwrap();
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let traffic = InMemoryTraffic::new(plan.capabilities(), clock.clone(), Faults::default());
         let workload = InMemoryWorkload::new(
@@ -74,8 +82,13 @@ impl Live {
             clock,
             Faults::default(),
         );
-        let exporter = Exporter::start(traffic.clone(), 400, 0.002, canary_error_rate);
-        let prometheus = Prometheus::start(std::slice::from_ref(&exporter.target), None);
+        let load = Load {
+            rps: 400,
+            stable_errors: 0.002,
+            canary_errors,
+        };
+        let pods = Pods::start(traffic.clone(), load, &STABLE_PODS, &CANARY_PODS);
+        let prometheus = Prometheus::launch(pods.targets(), scrape_interval, None, None);
         let metrics = PrometheusMetrics::new(reqwest::Client::new())
             .with_default_address(prometheus.address.clone());
         let live = Live {
@@ -84,7 +97,7 @@ impl Live {
             workload,
             store: InMemoryStatusStore::default(),
             metrics,
-            _exporter: exporter,
+            pods,
         };
         (live, prometheus)
     }
@@ -184,22 +197,63 @@ async fn prometheus_killed_mid_analysis_blocks_promotion_and_says_why() {
     assert!(held.inconclusive >= 2, "{}", held.inconclusive);
 }
 
+/// The sequential judge at Prometheus' realistic pace: every pod scraped every 30s at its own
+/// offset, measured once a scrape (the default), its windows trailing the clock by 10s.
+const SEQUENTIAL_30S: &str = "    scrapeInterval: 30s
+    metrics:
+    - {name: request-success-rate, judge: sequential}
+";
+
+/// A canary ten times worse than stable is rolled back, although a stable pod misses two
+/// scrapes as the release starts: its lifetime (with its old incident) never lands in one
+/// window, where it would have passed the canary for good.
 #[tokio::test(flavor = "multi_thread")]
-async fn prometheus_counts_feed_the_sequential_judge() {
-    // The sequential judge guards the rollout without holding it: a step long enough for the
-    // evidence to build up.
-    let strategy = "{canary: {steps: [{weight: 30, pause: {duration: 60s}}]}}";
-    let (live, _prometheus) = Live::with_steps(strategy, SEQUENTIAL, 0.1);
+async fn the_sequential_judge_catches_a_bad_canary_at_30s_scrapes() {
+    let strategy = "{canary: {steps: [{weight: 50, pause: {duration: 5m}}]}}";
+    let (live, _prometheus) = Live::with_steps(strategy, SEQUENTIAL_30S, "30s", 0.02);
     live.start().await;
+    live.pods.fail_scrapes("podinfo-s1", 2);
     let end = live
-        .run(Duration::from_secs(90), |s| s.phase.is_terminal())
+        .run(Duration::from_secs(200), |s| s.phase.is_terminal())
         .await;
     assert_eq!(end.phase, Phase::Failed, "{}", end.message);
     assert!(end.message.contains("sequential judge"), "{}", end.message);
+    assert!(live.workload.promotions().is_empty());
     let judge = &end.sequential[0];
+    let (served, _) = live.pods.served();
     assert!(
-        judge.canary_requests > 0 && judge.stable_requests > judge.canary_requests,
-        "{judge:?}"
+        judge.stable_requests <= served[0] && judge.canary_requests <= served[1],
+        "never more than was answered: {judge:?}, served {served:?}"
+    );
+}
+
+/// A healthy canary goes through a missed scrape of a canary pod and restarts of a stable and
+/// a canary sidecar, and is promoted; the judge never counts more than the pods answered.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sequential_judge_passes_a_healthy_canary_through_a_failed_scrape_and_restarts() {
+    let strategy = "{canary: {steps: [{weight: 50, pause: {duration: 150s}}]}}";
+    let (live, _prometheus) = Live::with_steps(strategy, SEQUENTIAL_30S, "30s", 0.002);
+    live.start().await;
+    live.pods.fail_scrapes("podinfo-s2", 1);
+    let during = live
+        .run(Duration::from_secs(45), |s| s.phase.is_terminal())
+        .await;
+    assert_eq!(during.phase, Phase::Progressing, "{}", during.message);
+    live.pods.fail_scrapes("podinfo-canary-a", 1);
+    live.pods.restart("podinfo-s3");
+    live.pods.restart("podinfo-canary-b");
+    let end = live
+        .run(Duration::from_secs(200), |s| s.phase.is_terminal())
+        .await;
+    assert_eq!(end.phase, Phase::Succeeded, "{}", end.message);
+    assert_eq!(live.workload.promotions(), ["rev-2"]);
+    let judge = &end.sequential[0];
+    let (served, _) = live.pods.served();
+    assert!(
+        judge.canary_requests > 0
+            && judge.stable_requests <= served[0]
+            && judge.canary_requests <= served[1],
+        "never more than was answered: {judge:?}, served {served:?}"
     );
 }
 
@@ -211,8 +265,13 @@ async fn prometheus_answers_map_to_values_no_data_and_errors() {
         Faults::default(),
     );
     traffic.tamper(canary_core::RouteState::weighted(50));
-    let exporter = Exporter::start(traffic, 100, 0.0, 0.0);
-    let prometheus = Prometheus::start(std::slice::from_ref(&exporter.target), None);
+    let load = Load {
+        rps: 100,
+        stable_errors: 0.0,
+        canary_errors: 0.0,
+    };
+    let pods = Pods::start(traffic, load, &STABLE_PODS, &CANARY_PODS);
+    let prometheus = Prometheus::start(pods.targets(), None);
     let client = PrometheusMetrics::new(reqwest::Client::new());
     let at = || Timestamp::now();
     let address = prometheus.address.as_str();
@@ -443,5 +502,101 @@ async fn prometheus_credentials_are_sent() {
     assert!(
         !format!("{:?}", Auth::Bearer("s3cret".into())).contains("s3cret"),
         "secrets stay out of logs"
+    );
+}
+
+/// What Istio sidecars exposed at each scrape, as a real Prometheus stores it (backfilled at
+/// known times), counted window by window as the sequential judge does: a stable pod with a
+/// lifetime of five million requests and an old incident misses two scrapes, another restarts,
+/// a canary pod's error series appears late, a second canary pod appears mid-release. Every
+/// window holds only its own requests, and all windows together hold exactly what the pods'
+/// counters grew by.
+#[tokio::test(flavor = "multi_thread")]
+async fn sequential_counts_follow_each_series_through_gaps_restarts_and_new_pods() {
+    // Scrapes every 30s from t0 (three hours ago, within retention), each pod at its own
+    // offset: (pod, workload, offset, [(code, value at scrape k or None)]).
+    let t0 = (Timestamp::now().as_second() - 3 * 3600) / 60 * 60;
+    type Counter = Box<dyn Fn(i64) -> Option<i64>>;
+    let pods: Vec<(&str, &str, i64, Vec<(&str, Counter)>)> = vec![
+        // Missed the scrapes k = 4 and 5.
+        ("podinfo-s1", "podinfo", 3, vec![
+            ("200", Box::new(|k| (k != 4 && k != 5).then_some(4_600_000 + 600 * k))),
+            ("503", Box::new(|k| (k != 4 && k != 5).then_some(400_000 + 2 * k))),
+        ]),
+        // Restarted after scrape 6: 200 requests by scrape 7, its first error by scrape 8.
+        ("podinfo-s2", "podinfo", 17, vec![
+            ("200", Box::new(|k| Some(if k <= 6 { 1_000_000 + 600 * k } else { 200 + 600 * (k - 7) }))),
+            ("503", Box::new(|k| match k {
+                0..=6 => Some(1_000 + k),
+                7 => None,
+                _ => Some(k - 7),
+            })),
+        ]),
+        // Traffic from just before scrape 2; its first errors by scrape 5.
+        ("podinfo-canary-1", "podinfo-canary", 9, vec![
+            ("200", Box::new(|k| (k >= 2).then_some(150 + 300 * (k - 2)))),
+            ("503", Box::new(|k| (k >= 5).then_some(4 + 3 * (k - 5)))),
+        ]),
+        // A pod first scraped at 6, with what it answered since it started.
+        ("podinfo-canary-2", "podinfo-canary", 24, vec![
+            ("200", Box::new(|k| (k >= 6).then_some(90 + 300 * (k - 6)))),
+            ("503", Box::new(|k| (k >= 6).then_some(2 + 3 * (k - 6)))),
+        ]),
+    ];
+    let mut text = String::from("# HELP istio_requests_total Requests.\n# TYPE istio_requests_total unknown\n");
+    for (pod, workload, offset, series) in &pods {
+        for (code, value) in series {
+            for k in 0..=12 {
+                if let Some(v) = value(k) {
+                    text.push_str(&format!(
+                        "istio_requests_total{{job=\"kubernetes-pods\",instance=\"{pod}:15020\",pod=\"{pod}\",reporter=\"destination\",source_workload=\"frontend\",destination_workload=\"{workload}\",destination_workload_namespace=\"test\",response_code=\"{code}\"}} {v} {}\n",
+                        t0 + 30 * k + offset
+                    ));
+                }
+            }
+        }
+    }
+    text.push_str("# EOF\n");
+    let prometheus = Prometheus::backfilled(&text);
+    let plan = plan_from_yaml(&format!("{ROLLOUT}{SEQUENTIAL_30S}")).unwrap();
+    let metric = &plan.analysis.metrics[0];
+    let metrics = PrometheusMetrics::new(reqwest::Client::new())
+        .with_default_address(prometheus.address.clone());
+    // The judge's windows: 30s each, the last ending after the last scrape; its clock runs
+    // `settle` (10s at a 30s scrape) ahead of the windows.
+    let settle = canary_core::prometheus::settle(SignedDuration::from_secs(30));
+    let mut total = canary_core::machine::ErrorCounts::default();
+    for j in 0..13 {
+        let end = Timestamp::from_second(t0 + 30 * (j + 1)).unwrap();
+        let context = canary_core::providers::QueryContext::new(
+            &plan,
+            SignedDuration::from_secs(30),
+            end.checked_add(settle).unwrap(),
+        );
+        use canary_core::providers::MetricProvider;
+        let outcome = metrics.measure(metric, &context).await;
+        let canary_core::machine::MetricOutcome::Counts(counts) = outcome else {
+            panic!("window {j}: {outcome:?}");
+        };
+        // One scrape of each pod per window, s1's after its gap carrying three: never a
+        // lifetime.
+        assert!(
+            counts.stable_requests <= 2 * 1_806 + 601 && counts.canary_requests <= 2 * 303,
+            "window {j}: {counts:?}"
+        );
+        total = total.plus(counts);
+    }
+    // Canary: pod 1 grew 3000 from its first sample and its error series, new on a pod
+    // scraped before, counts whole (25); pod 2's first sample is its base (+1800, +18).
+    // Stable: s1 grew 7200 + 24 across its gap; s2 3600 + 6 before its restart, then 200 and
+    // 3000, and 1 + 4 errors.
+    assert_eq!(
+        total,
+        canary_core::machine::ErrorCounts {
+            canary_requests: 3000 + 25 + 1800 + 18,
+            canary_errors: 25 + 18,
+            stable_requests: 7200 + 24 + 3600 + 6 + 200 + 3000 + 5,
+            stable_errors: 24 + 6 + 5,
+        }
     );
 }

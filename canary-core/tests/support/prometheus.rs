@@ -39,18 +39,19 @@ impl Drop for TempDir {
     }
 }
 
-/// The prometheus binary: `$CANARY_PROMETHEUS`, else `prometheus` on the PATH.
-fn binary() -> PathBuf {
+/// A binary of the Prometheus package (`prometheus`, `promtool`): next to `$CANARY_PROMETHEUS`
+/// when that is set, else on the PATH.
+pub fn binary(name: &str) -> PathBuf {
     if let Ok(path) = std::env::var("CANARY_PROMETHEUS") {
-        return PathBuf::from(path);
+        return PathBuf::from(path).with_file_name(name);
     }
     let found = std::env::var_os("PATH").map(|paths| {
         std::env::split_paths(&paths)
-            .map(|dir| dir.join("prometheus"))
+            .map(|dir| dir.join(name))
             .find(|p| p.is_file())
     });
     found.flatten().unwrap_or_else(|| {
-        panic!("the prometheus binary is missing: `bash scripts/test` installs it (Debian package `prometheus`)")
+        panic!("the {name} binary is missing: `bash scripts/test` installs it (Debian package `prometheus`)")
     })
 }
 
@@ -65,15 +66,56 @@ impl Prometheus {
     /// Starts Prometheus scraping `targets` every second; `web_config` is the content of a
     /// `--web.config.file` (TLS), if any. Waits until it is ready.
     pub fn start(targets: &[String], web_config: Option<&str>) -> Self {
+        Self::launch(targets, "1s", web_config, None)
+    }
+
+    /// Starts Prometheus on the samples of `openmetrics` (an OpenMetrics text with timestamps,
+    /// turned into blocks by `promtool tsdb create-blocks-from openmetrics`), scraping nothing.
+    pub fn backfilled(openmetrics: &str) -> Self {
+        Self::launch(&[], "1s", None, Some(openmetrics))
+    }
+
+    /// Starts Prometheus scraping every target (its own `instance`, in job `app`) every
+    /// `scrape_interval`, with a scrape timeout of at most 10s (Prometheus' default).
+    pub fn launch(
+        targets: &[String],
+        scrape_interval: &str,
+        web_config: Option<&str>,
+        openmetrics: Option<&str>,
+    ) -> Self {
         let dir = TempDir::new("prometheus");
         let port = free_port();
         let targets: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
         let config = format!(
-            "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nscrape_configs:\n- job_name: app\n  static_configs: [{{targets: [{}]}}]\n",
-            targets.join(", ")
+            "global: {{scrape_interval: {scrape_interval}, scrape_timeout: {timeout}, evaluation_interval: 1s}}\nscrape_configs:\n- job_name: app\n  static_configs: [{{targets: [{}]}}]\n",
+            targets.join(", "),
+            timeout = format!(
+                "{}s",
+                scrape_interval
+                    .trim_end_matches('s')
+                    .parse::<u64>()
+                    .expect("a scrape interval in seconds")
+                    .min(10)
+            ),
         );
+        if let Some(text) = openmetrics {
+            let file = dir.0.join("backfill.om");
+            std::fs::write(&file, text).unwrap();
+            let output = Command::new(binary("promtool"))
+                .args(["tsdb", "create-blocks-from", "openmetrics"])
+                .arg(&file)
+                .arg(dir.0.join("data"))
+                .output()
+                .unwrap();
+            assert!(
+                output.status.success(),
+                "promtool could not backfill: {}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
         std::fs::write(dir.0.join("prometheus.yml"), config).unwrap();
-        let mut command = Command::new(binary());
+        let mut command = Command::new(binary("prometheus"));
         command
             .arg(format!(
                 "--config.file={}",
@@ -147,97 +189,201 @@ impl Drop for Prometheus {
     }
 }
 
-/// Request counters of two workloads, driven by the route in effect.
+/// One pod's sidecar: Istio's request counters of the requests it answered, created when the
+/// first request with a code arrives, as Envoy creates them.
 #[derive(Default)]
-struct Counters {
-    /// (workload, code) -> count.
-    requests: std::collections::BTreeMap<(String, u16), u64>,
-    error_debt: [f64; 2],
-    canary_debt: f64,
+struct Pod {
+    name: String,
+    workload: String,
+    canary: bool,
+    /// code -> count.
+    counters: std::collections::BTreeMap<u16, u64>,
+    /// Scrapes still to fail (the sidecar answers 503: Prometheus marks its series stale).
+    failing: u32,
 }
 
-/// An HTTP endpoint serving `istio_requests_total` for `stable` and `canary` workloads in
-/// namespace `test`, with traffic at `rps` split by the route `traffic` has applied, and the
-/// given error rates. Stops when dropped.
-pub struct Exporter {
-    pub target: String,
+/// The traffic the pods answer.
+#[derive(Clone, Copy)]
+pub struct Load {
+    /// Requests a second, split by the route in effect.
+    pub rps: u64,
+    /// Stable's error rate.
+    pub stable_errors: f64,
+    /// The canary's error rate.
+    pub canary_errors: f64,
+}
+
+#[derive(Default)]
+struct Served {
+    requests: [u64; 2],
+    errors: [u64; 2],
+    debt: [f64; 2],
+    error_debt: [f64; 2],
+}
+
+/// Pods of a stable workload `podinfo` and a canary `podinfo-canary` in namespace `test`, each
+/// its own scrape target serving `istio_requests_total` as the destination's sidecar reports
+/// it, answering live traffic split by the route `traffic` has applied. Stops when dropped.
+pub struct Pods {
+    pods: Vec<Arc<Mutex<Pod>>>,
+    targets: Vec<String>,
+    served: Arc<Mutex<Served>>,
     stop: Arc<AtomicBool>,
 }
 
-impl Exporter {
+impl Pods {
+    /// Stable pods with the requests and errors they answered before the test (their lifetime),
+    /// and canary pods that have answered nothing yet.
     pub fn start(
         traffic: InMemoryTraffic,
-        rps: u64,
-        stable_errors: f64,
-        canary_errors: f64,
+        load: Load,
+        stable: &[(&str, u64, u64)],
+        canary: &[&str],
     ) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let target = listener.local_addr().unwrap().to_string();
-        listener.set_nonblocking(true).unwrap();
-        let counters = Arc::new(Mutex::new(Counters::default()));
         let stop = Arc::new(AtomicBool::new(false));
-        {
-            let (counters, stop) = (counters.clone(), stop.clone());
-            std::thread::spawn(move || {
-                let tick = Duration::from_millis(100);
-                while !stop.load(Ordering::SeqCst) {
-                    let share = traffic.route().weight_percent() / 100.0;
-                    let mut c = counters.lock().unwrap();
-                    let requests = rps as f64 / 10.0;
-                    c.canary_debt += requests * share;
-                    let to_canary = c.canary_debt.floor();
-                    c.canary_debt -= to_canary;
-                    for (i, (workload, count, rate)) in [
-                        ("podinfo", requests - to_canary, stable_errors),
-                        ("podinfo-canary", to_canary, canary_errors),
-                    ]
-                    .into_iter()
-                    .enumerate()
-                    {
-                        c.error_debt[i] += count * rate;
-                        let errors = c.error_debt[i].floor();
-                        c.error_debt[i] -= errors;
-                        *c.requests.entry((workload.to_owned(), 500)).or_default() += errors as u64;
-                        *c.requests.entry((workload.to_owned(), 200)).or_default() +=
-                            (count - errors) as u64;
-                    }
-                    drop(c);
-                    std::thread::sleep(tick);
-                }
-            });
-        }
-        {
-            let stop = stop.clone();
+        let mut pods = Vec::new();
+        let mut targets = Vec::new();
+        let all = stable
+            .iter()
+            .map(|(name, ok, errors)| (name.to_string(), false, *ok, *errors))
+            .chain(canary.iter().map(|name| (name.to_string(), true, 0, 0)));
+        for (name, is_canary, ok, errors) in all {
+            let mut counters = std::collections::BTreeMap::new();
+            if ok > 0 {
+                counters.insert(200, ok);
+            }
+            if errors > 0 {
+                counters.insert(503, errors);
+            }
+            let pod = Arc::new(Mutex::new(Pod {
+                workload: if is_canary { "podinfo-canary" } else { "podinfo" }.to_owned(),
+                name,
+                canary: is_canary,
+                counters,
+                failing: 0,
+            }));
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            targets.push(listener.local_addr().unwrap().to_string());
+            listener.set_nonblocking(true).unwrap();
+            let (pod_ref, stop) = (pod.clone(), stop.clone());
             std::thread::spawn(move || {
                 while !stop.load(Ordering::SeqCst) {
                     match listener.accept() {
-                        Ok((stream, _)) => serve(stream, &counters),
+                        Ok((stream, _)) => serve(stream, &pod_ref),
                         Err(_) => std::thread::sleep(Duration::from_millis(20)),
                     }
                 }
             });
+            pods.push(pod);
         }
-        Exporter { target, stop }
+        let served = Arc::new(Mutex::new(Served::default()));
+        {
+            let (pods, served, stop) = (pods.clone(), served.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let tick = Duration::from_millis(100);
+                let mut turn = 0usize;
+                while !stop.load(Ordering::SeqCst) {
+                    let share = traffic.route().weight_percent() / 100.0;
+                    let requests = load.rps as f64 / 10.0;
+                    let mut s = served.lock().unwrap();
+                    for (v, (part, rate)) in [
+                        (1.0 - share, load.stable_errors),
+                        (share, load.canary_errors),
+                    ]
+                    .into_iter()
+                    .enumerate()
+                    {
+                        s.debt[v] += requests * part;
+                        let count = s.debt[v].floor();
+                        s.debt[v] -= count;
+                        s.error_debt[v] += count * rate;
+                        let errors = s.error_debt[v].floor();
+                        s.error_debt[v] -= errors;
+                        s.requests[v] += count as u64;
+                        s.errors[v] += errors as u64;
+                        // Round robin over the version's pods, one request at a time.
+                        let version: Vec<&Arc<Mutex<Pod>>> = pods
+                            .iter()
+                            .filter(|p| p.lock().unwrap().canary == (v == 1))
+                            .collect();
+                        for i in 0..count as u64 {
+                            turn += 1;
+                            let pod = version[turn % version.len()];
+                            let code = if i < errors as u64 { 503 } else { 200 };
+                            *pod.lock().unwrap().counters.entry(code).or_default() += 1;
+                        }
+                    }
+                    drop(s);
+                    std::thread::sleep(tick);
+                }
+            });
+        }
+        Pods {
+            pods,
+            targets,
+            served,
+            stop,
+        }
+    }
+
+    /// Every pod's scrape target, stable pods first.
+    pub fn targets(&self) -> &[String] {
+        &self.targets
+    }
+
+    fn pod(&self, name: &str) -> &Arc<Mutex<Pod>> {
+        self.pods
+            .iter()
+            .find(|p| p.lock().unwrap().name == name)
+            .unwrap_or_else(|| panic!("no pod {name}"))
+    }
+
+    /// The pod's next `scrapes` scrapes fail.
+    pub fn fail_scrapes(&self, name: &str, scrapes: u32) {
+        self.pod(name).lock().unwrap().failing = scrapes;
+    }
+
+    /// The pod's sidecar restarts: its counters start from nothing.
+    pub fn restart(&self, name: &str) {
+        self.pod(name).lock().unwrap().counters.clear();
+    }
+
+    /// Requests and errors answered since the start, by stable ([0]) and the canary ([1]).
+    pub fn served(&self) -> ([u64; 2], [u64; 2]) {
+        let s = self.served.lock().unwrap();
+        (s.requests, s.errors)
     }
 }
 
-impl Drop for Exporter {
+impl Drop for Pods {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
     }
 }
 
-fn serve(mut stream: TcpStream, counters: &Mutex<Counters>) {
+fn serve(mut stream: TcpStream, pod: &Mutex<Pod>) {
     let _ = stream.set_nonblocking(false);
     let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
     let mut buffer = [0u8; 4096];
     let _ = stream.read(&mut buffer);
+    let mut pod = pod.lock().unwrap();
+    if pod.failing > 0 {
+        pod.failing -= 1;
+        let _ = stream.write_all(
+            b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        );
+        return;
+    }
+    // The labels of Istio's standard metrics, as the destination's sidecar reports them.
     let mut body = String::from("# TYPE istio_requests_total counter\n");
-    for ((workload, code), count) in &counters.lock().unwrap().requests {
+    for (code, count) in &pod.counters {
         body.push_str(&format!(
-            "istio_requests_total{{reporter=\"destination\",destination_workload_namespace=\"test\",destination_workload=\"{workload}\",response_code=\"{code}\"}} {count}\n"
+            "istio_requests_total{{reporter=\"destination\",source_workload=\"frontend\",source_workload_namespace=\"web\",source_principal=\"spiffe://cluster.local/ns/web/sa/frontend\",source_app=\"frontend\",source_version=\"unknown\",source_canonical_service=\"frontend\",source_canonical_revision=\"latest\",source_cluster=\"Kubernetes\",destination_workload=\"{workload}\",destination_workload_namespace=\"test\",destination_principal=\"spiffe://cluster.local/ns/test/sa/podinfo\",destination_app=\"podinfo\",destination_version=\"unknown\",destination_service=\"podinfo.test.svc.cluster.local\",destination_service_name=\"podinfo\",destination_service_namespace=\"test\",destination_canonical_service=\"podinfo\",destination_canonical_revision=\"latest\",destination_cluster=\"Kubernetes\",request_protocol=\"http\",response_code=\"{code}\",grpc_response_status=\"\",response_flags=\"-\",connection_security_policy=\"mutual_tls\",pod=\"{pod}\"}} {count}\n",
+            workload = pod.workload,
+            pod = pod.name,
         ));
     }
+    drop(pod);
     let response = format!(
         "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
