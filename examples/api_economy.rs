@@ -34,7 +34,8 @@ spec:
   strategy: {{canary: {{stepWeight: 10, maxWeight: 50}}}}
   analysis:
     interval: 1s
-    metrics: [{{name: request-success-rate, thresholdRange: {{min: 99}}}}]
+    scrapeInterval: 1s
+    metrics: [{{name: request-success-rate, interval: 2s, thresholdRange: {{min: 99}}}}]
 "
     )
 }

@@ -51,6 +51,7 @@ spec:
 const SEQUENTIAL: &str = "  strategy: {canary: {stepWeight: 10, maxWeight: 50}}
   analysis:
     interval: 1m
+    scrapeInterval: 10s
     metrics:
     - name: request-success-rate
       judge: sequential

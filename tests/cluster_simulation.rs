@@ -239,7 +239,7 @@ spec:
   newVersion: {containers: [{name: cart, image: 'cart:2'}]}
   trafficRouting: {kuma: {mesh: prod}}
   strategy: {canary: {steps: [{weight: 25}, {weight: 60}]}}
-  analysis: {interval: 30s, metrics: [{name: request-success-rate, thresholdRange: {min: 99}}]}
+  analysis: {interval: 30s, scrapeInterval: 15s, metrics: [{name: request-success-rate, thresholdRange: {min: 99}}]}
 ---
 apiVersion: kuma.io/v1alpha1
 kind: Mesh
@@ -279,7 +279,7 @@ spec:
   service: {name: api, port: 8000}
   trafficRouting: {istio: {}}
   strategy: {canary: {stepWeight: 20, maxWeight: 60}}
-  analysis: {interval: 45s, metrics: [{name: request-success-rate, thresholdRange: {min: 99}}]}
+  analysis: {interval: 45s, scrapeInterval: 15s, metrics: [{name: request-success-rate, thresholdRange: {min: 99}}]}
 ---
 apiVersion: apps/v1
 kind: Deployment
@@ -427,7 +427,7 @@ spec:
   newVersion: {{version: v2, containers: [{{name: web, image: 'web:2'}}]}}
   trafficRouting: {}
   strategy: {}
-  analysis: {{interval: {interval}s, metrics: [{{name: request-success-rate, thresholdRange: {{min: 99}}}}]}}
+  analysis: {{interval: {interval}s, scrapeInterval: 5s, metrics: [{{name: request-success-rate, thresholdRange: {{min: 99}}}}]}}
 ---
 apiVersion: kuma.io/v1alpha1
 kind: Mesh
@@ -546,7 +546,7 @@ spec:
   service: {name: api, port: 8000}
   trafficRouting: {istio: {virtualService: {name: api}, destinationRule: {name: api}}}
   strategy: {canary: {stepWeight: 10, maxWeight: 50}}
-  analysis: {interval: 45s, metrics: [{name: request-success-rate, thresholdRange: {min: 99}}]}
+  analysis: {interval: 45s, scrapeInterval: 15s, metrics: [{name: request-success-rate, thresholdRange: {min: 99}}]}
 ---
 apiVersion: apps/v1
 kind: Deployment

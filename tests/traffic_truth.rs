@@ -91,9 +91,10 @@ spec:
   strategy: {strategy}
   analysis:
     interval: 1s
+    scrapeInterval: 1s
     failureLimit: 1
     metrics:
-    - {{name: request-success-rate, thresholdRange: {{min: 99}}}}
+    - {{name: request-success-rate, interval: 2s, thresholdRange: {{min: 99}}}}
   progressDeadline: 30s
 {new_version}",
         routing = provider.routing(),

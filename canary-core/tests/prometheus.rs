@@ -62,7 +62,12 @@ struct Live {
 
 impl Live {
     fn new(analysis: &str, canary_errors: f64) -> (Self, Prometheus) {
-        Self::with_steps("{canary: {steps: [{weight: 30}, {weight: 60}]}}", analysis, "1s", canary_errors)
+        Self::with_steps(
+            "{canary: {steps: [{weight: 30}, {weight: 60}]}}",
+            analysis,
+            "1s",
+            canary_errors,
+        )
     }
 
     fn with_steps(
@@ -517,33 +522,79 @@ async fn sequential_counts_follow_each_series_through_gaps_restarts_and_new_pods
     // offset: (pod, workload, offset, [(code, value at scrape k or None)]).
     let t0 = (Timestamp::now().as_second() - 3 * 3600) / 60 * 60;
     type Counter = Box<dyn Fn(i64) -> Option<i64>>;
-    let pods: Vec<(&str, &str, i64, Vec<(&str, Counter)>)> = vec![
+    type ScrapedPod = (
+        &'static str,
+        &'static str,
+        i64,
+        Vec<(&'static str, Counter)>,
+    );
+    let pods: Vec<ScrapedPod> = vec![
         // Missed the scrapes k = 4 and 5.
-        ("podinfo-s1", "podinfo", 3, vec![
-            ("200", Box::new(|k| (k != 4 && k != 5).then_some(4_600_000 + 600 * k))),
-            ("503", Box::new(|k| (k != 4 && k != 5).then_some(400_000 + 2 * k))),
-        ]),
+        (
+            "podinfo-s1",
+            "podinfo",
+            3,
+            vec![
+                (
+                    "200",
+                    Box::new(|k| (k != 4 && k != 5).then_some(4_600_000 + 600 * k)),
+                ),
+                (
+                    "503",
+                    Box::new(|k| (k != 4 && k != 5).then_some(400_000 + 2 * k)),
+                ),
+            ],
+        ),
         // Restarted after scrape 6: 200 requests by scrape 7, its first error by scrape 8.
-        ("podinfo-s2", "podinfo", 17, vec![
-            ("200", Box::new(|k| Some(if k <= 6 { 1_000_000 + 600 * k } else { 200 + 600 * (k - 7) }))),
-            ("503", Box::new(|k| match k {
-                0..=6 => Some(1_000 + k),
-                7 => None,
-                _ => Some(k - 7),
-            })),
-        ]),
+        (
+            "podinfo-s2",
+            "podinfo",
+            17,
+            vec![
+                (
+                    "200",
+                    Box::new(|k| {
+                        Some(if k <= 6 {
+                            1_000_000 + 600 * k
+                        } else {
+                            200 + 600 * (k - 7)
+                        })
+                    }),
+                ),
+                (
+                    "503",
+                    Box::new(|k| match k {
+                        0..=6 => Some(1_000 + k),
+                        7 => None,
+                        _ => Some(k - 7),
+                    }),
+                ),
+            ],
+        ),
         // Traffic from just before scrape 2; its first errors by scrape 5.
-        ("podinfo-canary-1", "podinfo-canary", 9, vec![
-            ("200", Box::new(|k| (k >= 2).then_some(150 + 300 * (k - 2)))),
-            ("503", Box::new(|k| (k >= 5).then_some(4 + 3 * (k - 5)))),
-        ]),
+        (
+            "podinfo-canary-1",
+            "podinfo-canary",
+            9,
+            vec![
+                ("200", Box::new(|k| (k >= 2).then_some(150 + 300 * (k - 2)))),
+                ("503", Box::new(|k| (k >= 5).then_some(4 + 3 * (k - 5)))),
+            ],
+        ),
         // A pod first scraped at 6, with what it answered since it started.
-        ("podinfo-canary-2", "podinfo-canary", 24, vec![
-            ("200", Box::new(|k| (k >= 6).then_some(90 + 300 * (k - 6)))),
-            ("503", Box::new(|k| (k >= 6).then_some(2 + 3 * (k - 6)))),
-        ]),
+        (
+            "podinfo-canary-2",
+            "podinfo-canary",
+            24,
+            vec![
+                ("200", Box::new(|k| (k >= 6).then_some(90 + 300 * (k - 6)))),
+                ("503", Box::new(|k| (k >= 6).then_some(2 + 3 * (k - 6)))),
+            ],
+        ),
     ];
-    let mut text = String::from("# HELP istio_requests_total Requests.\n# TYPE istio_requests_total unknown\n");
+    let mut text = String::from(
+        "# HELP istio_requests_total Requests.\n# TYPE istio_requests_total unknown\n",
+    );
     for (pod, workload, offset, series) in &pods {
         for (code, value) in series {
             for k in 0..=12 {

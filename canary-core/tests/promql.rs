@@ -97,7 +97,11 @@ fn check(input: &Input, expectations: &[(String, Option<f64>)]) {
     for (expr, value) in expectations {
         // promtool compares exactly; sums of rates differ in the last bit with their order.
         let expr = format!("round({expr}, 0.001)").replace('\'', "''");
-        write!(yaml, "  - expr: '{expr}'\n    eval_time: 5m\n    exp_samples:").unwrap();
+        write!(
+            yaml,
+            "  - expr: '{expr}'\n    eval_time: 5m\n    exp_samples:"
+        )
+        .unwrap();
         match value {
             Some(value) => writeln!(yaml, "\n    - labels: '{{}}'\n      value: {value}").unwrap(),
             None => yaml.push_str(" []\n"),
@@ -120,7 +124,14 @@ fn check(input: &Input, expectations: &[(String, Option<f64>)]) {
 
 /// Istio's buckets (milliseconds) below `le`=100 hold nothing, 95% of requests are at most
 /// 100 ms and all at most 250 ms: the P99 interpolates to 100 + 150 × 4/5 = 220 ms.
-fn histogram(input: &mut Input, name: &str, bounds: &[&str], p99_bucket: usize, labels: &[(&str, &str)], per_scrape: u32) {
+fn histogram(
+    input: &mut Input,
+    name: &str,
+    bounds: &[&str],
+    p99_bucket: usize,
+    labels: &[(&str, &str)],
+    per_scrape: u32,
+) {
     for (i, le) in bounds.iter().chain(["+Inf"].iter()).enumerate() {
         let count = match i.cmp(&p99_bucket) {
             std::cmp::Ordering::Less => 0,
@@ -147,7 +158,11 @@ fn istio(
     code: &str,
 ) -> Vec<(&'static str, String)> {
     // The scraped pod: the destination's, or for the caller's own report, the caller's.
-    let scraped_namespace = if reporter == "source" { "web" } else { namespace };
+    let scraped_namespace = if reporter == "source" {
+        "web"
+    } else {
+        namespace
+    };
     vec![
         ("job", "kubernetes-pods".into()),
         ("instance", format!("{pod}:15020")),
@@ -156,7 +171,10 @@ fn istio(
         ("reporter", reporter.into()),
         ("source_workload", "frontend".into()),
         ("source_workload_namespace", "web".into()),
-        ("source_principal", "spiffe://cluster.local/ns/web/sa/frontend".into()),
+        (
+            "source_principal",
+            "spiffe://cluster.local/ns/web/sa/frontend".into(),
+        ),
         ("source_app", "frontend".into()),
         ("source_version", "unknown".into()),
         ("source_canonical_service", "frontend".into()),
@@ -164,10 +182,16 @@ fn istio(
         ("source_cluster", "Kubernetes".into()),
         ("destination_workload", workload.into()),
         ("destination_workload_namespace", namespace.into()),
-        ("destination_principal", format!("spiffe://cluster.local/ns/{namespace}/sa/podinfo")),
+        (
+            "destination_principal",
+            format!("spiffe://cluster.local/ns/{namespace}/sa/podinfo"),
+        ),
         ("destination_app", "podinfo".into()),
         ("destination_version", "unknown".into()),
-        ("destination_service", format!("podinfo.{namespace}.svc.cluster.local")),
+        (
+            "destination_service",
+            format!("podinfo.{namespace}.svc.cluster.local"),
+        ),
         ("destination_service_name", "podinfo".into()),
         ("destination_service_namespace", namespace.into()),
         ("destination_canonical_service", "podinfo".into()),
@@ -189,14 +213,38 @@ fn istio_input() -> Input {
     let mut input = Input::new("15s");
     let requests = "istio_requests_total";
     // Canary pod a: 3.6 ok and 0.4 errors a second; its scrape at 4m30s failed (stale).
-    let a = istio("destination", "test", "podinfo-canary", "podinfo-canary-a", "200");
+    let a = istio(
+        "destination",
+        "test",
+        "podinfo-canary",
+        "podinfo-canary-a",
+        "200",
+    );
     input.add(requests, &borrowed(&a), "0+54x17 stale 1026+54x1");
-    let a = istio("destination", "test", "podinfo-canary", "podinfo-canary-a", "503");
+    let a = istio(
+        "destination",
+        "test",
+        "podinfo-canary",
+        "podinfo-canary-a",
+        "503",
+    );
     input.add(requests, &borrowed(&a), "0+6x17 stale 114+6x1");
     // Canary pod b: restarted just before 4m30s, its counters from 0 again.
-    let b = istio("destination", "test", "podinfo-canary", "podinfo-canary-b", "200");
+    let b = istio(
+        "destination",
+        "test",
+        "podinfo-canary",
+        "podinfo-canary-b",
+        "200",
+    );
     input.add(requests, &borrowed(&b), "0+27x17 0+27x2");
-    let b = istio("destination", "test", "podinfo-canary", "podinfo-canary-b", "503");
+    let b = istio(
+        "destination",
+        "test",
+        "podinfo-canary",
+        "podinfo-canary-b",
+        "503",
+    );
     input.add(requests, &borrowed(&b), "0+3x17 0+3x2");
     // What must not be counted: the caller's own report of the same requests, half failed;
     // stable; another namespace's canary, all failing.
@@ -206,10 +254,22 @@ fn istio_input() -> Input {
         let stable = istio("destination", "test", "podinfo", "podinfo-s1", code);
         input.add(requests, &borrowed(&stable), &format!("0+{per}x20"));
     }
-    let other = istio("destination", "staging", "podinfo-canary", "podinfo-canary-z", "500");
+    let other = istio(
+        "destination",
+        "staging",
+        "podinfo-canary",
+        "podinfo-canary-z",
+        "500",
+    );
     input.add(requests, &borrowed(&other), "0+90x20");
     // Durations: the canary's P99 is 220 ms, stable's far lower.
-    let canary = istio("destination", "test", "podinfo-canary", "podinfo-canary-a", "200");
+    let canary = istio(
+        "destination",
+        "test",
+        "podinfo-canary",
+        "podinfo-canary-a",
+        "200",
+    );
     let bucket = "istio_request_duration_milliseconds_bucket";
     histogram(&mut input, bucket, &ENVOY_MS, 6, &borrowed(&canary), 60);
     let stable = istio("destination", "test", "podinfo", "podinfo-s1", "200");
@@ -219,12 +279,19 @@ fn istio_input() -> Input {
 
 #[test]
 fn istio_and_asm_queries_read_what_istio_reports() {
-    for provider in [ProviderKind::Istio, ProviderKind::AsmHeader, ProviderKind::AsmWeighted] {
+    for provider in [
+        ProviderKind::Istio,
+        ProviderKind::AsmHeader,
+        ProviderKind::AsmWeighted,
+    ] {
         check(
             &istio_input(),
             &[
                 // (3.6 + 1.35) ok of (4.0 + 1.5) a second.
-                (query(provider, BuiltinMetric::RequestSuccessRate), Some(90.0)),
+                (
+                    query(provider, BuiltinMetric::RequestSuccessRate),
+                    Some(90.0),
+                ),
                 (query(provider, BuiltinMetric::RequestDuration), Some(220.0)),
                 (counted_rate(provider, Version::Canary), Some(5.5)),
                 (counted_rate(provider, Version::Stable), Some(20.2)),
@@ -240,19 +307,44 @@ fn a_canary_answering_only_server_errors_reads_zero_percent_everywhere() {
         let mut silent = Input::new("15s");
         match provider {
             ProviderKind::Istio => {
-                let a = istio("destination", "test", "podinfo-canary", "podinfo-canary-a", "503");
+                let a = istio(
+                    "destination",
+                    "test",
+                    "podinfo-canary",
+                    "podinfo-canary-a",
+                    "503",
+                );
                 input.add("istio_requests_total", &borrowed(&a), "0+15x20");
                 let stable = istio("destination", "test", "podinfo", "podinfo-s1", "200");
                 silent.add("istio_requests_total", &borrowed(&stable), "0+15x20");
             }
             ProviderKind::Nginx => {
-                let canary = nginx("controller-a", "podinfo", "test-podinfo-canary-9898", "/", "502");
-                input.add("nginx_ingress_controller_requests", &borrowed(&canary), "0+15x20");
+                let canary = nginx(
+                    "controller-a",
+                    "podinfo",
+                    "test-podinfo-canary-9898",
+                    "/",
+                    "502",
+                );
+                input.add(
+                    "nginx_ingress_controller_requests",
+                    &borrowed(&canary),
+                    "0+15x20",
+                );
                 let stable = nginx("controller-a", "podinfo", "", "/", "200");
-                silent.add("nginx_ingress_controller_requests", &borrowed(&stable), "0+15x20");
+                silent.add(
+                    "nginx_ingress_controller_requests",
+                    &borrowed(&stable),
+                    "0+15x20",
+                );
             }
             _ => {
-                let canary = kuma("podinfo-canary-a", "podinfo-canary", "localhost_9898", "503");
+                let canary = kuma(
+                    "podinfo-canary-a",
+                    "podinfo-canary",
+                    "localhost_9898",
+                    "503",
+                );
                 input.add("envoy_cluster_upstream_rq", &borrowed(&canary), "0+15x20");
                 let stable = kuma("podinfo-s1", "podinfo", "localhost_9898", "200");
                 silent.add("envoy_cluster_upstream_rq", &borrowed(&stable), "0+15x20");
@@ -318,7 +410,9 @@ fn nginx_queries_read_what_the_controller_counts() {
     elsewhere[8] = ("namespace", "staging".into());
     input.add(requests, &borrowed(&elsewhere), "0+90x10");
     let bucket = "nginx_ingress_controller_response_duration_seconds_bucket";
-    let seconds = [".005", ".01", ".025", ".05", ".1", ".25", ".5", "1", "2.5", "5", "10"];
+    let seconds = [
+        ".005", ".01", ".025", ".05", ".1", ".25", ".5", "1", "2.5", "5", "10",
+    ];
     let canary = nginx("controller-a", "podinfo", upstream, "/", "200");
     histogram(&mut input, bucket, &seconds, 4, &borrowed(&canary), 60);
     let stable = nginx("controller-a", "podinfo", "", "/", "200");
@@ -357,14 +451,29 @@ fn kuma_queries_read_inbound_traffic_under_both_naming_schemes() {
         let mut input = Input::new("15s");
         let requests = "envoy_cluster_upstream_rq";
         for (pod, ok, err) in [
-            ("podinfo-canary-a", "0+54x17 stale 1026+54x1", "0+6x17 stale 114+6x1"),
+            (
+                "podinfo-canary-a",
+                "0+54x17 stale 1026+54x1",
+                "0+6x17 stale 114+6x1",
+            ),
             ("podinfo-canary-b", "0+27x17 0+27x2", "0+3x17 0+3x2"),
         ] {
-            input.add(requests, &borrowed(&kuma(pod, "podinfo-canary", inbound, "200")), ok);
-            input.add(requests, &borrowed(&kuma(pod, "podinfo-canary", inbound, "503")), err);
+            input.add(
+                requests,
+                &borrowed(&kuma(pod, "podinfo-canary", inbound, "200")),
+                ok,
+            );
+            input.add(
+                requests,
+                &borrowed(&kuma(pod, "podinfo-canary", inbound, "503")),
+                err,
+            );
             // The same pod's calls to its own backend, failing: outbound, never counted. Both
             // schemes' outbound names.
-            for outbound in ["backend_test_svc_8080", "kri_msvc_default__test_backend_8080"] {
+            for outbound in [
+                "backend_test_svc_8080",
+                "kri_msvc_default__test_backend_8080",
+            ] {
                 let call = kuma(pod, "podinfo-canary", outbound, "503");
                 input.add(requests, &borrowed(&call), "0+60x20");
             }
@@ -376,7 +485,12 @@ fn kuma_queries_read_inbound_traffic_under_both_naming_schemes() {
         let bucket = "envoy_cluster_upstream_rq_time_bucket";
         let canary = kuma("podinfo-canary-a", "podinfo-canary", inbound, "");
         histogram(&mut input, bucket, &ENVOY_MS, 6, &borrowed(&canary), 60);
-        let outbound = kuma("podinfo-canary-a", "podinfo-canary", "backend_test_svc_8080", "");
+        let outbound = kuma(
+            "podinfo-canary-a",
+            "podinfo-canary",
+            "backend_test_svc_8080",
+            "",
+        );
         histogram(&mut input, bucket, &ENVOY_MS, 12, &borrowed(&outbound), 60);
         let p = ProviderKind::Kuma;
         check(

@@ -1081,3 +1081,42 @@ async fn promotion_hands_all_traffic_to_a_full_canary_before_stable_changes() {
     assert_eq!(canary.available, 5);
     assert_eq!(world.status().phase, Phase::Succeeded);
 }
+
+/// Canary and stable pods are different scrape targets, scraped at different moments: one
+/// window may see only the canary's counters move, the next only stable's. Evidence needs both,
+/// so such windows wait for each other instead of being dropped while the judge moves on.
+#[tokio::test]
+async fn the_sequential_judge_weighs_windows_where_one_version_moved_together() {
+    let world = World::new(&rollout(
+        "istio",
+        "{canary: {steps: [{weight: 50, pause: {duration: 30m}}]}}",
+        "  analysis:\n    scrapeInterval: 10s\n    metrics:\n    - {name: request-success-rate, judge: sequential}\n",
+    ));
+    let canary_only = canary_core::machine::ErrorCounts {
+        canary_requests: 300,
+        canary_errors: 15,
+        ..Default::default()
+    };
+    let stable_only = canary_core::machine::ErrorCounts {
+        stable_requests: 300,
+        stable_errors: 1,
+        ..Default::default()
+    };
+    world.metrics.queue(
+        "request-success-rate",
+        [canary_only, stable_only]
+            .into_iter()
+            .cycle()
+            .take(40)
+            .map(MetricOutcome::Counts),
+    );
+    world.start().await;
+    let end = world.run_until(HOUR, |s| s.phase.is_terminal()).await;
+    assert_eq!(end.phase, Phase::Failed, "{}", end.message);
+    assert!(end.message.contains("sequential judge"), "{}", end.message);
+    let judge = &end.sequential[0];
+    assert!(
+        judge.stable_requests > 0 && judge.pending.is_empty(),
+        "{judge:?}"
+    );
+}

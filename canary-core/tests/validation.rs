@@ -701,7 +701,10 @@ fn analysis_windows_respect_the_scrape_interval() {
         ))
     };
     // A 30s rate window at the default 30s scrape sees one sample per series: no rate.
-    let short = analysis("", "{name: request-success-rate, thresholdRange: {min: 99}}");
+    let short = analysis(
+        "",
+        "{name: request-success-rate, thresholdRange: {min: 99}}",
+    );
     assert!(
         has(&short, "spec.analysis.interval", "shorter than 1m")
             && has(&short, "spec.analysis.interval", "two scrapes"),
@@ -717,7 +720,11 @@ fn analysis_windows_respect_the_scrape_interval() {
         "{name: request-duration, interval: 20s, thresholdRange: {max: 500}}",
     );
     assert!(
-        has(&own, "spec.analysis.metrics[0].interval", "shorter than 30s"),
+        has(
+            &own,
+            "spec.analysis.metrics[0].interval",
+            "shorter than 30s"
+        ),
         "{own:?}"
     );
     // A custom query with its own window is not the scrape's business.

@@ -27,8 +27,9 @@ spec:
   strategy: {canary: {steps: [{weight: 20}, {weight: 50}]}}
   analysis:
     interval: 1s
+    scrapeInterval: 1s
     metrics:
-    - {name: request-success-rate, thresholdRange: {min: 99}}
+    - {name: request-success-rate, interval: 2s, thresholdRange: {min: 99}}
   progressDeadline: 30s
 ";
 

@@ -383,7 +383,10 @@ impl DeploymentWorkload {
         // Istio (1.25+) reports a pod as the workload its `service.istio.io/workload-name`
         // label names, else as its Deployment: a canary inheriting stable's would report its
         // requests as stable's, and the analysis would see no canary at all.
-        if template["metadata"]["labels"].get(ISTIO_WORKLOAD_NAME).is_some() {
+        if template["metadata"]["labels"]
+            .get(ISTIO_WORKLOAD_NAME)
+            .is_some()
+        {
             template["metadata"]["labels"][ISTIO_WORKLOAD_NAME] = json!(self.canary);
         }
         if let Some((key, value)) = self.stable_service_leaving(&template).await? {

@@ -35,9 +35,10 @@ spec:
   strategy: {canary: {steps: [{weight: 25}, {weight: 50}, {weight: 75}]}}
   analysis:
     interval: 1s
+    scrapeInterval: 1s
     failureLimit: 2
     metrics:
-    - {name: request-success-rate, thresholdRange: {min: 99}}
+    - {name: request-success-rate, interval: 2s, thresholdRange: {min: 99}}
   progressDeadline: 30s
 ";
 
@@ -770,8 +771,9 @@ spec:
   strategy: {canary: {steps: [{weight: 50}]}}
   analysis:
     interval: 1s
+    scrapeInterval: 1s
     metrics:
-    - {name: request-success-rate, thresholdRange: {min: 99}}
+    - {name: request-success-rate, interval: 2s, thresholdRange: {min: 99}}
 ";
 
 #[tokio::test(flavor = "multi_thread")]

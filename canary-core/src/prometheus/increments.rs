@@ -114,8 +114,16 @@ mod tests {
     #[test]
     fn consecutive_windows_add_up_to_the_growth() {
         let s = [
-            series("a", false, &[(0.0, 10.0), (15.0, 40.0), (30.0, 55.0), (45.0, 90.0)]),
-            series("a", true, &[(0.0, 1.0), (15.0, 1.0), (30.0, 4.0), (45.0, 5.0)]),
+            series(
+                "a",
+                false,
+                &[(0.0, 10.0), (15.0, 40.0), (30.0, 55.0), (45.0, 90.0)],
+            ),
+            series(
+                "a",
+                true,
+                &[(0.0, 1.0), (15.0, 1.0), (30.0, 4.0), (45.0, 5.0)],
+            ),
         ];
         let windows = [(0.0, 10.0), (10.0, 20.0), (20.0, 40.0), (40.0, 50.0)];
         let total: Vec<Counted> = windows.iter().map(|(a, b)| count(&s, *a, *b)).collect();
@@ -131,12 +139,22 @@ mod tests {
     fn a_target_missing_at_the_window_start_counts_only_its_growth() {
         // Scrapes at 0 and 30 failed: the pair (-30, 60) spans them.
         let s = [series("a", true, &[(-30.0, 5000.0), (60.0, 5003.0)])];
-        assert_eq!(count(&s, 10.0, 60.0), Counted { requests: 3, errors: 3 });
+        assert_eq!(
+            count(&s, 10.0, 60.0),
+            Counted {
+                requests: 3,
+                errors: 3
+            }
+        );
     }
 
     #[test]
     fn a_pod_first_seen_in_the_window_is_a_base_not_a_lifetime() {
-        let s = [series("new-pod", false, &[(20.0, 1_000_000.0), (50.0, 1_000_300.0)])];
+        let s = [series(
+            "new-pod",
+            false,
+            &[(20.0, 1_000_000.0), (50.0, 1_000_300.0)],
+        )];
         assert_eq!(count(&s, 10.0, 60.0).requests, 300);
     }
 
@@ -146,12 +164,22 @@ mod tests {
             series("a", false, &[(0.0, 100.0), (30.0, 200.0)]),
             series("a", true, &[(30.0, 7.0)]),
         ];
-        assert_eq!(count(&s, 10.0, 40.0), Counted { requests: 107, errors: 7 });
+        assert_eq!(
+            count(&s, 10.0, 40.0),
+            Counted {
+                requests: 107,
+                errors: 7
+            }
+        );
     }
 
     #[test]
     fn a_restart_counts_what_came_after_it() {
-        let s = [series("a", false, &[(0.0, 900.0), (30.0, 12.0), (60.0, 40.0)])];
+        let s = [series(
+            "a",
+            false,
+            &[(0.0, 900.0), (30.0, 12.0), (60.0, 40.0)],
+        )];
         assert_eq!(count(&s, 0.0, 60.0).requests, 40);
     }
 

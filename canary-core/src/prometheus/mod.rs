@@ -167,7 +167,10 @@ impl PrometheusMetrics {
                         Some(format!("{}/{instance}", job.map_or("", String::as_str)))
                     }
                 };
-                let error = s.metric.get(code_label).is_some_and(|code| is_server_error(code));
+                let error = s
+                    .metric
+                    .get(code_label)
+                    .is_some_and(|code| is_server_error(code));
                 let samples = s
                     .values
                     .into_iter()

@@ -124,7 +124,11 @@ fn check_metric(
     let window = c.duration(
         &format!("{path}.interval"),
         metric.interval.as_deref(),
-        if sequential { scrape_interval } else { interval },
+        if sequential {
+            scrape_interval
+        } else {
+            interval
+        },
         SignedDuration::from_secs(1),
     );
     check_window(c, path, metric, window, scrape_interval);
@@ -219,7 +223,10 @@ fn check_window(
         .and_then(|p| p.query.as_deref())
         .is_none_or(|query| crate::queries::uses_variable(query, "interval"));
     let (needed, why) = if metric.judge == Some(JudgeKind::Sequential) {
-        (scrape_interval, "the sequential judge measures at most once per scrape")
+        (
+            scrape_interval,
+            "the sequential judge measures at most once per scrape",
+        )
     } else if uses_window {
         (
             scrape_interval.saturating_mul(2),

@@ -86,17 +86,14 @@ impl Prometheus {
         let dir = TempDir::new("prometheus");
         let port = free_port();
         let targets: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
+        let timeout = scrape_interval
+            .trim_end_matches('s')
+            .parse::<u64>()
+            .expect("a scrape interval in seconds")
+            .min(10);
         let config = format!(
-            "global: {{scrape_interval: {scrape_interval}, scrape_timeout: {timeout}, evaluation_interval: 1s}}\nscrape_configs:\n- job_name: app\n  static_configs: [{{targets: [{}]}}]\n",
+            "global: {{scrape_interval: {scrape_interval}, scrape_timeout: {timeout}s, evaluation_interval: 1s}}\nscrape_configs:\n- job_name: app\n  static_configs: [{{targets: [{}]}}]\n",
             targets.join(", "),
-            timeout = format!(
-                "{}s",
-                scrape_interval
-                    .trim_end_matches('s')
-                    .parse::<u64>()
-                    .expect("a scrape interval in seconds")
-                    .min(10)
-            ),
         );
         if let Some(text) = openmetrics {
             let file = dir.0.join("backfill.om");
@@ -256,7 +253,12 @@ impl Pods {
                 counters.insert(503, errors);
             }
             let pod = Arc::new(Mutex::new(Pod {
-                workload: if is_canary { "podinfo-canary" } else { "podinfo" }.to_owned(),
+                workload: if is_canary {
+                    "podinfo-canary"
+                } else {
+                    "podinfo"
+                }
+                .to_owned(),
                 name,
                 canary: is_canary,
                 counters,
