@@ -518,8 +518,8 @@ async fn prometheus_credentials_are_sent() {
 /// counters grew by.
 #[tokio::test(flavor = "multi_thread")]
 async fn sequential_counts_follow_each_series_through_gaps_restarts_and_new_pods() {
-    // Scrapes every 30s from t0 (three hours ago, within retention), each pod at its own
-    // offset: (pod, workload, offset, [(code, value at scrape k or None)]).
+    // Scrapes from t0 (three hours ago, within retention): (pod, workload, offset within a 30s
+    // interval, [(code, value at scrape k or None)]).
     let t0 = (Timestamp::now().as_second() - 3 * 3600) / 60 * 60;
     type Counter = Box<dyn Fn(i64) -> Option<i64>>;
     type ScrapedPod = (
@@ -592,62 +592,68 @@ async fn sequential_counts_follow_each_series_through_gaps_restarts_and_new_pods
             ],
         ),
     ];
-    let mut text = String::from(
-        "# HELP istio_requests_total Requests.\n# TYPE istio_requests_total unknown\n",
-    );
-    for (pod, workload, offset, series) in &pods {
-        for (code, value) in series {
-            for k in 0..=12 {
-                if let Some(v) = value(k) {
-                    text.push_str(&format!(
-                        "istio_requests_total{{job=\"kubernetes-pods\",instance=\"{pod}:15020\",pod=\"{pod}\",reporter=\"destination\",source_workload=\"frontend\",destination_workload=\"{workload}\",destination_workload_namespace=\"test\",response_code=\"{code}\"}} {v} {}\n",
-                        t0 + 30 * k + offset
-                    ));
+    // At 15s and at 30s scrapes, each pod at its own offset within the interval.
+    for interval in [15i64, 30] {
+        let mut text = String::from(
+            "# HELP istio_requests_total Requests.\n# TYPE istio_requests_total unknown\n",
+        );
+        for (pod, workload, offset, series) in &pods {
+            for (code, value) in series {
+                for k in 0..=12 {
+                    if let Some(v) = value(k) {
+                        text.push_str(&format!(
+                            "istio_requests_total{{job=\"kubernetes-pods\",instance=\"{pod}:15020\",pod=\"{pod}\",reporter=\"destination\",source_workload=\"frontend\",destination_workload=\"{workload}\",destination_workload_namespace=\"test\",response_code=\"{code}\"}} {v} {}\n",
+                            t0 + interval * k + offset * interval / 30
+                        ));
+                    }
                 }
             }
         }
-    }
-    text.push_str("# EOF\n");
-    let prometheus = Prometheus::backfilled(&text);
-    let plan = plan_from_yaml(&format!("{ROLLOUT}{SEQUENTIAL_30S}")).unwrap();
-    let metric = &plan.analysis.metrics[0];
-    let metrics = PrometheusMetrics::new(reqwest::Client::new())
-        .with_default_address(prometheus.address.clone());
-    // The judge's windows: 30s each, the last ending after the last scrape; its clock runs
-    // `settle` (10s at a 30s scrape) ahead of the windows.
-    let settle = canary_core::prometheus::settle(SignedDuration::from_secs(30));
-    let mut total = canary_core::machine::ErrorCounts::default();
-    for j in 0..13 {
-        let end = Timestamp::from_second(t0 + 30 * (j + 1)).unwrap();
-        let context = canary_core::providers::QueryContext::new(
-            &plan,
-            SignedDuration::from_secs(30),
-            end.checked_add(settle).unwrap(),
-        );
-        use canary_core::providers::MetricProvider;
-        let outcome = metrics.measure(metric, &context).await;
-        let canary_core::machine::MetricOutcome::Counts(counts) = outcome else {
-            panic!("window {j}: {outcome:?}");
-        };
-        // One scrape of each pod per window, s1's after its gap carrying three: never a
-        // lifetime.
-        assert!(
-            counts.stable_requests <= 2 * 1_806 + 601 && counts.canary_requests <= 2 * 303,
-            "window {j}: {counts:?}"
-        );
-        total = total.plus(counts);
-    }
-    // Canary: pod 1 grew 3000 from its first sample and its error series, new on a pod
-    // scraped before, counts whole (25); pod 2's first sample is its base (+1800, +18).
-    // Stable: s1 grew 7200 + 24 across its gap; s2 3600 + 6 before its restart, then 200 and
-    // 3000, and 1 + 4 errors.
-    assert_eq!(
-        total,
-        canary_core::machine::ErrorCounts {
-            canary_requests: 3000 + 25 + 1800 + 18,
-            canary_errors: 25 + 18,
-            stable_requests: 7200 + 24 + 3600 + 6 + 200 + 3000 + 5,
-            stable_errors: 24 + 6 + 5,
+        text.push_str("# EOF\n");
+        let prometheus = Prometheus::backfilled(&text);
+        let analysis = SEQUENTIAL_30S.replace("30s", &format!("{interval}s"));
+        let plan = plan_from_yaml(&format!("{ROLLOUT}{analysis}")).unwrap();
+        let metric = &plan.analysis.metrics[0];
+        assert_eq!(metric.window.as_secs(), interval, "one window a scrape");
+        let metrics = PrometheusMetrics::new(reqwest::Client::new())
+            .with_default_address(prometheus.address.clone());
+        // The judge's windows, the last ending after the last scrape; its clock runs `settle`
+        // (10s at most) ahead of the windows.
+        let settle = canary_core::prometheus::settle(metric.window);
+        let mut total = canary_core::machine::ErrorCounts::default();
+        for j in 0..13 {
+            let end = Timestamp::from_second(t0 + interval * (j + 1)).unwrap();
+            let context = canary_core::providers::QueryContext::new(
+                &plan,
+                metric.window,
+                end.checked_add(settle).unwrap(),
+            );
+            use canary_core::providers::MetricProvider;
+            let outcome = metrics.measure(metric, &context).await;
+            let canary_core::machine::MetricOutcome::Counts(counts) = outcome else {
+                panic!("{interval}s, window {j}: {outcome:?}");
+            };
+            // One scrape of each pod per window, s1's after its gap carrying three: never a
+            // lifetime.
+            assert!(
+                counts.stable_requests <= 2 * 1_806 + 601 && counts.canary_requests <= 2 * 303,
+                "{interval}s, window {j}: {counts:?}"
+            );
+            total = total.plus(counts);
         }
-    );
+        // Canary: pod 1 grew 3000 from its first sample and its error series, new on a pod
+        // scraped before, counts whole (25); pod 2's first sample is its base (+1800, +18).
+        // Stable: s1 grew 7200 + 24 across its gap; s2 3600 + 6 before its restart, then 200
+        // and 3000, and 1 + 4 errors.
+        assert_eq!(
+            total,
+            canary_core::machine::ErrorCounts {
+                canary_requests: 3000 + 25 + 1800 + 18,
+                canary_errors: 25 + 18,
+                stable_requests: 7200 + 24 + 3600 + 6 + 200 + 3000 + 5,
+                stable_errors: 24 + 6 + 5,
+            },
+            "{interval}s scrapes"
+        );
+    }
 }
