@@ -143,6 +143,8 @@ pub struct AnalysisPlan {
     pub interval: SignedDuration,
     /// How often Prometheus scrapes the metrics.
     pub scrape_interval: SignedDuration,
+    /// How far behind the clock metrics are read.
+    pub query_offset: SignedDuration,
     /// Failed checks that roll the canary back.
     pub failure_limit: u32,
     /// How failed checks are counted.

@@ -72,6 +72,8 @@ pub struct QueryContext {
     pub at: Timestamp,
     /// How often Prometheus scrapes the metrics.
     pub scrape_interval: SignedDuration,
+    /// How far behind `at` metrics are read, so that what they hold has been stored.
+    pub query_offset: SignedDuration,
 }
 
 impl QueryContext {
@@ -92,7 +94,18 @@ impl QueryContext {
             window,
             at,
             scrape_interval: plan.analysis.scrape_interval,
+            query_offset: plan.analysis.query_offset,
         }
+    }
+
+    /// The instant queries read at: `at`, `query_offset` earlier.
+    pub fn read_at(&self) -> Result<Timestamp, String> {
+        self.at.checked_sub(self.query_offset).map_err(|e| {
+            format!(
+                "cannot read metrics {} before {}: {e}",
+                self.query_offset, self.at
+            )
+        })
     }
 }
 

@@ -244,6 +244,7 @@ mod tests {
             window: jiff::SignedDuration::from_secs(90),
             at: jiff::Timestamp::UNIX_EPOCH,
             scrape_interval: jiff::SignedDuration::from_secs(30),
+            query_offset: jiff::SignedDuration::from_secs(10),
         }
     }
 

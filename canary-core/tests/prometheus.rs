@@ -571,6 +571,17 @@ async fn sequential_counts_follow_each_series_through_gaps_restarts_and_new_pods
                 ),
             ],
         ),
+        // A long-lived pod whose series all change labels at scrape 8 (a relabelling, here a
+        // `team` label added): the new series start with its whole history.
+        (
+            "podinfo-s3",
+            "podinfo",
+            21,
+            vec![
+                ("200", Box::new(|k| Some(4_500_000 + 600 * k))),
+                ("503", Box::new(|k| Some(500_000 + 2 * k))),
+            ],
+        ),
         // Traffic from just before scrape 2; its first errors by scrape 5.
         (
             "podinfo-canary-1",
@@ -601,8 +612,13 @@ async fn sequential_counts_follow_each_series_through_gaps_restarts_and_new_pods
             for (code, value) in series {
                 for k in 0..=12 {
                     if let Some(v) = value(k) {
+                        let team = if *pod == "podinfo-s3" && k >= 8 {
+                            "team=\"web\","
+                        } else {
+                            ""
+                        };
                         text.push_str(&format!(
-                            "istio_requests_total{{job=\"kubernetes-pods\",instance=\"{pod}:15020\",pod=\"{pod}\",reporter=\"destination\",source_workload=\"frontend\",destination_workload=\"{workload}\",destination_workload_namespace=\"test\",response_code=\"{code}\"}} {v} {}\n",
+                            "istio_requests_total{{{team}job=\"kubernetes-pods\",instance=\"{pod}:15020\",pod=\"{pod}\",reporter=\"destination\",source_workload=\"frontend\",destination_workload=\"{workload}\",destination_workload_namespace=\"test\",response_code=\"{code}\"}} {v} {}\n",
                             t0 + interval * k + offset * interval / 30
                         ));
                     }
@@ -617,9 +633,10 @@ async fn sequential_counts_follow_each_series_through_gaps_restarts_and_new_pods
         assert_eq!(metric.window.as_secs(), interval, "one window a scrape");
         let metrics = PrometheusMetrics::new(reqwest::Client::new())
             .with_default_address(prometheus.address.clone());
-        // The judge's windows, the last ending after the last scrape; its clock runs `settle`
-        // (10s at most) ahead of the windows.
-        let settle = canary_core::prometheus::settle(metric.window);
+        // The judge's windows, the last ending after the last scrape; its clock runs
+        // `queryOffset` (10s by default) ahead of the windows.
+        let settle = plan.analysis.query_offset;
+        assert_eq!(settle, SignedDuration::from_secs(10));
         let mut total = canary_core::machine::ErrorCounts::default();
         for j in 0..13 {
             let end = Timestamp::from_second(t0 + interval * (j + 1)).unwrap();
@@ -636,7 +653,8 @@ async fn sequential_counts_follow_each_series_through_gaps_restarts_and_new_pods
             // One scrape of each pod per window, s1's after its gap carrying three: never a
             // lifetime.
             assert!(
-                counts.stable_requests <= 2 * 1_806 + 601 && counts.canary_requests <= 2 * 303,
+                counts.stable_requests <= 1_806 + 601 + 602 + 1_000
+                    && counts.canary_requests <= 2 * 303,
                 "{interval}s, window {j}: {counts:?}"
             );
             total = total.plus(counts);
@@ -644,16 +662,28 @@ async fn sequential_counts_follow_each_series_through_gaps_restarts_and_new_pods
         // Canary: pod 1 grew 3000 from its first sample and its error series, new on a pod
         // scraped before, counts whole (25); pod 2's first sample is its base (+1800, +18).
         // Stable: s1 grew 7200 + 24 across its gap; s2 3600 + 6 before its restart, then 200
-        // and 3000, and 1 + 4 errors.
+        // and 3000, and 1 + 4 errors; s3 4200 + 14 before its relabelling, whose new series are
+        // a base, and 2400 + 8 after.
         assert_eq!(
             total,
             canary_core::machine::ErrorCounts {
                 canary_requests: 3000 + 25 + 1800 + 18,
                 canary_errors: 25 + 18,
-                stable_requests: 7200 + 24 + 3600 + 6 + 200 + 3000 + 5,
-                stable_errors: 24 + 6 + 5,
+                stable_requests: 7200 + 24 + 3600 + 6 + 200 + 3000 + 5 + 4200 + 14 + 2400 + 8,
+                stable_errors: 24 + 6 + 5 + 14 + 8,
             },
             "{interval}s scrapes"
         );
+        // Past the last scrape, nothing is stored yet (as when Prometheus lags, or no pod can
+        // be scraped): an error that keeps the window, never zeros that would lose it.
+        let later = Timestamp::from_second(t0 + interval * 13 + 120).unwrap();
+        let context = canary_core::providers::QueryContext::new(&plan, metric.window, later);
+        use canary_core::providers::MetricProvider;
+        match metrics.measure(metric, &context).await {
+            canary_core::machine::MetricOutcome::Error(message) => {
+                assert!(message.contains("queryOffset"), "{message}")
+            }
+            other => panic!("{interval}s: counted a window Prometheus has not stored: {other:?}"),
+        }
     }
 }

@@ -67,6 +67,7 @@ fn vars(provider: ProviderKind) -> BTreeMap<String, String> {
         window: SignedDuration::from_mins(1),
         at: Timestamp::UNIX_EPOCH,
         scrape_interval: SignedDuration::from_secs(30),
+        query_offset: SignedDuration::from_secs(10),
     };
     variables(&context, &BTreeMap::new())
 }

@@ -762,6 +762,24 @@ fn analysis_windows_respect_the_scrape_interval() {
         plan.analysis.metrics[0].window,
         jiff::SignedDuration::from_secs(15)
     );
+    // Metrics are read behind the clock: by default a scrape timeout, never more than a scrape.
+    let offset = |settings: &str| {
+        plan_from_yaml(&format!(
+            "{BASE}{istio}  analysis:\n{settings}    metrics:\n    - {{name: request-success-rate, judge: sequential}}\n"
+        ))
+        .map(|plan| plan.analysis.query_offset.as_secs())
+    };
+    assert_eq!(offset("").unwrap(), 10);
+    assert_eq!(offset("    scrapeInterval: 2s\n").unwrap(), 2);
+    assert_eq!(offset("    queryOffset: 45s\n").unwrap(), 45);
+    let late = analysis(
+        "    queryOffset: 6m\n",
+        "{name: request-success-rate, judge: sequential}",
+    );
+    assert!(
+        has(&late, "spec.analysis.queryOffset", "at most 5m"),
+        "{late:?}"
+    );
     let slow = analysis(
         "    scrapeInterval: 11m\n",
         "{name: request-success-rate, judge: sequential, interval: 12m}",

@@ -56,6 +56,7 @@ pub const ROLE: &str = "canary.rs/role";
 
 /// The pod label Istio names a workload by in its metrics, when present.
 const ISTIO_WORKLOAD_NAME: &str = "service.istio.io/workload-name";
+
 /// The pod label Alibaba ASM lanes select by; canary pods of a lane release carry the canary
 /// lane's name.
 pub const LANE_TAG: &str = "ASM_TRAFFIC_TAG";
@@ -383,11 +384,16 @@ impl DeploymentWorkload {
         // Istio (1.25+) reports a pod as the workload its `service.istio.io/workload-name`
         // label names, else as its Deployment: a canary inheriting stable's would report its
         // requests as stable's, and the analysis would see no canary at all.
-        if template["metadata"]["labels"]
-            .get(ISTIO_WORKLOAD_NAME)
-            .is_some()
+        // A label value holds at most 63 characters; without the label Istio names the pods
+        // after their Deployment, which is the canary too.
+        if let Some(labels) = template["metadata"]["labels"].as_object_mut()
+            && labels.contains_key(ISTIO_WORKLOAD_NAME)
         {
-            template["metadata"]["labels"][ISTIO_WORKLOAD_NAME] = json!(self.canary);
+            if self.canary.len() <= 63 {
+                labels.insert(ISTIO_WORKLOAD_NAME.to_owned(), json!(self.canary));
+            } else {
+                labels.remove(ISTIO_WORKLOAD_NAME);
+            }
         }
         if let Some((key, value)) = self.stable_service_leaving(&template).await? {
             template["metadata"]["labels"][key] = json!(value);

@@ -5,11 +5,16 @@
 //! accident); several series are an error naming the query; HTTP and PromQL errors carry the
 //! server's own message.
 //!
-//! The sequential judge's counts are not PromQL arithmetic: the raw samples of both versions'
-//! request counters are read over the window plus a lookback, at one instant, and each series'
-//! growth is counted by [`increments::count`]. That instant trails the judge's clock by
-//! [`settle`], so every scrape stamped before it has been stored when it is read, and
-//! consecutive windows add up exactly.
+//! Every query is evaluated `queryOffset` (10 s by default) behind the engine's clock, so every
+//! scrape stamped before that instant has been stored when it is read: a threshold window of
+//! two scrapes then holds two samples of each series, and consecutive windows of the sequential
+//! judge add up exactly.
+//!
+//! The sequential judge's counts are not PromQL arithmetic: for both versions' request counters,
+//! each series' last value before the window and its raw samples in it are read, and each
+//! series' growth is counted by [`increments::count`]. A window longer than [`MAX_COUNTED`]
+//! (after an outage of Prometheus or of the controller) counts only its latest part, so an
+//! answer never grows without bound; what is left out is lost, never lumped.
 
 pub mod increments;
 
@@ -27,20 +32,19 @@ use crate::providers::{MetricProvider, QueryContext};
 use crate::queries::{self, Version};
 use increments::{CounterSeries, count};
 
-/// How far before a window's start the judge looks for each series' previous sample: as far as
+/// How far before a window's start the judge looks for each series' previous value: as far as
 /// Prometheus' own instant queries look back (`--query.lookback-delta`, 5 minutes by default),
-/// so missed scrapes are bridged and a series silent for longer is treated as gone.
-pub const LOOKBACK: SignedDuration = SignedDuration::from_mins(5);
+/// and at least three scrapes, so missed scrapes are bridged and a series silent for longer is
+/// treated as gone.
+pub fn lookback(scrape_interval: SignedDuration) -> SignedDuration {
+    SignedDuration::from_mins(5).max(scrape_interval.saturating_mul(3))
+}
+
+/// The longest window the sequential judge counts at once.
+pub const MAX_COUNTED: SignedDuration = SignedDuration::from_mins(15);
 
 /// The largest answer read from Prometheus; a larger one is an error, never read whole.
 pub const MAX_ANSWER_BYTES: usize = 16 * 1024 * 1024;
-
-/// How long the judge's windows trail its clock: a scrape's samples carry the time it started
-/// and are stored when it ends, up to its timeout later (10 s by default, and never more than
-/// the scrape interval).
-pub fn settle(scrape_interval: SignedDuration) -> SignedDuration {
-    scrape_interval.min(SignedDuration::from_secs(10))
-}
 
 /// Credentials for a Prometheus server.
 #[derive(Clone, PartialEq, Eq)]
@@ -144,49 +148,64 @@ impl PrometheusMetrics {
         Ok(value.is_finite().then_some(value))
     }
 
-    /// The raw samples of the series `selector` matches over `range` up to `at`, each with its
-    /// scrape target and whether its `code_label` is a server error.
+    /// Each series `selector` matches: its last value at or before `start` (within the lookback)
+    /// and its samples in `(start, end]`, with its scrape target and whether its `code_label` is
+    /// a server error.
     pub async fn counter_series(
         &self,
         address: &str,
         selector: &str,
         code_label: &str,
-        range: SignedDuration,
-        at: Timestamp,
+        lookback: SignedDuration,
+        start: Timestamp,
+        end: Timestamp,
     ) -> Result<Vec<CounterSeries>, String> {
-        let query = format!("{selector}[{}s]", range.as_secs().max(1));
-        let Data::Matrix(series) = self.query(address, &query, at).await? else {
-            return Err(format!("the query returned no range vector: {query}"));
+        let before_query = format!("last_over_time({selector}[{}s])", lookback.as_secs().max(1));
+        let Data::Vector(before) = self.query(address, &before_query, start).await? else {
+            return Err(format!(
+                "the query returned no instant vector: {before_query}"
+            ));
         };
-        series
+        let before = before
             .into_iter()
-            .map(|s| {
-                let target = match (s.metric.get("job"), s.metric.get("instance")) {
-                    (_, None) => None,
-                    (job, Some(instance)) => {
-                        Some(format!("{}/{instance}", job.map_or("", String::as_str)))
-                    }
-                };
-                let error = s
-                    .metric
-                    .get(code_label)
-                    .is_some_and(|code| is_server_error(code));
-                let samples = s
-                    .values
-                    .into_iter()
-                    .map(|(t, v)| {
-                        v.parse::<f64>()
-                            .map(|v| (t, v))
-                            .map_err(|_| format!("`{v}` is not a number: {query}"))
-                    })
-                    .collect::<Result<_, _>>()?;
-                Ok(CounterSeries {
-                    target,
-                    error,
-                    samples,
-                })
+            .map(|sample| {
+                let value = number(&sample.value.1, &before_query)?;
+                Ok((identity(sample.metric), value))
             })
-            .collect()
+            .collect::<Result<BTreeMap<_, _>, String>>()?;
+        let window_ms = end.as_millisecond() - start.as_millisecond();
+        let window_query = format!("{selector}[{}ms]", window_ms.max(1));
+        let Data::Matrix(window) = self.query(address, &window_query, end).await? else {
+            return Err(format!(
+                "the query returned no range vector: {window_query}"
+            ));
+        };
+        let start_ms = start.as_millisecond();
+        let window = window
+            .into_iter()
+            .map(|series| {
+                let samples = series
+                    .values
+                    .iter()
+                    .map(|(t, v)| Ok(((t * 1000.0).round() as i64, number(v, &window_query)?)))
+                    // A sample at the start itself is the last one before the window.
+                    .filter(|sample| sample.as_ref().map_or(true, |(t, _)| *t > start_ms))
+                    .collect::<Result<Vec<_>, String>>()?;
+                Ok((identity(series.metric), samples))
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        Ok(increments::join(before, window, |labels| {
+            let target = labels.get("instance").map(|instance| {
+                format!(
+                    "{}/{instance}",
+                    labels.get("job").map_or("", String::as_str)
+                )
+            });
+            let error = labels
+                .get(code_label)
+                .is_some_and(|code| is_server_error(code));
+            (target, error)
+        }))
     }
 
     /// Asks `address` for `query` at `at`.
@@ -233,29 +252,46 @@ impl PrometheusMetrics {
             .ok_or_else(|| format!("the query returned no data field: {query}"))
     }
 
-    /// Both versions' requests and errors in the window `context` ends at, read at one
-    /// instant [`settle`] before it.
+    /// Both versions' requests and errors in the window `context` ends at, read
+    /// `queryOffset` behind it.
     async fn counts(
         &self,
         address: &str,
         context: &QueryContext,
         vars: &BTreeMap<String, String>,
     ) -> Result<ErrorCounts, String> {
-        let end = context
-            .at
-            .checked_sub(settle(context.scrape_interval))
+        let end = context.read_at()?;
+        let start = end
+            .checked_sub(context.window.min(MAX_COUNTED))
             .map_err(|e| e.to_string())?;
-        let end_secs = end.as_millisecond() as f64 / 1000.0;
-        let start_secs = end_secs - context.window.as_millis() as f64 / 1000.0;
-        let range = context.window.saturating_add(LOOKBACK);
+        let lookback = lookback(context.scrape_interval);
         let mut counted = [increments::Counted::default(); 2];
+        let mut newest = None;
+        let mut any = false;
         for (slot, version) in counted.iter_mut().zip([Version::Canary, Version::Stable]) {
             let series = queries::counted_series(context.provider, version);
             let selector = queries::render(&series.selector, vars)?;
-            let samples = self
-                .counter_series(address, &selector, series.code_label, range, end)
+            let found = self
+                .counter_series(address, &selector, series.code_label, lookback, start, end)
                 .await?;
-            *slot = count(&samples, start_secs, end_secs);
+            any |= !found.is_empty();
+            newest = newest.max(increments::newest(&found));
+            *slot = count(&found);
+        }
+        // Every live target is scraped once a scrape interval: nothing newer than that means
+        // Prometheus has not stored the window yet (or no target could be scraped). Counting it
+        // as nothing would lose it for good; an error keeps the window for the next try.
+        let fresh = end
+            .as_millisecond()
+            .saturating_sub(context.scrape_interval.as_millis() as i64)
+            .saturating_sub(FRESHNESS_SLACK_MS);
+        if any && newest.is_none_or(|newest| newest < fresh) {
+            return Err(format!(
+                "Prometheus has no request counts newer than {}s before {end}: its targets are \
+                 not being scraped, or it stores samples late (remote write, a query-side \
+                 delay): raise spec.analysis.queryOffset",
+                (end.as_millisecond() - newest.unwrap_or(start.as_millisecond())) / 1000
+            ));
         }
         let [canary, stable] = counted;
         Ok(ErrorCounts {
@@ -265,6 +301,21 @@ impl PrometheusMetrics {
             stable_errors: stable.errors,
         })
     }
+}
+
+/// Scrape jitter allowed before a window counts as not yet stored.
+const FRESHNESS_SLACK_MS: i64 = 2_000;
+
+/// A sample's value.
+fn number(text: &str, query: &str) -> Result<f64, String> {
+    text.parse()
+        .map_err(|_| format!("`{text}` is not a number: {query}"))
+}
+
+/// A series' labels without its metric name (which Prometheus' functions drop).
+fn identity(mut labels: BTreeMap<String, String>) -> BTreeMap<String, String> {
+    labels.remove("__name__");
+    labels
 }
 
 /// An HTTP status code `5xx`.
@@ -316,9 +367,9 @@ impl MetricProvider for PrometheusMetrics {
                 Err(message) => MetricOutcome::Error(message),
             };
         }
-        let outcome = match queries::render(&template, &vars) {
-            Ok(query) => self.instant(address, &query, context.at).await,
-            Err(message) => Err(message),
+        let outcome = match (queries::render(&template, &vars), context.read_at()) {
+            (Ok(query), Ok(at)) => self.instant(address, &query, at).await,
+            (Err(message), _) | (_, Err(message)) => Err(message),
         };
         match outcome {
             Ok(Some(value)) => MetricOutcome::Value(value),
@@ -372,5 +423,7 @@ struct RangeSeries {
 
 #[derive(Deserialize)]
 struct Sample {
+    #[serde(default)]
+    metric: BTreeMap<String, String>,
     value: (f64, String),
 }

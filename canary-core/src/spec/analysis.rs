@@ -24,6 +24,12 @@ pub struct Analysis {
     /// at most once per scrape.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scrape_interval: Option<String>,
+    /// How far behind the clock metrics are read; when absent `10s`, or the scrape interval
+    /// when shorter. Prometheus stores a scrape's samples when the scrape ends, up to its
+    /// timeout (10 s by default, never more than the interval) after the time they carry; remote storage (Thanos Receive, Mimir, Cortex) and query-side delays
+    /// (VictoriaMetrics' `-search.latencyOffset`, 30 s) add theirs. At most `5m`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query_offset: Option<String>,
     /// What a metric with no data counts as; `Fail` when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub no_data: Option<NoDataPolicy>,

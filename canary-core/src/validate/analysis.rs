@@ -18,6 +18,14 @@ pub const DEFAULT_SCRAPE_INTERVAL: SignedDuration = SignedDuration::from_secs(30
 /// The longest scrape interval accepted.
 const MAX_SCRAPE_INTERVAL: SignedDuration = SignedDuration::from_mins(10);
 
+/// How far behind the clock metrics are read when the spec does not say (or the scrape
+/// interval, when shorter): Prometheus' default scrape timeout, the longest a scrape's samples
+/// wait to be stored (a timeout never exceeds the interval).
+pub const DEFAULT_QUERY_OFFSET: SignedDuration = SignedDuration::from_secs(10);
+
+/// The largest query offset accepted.
+const MAX_QUERY_OFFSET: SignedDuration = SignedDuration::from_mins(5);
+
 /// The analysis interval when the spec gives none.
 pub const DEFAULT_INTERVAL: SignedDuration = SignedDuration::from_mins(1);
 
@@ -41,6 +49,18 @@ pub(super) fn check_analysis(c: &mut Checker, analysis: Option<&Analysis>) -> An
         c.error(
             "spec.analysis.scrapeInterval",
             "must be at most 10m: metrics scraped less often cannot guard a release",
+        );
+    }
+    let query_offset = c.duration(
+        "spec.analysis.queryOffset",
+        analysis.query_offset.as_deref(),
+        DEFAULT_QUERY_OFFSET.min(scrape_interval),
+        SignedDuration::ZERO,
+    );
+    if query_offset > MAX_QUERY_OFFSET {
+        c.error(
+            "spec.analysis.queryOffset",
+            "must be at most 5m: a release cannot wait longer for its evidence",
         );
     }
     let inconclusive_limit = analysis
@@ -101,6 +121,7 @@ pub(super) fn check_analysis(c: &mut Checker, analysis: Option<&Analysis>) -> An
     AnalysisPlan {
         interval,
         scrape_interval,
+        query_offset,
         failure_limit,
         counting: analysis.failure_counting.unwrap_or_default(),
         no_data: analysis.no_data.unwrap_or_default(),
