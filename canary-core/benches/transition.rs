@@ -28,6 +28,7 @@ fn observation(status: &RolloutStatus, canary_replicas: u32) -> Input {
     Input::Observed(Observation {
         workload: WorkloadObservation {
             desired_revision: "rev-2".to_owned(),
+            stable_reported_as: None,
             stable: pods("rev-1", 5),
             canary: (canary_replicas > 0).then(|| pods("rev-2", canary_replicas)),
         },

@@ -84,6 +84,7 @@ impl Driver<'_> {
         let mut pass = Pass::start(self).await?;
         for _ in 0..MAX_ROUNDS {
             let seen = self.observe(&pass.status).await?;
+            pass.stable_reported_as = seen.workload.stable_reported_as.clone();
             self.step(&mut pass, &Input::Observed(seen), now).await?;
             if pass.requeue_after != Some(SignedDuration::ZERO) {
                 break;
@@ -180,7 +181,10 @@ impl Driver<'_> {
                     pass.events.push(event);
                 }
                 Action::RunAnalysis { metrics, gate } => {
-                    let results = self.analyse(&pass.status, &metrics, gate, now).await;
+                    let reported = pass.stable_reported_as.clone();
+                    let results = self
+                        .analyse(&pass.status, &metrics, gate, reported, now)
+                        .await;
                     pass.analysed = true;
                     Box::pin(self.step(pass, &Input::Analysed(results), now)).await?;
                 }
@@ -268,6 +272,7 @@ impl Driver<'_> {
         status: &RolloutStatus,
         requests: &[MetricRequest],
         gate: bool,
+        stable_reported_as: Option<String>,
         now: Timestamp,
     ) -> AnalysisResults {
         let mut metrics = Vec::with_capacity(requests.len());
@@ -281,7 +286,10 @@ impl Driver<'_> {
             else {
                 continue;
             };
-            let context = QueryContext::new(self.plan, request.window, now);
+            let mut context = QueryContext::new(self.plan, request.window, now);
+            if let Some(name) = &stable_reported_as {
+                context.stable.clone_from(name);
+            }
             let outcome = self.metrics.measure(metric, &context).await;
             metrics.push(MetricResult {
                 metric: metric.name.clone(),
@@ -313,6 +321,8 @@ struct Pass {
     events: Vec<Event>,
     analysed: bool,
     trail: Vec<Waypoint>,
+    /// What the last observation said stable's pods are reported as, if not their workload.
+    stable_reported_as: Option<String>,
 }
 
 impl Pass {
@@ -325,6 +335,7 @@ impl Pass {
             requeue_after: None,
             events: Vec::new(),
             analysed: false,
+            stable_reported_as: None,
         })
     }
 

@@ -261,6 +261,7 @@ impl InMemoryWorkload {
             desired_revision: state.desired_revision.clone(),
             stable: state.stable.state(now),
             canary: state.canary.as_ref().map(|canary| canary.state(now)),
+            stable_reported_as: None,
         }
     }
 

@@ -20,8 +20,9 @@
 //!   and `exported_service`: set `honorLabels: true` (the chart leaves it off), or write the
 //!   queries yourself.
 //! - Istio names `destination_workload` after the pod's Deployment, or after its
-//!   `service.istio.io/workload-name` label (Istio 1.25+), which the canary's pods get set to
-//!   the canary's name.
+//!   `service.istio.io/workload-name` label (Istio 1.25+): the canary's pods get it set to the
+//!   canary's name, and `{{ stable }}` is the name stable's pods give
+//!   ([`crate::machine::WorkloadObservation::stable_reported_as`]).
 //! - Kuma's inbound cluster is `localhost:<port>` (`localhost_<port>` in metrics) and, with
 //!   unified resource naming (Kuma 2.12+, opt-in), `self_inbound_dp_<port>`: both match, so the
 //!   queries need no setting; outbound clusters on the same pods never do.

@@ -372,6 +372,7 @@ async fn a_canary_whose_controller_lags_behind_its_spec_keeps_its_traffic() {
         Input::Observed(Observation {
             workload: WorkloadObservation {
                 desired_revision: revision.clone(),
+                stable_reported_as: None,
                 stable: WorkloadState {
                     revision: "rev-1".into(),
                     desired: 5,
@@ -477,6 +478,7 @@ async fn a_route_changed_again_before_it_ever_takes_effect_runs_out_of_time() {
     let changed = Input::Observed(Observation {
         workload: WorkloadObservation {
             desired_revision: revision.clone(),
+            stable_reported_as: None,
             stable: ready("rev-1", 5),
             canary: Some(ready(&revision, 2)),
         },
@@ -977,6 +979,7 @@ async fn stable_traffic_is_isolated_before_any_canary_pod_starts() {
         Input::Observed(Observation {
             workload: WorkloadObservation {
                 desired_revision: "rev-2".into(),
+                stable_reported_as: None,
                 stable: state("rev-1", 5),
                 canary,
             },
@@ -1118,5 +1121,70 @@ async fn the_sequential_judge_weighs_windows_where_one_version_moved_together() 
     assert!(
         judge.stable_requests > 0 && judge.pending.is_empty(),
         "{judge:?}"
+    );
+}
+
+/// Pods that name themselves in the mesh's metrics (Istio's `service.istio.io/workload-name`)
+/// are queried by that name: the workload says so, and the builtin queries' `{{ stable }}` is
+/// it.
+#[tokio::test]
+async fn metrics_query_stable_by_the_name_its_pods_report() {
+    use canary_core::machine::WorkloadObservation;
+    use canary_core::plan::MetricPlan;
+    use canary_core::providers::{MetricProvider, QueryContext, WorkloadProvider};
+
+    struct Named(canary_core::memory::InMemoryWorkload);
+    #[async_trait::async_trait]
+    impl WorkloadProvider for Named {
+        async fn observe(&self) -> canary_core::Result<WorkloadObservation> {
+            let mut seen = self.0.observe().await?;
+            seen.stable_reported_as = Some("podinfo-prod".into());
+            Ok(seen)
+        }
+        async fn ensure_canary(&self, revision: &str, replicas: u32) -> canary_core::Result<bool> {
+            self.0.ensure_canary(revision, replicas).await
+        }
+        async fn promote(&self, revision: &str) -> canary_core::Result<bool> {
+            self.0.promote(revision).await
+        }
+        async fn remove_canary(&self) -> canary_core::Result<bool> {
+            self.0.remove_canary().await
+        }
+    }
+    #[derive(Default)]
+    struct Seen(std::sync::Mutex<Vec<String>>);
+    #[async_trait::async_trait]
+    impl MetricProvider for Seen {
+        async fn measure(&self, _: &MetricPlan, context: &QueryContext) -> MetricOutcome {
+            self.0.lock().unwrap().push(context.stable.clone());
+            MetricOutcome::Value(100.0)
+        }
+    }
+
+    let world = World::new(&rollout(
+        "istio",
+        "{canary: {steps: [{weight: 50}]}}",
+        &success_rate(1),
+    ));
+    let named = Named(world.workload.clone());
+    let seen = Seen::default();
+    let driver = canary_core::driver::Driver {
+        workload: &named,
+        metrics: &seen,
+        ..world.driver()
+    };
+    driver.reconcile(world.now()).await.unwrap();
+    world.workload.set_desired_revision("rev-2");
+    for _ in 0..200 {
+        let pass = driver.reconcile(world.now()).await.unwrap();
+        if pass.status.phase.is_terminal() {
+            break;
+        }
+        world.clock.advance(SignedDuration::from_secs(10));
+    }
+    let seen = seen.0.lock().unwrap();
+    assert!(
+        !seen.is_empty() && seen.iter().all(|stable| stable == "podinfo-prod"),
+        "{seen:?}"
     );
 }

@@ -336,8 +336,18 @@ impl DeploymentWorkload {
         };
         let (_, desired, _) = self.desired(&stable).await?;
         let canary = self.deployments.get_opt(&self.canary).await?;
+        let stable_reported_as = stable
+            .spec
+            .template
+            .metadata
+            .as_ref()
+            .and_then(|metadata| metadata.labels.as_ref())
+            .and_then(|labels| labels.get(ISTIO_WORKLOAD_NAME))
+            .filter(|name| **name != self.stable)
+            .cloned();
         Ok(WorkloadObservation {
             desired_revision: desired,
+            stable_reported_as,
             stable: state(&stable, running),
             canary: canary.map(|c| {
                 if c.metadata.deletion_timestamp.is_some() {

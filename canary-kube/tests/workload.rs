@@ -45,6 +45,10 @@ async fn a_new_version_label_the_stable_selector_uses_makes_a_valid_canary() {
     let plan = canary_core::load::plan_from_yaml(BOOKINFO).unwrap();
     let workload = DeploymentWorkload::new(cluster.client.clone(), &plan);
     let seen = workload.observe().await.unwrap();
+    assert_eq!(
+        seen.stable_reported_as, None,
+        "the pods' own name is their Deployment's"
+    );
     // The real API server refuses a Deployment whose selector does not match its template.
     workload
         .ensure_canary(&seen.desired_revision, 1)
@@ -245,4 +249,26 @@ async fn the_stable_deployment_is_held_only_while_a_release_is_pending() {
         .filter_map(|entry| entry.manager.clone())
         .collect();
     assert!(managers.contains(&"canary".to_owned()), "{managers:?}");
+}
+
+/// Stable pods that name themselves otherwise in Istio's metrics are queried by that name.
+#[tokio::test]
+async fn stable_pods_naming_themselves_are_reported_by_that_name() {
+    let cluster = TestCluster::start(Duration::from_millis(50)).await;
+    let labels = json!({"app": "reviews", "version": "v1"});
+    let pod_labels = json!({"app": "reviews", "version": "v1",
+                            "service.istio.io/workload-name": "reviews-prod"});
+    cluster.put(json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "reviews-v1", "namespace": "demo"},
+        "spec": {"replicas": 2, "selector": {"matchLabels": labels},
+                 "template": {"metadata": {"labels": pod_labels},
+                              "spec": {"containers": [{"name": "reviews", "image": "reviews:1"}]}}}
+    }));
+    let plan = canary_core::load::plan_from_yaml(BOOKINFO).unwrap();
+    let seen = DeploymentWorkload::new(cluster.client.clone(), &plan)
+        .observe()
+        .await
+        .unwrap();
+    assert_eq!(seen.stable_reported_as.as_deref(), Some("reviews-prod"));
 }

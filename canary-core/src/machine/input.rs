@@ -53,6 +53,10 @@ pub struct WorkloadObservation {
     pub stable: WorkloadState,
     /// The canary workload, when one exists.
     pub canary: Option<WorkloadState>,
+    /// The name the mesh reports stable's pods by in its metrics, when the pods name themselves
+    /// rather than taking their workload's (Istio's `service.istio.io/workload-name` pod label):
+    /// the builtin queries' `{{ stable }}`.
+    pub stable_reported_as: Option<String>,
 }
 
 /// One workload's revision and replica counts.

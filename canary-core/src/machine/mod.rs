@@ -63,7 +63,9 @@ pub struct Transition {
 ///     revision: "r1".into(), desired: 5, ready: 5, available: 5, stale: false,
 /// };
 /// let seen = Observation {
-///     workload: WorkloadObservation { desired_revision: "r1".into(), stable, canary: None },
+///     workload: WorkloadObservation {
+///         desired_revision: "r1".into(), stable, canary: None, stable_reported_as: None,
+///     },
 ///     route: None,
 ///     verified: Verification::Unknown,
 /// };
