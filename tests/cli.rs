@@ -580,3 +580,66 @@ fn simulate_through_a_cluster_refuses_what_a_cluster_refuses() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn devices_huge_files_and_two_rollouts_in_one_file_are_refused_quickly() {
+    let started = std::time::Instant::now();
+    let out = canary(&["validate", "/dev/zero"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("not a regular file"),
+        "{}",
+        stderr(&out)
+    );
+
+    let dir = std::env::temp_dir().join(format!("canary-cli-inputs-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let huge = dir.join("huge.yaml");
+    std::fs::write(&huge, "# padding\n".repeat(500_000)).unwrap();
+    for command in ["validate", "simulate"] {
+        let out = canary(&[command, huge.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(2), "{command}");
+        assert!(
+            stderr(&out).contains("larger than 4 MiB"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    let out = canary(&[
+        "render",
+        BOOKINFO,
+        "--provider",
+        "istio",
+        "--objects",
+        huge.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("larger than 4 MiB"),
+        "{}",
+        stderr(&out)
+    );
+
+    // The second Rollout is broken; reading only the first would say `valid`.
+    let good = std::fs::read_to_string("examples/rollouts/podinfo-threshold.yaml").unwrap();
+    let two = dir.join("two.yaml");
+    let text = format!("{good}---\n{}", good.replace("port: 9898}", "port: 70000}"));
+    std::fs::write(&two, &text).unwrap();
+    let second = text
+        .lines()
+        .enumerate()
+        .filter(|(_, line)| *line == "kind: Rollout")
+        .nth(1)
+        .unwrap()
+        .0
+        + 1;
+    let out = canary(&["validate", two.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("one Rollout") && err.contains(&format!("two.yaml:{second}:")),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+}

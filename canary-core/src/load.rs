@@ -14,7 +14,7 @@ use crate::validate::validate;
 /// checked here.
 pub fn from_yaml(text: &str) -> Result<Rollout> {
     let documents = documents(text);
-    let (offset, document) = documents[rollout_index(&documents)];
+    let (_, offset, document) = the_rollout(&documents)?;
     parse_document::<Rollout>(document, offset)
 }
 
@@ -36,8 +36,7 @@ pub struct RolloutFile {
 /// Reads a Rollout file with the objects it carries.
 pub fn rollout_file(text: &str) -> Result<RolloutFile> {
     let documents = documents(text);
-    let index = rollout_index(&documents);
-    let (offset, document) = documents[index];
+    let (index, offset, document) = the_rollout(&documents)?;
     let rollout = parse_document::<Rollout>(document, offset)?;
     let mut objects = Objects::default();
     for (at, (offset, document)) in documents.into_iter().enumerate() {
@@ -98,17 +97,46 @@ fn is_blank(document: &str) -> bool {
         .all(|line| line.is_empty() || line.starts_with('#'))
 }
 
-/// Which document is the Rollout: the one whose top-level `kind` is `Rollout`, else the first.
-fn rollout_index(documents: &[(u64, &str)]) -> usize {
-    documents
+/// The Rollout's document (its index, the lines before it, its text): the one of `kind:
+/// Rollout`, else the first. A file of two Rollouts is refused: reading only one would say
+/// `valid` of a file whose other Rollout is broken.
+fn the_rollout<'a>(documents: &[(u64, &'a str)]) -> Result<(usize, u64, &'a str)> {
+    let rollouts: Vec<(usize, u64)> = documents
         .iter()
-        .position(|(_, document)| {
-            document.lines().any(|line| {
-                line.strip_prefix("kind:")
-                    .is_some_and(|kind| kind.trim().trim_matches(['"', '\'']) == "Rollout")
-            })
+        .enumerate()
+        .filter_map(|(at, (offset, document))| {
+            rollout_line(document).map(|line| (at, offset + line))
         })
-        .unwrap_or(0)
+        .collect();
+    if let [_, (_, second), ..] = rollouts.as_slice() {
+        return Err(Error::Parse {
+            message: format!(
+                "a file holds one Rollout, this one has {}: another starts here",
+                rollouts.len()
+            ),
+            line: Some(*second),
+            column: Some(1),
+        });
+    }
+    let index = rollouts.first().map_or(0, |(at, _)| *at);
+    documents
+        .get(index)
+        .map(|(offset, document)| (index, *offset, *document))
+        .ok_or_else(|| Error::Parse {
+            message: "no document".to_owned(),
+            line: None,
+            column: None,
+        })
+}
+
+/// The line (1-based, in the document) of a top-level `kind: Rollout`, if the document is a
+/// Rollout. The Rollout is that document, else the first.
+fn rollout_line(document: &str) -> Option<u64> {
+    (1u64..).zip(document.lines()).find_map(|(number, line)| {
+        line.strip_prefix("kind:")
+            .is_some_and(|kind| kind.trim().trim_matches(['"', '\'']) == "Rollout")
+            .then_some(number)
+    })
 }
 
 /// One document as `T`, errors placed in the whole file (`offset` lines precede it).

@@ -225,9 +225,13 @@ impl Sprt {
         if n_c <= 0.0 || n_s <= 0.0 {
             return 0.0;
         }
-        let p0 = n_c / (n_c + n_s);
-        let p1 = self.degradation * n_c / (self.degradation * n_c + n_s);
-        e_c * (p1 / p0).ln() + e_s * ((1.0 - p1) / (1.0 - p0)).ln()
+        // ln(π1/π0) and ln((1−π1)/(1−π0)) written without the differences `1 − π`, which
+        // round to 0 (and the evidence to NaN) when one version's count dwarfs the other's.
+        let r = self.degradation;
+        let stable_ratio = (n_c + n_s).ln() - (r * n_c + n_s).ln();
+        let evidence = e_c * (r.ln() + stable_ratio) + e_s * stable_ratio;
+        // Never a non-finite number in the status: it would not read back.
+        if evidence.is_finite() { evidence } else { 0.0 }
     }
 
     /// Wald's approximate expected number of canary errors before H1 is accepted, when the
@@ -291,4 +295,38 @@ pub struct WebhookPlan {
     pub timeout: SignedDuration,
     /// Sent in the payload.
     pub metadata: BTreeMap<String, String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Sprt;
+
+    const SPRT: Sprt = Sprt {
+        alpha: 0.01,
+        beta: 0.05,
+        degradation: 2.0,
+    };
+
+    #[test]
+    fn evidence_matches_the_textbook_form() {
+        let (canary, stable) = ((300u64, 12u64), (2700u64, 20u64));
+        let (n_c, n_s) = (300.0, 2700.0);
+        let p0: f64 = n_c / (n_c + n_s);
+        let p1: f64 = 2.0 * n_c / (2.0 * n_c + n_s);
+        let textbook = 12.0 * (p1 / p0).ln() + 20.0 * ((1.0 - p1) / (1.0 - p0)).ln();
+        assert!((SPRT.evidence(canary, stable) - textbook).abs() < 1e-9);
+    }
+
+    #[test]
+    fn lopsided_counts_give_finite_evidence() {
+        for (canary, stable) in [
+            ((u64::MAX / 2, 0), (1, 0)),
+            ((u64::MAX / 2, 5), (1, 1)),
+            ((1, 1), (u64::MAX / 2, u64::MAX / 4)),
+            ((u64::MAX, u64::MAX), (u64::MAX, u64::MAX)),
+        ] {
+            let evidence = SPRT.evidence(canary, stable);
+            assert!(evidence.is_finite(), "{canary:?} {stable:?}: {evidence}");
+        }
+    }
 }

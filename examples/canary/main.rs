@@ -139,14 +139,42 @@ fn load(file: &Path) -> Result<canary::RolloutPlan, Failure> {
 fn load_with_objects(
     file: &Path,
 ) -> Result<(canary::RolloutPlan, canary::objects::Objects), Failure> {
-    let name = file.display();
-    let text = std::fs::read_to_string(file)
-        .map_err(|error| Failure::input(format!("{name}: cannot read: {error}")))?;
+    let text = read_input(file)?;
     let loaded =
         canary::load::rollout_file(&text).map_err(|error| describe_load_error(file, error))?;
     let plan = canary::validate::validate(&loaded.rollout)
         .map_err(|errors| describe_load_error(file, Error::Invalid(errors)))?;
     Ok((plan, loaded.objects))
+}
+
+/// The largest input file read: Rollouts and the objects they build on are a few kilobytes.
+const MAX_INPUT_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Reads a regular file of at most [`MAX_INPUT_BYTES`] as text; never a device, a pipe or a
+/// directory, and never more than the limit.
+fn read_input(file: &Path) -> Result<String, Failure> {
+    use std::io::Read;
+    let name = file.display();
+    let cannot = |error: std::io::Error| Failure::input(format!("{name}: cannot read: {error}"));
+    let opened = std::fs::File::open(file).map_err(cannot)?;
+    if !opened.metadata().map_err(cannot)?.is_file() {
+        return Err(Failure::input(format!(
+            "{name}: not a regular file (a device, a pipe or a directory is not read)"
+        )));
+    }
+    let mut bytes = Vec::new();
+    opened
+        .take(MAX_INPUT_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(cannot)?;
+    if bytes.len() as u64 > MAX_INPUT_BYTES {
+        return Err(Failure::input(format!(
+            "{name}: larger than {} MiB, the most read",
+            MAX_INPUT_BYTES / 1024 / 1024
+        )));
+    }
+    String::from_utf8(bytes)
+        .map_err(|_| Failure::input(format!("{name}: cannot read: not UTF-8 text")))
 }
 
 /// A loading error for the user: the file, the place in it and what is wrong.

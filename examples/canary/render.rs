@@ -64,9 +64,7 @@ pub fn render(args: &RenderArgs) -> Result<(), Failure> {
 
 /// The objects of the YAML file `path`.
 pub fn read_objects(path: &Path) -> Result<Objects, Failure> {
-    let name = path.display();
-    let text = std::fs::read_to_string(path)
-        .map_err(|error| Failure::input(format!("{name}: cannot read: {error}")))?;
+    let text = crate::read_input(path)?;
     canary::load::objects_from_yaml(&text).map_err(|error| crate::describe_load_error(path, error))
 }
 
