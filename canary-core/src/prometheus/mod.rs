@@ -142,9 +142,7 @@ impl PrometheusMetrics {
             }
             Data::String(_) => return Err(format!("the query returned no number: {query}")),
         };
-        let value: f64 = value
-            .parse()
-            .map_err(|_| format!("`{value}` is not a number: {query}"))?;
+        let value = number(&value, query)?;
         Ok(value.is_finite().then_some(value))
     }
 
