@@ -277,7 +277,7 @@ impl Release {
     fn status(&self) -> Option<RolloutStatus> {
         self.cluster
             .rollout(NAMESPACE, NAME)
-            .map(|r| r.status.unwrap_or_default())
+            .map(|r| r.status.map(|s| s.engine).unwrap_or_default())
     }
 
     /// Every rule of what users' requests get holds now.

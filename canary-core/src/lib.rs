@@ -9,7 +9,8 @@
 //! - [`providers`]: the traits the shell works through, with in-memory versions in [`memory`];
 //! - [`driver`]: one reconcile pass over those traits;
 //! - [`sim`]: synthetic traffic in virtual time, to try a rollout without a cluster;
-//! - [`dataplane`]: which pod answers a request, given a cluster's objects.
+//! - [`dataplane`]: which pod answers a request, given a cluster's objects;
+//! - [`destinations`]: the Prometheus servers and webhooks a controller may call for Rollouts.
 //!
 //! ```
 //! # tokio_test_block_on(async {
@@ -23,9 +24,12 @@
 //! ```
 
 pub mod dataplane;
+pub mod destinations;
 pub mod driver;
 pub mod duration;
 pub mod error;
+#[cfg(any(feature = "prometheus", feature = "webhooks"))]
+mod http;
 pub mod load;
 pub mod machine;
 pub mod memory;

@@ -54,9 +54,10 @@ pub enum StepStage {
 }
 
 /// Everything the engine remembers about one rollout. A driver that restarts from the last
-/// saved status reaches the same outcome.
+/// saved status reaches the same outcome. A field missing from a saved status is its default
+/// (a status written in parts, or by an older version).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", default)]
 pub struct RolloutStatus {
     /// The phase.
     pub phase: Phase,

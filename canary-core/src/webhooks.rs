@@ -6,8 +6,15 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::error::describe;
+use crate::http::{excerpt, read_capped};
 use crate::plan::WebhookPlan;
 use crate::providers::{HookOutcome, HookPayload, WebhookRunner};
+
+/// The most of a webhook's answer that is read.
+pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
+
+/// The most of a refusing webhook's answer quoted in the status and events, in characters.
+const EXCERPT_CHARS: usize = 120;
 
 /// A [`WebhookRunner`] posting JSON: a 2xx answer passes, any other answer fails, no answer is
 /// an error. Connection errors, timeouts and 5xx answers are tried again (twice by default).
@@ -58,12 +65,16 @@ impl WebhookRunner for HttpWebhooks {
                 Ok(response) if response.status().is_success() => return HookOutcome::Pass,
                 Ok(response) => {
                     let status = response.status();
-                    let body = response.text().await.unwrap_or_default();
-                    let excerpt: String = body.trim().chars().take(200).collect();
-                    let why = if excerpt.is_empty() {
+                    // Read up to a bound, and quoted short and on one line: the answer says
+                    // why a gate refused, nothing more belongs in a status.
+                    let why = match read_capped(response, MAX_ANSWER_BYTES).await {
+                        Ok(body) => excerpt(&String::from_utf8_lossy(&body), EXCERPT_CHARS),
+                        Err(too_long) => too_long,
+                    };
+                    let why = if why.is_empty() {
                         status.to_string()
                     } else {
-                        format!("{status}: {excerpt}")
+                        format!("{status}: {why}")
                     };
                     last = HookOutcome::Fail(why);
                     if !status.is_server_error() {

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use canary_core::destinations::Destinations;
 use canary_core::driver::{Driver, Reconciled};
 use canary_core::machine::EventKind;
 use canary_core::machine::Verification;
@@ -23,7 +24,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 
 use crate::command;
-use crate::crd::Rollout;
+use crate::crd::{Rollout, SPEC_KEEPER};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::store::KubeStatusStore;
@@ -62,6 +63,9 @@ pub struct Context {
     pub metrics: Metrics,
     /// Told of every pass the driver completes, if set.
     pub observer: Option<PassObserver>,
+    /// The Prometheus servers and webhooks Rollouts may name; a Rollout naming any other is
+    /// refused before anything is sent or changed. Allows nothing unless set.
+    pub destinations: Destinations,
 }
 
 impl Context {
@@ -88,7 +92,15 @@ impl Context {
             clock,
             metrics,
             observer: None,
+            destinations: Destinations::default(),
         }
+    }
+
+    /// This context, letting Rollouts name the Prometheus servers and webhooks `destinations`
+    /// allows.
+    pub fn with_destinations(mut self, destinations: Destinations) -> Self {
+        self.destinations = destinations;
+        self
     }
 
     /// This context, telling `observer` of every pass the driver completes.
@@ -182,6 +194,14 @@ pub fn error_policy(_rollout: Arc<Rollout>, error: &Error, context: Arc<Context>
 fn plan_of(
     rollout: &Rollout,
 ) -> std::result::Result<RolloutPlan, canary_core::validate::ValidationErrors> {
+    plan_with(rollout, rollout.spec.spec.clone())
+}
+
+/// The Rollout with `spec` as the core engine reads it.
+fn plan_with(
+    rollout: &Rollout,
+    spec: canary_core::spec::RolloutSpec,
+) -> std::result::Result<RolloutPlan, canary_core::validate::ValidationErrors> {
     let file = canary_core::Rollout {
         api_version: canary_core::spec::API_VERSION.to_owned(),
         kind: canary_core::spec::KIND.to_owned(),
@@ -191,9 +211,43 @@ fn plan_of(
             labels: rollout.labels().clone(),
             annotations: BTreeMap::new(),
         },
-        spec: rollout.spec.spec.clone(),
+        spec,
     };
     canary_core::validate::validate(&file)
+}
+
+/// The plan of the last spec the controller acted on (kept in the status), when the spec as
+/// it is now does not validate.
+fn last_valid_plan(rollout: &Rollout) -> Option<RolloutPlan> {
+    let kept = rollout.status.as_ref()?.last_valid_spec.clone()?;
+    let spec = serde_json::from_value(kept).ok()?;
+    plan_with(rollout, spec).ok()
+}
+
+/// Keeps the spec the controller is about to act on in the status (see
+/// [`crate::crd::RolloutStatus::last_valid_spec`]); no write when it is kept already.
+async fn keep_valid_spec(rollout: &Rollout, api: &Api<Rollout>) -> Result<()> {
+    let spec = serde_json::to_value(&rollout.spec.spec)
+        .map_err(|e| Error::Invalid(format!("cannot encode the spec: {e}")))?;
+    let kept = rollout
+        .status
+        .as_ref()
+        .and_then(|status| status.last_valid_spec.as_ref());
+    if kept == Some(&spec) {
+        return Ok(());
+    }
+    let patch = json!({
+        "apiVersion": "canary.rs/v1alpha1",
+        "kind": "Rollout",
+        "status": {"lastValidSpec": spec},
+    });
+    api.patch_status(
+        &rollout.name_any(),
+        &PatchParams::apply(SPEC_KEEPER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
+    Ok(())
 }
 
 async fn apply(rollout: &Rollout, context: &Context) -> Result<Action> {
@@ -203,10 +257,24 @@ async fn apply(rollout: &Rollout, context: &Context) -> Result<Action> {
     let plan = match plan_of(rollout) {
         Ok(plan) => plan,
         Err(errors) => {
-            refuse(rollout, &api, &errors.to_string(), context).await?;
+            refuse(rollout, &api, "InvalidSpec", &errors.to_string(), context).await?;
             return Ok(Action::await_change());
         }
     };
+    let refused = context.destinations.refused(&plan);
+    if !refused.is_empty() {
+        let why: Vec<String> = refused.iter().map(ToString::to_string).collect();
+        refuse(
+            rollout,
+            &api,
+            "DestinationNotAllowed",
+            &why.join("; "),
+            context,
+        )
+        .await?;
+        return Ok(Action::await_change());
+    }
+    keep_valid_spec(rollout, &api).await?;
     let workload = DeploymentWorkload::new(context.client.clone(), &plan).with_known_stable(
         rollout
             .status
@@ -237,7 +305,11 @@ async fn apply(rollout: &Rollout, context: &Context) -> Result<Action> {
         store: &store,
     };
     let now = context.clock.now();
-    let before = rollout.status.clone().unwrap_or_default();
+    let before = rollout
+        .status
+        .clone()
+        .map(|status| status.engine)
+        .unwrap_or_default();
     let pass = match command::pending(rollout.annotations().into()) {
         Some(Ok((id, command))) if id > before.last_command => {
             driver.command(id, command, now).await?
@@ -275,18 +347,24 @@ fn next(pass: &Reconciled) -> Action {
     }
 }
 
-/// A Rollout whose spec breaks the rules: say so in its status and an event, touch nothing.
+/// A Rollout whose spec breaks the rules, or names a destination this controller does not
+/// allow: say so (`reason`, `errors`) in its status and an event, touch nothing.
 async fn refuse(
     rollout: &Rollout,
     api: &Api<Rollout>,
+    reason: &str,
     errors: &str,
     context: &Context,
 ) -> Result<()> {
-    let mut status: RolloutStatus = rollout.status.clone().unwrap_or_default();
+    let before = rollout.status.as_ref().map(|status| &status.engine);
+    let mut status: RolloutStatus = before.cloned().unwrap_or_default();
     let now = context.clock.now();
-    status.set_condition("Valid", false, "InvalidSpec", errors, now);
-    status.message = format!("the spec is invalid: {errors}");
-    if rollout.status.as_ref() != Some(&status) {
+    status.set_condition("Valid", false, reason, errors, now);
+    status.message = match reason {
+        "InvalidSpec" => format!("the spec is invalid: {errors}"),
+        _ => format!("refused: {errors}"),
+    };
+    if before != Some(&status) {
         let patch =
             json!({"apiVersion": "canary.rs/v1alpha1", "kind": "Rollout", "status": status});
         api.patch_status(
@@ -295,7 +373,7 @@ async fn refuse(
             &Patch::Apply(&patch),
         )
         .await?;
-        publish(context, rollout, EventKind::Warning, "InvalidSpec", errors).await;
+        publish(context, rollout, EventKind::Warning, reason, errors).await;
     }
     Ok(())
 }
@@ -358,67 +436,74 @@ enum Cleanup {
 /// deleted (Argo CD deletes in the foreground) the garbage collector never removes the canary
 /// before step 1.
 ///
-/// When the user's objects went with the Rollout (an Argo CD Application deleted whole), no
-/// request can reach the canary through them any more: the route is not waited for, and what
-/// the provider cannot find to give back is not an error. A Rollout whose spec no longer
-/// validates has no route to render: its canary is removed by its labels and its stable
-/// Deployment let go, and an event says the route was left as it is.
+/// When the user's stable Deployment or Service went with the Rollout (an Argo CD Application
+/// deleted whole), the route is still sent back to stable where its objects remain, but not
+/// waited for, and what the provider cannot find to give back is not an error: a cleanup
+/// never waits on objects that will not come back. A Rollout whose spec no longer validates is
+/// cleaned up from the last spec the controller acted on (kept in its status); one that never
+/// validated never routed anything: its canary, if any, is removed by its labels.
 async fn cleanup(rollout: &Rollout, context: &Context) -> Result<Cleanup> {
     let namespace = rollout.namespace().unwrap_or_else(|| "default".to_owned());
     let name = rollout.name_any();
-    let (kind, message) = match plan_of(rollout) {
-        Ok(plan) => {
-            let traffic = context.traffic.provider(&plan)?;
-            let workload = DeploymentWorkload::new(context.client.clone(), &plan);
-            let services: Api<k8s_openapi::api::core::v1::Service> =
-                Api::namespaced(context.client.clone(), &namespace);
-            let stable_gone = !workload.stable_exists().await?
-                || services
-                    .get_opt(&plan.rollout.spec.service.name)
-                    .await?
-                    .is_none();
-            if !stable_gone {
-                traffic.reset().await?;
-                let seen = traffic.observe(&RouteState::stable()).await?;
-                if seen.verified != Verification::Yes {
-                    return Ok(Cleanup::Waiting(
-                        "the route back to stable is not in effect yet".to_owned(),
-                    ));
-                }
-            }
-            if let Some(waiting) = remove_canary(&workload).await? {
-                return Ok(waiting);
-            }
-            match traffic.finalize().await {
-                Ok(()) => {}
-                Err(error) if stable_gone => {
-                    tracing::warn!(rollout = %name, %error, "the stable objects are gone; what is left of the route stays");
-                }
-                Err(error) => return Err(error.into()),
-            }
-            (
-                EventKind::Normal,
-                "routes reset, canary removed, stable Deployment released".to_owned(),
-            )
-        }
-        Err(errors) => {
-            let stable = &rollout.spec.spec.workload_ref.name;
-            let workload =
-                DeploymentWorkload::without_plan(context.client.clone(), &namespace, &name, stable);
-            if let Some(waiting) = remove_canary(&workload).await? {
-                return Ok(waiting);
-            }
-            (
-                EventKind::Warning,
-                format!(
-                    "the spec does not validate, so the route was left as it is; canary \
-                     removed, stable Deployment released ({errors})"
-                ),
-            )
-        }
+    let (plan, note) = match plan_of(rollout) {
+        Ok(plan) => (Some(plan), String::new()),
+        Err(errors) => match last_valid_plan(rollout) {
+            Some(plan) => (
+                Some(plan),
+                format!(" (the spec does not validate, so the last valid one was used: {errors})"),
+            ),
+            None => (None, format!(" (the spec never validated: {errors})")),
+        },
     };
+    let Some(plan) = plan else {
+        let stable = &rollout.spec.spec.workload_ref.name;
+        let workload =
+            DeploymentWorkload::without_plan(context.client.clone(), &namespace, &name, stable);
+        if let Some(waiting) = remove_canary(&workload).await? {
+            return Ok(waiting);
+        }
+        context.metrics.forget(&namespace, &name);
+        let message = format!("canary removed, stable Deployment released{note}");
+        publish(context, rollout, EventKind::Normal, "Deleted", &message).await;
+        return Ok(Cleanup::Done);
+    };
+    let traffic = context.traffic.provider(&plan)?;
+    let workload = DeploymentWorkload::new(context.client.clone(), &plan);
+    let services: Api<k8s_openapi::api::core::v1::Service> =
+        Api::namespaced(context.client.clone(), &namespace);
+    let stable_gone = !workload.stable_exists().await?
+        || services
+            .get_opt(&plan.rollout.spec.service.name)
+            .await?
+            .is_none();
+    match traffic.reset().await {
+        Ok(_) => {}
+        Err(error) if stable_gone => {
+            tracing::warn!(rollout = %name, %error, "the stable objects are gone; the route cannot be reset");
+        }
+        Err(error) => return Err(error.into()),
+    }
+    if !stable_gone {
+        let seen = traffic.observe(&RouteState::stable()).await?;
+        if seen.verified != Verification::Yes {
+            return Ok(Cleanup::Waiting(
+                "the route back to stable is not in effect yet".to_owned(),
+            ));
+        }
+    }
+    if let Some(waiting) = remove_canary(&workload).await? {
+        return Ok(waiting);
+    }
+    match traffic.finalize().await {
+        Ok(()) => {}
+        Err(error) if stable_gone => {
+            tracing::warn!(rollout = %name, %error, "the stable objects are gone; what is left of the route stays");
+        }
+        Err(error) => return Err(error.into()),
+    }
     context.metrics.forget(&namespace, &name);
-    publish(context, rollout, kind, "Deleted", &message).await;
+    let message = format!("routes reset, canary removed, stable Deployment released{note}");
+    publish(context, rollout, EventKind::Normal, "Deleted", &message).await;
     Ok(Cleanup::Done)
 }
 

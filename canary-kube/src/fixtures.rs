@@ -332,7 +332,11 @@ impl TestCluster {
         let deadline = Instant::now() + limit;
         loop {
             let rollout = rollouts.get(name).await.expect("the Rollout exists");
-            let status = rollout.status.clone().unwrap_or_default();
+            let status = rollout
+                .status
+                .clone()
+                .map(|status| status.engine)
+                .unwrap_or_default();
             if done(&status) {
                 return status;
             }

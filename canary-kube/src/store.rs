@@ -35,7 +35,7 @@ impl StatusStore for KubeStatusStore {
             .get(&self.name)
             .await
             .map_err(|e| canary_core::Error::provider("status", e.to_string()))?;
-        Ok(rollout.status)
+        Ok(rollout.status.map(|status| status.engine))
     }
 
     async fn save(&self, status: &RolloutStatus) -> canary_core::Result<()> {

@@ -18,6 +18,9 @@
 //!   finalizer removes it instead, after the routes are reset (see `crate::controller`).
 //! - The canary is deleted in the foreground: the Deployment stays until its ReplicaSets and
 //!   pods are gone, so "no canary Deployment" means no canary pod either.
+//! - Only a canary canary made (its `canary.rs/role` and `canary.rs/rollout` labels) is ever
+//!   changed or deleted, and a delete carries the uid read as a precondition. A Deployment of
+//!   the canary's name made by anyone else stays as it is; the release waits, saying so.
 //! - Every write to the stable Deployment is a JSON merge patch by field manager `canary`
 //!   carrying the `resourceVersion` canary read: if someone (Flux, Argo CD, a person) wrote
 //!   since, the API server refuses it with 409 Conflict and the next pass reads again, so
@@ -34,7 +37,7 @@ use canary_core::services::canary_pod_label;
 use canary_core::spec::NewVersion;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, Preconditions};
 use kube::{Api, Client};
 use serde_json::{Value, json};
 
@@ -194,9 +197,56 @@ impl DeploymentWorkload {
         Ok(())
     }
 
-    /// The canary Deployment, if there is one.
+    /// The canary Deployment, if there is one canary made for this Rollout (it carries the
+    /// labels `canary.rs/role: canary` and `canary.rs/rollout: <rollout>`). A Deployment of
+    /// the canary's name that someone else made is not the canary: canary never changes nor
+    /// deletes it (see [`DeploymentWorkload::foreign_canary`]).
     async fn canary(&self) -> Result<Option<Deployment>> {
-        Ok(self.deployments.get_opt(&self.canary).await?)
+        let found = self.deployments.get_opt(&self.canary).await?;
+        Ok(found.filter(|deployment| self.made(deployment)))
+    }
+
+    /// Whether canary made `deployment` as this Rollout's canary.
+    fn made(&self, deployment: &Deployment) -> bool {
+        let labels = deployment.metadata.labels.as_ref();
+        let label = |key: &str| {
+            labels
+                .and_then(|labels| labels.get(key))
+                .map(String::as_str)
+        };
+        label(ROLE) == Some("canary") && label(ROLLOUT) == Some(self.rollout.as_str())
+    }
+
+    /// The error of a Deployment named as the canary that canary did not make, if there is
+    /// one: the release cannot make its canary until it is renamed or removed by its owner.
+    async fn foreign_canary(&self) -> Result<Option<Error>> {
+        let found = self.deployments.get_opt(&self.canary).await?;
+        Ok(found.filter(|deployment| !self.made(deployment)).map(|_| {
+            Error::Invalid(format!(
+                "Deployment {}/{} is in the way: canary makes the canary of Rollout {} under \
+                 that name, and this one lacks the labels {ROLE}=canary and {ROLLOUT}={} that \
+                 canary gives its own, so it is never changed nor deleted; rename it or remove \
+                 it",
+                self.namespace, self.canary, self.rollout, self.rollout
+            ))
+        }))
+    }
+
+    /// Deletes `canary` (as read) in the foreground, on condition that it is still the object
+    /// read (its uid: a Deployment of that name made since by someone else is never deleted).
+    async fn delete_canary(&self, canary: &Deployment) -> Result<bool> {
+        let params = DeleteParams {
+            preconditions: Some(Preconditions {
+                uid: canary.metadata.uid.clone(),
+                resource_version: None,
+            }),
+            ..DeleteParams::foreground()
+        };
+        match self.deployments.delete(&self.canary, &params).await {
+            Ok(_) => Ok(true),
+            Err(kube::Error::Api(status)) if status.code == 404 => Ok(false),
+            Err(error) => Err(error.into()),
+        }
     }
 
     /// Whether the canary Deployment and every pod of it are gone (a canary deleted in the
@@ -335,7 +385,7 @@ impl DeploymentWorkload {
             (None, None) => self.revision(&pod_template(&stable)).await?,
         };
         let (_, desired, _) = self.desired(&stable).await?;
-        let canary = self.deployments.get_opt(&self.canary).await?;
+        let canary = self.canary().await?;
         let stable_reported_as = stable
             .spec
             .template
@@ -367,14 +417,18 @@ impl DeploymentWorkload {
     }
 
     async fn ensure_inner(&self, revision: &str, replicas: u32) -> Result<bool> {
-        if let Some(existing) = self.canary().await? {
+        if let Some(error) = self.foreign_canary().await? {
+            return Err(error);
+        }
+        let existing = self.canary().await?;
+        if let Some(existing) = &existing {
             // A canary being deleted (replaced, or removed) is waited for: its pods go first.
             if existing.metadata.deletion_timestamp.is_some() {
                 return Ok(false);
             }
-            if annotation(&existing, REVISION).as_deref() == Some(revision)
+            if annotation(existing, REVISION).as_deref() == Some(revision)
                 && existing.spec.replicas == Some(i32::try_from(replicas).unwrap_or(i32::MAX))
-                && !owned_by_rollout(&existing)
+                && !owned_by_rollout(existing)
             {
                 return Ok(false);
             }
@@ -409,14 +463,12 @@ impl DeploymentWorkload {
             template["metadata"]["labels"][key] = json!(value);
         }
         let selector = canary_selector(&stable, &template);
-        if let Some(existing) = self.deployments.get_opt(&self.canary).await?
+        if let Some(existing) = &existing
             && existing.spec.selector.match_labels.as_ref() != Some(&selector)
         {
             // A Deployment's selector is immutable (apps/v1): a canary whose new template no
             // longer matches it is replaced, once its pods are gone.
-            self.deployments
-                .delete(&self.canary, &DeleteParams::foreground())
-                .await?;
+            self.delete_canary(existing).await?;
             return Ok(true);
         }
         template["metadata"]["annotations"][REVISION] = json!(revision);
@@ -523,21 +575,12 @@ impl DeploymentWorkload {
     /// [`DeploymentWorkload::canary_gone`]). Returns whether it wrote anything (a canary
     /// already being deleted is left to go).
     async fn remove_inner(&self) -> Result<bool> {
-        let deleting = match self.canary().await? {
+        match self.canary().await? {
             Some(canary) if canary.metadata.deletion_timestamp.is_none() => {
-                match self
-                    .deployments
-                    .delete(&self.canary, &DeleteParams::foreground())
-                    .await
-                {
-                    Ok(_) => true,
-                    Err(kube::Error::Api(status)) if status.code == 404 => false,
-                    Err(error) => return Err(error.into()),
-                }
+                self.delete_canary(&canary).await
             }
-            _ => false,
-        };
-        Ok(deleting)
+            _ => Ok(false),
+        }
     }
 }
 

@@ -185,6 +185,7 @@ impl Cluster {
             .await
             .unwrap()
             .status
+            .map(|status| status.engine)
             .unwrap_or_default()
     }
 
@@ -198,7 +199,7 @@ impl Cluster {
         let deadline = Instant::now() + limit;
         loop {
             let rollout = self.rollouts().get("podinfo").await.unwrap();
-            let status = rollout.status.clone().unwrap_or_default();
+            let status = rollout.status.clone().map(|s| s.engine).unwrap_or_default();
             if done(&status) {
                 return status;
             }
@@ -230,7 +231,7 @@ impl Cluster {
         let deadline = Instant::now() + limit;
         loop {
             if let Ok(rollout) = self.rollouts().get("podinfo").await {
-                let status = rollout.status.unwrap_or_default();
+                let status = rollout.status.map(|s| s.engine).unwrap_or_default();
                 if done(&status) {
                     return status;
                 }
@@ -682,6 +683,9 @@ async fn a_rollout_whose_spec_became_invalid_still_removes_its_canary_when_delet
         .unwrap();
     cluster.reconcile_until_gone(&context).await;
     assert!(!cluster.canary_exists().await, "the canary leaked");
+    // Cleaned up from the last valid spec: the route went back to stable first.
+    let route = cluster.traffic.routes("test", "podinfo").unwrap().route();
+    assert!(route.is_stable_only(), "{route:?}");
     let stable = cluster.deployments().get("podinfo").await.unwrap();
     assert_ne!(
         stable.spec.paused,
@@ -1032,4 +1036,183 @@ async fn without_the_webhook_the_controller_holds_on_sight_and_says_when_it_was_
     let events = cluster.server.list("events.k8s.io/v1", "Event");
     let reasons: Vec<&str> = events.iter().filter_map(|e| e["reason"].as_str()).collect();
     assert!(reasons.contains(&"StableRolledBeforeHold"), "{reasons:?}");
+}
+
+/// A TCP listener counting the connections made to it (each answered `500` and closed).
+async fn counting_listener() -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    use tokio::io::AsyncWriteExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = format!("http://{}", listener.local_addr().unwrap());
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let _ = stream
+                .write_all(b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\n\r\n")
+                .await;
+        }
+    });
+    (address, accepted)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rollout_naming_a_destination_not_allowed_is_refused_before_anything_is_sent() {
+    let cluster = Cluster::new().await;
+    let (address, accepted) = counting_listener().await;
+    cluster
+        .create_rollout(&ROLLOUT.replace(
+            "    - {name: request-success-rate, interval: 2s, thresholdRange: {min: 99}}\n",
+            &format!(
+                "    - {{name: request-success-rate, interval: 2s, thresholdRange: {{min: 99}}}}
+    - {{name: secrets, interval: 2s, thresholdRange: {{max: 1}}, prometheus: {{address: '{address}', query: 'up'}}}}
+    webhooks:
+    - {{name: gate, type: pre-rollout, url: '{address}/latest/meta-data/'}}
+"
+            ),
+        ))
+        .await;
+    let http = reqwest::Client::new();
+    let context = |destinations: canary_core::destinations::Destinations| {
+        Arc::new(
+            Context::new(
+                cluster.client.clone(),
+                cluster.traffic.clone(),
+                Arc::new(canary_core::prometheus::PrometheusMetrics::new(
+                    http.clone(),
+                )),
+                Arc::new(canary_core::webhooks::HttpWebhooks::new(http.clone()).with_retries(0)),
+                Arc::new(SystemClock),
+                Metrics::register(&mut Registry::default()),
+                "canary-test",
+            )
+            .with_destinations(destinations),
+        )
+    };
+    // Only the webhook's host is allowed, under another path: both destinations are refused.
+    let elsewhere =
+        canary_core::destinations::Destinations::new([], [format!("{address}/hooks").as_str()])
+            .unwrap();
+    let status = cluster
+        .reconcile_until(&context(elsewhere), Duration::from_secs(10), |s| {
+            s.condition("Valid").is_some()
+        })
+        .await;
+    let condition = status.condition("Valid").unwrap();
+    assert_eq!(condition.reason, "DestinationNotAllowed");
+    for field in [
+        "spec.analysis.metrics[1].prometheus.address",
+        "spec.analysis.webhooks[0].url",
+    ] {
+        assert!(condition.message.contains(field), "{}", condition.message);
+    }
+    for _ in 0..3 {
+        let rollout = cluster.rollouts().get("podinfo").await.unwrap();
+        reconcile(Arc::new(rollout), context(Default::default()))
+            .await
+            .unwrap();
+    }
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 0);
+    assert!(!cluster.canary_exists().await, "nothing was touched");
+    assert_eq!(
+        cluster
+            .deployments()
+            .get("podinfo")
+            .await
+            .unwrap()
+            .spec
+            .paused,
+        None
+    );
+    // Allowed, the same Rollout's requests go out (the pre-rollout webhook is called).
+    let allowed =
+        canary_core::destinations::Destinations::new([address.as_str()], [address.as_str()])
+            .unwrap();
+    let allowed = context(allowed);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while accepted.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        assert!(Instant::now() < deadline, "no request was sent");
+        let rollout = cluster.rollouts().get("podinfo").await.unwrap();
+        let _ = reconcile(Arc::new(rollout), allowed.clone()).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deleting_a_rollout_after_its_stable_deployment_went_puts_routes_back_on_stable() {
+    let cluster = Cluster::new().await;
+    cluster.create_rollout(ROLLOUT).await;
+    let context = cluster.context();
+    cluster
+        .reconcile_until(&context, Duration::from_secs(20), |s| s.route.weight == 50)
+        .await;
+    cluster
+        .deployments()
+        .delete("podinfo", &Default::default())
+        .await
+        .unwrap();
+    cluster
+        .rollouts()
+        .delete("podinfo", &Default::default())
+        .await
+        .unwrap();
+    cluster.reconcile_until_gone(&context).await;
+    assert!(!cluster.canary_exists().await, "the canary leaked");
+    let route = cluster.traffic.routes("test", "podinfo").unwrap().route();
+    assert!(route.is_stable_only(), "{route:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deployment_named_as_the_canary_that_canary_did_not_make_is_never_touched() {
+    let cluster = Cluster::new().await;
+    let unrelated: Deployment = serde_json::from_value(serde_json::json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "podinfo-canary", "namespace": "test", "labels": {"team": "qa"}},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": "qa-probe"}},
+            "template": {
+                "metadata": {"labels": {"app": "qa-probe"}},
+                "spec": {"containers": [{"name": "probe", "image": "busybox:1.36"}]}
+            }
+        }
+    }))
+    .unwrap();
+    let made = cluster
+        .deployments()
+        .create(&PostParams::default(), &unrelated)
+        .await
+        .unwrap();
+    cluster.create_rollout(ROLLOUT).await;
+    let context = cluster.context();
+    let mut refused = None;
+    for _ in 0..10 {
+        let rollout = cluster.rollouts().get("podinfo").await.unwrap();
+        if let Err(error) = reconcile(Arc::new(rollout), context.clone()).await {
+            refused = Some(error.to_string());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let refused = refused.expect("the release says what is in its way");
+    assert!(
+        refused.contains("podinfo-canary is in the way"),
+        "{refused}"
+    );
+    let status = cluster.rollouts().get("podinfo").await.unwrap().status;
+    let route = status.map(|s| s.engine.route).unwrap_or_default();
+    assert!(
+        route.is_stable_only(),
+        "no traffic to what canary did not make: {route:?}"
+    );
+    cluster
+        .rollouts()
+        .delete("podinfo", &Default::default())
+        .await
+        .unwrap();
+    cluster.reconcile_until_gone(&context).await;
+    let after = cluster.deployments().get("podinfo-canary").await.unwrap();
+    assert_eq!(after.metadata.uid, made.metadata.uid);
+    assert_eq!(after.spec, made.spec, "its spec is as its owner made it");
+    assert_eq!(after.labels(), made.labels());
+    assert!(after.metadata.deletion_timestamp.is_none());
 }

@@ -26,6 +26,7 @@ use jiff::{SignedDuration, Timestamp};
 use serde::Deserialize;
 
 use crate::error::describe;
+use crate::http::{excerpt, read_capped};
 use crate::machine::{ErrorCounts, MetricOutcome};
 use crate::plan::{MetricPlan, MetricQuery};
 use crate::providers::{MetricProvider, QueryContext};
@@ -233,17 +234,27 @@ impl PrometheusMetrics {
             }
         })?;
         let status = response.status();
-        let body = read_capped(response)
+        let body = read_capped(response, MAX_ANSWER_BYTES)
             .await
             .map_err(|e| format!("Prometheus at {address}: {e}"))?;
+        // The body is never quoted: whatever answers at an address (a metadata service, an
+        // internal API) must not see its answer copied into a Rollout's status and events.
+        // Only Prometheus' own error fields are, shortened.
         let envelope: Envelope = serde_json::from_slice(&body).map_err(|_| {
-            let excerpt: String = String::from_utf8_lossy(&body).chars().take(200).collect();
-            format!("Prometheus at {address} answered {status}: {excerpt}")
+            format!(
+                "Prometheus at {address} answered {status} with {} bytes that are not a \
+                 Prometheus API answer",
+                body.len()
+            )
         })?;
         if envelope.status != "success" {
             let kind = envelope.error_type.unwrap_or_else(|| "error".to_owned());
             let message = envelope.error.unwrap_or_else(|| status.to_string());
-            return Err(format!("Prometheus at {address}: {kind}: {message}"));
+            return Err(format!(
+                "Prometheus at {address}: {}: {}",
+                excerpt(&kind, 40),
+                excerpt(&message, 300)
+            ));
         }
         envelope
             .data
@@ -319,25 +330,6 @@ fn identity(mut labels: BTreeMap<String, String>) -> BTreeMap<String, String> {
 /// An HTTP status code `5xx`.
 fn is_server_error(code: &str) -> bool {
     code.len() == 3 && code.starts_with('5') && code.bytes().all(|b| b.is_ascii_digit())
-}
-
-/// Reads a body of at most [`MAX_ANSWER_BYTES`], refusing a longer one before reading it.
-async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>, String> {
-    let too_long = || format!("the answer is longer than {MAX_ANSWER_BYTES} bytes");
-    if response
-        .content_length()
-        .is_some_and(|length| length > MAX_ANSWER_BYTES as u64)
-    {
-        return Err(too_long());
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(|e| describe(&e))? {
-        if body.len() + chunk.len() > MAX_ANSWER_BYTES {
-            return Err(too_long());
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
 }
 
 #[async_trait]

@@ -27,6 +27,7 @@ use std::sync::{Arc, Mutex};
 use canary_core::dataplane::World;
 use canary_core::dataplane::probe::invariants::{self, Expectation, Rule};
 use canary_core::dataplane::probe::{self, Probe};
+use canary_core::destinations::Destinations;
 use canary_core::driver::Reconciled;
 use canary_core::memory::InMemoryWebhooks;
 use canary_core::providers::{Clock, ManualClock};
@@ -152,6 +153,8 @@ impl<'p> ClusterSimulation<'p> {
             }
         });
         let controller = clock.clone();
+        // Nothing is sent in a simulation: the destinations the Rollout names are allowed.
+        let destinations = Destinations::named_by(self.plan);
         // A controller as it starts: fresh providers, nothing remembered.
         let start_controller = move || {
             Arc::new(
@@ -164,6 +167,7 @@ impl<'p> ClusterSimulation<'p> {
                     Metrics::register(&mut prometheus_client::registry::Registry::default()),
                     CONTROLLER,
                 )
+                .with_destinations(destinations.clone())
                 .with_observer(observer.clone()),
             )
         };
@@ -349,6 +353,7 @@ impl Run<'_> {
             .get(&self.plan.name)
             .await?
             .status
+            .map(|status| status.engine)
             .unwrap_or_default())
     }
 

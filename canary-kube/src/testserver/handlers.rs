@@ -488,6 +488,7 @@ fn delete_collection(state: &State, call: &Call<'_>) -> ApiResult<Reply> {
     let selector = selector(call.query)?;
     let options = DeleteOptions {
         precondition_rv: None,
+        precondition_uid: None,
         ..DeleteOptions::parse(call.body, call.query)?
     };
     let dry = dry_run(call, "DeleteOptions")? || delete_dry_run(call.body)?;

@@ -134,6 +134,8 @@ fn delete_options_invalid(message: &str) -> ApiError {
 pub(crate) struct DeleteOptions {
     /// `preconditions.resourceVersion`.
     pub precondition_rv: Option<String>,
+    /// `preconditions.uid`.
+    pub precondition_uid: Option<String>,
     /// `propagationPolicy` (or the deprecated `orphanDependents`); `None` for the kind's
     /// default, or what the object's finalizers already ask for.
     pub propagation: Option<Propagation>,
@@ -179,6 +181,7 @@ impl DeleteOptions {
             precondition_rv: options["preconditions"]["resourceVersion"]
                 .as_str()
                 .map(str::to_owned),
+            precondition_uid: options["preconditions"]["uid"].as_str().map(str::to_owned),
             propagation,
         })
     }
@@ -695,6 +698,7 @@ impl Inner {
     ) -> ApiResult<Value> {
         let options = DeleteOptions {
             precondition_rv: precondition_rv.map(str::to_owned),
+            precondition_uid: None,
             propagation: None,
         };
         self.delete_with(rt, ns, name, &options)
@@ -723,6 +727,19 @@ impl Inner {
                 "Operation cannot be fulfilled on {}.{} \"{name}\": the ResourceVersion in the \
                  precondition ({given}) does not match the ResourceVersion in record",
                 rt.plural, rt.group
+            )));
+        }
+        // apiserver pkg/storage/interfaces.go `Preconditions.Check`: a uid that is not the
+        // object's fails the delete, reported as 409 Conflict.
+        if let Some(given) = options.precondition_uid.as_deref()
+            && Some(given) != meta_str(&live, "uid")
+        {
+            return Err(ApiError::conflict(format!(
+                "Operation cannot be fulfilled on {}.{} \"{name}\": Precondition failed: UID in \
+                 precondition: {given}, UID in object meta: {}",
+                rt.plural,
+                rt.group,
+                meta_str(&live, "uid").unwrap_or_default()
             )));
         }
         let slot = (ns_key(rt, ns), name.to_owned());
@@ -842,6 +859,7 @@ mod tests {
         );
         let orphan = DeleteOptions {
             precondition_rv: None,
+            precondition_uid: None,
             propagation: Some(Propagation::Orphan),
         };
         assert_eq!(
@@ -850,6 +868,7 @@ mod tests {
         );
         let background = DeleteOptions {
             precondition_rv: None,
+            precondition_uid: None,
             propagation: Some(Propagation::Background),
         };
         assert_eq!(

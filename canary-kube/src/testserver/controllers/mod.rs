@@ -127,6 +127,7 @@ impl Pass<'_> {
         let ns = Self::ns(object);
         let options = DeleteOptions {
             precondition_rv: None,
+            precondition_uid: None,
             propagation: Some(propagation),
         };
         // A refusal (already gone) needs nothing more.
