@@ -1,5 +1,5 @@
-//! Revisions: a short, stable hash of what a pod runs (its template, and the data of the
-//! ConfigMaps and Secrets it uses).
+//! Revisions: a short, stable hash of what a pod runs (its template, the data of the ConfigMaps
+//! it uses and the versions of the Secrets it uses).
 
 use serde_json::Value;
 

@@ -5,7 +5,8 @@
 //!   only while a release is pending, so that a new template waits for the release instead of
 //!   rolling at once; between releases it is as its owner made it (see `crate::hold`).
 //! - A revision is the hash of the pod template the user asks for (the stable template with
-//!   `newVersion` applied) and of the data of the ConfigMaps and Secrets it uses.
+//!   `newVersion` applied), of the data of the ConfigMaps it uses and of the uid and
+//!   resourceVersion of the Secrets it uses (never their data).
 //! - The canary Deployment runs that template with the version label, the pod-template
 //!   metadata and `canary.rs/role: canary`; for the providers that route by Service, its pods
 //!   carry a value of their own for one key of the stable Service's selector, so that the
@@ -349,8 +350,9 @@ impl DeploymentWorkload {
         Ok(hash(&json!({"template": template, "config": configs})))
     }
 
-    /// The hash of the data of the ConfigMaps and Secrets `template` uses; a missing one counts
-    /// as empty (the pods will not start, and the rollout's deadline says so).
+    /// The hash of the data of the ConfigMaps and of the versions of the Secrets `template`
+    /// uses; a missing one counts as empty (the pods will not start, and the rollout's
+    /// deadline says so).
     async fn config_hash(&self, template: &Value) -> Result<String> {
         let (configmaps, secrets) = config_references(template);
         let mut data = serde_json::Map::new();
@@ -361,10 +363,13 @@ impl DeploymentWorkload {
                 .unwrap_or(Value::Null);
             data.insert(format!("configmap/{name}"), value);
         }
+        // A Secret counts by its identity and version, read as metadata only: its data never
+        // reaches canary, and no hash of it is published on pods, where anyone who may read
+        // pods could test guesses of a secret against it.
         for name in secrets {
-            let secret = self.secrets.get_opt(&name).await?;
+            let secret = self.secrets.get_metadata_opt(&name).await?;
             let value = secret
-                .map(|s| json!({"data": s.data, "stringData": s.string_data}))
+                .map(|s| json!({"uid": s.metadata.uid, "resourceVersion": s.metadata.resource_version}))
                 .unwrap_or(Value::Null);
             data.insert(format!("secret/{name}"), value);
         }

@@ -921,6 +921,54 @@ async fn a_changed_config_map_is_a_new_revision() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_changed_secret_is_a_new_revision_and_its_data_is_never_read() {
+    use k8s_openapi::api::core::v1::Secret;
+    let cluster = Cluster::new().await;
+    let secrets: Api<Secret> = Api::namespaced(cluster.client.clone(), "test");
+    let secret: Secret = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "podinfo-token"},
+        "stringData": {"token": "hunter2"}
+    }))
+    .unwrap();
+    secrets.create(&PostParams::default(), &secret).await.unwrap();
+    let mount = serde_json::json!({"spec": {"template": {"spec": {"volumes": [{"name": "token", "secret": {"secretName": "podinfo-token"}}]}}}});
+    cluster
+        .deployments()
+        .patch("podinfo", &PatchParams::default(), &Patch::Merge(&mount))
+        .await
+        .unwrap();
+    cluster.create_rollout(TEMPLATE_ROLLOUT).await;
+    let context = cluster.context();
+    let adopted = cluster
+        .reconcile_until(&context, Duration::from_secs(10), |s| {
+            s.phase == Phase::Initialized && s.stable_revision.is_some()
+        })
+        .await;
+    let change = serde_json::json!({"stringData": {"token": "correct horse"}});
+    secrets
+        .patch("podinfo-token", &PatchParams::default(), &Patch::Merge(&change))
+        .await
+        .unwrap();
+    let releasing = cluster
+        .reconcile_until(&context, Duration::from_secs(10), |s| {
+            s.phase == Phase::Progressing
+        })
+        .await;
+    assert_ne!(releasing.canary_revision, adopted.stable_revision);
+    let reads: Vec<_> = cluster
+        .server
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.contains("/secrets"))
+        .collect();
+    assert!(!reads.is_empty());
+    assert!(
+        reads.iter().all(|r| r.metadata_only),
+        "a Secret was read whole: {reads:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn one_controller_leads_and_another_takes_over_an_expired_lease() {
     use canary_core::providers::{Clock, ManualClock};
     use canary_kube::leader::LeaderElection;

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::header::{CONTENT_TYPE, HeaderValue, USER_AGENT};
+use hyper::header::{ACCEPT, CONTENT_TYPE, HeaderValue, USER_AGENT};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
@@ -106,6 +106,9 @@ async fn respond(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
     };
     let content_type = header(CONTENT_TYPE);
     let user_agent = header(USER_AGENT);
+    // apiserver: `Accept: application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1` asks
+    // for the objects' metadata only (a metadata informer's request).
+    let metadata_only = header(ACCEPT).contains("as=PartialObjectMetadata");
     let route = routes::parse(&state.registry, &path);
     let watch = query.get("watch").is_some_and(|v| v == "true" || v == "1");
     let verb = classify(&method, &route, watch);
@@ -128,6 +131,9 @@ async fn respond(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
         ))),
     };
     let response = match result {
+        Ok(Reply::Json(code, value)) if metadata_only && matches!(verb, Verb::Get | Verb::List) => {
+            json_response(code, &partial(value))
+        }
         Ok(Reply::Json(code, value)) => json_response(code, &value),
         Ok(Reply::Warned(code, value, warnings)) => {
             let mut resp = json_response(code, &value);
@@ -153,8 +159,30 @@ async fn respond(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
         method: method.to_string(),
         path,
         status: response.status().as_u16(),
+        metadata_only,
     });
     response
+}
+
+/// An object, or a list of them, as `PartialObjectMetadata`: only their metadata.
+fn partial(value: Value) -> Value {
+    let one = |object: &Value| {
+        serde_json::json!({
+            "apiVersion": "meta.k8s.io/v1",
+            "kind": "PartialObjectMetadata",
+            "metadata": object["metadata"],
+        })
+    };
+    match value["items"].as_array() {
+        Some(items) => serde_json::json!({
+            "apiVersion": "meta.k8s.io/v1",
+            "kind": "PartialObjectMetadataList",
+            "metadata": value["metadata"],
+            "items": items.iter().map(one).collect::<Vec<_>>(),
+        }),
+        None if value["kind"] == "Status" => value,
+        None => one(&value),
+    }
 }
 
 fn dispatch(

@@ -40,4 +40,6 @@ pub struct LoggedRequest {
     pub path: String,
     /// The HTTP status code answered (200 for watches that started streaming).
     pub status: u16,
+    /// Whether only the objects' metadata was asked for (`as=PartialObjectMetadata`).
+    pub metadata_only: bool,
 }
