@@ -26,6 +26,7 @@ use crate::command;
 use crate::crd::Rollout;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
+use crate::retry::Backoff;
 use crate::store::KubeStatusStore;
 use crate::workload::{DeploymentWorkload, FIELD_MANAGER, Hold, ROLE, ROLLOUT};
 
@@ -62,6 +63,8 @@ pub struct Context {
     pub metrics: Metrics,
     /// Told of every pass the driver completes, if set.
     pub observer: Option<PassObserver>,
+    /// Failed passes in a row per Rollout, for the delay before the next try.
+    pub retries: Backoff<ObjectRef<Rollout>>,
 }
 
 impl Context {
@@ -88,6 +91,7 @@ impl Context {
             clock,
             metrics,
             observer: None,
+            retries: Backoff::default(),
         }
     }
 
@@ -108,6 +112,7 @@ pub async fn run(
     let deployments = Api::<Deployment>::all(context.client.clone());
     let controller = Controller::new(rollouts, watcher::Config::default());
     let store = controller.store();
+    let passes = context.clone();
     controller
         // A canary Deployment names its Rollout by label (it has no owner reference, see
         // `crate::workload`).
@@ -137,10 +142,12 @@ pub async fn run(
         )
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, context)
-        .for_each(|result| async move {
-            if let Err(error) = result {
-                tracing::warn!(%error, "reconcile failed");
+        .for_each(|result| {
+            match result {
+                Ok((rollout, _)) => passes.retries.succeeded(&rollout),
+                Err(error) => tracing::warn!(%error, "reconcile failed"),
             }
+            std::future::ready(())
         })
         .await;
 }
@@ -172,10 +179,11 @@ pub async fn reconcile(rollout: Arc<Rollout>, context: Arc<Context>) -> Result<A
     outcome
 }
 
-/// What the controller does after a failed pass: count it, and try again soon.
-pub fn error_policy(_rollout: Arc<Rollout>, error: &Error, context: Arc<Context>) -> Action {
+/// What the controller does after a failed pass: count it, and try again after a delay that
+/// doubles with each failure of this Rollout in a row (5 s up to 5 min; see [`crate::retry`]).
+pub fn error_policy(rollout: Arc<Rollout>, error: &Error, context: Arc<Context>) -> Action {
     context.metrics.failed(error.label());
-    Action::requeue(Duration::from_secs(5))
+    Action::requeue(context.retries.failed(ObjectRef::from_obj(&*rollout)))
 }
 
 /// The Rollout as the core engine reads it.
