@@ -175,7 +175,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             () = &mut running => return,
             () = terminated(terminating) => {}
         }
-        tracing::info!(?grace, "stopping: no new passes; those in flight get the grace period");
+        tracing::info!(
+            ?grace,
+            "stopping: no new passes; those in flight get the grace period"
+        );
         let _ = stop_controller.send(true);
         if tokio::time::timeout(grace, running).await.is_err() {
             tracing::warn!("passes still in flight after the grace period are dropped");
@@ -329,9 +332,15 @@ fn response(head: Option<&[u8]>, metrics: impl FnOnce() -> String) -> String {
     let Some(head) = head else {
         return plain("431 Request Header Fields Too Large", "request too large\n");
     };
-    let line = head.split(|b| *b == b'\r' || *b == b'\n').next().unwrap_or_default();
+    let line = head
+        .split(|b| *b == b'\r' || *b == b'\n')
+        .next()
+        .unwrap_or_default();
     let mut parts = line.split(|b| *b == b' ');
-    let (method, target) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
+    let (method, target) = (
+        parts.next().unwrap_or_default(),
+        parts.next().unwrap_or_default(),
+    );
     let path = target.split(|b| *b == b'?').next().unwrap_or_default();
     if method != b"GET" {
         return plain("405 Method Not Allowed", "only GET\n");
@@ -366,7 +375,11 @@ mod tests {
         let address = listener.local_addr().unwrap();
         let mut registry = Registry::default();
         let _metrics = Metrics::register(&mut registry);
-        tokio::spawn(serve_metrics(listener, Arc::new(Mutex::new(registry)), limits));
+        tokio::spawn(serve_metrics(
+            listener,
+            Arc::new(Mutex::new(registry)),
+            limits,
+        ));
         address
     }
 
@@ -439,16 +452,23 @@ mod tests {
         let read = tokio::time::timeout(Duration::from_secs(2), second.read_to_end(&mut answer))
             .await
             .expect("closed at once");
-        assert!(read.is_err() || answer.is_empty(), "no slot: closed unanswered");
+        assert!(
+            read.is_err() || answer.is_empty(),
+            "no slot: closed unanswered"
+        );
     }
 
     #[test]
     fn only_get_of_metrics_is_answered_with_metrics() {
         let body = || "m 1\n".to_owned();
         assert!(response(Some(b"GET /metrics HTTP/1.1\r\n\r\n"), body).ends_with("\r\n\r\nm 1\n"));
-        assert!(response(Some(b"GET /metrics?x=1 HTTP/1.1\r\n\r\n"), body).starts_with("HTTP/1.1 200"));
+        assert!(
+            response(Some(b"GET /metrics?x=1 HTTP/1.1\r\n\r\n"), body).starts_with("HTTP/1.1 200")
+        );
         assert!(response(Some(b"GET / HTTP/1.1\r\n\r\n"), body).starts_with("HTTP/1.1 404"));
-        assert!(response(Some(b"POST /metrics HTTP/1.1\r\n\r\n"), body).starts_with("HTTP/1.1 405"));
+        assert!(
+            response(Some(b"POST /metrics HTTP/1.1\r\n\r\n"), body).starts_with("HTTP/1.1 405")
+        );
         assert!(response(Some(b""), body).starts_with("HTTP/1.1 405"));
         assert!(response(None, body).starts_with("HTTP/1.1 431"));
     }

@@ -73,7 +73,9 @@ impl std::fmt::Display for Lost {
             Lost::DeadlinePassed { deadline } => {
                 write!(f, "no renewal of the lease succeeded within {deadline:?}")
             }
-            Lost::Taken { holder: Some(holder) } => write!(f, "{holder} holds the lease"),
+            Lost::Taken {
+                holder: Some(holder),
+            } => write!(f, "{holder} holds the lease"),
             Lost::Taken { holder: None } => write!(f, "the lease was released"),
         }
     }
@@ -141,7 +143,9 @@ impl LeaderElection {
                     tracing::debug!(lease = %self.name, ?holder, "the lease is held");
                 }
                 Ok(Ok(Attempt::Conflict)) => {}
-                Ok(Err(error)) => tracing::warn!(lease = %self.name, %error, "cannot read or write the lease"),
+                Ok(Err(error)) => {
+                    tracing::warn!(lease = %self.name, %error, "cannot read or write the lease")
+                }
                 Err(_) => tracing::warn!(lease = %self.name, "an attempt on the lease timed out"),
             }
             tokio::time::sleep(self.timing.retry_period()).await;
@@ -265,8 +269,7 @@ impl LeaderElection {
                     ..LeaseSpec::default()
                 }),
             };
-            return self
-                .written(clock, self.api.create(&PostParams::default(), &lease).await);
+            return self.written(clock, self.api.create(&PostParams::default(), &lease).await);
         };
         let now = clock.now();
         let observation = {
@@ -275,8 +278,12 @@ impl LeaderElection {
             *observed = Some(next.clone());
             next
         };
-        let decision =
-            decision::decide(&self.identity, &observation, now, self.timing.lease_duration());
+        let decision = decision::decide(
+            &self.identity,
+            &observation,
+            now,
+            self.timing.lease_duration(),
+        );
         let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
         match decision {
             Decision::Wait { holder, remaining } => {

@@ -64,7 +64,10 @@ fn guarded_work(dropped: &Arc<AtomicBool>) -> impl Future<Output = ()> + use<> {
 async fn a_leader_whose_renewals_hang_stops_at_its_deadline_and_its_work_is_dropped() {
     let server = ApiServer::start().await.unwrap();
     let clock = ManualClock::new(Timestamp::now());
-    let (a, b) = (candidate(&server, LEASE, "a"), candidate(&server, LEASE, "b"));
+    let (a, b) = (
+        candidate(&server, LEASE, "a"),
+        candidate(&server, LEASE, "b"),
+    );
     let term = a.acquire(&clock).await;
     assert!(!b.try_lead(&clock).await.unwrap(), "held by a");
     let dropped = Arc::new(AtomicBool::new(false));
@@ -83,7 +86,10 @@ async fn a_leader_whose_renewals_hang_stops_at_its_deadline_and_its_work_is_drop
         advance(&clock, 2);
         Instant::now()
     };
-    let (lost, stalled) = tokio::join!(tokio::time::timeout(Duration::from_secs(10), leading), stall);
+    let (lost, stalled) = tokio::join!(
+        tokio::time::timeout(Duration::from_secs(10), leading),
+        stall
+    );
     assert_eq!(
         lost.expect("the leader stopped"),
         Err(Lost::DeadlinePassed { deadline: DEADLINE })
@@ -93,10 +99,16 @@ async fn a_leader_whose_renewals_hang_stops_at_its_deadline_and_its_work_is_drop
         "stopped as the deadline passed on its clock, not on a hung call: {:?}",
         stalled.elapsed()
     );
-    assert!(dropped.load(Ordering::SeqCst), "the guarded work was dropped");
+    assert!(
+        dropped.load(Ordering::SeqCst),
+        "the guarded work was dropped"
+    );
     server.faults().clear();
     // b sees that a renewed since its first look: it waits a full lease duration from now.
-    assert!(!b.try_lead(&clock).await.unwrap(), "a renewed since b looked");
+    assert!(
+        !b.try_lead(&clock).await.unwrap(),
+        "a renewed since b looked"
+    );
     advance(&clock, 2);
     assert!(!b.try_lead(&clock).await.unwrap(), "unchanged for only 2 s");
     advance(&clock, 1);
@@ -123,7 +135,10 @@ async fn failing_renewals_are_retried_until_the_deadline_then_the_leader_stops()
         );
         advance(&clock, 1);
         tokio::time::sleep(Duration::from_millis(300)).await;
-        assert!(!dropped.load(Ordering::SeqCst), "1 s is within the deadline");
+        assert!(
+            !dropped.load(Ordering::SeqCst),
+            "1 s is within the deadline"
+        );
         advance(&clock, 1);
     };
     let (lost, ()) = tokio::join!(tokio::time::timeout(Duration::from_secs(10), leading), fail);
@@ -238,7 +253,10 @@ async fn the_transition_count_from_the_cluster_saturates() {
 async fn a_leader_that_steps_down_hands_over_at_once() {
     let server = ApiServer::start().await.unwrap();
     let clock = ManualClock::new(Timestamp::now());
-    let (a, b) = (candidate(&server, LEASE, "a"), candidate(&server, LEASE, "b"));
+    let (a, b) = (
+        candidate(&server, LEASE, "a"),
+        candidate(&server, LEASE, "b"),
+    );
     a.acquire(&clock).await;
     let step_down = async {
         tokio::time::sleep(Duration::from_millis(300)).await;
