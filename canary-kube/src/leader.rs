@@ -377,3 +377,23 @@ impl Clock for SteadyClock {
             .unwrap_or(Timestamp::MAX)
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_steady_clock_starts_at_the_system_time_and_never_goes_back() {
+        let clock = SteadyClock::new();
+        let first = clock.now();
+        let skew = Timestamp::now().duration_since(first).unsigned_abs();
+        assert!(skew < Duration::from_secs(1), "{skew:?}");
+        let mut last = first;
+        for _ in 0..1000 {
+            let now = clock.now();
+            assert!(now >= last);
+            last = now;
+        }
+    }
+}

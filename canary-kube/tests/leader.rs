@@ -270,3 +270,17 @@ async fn a_leader_that_steps_down_hands_over_at_once() {
     assert_eq!(lease(&server, LEASE)["spec"]["holderIdentity"], "b");
     assert!(!a.try_lead(&clock).await.unwrap(), "b holds it now");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn work_that_ends_while_the_lease_is_kept_gives_its_output() {
+    let server = ApiServer::start().await.unwrap();
+    let clock = ManualClock::new(Timestamp::now());
+    let a = candidate(&server, LEASE, "a");
+    let term = a.acquire(&clock).await;
+    let work = async {
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        42
+    };
+    assert_eq!(a.while_leading(&clock, term, work).await, Ok(42));
+    assert_eq!(lease(&server, LEASE)["spec"]["holderIdentity"], "a");
+}
