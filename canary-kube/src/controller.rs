@@ -27,6 +27,7 @@ use crate::command;
 use crate::crd::{Rollout, SPEC_KEEPER};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
+use crate::retry::Backoff;
 use crate::store::KubeStatusStore;
 use crate::workload::{DeploymentWorkload, FIELD_MANAGER, Hold, ROLE, ROLLOUT};
 
@@ -66,6 +67,8 @@ pub struct Context {
     /// The Prometheus servers and webhooks Rollouts may name; a Rollout naming any other is
     /// refused before anything is sent or changed. Allows nothing unless set.
     pub destinations: Destinations,
+    /// Failed passes in a row per Rollout, for the delay before the next try.
+    pub retries: Backoff<ObjectRef<Rollout>>,
 }
 
 impl Context {
@@ -93,6 +96,7 @@ impl Context {
             metrics,
             observer: None,
             destinations: Destinations::default(),
+            retries: Backoff::default(),
         }
     }
 
@@ -120,6 +124,7 @@ pub async fn run(
     let deployments = Api::<Deployment>::all(context.client.clone());
     let controller = Controller::new(rollouts, watcher::Config::default());
     let store = controller.store();
+    let passes = context.clone();
     controller
         // A canary Deployment names its Rollout by label (it has no owner reference, see
         // `crate::workload`).
@@ -149,10 +154,12 @@ pub async fn run(
         )
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, context)
-        .for_each(|result| async move {
-            if let Err(error) = result {
-                tracing::warn!(%error, "reconcile failed");
+        .for_each(|result| {
+            match result {
+                Ok((rollout, _)) => passes.retries.succeeded(&rollout),
+                Err(error) => tracing::warn!(%error, "reconcile failed"),
             }
+            std::future::ready(())
         })
         .await;
 }
@@ -184,10 +191,11 @@ pub async fn reconcile(rollout: Arc<Rollout>, context: Arc<Context>) -> Result<A
     outcome
 }
 
-/// What the controller does after a failed pass: count it, and try again soon.
-pub fn error_policy(_rollout: Arc<Rollout>, error: &Error, context: Arc<Context>) -> Action {
+/// What the controller does after a failed pass: count it, and try again after a delay that
+/// doubles with each failure of this Rollout in a row (5 s up to 5 min; see [`crate::retry`]).
+pub fn error_policy(rollout: Arc<Rollout>, error: &Error, context: Arc<Context>) -> Action {
     context.metrics.failed(error.label());
-    Action::requeue(Duration::from_secs(5))
+    Action::requeue(context.retries.failed(ObjectRef::from_obj(&*rollout)))
 }
 
 /// The Rollout as the core engine reads it.

@@ -27,7 +27,8 @@ pub fn row(rollout: &Rollout) -> String {
     let status = rollout.status.clone().unwrap_or_default();
     let stepping = matches!(status.phase, Phase::Progressing | Phase::Paused);
     let step = if stepping {
-        (status.step + 1).to_string()
+        // The step comes from the cluster: counted in u64, `u32::MAX` cannot overflow.
+        (u64::from(status.step) + 1).to_string()
     } else {
         "-".to_owned()
     };
@@ -39,4 +40,31 @@ pub fn row(rollout: &Rollout) -> String {
         status.route.weight,
         step
     )
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_last_possible_step_is_shown_without_overflow() {
+        let rollout: Rollout = serde_json::from_value(json!({
+            "apiVersion": "canary.rs/v1alpha1", "kind": "Rollout",
+            "metadata": {"name": "web", "namespace": "shop"},
+            "spec": {
+                "workloadRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+                "service": {"name": "web", "port": 80},
+                "trafficRouting": {"kuma": {}},
+                "strategy": {"canary": {"steps": [{"weight": 10}]}},
+            },
+            "status": {"phase": "Progressing", "step": u32::MAX},
+        }))
+        .unwrap();
+        assert!(
+            row(&rollout).contains(&(u64::from(u32::MAX) + 1).to_string()),
+            "{}",
+            row(&rollout)
+        );
+    }
 }

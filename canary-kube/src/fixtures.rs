@@ -418,7 +418,7 @@ impl TestCluster {
             plan.namespace,
             plan.name,
             status.phase,
-            status.step + 1,
+            u64::from(status.step) + 1,
             status.stage,
             routes.first(),
             if routes.len() > 1 {

@@ -14,6 +14,7 @@ pub mod fixtures;
 pub mod hold;
 pub mod leader;
 pub mod metrics;
+pub mod retry;
 pub mod revision;
 pub mod services;
 #[cfg(feature = "test-util")]
