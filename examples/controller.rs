@@ -1,7 +1,7 @@
 //! The canary controller:
 //! `cargo run --features controller --example controller -- --prometheus http://prometheus:9090`.
 //!
-//! It watches Rollouts in every namespace, routes each with the provider it names
+//! It watches Rollouts in every namespace (or those given with `--namespace`), routes each with the provider it names
 //! ([`canary::cluster::ClusterTraffic`]), runs one replica at a time through a Lease, serves its
 //! metrics on `--metrics 0.0.0.0:9000` at `/metrics`, and logs to stderr (`RUST_LOG`, default
 //! `info`). `--memory-traffic` keeps routes in memory instead (real workloads, no traffic split),
@@ -23,6 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use canary::cluster::ClusterTraffic;
+use canary::destinations::Destinations;
 use canary::kube::controller::{Context, TrafficFactory, run};
 use canary::kube::leader::{LeaderElection, SteadyClock};
 use canary::kube::metrics::Metrics;
@@ -46,6 +47,17 @@ struct Args {
     /// Where to serve `/metrics`.
     #[arg(long, default_value = "0.0.0.0:9000")]
     metrics: String,
+    /// Watch only this namespace (repeat for more; every namespace when absent). Pair with
+    /// `deploy/rbac-namespaced.yaml`: Roles in these namespaces only.
+    #[arg(long = "namespace")]
+    namespaces: Vec<String>,
+    /// Rollouts may name Prometheus servers under this URL prefix (repeatable; none when
+    /// absent: only the `--prometheus` server is asked). See SECURITY.md.
+    #[arg(long = "allow-prometheus")]
+    allow_prometheus: Vec<String>,
+    /// Rollouts may name webhooks under this URL prefix (repeatable; none when absent).
+    #[arg(long = "allow-webhook")]
+    allow_webhook: Vec<String>,
     /// The namespace of the leader-election Lease.
     #[arg(long, default_value = "canary-system")]
     lease_namespace: String,
@@ -87,7 +99,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let terminating = watch_termination();
     let client = Client::try_default().await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let http = reqwest::Client::builder().build()?;
+    let destinations = Destinations::new(
+        args.allow_prometheus.iter().map(String::as_str),
+        args.allow_webhook.iter().map(String::as_str),
+    )?;
+    // A redirect is never followed: an allowed address cannot send the request elsewhere.
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
     let mut measurements = PrometheusMetrics::new(http.clone());
     if let Some(address) = &args.prometheus {
         measurements = measurements.with_default_address(address);
@@ -133,15 +152,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Arc::new(Mutex::new(registry)),
         Limits::default(),
     ));
-    let context = Arc::new(Context::new(
-        client.clone(),
-        traffic,
-        Arc::new(measurements),
-        Arc::new(HttpWebhooks::new(http)),
-        clock.clone(),
-        metrics,
-        "canary-controller",
-    ));
+    let context = Arc::new(
+        Context::new(
+            client.clone(),
+            traffic,
+            Arc::new(measurements),
+            Arc::new(HttpWebhooks::new(http)),
+            clock.clone(),
+            metrics,
+            "canary-controller",
+        )
+        .with_destinations(destinations),
+    );
     let identity =
         std::env::var("POD_NAME").unwrap_or_else(|_| format!("canary-{}", std::process::id()));
     // Terms are timed on a clock a step of the system time cannot move (15 s lease, 10 s renew
@@ -164,10 +186,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     tracing::info!(%identity, "leading; reconciling Rollouts");
     let grace = Duration::from_secs(args.shutdown_grace);
+    let namespaces = args.namespaces.clone();
     let (stop_controller, controller_stopped) = watch::channel(false);
     let controller = async move {
         let mut stopped = controller_stopped;
-        let running = run(context, async move {
+        let running = run(context, namespaces, async move {
             let _ = stopped.wait_for(|stopped| *stopped).await;
         });
         tokio::pin!(running);

@@ -12,7 +12,7 @@ use canary_core::machine::EventKind;
 use canary_core::machine::Verification;
 use canary_core::providers::{Clock, MetricProvider, TrafficProvider, WebhookRunner};
 use canary_core::{RolloutPlan, RolloutStatus, RouteState};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -114,14 +114,44 @@ impl Context {
     }
 }
 
-/// Runs the controller until `shutdown` completes: every Rollout in the cluster, woken by
-/// changes to it, to its canary Deployment and to its stable Deployment.
+/// Runs the controller until `shutdown` completes: every Rollout in `namespaces` (every
+/// namespace when empty), woken by changes to it, to its canary Deployment and to its stable
+/// Deployment. With namespaces given, every watch is namespaced, so the controller needs
+/// rights in those namespaces only (see `deploy/rbac-namespaced.yaml`).
 pub async fn run(
     context: Arc<Context>,
+    namespaces: Vec<String>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let rollouts = Api::<Rollout>::all(context.client.clone());
-    let deployments = Api::<Deployment>::all(context.client.clone());
+    let shutdown = shutdown.shared();
+    if namespaces.is_empty() {
+        run_in(context, None, shutdown).await;
+        return;
+    }
+    futures::future::join_all(
+        namespaces
+            .iter()
+            .map(|namespace| run_in(context.clone(), Some(namespace), shutdown.clone())),
+    )
+    .await;
+}
+
+/// The controller over the Rollouts of `namespace` (all namespaces when `None`).
+async fn run_in(
+    context: Arc<Context>,
+    namespace: Option<&str>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let (rollouts, deployments) = match namespace {
+        Some(namespace) => (
+            Api::<Rollout>::namespaced(context.client.clone(), namespace),
+            Api::<Deployment>::namespaced(context.client.clone(), namespace),
+        ),
+        None => (
+            Api::<Rollout>::all(context.client.clone()),
+            Api::<Deployment>::all(context.client.clone()),
+        ),
+    };
     let controller = Controller::new(rollouts, watcher::Config::default());
     let store = controller.store();
     let passes = context.clone();

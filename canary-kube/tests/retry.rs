@@ -107,7 +107,7 @@ async fn the_running_controller_forgets_the_failures_of_a_rollout_that_passes() 
         .await
         .unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let controller = tokio::spawn(run(context.clone(), async move {
+    let controller = tokio::spawn(run(context.clone(), Vec::new(), async move {
         let _ = stopped.await;
     }));
     assert!(

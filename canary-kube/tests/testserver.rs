@@ -1936,3 +1936,49 @@ async fn every_example_rollout_and_its_objects_are_accepted() {
     }
     assert!(created >= 15, "{created}");
 }
+
+#[tokio::test]
+async fn a_delete_for_another_uid_conflicts() {
+    let server = ApiServer::start().await.unwrap();
+    let api: Api<ConfigMap> = Api::default_namespaced(server.client());
+    let first = api
+        .create(&PostParams::default(), &cm("x", &[]))
+        .await
+        .unwrap();
+    api.delete("x", &DeleteParams::default()).await.unwrap();
+    let second = api
+        .create(&PostParams::default(), &cm("x", &[]))
+        .await
+        .unwrap();
+    assert_ne!(first.metadata.uid, second.metadata.uid);
+    // A delete meant for the first object never removes the one made since under its name.
+    let stale = DeleteParams {
+        preconditions: Some(kube::api::Preconditions {
+            uid: first.metadata.uid.clone(),
+            resource_version: None,
+        }),
+        ..DeleteParams::default()
+    };
+    match api.delete("x", &stale).await {
+        Err(kube::Error::Api(status)) => {
+            assert_eq!(status.code, 409);
+            assert!(
+                status.message.contains("Precondition failed: UID"),
+                "{}",
+                status.message
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    let meta = api.get_metadata("x").await.unwrap();
+    assert_eq!(meta.metadata.uid, second.metadata.uid);
+    let current = DeleteParams {
+        preconditions: Some(kube::api::Preconditions {
+            uid: second.metadata.uid.clone(),
+            resource_version: None,
+        }),
+        ..DeleteParams::default()
+    };
+    api.delete("x", &current).await.unwrap();
+    assert!(api.get_opt("x").await.unwrap().is_none());
+}
