@@ -53,13 +53,14 @@ struct SimulateArgs {
     /// Median canary latency in milliseconds (default: the baseline's, 40).
     #[arg(long, value_name = "MS")]
     canary_latency_ms: Option<f64>,
-    /// User requests per second.
+    /// User requests per second, at most 1000000.
     #[arg(long, value_name = "N", default_value_t = 100)]
     rps: u64,
     /// Random seed.
     #[arg(long, value_name = "S", default_value_t = 1)]
     seed: u64,
-    /// How long the simulated operator takes to approve a manual step (`never` to not approve).
+    /// How long the simulated operator takes to approve a manual step, at most 720h (`never` to
+    /// not approve).
     #[arg(long, value_name = "DURATION", default_value = "2m")]
     approve_after: String,
     /// One JSON object per timeline row, then the summary object.
@@ -76,7 +77,7 @@ struct SimulateArgs {
     /// the provider's objects…
     #[arg(long, value_name = "FILE", requires = "cluster")]
     objects: Vec<PathBuf>,
-    /// How long a new pod takes to become ready.
+    /// How long a new pod takes to become ready, at most 1h.
     #[arg(long, value_name = "DURATION", default_value = "20s")]
     pod_startup: String,
     /// Keep the objects and the Rollout in Git, applied by this tool (with `--cluster`):
