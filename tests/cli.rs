@@ -664,7 +664,10 @@ fn adversarial_inputs_exit_2_naming_the_field_or_the_place_quickly() {
     );
     let replicas = write(
         "replicas.yaml",
-        &changed("  progressDeadline: 10m\n", "  newVersion: {replicas: 4294967295}\n"),
+        &changed(
+            "  progressDeadline: 10m\n",
+            "  newVersion: {replicas: 4294967295}\n",
+        ),
     );
     let nan = write(
         "nan.yaml",
@@ -690,7 +693,10 @@ fn adversarial_inputs_exit_2_naming_the_field_or_the_place_quickly() {
         }
         write(
             "bomb.yaml",
-            &format!("{kuma}\n---\nkind: ConfigMap\nmetadata: {{name: lol}}\ndata: {{{}}}\n", levels.join(", ")),
+            &format!(
+                "{kuma}\n---\nkind: ConfigMap\nmetadata: {{name: lol}}\ndata: {{{}}}\n",
+                levels.join(", ")
+            ),
         )
     };
     let dr_spec = write(
@@ -763,23 +769,60 @@ fn adversarial_inputs_exit_2_naming_the_field_or_the_place_quickly() {
             "approval delay 2562047788015h is not within 0s..=720h",
         ),
         (
-            vec!["render", KUMA, "--provider", "kuma", "--step", "18446744073709551615"],
+            vec![
+                "render",
+                KUMA,
+                "--provider",
+                "kuma",
+                "--step",
+                "18446744073709551615",
+            ],
             "--step 18446744073709551615: the strategy has steps 1..=5",
         ),
         (
-            vec!["render", KUMA, "--provider", "kuma", "--weight", "4294967295"],
+            vec![
+                "render",
+                KUMA,
+                "--provider",
+                "kuma",
+                "--weight",
+                "4294967295",
+            ],
             "--weight 4294967295: the weight is a percent",
         ),
         (
-            vec!["render", BOOKINFO, "--provider", "istio", "--objects", &dr_spec],
+            vec![
+                "render",
+                BOOKINFO,
+                "--provider",
+                "istio",
+                "--objects",
+                &dr_spec,
+            ],
             "dr.yaml:1: DestinationRule demo/reviews: spec is a string; it must be a mapping",
         ),
         (
-            vec!["render", BOOKINFO, "--provider", "istio", "--weight", "20", "--objects", &dr_subsets],
+            vec![
+                "render",
+                BOOKINFO,
+                "--provider",
+                "istio",
+                "--weight",
+                "20",
+                "--objects",
+                &dr_subsets,
+            ],
             "DestinationRule demo/reviews: spec.trafficPolicy is a list; it must be a mapping",
         ),
         (
-            vec!["render", BOOKINFO, "--provider", "istio", "--objects", &labels],
+            vec![
+                "render",
+                BOOKINFO,
+                "--provider",
+                "istio",
+                "--objects",
+                &labels,
+            ],
             "labels.yaml:1: Service demo/reviews: metadata.labels is a mapping with a value that is not a string",
         ),
     ];
@@ -805,7 +848,10 @@ fn adversarial_inputs_exit_2_naming_the_field_or_the_place_quickly() {
         let started = std::time::Instant::now();
         let out = canary(&args);
         assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
-        assert!(started.elapsed() < std::time::Duration::from_secs(10), "{args:?}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "{args:?}"
+        );
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -466,7 +466,12 @@ fn lanes_of_the_wrong_shape_are_refused_by_name_and_field_never_a_panic() {
     // What the cluster holds once mockb joined: the group and both lanes, made by canary.
     let live = apply(&mockb, &routed(&mockb), &Objects::default());
     let mut lanes: Vec<Value> = live.iter().cloned().collect();
-    lanes.push(lane("canary", Some("rollout"), "canary", json!([{"name": "cart"}])));
+    lanes.push(lane(
+        "canary",
+        Some("rollout"),
+        "canary",
+        json!([{"name": "cart"}]),
+    ));
     // The case that once panicked: a lane whose ingress rules hold a string.
     let mut broken = live.clone();
     let mut canary_lane = live.get("ASMSwimLane", "", "canary").unwrap().clone();

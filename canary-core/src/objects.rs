@@ -213,12 +213,18 @@ impl Shape {
 
 /// An object for messages: `Kind namespace/name`, or as much of it as it has.
 pub fn describe(object: &Value) -> String {
-    let kind = object.get("kind").and_then(Value::as_str).unwrap_or("object");
+    let kind = object
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or("object");
     let name = object
         .pointer("/metadata/name")
         .and_then(Value::as_str)
         .unwrap_or("(unnamed)");
-    match object.pointer("/metadata/namespace").and_then(Value::as_str) {
+    match object
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+    {
         Some(namespace) => format!("{kind} {namespace}/{name}"),
         None => format!("{kind} {name}"),
     }
@@ -347,9 +353,16 @@ mod tests {
         }
         let fields = [("/spec/subsets", Shape::ListOfMappings)];
         let error = check_fields(&dr(json!({"subsets": [{}, "x"]})), &fields).unwrap_err();
-        assert!(error.contains("spec.subsets is a list with an item"), "{error}");
+        assert!(
+            error.contains("spec.subsets is a list with an item"),
+            "{error}"
+        );
         let labels = json!({"kind": "Service", "metadata": {"name": "s", "labels": {"a": 1}}});
-        assert!(check_object(&labels).unwrap_err().contains("metadata.labels"));
+        assert!(
+            check_object(&labels)
+                .unwrap_err()
+                .contains("metadata.labels")
+        );
         assert!(check_object(&json!("x")).is_err());
     }
 

@@ -175,7 +175,9 @@ fn breakage() -> impl Strategy<Value = (Value, Option<String>)> {
         Just(Value::Null),
         "[a-z0-9%.]{0,12}".prop_map(Value::String),
         any::<i64>().prop_map(|n| json!(n)),
-        any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(|f| json!(f)),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(|f| json!(f)),
     ]
     .prop_map(|value| (value, None));
     let raw = prop_oneof![
@@ -424,16 +426,18 @@ fn long_lists_are_refused_with_their_length_and_the_limit() {
 
 #[test]
 fn alias_bombs_and_deep_nesting_are_refused_quickly_at_a_line() {
-    let bomb = format!("{MINIMAL}  strategy: {{canary: {{stepWeight: 10, maxWeight: 50}}}}\nbomb: {}\n", alias_bomb());
+    let bomb = format!(
+        "{MINIMAL}  strategy: {{canary: {{stepWeight: 10, maxWeight: 50}}}}\nbomb: {}\n",
+        alias_bomb()
+    );
     let deep_flow = format!("{MINIMAL}  strategy: {}\n", "[".repeat(100_000));
     let deep_block: String = (0..5_000)
         .map(|depth| format!("{}a:\n", " ".repeat(depth)))
         .collect();
-    let deep_list: String = (0..5_000).map(|depth| format!("{}- \n", "  ".repeat(depth))).collect();
-    let many_aliases = format!(
-        "a: &a x\nb: [{}]\n",
-        vec!["*a"; 200_000].join(", ")
-    );
+    let deep_list: String = (0..5_000)
+        .map(|depth| format!("{}- \n", "  ".repeat(depth)))
+        .collect();
+    let many_aliases = format!("a: &a x\nb: [{}]\n", vec!["*a"; 200_000].join(", "));
     for (name, text) in [
         ("bomb", bomb),
         ("deep flow", deep_flow),

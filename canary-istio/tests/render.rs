@@ -568,7 +568,9 @@ fn objects_of_the_wrong_shape_are_refused_by_name_and_field_never_a_panic() {
         .unwrap_err()
         .to_string();
     assert!(
-        error.contains("VirtualService demo/reviews: spec.http is a list with an item that is not a mapping"),
+        error.contains(
+            "VirtualService demo/reviews: spec.http is a list with an item that is not a mapping"
+        ),
         "{error}"
     );
     let routes = [
@@ -595,9 +597,13 @@ fn objects_of_the_wrong_shape_are_refused_by_name_and_field_never_a_panic() {
             for route in &routes {
                 no_panic(&broken, || render(&plan, route, &objects));
             }
-            no_panic(&broken, || canary_istio::destination_rule::released(&broken));
+            no_panic(&broken, || {
+                canary_istio::destination_rule::released(&broken)
+            });
             no_panic(&broken, || restore(&broken));
-            no_panic(&broken, || canary_istio::virtual_service::applied_route(&broken));
+            no_panic(&broken, || {
+                canary_istio::virtual_service::applied_route(&broken)
+            });
         }
     }
 }

@@ -485,7 +485,9 @@ fn objects_of_any_shape_never_panic() {
                     render(&plan, &RouteState::weighted(weight), &objects)
                 });
             }
-            no_panic(&broken, || canary_nginx::render::owner_conflict(&plan, &broken));
+            no_panic(&broken, || {
+                canary_nginx::render::owner_conflict(&plan, &broken)
+            });
             no_panic(&broken, || {
                 canary_nginx::render::canary_ingress_name(&plan, Some(&broken))
             });

@@ -98,7 +98,13 @@ mod tests {
     #[test]
     fn binomial_draws_never_exceed_the_trials() {
         for n in [u64::MAX, u64::MAX - 1, u64::MAX - 1000, 1 << 60] {
-            for p in [0.5, 1.0 - f64::EPSILON / 2.0, 1e-12, f64::MIN_POSITIVE, f64::NAN] {
+            for p in [
+                0.5,
+                1.0 - f64::EPSILON / 2.0,
+                1e-12,
+                f64::MIN_POSITIVE,
+                f64::NAN,
+            ] {
                 for second in 0..50 {
                     let draw = Rng::new(9, second, 1).binomial(n, p);
                     assert!(draw <= n, "n={n} p={p}: {draw}");

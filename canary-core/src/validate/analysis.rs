@@ -6,8 +6,8 @@ use jiff::SignedDuration;
 
 use super::Checker;
 use super::limits::{
-    MAX_ANALYSIS_INTERVAL, MAX_DEGRADATION, MAX_METRICS, MAX_QUERY_OFFSET, MAX_RUN_LIMIT, MAX_SCRAPE_INTERVAL,
-    MAX_WEBHOOK_TIMEOUT, MAX_WEBHOOKS,
+    MAX_ANALYSIS_INTERVAL, MAX_DEGRADATION, MAX_METRICS, MAX_QUERY_OFFSET, MAX_RUN_LIMIT,
+    MAX_SCRAPE_INTERVAL, MAX_WEBHOOK_TIMEOUT, MAX_WEBHOOKS,
 };
 use crate::plan::{AnalysisPlan, BuiltinMetric, Judge, MetricPlan, MetricQuery, Sprt, WebhookPlan};
 use crate::queries::QUERY_VARIABLES;
@@ -49,9 +49,14 @@ pub(super) fn check_analysis(c: &mut Checker, analysis: Option<&Analysis>) -> An
         DEFAULT_QUERY_OFFSET.min(scrape_interval),
         SignedDuration::ZERO..=MAX_QUERY_OFFSET,
     );
-    let inconclusive_limit = analysis
-        .inconclusive_limit
-        .map(|limit| c.int_in("spec.analysis.inconclusiveLimit", Some(limit), 1..=MAX_RUN_LIMIT, 1));
+    let inconclusive_limit = analysis.inconclusive_limit.map(|limit| {
+        c.int_in(
+            "spec.analysis.inconclusiveLimit",
+            Some(limit),
+            1..=MAX_RUN_LIMIT,
+            1,
+        )
+    });
     let failure_limit = c.int_in(
         "spec.analysis.failureLimit",
         analysis.failure_limit,

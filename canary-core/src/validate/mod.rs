@@ -114,20 +114,30 @@ impl Checker {
     ) -> SignedDuration {
         let Some(text) = text else { return default };
         let format = crate::duration::format_duration;
-        let allowed = format!("allowed: {}..={}", format(*range.start()), format(*range.end()));
+        let allowed = format!(
+            "allowed: {}..={}",
+            format(*range.start()),
+            format(*range.end())
+        );
         match parse_duration(text) {
             Ok(duration) if range.contains(&duration) => duration,
             Ok(duration) if duration < *range.start() => {
                 self.error(
                     path,
-                    format!("`{text}` is shorter than {} ({allowed})", format(*range.start())),
+                    format!(
+                        "`{text}` is shorter than {} ({allowed})",
+                        format(*range.start())
+                    ),
                 );
                 default
             }
             Ok(_) => {
                 self.error(
                     path,
-                    format!("`{text}` must be at most {} ({allowed})", format(*range.end())),
+                    format!(
+                        "`{text}` must be at most {} ({allowed})",
+                        format(*range.end())
+                    ),
                 );
                 default
             }
