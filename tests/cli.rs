@@ -699,6 +699,10 @@ fn adversarial_inputs_exit_2_naming_the_field_or_the_place_quickly() {
             ),
         )
     };
+    let cluster_replicas = write(
+        "cluster-replicas.yaml",
+        &changed("  replicas: 2\n", "  replicas: 2147483647\n"),
+    );
     let dr_spec = write(
         "dr.yaml",
         "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews, namespace: demo}\nspec: just a string\n",
@@ -740,6 +744,10 @@ fn adversarial_inputs_exit_2_naming_the_field_or_the_place_quickly() {
         (vec!["validate", &steps], "steps.yaml:16"),
         (vec!["validate", &deep], "deep.yaml:"),
         (vec!["simulate", &bomb], "bomb.yaml:"),
+        (
+            vec!["simulate", &cluster_replicas, "--cluster"],
+            "Deployment webapp/backend: spec.replicas 2147483647 is not within 0..=100",
+        ),
         (
             vec!["simulate", KUMA, "--rps", "18446744073709551615"],
             "rps 18446744073709551615 is not within 0..=1000000",

@@ -210,6 +210,31 @@ fn validate(file: &Path) -> Result<(), Failure> {
     Ok(())
 }
 
+/// The most replicas an object given to `simulate --cluster` may ask for: the in-memory cluster
+/// runs every pod (and its probes) second by second, so its work grows with the replicas.
+const MAX_CLUSTER_REPLICAS: u64 = 100;
+
+/// Refuses cluster objects whose `spec.replicas` is not a count of at most
+/// [`MAX_CLUSTER_REPLICAS`], naming the object.
+fn check_cluster_replicas(objects: &canary::objects::Objects) -> Result<(), Failure> {
+    for object in objects.iter() {
+        let Some(replicas) = object.pointer("/spec/replicas") else {
+            continue;
+        };
+        if replicas
+            .as_u64()
+            .is_none_or(|count| count > MAX_CLUSTER_REPLICAS)
+        {
+            return Err(Failure::input(format!(
+                "{}: spec.replicas {replicas} is not within 0..={MAX_CLUSTER_REPLICAS} (the most \
+                 a simulated cluster runs)",
+                canary::objects::describe(object)
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn simulate(args: &SimulateArgs) -> Result<(), Failure> {
     let (plan, mut objects) = load_with_objects(&args.file)?;
     for path in &args.objects {
@@ -254,6 +279,9 @@ fn simulate(args: &SimulateArgs) -> Result<(), Failure> {
         }
         None => None,
     };
+    if args.cluster {
+        check_cluster_replicas(&objects)?;
+    }
     let simulation = Simulation::new(&plan, config.clone());
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
