@@ -617,3 +617,29 @@ fn a_status_with_every_counter_at_its_largest_never_panics_the_engine() {
         });
     }
 }
+
+/// Counts of synthetic traffic at the largest rate a model can hold add up without overflow
+/// (a day of them at `u64::MAX` requests per second once panicked).
+#[test]
+fn traffic_counts_saturate_instead_of_overflowing() {
+    use canary_core::sim::{SecondCounts, TrafficModel};
+    let model = TrafficModel {
+        seed: 1,
+        rps: u64::MAX,
+        baseline_error_rate: 0.5,
+        canary_error_rate: 0.5,
+        baseline_latency_ms: 40.0,
+        canary_latency_ms: 40.0,
+        match_share: 0.1,
+    };
+    let route = canary_core::RouteState::weighted(50);
+    let mut totals = SecondCounts::default();
+    for second in 0..3 {
+        let counts = model.second(second, &route);
+        assert!(counts.canary.saturating_add(counts.stable) <= counts.total);
+        assert!(counts.canary_errors <= counts.canary);
+        totals += counts;
+    }
+    assert_eq!(totals.total, u64::MAX);
+    assert!(totals.canary <= totals.total && totals.stable <= totals.total);
+}

@@ -97,6 +97,7 @@ mod tests {
 
     #[test]
     fn binomial_draws_never_exceed_the_trials() {
+        // `n as f64` rounds above `n` here; a draw near `n` must still be at most `n`.
         for n in [u64::MAX, u64::MAX - 1, u64::MAX - 1000, 1 << 60] {
             for p in [
                 0.5,
