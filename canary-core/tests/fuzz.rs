@@ -62,7 +62,9 @@ fn run(text: &str, until: SignedDuration) -> Outcome {
         Err(Error::Parse { message, line, .. }) => {
             assert!(!message.trim().is_empty(), "a parse error says nothing");
             if let Some(line) = line {
-                let lines = text.lines().count() as u64 + 1;
+                // YAML breaks lines at `\n`, `\r\n` and a lone `\r`.
+                let lone_cr = text.replace("\r\n", "\n").matches('\r').count();
+                let lines = (text.matches('\n').count() + lone_cr) as u64 + 1;
                 assert!(line <= lines, "line {line} of {lines}: {message}");
             }
             Outcome::Parse(message)
