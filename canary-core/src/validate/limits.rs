@@ -31,8 +31,9 @@ pub const MAX_PAUSE: SignedDuration = SignedDuration::from_hours(7 * 24);
 pub const MAX_PROGRESS_DEADLINE: SignedDuration = SignedDuration::from_hours(24);
 
 /// Canary replicas given as a count (`spec.newVersion.replicas`,
-/// `spec.strategy.canary.steps[*].replicas`): at most 10 000, far below `int32` and small enough
-/// for the simulation to model pod by pod.
+/// `spec.strategy.canary.steps[*].replicas`): at most 10 000, far below the `int32` a
+/// Deployment's replicas are (k8s.io/api apps/v1 types.go, `DeploymentSpec.Replicas`) and small
+/// enough for the simulation to model pod by pod.
 pub const MAX_REPLICAS: i64 = 10_000;
 
 /// `spec.strategy.canary.steps`: at most 100 steps (the `stepWeight` shorthand makes at most
