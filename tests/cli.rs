@@ -643,3 +643,223 @@ fn devices_huge_files_and_two_rollouts_in_one_file_are_refused_quickly() {
     std::fs::remove_dir_all(&dir).unwrap();
     assert!(started.elapsed() < std::time::Duration::from_secs(30));
 }
+
+#[test]
+fn adversarial_inputs_exit_2_naming_the_field_or_the_place_quickly() {
+    let dir = std::env::temp_dir().join(format!("canary-cli-adversarial-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let kuma = std::fs::read_to_string(KUMA).unwrap();
+    let write = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let changed = |find: &str, replace: &str| {
+        assert!(kuma.contains(find), "{find}");
+        kuma.replacen(find, replace, 1)
+    };
+    let long_interval = write(
+        "interval.yaml",
+        &changed("interval: 90s", "interval: 2562047788015h"),
+    );
+    let replicas = write(
+        "replicas.yaml",
+        &changed(
+            "  progressDeadline: 10m\n",
+            "  newVersion: {replicas: 4294967295}\n",
+        ),
+    );
+    let nan = write(
+        "nan.yaml",
+        &changed("thresholdRange: {min: 99}", "thresholdRange: {min: .nan}"),
+    );
+    let deadline = write(
+        "deadline.yaml",
+        &changed("progressDeadline: 10m", "progressDeadline: 106751991167h"),
+    );
+    let steps = write(
+        "steps.yaml",
+        &changed("maxWeight: 50", "maxWeight: 18446744073709551615"),
+    );
+    let deep = write(
+        "deep.yaml",
+        &format!("{kuma}\n---\nkind: List\nitems: {}\n", "[".repeat(100_000)),
+    );
+    let bomb = {
+        let mut levels = vec!["a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]".to_owned()];
+        for level in 1..10 {
+            let items = vec![format!("*a{}", level - 1); 9].join(", ");
+            levels.push(format!("a{level}: &a{level} [{items}]"));
+        }
+        write(
+            "bomb.yaml",
+            &format!(
+                "{kuma}\n---\nkind: ConfigMap\nmetadata: {{name: lol}}\ndata: {{{}}}\n",
+                levels.join(", ")
+            ),
+        )
+    };
+    let cluster_replicas = write(
+        "cluster-replicas.yaml",
+        &changed("  replicas: 2\n", "  replicas: 2147483647\n"),
+    );
+    let dr_spec = write(
+        "dr.yaml",
+        "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews, namespace: demo}\nspec: just a string\n",
+    );
+    let dr_subsets = write(
+        "dr-subsets.yaml",
+        "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews, namespace: demo}\nspec:\n  host: reviews\n  trafficPolicy: [1, 2]\n",
+    );
+    let labels = write(
+        "labels.yaml",
+        "apiVersion: v1\nkind: Service\nmetadata: {name: reviews, namespace: demo, labels: {app: 5}}\nspec: {}\n",
+    );
+    type Case<'a> = (Vec<&'a str>, &'a str);
+    let cases: Vec<Case> = vec![
+        (
+            vec!["validate", &long_interval],
+            "spec.analysis.interval: `2562047788015h` must be at most 1h (allowed: 1s..=1h)",
+        ),
+        (
+            vec!["simulate", &long_interval],
+            "spec.analysis.interval: `2562047788015h` must be at most 1h",
+        ),
+        (
+            vec!["render", &long_interval, "--provider", "kuma"],
+            "spec.analysis.interval: `2562047788015h` must be at most 1h",
+        ),
+        (
+            vec!["simulate", &replicas],
+            "spec.newVersion.replicas: 4294967295 replicas: must be at least 1 and at most 10000",
+        ),
+        (
+            vec!["validate", &nan],
+            "spec.analysis.metrics[0].thresholdRange.min: must be a finite number",
+        ),
+        (
+            vec!["validate", &deadline],
+            "spec.progressDeadline: `106751991167h` must be at most 24h",
+        ),
+        (vec!["validate", &steps], "steps.yaml:16"),
+        (vec!["validate", &deep], "deep.yaml:"),
+        (vec!["simulate", &bomb], "bomb.yaml:"),
+        (
+            vec!["simulate", &cluster_replicas, "--cluster"],
+            "Deployment webapp/backend: spec.replicas 2147483647 is not within 0..=100",
+        ),
+        (
+            vec!["simulate", KUMA, "--rps", "18446744073709551615"],
+            "rps 18446744073709551615 is not within 0..=1000000",
+        ),
+        (
+            vec!["simulate", KUMA, "--rps", "18446744073709551616"],
+            "invalid value",
+        ),
+        (
+            vec!["simulate", KUMA, "--canary-error-rate", "NaN"],
+            "canary error rate NaN is not within 0..=1",
+        ),
+        (
+            vec!["simulate", KUMA, "--canary-latency-ms", "1e300"],
+            "latencies must be positive milliseconds",
+        ),
+        (
+            vec!["simulate", KUMA, "--pod-startup", "2562047788015h"],
+            "pod startup 2562047788015h is not within 0s..=1h",
+        ),
+        (
+            vec!["simulate", KUMA, "--approve-after", "99999999999999999999h"],
+            "--approve-after: `99999999999999999999h` is too long a duration",
+        ),
+        (
+            vec!["simulate", KUMA, "--approve-after", "2562047788015h"],
+            "approval delay 2562047788015h is not within 0s..=720h",
+        ),
+        (
+            vec![
+                "render",
+                KUMA,
+                "--provider",
+                "kuma",
+                "--step",
+                "18446744073709551615",
+            ],
+            "--step 18446744073709551615: the strategy has steps 1..=5",
+        ),
+        (
+            vec![
+                "render",
+                KUMA,
+                "--provider",
+                "kuma",
+                "--weight",
+                "4294967295",
+            ],
+            "--weight 4294967295: the weight is a percent",
+        ),
+        (
+            vec![
+                "render",
+                BOOKINFO,
+                "--provider",
+                "istio",
+                "--objects",
+                &dr_spec,
+            ],
+            "dr.yaml:1: DestinationRule demo/reviews: spec is a string; it must be a mapping",
+        ),
+        (
+            vec![
+                "render",
+                BOOKINFO,
+                "--provider",
+                "istio",
+                "--weight",
+                "20",
+                "--objects",
+                &dr_subsets,
+            ],
+            "DestinationRule demo/reviews: spec.trafficPolicy is a list; it must be a mapping",
+        ),
+        (
+            vec![
+                "render",
+                BOOKINFO,
+                "--provider",
+                "istio",
+                "--objects",
+                &labels,
+            ],
+            "labels.yaml:1: Service demo/reviews: metadata.labels is a mapping with a value that is not a string",
+        ),
+    ];
+    for (args, words) in cases {
+        let started = std::time::Instant::now();
+        let out = canary(&args);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(words), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "{args:?} took {:?}",
+            started.elapsed()
+        );
+    }
+    // Numbers at the far end that are fine run to the end, quickly.
+    for args in [
+        vec!["simulate", KUMA, "--seed", "18446744073709551615"],
+        vec!["simulate", KUMA, "--rps", "1000000"],
+        vec!["simulate", KUMA, "--rps", "0"],
+    ] {
+        let started = std::time::Instant::now();
+        let out = canary(&args);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "{args:?}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -38,7 +38,9 @@
 //! the rest). The route each Rollout applied is kept in an annotation of
 //! the canary lane, `canary.rs/route.<namespace>.<name>`.
 
-use canary_core::objects::{MANAGED_BY, Objects, clean, generated};
+use canary_core::objects::{
+    MANAGED_BY, Objects, Shape, check_fields, check_object, clean, generated,
+};
 use canary_core::spec::{AsmRouting, StringMatch};
 use canary_core::{ProviderKind, RolloutPlan, RouteState};
 use serde_json::{Map, Value, json};
@@ -79,6 +81,34 @@ pub enum Released {
     Kept(Rendered),
     /// This was the last service: the lanes and the group go.
     Deleted,
+}
+
+/// The fields of a live lane group canary writes into: mappings it adds keys to.
+const GROUP_FIELDS: [(&str, Shape); 3] = [
+    ("/spec/ingress", Shape::Mapping),
+    ("/spec/ingress/ingressRouting", Shape::Mapping),
+    ("/spec/ingress/gateway", Shape::Mapping),
+];
+
+/// The fields of a live lane canary writes into: its ingress rules are turned on and off.
+const LANE_FIELDS: [(&str, Shape); 1] = [("/spec/ingressRules", Shape::ListOfMappings)];
+
+/// Refuses live lane objects whose fields are not of the shape canary reads and writes (a
+/// custom resource's schema may leave them open); the error names the object and the field.
+fn check_shapes(asm: &AsmRouting, objects: &Objects) -> Result<()> {
+    let group = objects.get("ASMSwimLaneGroup", "", &asm.lane_group);
+    let lanes = [&asm.base_lane, &asm.canary_lane].map(|name| objects.get("ASMSwimLane", "", name));
+    let checked = group
+        .map(|group| check_object(group).and_then(|()| check_fields(group, &GROUP_FIELDS)))
+        .into_iter()
+        .chain(
+            lanes
+                .into_iter()
+                .flatten()
+                .map(|lane| check_object(lane).and_then(|()| check_fields(lane, &LANE_FIELDS))),
+        )
+        .collect::<Result<Vec<()>, String>>();
+    checked.map(drop).map_err(Error::Input)
 }
 
 /// `plan`'s ASM settings.
@@ -319,6 +349,7 @@ pub fn check_stable_pods(plan: &RolloutPlan, objects: &Objects) -> Result<()> {
 /// lane (see the module documentation).
 pub fn render(plan: &RolloutPlan, route: &RouteState, objects: &Objects) -> Result<Rendered> {
     let asm = settings(plan)?;
+    check_shapes(asm, objects)?;
     let me = member(plan);
     check_lane(
         asm,
@@ -473,6 +504,7 @@ fn check_settings(asm: &AsmRouting, live: &Value, wanted: &Value) -> Result<()> 
 /// someone else made (kept in Git, say) stay, without this service.
 pub fn release(plan: &RolloutPlan, objects: &Objects) -> Result<Released> {
     let asm = settings(plan)?;
+    check_shapes(asm, objects)?;
     let Some(live_group) = objects.get("ASMSwimLaneGroup", "", &asm.lane_group) else {
         return Ok(Released::Deleted);
     };

@@ -405,3 +405,109 @@ fn the_chains_example_objects_have_their_stable_pods_in_the_base_lane() {
         render(&plan, &routed(&plan), &objects).unwrap();
     }
 }
+
+/// Every copy of `object` with one node (each in turn, the whole object too) replaced by a
+/// value of another shape: what a user's file or a custom resource with an open schema may
+/// hold.
+fn broken_copies(object: &Value) -> Vec<Value> {
+    fn pointers(value: &Value, at: String, out: &mut Vec<String>) {
+        match value {
+            Value::Object(map) => {
+                for (key, child) in map {
+                    let key = key.replace('~', "~0").replace('/', "~1");
+                    pointers(child, format!("{at}/{key}"), out);
+                }
+            }
+            Value::Array(list) => {
+                for (index, child) in list.iter().enumerate() {
+                    pointers(child, format!("{at}/{index}"), out);
+                }
+            }
+            _ => {}
+        }
+        out.push(at);
+    }
+    let mut all = Vec::new();
+    pointers(object, String::new(), &mut all);
+    let wrong = [
+        json!("text"),
+        json!(u64::MAX),
+        json!(-1),
+        json!([1, "x"]),
+        json!({"x": 1}),
+        Value::Null,
+    ];
+    let mut out = Vec::new();
+    for pointer in &all {
+        for value in &wrong {
+            let mut copy = object.clone();
+            if let Some(node) = copy.pointer_mut(pointer)
+                && node != value
+            {
+                *node = value.clone();
+                out.push(copy);
+            }
+        }
+    }
+    out
+}
+
+/// Runs `f` (whatever it answers), failing the test with `what` when it panics.
+fn no_panic<T>(what: &Value, f: impl FnOnce() -> T) {
+    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).is_err() {
+        panic!("panicked on {what:#}");
+    }
+}
+
+#[test]
+fn lanes_of_the_wrong_shape_are_refused_by_name_and_field_never_a_panic() {
+    let [mocka, mockb] = ["mocka", "mockb"].map(plan);
+    // What the cluster holds once mockb joined: the group and both lanes, made by canary.
+    let live = apply(&mockb, &routed(&mockb), &Objects::default());
+    let mut lanes: Vec<Value> = live.iter().cloned().collect();
+    lanes.push(lane(
+        "canary",
+        Some("rollout"),
+        "canary",
+        json!([{"name": "cart"}]),
+    ));
+    // The case that once panicked: a lane whose ingress rules hold a string.
+    let mut broken = live.clone();
+    let mut canary_lane = live.get("ASMSwimLane", "", "canary").unwrap().clone();
+    canary_lane["spec"]["ingressRules"] = json!(["rule"]);
+    broken.insert(canary_lane);
+    let error = render(&mocka, &routed(&mocka), &broken)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        error,
+        "ASMSwimLane canary: spec.ingressRules is a list with an item that is not a mapping; \
+         it must be a list of mappings"
+    );
+    let mut group = live.get("ASMSwimLaneGroup", "", "rollout").unwrap().clone();
+    group["spec"]["ingress"] = json!("gateway");
+    let mut broken = live.clone();
+    broken.insert(group);
+    let error = release(&mockb, &broken).unwrap_err().to_string();
+    assert!(
+        error.starts_with("ASMSwimLaneGroup rollout: spec.ingress is a string"),
+        "{error}"
+    );
+    for object in lanes {
+        for broken in broken_copies(&object) {
+            let mut objects = live.clone();
+            objects.insert(broken.clone());
+            for (plan, route) in [
+                (&mocka, routed(&mocka)),
+                (&mocka, RouteState::stable()),
+                (&mockb, RouteState::weighted(30)),
+            ] {
+                no_panic(&broken, || render(plan, &route, &objects));
+            }
+            no_panic(&broken, || release(&mockb, &objects));
+            no_panic(&broken, || {
+                canary_asm::render::observed_route(&mockb, Some(&broken))
+            });
+        }
+    }
+}

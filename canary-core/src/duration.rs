@@ -15,6 +15,7 @@ use jiff::SignedDuration;
 pub fn parse_duration(text: &str) -> Result<SignedDuration, String> {
     const UNITS: [(&str, i64); 4] = [("h", 3_600_000), ("m", 60_000), ("s", 1_000), ("ms", 1)];
     let invalid = || format!("`{text}` is not a duration (write e.g. 90s, 5m, 1h30m, 250ms)");
+    let too_long = || format!("`{text}` is too long a duration");
     if text.is_empty() {
         return Err(invalid());
     }
@@ -26,7 +27,8 @@ pub fn parse_duration(text: &str) -> Result<SignedDuration, String> {
         if digits == 0 {
             return Err(invalid());
         }
-        let value: i64 = rest[..digits].parse().map_err(|_| invalid())?;
+        // Only digits: the one way to fail is a number beyond `i64`.
+        let value: i64 = rest[..digits].parse().map_err(|_| too_long())?;
         rest = &rest[digits..];
         let letters = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
         let unit = &rest[..letters];
@@ -42,7 +44,7 @@ pub fn parse_duration(text: &str) -> Result<SignedDuration, String> {
         millis = value
             .checked_mul(UNITS[position].1)
             .and_then(|part| millis.checked_add(part))
-            .ok_or_else(|| format!("`{text}` is too long a duration"))?;
+            .ok_or_else(too_long)?;
     }
     Ok(SignedDuration::from_millis(millis))
 }
@@ -99,7 +101,32 @@ mod tests {
         }
     }
 
+    #[test]
+    fn numbers_beyond_the_range_are_refused_never_wrapped() {
+        for huge in [
+            "9223372036854775808ms",
+            "99999999999999999999999h",
+            "2562047788016h",
+            "2562047788015h9999999999999m",
+        ] {
+            let error = parse_duration(huge).unwrap_err();
+            assert!(error.contains("too long"), "{huge}: {error}");
+        }
+        // The largest that fits is read exactly, for the caller to bound.
+        assert_eq!(
+            parse_duration("2562047788015h").map(|d| d.as_millis()),
+            Ok(2_562_047_788_015 * 3_600_000)
+        );
+    }
+
     proptest! {
+        #[test]
+        fn any_text_is_read_or_refused_without_a_panic(text in "[0-9hms]{0,40}") {
+            if let Ok(duration) = parse_duration(&text) {
+                prop_assert!(!duration.is_negative());
+            }
+        }
+
         #[test]
         fn format_then_parse_is_identity(millis in 0i64..1_000_000_000) {
             let d = SignedDuration::from_millis(millis);

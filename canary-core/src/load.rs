@@ -139,9 +139,34 @@ fn rollout_line(document: &str) -> Option<u64> {
     })
 }
 
+/// The most alias uses (`*name`) one document may hold, and the most YAML events their
+/// expansion may replay: Rollouts and Kubernetes objects need few if any, and an alias bomb
+/// (each level naming the one before many times) is refused after this much work, at its line.
+pub const MAX_ALIASES: usize = 1_000;
+
+/// The most events alias expansion may replay in one document (see [`MAX_ALIASES`]).
+pub const MAX_REPLAYED_EVENTS: usize = 50_000;
+
+/// The deepest a document may nest mappings and lists (the parser's own default, kept here so
+/// it is a limit of this crate's, documented and tested).
+pub const MAX_DEPTH: usize = 64;
+
+/// The reader's options: its default budget (nodes, scalar bytes, depth), with aliases bounded
+/// by [`MAX_ALIASES`] and [`MAX_REPLAYED_EVENTS`].
+fn options() -> serde_saphyr::Options {
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_aliases = MAX_ALIASES;
+    budget.max_recorded_anchor_events = MAX_REPLAYED_EVENTS;
+    budget.max_depth = MAX_DEPTH;
+    let mut options = serde_saphyr::Options::default();
+    options.budget = Some(budget);
+    options.alias_limits.max_total_replayed_events = MAX_REPLAYED_EVENTS;
+    options
+}
+
 /// One document as `T`, errors placed in the whole file (`offset` lines precede it).
 fn parse_document<T: serde::de::DeserializeOwned>(document: &str, offset: u64) -> Result<T> {
-    serde_saphyr::from_str::<T>(document).map_err(|error| {
+    serde_saphyr::from_str_with_options::<T>(document, options()).map_err(|error| {
         let location = error.location();
         let message = error.without_snippet().to_string();
         let first = message.lines().next().unwrap_or("unreadable YAML");
@@ -200,6 +225,7 @@ fn parse_objects(document: &str, offset: u64) -> Result<Vec<serde_json::Value>> 
                 "a Kubernetes object needs `kind` and `metadata.name`",
             ));
         }
+        crate::objects::check_object(object).map_err(|message| place(&message))?;
     }
     Ok(objects)
 }

@@ -174,6 +174,136 @@ pub fn includes(live: &Value, desired: &Value) -> bool {
     }
 }
 
+/// The JSON type a field of an object must have for canary to read or write it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// A mapping (a JSON object).
+    Mapping,
+    /// A mapping whose values are all strings (labels, annotations, selectors).
+    MappingOfStrings,
+    /// A list of mappings.
+    ListOfMappings,
+    /// A string.
+    Text,
+}
+
+impl Shape {
+    fn fits(self, value: &Value) -> bool {
+        match self {
+            Shape::Mapping => value.is_object(),
+            Shape::MappingOfStrings => value
+                .as_object()
+                .is_some_and(|map| map.values().all(Value::is_string)),
+            Shape::ListOfMappings => value
+                .as_array()
+                .is_some_and(|list| list.iter().all(Value::is_object)),
+            Shape::Text => value.is_string(),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Shape::Mapping => "a mapping",
+            Shape::MappingOfStrings => "a mapping of strings",
+            Shape::ListOfMappings => "a list of mappings",
+            Shape::Text => "a string",
+        }
+    }
+}
+
+/// An object for messages: `Kind namespace/name`, or as much of it as it has.
+pub fn describe(object: &Value) -> String {
+    let kind = object
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or("object");
+    let name = object
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("(unnamed)");
+    match object
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+    {
+        Some(namespace) => format!("{kind} {namespace}/{name}"),
+        None => format!("{kind} {name}"),
+    }
+}
+
+/// What a JSON value is, for messages.
+fn type_name(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "a mapping",
+    }
+}
+
+/// Checks that every field of `object` named by a JSON pointer in `fields` (`/spec/http`) is
+/// absent, null or of its [`Shape`]; the error names the object and the field. Objects come
+/// from users and from the cluster (a custom resource's schema may leave its fields open):
+/// code that reads or writes a field checks its shape first, and never indexes blind.
+///
+/// ```
+/// use canary_core::objects::{Shape, check_fields};
+/// let dr = serde_json::json!({"kind": "DestinationRule", "metadata": {"name": "web"}, "spec": "x"});
+/// let error = check_fields(&dr, &[("/spec", Shape::Mapping)]).unwrap_err();
+/// assert_eq!(error, "DestinationRule web: spec is a string; it must be a mapping");
+/// ```
+pub fn check_fields(object: &Value, fields: &[(&str, Shape)]) -> Result<(), String> {
+    if !object.is_object() {
+        return Err(format!(
+            "a Kubernetes object must be a mapping, not {}",
+            type_name(object)
+        ));
+    }
+    for (pointer, shape) in fields {
+        match object.pointer(pointer) {
+            None | Some(Value::Null) => {}
+            Some(value) if shape.fits(value) => {}
+            Some(value) => {
+                let field = pointer.trim_start_matches('/').replace('/', ".");
+                let what = match (shape, value) {
+                    (Shape::MappingOfStrings, Value::Object(_)) => {
+                        "a mapping with a value that is not a string"
+                    }
+                    (Shape::ListOfMappings, Value::Array(_)) => {
+                        "a list with an item that is not a mapping"
+                    }
+                    _ => type_name(value),
+                };
+                return Err(format!(
+                    "{}: {field} is {what}; it must be {}",
+                    describe(object),
+                    shape.name()
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The fields every Kubernetes object canary reads must have in shape: `kind`, `metadata` and
+/// its `name`, `namespace`, `labels`, `annotations` and `ownerReferences`, and `spec`.
+pub const OBJECT_FIELDS: [(&str, Shape); 8] = [
+    ("/kind", Shape::Text),
+    ("/metadata", Shape::Mapping),
+    ("/metadata/name", Shape::Text),
+    ("/metadata/namespace", Shape::Text),
+    ("/metadata/labels", Shape::MappingOfStrings),
+    ("/metadata/annotations", Shape::MappingOfStrings),
+    ("/metadata/ownerReferences", Shape::ListOfMappings),
+    ("/spec", Shape::Mapping),
+];
+
+/// Checks the [`OBJECT_FIELDS`] of `object`.
+pub fn check_object(object: &Value) -> Result<(), String> {
+    check_fields(object, &OBJECT_FIELDS)
+}
+
 /// The label Kubernetes gives the pods of one ReplicaSet.
 pub const POD_TEMPLATE_HASH: &str = "pod-template-hash";
 
@@ -207,6 +337,34 @@ fn key(item: &Value) -> (Option<&str>, Option<&str>, Option<&str>) {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn shapes_are_checked_and_named() {
+        let dr = |spec: Value| json!({"kind": "DestinationRule", "metadata": {"name": "r", "namespace": "ns"}, "spec": spec});
+        assert!(check_object(&dr(json!({"subsets": []}))).is_ok());
+        for (spec, words) in [
+            (json!("text"), "spec is a string; it must be a mapping"),
+            (json!([1]), "spec is a list; it must be a mapping"),
+            (json!(7), "spec is a number"),
+        ] {
+            let error = check_object(&dr(spec)).unwrap_err();
+            assert!(error.starts_with("DestinationRule ns/r: "), "{error}");
+            assert!(error.contains(words), "{error}");
+        }
+        let fields = [("/spec/subsets", Shape::ListOfMappings)];
+        let error = check_fields(&dr(json!({"subsets": [{}, "x"]})), &fields).unwrap_err();
+        assert!(
+            error.contains("spec.subsets is a list with an item"),
+            "{error}"
+        );
+        let labels = json!({"kind": "Service", "metadata": {"name": "s", "labels": {"a": 1}}});
+        assert!(
+            check_object(&labels)
+                .unwrap_err()
+                .contains("metadata.labels")
+        );
+        assert!(check_object(&json!("x")).is_err());
+    }
 
     #[test]
     fn includes_ignores_what_the_server_adds_but_not_what_differs() {

@@ -789,3 +789,20 @@ fn analysis_windows_respect_the_scrape_interval() {
         "{slow:?}"
     );
 }
+
+#[test]
+fn every_example_file_loads_with_its_objects_in_shape() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/rollouts");
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let loaded = if path.to_string_lossy().ends_with("-objects.yaml") {
+            canary_core::load::objects_from_yaml(&text).map(drop)
+        } else {
+            canary_core::load::rollout_file(&text).map(drop)
+        };
+        if let Err(error) = loaded {
+            panic!("{}: {error}", path.display());
+        }
+    }
+}

@@ -10,7 +10,9 @@
 //! auto mTLS, no pool limits) where the stable share goes out as the user asked.
 
 use canary_core::RolloutPlan;
-use canary_core::objects::{clean, generated, generated_metadata};
+use canary_core::objects::{
+    Shape, check_fields, check_object, clean, generated, generated_metadata,
+};
 use canary_core::services::canary_service_name;
 use serde_json::{Value, json};
 
@@ -33,6 +35,19 @@ pub fn name(plan: &RolloutPlan) -> String {
 /// Service's (`<service>-canary`).
 pub fn canary_name(plan: &RolloutPlan) -> String {
     canary_service_name(plan)
+}
+
+/// The fields of a user's DestinationRule canary reads (and, for rules earlier versions of
+/// canary edited, writes back).
+const FIELDS: [(&str, Shape); 2] = [
+    ("/spec/trafficPolicy", Shape::Mapping),
+    ("/spec/subsets", Shape::ListOfMappings),
+];
+
+/// Refuses a DestinationRule whose fields are not of the shape canary reads; the error names
+/// the rule and the field.
+pub fn check_shape(dr: &Value) -> Result<(), String> {
+    check_object(dr).and_then(|()| check_fields(dr, &FIELDS))
 }
 
 /// The DestinationRule for the canary host: the traffic policy of the user's rule `user` (when
@@ -81,7 +96,18 @@ pub fn released(dr: &Value) -> Option<Value> {
         .filter(Value::is_array);
     let mut out = clean(dr);
     if let Some(subsets) = original {
-        out["spec"]["subsets"] = subsets;
+        // The rule's `spec` may be anything the cluster holds: written only when a mapping.
+        match out.get_mut("spec") {
+            Some(Value::Object(spec)) => {
+                spec.insert("subsets".to_owned(), subsets);
+            }
+            Some(Value::Null) | None => {
+                if let Some(map) = out.as_object_mut() {
+                    map.insert("spec".to_owned(), json!({"subsets": subsets}));
+                }
+            }
+            Some(_) => {}
+        }
     }
     if let Some(annotations) = out["metadata"]["annotations"].as_object_mut() {
         annotations.retain(|key, _| !key.starts_with(CANARY_PREFIX));

@@ -60,6 +60,9 @@ pub fn render(plan: &RolloutPlan, route: &RouteState, objects: &Objects) -> Resu
     let user_dr = objects
         .get("DestinationRule", namespace, &destination_rule::name(plan))
         .filter(|dr| !generated(dr));
+    if let Some(dr) = user_dr {
+        destination_rule::check_shape(dr).map_err(Error::Input)?;
+    }
     Ok(Rendered {
         canary_service: Some(canary_service(plan, stable).map_err(Error::Input)?),
         canary_destination_rule: destination_rule::canary(plan, user_dr),

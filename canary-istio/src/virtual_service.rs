@@ -26,7 +26,9 @@ use crate::API_VERSION;
 use crate::error::{Error, Result};
 use crate::hosts::{canary_host, is_service_host};
 use crate::matches;
-use canary_core::objects::{clean, generated, generated_metadata};
+use canary_core::objects::{
+    Shape, check_fields, check_object, clean, generated, generated_metadata,
+};
 
 /// Annotation on a VirtualService: the route canary applied, as JSON.
 pub const ROUTE_ANNOTATION: &str = "canary.rs/route";
@@ -221,7 +223,10 @@ fn target(plan: &RolloutPlan) -> Target<'_> {
 pub fn desired(plan: &RolloutPlan, route: &RouteState, existing: Option<&Value>) -> Result<Value> {
     let target = target(plan);
     match existing {
-        Some(vs) if !generated(vs) => merged(plan, route, &target, vs),
+        Some(vs) if !generated(vs) => {
+            check_shape(vs)?;
+            merged(plan, route, &target, vs)
+        }
         _ => generate(plan, route, &target),
     }
 }
@@ -305,6 +310,21 @@ fn managed_keys(plan: &RolloutPlan, vs: &Value, base: &[&Value]) -> Result<Vec<S
         }
     }
     Ok(configured)
+}
+
+/// The fields of a user's VirtualService canary reads and writes: each route list a list of
+/// mappings (the Istio CRD's schema leaves `spec` open, so the API server may hold anything).
+const FIELDS: [(&str, Shape); 3] = [
+    ("/spec/http", Shape::ListOfMappings),
+    ("/spec/tcp", Shape::ListOfMappings),
+    ("/spec/tls", Shape::ListOfMappings),
+];
+
+/// Refuses a VirtualService whose fields are not of the shape canary reads and writes.
+fn check_shape(vs: &Value) -> Result<()> {
+    check_object(vs)
+        .and_then(|()| check_fields(vs, &FIELDS))
+        .map_err(Error::Input)
 }
 
 fn describe(object: &Value) -> String {

@@ -479,3 +479,130 @@ mod properties {
         }
     }
 }
+
+/// Every copy of `object` with one node (each in turn, the whole object too) replaced by a
+/// value of another shape: what a user's file or a custom resource with an open schema may
+/// hold.
+fn broken_copies(object: &Value) -> Vec<Value> {
+    fn pointers(value: &Value, at: String, out: &mut Vec<String>) {
+        match value {
+            Value::Object(map) => {
+                for (key, child) in map {
+                    let key = key.replace('~', "~0").replace('/', "~1");
+                    pointers(child, format!("{at}/{key}"), out);
+                }
+            }
+            Value::Array(list) => {
+                for (index, child) in list.iter().enumerate() {
+                    pointers(child, format!("{at}/{index}"), out);
+                }
+            }
+            _ => {}
+        }
+        out.push(at);
+    }
+    let mut all = Vec::new();
+    pointers(object, String::new(), &mut all);
+    let wrong = [
+        json!("text"),
+        json!(u64::MAX),
+        json!(-1),
+        json!([1, "x"]),
+        json!({"x": 1}),
+        Value::Null,
+    ];
+    let mut out = Vec::new();
+    for pointer in &all {
+        for value in &wrong {
+            let mut copy = object.clone();
+            if let Some(node) = copy.pointer_mut(pointer)
+                && node != value
+            {
+                *node = value.clone();
+                out.push(copy);
+            }
+        }
+    }
+    out
+}
+
+/// Runs `f` (whatever it answers), failing the test with `what` when it panics.
+fn no_panic<T>(what: &Value, f: impl FnOnce() -> T) {
+    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).is_err() {
+        panic!("panicked on {what:#}");
+    }
+}
+
+#[test]
+fn objects_of_the_wrong_shape_are_refused_by_name_and_field_never_a_panic() {
+    let (plan, objects) = user_plan();
+    let user_dr = json!({
+        "apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
+        "metadata": {"name": "reviews", "namespace": "demo",
+                     "annotations": {"canary.rs/original": "{\"subsets\": [{\"name\": \"v1\"}]}"}},
+        "spec": {"host": "reviews", "subsets": [{"name": "v1", "labels": {"version": "v1"}}],
+                 "exportTo": ["."], "trafficPolicy": {"tls": {"mode": "ISTIO_MUTUAL"}}}
+    });
+    // The case that once panicked: a DestinationRule whose `spec` is not a mapping.
+    for spec in [json!("text"), json!([1, 2]), json!(7)] {
+        let mut dr = user_dr.clone();
+        dr["spec"] = spec;
+        let mut objects = objects.clone();
+        objects.insert(dr.clone());
+        let error = render(&plan, &RouteState::weighted(20), &objects)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.starts_with("DestinationRule demo/reviews: spec is "),
+            "{error}"
+        );
+        assert!(error.ends_with("it must be a mapping"), "{error}");
+        assert!(canary_istio::destination_rule::released(&dr).is_some());
+    }
+    let mut vs = user_virtual_service();
+    vs["spec"]["http"][1] = json!("primary");
+    let mut broken = objects.clone();
+    broken.insert(vs);
+    let error = render(&plan, &RouteState::weighted(20), &broken)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains(
+            "VirtualService demo/reviews: spec.http is a list with an item that is not a mapping"
+        ),
+        "{error}"
+    );
+    let routes = [
+        RouteState::weighted(40),
+        RouteState::stable(),
+        RouteState {
+            weight: 10,
+            matches: vec![RequestMatch {
+                headers: [("x-user".into(), StringMatch::exact("tester"))].into(),
+                ..RequestMatch::default()
+            }],
+            mirror: Some(20),
+            ..RouteState::stable()
+        },
+    ];
+    let service = objects
+        .get("Service", &plan.namespace, &plan.rollout.spec.service.name)
+        .unwrap()
+        .clone();
+    for object in [user_virtual_service(), user_dr, service] {
+        for broken in broken_copies(&object) {
+            let mut objects = objects.clone();
+            objects.insert(broken.clone());
+            for route in &routes {
+                no_panic(&broken, || render(&plan, route, &objects));
+            }
+            no_panic(&broken, || {
+                canary_istio::destination_rule::released(&broken)
+            });
+            no_panic(&broken, || restore(&broken));
+            no_panic(&broken, || {
+                canary_istio::virtual_service::applied_route(&broken)
+            });
+        }
+    }
+}

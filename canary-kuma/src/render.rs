@@ -364,8 +364,15 @@ pub fn observed_route(plan: &RolloutPlan, object: &Value) -> Option<RouteState> 
             })
             .collect(),
     };
-    let total: u64 = entries.iter().map(|(_, w)| w).sum();
-    let to_canary: u64 = entries.iter().filter(|(c, _)| *c).map(|(_, w)| w).sum();
+    // Weights as the cluster holds them: summed in u128, so no count of them overflows.
+    let total: u128 = entries.iter().map(|(_, w)| u128::from(*w)).sum();
+    let to_canary: u128 = entries
+        .iter()
+        .filter(|(c, _)| *c)
+        .map(|(_, w)| u128::from(*w))
+        .sum();
     let weight = (to_canary * 100).checked_div(total).unwrap_or(0);
-    Some(RouteState::weighted(u32::try_from(weight).unwrap_or(100)))
+    Some(RouteState::weighted(
+        u32::try_from(weight.min(100)).unwrap_or(100),
+    ))
 }

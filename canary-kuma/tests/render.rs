@@ -564,3 +564,92 @@ fn a_mirror_on_an_exclusive_mesh_is_refused_with_the_field_and_why() {
     assert!(render(&plan, &RouteState::weighted(30), &objects).is_ok());
     assert!(render(&plan, &RouteState::stable(), &objects).is_ok());
 }
+
+/// Every copy of `object` with one node (each in turn, the whole object too) replaced by a
+/// value of another shape: what a user's file or a custom resource with an open schema may
+/// hold.
+fn broken_copies(object: &Value) -> Vec<Value> {
+    fn pointers(value: &Value, at: String, out: &mut Vec<String>) {
+        match value {
+            Value::Object(map) => {
+                for (key, child) in map {
+                    let key = key.replace('~', "~0").replace('/', "~1");
+                    pointers(child, format!("{at}/{key}"), out);
+                }
+            }
+            Value::Array(list) => {
+                for (index, child) in list.iter().enumerate() {
+                    pointers(child, format!("{at}/{index}"), out);
+                }
+            }
+            _ => {}
+        }
+        out.push(at);
+    }
+    let mut all = Vec::new();
+    pointers(object, String::new(), &mut all);
+    let wrong = [
+        json!("text"),
+        json!(u64::MAX),
+        json!(-1),
+        json!([1, "x"]),
+        json!({"x": 1}),
+        Value::Null,
+    ];
+    let mut out = Vec::new();
+    for pointer in &all {
+        for value in &wrong {
+            let mut copy = object.clone();
+            if let Some(node) = copy.pointer_mut(pointer)
+                && node != value
+            {
+                *node = value.clone();
+                out.push(copy);
+            }
+        }
+    }
+    out
+}
+
+/// Runs `f` (whatever it answers), failing the test with `what` when it panics.
+fn no_panic<T>(what: &Value, f: impl FnOnce() -> T) {
+    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).is_err() {
+        panic!("panicked on {what:#}");
+    }
+}
+
+#[test]
+fn objects_of_any_shape_and_any_weights_never_panic() {
+    let (plan, objects) = podinfo();
+    // Weights as large as the cluster can hold: the sum once overflowed.
+    let mut route = render(&plan, &RouteState::weighted(30), &objects)
+        .unwrap()
+        .route
+        .unwrap();
+    let backends = &mut route["spec"]["to"][0]["rules"][0]["default"]["backendRefs"];
+    backends[0]["weight"] = json!(u64::MAX);
+    backends[1]["weight"] = json!(u64::MAX);
+    assert_eq!(
+        canary_kuma::render::observed_route(&plan, &route),
+        Some(RouteState::weighted(50))
+    );
+    let stable = objects
+        .get("Service", &plan.namespace, &plan.rollout.spec.service.name)
+        .unwrap()
+        .clone();
+    for object in [stable, kurator_mesh(), route] {
+        for broken in broken_copies(&object) {
+            let mut objects = objects.clone();
+            objects.insert(broken.clone());
+            for weight in [0, 30, 100] {
+                no_panic(&broken, || {
+                    render(&plan, &RouteState::weighted(weight), &objects)
+                });
+            }
+            no_panic(&broken, || {
+                canary_kuma::render::observed_route(&plan, &broken)
+            });
+            no_panic(&broken, || canary_kuma::render::applied_route(&broken));
+        }
+    }
+}

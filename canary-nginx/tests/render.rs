@@ -414,3 +414,82 @@ fn the_canary_ingress_is_named_per_service_when_the_ingress_is_shared_and_stays_
     }
     assert_ne!(names[0], names[1]);
 }
+
+/// Every copy of `object` with one node (each in turn, the whole object too) replaced by a
+/// value of another shape: what a user's file or a custom resource with an open schema may
+/// hold.
+fn broken_copies(object: &Value) -> Vec<Value> {
+    fn pointers(value: &Value, at: String, out: &mut Vec<String>) {
+        match value {
+            Value::Object(map) => {
+                for (key, child) in map {
+                    let key = key.replace('~', "~0").replace('/', "~1");
+                    pointers(child, format!("{at}/{key}"), out);
+                }
+            }
+            Value::Array(list) => {
+                for (index, child) in list.iter().enumerate() {
+                    pointers(child, format!("{at}/{index}"), out);
+                }
+            }
+            _ => {}
+        }
+        out.push(at);
+    }
+    let mut all = Vec::new();
+    pointers(object, String::new(), &mut all);
+    let wrong = [
+        json!("text"),
+        json!(u64::MAX),
+        json!(-1),
+        json!([1, "x"]),
+        json!({"x": 1}),
+        Value::Null,
+    ];
+    let mut out = Vec::new();
+    for pointer in &all {
+        for value in &wrong {
+            let mut copy = object.clone();
+            if let Some(node) = copy.pointer_mut(pointer)
+                && node != value
+            {
+                *node = value.clone();
+                out.push(copy);
+            }
+        }
+    }
+    out
+}
+
+/// Runs `f` (whatever it answers), failing the test with `what` when it panics.
+fn no_panic<T>(what: &Value, f: impl FnOnce() -> T) {
+    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).is_err() {
+        panic!("panicked on {what:#}");
+    }
+}
+
+#[test]
+fn objects_of_any_shape_never_panic() {
+    let (plan, objects) = echoserver();
+    let service = objects
+        .get("Service", &plan.namespace, &plan.rollout.spec.service.name)
+        .unwrap()
+        .clone();
+    for object in [stable_ingress(), service] {
+        for broken in broken_copies(&object) {
+            let mut objects = objects.clone();
+            objects.insert(broken.clone());
+            for weight in [0, 20, 100] {
+                no_panic(&broken, || {
+                    render(&plan, &RouteState::weighted(weight), &objects)
+                });
+            }
+            no_panic(&broken, || {
+                canary_nginx::render::owner_conflict(&plan, &broken)
+            });
+            no_panic(&broken, || {
+                canary_nginx::render::canary_ingress_name(&plan, Some(&broken))
+            });
+        }
+    }
+}

@@ -53,13 +53,14 @@ struct SimulateArgs {
     /// Median canary latency in milliseconds (default: the baseline's, 40).
     #[arg(long, value_name = "MS")]
     canary_latency_ms: Option<f64>,
-    /// User requests per second.
+    /// User requests per second, at most 1000000.
     #[arg(long, value_name = "N", default_value_t = 100)]
     rps: u64,
     /// Random seed.
     #[arg(long, value_name = "S", default_value_t = 1)]
     seed: u64,
-    /// How long the simulated operator takes to approve a manual step (`never` to not approve).
+    /// How long the simulated operator takes to approve a manual step, at most 720h (`never` to
+    /// not approve).
     #[arg(long, value_name = "DURATION", default_value = "2m")]
     approve_after: String,
     /// One JSON object per timeline row, then the summary object.
@@ -76,7 +77,7 @@ struct SimulateArgs {
     /// the provider's objects…
     #[arg(long, value_name = "FILE", requires = "cluster")]
     objects: Vec<PathBuf>,
-    /// How long a new pod takes to become ready.
+    /// How long a new pod takes to become ready, at most 1h.
     #[arg(long, value_name = "DURATION", default_value = "20s")]
     pod_startup: String,
     /// Keep the objects and the Rollout in Git, applied by this tool (with `--cluster`):
@@ -209,6 +210,31 @@ fn validate(file: &Path) -> Result<(), Failure> {
     Ok(())
 }
 
+/// The most replicas an object given to `simulate --cluster` may ask for: the in-memory cluster
+/// runs every pod (and its probes) second by second, so its work grows with the replicas.
+const MAX_CLUSTER_REPLICAS: u64 = 100;
+
+/// Refuses cluster objects whose `spec.replicas` is not a count of at most
+/// [`MAX_CLUSTER_REPLICAS`], naming the object.
+fn check_cluster_replicas(objects: &canary::objects::Objects) -> Result<(), Failure> {
+    for object in objects.iter() {
+        let Some(replicas) = object.pointer("/spec/replicas") else {
+            continue;
+        };
+        if replicas
+            .as_u64()
+            .is_none_or(|count| count > MAX_CLUSTER_REPLICAS)
+        {
+            return Err(Failure::input(format!(
+                "{}: spec.replicas {replicas} is not within 0..={MAX_CLUSTER_REPLICAS} (the most \
+                 a simulated cluster runs)",
+                canary::objects::describe(object)
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn simulate(args: &SimulateArgs) -> Result<(), Failure> {
     let (plan, mut objects) = load_with_objects(&args.file)?;
     for path in &args.objects {
@@ -253,6 +279,9 @@ fn simulate(args: &SimulateArgs) -> Result<(), Failure> {
         }
         None => None,
     };
+    if args.cluster {
+        check_cluster_replicas(&objects)?;
+    }
     let simulation = Simulation::new(&plan, config.clone());
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -158,7 +158,7 @@ impl Engine<'_> {
             Verdict::Pass | Verdict::Continue => {
                 self.status.consecutive_failures = 0;
                 self.status.inconclusive = 0;
-                self.status.iterations += 1;
+                self.status.iterations = self.status.iterations.saturating_add(1);
                 if self.analysis_has_checks() {
                     self.status.set_condition(
                         "Analysis",
@@ -170,7 +170,7 @@ impl Engine<'_> {
                 }
             }
             Verdict::Inconclusive => {
-                self.status.inconclusive += 1;
+                self.status.inconclusive = self.status.inconclusive.saturating_add(1);
                 let message = inconclusive.join("; ");
                 self.status
                     .set_condition("Analysis", false, "Inconclusive", &message, self.now);
@@ -199,8 +199,8 @@ impl Engine<'_> {
     /// Counts a failed check; rolls back at once when the failure limit is reached. Returns
     /// whether it rolled back.
     pub(super) fn fail_check(&mut self, message: String) -> bool {
-        self.status.failed_checks += 1;
-        self.status.consecutive_failures += 1;
+        self.status.failed_checks = self.status.failed_checks.saturating_add(1);
+        self.status.consecutive_failures = self.status.consecutive_failures.saturating_add(1);
         self.status
             .set_condition("Analysis", false, "Failed", &message, self.now);
         self.event(EventKind::Warning, "FailedCheck", message.clone());
@@ -255,7 +255,7 @@ impl Engine<'_> {
                     Phase::Progressing,
                     format!(
                         "step {}/{}: waiting for the {} webhooks",
-                        self.status.step + 1,
+                        self.status.step.saturating_add(1),
                         self.plan.steps.len(),
                         kind.name()
                     ),
@@ -268,7 +268,7 @@ impl Engine<'_> {
                 Phase::Paused,
                 format!(
                     "step {}/{} waits for approval; promote to continue",
-                    self.status.step + 1,
+                    self.status.step.saturating_add(1),
                     self.plan.steps.len()
                 ),
             );
@@ -277,7 +277,7 @@ impl Engine<'_> {
                 Phase::Progressing,
                 format!(
                     "step {}/{}: analysing",
-                    self.status.step + 1,
+                    self.status.step.saturating_add(1),
                     self.plan.steps.len()
                 ),
             );
@@ -291,7 +291,7 @@ impl Engine<'_> {
             return None;
         }
         let current = self.plan.step(self.status.step)?;
-        let kind = match self.plan.step(self.status.step + 1) {
+        let kind = match self.plan.step(self.status.step.saturating_add(1)) {
             Some(next) if next.route.weight > current.route.weight => {
                 HookType::ConfirmTrafficIncrease
             }
@@ -304,12 +304,12 @@ impl Engine<'_> {
 
     /// On to the next step, or to promotion after the last.
     pub(super) fn advance(&mut self) {
-        let next = self.status.step + 1;
-        if (next as usize) < self.plan.steps.len() {
+        let next = self.status.step.saturating_add(1);
+        if usize::try_from(next).is_ok_and(|next| next < self.plan.steps.len()) {
             self.enter_step(next);
             self.set_phase(
                 Phase::Progressing,
-                format!("step {}/{}", next + 1, self.plan.steps.len()),
+                format!("step {}/{}", next.saturating_add(1), self.plan.steps.len()),
             );
         } else {
             self.finish_steps();

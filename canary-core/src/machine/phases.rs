@@ -270,7 +270,7 @@ impl Engine<'_> {
             }
             self.status.message = format!(
                 "step {}: waiting for the canary ({available}/{needed} available)",
-                self.status.step + 1
+                self.status.step.saturating_add(1)
             );
             self.check_deadline("the canary to become available");
             return;
@@ -316,7 +316,7 @@ impl Engine<'_> {
             self.set_route(RouteState::stable(), 0);
             self.status.message = format!(
                 "step {}: keeping stable traffic from the canary before it starts",
-                self.status.step + 1
+                self.status.step.saturating_add(1)
             );
             return false;
         };
@@ -343,7 +343,7 @@ impl Engine<'_> {
         let own = step.replicas.resolve(stable);
         let next = self
             .plan
-            .step(self.status.step + 1)
+            .step(self.status.step.saturating_add(1))
             .map_or(0, |next| next.replicas.resolve(stable));
         (own.max(next), step.readiness.needed(own))
     }
@@ -382,7 +382,7 @@ impl Engine<'_> {
             "StepReached",
             format!(
                 "step {}/{}: {}",
-                self.status.step + 1,
+                self.status.step.saturating_add(1),
                 self.plan.steps.len(),
                 describe_route(&route)
             ),

@@ -111,18 +111,26 @@ impl Engine<'_> {
                     // window's counts wait, so none is lost.
                     let pending = state.pending.plus(*counts);
                     if pending.canary_requests > 0 && pending.stable_requests > 0 {
-                        state.llr += sprt.evidence(
-                            (pending.canary_requests, pending.canary_errors),
-                            (pending.stable_requests, pending.stable_errors),
-                        );
+                        let llr = state.llr
+                            + sprt.evidence(
+                                (pending.canary_requests, pending.canary_errors),
+                                (pending.stable_requests, pending.stable_errors),
+                            );
+                        // The status carries the sum; a non-finite one would not read back.
+                        if llr.is_finite() {
+                            state.llr = llr;
+                        }
                         state.pending = ErrorCounts::default();
                     } else {
                         state.pending = pending;
                     }
-                    state.canary_requests += counts.canary_requests;
-                    state.canary_errors += counts.canary_errors;
-                    state.stable_requests += counts.stable_requests;
-                    state.stable_errors += counts.stable_errors;
+                    // Counts from the status and from Prometheus: add without overflow.
+                    state.canary_requests =
+                        state.canary_requests.saturating_add(counts.canary_requests);
+                    state.canary_errors = state.canary_errors.saturating_add(counts.canary_errors);
+                    state.stable_requests =
+                        state.stable_requests.saturating_add(counts.stable_requests);
+                    state.stable_errors = state.stable_errors.saturating_add(counts.stable_errors);
                     state.since = now;
                     if state.llr >= sprt.upper() {
                         state.verdict = Some(Verdict::Fail);

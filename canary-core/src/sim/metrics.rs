@@ -33,18 +33,22 @@ impl MetricProvider for SimMetrics {
             return MetricOutcome::NoData;
         };
         let end = context.at.as_second();
-        let start = end - context.window.as_secs().max(1);
+        let start = end.saturating_sub(context.window.as_secs().max(1));
         let mut counts = ErrorCounts::default();
         let mut latencies = Vec::new();
         for second in (start + 1)..=end {
             let traffic = self
                 .model
                 .split_second(second, &self.splits.split_for_second(second));
-            let seen = traffic.canary + traffic.mirrored;
-            counts.canary_requests += seen;
-            counts.canary_errors += traffic.canary_errors + traffic.mirrored_errors;
-            counts.stable_requests += traffic.stable;
-            counts.stable_errors += traffic.stable_errors;
+            let seen = traffic.canary.saturating_add(traffic.mirrored);
+            counts = counts.plus(ErrorCounts {
+                canary_requests: seen,
+                canary_errors: traffic
+                    .canary_errors
+                    .saturating_add(traffic.mirrored_errors),
+                stable_requests: traffic.stable,
+                stable_errors: traffic.stable_errors,
+            });
             if builtin == BuiltinMetric::RequestDuration {
                 self.model.canary_latencies(second, seen, &mut latencies);
             }

@@ -43,6 +43,23 @@ pub const STABLE_REVISION: &str = "rev-1";
 /// The revision a simulation releases.
 pub const NEW_REVISION: &str = "rev-2";
 
+/// The most user requests per second a simulation models: a million, which keeps every count
+/// of a day's traffic far below `u64::MAX`.
+pub const MAX_RPS: u64 = 1_000_000;
+
+/// The most stable replicas a simulation models (the largest canary replica count a Rollout
+/// may ask for, too).
+pub const MAX_STABLE_REPLICAS: u32 = 10_000;
+
+/// The longest median latency a simulation models, in milliseconds: an hour.
+pub const MAX_LATENCY_MS: f64 = 3_600_000.0;
+
+/// The longest a simulated pod may take to start: an hour.
+pub const MAX_POD_STARTUP: SignedDuration = SignedDuration::from_hours(1);
+
+/// The longest a simulation runs: 30 days of virtual time.
+pub const MAX_SIM_DURATION: SignedDuration = SignedDuration::from_hours(30 * 24);
+
 /// How a simulation's world behaves.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SimConfig {
@@ -122,8 +139,16 @@ impl SimConfig {
         status.gate_since?.checked_add(after).ok()
     }
 
-    /// Checks the configuration.
+    /// Checks the configuration: rates and shares within 0..=1, and every count and duration
+    /// within the bounds above (a simulation must end, and quickly).
     pub fn check(&self) -> Result<()> {
+        let refuse = |message: String| Err(Error::Simulation(message));
+        if self.rps > MAX_RPS {
+            return refuse(format!(
+                "rps {} is not within 0..={MAX_RPS} (requests per second)",
+                self.rps
+            ));
+        }
         let rate = |name: &str, value: f64| {
             if (0.0..=1.0).contains(&value) {
                 Ok(())
@@ -140,16 +165,35 @@ impl SimConfig {
         if latencies
             .into_iter()
             .flatten()
-            .any(|ms| !(ms.is_finite() && ms > 0.0))
+            .any(|ms| !(ms.is_finite() && ms > 0.0 && ms <= MAX_LATENCY_MS))
         {
-            return Err(Error::Simulation(
-                "latencies must be positive milliseconds".to_owned(),
+            return refuse(format!(
+                "latencies must be positive milliseconds, at most {MAX_LATENCY_MS}"
             ));
         }
-        if self.stable_replicas == 0 {
-            return Err(Error::Simulation(
-                "stable replicas must be at least 1".to_owned(),
+        if !(1..=MAX_STABLE_REPLICAS).contains(&self.stable_replicas) {
+            return refuse(format!(
+                "stable replicas {} is not within 1..={MAX_STABLE_REPLICAS}",
+                self.stable_replicas
             ));
+        }
+        let format = crate::duration::format_duration;
+        for (name, duration, max) in [
+            ("pod startup", self.pod_startup, MAX_POD_STARTUP),
+            ("duration", self.max_duration, MAX_SIM_DURATION),
+            (
+                "approval delay",
+                self.approve_after.unwrap_or_default(),
+                MAX_SIM_DURATION,
+            ),
+        ] {
+            if duration.is_negative() || duration > max {
+                return refuse(format!(
+                    "{name} {} is not within 0s..={}",
+                    format(duration),
+                    format(max)
+                ));
+            }
         }
         Ok(())
     }

@@ -60,7 +60,8 @@ impl Rng {
             return n - self.poisson(n as f64 * (1.0 - p)).min(n);
         }
         let draw = mean + self.normal() * (mean * (1.0 - p)).sqrt();
-        draw.round().clamp(0.0, n as f64) as u64
+        // `n as f64` may round above `n` (near `u64::MAX`): the draw never exceeds `n`.
+        (draw.round().clamp(0.0, n as f64) as u64).min(n)
     }
 
     /// A Poisson number with a small mean (inversion by multiplication).
@@ -92,6 +93,25 @@ mod tests {
             Rng::new(7, 100, 1).next_u64(),
             Rng::new(7, 100, 2).next_u64()
         );
+    }
+
+    #[test]
+    fn binomial_draws_never_exceed_the_trials() {
+        // `n as f64` rounds above `n` here; a draw near `n` must still be at most `n`.
+        for n in [u64::MAX, u64::MAX - 1, u64::MAX - 1000, 1 << 60] {
+            for p in [
+                0.5,
+                1.0 - f64::EPSILON / 2.0,
+                1e-12,
+                f64::MIN_POSITIVE,
+                f64::NAN,
+            ] {
+                for second in 0..50 {
+                    let draw = Rng::new(9, second, 1).binomial(n, p);
+                    assert!(draw <= n, "n={n} p={p}: {draw}");
+                }
+            }
+        }
     }
 
     #[test]

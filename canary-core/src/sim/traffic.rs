@@ -118,14 +118,15 @@ pub struct SecondCounts {
 
 impl std::ops::AddAssign for SecondCounts {
     fn add_assign(&mut self, other: Self) {
-        self.total += other.total;
-        self.canary += other.canary;
-        self.canary_errors += other.canary_errors;
-        self.stable += other.stable;
-        self.stable_errors += other.stable_errors;
-        self.mirrored += other.mirrored;
-        self.mirrored_errors += other.mirrored_errors;
-        self.unserved += other.unserved;
+        // Saturating: a long run at many requests per second stays a count, never a panic.
+        self.total = self.total.saturating_add(other.total);
+        self.canary = self.canary.saturating_add(other.canary);
+        self.canary_errors = self.canary_errors.saturating_add(other.canary_errors);
+        self.stable = self.stable.saturating_add(other.stable);
+        self.stable_errors = self.stable_errors.saturating_add(other.stable_errors);
+        self.mirrored = self.mirrored.saturating_add(other.mirrored);
+        self.mirrored_errors = self.mirrored_errors.saturating_add(other.mirrored_errors);
+        self.unserved = self.unserved.saturating_add(other.unserved);
     }
 }
 
@@ -153,21 +154,22 @@ impl TrafficModel {
                 let matched = rng(MATCHED).binomial(total, self.match_share);
                 let canary = rng(MATCHED_CANARY).binomial(matched, answers.canary);
                 let unserved = rng(MATCHED_UNSERVED).binomial(
-                    matched - canary,
+                    matched.saturating_sub(canary),
                     conditional(answers.unserved, answers.canary),
                 );
                 (matched, canary, unserved)
             }
         };
-        let plain = total - matched;
+        // Every draw is at most its trials; saturating keeps that a count, never a panic.
+        let plain = total.saturating_sub(matched);
         let weighted = rng(WEIGHTED).binomial(plain, split.plain.canary);
         let unserved = rng(UNSERVED).binomial(
-            plain - weighted,
+            plain.saturating_sub(weighted),
             conditional(split.plain.unserved, split.plain.canary),
         );
-        let canary = matched_canary + weighted;
-        let unserved = matched_unserved + unserved;
-        let stable = total - canary - unserved;
+        let canary = matched_canary.saturating_add(weighted);
+        let unserved = matched_unserved.saturating_add(unserved);
+        let stable = total.saturating_sub(canary).saturating_sub(unserved);
         let mirrored = rng(MIRRORED).binomial(stable, split.mirrored);
         SecondCounts {
             total,

@@ -5,6 +5,10 @@ use std::collections::BTreeSet;
 use jiff::SignedDuration;
 
 use super::Checker;
+use super::limits::{
+    MAX_ANALYSIS_INTERVAL, MAX_DEGRADATION, MAX_METRICS, MAX_QUERY_OFFSET, MAX_RUN_LIMIT,
+    MAX_SCRAPE_INTERVAL, MAX_WEBHOOK_TIMEOUT, MAX_WEBHOOKS,
+};
 use crate::plan::{AnalysisPlan, BuiltinMetric, Judge, MetricPlan, MetricQuery, Sprt, WebhookPlan};
 use crate::queries::QUERY_VARIABLES;
 use crate::spec::{
@@ -15,16 +19,10 @@ use crate::spec::{
 /// chart's ServiceMonitor uses, and a safe assumption for Istio's (15s) and Kuma's setups.
 pub const DEFAULT_SCRAPE_INTERVAL: SignedDuration = SignedDuration::from_secs(30);
 
-/// The longest scrape interval accepted.
-const MAX_SCRAPE_INTERVAL: SignedDuration = SignedDuration::from_mins(10);
-
 /// How far behind the clock metrics are read when the spec does not say (or the scrape
 /// interval, when shorter): Prometheus' default scrape timeout, the longest a scrape's samples
 /// wait to be stored (a timeout never exceeds the interval).
 pub const DEFAULT_QUERY_OFFSET: SignedDuration = SignedDuration::from_secs(10);
-
-/// The largest query offset accepted.
-const MAX_QUERY_OFFSET: SignedDuration = SignedDuration::from_mins(5);
 
 /// The analysis interval when the spec gives none.
 pub const DEFAULT_INTERVAL: SignedDuration = SignedDuration::from_mins(1);
@@ -37,40 +35,45 @@ pub(super) fn check_analysis(c: &mut Checker, analysis: Option<&Analysis>) -> An
         "spec.analysis.interval",
         analysis.interval.as_deref(),
         DEFAULT_INTERVAL,
-        SignedDuration::from_secs(1),
+        SignedDuration::from_secs(1)..=MAX_ANALYSIS_INTERVAL,
     );
     let scrape_interval = c.duration(
         "spec.analysis.scrapeInterval",
         analysis.scrape_interval.as_deref(),
         DEFAULT_SCRAPE_INTERVAL,
-        SignedDuration::from_secs(1),
+        SignedDuration::from_secs(1)..=MAX_SCRAPE_INTERVAL,
     );
-    if scrape_interval > MAX_SCRAPE_INTERVAL {
-        c.error(
-            "spec.analysis.scrapeInterval",
-            "must be at most 10m: metrics scraped less often cannot guard a release",
-        );
-    }
     let query_offset = c.duration(
         "spec.analysis.queryOffset",
         analysis.query_offset.as_deref(),
         DEFAULT_QUERY_OFFSET.min(scrape_interval),
-        SignedDuration::ZERO,
+        SignedDuration::ZERO..=MAX_QUERY_OFFSET,
     );
-    if query_offset > MAX_QUERY_OFFSET {
-        c.error(
-            "spec.analysis.queryOffset",
-            "must be at most 5m: a release cannot wait longer for its evidence",
-        );
-    }
-    let inconclusive_limit = analysis
-        .inconclusive_limit
-        .map(|limit| c.int_in("spec.analysis.inconclusiveLimit", Some(limit), 1..=1000, 1));
+    let inconclusive_limit = analysis.inconclusive_limit.map(|limit| {
+        c.int_in(
+            "spec.analysis.inconclusiveLimit",
+            Some(limit),
+            1..=MAX_RUN_LIMIT,
+            1,
+        )
+    });
     let failure_limit = c.int_in(
         "spec.analysis.failureLimit",
         analysis.failure_limit,
-        1..=1000,
+        1..=MAX_RUN_LIMIT,
         1,
+    );
+    c.at_most(
+        "spec.analysis.metrics",
+        analysis.metrics.len(),
+        MAX_METRICS,
+        "metrics",
+    );
+    c.at_most(
+        "spec.analysis.webhooks",
+        analysis.webhooks.len(),
+        MAX_WEBHOOKS,
+        "webhooks",
     );
     let mut names = BTreeSet::new();
     let metrics = analysis
@@ -112,7 +115,7 @@ pub(super) fn check_analysis(c: &mut Checker, analysis: Option<&Analysis>) -> An
                     &format!("{path}.timeout"),
                     hook.timeout.as_deref(),
                     SignedDuration::from_secs(60),
-                    SignedDuration::from_millis(1),
+                    SignedDuration::from_millis(1)..=MAX_WEBHOOK_TIMEOUT,
                 ),
                 metadata: hook.metadata.clone(),
             }
@@ -150,7 +153,7 @@ fn check_metric(
         } else {
             interval
         },
-        SignedDuration::from_secs(1),
+        SignedDuration::from_secs(1)..=MAX_ANALYSIS_INTERVAL,
     );
     check_window(c, path, metric, window, scrape_interval);
     let prometheus = metric.prometheus.clone().unwrap_or_default();
@@ -290,11 +293,13 @@ fn check_sprt(c: &mut Checker, path: &str, settings: SequentialSettings) -> Sprt
     let beta = probability("beta", settings.beta, 0.05);
     let degradation = match settings.degradation {
         None => 2.0,
-        Some(r) if r.is_finite() && r > 1.0 => r,
+        Some(r) if r.is_finite() && r > 1.0 && r <= MAX_DEGRADATION => r,
         Some(r) => {
             c.error(
                 format!("{path}.degradation"),
-                format!("{r} must be above 1 (a ratio of error rates)"),
+                format!(
+                    "{r} must be above 1 and at most {MAX_DEGRADATION} (a ratio of error rates)"
+                ),
             );
             2.0
         }

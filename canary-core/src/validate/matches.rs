@@ -80,6 +80,7 @@ pub(super) fn check_matches(
     matches: &[RequestMatch],
     provider: Option<ProviderKind>,
 ) {
+    c.at_most(path, matches.len(), super::limits::MAX_MATCHES, "matches");
     let capabilities = provider.map(ProviderKind::capabilities);
     if let (Some(provider), Some(caps)) = (provider, capabilities)
         && matches.len() > caps.max_matches

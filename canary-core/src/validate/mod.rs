@@ -6,6 +6,7 @@
 //! ```
 
 mod analysis;
+pub mod limits;
 mod matches;
 mod nginx;
 mod strategy;
@@ -102,32 +103,58 @@ impl Checker {
         false
     }
 
-    /// A duration at `path`, at least `min`; `default` when absent.
+    /// A duration at `path` within `range`; `default` when absent or out of range. An error
+    /// names the allowed range.
     pub(crate) fn duration(
         &mut self,
         path: &str,
         text: Option<&str>,
         default: SignedDuration,
-        min: SignedDuration,
+        range: std::ops::RangeInclusive<SignedDuration>,
     ) -> SignedDuration {
         let Some(text) = text else { return default };
+        let format = crate::duration::format_duration;
+        let allowed = format!(
+            "allowed: {}..={}",
+            format(*range.start()),
+            format(*range.end())
+        );
         match parse_duration(text) {
-            Ok(duration) if duration >= min => duration,
+            Ok(duration) if range.contains(&duration) => duration,
+            Ok(duration) if duration < *range.start() => {
+                self.error(
+                    path,
+                    format!(
+                        "`{text}` is shorter than {} ({allowed})",
+                        format(*range.start())
+                    ),
+                );
+                default
+            }
             Ok(_) => {
                 self.error(
                     path,
                     format!(
-                        "`{text}` is shorter than {}",
-                        crate::duration::format_duration(min)
+                        "`{text}` must be at most {} ({allowed})",
+                        format(*range.end())
                     ),
                 );
                 default
             }
             Err(message) => {
-                self.error(path, message);
+                self.error(path, format!("{message} ({allowed})"));
                 default
             }
         }
+    }
+
+    /// A list at `path` of at most `max` items; true when it fits.
+    pub(crate) fn at_most(&mut self, path: &str, len: usize, max: usize, what: &str) -> bool {
+        if len <= max {
+            return true;
+        }
+        self.error(path, format!("{len} {what}: at most {max} are allowed"));
+        false
     }
 
     /// An integer at `path` within `range`, as `u32`; `default` when absent or out of range.
@@ -228,7 +255,7 @@ pub fn validate(rollout: &Rollout) -> Result<RolloutPlan, ValidationErrors> {
         "spec.progressDeadline",
         spec.progress_deadline.as_deref(),
         SignedDuration::from_mins(10),
-        SignedDuration::from_secs(1),
+        SignedDuration::from_secs(1)..=limits::MAX_PROGRESS_DEADLINE,
     );
     match (provider, compiled) {
         (Some(provider), Some((strategy, steps, finish))) if c.errors.is_empty() => {

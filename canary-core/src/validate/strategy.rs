@@ -1,6 +1,7 @@
 //! `spec.strategy`: checks the one strategy set and compiles it into plan steps.
 
 use super::Checker;
+use super::limits::{MAX_ITERATIONS, MAX_PAUSE, MAX_STEPS};
 use super::matches::check_matches;
 use super::workload::replicas;
 use crate::plan::{Finish, PlanPause, PlanStep, Readiness, ReplicaTarget, StrategyKind};
@@ -63,7 +64,7 @@ pub(super) fn compile(
         let iterations = c.int_in(
             "spec.strategy.blueGreen.iterations",
             blue_green.iterations,
-            1..=10_000,
+            1..=MAX_ITERATIONS,
             gate_iterations,
         );
         let switch_step = |readiness| PlanStep {
@@ -97,7 +98,7 @@ pub(super) fn compile(
         let iterations = c.int_in(
             "spec.strategy.abTest.iterations",
             ab.iterations,
-            1..=10_000,
+            1..=MAX_ITERATIONS,
             1,
         );
         let step = PlanStep {
@@ -130,7 +131,7 @@ pub(super) fn compile(
     let iterations = c.int_in(
         "spec.strategy.mirror.iterations",
         mirror.iterations,
-        1..=10_000,
+        1..=MAX_ITERATIONS,
         1,
     );
     let step = PlanStep {
@@ -209,6 +210,14 @@ fn compile_canary(
         c.error(PATH, "give steps, or stepWeight and maxWeight");
         return None;
     }
+    if !c.at_most(
+        &format!("{PATH}.steps"),
+        canary.steps.len(),
+        MAX_STEPS,
+        "steps",
+    ) {
+        return None;
+    }
     let mut previous_weight = 0;
     let mut steps = Vec::with_capacity(canary.steps.len());
     for (i, step) in canary.steps.iter().enumerate() {
@@ -256,7 +265,7 @@ fn plan_pause(c: &mut Checker, path: &str, pause: &Pause) -> PlanPause {
             &format!("{path}.duration"),
             Some(text),
             jiff::SignedDuration::ZERO,
-            jiff::SignedDuration::from_secs(1),
+            jiff::SignedDuration::from_secs(1)..=MAX_PAUSE,
         )),
     }
 }

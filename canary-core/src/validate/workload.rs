@@ -3,13 +3,14 @@
 use std::collections::BTreeSet;
 
 use super::Checker;
+use super::limits::MAX_REPLICAS;
 use crate::names;
 use crate::plan::ReplicaTarget;
 use crate::spec::{ContainerOverride, IntOrPercent, NewVersion, Probe, ResourceList};
 
 const PULL_POLICIES: [&str; 3] = ["Always", "IfNotPresent", "Never"];
 
-/// A replica target: a count of at least `min`, or a percent in 1..=100.
+/// A replica target: a count within `min..=`[`MAX_REPLICAS`], or a percent in 1..=100.
 pub(super) fn replicas(
     c: &mut Checker,
     path: &str,
@@ -18,8 +19,14 @@ pub(super) fn replicas(
 ) -> Option<ReplicaTarget> {
     match value {
         IntOrPercent::Int(count) => {
-            if *count < min || *count > i64::from(u32::MAX) {
-                c.error(path, format!("{count} replicas: must be at least {min}"));
+            if *count < min || *count > MAX_REPLICAS {
+                c.error(
+                    path,
+                    format!(
+                        "{count} replicas: must be at least {min} and at most {MAX_REPLICAS} \
+                         (allowed: {min}..={MAX_REPLICAS})"
+                    ),
+                );
                 None
             } else {
                 u32::try_from(*count).ok().map(ReplicaTarget::Count)
