@@ -137,7 +137,7 @@ async fn measure(
     let mut passes = 0;
     loop {
         let rollout = rollouts.get("podinfo").await?;
-        let status = rollout.status.clone().unwrap_or_default();
+        let status = rollout.status.clone().map(|s| s.engine).unwrap_or_default();
         let at_gate = status.stage == StepStage::Gating;
         if at_gate && last_weight != Some(status.route.weight) || status.phase.is_terminal() {
             let (reads, writes) = tally(&cluster.server.requests());

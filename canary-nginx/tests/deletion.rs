@@ -147,7 +147,7 @@ impl Run {
     fn status(&self) -> Option<RolloutStatus> {
         self.cluster
             .rollout(NAMESPACE, "web")
-            .map(|r| r.status.unwrap_or_default())
+            .map(|r| r.status.map(|s| s.engine).unwrap_or_default())
     }
 
     /// What users' requests get holds every rule, and the stable Service has a selector.
