@@ -386,7 +386,12 @@ impl Release {
         if self.passes % 3 == 2 {
             self.flux_sync().await;
         }
-        let before = rollout.status.clone().map(|s| s.engine).unwrap_or_default().route;
+        let before = rollout
+            .status
+            .clone()
+            .map(|s| s.engine)
+            .unwrap_or_default()
+            .route;
         self.passes += 1;
         if self
             .restart_every
