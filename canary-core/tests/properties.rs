@@ -301,8 +301,18 @@ fn check(world: &World, status: &RolloutStatus) {
     }
 }
 
+/// Cases per property: `PROPTEST_CASES` when set (a long run), else `default` (what CI runs).
+/// A config that names its own `cases` overrides proptest's reading of that variable, so it is
+/// read here.
+fn cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|cases| cases.parse().ok())
+        .unwrap_or(default)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(128), ..ProptestConfig::default() })]
 
     #[test]
     fn invariants_hold_and_runs_are_deterministic(scenario in scenario()) {
@@ -321,4 +331,38 @@ proptest! {
         prop_assert_eq!(&crashed.canary, &clean.canary);
         prop_assert_eq!(crashed.status, clean.status);
     }
+}
+
+/// The analysis the strategy generates, with the given interval, limit, counting, no-data
+/// verdict and webhooks (by name from `HOOKS`).
+fn analysis_of(interval: &str, limit: u32, counting: &str, no_data: &str, hooks: &[&str]) -> String {
+    let hooks: String = HOOKS
+        .iter()
+        .filter(|(name, _)| hooks.contains(name))
+        .map(|(name, kind)| format!("    - {{name: {name}, type: {kind}, url: 'http://hooks.test/'}}\n"))
+        .collect();
+    let hooks = if hooks.is_empty() { hooks } else { format!("    webhooks:\n{hooks}") };
+    format!(
+        "  analysis:\n    interval: {interval}\n    scrapeInterval: 15s\n    failureLimit: {limit}\n    failureCounting: {counting}\n    noData: {no_data}\n    metrics:\n    - {{name: request-success-rate, thresholdRange: {{min: 99}}}}\n{hooks}  progressDeadline: 5m\n"
+    )
+}
+
+/// Found by a long run (5000 cases): a route changed by hand while a step waits for its canary,
+/// and a crash on the write that repairs it.
+#[test]
+fn a_crash_during_a_drift_repair_ends_in_the_same_outcome() {
+    let scenario = Scenario {
+        strategy: "{canary: {steps: [{weight: 10}, {weight: 1, pause: {}}]}}".to_owned(),
+        analysis: analysis_of("90s", 3, "Cumulative", "Fail", &["pre"]),
+        script: vec![
+            (501, Event::Metric(MetricOutcome::Value(95.0))),
+            (139, Event::Tamper(2)),
+        ],
+    };
+    let clean = run(&scenario, 0);
+    let crashed = run(&scenario, 15);
+    eprintln!("clean: {:#?}", clean.routes);
+    eprintln!("crashed: {:#?}", crashed.routes);
+    assert_eq!(crashed.routes, clean.routes);
+    assert_eq!(crashed.status, clean.status);
 }
