@@ -473,8 +473,18 @@ spec:
     )
 }
 
+/// Cases per property: `PROPTEST_CASES` when set (a long run), else `default` (what CI runs).
+/// A config that names its own `cases` overrides proptest's reading of that variable, so it is
+/// read here.
+fn cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|cases| cases.parse().ok())
+        .unwrap_or(default)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(16), ..ProptestConfig::default() })]
 
     /// Random rollouts of every provider and strategy, the controller crashing at a random write (and,
     /// in half the runs, restarted before every pass), healthy or bad canaries, the objects

@@ -419,8 +419,18 @@ mod properties {
         }
     }
 
+    /// Cases per property: `PROPTEST_CASES` when set (a long run), else `default` (what CI runs).
+    /// A config that names its own `cases` overrides proptest's reading of that variable, so it is
+    /// read here.
+    fn cases(default: u32) -> u32 {
+        std::env::var("PROPTEST_CASES")
+            .ok()
+            .and_then(|cases| cases.parse().ok())
+            .unwrap_or(default)
+    }
+
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(64))]
+        #![proptest_config(ProptestConfig::with_cases(cases(64)))]
 
         #[test]
         fn generated_routes_weigh_100_put_matches_first_and_pass_the_schema(route in route_state()) {

@@ -129,6 +129,16 @@ impl Engine<'_> {
         ) {
             self.again = true;
         }
+        if matches!(action, Action::SetRoute(_)) {
+            // One route per transition, the one it leaves in the status. A route decided
+            // earlier in the same transition (a drift repair, then the step's route once the
+            // canary is ready, a rollback or the promotion's hand-over) would be in effect for
+            // no time at all, and a pass resumed after a crash past the save could not know of
+            // it, so it is never written. What can come between the two only makes or grows
+            // the canary, which hurts no route in effect.
+            self.actions
+                .retain(|earlier| !matches!(earlier, Action::SetRoute(_)));
+        }
         self.actions.push(action);
     }
 
