@@ -188,6 +188,18 @@ impl Destinations {
 
 fn allowed(list: &[Allowed], destination: &str, what: &str) -> Result<(), String> {
     let url = http_url(destination)?;
+    // The prefix is compared with the path as written; a server behind it may decode `%2f`,
+    // `%5c` or `%2e` into separators and dots, or drop `;` parameters, and reach another path.
+    let path = url.path().to_ascii_lowercase();
+    if ["%2f", "%5c", "%2e", ";"]
+        .iter()
+        .any(|bad| path.contains(bad))
+    {
+        return Err(format!(
+            "`{destination}`: an encoded `/`, `\\` or `.`, or a `;`, in the path is refused; \
+             write the path plainly"
+        ));
+    }
     if list.iter().any(|allowed| allowed.allows(&url)) {
         return Ok(());
     }
@@ -238,6 +250,11 @@ mod tests {
             "http://10.0.0.7/anything",
             "http://169.254.169.254/latest/meta-data/",
             "file:///etc/passwd",
+            "https://gate.example.com/hooks/..%2fadmin",
+            "https://gate.example.com/hooks/..%2Fadmin",
+            "https://gate.example.com/hooks/%2e%2e/admin",
+            "https://gate.example.com/hooks/..%5cadmin",
+            "https://gate.example.com/hooks/..;/admin",
             "gate.example.com/hooks",
         ] {
             assert!(allowed.allows_webhook(refused).is_err(), "{refused}");

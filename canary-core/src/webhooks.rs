@@ -26,7 +26,9 @@ pub struct HttpWebhooks {
 }
 
 impl HttpWebhooks {
-    /// Calls through `http`, retrying twice, 200 ms apart, doubling.
+    /// Calls through `http`, retrying twice, 200 ms apart, doubling. Build `http` with
+    /// `redirect(reqwest::redirect::Policy::none())`: a followed redirect would reach an address
+    /// the controller never checked.
     pub fn new(http: reqwest::Client) -> Self {
         HttpWebhooks {
             http,

@@ -204,9 +204,21 @@ pub async fn reconcile(rollout: Arc<Rollout>, context: Arc<Context>) -> Result<A
         context.metrics.reconciled(started.elapsed().as_secs_f64());
         return outcome;
     }
+    // A Rollout refused (an invalid spec, a destination not allowed) is not acted on at all:
+    // not even the finalizer is added, so deleting it later never undoes anything for it.
+    let plan = match admitted(&rollout, &context) {
+        Ok(plan) => plan,
+        Err((reason, why)) => {
+            let outcome = refuse(&rollout, &api, reason, &why, &context)
+                .await
+                .map(|()| Action::await_change());
+            context.metrics.reconciled(started.elapsed().as_secs_f64());
+            return outcome;
+        }
+    };
     let outcome = finalizer(&api, FINALIZER, rollout, |event| async {
         match event {
-            Finalizer::Apply(rollout) => apply(&rollout, &context).await,
+            Finalizer::Apply(rollout) => apply(&rollout, plan, &context).await,
             // Not reached: a Rollout being deleted is finalized above.
             Finalizer::Cleanup(_) => Ok(Action::await_change()),
         }
@@ -288,30 +300,25 @@ async fn keep_valid_spec(rollout: &Rollout, api: &Api<Rollout>) -> Result<()> {
     Ok(())
 }
 
-async fn apply(rollout: &Rollout, context: &Context) -> Result<Action> {
-    let name = rollout.name_any();
-    let namespace = rollout.namespace().unwrap_or_else(|| "default".to_owned());
-    let api = Api::<Rollout>::namespaced(context.client.clone(), &namespace);
-    let plan = match plan_of(rollout) {
-        Ok(plan) => plan,
-        Err(errors) => {
-            refuse(rollout, &api, "InvalidSpec", &errors.to_string(), context).await?;
-            return Ok(Action::await_change());
-        }
-    };
+/// The plan of a Rollout the controller may act on, or why not (a reason and the errors): its
+/// spec must validate and name only destinations this controller allows.
+fn admitted(
+    rollout: &Rollout,
+    context: &Context,
+) -> std::result::Result<RolloutPlan, (&'static str, String)> {
+    let plan = plan_of(rollout).map_err(|errors| ("InvalidSpec", errors.to_string()))?;
     let refused = context.destinations.refused(&plan);
     if !refused.is_empty() {
         let why: Vec<String> = refused.iter().map(ToString::to_string).collect();
-        refuse(
-            rollout,
-            &api,
-            "DestinationNotAllowed",
-            &why.join("; "),
-            context,
-        )
-        .await?;
-        return Ok(Action::await_change());
+        return Err(("DestinationNotAllowed", why.join("; ")));
     }
+    Ok(plan)
+}
+
+async fn apply(rollout: &Rollout, plan: RolloutPlan, context: &Context) -> Result<Action> {
+    let name = rollout.name_any();
+    let namespace = rollout.namespace().unwrap_or_else(|| "default".to_owned());
+    let api = Api::<Rollout>::namespaced(context.client.clone(), &namespace);
     keep_valid_spec(rollout, &api).await?;
     let workload = DeploymentWorkload::new(context.client.clone(), &plan).with_known_stable(
         rollout
@@ -326,7 +333,9 @@ async fn apply(rollout: &Rollout, context: &Context) -> Result<Action> {
             EventKind::Warning,
             "StableRolledBeforeHold",
             &format!(
-                "the stable Deployment {namespace}/{} began rolling its new pod template before                  canary held it: its new pods serve the stable share untested until the release                  ends (install canary's admission webhook to hold it in the same request)",
+                "the stable Deployment {namespace}/{} began rolling its new pod template before \
+                 canary held it: its new pods serve the stable share untested until the release \
+                 ends (install canary's admission webhook to hold it in the same request)",
                 plan.rollout.spec.workload_ref.name
             ),
         )
@@ -477,31 +486,49 @@ enum Cleanup {
 /// When the user's stable Deployment or Service went with the Rollout (an Argo CD Application
 /// deleted whole), the route is still sent back to stable where its objects remain, but not
 /// waited for, and what the provider cannot find to give back is not an error: a cleanup
-/// never waits on objects that will not come back. A Rollout whose spec no longer validates is
-/// cleaned up from the last spec the controller acted on (kept in its status); one that never
-/// validated never routed anything: its canary, if any, is removed by its labels.
+/// never waits on objects that will not come back. A Rollout is cleaned up from the last spec
+/// the controller acted on (kept in its status), whatever its spec says now (it may no longer
+/// validate, or name other objects); one never acted on routed and held nothing: only a canary
+/// carrying its labels, if any, is removed.
 async fn cleanup(rollout: &Rollout, context: &Context) -> Result<Cleanup> {
     let namespace = rollout.namespace().unwrap_or_else(|| "default".to_owned());
     let name = rollout.name_any();
-    let (plan, note) = match plan_of(rollout) {
-        Ok(plan) => (Some(plan), String::new()),
-        Err(errors) => match last_valid_plan(rollout) {
-            Some(plan) => (
-                Some(plan),
-                format!(" (the spec does not validate, so the last valid one was used: {errors})"),
-            ),
-            None => (None, format!(" (the spec never validated: {errors})")),
+    // What was acted on: the spec kept when the controller last acted. A Rollout from before
+    // the spec was kept is cleaned up from its spec if it would be acted on now.
+    let kept = rollout
+        .status
+        .as_ref()
+        .and_then(|status| status.last_valid_spec.as_ref());
+    let (plan, note) = match last_valid_plan(rollout) {
+        Some(plan) => {
+            let current = serde_json::to_value(&rollout.spec.spec).ok();
+            let note = if current.as_ref() == kept {
+                String::new()
+            } else {
+                " (from the last spec acted on: the spec changed since)".to_owned()
+            };
+            (Some(plan), note)
+        }
+        None if kept.is_none() => match admitted(rollout, context) {
+            Ok(plan) => (Some(plan), String::new()),
+            Err((_, why)) => (None, format!(" (nothing else was ever acted on: {why})")),
         },
+        None => (
+            None,
+            " (the spec kept in the status does not validate)".to_owned(),
+        ),
     };
     let Some(plan) = plan else {
+        // Nothing was acted on for this Rollout: only a canary carrying its labels is removed,
+        // and no route nor stable Deployment is touched (they may be another Rollout's).
         let stable = &rollout.spec.spec.workload_ref.name;
         let workload =
             DeploymentWorkload::without_plan(context.client.clone(), &namespace, &name, stable);
-        if let Some(waiting) = remove_canary(&workload).await? {
+        if let Some(waiting) = remove_canary(&workload, false).await? {
             return Ok(waiting);
         }
         context.metrics.forget(&namespace, &name);
-        let message = format!("canary removed, stable Deployment released{note}");
+        let message = format!("canary removed{note}");
         publish(context, rollout, EventKind::Normal, "Deleted", &message).await;
         return Ok(Cleanup::Done);
     };
@@ -529,7 +556,7 @@ async fn cleanup(rollout: &Rollout, context: &Context) -> Result<Cleanup> {
             ));
         }
     }
-    if let Some(waiting) = remove_canary(&workload).await? {
+    if let Some(waiting) = remove_canary(&workload, true).await? {
         return Ok(waiting);
     }
     match traffic.finalize().await {
@@ -545,16 +572,18 @@ async fn cleanup(rollout: &Rollout, context: &Context) -> Result<Cleanup> {
     Ok(Cleanup::Done)
 }
 
-/// Removes the canary and lets the stable Deployment go; `Some` while the canary's pods are
-/// still going.
-async fn remove_canary(workload: &DeploymentWorkload) -> Result<Option<Cleanup>> {
+/// Removes the canary and, with `release`, lets the stable Deployment go; `Some` while the
+/// canary's pods are still going.
+async fn remove_canary(workload: &DeploymentWorkload, release: bool) -> Result<Option<Cleanup>> {
     canary_core::providers::WorkloadProvider::remove_canary(workload).await?;
     if !workload.canary_gone().await? {
         return Ok(Some(Cleanup::Waiting(
             "the canary Deployment and its pods are going".to_owned(),
         )));
     }
-    workload.release().await?;
+    if release {
+        workload.release().await?;
+    }
     Ok(None)
 }
 

@@ -365,12 +365,17 @@ impl DeploymentWorkload {
         }
         // A Secret counts by its identity and version, read as metadata only: its data never
         // reaches canary, and no hash of it is published on pods, where anyone who may read
-        // pods could test guesses of a secret against it.
+        // pods could test guesses of a secret against it. RBAC has no metadata-only verb, so
+        // the default install grants no Secret reads at all: refused (403), Secrets are not
+        // tracked, and a change of one is no release.
         for name in secrets {
-            let secret = self.secrets.get_metadata_opt(&name).await?;
-            let value = secret
-                .map(|s| json!({"uid": s.metadata.uid, "resourceVersion": s.metadata.resource_version}))
-                .unwrap_or(Value::Null);
+            let value = match self.secrets.get_metadata_opt(&name).await {
+                Ok(secret) => secret
+                    .map(|s| json!({"uid": s.metadata.uid, "resourceVersion": s.metadata.resource_version}))
+                    .unwrap_or(Value::Null),
+                Err(kube::Error::Api(status)) if status.code == 403 => json!("untracked"),
+                Err(error) => return Err(error.into()),
+            };
             data.insert(format!("secret/{name}"), value);
         }
         Ok(if data.is_empty() {

@@ -744,6 +744,12 @@ async fn an_invalid_rollout_is_refused_in_its_status() {
         .await;
     let condition = status.condition("Valid").unwrap();
     assert_eq!(condition.reason, "InvalidSpec");
+    let refused = cluster.rollouts().get("podinfo").await.unwrap();
+    assert!(
+        refused.finalizers().is_empty(),
+        "{:?}",
+        refused.finalizers()
+    );
     assert!(
         condition
             .message
@@ -1169,6 +1175,11 @@ async fn a_rollout_naming_a_destination_not_allowed_is_refused_before_anything_i
     }
     assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 0);
     assert!(!cluster.canary_exists().await, "nothing was touched");
+    let refused = cluster.rollouts().get("podinfo").await.unwrap();
+    assert!(
+        refused.finalizers().is_empty(),
+        "not even a finalizer: deleting it undoes nothing"
+    );
     assert_eq!(
         cluster
             .deployments()

@@ -89,7 +89,9 @@ pub struct PrometheusMetrics {
 
 impl PrometheusMetrics {
     /// Queries through `http` (configure TLS, proxies and CAs there; see
-    /// [`client_trusting`] with the `rustls` feature). Queries time out after 10 s.
+    /// [`client_trusting`] with the `rustls` feature). Build it with
+    /// `redirect(reqwest::redirect::Policy::none())`: a followed redirect would reach an address
+    /// the controller never checked. Queries time out after 10 s.
     pub fn new(http: reqwest::Client) -> Self {
         PrometheusMetrics {
             http,
@@ -369,7 +371,9 @@ impl MetricProvider for PrometheusMetrics {
     }
 }
 
-/// An HTTP client that trusts the CA certificates in `pem` besides the system's.
+/// An HTTP client that trusts the CA certificates in `pem` besides the system's, and never
+/// follows a redirect (an allowed address must not send a request elsewhere; see
+/// [`crate::destinations`]).
 #[cfg(feature = "rustls")]
 pub fn client_trusting(pem: &[u8]) -> Result<reqwest::Client, String> {
     let certificates = reqwest::Certificate::from_pem_bundle(pem)
@@ -379,6 +383,7 @@ pub fn client_trusting(pem: &[u8]) -> Result<reqwest::Client, String> {
     }
     reqwest::Client::builder()
         .tls_certs_merge(certificates)
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(|e| format!("cannot build the HTTP client: {e}"))
 }
