@@ -6,53 +6,25 @@ use canary_core::RolloutPlan;
 use canary_core::providers::TrafficProvider;
 use canary_kube::Client;
 use canary_kube::controller::TrafficFactory;
-use canary_kube::traffic::NoTraffic;
+use canary_kube::traffic::Backends;
 
-/// Routes Rollouts on a cluster with the provider each names; a provider this build leaves
-/// out (its cargo feature off) refuses the Rollout with a message naming it.
-pub struct ClusterTraffic {
-    #[cfg_attr(
-        not(any(
-            feature = "istio",
-            feature = "nginx",
-            feature = "kuma",
-            feature = "asm"
-        )),
-        allow(dead_code)
-    )]
-    client: Client,
-}
+use crate::registry::PROVIDERS;
+
+/// Routes Rollouts on a cluster with the provider each names, from this build's
+/// [`registry`](crate::registry); a provider this build leaves out (its cargo feature off)
+/// refuses the Rollout with a message naming the providers it has.
+pub struct ClusterTraffic(Backends);
 
 impl ClusterTraffic {
     /// Providers talking to the cluster through `client`.
     pub fn new(client: Client) -> Self {
-        ClusterTraffic { client }
+        ClusterTraffic(Backends::new(client, PROVIDERS.iter().copied()))
     }
 }
 
 impl TrafficFactory for ClusterTraffic {
     fn provider(&self, plan: &RolloutPlan) -> canary_kube::Result<Arc<dyn TrafficProvider>> {
-        match plan.provider {
-            #[cfg(feature = "istio")]
-            canary_core::ProviderKind::Istio => {
-                canary_istio::IstioTraffic::factory(self.client.clone()).provider(plan)
-            }
-            #[cfg(feature = "nginx")]
-            canary_core::ProviderKind::Nginx => {
-                canary_nginx::NginxTraffic::factory(self.client.clone()).provider(plan)
-            }
-            #[cfg(feature = "kuma")]
-            canary_core::ProviderKind::Kuma | canary_core::ProviderKind::KumaTrafficRoute => {
-                canary_kuma::KumaTraffic::factory(self.client.clone()).provider(plan)
-            }
-            #[cfg(feature = "asm")]
-            canary_core::ProviderKind::AsmHeader | canary_core::ProviderKind::AsmWeighted => {
-                canary_asm::AsmTraffic::factory(self.client.clone()).provider(plan)
-            }
-            // Reached in builds that leave a provider out.
-            #[allow(unreachable_patterns)]
-            _ => NoTraffic.provider(plan),
-        }
+        self.0.provider(plan)
     }
 }
 

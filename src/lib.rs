@@ -14,6 +14,7 @@ pub use canary_kube as kube;
 
 #[cfg(feature = "kube")]
 pub mod cluster;
+pub mod registry;
 /// The Kuma traffic provider.
 #[cfg(feature = "kuma")]
 pub use canary_kuma as kuma;

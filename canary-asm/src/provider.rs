@@ -14,9 +14,9 @@ use async_trait::async_trait;
 use canary_core::machine::Verification;
 use canary_core::objects::{Objects, includes};
 use canary_core::providers::{TrafficObservation, TrafficProvider};
-use canary_core::{Capabilities, RolloutPlan, RouteState};
+use canary_core::{RolloutPlan, RouteState};
 use canary_kube::apply::{apply, get_json, gitops_applier};
-use canary_kube::traffic::ProviderFactory;
+use canary_kube::traffic::ClusterBackend;
 use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Preconditions};
 use kube::{Api, Client};
 use serde_json::{Value, json};
@@ -63,14 +63,13 @@ fn conflict(error: &kube::Error) -> bool {
     matches!(error, kube::Error::Api(status) if status.code == 409)
 }
 
-impl AsmTraffic {
-    /// A factory making one for each Rollout, talking through `client`.
-    pub fn factory(client: Client) -> ProviderFactory {
-        ProviderFactory::new(client, |client, plan| {
-            Arc::new(AsmTraffic::new(client, plan))
-        })
+impl ClusterBackend for crate::Asm {
+    fn traffic(&self, client: Client, plan: RolloutPlan) -> Arc<dyn TrafficProvider> {
+        Arc::new(AsmTraffic::new(client, plan))
     }
+}
 
+impl AsmTraffic {
     /// The lanes of `plan` (cluster-scoped objects).
     pub fn new(client: Client, plan: RolloutPlan) -> Self {
         let deployments = ApiResource::from_gvk(&GroupVersionKind::gvk("apps", "v1", "Deployment"));
@@ -193,10 +192,6 @@ impl AsmTraffic {
 
 #[async_trait]
 impl TrafficProvider for AsmTraffic {
-    fn capabilities(&self) -> Capabilities {
-        self.plan.capabilities()
-    }
-
     async fn apply(&self, route: &RouteState) -> canary_core::Result<bool> {
         Ok(self
             .retrying(|live| async move {

@@ -42,7 +42,8 @@ use canary_core::objects::{
     MANAGED_BY, Objects, Shape, check_fields, check_object, clean, generated,
 };
 use canary_core::spec::{AsmRouting, StringMatch};
-use canary_core::{ProviderKind, RolloutPlan, RouteState};
+use canary_core::traffic::asm::{LANE_TAG as TAG_LABEL, weighted as weighted_mode};
+use canary_core::{RolloutPlan, RouteState};
 use serde_json::{Map, Value, json};
 
 use crate::error::{Error, Result};
@@ -51,8 +52,6 @@ use crate::error::{Error, Result};
 pub const API_VERSION: &str = "istio.alibabacloud.com/v1";
 /// The label that joins a lane to its group.
 pub const GROUP_LABEL: &str = "swimlane-group";
-/// The pod label lanes select by.
-pub const TAG_LABEL: &str = "ASM_TRAFFIC_TAG";
 /// The trace header when the spec names none.
 pub const DEFAULT_TRACE_HEADER: &str = "x-request-id";
 
@@ -151,9 +150,10 @@ fn string_match(condition: &StringMatch) -> Value {
 /// ingress rule).
 fn group_settings(plan: &RolloutPlan, asm: &AsmRouting) -> Value {
     let gateway = asm.gateway.clone().unwrap_or_default();
-    let strategy = match plan.provider {
-        ProviderKind::AsmWeighted => "weighted",
-        _ => "rule_based",
+    let strategy = if weighted_mode(&plan.rollout.spec.traffic_routing) {
+        "weighted"
+    } else {
+        "rule_based"
     };
     json!({
         "ingress": {
@@ -396,7 +396,7 @@ pub fn render(plan: &RolloutPlan, route: &RouteState, objects: &Objects) -> Resu
     group["spec"]["services"] = services.clone();
 
     let entry = asm.ingress.is_some();
-    let weighted = plan.provider == ProviderKind::AsmWeighted;
+    let weighted = weighted_mode(&plan.rollout.spec.traffic_routing);
     if entry && weighted {
         let mut rule = json!({"hosts": hosts(asm)});
         if let Some(uri) = asm.ingress.as_ref().and_then(|i| i.uri.as_ref()) {

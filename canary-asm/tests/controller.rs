@@ -3,10 +3,10 @@
 //! and the lanes gone with the last Rollout.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test support code
 
+use canary_kube::traffic::{Backends, ClusterBackend};
 use std::sync::Arc;
 use std::time::Duration;
 
-use canary_asm::AsmTraffic;
 use canary_core::{Command, Phase};
 use canary_kube::controller::{Context, reconcile};
 use canary_kube::crd::Rollout;
@@ -91,7 +91,10 @@ async fn the_seed_chain_joins_and_leaves_the_canary_lane_service_by_service() {
             cluster.create_rollout(&rollout).await;
         }
     };
-    let context = cluster.context(Arc::new(AsmTraffic::factory(cluster.client.clone())));
+    let context = cluster.context(Arc::new(Backends::new(
+        cluster.client.clone(),
+        [&canary_asm::Asm as &dyn ClusterBackend],
+    )));
 
     // mocka's canary alone: only mocka in the canary lane, its canary pods tagged for it.
     create("mocka").await;
@@ -111,7 +114,10 @@ async fn the_seed_chain_joins_and_leaves_the_canary_lane_service_by_service() {
     assert_eq!(canary_lane(&cluster), ["mocka", "mockb", "mockc"]);
 
     // The controller restarts in the middle of the chain: membership is read back.
-    let context = cluster.context(Arc::new(AsmTraffic::factory(cluster.client.clone())));
+    let context = cluster.context(Arc::new(Backends::new(
+        cluster.client.clone(),
+        [&canary_asm::Asm as &dyn ClusterBackend],
+    )));
     for service in ["mocka", "mockb", "mockc"] {
         let rollout = rollouts.get(service).await.unwrap();
         reconcile(Arc::new(rollout), context.clone()).await.unwrap();

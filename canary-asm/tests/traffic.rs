@@ -379,7 +379,7 @@ fn a_downstream_canary_gets_header_requests_entering_at_the_stable_entry() {
                 Some(lane) => request.header("x-asm-prefer-tag", lane),
                 None => request,
             };
-            serve(ProviderKind::AsmHeader, &world, &request)
+            serve(ProviderKind::Asm, &world, &request)
         };
         // Both enter at mocka's stable pods (mocka has no canary in the lane).
         for header in [None, Some("canary")] {
@@ -398,7 +398,7 @@ fn a_downstream_canary_gets_header_requests_entering_at_the_stable_entry() {
                 Some(lane) => request.header("x-asm-prefer-tag", lane),
                 None => request,
             };
-            serve(ProviderKind::AsmHeader, &world, &request)
+            serve(ProviderKind::Asm, &world, &request)
         };
         let canary = call(Some("canary"));
         assert!(

@@ -21,34 +21,79 @@ pub enum Error {
     Invalid(ValidationErrors),
     /// A provider (traffic, workload, metrics, webhooks, status store) failed; the driver stops
     /// this pass and the next pass starts again from the persisted status.
-    #[error("{provider} provider: {message}")]
+    #[error("{provider} provider: {source}")]
     Provider {
-        /// Which provider: `traffic`, `workload`, `metrics`, `webhooks` or `status`.
+        /// Which provider: the traffic provider's name (`istio`, `nginx`, …) or `traffic`,
+        /// `workload`, `metrics`, `webhooks` or `status`.
         provider: &'static str,
-        /// What it reported.
-        message: String,
+        /// What kind of failure, for retries and metrics.
+        class: ErrorClass,
+        /// What it reported, with its own causes.
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// The simulation cannot run this rollout as configured.
     #[error("simulation: {0}")]
     Simulation(String),
 }
 
-impl Error {
-    /// A short, stable label for metrics and logs (`parse`, `invalid`, `provider`, `simulation`).
-    pub fn label(&self) -> &'static str {
+/// What kind of failure an error is: what a shell does about it (how soon to retry) and how
+/// it counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorClass {
+    /// The world was briefly unable to answer (a timeout, a server error, throttling): the
+    /// same request soon is likely to succeed.
+    Transient,
+    /// Someone else changed an object between its read and its write: read again and retry at
+    /// once.
+    Conflict,
+    /// The spec or an object it names is not as needed (refused by validation or by the
+    /// cluster, missing, owned by someone else): nothing changes until a person changes it.
+    Invalid,
+    /// The shell cannot work (no permission, a broken configuration): retrying will not help.
+    Fatal,
+}
+
+impl ErrorClass {
+    /// A short, stable label for metrics (`transient`, `conflict`, `invalid`, `fatal`).
+    pub fn label(self) -> &'static str {
         match self {
-            Error::Parse { .. } => "parse",
-            Error::Invalid(_) => "invalid",
-            Error::Provider { .. } => "provider",
-            Error::Simulation(_) => "simulation",
+            ErrorClass::Transient => "transient",
+            ErrorClass::Conflict => "conflict",
+            ErrorClass::Invalid => "invalid",
+            ErrorClass::Fatal => "fatal",
+        }
+    }
+}
+
+impl Error {
+    /// What kind of failure this is.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Error::Parse { .. } | Error::Invalid(_) => ErrorClass::Invalid,
+            Error::Provider { class, .. } => *class,
+            Error::Simulation(_) => ErrorClass::Fatal,
         }
     }
 
-    /// Builds a [`Error::Provider`] error.
-    pub fn provider(provider: &'static str, message: impl Into<String>) -> Self {
+    /// A [`Error::Provider`] error of `class` saying `message`.
+    pub fn provider(provider: &'static str, class: ErrorClass, message: impl Into<String>) -> Self {
         Error::Provider {
             provider,
-            message: message.into(),
+            class,
+            source: message.into().into(),
+        }
+    }
+
+    /// A [`Error::Provider`] error of `class` caused by `source`, which it keeps.
+    pub fn provider_failed(
+        provider: &'static str,
+        class: ErrorClass,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Error::Provider {
+            provider,
+            class,
+            source: Box::new(source),
         }
     }
 }

@@ -40,18 +40,18 @@ pub mod plan;
 pub mod prometheus;
 pub mod providers;
 pub mod queries;
-pub mod route;
 pub mod services;
 pub mod sim;
 pub mod spec;
 pub mod status;
+pub mod traffic;
 pub mod validate;
 #[cfg(feature = "webhooks")]
 pub mod webhooks;
 
-pub use error::{Error, Result};
+pub use error::{Error, ErrorClass, Result};
 pub use machine::{Action, Command, Input, Transition, transition};
 pub use plan::RolloutPlan;
-pub use route::{Capabilities, ProviderKind, RouteState};
 pub use spec::Rollout;
 pub use status::{Phase, RolloutStatus, Verdict};
+pub use traffic::{Capabilities, ProviderKind, RouteState};

@@ -11,15 +11,15 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use async_trait::async_trait;
 use jiff::{SignedDuration, Timestamp};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorClass, Result};
 use crate::machine::{MetricOutcome, Verification, WorkloadObservation, WorkloadState};
 use crate::plan::{MetricPlan, WebhookPlan};
 use crate::providers::{
     Clock, HookOutcome, HookPayload, MetricProvider, QueryContext, StatusStore, TrafficObservation,
     TrafficProvider, WebhookRunner, WorkloadProvider,
 };
-use crate::route::{Capabilities, RouteState};
 use crate::status::RolloutStatus;
+use crate::traffic::{Capabilities, RouteState};
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
@@ -43,7 +43,11 @@ impl Faults {
         }
         self.0.store(left - 1, Ordering::SeqCst);
         if left == 1 {
-            Err(Error::provider(provider, "injected crash"))
+            Err(Error::provider(
+                provider,
+                ErrorClass::Transient,
+                "injected crash",
+            ))
         } else {
             Ok(())
         }
@@ -117,6 +121,35 @@ impl InMemoryTraffic {
         state.history.push((self.clock.now(), route));
     }
 
+    /// An error when `route` asks for what these capabilities cannot express.
+    fn expressible(&self, route: &RouteState) -> Result<()> {
+        let capabilities = &self.capabilities;
+        let refusal = if route.mirror.is_some() && !capabilities.mirror {
+            Some("cannot mirror".to_owned())
+        } else if route.matches.len() > capabilities.max_matches {
+            Some(format!(
+                "cannot route {} matches, at most {}",
+                route.matches.len(),
+                capabilities.max_matches
+            ))
+        } else {
+            route
+                .matches
+                .iter()
+                .flat_map(|request| capabilities.refusals(request))
+                .next()
+                .map(|(field, what)| format!("cannot route {what} ({field})"))
+        };
+        match refusal {
+            Some(refusal) => Err(Error::provider(
+                "traffic",
+                ErrorClass::Invalid,
+                format!("{refusal}; it supports {}", capabilities.summary),
+            )),
+            None => Ok(()),
+        }
+    }
+
     /// Whether `finalize` ran.
     pub fn finalized(&self) -> bool {
         lock(&self.inner).finalized
@@ -125,12 +158,11 @@ impl InMemoryTraffic {
 
 #[async_trait]
 impl TrafficProvider for InMemoryTraffic {
-    fn capabilities(&self) -> Capabilities {
-        self.capabilities
-    }
-
+    /// Refuses, as a real router would fail to, a route beyond its capabilities (matches it
+    /// cannot express, a mirror it cannot make).
     async fn apply(&self, route: &RouteState) -> Result<bool> {
         self.faults.tick("traffic")?;
+        self.expressible(route)?;
         let mut state = lock(&self.inner);
         if state.route == *route {
             return Ok(false);

@@ -125,6 +125,18 @@ pub fn quantity(value: &str) -> Result<f64, String> {
     Ok(number * scale)
 }
 
+/// A header name as meshes match it: a lowercase HTTP token.
+pub fn header_name(name: &str) -> Result<(), String> {
+    let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    if name.is_empty() || !name.chars().all(token) {
+        return Err(format!("`{name}` is not an HTTP header name"));
+    }
+    if name.chars().any(|c| c.is_ascii_uppercase()) {
+        return Err(format!("`{name}`: write header names in lowercase"));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

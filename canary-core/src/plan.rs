@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use jiff::SignedDuration;
 
-use crate::route::{Capabilities, ProviderKind, RouteState};
 use crate::spec::{FailureCounting, HookType, NoDataPolicy, Rollout, SwitchMode, ThresholdRange};
+use crate::traffic::{Capabilities, ProviderKind, RouteState};
 
 /// A Rollout that passed validation, ready for [`crate::machine::transition`].
 #[derive(Debug, Clone, PartialEq)]
@@ -34,7 +34,8 @@ pub struct RolloutPlan {
 impl RolloutPlan {
     /// What the plan's traffic provider can route.
     pub fn capabilities(&self) -> Capabilities {
-        self.provider.capabilities()
+        self.provider
+            .capabilities(&self.rollout.spec.traffic_routing)
     }
 
     /// The name of the canary workload: the stable workload's name with `-canary`.

@@ -8,14 +8,12 @@ use serde::Serialize;
 use crate::error::Result;
 use crate::machine::{MetricOutcome, Verification, WorkloadObservation};
 use crate::plan::{MetricPlan, WebhookPlan};
-use crate::route::{Capabilities, RouteState};
 use crate::status::RolloutStatus;
+use crate::traffic::RouteState;
 
 /// Moves traffic between stable and canary.
 #[async_trait]
 pub trait TrafficProvider: Send + Sync {
-    /// What this provider can route.
-    fn capabilities(&self) -> Capabilities;
     /// Applies `route`; idempotent. Returns whether anything changed.
     async fn apply(&self, route: &RouteState) -> Result<bool>;
     /// The route as it really is, and whether `applied` (the route last applied) is in
@@ -55,7 +53,7 @@ pub trait WorkloadProvider: Send + Sync {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct QueryContext {
     /// The traffic provider, whose metric families the builtin metrics query.
-    pub provider: crate::route::ProviderKind,
+    pub provider: crate::traffic::ProviderKind,
     /// The Rollout's namespace (`{{ namespace }}`).
     pub namespace: String,
     /// The canary workload (`{{ target }}`).

@@ -31,7 +31,7 @@ use std::collections::BTreeMap;
 
 use crate::plan::BuiltinMetric;
 use crate::providers::QueryContext;
-use crate::route::ProviderKind;
+use crate::traffic::ProviderKind;
 
 /// The variables every query may use: `{{ namespace }}`, `{{ target }}` (the canary
 /// workload), `{{ stable }}` (the stable workload), `{{ service }}`, `{{ ingress }}` and
@@ -54,45 +54,23 @@ pub enum Version {
     Stable,
 }
 
-/// A provider's request counter and duration histogram, and how it selects a version and
-/// server errors.
-struct Family {
-    requests: &'static str,
-    duration_bucket: &'static str,
-    /// Multiplies the histogram quantile into milliseconds.
-    to_millis: &'static str,
-    canary: &'static str,
-    stable: &'static str,
-    code: &'static str,
-}
-
-fn family(provider: ProviderKind) -> Family {
-    match provider {
-        ProviderKind::Istio | ProviderKind::AsmHeader | ProviderKind::AsmWeighted => Family {
-            requests: "istio_requests_total",
-            duration_bucket: "istio_request_duration_milliseconds_bucket",
-            to_millis: "",
-            canary: r#"reporter="destination",destination_workload_namespace="{{ namespace }}",destination_workload="{{ target }}""#,
-            stable: r#"reporter="destination",destination_workload_namespace="{{ namespace }}",destination_workload="{{ stable }}""#,
-            code: "response_code",
-        },
-        ProviderKind::Nginx => Family {
-            requests: "nginx_ingress_controller_requests",
-            duration_bucket: "nginx_ingress_controller_response_duration_seconds_bucket",
-            to_millis: " * 1000",
-            canary: r#"namespace="{{ namespace }}",ingress="{{ ingress }}",service="{{ service }}",canary!="""#,
-            stable: r#"namespace="{{ namespace }}",ingress="{{ ingress }}",service="{{ service }}",canary="""#,
-            code: "status",
-        },
-        ProviderKind::Kuma | ProviderKind::KumaTrafficRoute => Family {
-            requests: "envoy_cluster_upstream_rq",
-            duration_bucket: "envoy_cluster_upstream_rq_time_bucket",
-            to_millis: "",
-            canary: r#"kuma_io_service=~"{{ service }}-canary_{{ namespace }}_svc_[0-9]+",envoy_cluster_name=~"localhost_[0-9]+|self_inbound_.+""#,
-            stable: r#"kuma_io_service=~"{{ service }}_{{ namespace }}_svc_[0-9]+",envoy_cluster_name=~"localhost_[0-9]+|self_inbound_.+""#,
-            code: "envoy_response_code",
-        },
-    }
+/// A provider's request counter and duration histogram, and how their series select a
+/// version and server errors; `{{ variable }}` templates like every query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetricFamily {
+    /// The request counter.
+    pub requests: &'static str,
+    /// The request duration histogram's buckets.
+    pub duration_bucket: &'static str,
+    /// What multiplies the histogram's quantile into milliseconds (empty when it is in
+    /// milliseconds already).
+    pub to_millis: &'static str,
+    /// The label matchers of the canary's series.
+    pub canary: &'static str,
+    /// The label matchers of stable's series.
+    pub stable: &'static str,
+    /// The label holding the response code.
+    pub code: &'static str,
 }
 
 /// The template of a builtin metric of the canary, for `provider`: success rate in percent,
@@ -110,7 +88,7 @@ fn family(provider: ProviderKind) -> Family {
 /// assert!(q.contains(r#"response_code!~"5.."}"#) && q.ends_with("* 100"));
 /// ```
 pub fn builtin(provider: ProviderKind, metric: BuiltinMetric) -> String {
-    let f = family(provider);
+    let f = provider.descriptor().metrics;
     match metric {
         BuiltinMetric::RequestSuccessRate => format!(
             "(sum(rate({req}{{{sel},{code}!~\"5..\"}}[{{{{ interval }}}}])) or vector(0)) / sum(rate({req}{{{sel}}}[{{{{ interval }}}}])) * 100",
@@ -148,7 +126,7 @@ pub struct CountedSeries {
 /// assert_eq!(series.code_label, "status");
 /// ```
 pub fn counted_series(provider: ProviderKind, version: Version) -> CountedSeries {
-    let f = family(provider);
+    let f = provider.descriptor().metrics;
     let sel = match version {
         Version::Canary => f.canary,
         Version::Stable => f.stable,
@@ -255,7 +233,7 @@ mod tests {
             ProviderKind::Istio,
             ProviderKind::Nginx,
             ProviderKind::Kuma,
-            ProviderKind::AsmHeader,
+            ProviderKind::Asm,
         ];
         for provider in providers {
             let vars = variables(&context(provider), &BTreeMap::new());

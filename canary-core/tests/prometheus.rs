@@ -265,7 +265,7 @@ async fn the_sequential_judge_passes_a_healthy_canary_through_a_failed_scrape_an
 #[tokio::test(flavor = "multi_thread")]
 async fn prometheus_answers_map_to_values_no_data_and_errors() {
     let traffic = InMemoryTraffic::new(
-        canary_core::ProviderKind::Istio.capabilities(),
+        canary_core::ProviderKind::Istio.capabilities(&Default::default()),
         Arc::new(SystemClock),
         Faults::default(),
     );

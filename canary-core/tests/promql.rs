@@ -280,11 +280,7 @@ fn istio_input() -> Input {
 
 #[test]
 fn istio_and_asm_queries_read_what_istio_reports() {
-    for provider in [
-        ProviderKind::Istio,
-        ProviderKind::AsmHeader,
-        ProviderKind::AsmWeighted,
-    ] {
+    for provider in [ProviderKind::Istio, ProviderKind::Asm] {
         check(
             &istio_input(),
             &[
@@ -493,16 +489,15 @@ fn kuma_queries_read_inbound_traffic_under_both_naming_schemes() {
             "",
         );
         histogram(&mut input, bucket, &ENVOY_MS, 12, &borrowed(&outbound), 60);
-        for p in [ProviderKind::Kuma, ProviderKind::KumaTrafficRoute] {
-            check(
-                &input,
-                &[
-                    (query(p, BuiltinMetric::RequestSuccessRate), Some(90.0)),
-                    (query(p, BuiltinMetric::RequestDuration), Some(220.0)),
-                    (counted_rate(p, Version::Canary), Some(5.5)),
-                    (counted_rate(p, Version::Stable), Some(20.2)),
-                ],
-            );
-        }
+        let p = ProviderKind::Kuma;
+        check(
+            &input,
+            &[
+                (query(p, BuiltinMetric::RequestSuccessRate), Some(90.0)),
+                (query(p, BuiltinMetric::RequestDuration), Some(220.0)),
+                (counted_rate(p, Version::Canary), Some(5.5)),
+                (counted_rate(p, Version::Stable), Some(20.2)),
+            ],
+        );
     }
 }

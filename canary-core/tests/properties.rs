@@ -9,7 +9,7 @@ mod common;
 
 use canary_core::machine::{Command, MetricOutcome};
 use canary_core::providers::HookOutcome;
-use canary_core::route::RouteState;
+use canary_core::traffic::RouteState;
 use canary_core::{Phase, RolloutStatus};
 use common::{T0, World, block_on, rollout};
 use jiff::{SignedDuration, Timestamp};

@@ -7,8 +7,8 @@ mod common;
 
 use canary_core::Phase;
 use canary_core::machine::{Command, MetricOutcome};
-use canary_core::route::RouteState;
 use canary_core::status::StepStage;
+use canary_core::traffic::RouteState;
 use common::{World, rollout, success_rate};
 use jiff::SignedDuration;
 

@@ -4,8 +4,8 @@
 
 use canary_core::Phase;
 use canary_core::load::plan_from_yaml;
-use canary_core::route::RouteState;
 use canary_core::sim::{SimConfig, SimReport, Simulation, TrafficModel};
+use canary_core::traffic::RouteState;
 
 fn example(name: &str) -> canary_core::RolloutPlan {
     let path = format!("{}/../examples/rollouts/{name}", env!("CARGO_MANIFEST_DIR"));

@@ -264,7 +264,7 @@ fn other_providers_refuse_what_they_cannot_route() {
         ))
         .is_empty()
     );
-    assert!(ProviderKind::Istio.capabilities().mirror);
+    assert!(ProviderKind::Istio.capabilities(&Default::default()).mirror);
 }
 
 #[test]

@@ -1,5 +1,7 @@
 //! The one error type of `canary-istio`.
 
+use canary_core::ErrorClass;
+
 /// What can go wrong rendering or applying Istio routes.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -15,9 +17,20 @@ pub enum Error {
     Kube(#[from] kube::Error),
 }
 
+impl Error {
+    /// What kind of failure this is.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Error::Input(_) | Error::Conflict(_) => ErrorClass::Invalid,
+            #[cfg(feature = "kube")]
+            Error::Kube(error) => canary_kube::error::class_of(error),
+        }
+    }
+}
+
 impl From<Error> for canary_core::Error {
     fn from(error: Error) -> Self {
-        canary_core::Error::provider("traffic", format!("istio: {error}"))
+        canary_core::Error::provider_failed("istio", error.class(), error)
     }
 }
 

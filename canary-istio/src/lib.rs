@@ -41,7 +41,9 @@ mod provider;
 pub mod render;
 pub mod virtual_service;
 
-use canary_core::{Capabilities, ProviderKind};
+use canary_core::objects::Objects;
+use canary_core::traffic::{ProviderDescriptor, TrafficBackend};
+use canary_core::{RolloutPlan, RouteState};
 
 pub use error::{Error, Result};
 #[cfg(feature = "kube")]
@@ -53,7 +55,21 @@ pub const API_VERSION: &str = "networking.istio.io/v1";
 /// The field manager of the provider's writes.
 pub const FIELD_MANAGER: &str = "canary-istio";
 
-/// What this provider can route.
-pub fn capabilities() -> Capabilities {
-    ProviderKind::Istio.capabilities()
+/// The Istio backend: canary's descriptor of Istio, and its routes rendered.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Istio;
+
+impl TrafficBackend for Istio {
+    fn descriptor(&self) -> &'static ProviderDescriptor {
+        &canary_core::traffic::istio::DESCRIPTOR
+    }
+
+    fn render(
+        &self,
+        plan: &RolloutPlan,
+        route: &RouteState,
+        objects: &Objects,
+    ) -> canary_core::Result<Vec<serde_json::Value>> {
+        Ok(render(plan, route, objects)?.objects())
+    }
 }

@@ -12,15 +12,15 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use canary_core::RolloutPlan;
 use canary_core::RouteState;
 use canary_core::machine::Verification;
 use canary_core::objects::Objects;
 use canary_core::providers::{TrafficObservation, TrafficProvider};
 use canary_core::services::canary_service_name;
-use canary_core::{Capabilities, RolloutPlan};
 use canary_kube::apply::{delete_if_present, get_json};
 use canary_kube::services::{LiveServices, ServiceSplit};
-use canary_kube::traffic::ProviderFactory;
+use canary_kube::traffic::ClusterBackend;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use kube::{Api, Client};
 use serde_json::{Map, Value, json};
@@ -67,14 +67,13 @@ impl Live {
     }
 }
 
-impl IstioTraffic {
-    /// A factory making one for each Rollout, talking through `client`.
-    pub fn factory(client: Client) -> ProviderFactory {
-        ProviderFactory::new(client, |client, plan| {
-            Arc::new(IstioTraffic::new(client, plan))
-        })
+impl ClusterBackend for crate::Istio {
+    fn traffic(&self, client: Client, plan: RolloutPlan) -> Arc<dyn TrafficProvider> {
+        Arc::new(IstioTraffic::new(client, plan))
     }
+}
 
+impl IstioTraffic {
     /// The routes of `plan`, in its namespace.
     pub fn new(client: Client, plan: RolloutPlan) -> Self {
         let namespace = plan.namespace.as_str();
@@ -511,10 +510,6 @@ fn reconciled(object: &Value) -> bool {
 
 #[async_trait]
 impl TrafficProvider for IstioTraffic {
-    fn capabilities(&self) -> Capabilities {
-        crate::capabilities()
-    }
-
     async fn apply(&self, route: &RouteState) -> canary_core::Result<bool> {
         Ok(self.apply_route(route).await?)
     }

@@ -4,12 +4,12 @@
 //! generated objects.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test support code
 
+use canary_kube::traffic::{Backends, ClusterBackend};
 use std::sync::Arc;
 use std::time::Duration;
 
 use canary_core::Phase;
 use canary_core::dataplane::{Caller, Request, World, istio};
-use canary_istio::IstioTraffic;
 use canary_kube::controller::reconcile;
 use canary_kube::crd::Rollout;
 use canary_kube::fixtures::TestCluster;
@@ -75,7 +75,10 @@ async fn a_release_moves_the_virtual_service_step_by_step_and_deletion_cleans_up
     }));
     let rollout: Rollout = serde_saphyr::from_str(ROLLOUT).unwrap();
     cluster.create_rollout(&rollout).await;
-    let context = cluster.context(Arc::new(IstioTraffic::factory(cluster.client.clone())));
+    let context = cluster.context(Arc::new(Backends::new(
+        cluster.client.clone(),
+        [&canary_istio::Istio as &dyn ClusterBackend],
+    )));
     let vs = || {
         cluster
             .server

@@ -236,8 +236,15 @@ pub async fn reconcile(rollout: Arc<Rollout>, context: Arc<Context>) -> Result<A
 /// What the controller does after a failed pass: count it, and try again after a delay that
 /// doubles with each failure of this Rollout in a row (5 s up to 5 min; see [`crate::retry`]).
 pub fn error_policy(rollout: Arc<Rollout>, error: &Error, context: Arc<Context>) -> Action {
-    context.metrics.failed(error.label());
-    Action::requeue(context.retries.failed(ObjectRef::from_obj(&*rollout)))
+    let class = error.class();
+    context.metrics.failed(class.label());
+    let key = ObjectRef::from_obj(&*rollout);
+    let backoff = context.retries.failed(key.clone());
+    Action::requeue(crate::retry::delay_for(
+        class,
+        context.retries.failures(&key),
+        backoff,
+    ))
 }
 
 /// The Rollout as the core engine reads it.

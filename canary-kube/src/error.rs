@@ -1,5 +1,7 @@
 //! The one error type of `canary-kube`.
 
+use canary_core::ErrorClass;
+
 /// What can go wrong talking to the cluster or running a rollout there.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -45,21 +47,6 @@ pub enum Error {
 }
 
 impl Error {
-    /// A short, stable label for metrics (`kube`, `core`, `missing`, `invalid`, `refused`,
-    /// `unusable`, `finalizer`, `webhook`).
-    pub fn label(&self) -> &'static str {
-        match self {
-            Error::Kube(_) => "kube",
-            Error::Core(_) => "core",
-            Error::Missing { .. } => "missing",
-            Error::Invalid(_) => "invalid",
-            Error::Refused(_) => "refused",
-            Error::Unusable(_) => "unusable",
-            Error::Finalizer(_) => "finalizer",
-            Error::Webhook { .. } => "webhook",
-        }
-    }
-
     /// An admission webhook error: `what` failed because of `source`.
     pub fn webhook(
         what: impl Into<String>,
@@ -71,12 +58,45 @@ impl Error {
         }
     }
 
-    /// As a provider error of the core engine.
+    /// What kind of failure this is: how soon the controller retries, and how it counts it.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Error::Kube(error) => class_of(error),
+            Error::Core(error) => error.class(),
+            Error::Missing { .. } | Error::Invalid(_) | Error::Refused(_) | Error::Unusable(_) => {
+                ErrorClass::Invalid
+            }
+            Error::Finalizer(_) => ErrorClass::Transient,
+            Error::Webhook { .. } => ErrorClass::Fatal,
+        }
+    }
+
+    /// As a provider error of the core engine, keeping this error as its source.
     pub fn into_core(self, provider: &'static str) -> canary_core::Error {
         match self {
             Error::Core(error) => error,
-            other => canary_core::Error::provider(provider, other.to_string()),
+            other => canary_core::Error::provider_failed(provider, other.class(), other),
         }
+    }
+}
+
+/// The class of a failed request to the API server (kube-apiserver's status codes:
+/// `409 Conflict` for a stale resourceVersion or a field owned by another manager, `429` when
+/// throttled, `5xx` when it or a webhook could not answer, `401`/`403` when the controller may
+/// not act, other `4xx` when the object is refused); errors of the connection itself are
+/// transient, errors of reading an answer are fatal.
+pub fn class_of(error: &kube::Error) -> ErrorClass {
+    match error {
+        kube::Error::Api(status) => match status.code {
+            409 => ErrorClass::Conflict,
+            401 | 403 => ErrorClass::Fatal,
+            429 | 500..=599 => ErrorClass::Transient,
+            _ => ErrorClass::Invalid,
+        },
+        kube::Error::HyperError(_) | kube::Error::Service(_) | kube::Error::ReadEvents(_) => {
+            ErrorClass::Transient
+        }
+        _ => ErrorClass::Fatal,
     }
 }
 

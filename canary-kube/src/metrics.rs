@@ -41,8 +41,8 @@ impl RolloutLabels {
 /// Labels of a failed reconcile.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct FailureLabels {
-    /// [`crate::Error::label`].
-    pub reason: String,
+    /// The error's class ([`canary_core::ErrorClass::label`]).
+    pub class: String,
 }
 
 /// The controller's metrics.
@@ -84,7 +84,7 @@ impl Metrics {
         registry.register("reconciles", "Reconcile passes", metrics.reconciles.clone());
         registry.register(
             "reconcile_failures",
-            "Failed reconcile passes, by reason",
+            "Failed reconcile passes, by the class of their error (transient, conflict, invalid, fatal)",
             metrics.failures.clone(),
         );
         registry.register(
@@ -122,10 +122,10 @@ impl Metrics {
     }
 
     /// Counts a failed pass.
-    pub fn failed(&self, reason: &str) {
+    pub fn failed(&self, class: &str) {
         self.failures
             .get_or_create(&FailureLabels {
-                reason: reason.to_owned(),
+                class: class.to_owned(),
             })
             .inc();
     }

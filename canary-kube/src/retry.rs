@@ -6,6 +6,8 @@ use std::hash::Hash;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
+use canary_core::ErrorClass;
+
 /// The delay after a first failure.
 pub const FIRST_RETRY: Duration = Duration::from_secs(5);
 
@@ -19,6 +21,27 @@ pub fn delay(failures: u32, first: Duration, longest: Duration) -> Duration {
     2u32.checked_pow(doublings)
         .and_then(|factor| first.checked_mul(factor))
         .map_or(longest, |delay| delay.min(longest))
+}
+
+/// The first retry after a conflict: another writer came in between, so reading again at once
+/// usually succeeds.
+pub const CONFLICT_RETRY: Duration = Duration::from_secs(1);
+
+/// The shortest retry of a spec or an object that is not as needed: nothing changes until a
+/// person (or a watch event, which wakes the Rollout sooner) changes it.
+pub const INVALID_RETRY: Duration = Duration::from_secs(60);
+
+/// How long to wait before retrying after the `failures`-th failure in a row, of `class`,
+/// given the plain exponential `backoff` for that count: a first conflict soon, a transient
+/// failure or repeated conflicts with the backoff, an invalid object at least
+/// [`INVALID_RETRY`], a fatal error at the longest.
+pub fn delay_for(class: ErrorClass, failures: u32, backoff: Duration) -> Duration {
+    match class {
+        ErrorClass::Conflict if failures <= 1 => CONFLICT_RETRY.min(backoff),
+        ErrorClass::Conflict | ErrorClass::Transient => backoff,
+        ErrorClass::Invalid => backoff.max(INVALID_RETRY),
+        ErrorClass::Fatal => LONGEST_RETRY,
+    }
 }
 
 /// Failures in a row per object (e.g. a Rollout's `ObjectRef`).
@@ -93,6 +116,25 @@ mod tests {
         assert_eq!(delay(33, FIRST_RETRY, LONGEST_RETRY), LONGEST_RETRY);
         assert_eq!(delay(u32::MAX, FIRST_RETRY, LONGEST_RETRY), LONGEST_RETRY);
         assert_eq!(delay(3, Duration::MAX, Duration::MAX), Duration::MAX);
+    }
+
+    #[test]
+    fn the_class_of_a_failure_sets_how_soon_it_is_retried() {
+        let backoff = |n| delay(n, FIRST_RETRY, LONGEST_RETRY);
+        assert_eq!(
+            delay_for(ErrorClass::Conflict, 1, backoff(1)),
+            CONFLICT_RETRY
+        );
+        assert_eq!(
+            delay_for(ErrorClass::Conflict, 3, backoff(3)),
+            backoff(3),
+            "conflicts again and again back off like any failure"
+        );
+        assert_eq!(delay_for(ErrorClass::Transient, 1, backoff(1)), FIRST_RETRY);
+        assert_eq!(delay_for(ErrorClass::Transient, 4, backoff(4)), backoff(4));
+        assert_eq!(delay_for(ErrorClass::Invalid, 1, backoff(1)), INVALID_RETRY);
+        assert_eq!(delay_for(ErrorClass::Invalid, 9, backoff(9)), LONGEST_RETRY);
+        assert_eq!(delay_for(ErrorClass::Fatal, 1, backoff(1)), LONGEST_RETRY);
     }
 
     #[test]

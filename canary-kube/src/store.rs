@@ -30,11 +30,9 @@ impl KubeStatusStore {
 impl StatusStore for KubeStatusStore {
     /// Reads the live object (not a cache): a pass starts from the last status written.
     async fn load(&self) -> canary_core::Result<Option<RolloutStatus>> {
-        let rollout = self
-            .api
-            .get(&self.name)
-            .await
-            .map_err(|e| canary_core::Error::provider("status", e.to_string()))?;
+        let rollout = self.api.get(&self.name).await.map_err(|e| {
+            canary_core::Error::provider_failed("status", crate::error::class_of(&e), e)
+        })?;
         Ok(rollout.status.map(|status| status.engine))
     }
 
@@ -45,7 +43,9 @@ impl StatusStore for KubeStatusStore {
         self.api
             .patch_status(&self.name, &params, &Patch::Apply(&patch))
             .await
-            .map_err(|e| canary_core::Error::provider("status", e.to_string()))?;
+            .map_err(|e| {
+                canary_core::Error::provider_failed("status", crate::error::class_of(&e), e)
+            })?;
         Ok(())
     }
 }

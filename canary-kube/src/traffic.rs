@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use canary_core::RolloutPlan;
 use canary_core::memory::{Faults, InMemoryTraffic};
 use canary_core::providers::{Clock, TrafficProvider};
+use canary_core::traffic::TrafficBackend;
 use kube::Client;
 
 use crate::controller::TrafficFactory;
@@ -47,35 +48,59 @@ impl TrafficFactory for MemoryTraffic {
     }
 }
 
-/// A factory for a build without the mesh providers: every Rollout is refused with a message
-/// naming the missing provider.
-pub struct NoTraffic;
-
-impl TrafficFactory for NoTraffic {
-    fn provider(&self, plan: &RolloutPlan) -> Result<Arc<dyn TrafficProvider>> {
-        Err(Error::Invalid(format!(
-            "the {} traffic provider is not part of this controller",
-            plan.provider.name()
-        )))
-    }
+/// A traffic backend that can also apply its routes to a cluster: what each traffic provider
+/// crate implements, once, for the controller, beside its pure
+/// [`TrafficBackend`](canary_core::traffic::TrafficBackend).
+pub trait ClusterBackend: TrafficBackend {
+    /// The provider applying `plan`'s routes through `client`.
+    fn traffic(&self, client: Client, plan: RolloutPlan) -> Arc<dyn TrafficProvider>;
 }
 
-/// A factory making one provider per Rollout with `make`, all talking through one client: what
-/// each traffic provider crate offers (`IstioTraffic::factory(client)`…).
-pub struct ProviderFactory {
+/// Makes each Rollout's provider with the backend of the provider it names, all talking
+/// through one client; a Rollout naming a provider not among them is refused with the list of
+/// those that are.
+pub struct Backends {
     client: Client,
-    make: fn(Client, RolloutPlan) -> Arc<dyn TrafficProvider>,
+    backends: Vec<&'static dyn ClusterBackend>,
 }
 
-impl ProviderFactory {
-    /// Providers made by `make`, talking through `client`.
-    pub fn new(client: Client, make: fn(Client, RolloutPlan) -> Arc<dyn TrafficProvider>) -> Self {
-        ProviderFactory { client, make }
+impl Backends {
+    /// Providers of `backends`, talking through `client`.
+    pub fn new(
+        client: Client,
+        backends: impl IntoIterator<Item = &'static dyn ClusterBackend>,
+    ) -> Self {
+        Backends {
+            client,
+            backends: backends.into_iter().collect(),
+        }
     }
 }
 
-impl TrafficFactory for ProviderFactory {
+impl TrafficFactory for Backends {
     fn provider(&self, plan: &RolloutPlan) -> Result<Arc<dyn TrafficProvider>> {
-        Ok((self.make)(self.client.clone(), plan.clone()))
+        let backend = self
+            .backends
+            .iter()
+            .find(|backend| backend.descriptor().kind == plan.provider);
+        match backend {
+            Some(backend) => Ok(backend.traffic(self.client.clone(), plan.clone())),
+            None => {
+                let known: Vec<&str> = self
+                    .backends
+                    .iter()
+                    .map(|backend| backend.descriptor().name)
+                    .collect();
+                Err(Error::Invalid(format!(
+                    "the {} traffic provider is not part of this controller (it has: {})",
+                    plan.provider.name(),
+                    if known.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        known.join(", ")
+                    }
+                )))
+            }
+        }
     }
 }

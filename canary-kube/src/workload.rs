@@ -29,7 +29,8 @@
 //! - Promotion gives the stable Deployment the template (keeping the labels its selector needs,
 //!   and the stable pods' own values of the canary-only `podTemplateMetadata`) and lets it
 //!   roll; the hold ends once the Rollout's status records the promoted revision.
-//! - For lane releases the canary pods carry `ASM_TRAFFIC_TAG: <canary lane>`.
+//! - The canary pods carry the labels the traffic provider routes them by
+//!   ([`canary_core::traffic::ProviderDescriptor::canary_pod_labels`]), e.g. an ASM lane's tag.
 
 use async_trait::async_trait;
 use canary_core::machine::{WorkloadObservation, WorkloadState};
@@ -61,9 +62,6 @@ pub const ROLE: &str = "canary.rs/role";
 /// The pod label Istio names a workload by in its metrics, when present.
 const ISTIO_WORKLOAD_NAME: &str = "service.istio.io/workload-name";
 
-/// The pod label Alibaba ASM lanes select by; canary pods of a lane release carry the canary
-/// lane's name.
-pub const LANE_TAG: &str = "ASM_TRAFFIC_TAG";
 /// Label on the canary Deployment: the Rollout it belongs to.
 pub const ROLLOUT: &str = "canary.rs/rollout";
 
@@ -116,14 +114,11 @@ impl DeploymentWorkload {
             stable: plan.rollout.spec.workload_ref.name.clone(),
             canary: plan.canary_workload(),
             new_version: plan.rollout.spec.new_version.clone(),
-            canary_labels: plan
-                .rollout
-                .spec
-                .traffic_routing
-                .asm
-                .iter()
-                .map(|asm| (LANE_TAG.to_owned(), asm.canary_lane.clone()))
-                .collect(),
+            canary_labels: (plan.provider.descriptor().canary_pod_labels)(
+                &plan.rollout.spec.traffic_routing,
+            )
+            .into_iter()
+            .collect(),
             leave_service: plan
                 .provider
                 .routes_by_service()

@@ -1,5 +1,7 @@
 //! The one error type of `canary-kuma`.
 
+use canary_core::ErrorClass;
+
 /// What can go wrong rendering or applying Kuma routes.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -12,9 +14,20 @@ pub enum Error {
     Kube(#[from] kube::Error),
 }
 
+impl Error {
+    /// What kind of failure this is.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Error::Input(_) => ErrorClass::Invalid,
+            #[cfg(feature = "kube")]
+            Error::Kube(error) => canary_kube::error::class_of(error),
+        }
+    }
+}
+
 impl From<Error> for canary_core::Error {
     fn from(error: Error) -> Self {
-        canary_core::Error::provider("traffic", format!("kuma: {error}"))
+        canary_core::Error::provider_failed("kuma", error.class(), error)
     }
 }
 

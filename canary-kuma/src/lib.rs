@@ -28,7 +28,9 @@ pub mod matches;
 mod provider;
 pub mod render;
 
-use canary_core::{Capabilities, ProviderKind};
+use canary_core::objects::Objects;
+use canary_core::traffic::{ProviderDescriptor, TrafficBackend};
+use canary_core::{RolloutPlan, RouteState};
 
 pub use error::{Error, Result};
 #[cfg(feature = "kube")]
@@ -38,7 +40,21 @@ pub use render::{Rendered, render};
 /// The field manager of the provider's writes.
 pub const FIELD_MANAGER: &str = "canary-kuma";
 
-/// What this provider can route with a MeshHTTPRoute.
-pub fn capabilities() -> Capabilities {
-    ProviderKind::Kuma.capabilities()
+/// The Kuma backend: canary's descriptor of Kuma, and its routes rendered.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Kuma;
+
+impl TrafficBackend for Kuma {
+    fn descriptor(&self) -> &'static ProviderDescriptor {
+        &canary_core::traffic::kuma::DESCRIPTOR
+    }
+
+    fn render(
+        &self,
+        plan: &RolloutPlan,
+        route: &RouteState,
+        objects: &Objects,
+    ) -> canary_core::Result<Vec<serde_json::Value>> {
+        Ok(render(plan, route, objects)?.objects())
+    }
 }

@@ -12,10 +12,10 @@ use async_trait::async_trait;
 use canary_core::machine::Verification;
 use canary_core::objects::{Objects, includes};
 use canary_core::providers::{TrafficObservation, TrafficProvider};
-use canary_core::{Capabilities, RolloutPlan, RouteState};
+use canary_core::{RolloutPlan, RouteState};
 use canary_kube::apply::get_json;
 use canary_kube::services::{LiveServices, ServiceSplit, holds};
-use canary_kube::traffic::ProviderFactory;
+use canary_kube::traffic::ClusterBackend;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
 use kube::{Api, Client};
 use serde_json::Value;
@@ -40,14 +40,13 @@ struct Live {
     route: Option<Value>,
 }
 
-impl KumaTraffic {
-    /// A factory making one for each Rollout, talking through `client`.
-    pub fn factory(client: Client) -> ProviderFactory {
-        ProviderFactory::new(client, |client, plan| {
-            Arc::new(KumaTraffic::new(client, plan))
-        })
+impl ClusterBackend for crate::Kuma {
+    fn traffic(&self, client: Client, plan: RolloutPlan) -> Arc<dyn TrafficProvider> {
+        Arc::new(KumaTraffic::new(client, plan))
     }
+}
 
+impl KumaTraffic {
     /// The routes of `plan`: a MeshHTTPRoute in its namespace, or a cluster-wide TrafficRoute.
     pub fn new(client: Client, plan: RolloutPlan) -> Self {
         let (kind, _) = route_name(&plan);
@@ -106,10 +105,6 @@ impl KumaTraffic {
 
 #[async_trait]
 impl TrafficProvider for KumaTraffic {
-    fn capabilities(&self) -> Capabilities {
-        self.plan.capabilities()
-    }
-
     async fn apply(&self, route: &RouteState) -> canary_core::Result<bool> {
         Ok(self.apply_route(route).await?)
     }

@@ -25,7 +25,8 @@
 
 use canary_core::objects::{Objects, generated_metadata};
 use canary_core::services::{Split, canary_service_name, split, stable_service};
-use canary_core::{ProviderKind, RolloutPlan, RouteState};
+use canary_core::traffic::kuma;
+use canary_core::{RolloutPlan, RouteState};
 use serde_json::{Value, json};
 
 use crate::error::{Error, Result};
@@ -124,7 +125,7 @@ fn refuse_exclusive_mirror(
     objects: &Objects,
 ) -> Result<()> {
     if route.mirror.is_none()
-        || plan.provider == ProviderKind::KumaTrafficRoute
+        || kuma::traffic_route(&plan.rollout.spec.traffic_routing)
         || mesh_services_mode(plan, objects) != Some("Exclusive")
     {
         return Ok(());
@@ -152,9 +153,10 @@ pub fn mesh(plan: &RolloutPlan) -> &str {
 /// The route object's kind and name.
 pub fn route_name(plan: &RolloutPlan) -> (&'static str, String) {
     let service = &plan.rollout.spec.service.name;
-    match plan.provider {
-        ProviderKind::KumaTrafficRoute => ("TrafficRoute", format!("{service}.{}", plan.namespace)),
-        _ => ("MeshHTTPRoute", format!("{service}-canary")),
+    if kuma::traffic_route(&plan.rollout.spec.traffic_routing) {
+        ("TrafficRoute", format!("{service}.{}", plan.namespace))
+    } else {
+        ("MeshHTTPRoute", format!("{service}-canary"))
     }
 }
 
@@ -169,9 +171,10 @@ pub fn service_tag(service: &str, namespace: &str, port: i64) -> String {
 pub fn render(plan: &RolloutPlan, route: &RouteState, objects: &Objects) -> Result<Rendered> {
     refuse_exclusive_mirror(plan, route, objects)?;
     let mut rendered = split(plan, route, objects, || {
-        Ok(match plan.provider {
-            ProviderKind::KumaTrafficRoute => traffic_route(plan, route),
-            _ => mesh_http_route(plan, route, references(plan, objects)),
+        Ok(if kuma::traffic_route(&plan.rollout.spec.traffic_routing) {
+            traffic_route(plan, route)
+        } else {
+            mesh_http_route(plan, route, references(plan, objects))
         })
     })
     .map_err(Error::Input)?;
@@ -340,16 +343,18 @@ pub fn observed_route(plan: &RolloutPlan, object: &Value) -> Option<RouteState> 
     let canary = canary_service_name(plan);
     let spec = &plan.rollout.spec.service;
     let canary_tag = service_tag(&canary, &plan.namespace, spec.port);
-    let entries: Vec<(bool, u64)> = match plan.provider {
-        ProviderKind::KumaTrafficRoute => object["spec"]["conf"]["split"]
+    let legacy = kuma::traffic_route(&plan.rollout.spec.traffic_routing);
+    let entries: Vec<(bool, u64)> = if legacy {
+        object["spec"]["conf"]["split"]
             .as_array()?
             .iter()
             .map(|s| {
                 let to_canary = s["destination"]["kuma.io/service"].as_str() == Some(&canary_tag);
                 (to_canary, s["weight"].as_u64().unwrap_or(0))
             })
-            .collect(),
-        _ => object["spec"]["to"][0]["rules"].as_array()?.last()?["default"]["backendRefs"]
+            .collect()
+    } else {
+        object["spec"]["to"][0]["rules"].as_array()?.last()?["default"]["backendRefs"]
             .as_array()?
             .iter()
             .map(|b| {
@@ -362,7 +367,7 @@ pub fn observed_route(plan: &RolloutPlan, object: &Value) -> Option<RouteState> 
                     });
                 (to_canary, b["weight"].as_u64().unwrap_or(1))
             })
-            .collect(),
+            .collect()
     };
     // Weights as the cluster holds them: summed in u128, so no count of them overflows.
     let total: u128 = entries.iter().map(|(_, w)| u128::from(*w)).sum();

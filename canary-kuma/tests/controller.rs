@@ -3,6 +3,7 @@
 //! object left behind.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test support code
 
+use canary_kube::traffic::{Backends, ClusterBackend};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,7 +11,6 @@ use canary_core::Phase;
 use canary_kube::crd::Rollout;
 use canary_kube::fixtures::TestCluster;
 use canary_kube::testserver::ResourceType;
-use canary_kuma::KumaTraffic;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_seed_progression_runs_on_a_mesh_http_route_to_promotion() {
@@ -47,7 +47,10 @@ async fn the_seed_progression_runs_on_a_mesh_http_route_to_promotion() {
     let documents: Vec<serde_json::Value> = serde_saphyr::from_multiple(&text).unwrap();
     let rollout: Rollout = serde_json::from_value(documents[0].clone()).unwrap();
     cluster.create_rollout(&rollout).await;
-    let context = cluster.context(Arc::new(KumaTraffic::factory(cluster.client.clone())));
+    let context = cluster.context(Arc::new(Backends::new(
+        cluster.client.clone(),
+        [&canary_kuma::Kuma as &dyn ClusterBackend],
+    )));
     let at = ("webapp", "backend");
     let route = || {
         cluster.server.get(

@@ -33,7 +33,9 @@ pub mod error;
 mod provider;
 pub mod render;
 
-use canary_core::{Capabilities, ProviderKind};
+use canary_core::objects::Objects;
+use canary_core::traffic::{ProviderDescriptor, TrafficBackend};
+use canary_core::{RolloutPlan, RouteState};
 
 pub use error::{Error, Result};
 #[cfg(feature = "kube")]
@@ -43,7 +45,21 @@ pub use render::{Rendered, render};
 /// The field manager of the provider's writes.
 pub const FIELD_MANAGER: &str = "canary-nginx";
 
-/// What this provider can route.
-pub fn capabilities() -> Capabilities {
-    ProviderKind::Nginx.capabilities()
+/// The ingress-nginx backend: canary's descriptor of ingress-nginx, and its routes rendered.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Nginx;
+
+impl TrafficBackend for Nginx {
+    fn descriptor(&self) -> &'static ProviderDescriptor {
+        &canary_core::traffic::nginx::DESCRIPTOR
+    }
+
+    fn render(
+        &self,
+        plan: &RolloutPlan,
+        route: &RouteState,
+        objects: &Objects,
+    ) -> canary_core::Result<Vec<serde_json::Value>> {
+        Ok(render(plan, route, objects)?.objects())
+    }
 }

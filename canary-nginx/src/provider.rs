@@ -11,10 +11,10 @@ use async_trait::async_trait;
 use canary_core::machine::Verification;
 use canary_core::objects::Objects;
 use canary_core::providers::{TrafficObservation, TrafficProvider};
-use canary_core::{Capabilities, RolloutPlan, RouteState};
+use canary_core::{RolloutPlan, RouteState};
 use canary_kube::apply::{delete_if_present, get_json};
 use canary_kube::services::{LiveServices, ServiceSplit, holds};
-use canary_kube::traffic::ProviderFactory;
+use canary_kube::traffic::ClusterBackend;
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Client};
@@ -50,14 +50,13 @@ struct Live {
     conflict: Option<String>,
 }
 
-impl NginxTraffic {
-    /// A factory making one for each Rollout, talking through `client`.
-    pub fn factory(client: Client) -> ProviderFactory {
-        ProviderFactory::new(client, |client, plan| {
-            Arc::new(NginxTraffic::new(client, plan))
-        })
+impl ClusterBackend for crate::Nginx {
+    fn traffic(&self, client: Client, plan: RolloutPlan) -> Arc<dyn TrafficProvider> {
+        Arc::new(NginxTraffic::new(client, plan))
     }
+}
 
+impl NginxTraffic {
     /// The routes of `plan`, in its namespace.
     pub fn new(client: Client, plan: RolloutPlan) -> Self {
         NginxTraffic {
@@ -169,10 +168,6 @@ impl NginxTraffic {
 
 #[async_trait]
 impl TrafficProvider for NginxTraffic {
-    fn capabilities(&self) -> Capabilities {
-        crate::capabilities()
-    }
-
     async fn apply(&self, route: &RouteState) -> canary_core::Result<bool> {
         Ok(self.apply_route(route).await?)
     }

@@ -3,13 +3,13 @@
 //! removes every canary object.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test support code
 
+use canary_kube::traffic::{Backends, ClusterBackend};
 use std::sync::Arc;
 use std::time::Duration;
 
 use canary_core::{Command, Phase};
 use canary_kube::crd::Rollout;
 use canary_kube::fixtures::TestCluster;
-use canary_nginx::NginxTraffic;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::Api;
 use serde_json::{Value, json};
@@ -52,7 +52,10 @@ async fn the_seed_release_approved_then_a_revert_cleans_every_canary_object() {
     let service_before = get(&cluster, "v1", "Service", "echoserver").unwrap();
     let rollout: Rollout = serde_saphyr::from_str(ROLLOUT).unwrap();
     cluster.create_rollout(&rollout).await;
-    let context = cluster.context(Arc::new(NginxTraffic::factory(cluster.client.clone())));
+    let context = cluster.context(Arc::new(Backends::new(
+        cluster.client.clone(),
+        [&canary_nginx::Nginx as &dyn ClusterBackend],
+    )));
     let at = ("default", "echoserver");
     let rollouts = Api::<Rollout>::namespaced(cluster.client.clone(), "default");
     let deployments = Api::<Deployment>::namespaced(cluster.client.clone(), "default");

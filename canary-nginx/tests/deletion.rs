@@ -12,6 +12,7 @@
 //! delete` and most clients delete in the background.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test support code
 
+use canary_kube::traffic::{Backends, ClusterBackend};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,7 +24,6 @@ use canary_kube::controller::{Context, reconcile};
 use canary_kube::crd::Rollout;
 use canary_kube::fixtures::{TestCluster, register_rollout_crd, register_upstream_crds};
 use canary_kube::testserver::{ApiServer, ControllerManager};
-use canary_nginx::NginxTraffic;
 use kube::Api;
 use kube::api::DeleteParams;
 use serde_json::{Value, json};
@@ -109,7 +109,10 @@ impl Run {
             cluster.put(object);
         }
         let plan = canary_core::load::plan_from_yaml(ROLLOUT).unwrap();
-        let context = cluster.context(Arc::new(NginxTraffic::factory(cluster.client.clone())));
+        let context = cluster.context(Arc::new(Backends::new(
+            cluster.client.clone(),
+            [&canary_nginx::Nginx as &dyn ClusterBackend],
+        )));
         let mut run = Run {
             cluster,
             kcm,

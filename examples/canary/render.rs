@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use canary::objects::Objects;
-use canary::{ProviderKind, RolloutPlan, RouteState};
+use canary::{RolloutPlan, RouteState};
 use serde_json::Value;
 
 use crate::Failure;
@@ -43,7 +43,7 @@ pub fn render(args: &RenderArgs) -> Result<(), Failure> {
         )));
     }
     let route = route(&plan, args)?;
-    let rendered = provider_objects(&plan, chosen, &route, &objects)?;
+    let rendered = provider_objects(&plan, &route, &objects)?;
     let yaml = serde_saphyr::to_string_multiple(&rendered).map_err(|error| Failure {
         message: format!("cannot write YAML: {error}"),
         code: 1,
@@ -90,28 +90,20 @@ fn route(plan: &RolloutPlan, args: &RenderArgs) -> Result<RouteState, Failure> {
 
 fn provider_objects(
     plan: &RolloutPlan,
-    provider: ProviderKind,
     route: &RouteState,
     objects: &Objects,
 ) -> Result<Vec<Value>, Failure> {
-    let failed =
-        |error: &dyn std::fmt::Display| Failure::input(format!("{}: {error}", provider.name()));
-    match provider {
-        ProviderKind::Istio => canary::istio::render(plan, route, objects)
-            .map(|rendered| rendered.objects())
-            .map_err(|e| failed(&e)),
-        ProviderKind::Nginx => canary::nginx::render(plan, route, objects)
-            .map(|rendered| rendered.objects())
-            .map_err(|e| failed(&e)),
-        ProviderKind::Kuma | ProviderKind::KumaTrafficRoute => {
-            canary::kuma::render(plan, route, objects)
-                .map(|rendered| rendered.objects())
-                .map_err(|e| failed(&e))
-        }
-        ProviderKind::AsmHeader | ProviderKind::AsmWeighted => {
-            canary::asm::render(plan, route, objects)
-                .map(|rendered| rendered.objects())
-                .map_err(|e| failed(&e))
-        }
-    }
+    let name = plan.provider.name();
+    let backend = canary::registry::backend(plan.provider).ok_or_else(|| {
+        Failure::input(format!(
+            "the {name} provider is not part of this build (it has: {})",
+            canary::registry::names().join(", ")
+        ))
+    })?;
+    backend
+        .render(plan, route, objects)
+        .map_err(|error| match error {
+            canary::Error::Provider { source, .. } => Failure::input(format!("{name}: {source}")),
+            other => Failure::input(format!("{name}: {other}")),
+        })
 }

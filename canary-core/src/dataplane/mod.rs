@@ -35,15 +35,15 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use crate::objects::Objects;
-use crate::route::ProviderKind;
+use crate::traffic::ProviderKind;
 
 /// Who answers `request` in `world` on the data plane `provider` drives.
 pub fn serve(provider: ProviderKind, world: &World, request: &Request) -> Served {
     match provider {
         ProviderKind::Istio => istio::serve(world, request),
         ProviderKind::Nginx => nginx::serve(world, request),
-        ProviderKind::Kuma | ProviderKind::KumaTrafficRoute => kuma::serve(world, request),
-        ProviderKind::AsmHeader | ProviderKind::AsmWeighted => asm::serve(world, request),
+        ProviderKind::Kuma => kuma::serve(world, request),
+        ProviderKind::Asm => asm::serve(world, request),
     }
 }
 

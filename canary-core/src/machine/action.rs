@@ -2,8 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::route::RouteState;
 use crate::spec::HookType;
+use crate::traffic::RouteState;
 
 /// One thing for the shell to do, in order.
 #[derive(Debug, Clone, PartialEq)]

@@ -3,8 +3,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::providers::HookOutcome;
-use crate::route::RouteState;
 use crate::spec::HookType;
+use crate::traffic::RouteState;
 
 /// One input to [`crate::machine::transition`].
 #[derive(Debug, Clone, PartialEq)]

@@ -168,7 +168,7 @@ impl Engine<'_> {
     }
 
     /// Applies `route`, which relies on `replicas` available canary replicas.
-    fn set_route(&mut self, route: crate::route::RouteState, replicas: u32) {
+    fn set_route(&mut self, route: crate::traffic::RouteState, replicas: u32) {
         if self.status.route != route {
             self.status.route_verified = false;
         }

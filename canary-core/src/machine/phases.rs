@@ -3,9 +3,9 @@
 
 use super::{Action, Engine, EventKind, Observation, Verification};
 use crate::plan::Finish;
-use crate::route::RouteState;
 use crate::spec::HookType;
 use crate::status::{Phase, StepStage};
+use crate::traffic::RouteState;
 
 impl Engine<'_> {
     pub(super) fn observed(&mut self, seen: &Observation) {

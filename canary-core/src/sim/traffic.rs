@@ -3,7 +3,7 @@
 //! errors and latencies drawn per version.
 
 use super::rng::Rng;
-use crate::route::RouteState;
+use crate::traffic::RouteState;
 
 /// Streams of the random source, one per quantity.
 const MATCHED: u64 = 1;

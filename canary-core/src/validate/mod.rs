@@ -8,7 +8,6 @@
 mod analysis;
 pub mod limits;
 mod matches;
-mod nginx;
 mod strategy;
 mod traffic;
 mod workload;
@@ -249,7 +248,7 @@ pub fn validate(rollout: &Rollout) -> Result<RolloutPlan, ValidationErrors> {
     workload::check_new_version(&mut c, spec.new_version.as_ref());
     let provider = traffic::check_routing(&mut c, &spec.traffic_routing);
     let compiled = strategy::compile(&mut c, spec, provider, spec.analysis.is_some());
-    traffic::check_lanes(&mut c, spec);
+    traffic::check_spec(&mut c, spec);
     let analysis = analysis::check_analysis(&mut c, spec.analysis.as_ref());
     let progress_deadline = c.duration(
         "spec.progressDeadline",
@@ -266,7 +265,7 @@ pub fn validate(rollout: &Rollout) -> Result<RolloutPlan, ValidationErrors> {
                     .namespace
                     .clone()
                     .unwrap_or_else(|| "default".to_owned()),
-                provider,
+                provider: provider.kind,
                 strategy,
                 steps,
                 finish,

@@ -3,10 +3,11 @@
 use super::Checker;
 use super::limits::{MAX_ITERATIONS, MAX_PAUSE, MAX_STEPS};
 use super::matches::check_matches;
+use super::traffic::Chosen;
 use super::workload::replicas;
 use crate::plan::{Finish, PlanPause, PlanStep, Readiness, ReplicaTarget, StrategyKind};
-use crate::route::{ProviderKind, RouteState};
 use crate::spec::{CanaryStrategy, Pause, RolloutSpec, SwitchMode};
+use crate::traffic::RouteState;
 
 /// A compiled strategy: its kind, its steps and what follows them.
 pub(super) type Compiled = (StrategyKind, Vec<PlanStep>, Finish);
@@ -15,7 +16,7 @@ pub(super) type Compiled = (StrategyKind, Vec<PlanStep>, Finish);
 pub(super) fn compile(
     c: &mut Checker,
     spec: &RolloutSpec,
-    provider: Option<ProviderKind>,
+    provider: Option<Chosen>,
     has_analysis: bool,
 ) -> Option<Compiled> {
     let strategy = &spec.strategy;
@@ -35,7 +36,7 @@ pub(super) fn compile(
         .and_then(|value| replicas(&mut Checker::default(), "", value, 1));
     let full = new_version_replicas.unwrap_or(ReplicaTarget::Percent(100));
     let gate_iterations = u32::from(has_analysis);
-    let capabilities = provider.map(ProviderKind::capabilities);
+    let capabilities = provider.map(|chosen| chosen.capabilities);
     let needs_weights = |c: &mut Checker, path: &str| {
         if let (Some(provider), Some(caps)) = (provider, capabilities)
             && !caps.weights
@@ -155,7 +156,7 @@ pub(super) fn compile(
 fn compile_canary(
     c: &mut Checker,
     canary: &CanaryStrategy,
-    provider: Option<ProviderKind>,
+    provider: Option<Chosen>,
     new_version_replicas: Option<ReplicaTarget>,
     has_analysis: bool,
 ) -> Option<Vec<PlanStep>> {

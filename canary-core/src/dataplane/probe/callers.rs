@@ -5,8 +5,8 @@
 use serde_json::Value;
 
 use crate::plan::RolloutPlan;
-use crate::route::ProviderKind;
 use crate::spec::StringMatch;
+use crate::traffic::ProviderKind;
 
 use super::super::{Caller, Request, World, kuma};
 use super::sample::path_for;
@@ -33,12 +33,12 @@ pub fn targets(plan: &RolloutPlan, world: &World) -> Result<Vec<Target>, String>
     match plan.provider {
         ProviderKind::Nginx => nginx(plan, world),
         ProviderKind::Istio => Ok(istio(plan, world)),
-        ProviderKind::Kuma | ProviderKind::KumaTrafficRoute => Ok(sidecars(
+        ProviderKind::Kuma => Ok(sidecars(
             plan,
             &["/".into()],
             kuma_other_namespace(plan, world),
         )),
-        ProviderKind::AsmHeader | ProviderKind::AsmWeighted => asm(plan),
+        ProviderKind::Asm => asm(plan),
     }
 }
 

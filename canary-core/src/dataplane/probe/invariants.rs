@@ -78,8 +78,8 @@ use std::fmt;
 use serde_json::Value;
 
 use crate::plan::RolloutPlan;
-use crate::route::{ProviderKind, RouteState};
 use crate::spec::RequestMatch;
+use crate::traffic::RouteState;
 
 use super::super::{PodRef, World};
 use super::{CallerProbe, EPSILON, Probe, RequestClass};
@@ -316,7 +316,8 @@ pub fn violations(plan: &RolloutPlan, expected: &Expectation<'_>, probe: &Probe)
 /// available: every caller, except sidecars under ASM's weighted mode, whose requests without
 /// the route header stay in the base lane (the weight splits the ingress gateway's requests).
 fn must_match_weight(plan: &RolloutPlan, entry: &CallerProbe) -> bool {
-    !(plan.provider == ProviderKind::AsmWeighted && entry.caller.starts_with("sidecar "))
+    !(crate::traffic::asm::weighted(&plan.rollout.spec.traffic_routing)
+        && entry.caller.starts_with("sidecar "))
 }
 
 /// True when the canary Deployment of `plan` exists in `world` with at least one desired

@@ -38,8 +38,8 @@ pub mod sample;
 use std::fmt;
 
 use crate::plan::RolloutPlan;
-use crate::route::ProviderKind;
 use crate::spec::RequestMatch;
+use crate::traffic::ProviderKind;
 
 use super::{PodRef, Request, Served, World, nginx};
 
@@ -249,7 +249,7 @@ fn serve(plan: &RolloutPlan, world: &World, request: &Request) -> Served {
 /// ASM's route header and the canary lane's name.
 fn lane_header(plan: &RolloutPlan) -> Option<(String, String)> {
     match plan.provider {
-        ProviderKind::AsmHeader | ProviderKind::AsmWeighted => {
+        ProviderKind::Asm => {
             let asm = plan.rollout.spec.traffic_routing.asm.as_ref()?;
             Some((asm.route_header.clone(), asm.canary_lane.clone()))
         }
@@ -261,8 +261,8 @@ fn provider_label(provider: ProviderKind) -> &'static str {
     match provider {
         ProviderKind::Nginx => "ingress-nginx",
         ProviderKind::Istio => "istio",
-        ProviderKind::Kuma | ProviderKind::KumaTrafficRoute => "kuma",
-        ProviderKind::AsmHeader | ProviderKind::AsmWeighted => "asm",
+        ProviderKind::Kuma => "kuma",
+        ProviderKind::Asm => "asm",
     }
 }
 

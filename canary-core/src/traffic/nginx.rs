@@ -1,4 +1,8 @@
-//! What ingress-nginx accepts in the canary annotations a match becomes.
+//! ingress-nginx: a canary Ingress beside the user's, weighted or matched by one header or
+//! cookie through ingress-nginx's canary annotations; metrics from the controller's
+//! `nginx_ingress_controller_*` families.
+//!
+//! What ingress-nginx accepts in the canary annotations a match becomes:
 //!
 //! ingress-nginx checks annotation values before it uses them
 //! (internal/ingress/annotations/canary/main.go: `canaryAnnotations`; the validators in
@@ -10,8 +14,70 @@
 //! - `canary-by-header-pattern` goes through `IsValidRegex`: those characters and
 //!   `^$[](){}*+?|&=\`, spaces included in the check.
 
-use super::Checker;
-use crate::spec::RequestMatch;
+use super::{Capabilities, MatchKinds, ProviderDescriptor, ProviderKind, no_labels, no_rules};
+use crate::names;
+use crate::queries::MetricFamily;
+use crate::spec::{RequestMatch, TrafficRouting};
+use crate::validate::Checker;
+
+/// ingress-nginx's descriptor.
+pub static DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {
+    kind: ProviderKind::Nginx,
+    name: "nginx",
+    named_in: |routing| routing.nginx.is_some(),
+    capabilities,
+    routes_by_service: true,
+    metrics: MetricFamily {
+        requests: "nginx_ingress_controller_requests",
+        duration_bucket: "nginx_ingress_controller_response_duration_seconds_bucket",
+        to_millis: " * 1000",
+        canary: r#"namespace="{{ namespace }}",ingress="{{ ingress }}",service="{{ service }}",canary!="""#,
+        stable: r#"namespace="{{ namespace }}",ingress="{{ ingress }}",service="{{ service }}",canary="""#,
+        code: "status",
+    },
+    canary_pod_labels: no_labels,
+    check_settings,
+    check_match: check_request,
+    check_spec: no_rules,
+};
+
+/// What the canary annotations can say: a weight, and one header (exact value or pattern) or
+/// one cookie (`always`).
+fn capabilities(_: &TrafficRouting) -> Capabilities {
+    Capabilities {
+        summary: "weights; one match on one header (exact value or regex) or on one \
+                  cookie (value `always`), not both; no URI, query, method or mirroring",
+        weights: true,
+        max_matches: 1,
+        max_headers: 1,
+        headers: MatchKinds {
+            exact: true,
+            prefix: false,
+            regex: true,
+        },
+        cookie: true,
+        cookie_value: false,
+        header_with_cookie: false,
+        uri: MatchKinds::NONE,
+        query: MatchKinds::NONE,
+        method: false,
+        mirror: false,
+    }
+}
+
+fn check_settings(c: &mut Checker, routing: &TrafficRouting) {
+    let Some(nginx) = &routing.nginx else { return };
+    c.check(
+        "spec.trafficRouting.nginx.ingress",
+        names::dns1123_subdomain(&nginx.ingress),
+    );
+    if let Some(prefix) = &nginx.annotation_prefix {
+        c.check(
+            "spec.trafficRouting.nginx.annotationPrefix",
+            names::dns1123_subdomain(prefix),
+        );
+    }
+}
 
 /// The characters of `BasicCharsRegex` besides ASCII letters and digits.
 const BASIC: &str = "/-._~:";
@@ -47,7 +113,7 @@ fn regex_chars(pattern: &str) -> Result<(), String> {
 
 /// Checks the header names, values and patterns and the cookie name of `request` (at `here`)
 /// against what ingress-nginx accepts.
-pub(super) fn check_request(c: &mut Checker, here: &str, request: &RequestMatch) {
+fn check_request(c: &mut Checker, here: &str, request: &RequestMatch) {
     for (name, condition) in &request.headers {
         c.check(format!("{here}.headers"), basic_chars(name));
         if let Some(value) = &condition.exact {
