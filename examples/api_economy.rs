@@ -13,7 +13,7 @@ use canary::cluster::ClusterTraffic;
 use canary::kube::controller::{TrafficFactory, reconcile};
 use canary::kube::crd::Rollout;
 use canary::kube::fixtures::TestCluster;
-use canary::kube::testserver::{LoggedRequest, ResourceType};
+use kube_testserver::{LoggedRequest, ResourceType};
 use canary::kube::traffic::MemoryTraffic;
 use canary::providers::SystemClock;
 use canary::status::StepStage;

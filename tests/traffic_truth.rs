@@ -23,7 +23,7 @@ use canary::dataplane::probe::RequestClass;
 use canary::kube::controller::{Context, reconcile};
 use canary::kube::crd::Rollout;
 use canary::kube::fixtures::TestCluster;
-use canary::kube::testserver::ResourceType;
+use kube_testserver::ResourceType;
 use canary::machine::MetricOutcome;
 use canary::status::StepStage;
 use canary::{Phase, RolloutPlan, RolloutStatus, RouteState};

@@ -11,7 +11,7 @@ use canary_core::{Command, Phase};
 use canary_kube::controller::{Context, reconcile};
 use canary_kube::crd::Rollout;
 use canary_kube::fixtures::TestCluster;
-use canary_kube::testserver::ResourceType;
+use kube_testserver::ResourceType;
 use kube::Api;
 use serde_json::{Value, json};
 

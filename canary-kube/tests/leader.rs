@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use canary_core::providers::ManualClock;
 use canary_kube::leader::{LeaderElection, Lost, Timing};
-use canary_kube::testserver::ApiServer;
+use kube_testserver::ApiServer;
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
 

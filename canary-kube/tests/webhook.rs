@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use canary_kube::crd::Rollout;
-use canary_kube::testserver::{ApiServer, ResourceType};
+use kube_testserver::{ApiServer, ResourceType};
 use canary_kube::webhook::{BODY_LIMIT, HOLD_PATH, Timeouts, WebhookServer, review};
 use canary_kube::workload::STABLE_REVISION;
 use kube::Api;

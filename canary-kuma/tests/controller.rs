@@ -9,7 +9,7 @@ use std::time::Duration;
 use canary_core::Phase;
 use canary_kube::crd::Rollout;
 use canary_kube::fixtures::TestCluster;
-use canary_kube::testserver::ResourceType;
+use kube_testserver::ResourceType;
 use canary_kuma::KumaTraffic;
 
 #[tokio::test(flavor = "multi_thread")]

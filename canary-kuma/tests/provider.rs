@@ -10,7 +10,7 @@ use canary_core::machine::Verification;
 use canary_core::providers::TrafficProvider;
 use canary_core::spec::{RequestMatch, StringMatch};
 use canary_kube::fixtures::TestCluster;
-use canary_kube::testserver::{ResourceType, Verb};
+use kube_testserver::{ResourceType, Verb};
 use canary_kuma::KumaTraffic;
 use serde_json::{Value, json};
 

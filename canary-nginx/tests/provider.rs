@@ -10,7 +10,7 @@ use canary_core::machine::Verification;
 use canary_core::providers::TrafficProvider;
 use canary_core::spec::{RequestMatch, StringMatch};
 use canary_kube::fixtures::TestCluster;
-use canary_kube::testserver::Verb;
+use kube_testserver::Verb;
 use canary_nginx::NginxTraffic;
 use serde_json::{Value, json};
 

@@ -1,9 +1,8 @@
 //! Server-side apply, field ownership, strategic merge patch and `dryRun` of the test API
 //! server, against the merge types of the Kubernetes API types and CRD markers.
-#![cfg(feature = "test-util")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use canary_kube::testserver::ApiServer;
+use kube_testserver::ApiServer;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::networking::v1::Ingress;
