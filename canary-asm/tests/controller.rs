@@ -11,8 +11,8 @@ use canary_core::{Command, Phase};
 use canary_kube::controller::{Context, reconcile};
 use canary_kube::crd::Rollout;
 use canary_kube::fixtures::TestCluster;
-use kube_testserver::ResourceType;
 use kube::Api;
+use kube_testserver::ResourceType;
 use serde_json::{Value, json};
 
 const LANES: &str = "istio.alibabacloud.com/v1";

@@ -14,13 +14,13 @@ use canary_core::{Phase, RolloutStatus};
 use canary_kube::controller::{Context, reconcile, run};
 use canary_kube::crd::Rollout;
 use canary_kube::metrics::Metrics;
-use kube_testserver::{ApiServer, ResourceType, Verb};
 use canary_kube::traffic::MemoryTraffic;
 use canary_kube::workload::STABLE_REVISION;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::PostParams;
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
+use kube_testserver::{ApiServer, ResourceType, Verb};
 use prometheus_client::registry::Registry;
 
 const ROLLOUT: &str = "apiVersion: canary.rs/v1alpha1

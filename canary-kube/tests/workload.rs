@@ -75,9 +75,9 @@ async fn a_new_version_label_the_stable_selector_uses_makes_a_valid_canary() {
 /// and the whole count once the roll is over (the stable Deployment during promotion).
 #[tokio::test]
 async fn a_rolling_deployment_counts_only_the_new_templates_pods() {
-    use kube_testserver::ApiServer;
     use jiff::{SignedDuration, Timestamp};
     use kube::api::{Patch, PatchParams};
+    use kube_testserver::ApiServer;
 
     let server = ApiServer::start().await.unwrap();
     let kcm = server.controllers(Duration::from_secs(10));

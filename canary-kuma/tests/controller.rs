@@ -9,8 +9,8 @@ use std::time::Duration;
 use canary_core::Phase;
 use canary_kube::crd::Rollout;
 use canary_kube::fixtures::TestCluster;
-use kube_testserver::ResourceType;
 use canary_kuma::KumaTraffic;
+use kube_testserver::ResourceType;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_seed_progression_runs_on_a_mesh_http_route_to_promotion() {

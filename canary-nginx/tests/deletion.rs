@@ -22,10 +22,10 @@ use canary_core::{Phase, RolloutPlan, RolloutStatus};
 use canary_kube::controller::{Context, reconcile};
 use canary_kube::crd::Rollout;
 use canary_kube::fixtures::{TestCluster, register_rollout_crd, register_upstream_crds};
-use kube_testserver::{ApiServer, ControllerManager};
 use canary_nginx::NginxTraffic;
 use kube::Api;
 use kube::api::DeleteParams;
+use kube_testserver::{ApiServer, ControllerManager};
 use serde_json::{Value, json};
 
 const NAMESPACE: &str = "shop";

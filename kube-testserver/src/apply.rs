@@ -13,12 +13,12 @@
 
 use serde_json::{Value, json};
 
-use crate::error::Error;
 use super::errors::{ApiError, ApiResult};
 use super::fields::{self, Entry, FieldPath, FieldSet};
 use super::merge_types::Types;
 use super::resources::ResourceType;
 use super::store::{Inner, Owner, Part, meta_mut, meta_str};
+use crate::error::Error;
 
 /// Checks (and may prune or default) an object about to be stored, given the live one.
 pub(crate) type Check<'a> = dyn Fn(&Inner, Value, Option<&Value>) -> ApiResult<Value> + 'a;

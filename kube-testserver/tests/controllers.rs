@@ -5,12 +5,12 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use kube_testserver::{ApiServer, ControllerManager, ResourceType};
 use futures::StreamExt;
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
+use kube_testserver::{ApiServer, ControllerManager, ResourceType};
 use serde_json::{Value, json};
 
 const STARTUP: Duration = Duration::from_secs(10);
@@ -767,7 +767,8 @@ async fn named_replicasets_keep_their_pods_and_templateless_ones_are_left_alone(
         2
     );
     // The Deployment's revision is the renamed ReplicaSet's, whose hash label is the new one.
-    let revision = |o: &Value| o["metadata"]["annotations"]["deployment.kubernetes.io/revision"].clone();
+    let revision =
+        |o: &Value| o["metadata"]["annotations"]["deployment.kubernetes.io/revision"].clone();
     let deployment_revision = revision(&get(&server, "apps/v1", "Deployment", "web"));
     assert!(deployment_revision.is_string(), "{deployment_revision}");
     let current: Vec<Value> = replicasets(&server, "web")

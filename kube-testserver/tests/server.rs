@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use kube_testserver::{ApiServer, ResourceType, Verb};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod};
@@ -14,6 +13,7 @@ use kube::api::{
     PatchParams, PostParams, WatchEvent, WatchParams,
 };
 use kube::runtime::watcher;
+use kube_testserver::{ApiServer, ResourceType, Verb};
 use serde_json::{Value, json};
 
 fn cm(name: &str, labels: &[(&str, &str)]) -> ConfigMap {

@@ -2,13 +2,13 @@
 //! server, against the merge types of the Kubernetes API types and CRD markers.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use kube_testserver::ApiServer;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{
     Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams,
 };
+use kube_testserver::ApiServer;
 use serde_json::{Value, json};
 
 /// The `(code, message)` of an API error.

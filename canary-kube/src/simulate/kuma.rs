@@ -12,7 +12,6 @@ use kube::{Api, Client};
 use kube_testserver::ApiServer;
 use serde_json::{Value, json};
 
-
 const API_VERSION: &str = "kuma.io/v1alpha1";
 /// The label naming the Service a generated MeshService stands for.
 const SERVICE_NAME: &str = "k8s.kuma.io/service-name";

@@ -324,9 +324,7 @@ fn destination_rule(spec: &Value) -> Vec<String> {
                     errs.push(format!("invalid tag key: {key:?}"));
                 }
                 let value = value.as_str().unwrap_or_default();
-                if !crate::validation::names::label_value(value).is_empty()
-                    && !value.is_empty()
-                {
+                if !crate::validation::names::label_value(value).is_empty() && !value.is_empty() {
                     errs.push(format!("invalid tag value: {value:?}"));
                 }
             }
