@@ -1,5 +1,5 @@
 //! The one error type of the crate's direct (Rust, not HTTP) operations; requests over HTTP
-//! get Kubernetes `Status` objects instead (see the `errors` module).
+//! are answered with Kubernetes `Status` objects instead.
 
 /// Why a direct operation on the server failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

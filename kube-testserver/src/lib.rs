@@ -42,11 +42,11 @@
 //!   merge type (CRD markers, the built-in types' `+listType`/`+mapType` markers) and
 //!   per-manager field ownership in `metadata.managedFields` in the `FieldsV1` shape
 //!   (conflicts, `force`).
-//! - Validation as the API server validates writes (see the `writes` module): the built-in
-//!   kinds by their upstream validation rules (422 Invalid with field causes; 400 for what
-//!   would not decode), custom resources registered with [`ApiServer::register_crd`] by their
-//!   CRD's structural schema (pruning, defaults, `fieldValidation`, unknown-field warnings).
-//!   Objects stored with [`ApiServer::put`] are not checked.
+//! - Validation as the API server validates writes: the built-in kinds by their upstream
+//!   validation rules (422 Invalid with field causes; 400 for what would not decode), custom
+//!   resources registered with [`ApiServer::register_crd`] by their CRD's structural schema
+//!   (pruning, defaults, `fieldValidation`, unknown-field warnings). Objects stored with
+//!   [`ApiServer::put`] are not checked.
 //! - Admission: validating and mutating hooks ([`ApiServer::add_admission_hook`],
 //!   [`ApiServer::add_mutating_hook`]) called as the API server calls webhooks, and imitations
 //!   of the Istio, ingress-nginx and Kuma validating webhooks ([`ApiServer::admit_like_upstream`]).
