@@ -1720,6 +1720,14 @@ const WIDGETS: &str = "/apis/example.com/v1/namespaces/default/widgets";
 #[tokio::test]
 async fn custom_resources_are_pruned_defaulted_and_validated_by_their_crd_schema() {
     let server = ApiServer::start().await.unwrap();
+    // A CRD without its group registers nothing.
+    let mut groupless = widget_crd();
+    groupless["spec"]["group"] = json!("");
+    assert!(matches!(
+        server.register_crd(&groupless),
+        Err(kube_testserver::Error::Invalid(message)) if message.contains("spec.group")
+    ));
+    assert!(server.resource("example.com/v1", "Widget").is_none());
     let types = server.register_crd(&widget_crd()).unwrap();
     assert_eq!(types.len(), 1);
     assert!(types[0].status_subresource);
