@@ -13,11 +13,11 @@ use canary::cluster::ClusterTraffic;
 use canary::kube::controller::{TrafficFactory, reconcile};
 use canary::kube::crd::Rollout;
 use canary::kube::fixtures::TestCluster;
-use canary::kube::testserver::{LoggedRequest, ResourceType};
 use canary::kube::traffic::MemoryTraffic;
 use canary::providers::SystemClock;
 use canary::status::StepStage;
 use kube::Api;
+use kube_testserver::{LoggedRequest, ResourceType};
 use serde_json::{Value, json};
 
 /// The rollout, routed by `routing`.

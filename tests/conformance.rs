@@ -25,12 +25,12 @@ use canary::dataplane::World;
 use canary::dataplane::probe::invariants::{Expectation, canary_fully_available, violations};
 use canary::dataplane::probe::probe;
 use canary::kube::fixtures::TestCluster;
-use canary::kube::testserver::{ResourceType, Verb};
 use canary::kube::workload::DeploymentWorkload;
 use canary::machine::Verification;
 use canary::providers::{TrafficProvider, WorkloadProvider};
 use canary::spec::{RequestMatch, StringMatch};
 use canary::{ProviderKind, RolloutPlan, RouteState};
+use kube_testserver::{ResourceType, Verb};
 use serde_json::{Value, json};
 
 const NAMESPACE: &str = "shop";

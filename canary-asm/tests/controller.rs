@@ -3,7 +3,6 @@
 //! and the lanes gone with the last Rollout.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test support code
 
-use canary_kube::traffic::{Backends, ClusterBackend};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,8 +10,9 @@ use canary_core::{Command, Phase};
 use canary_kube::controller::{Context, reconcile};
 use canary_kube::crd::Rollout;
 use canary_kube::fixtures::TestCluster;
-use canary_kube::testserver::ResourceType;
+use canary_kube::traffic::{Backends, ClusterBackend};
 use kube::Api;
+use kube_testserver::ResourceType;
 use serde_json::{Value, json};
 
 const LANES: &str = "istio.alibabacloud.com/v1";

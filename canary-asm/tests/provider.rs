@@ -9,7 +9,7 @@ use canary_core::RouteState;
 use canary_core::machine::Verification;
 use canary_core::providers::TrafficProvider;
 use canary_kube::fixtures::TestCluster;
-use canary_kube::testserver::ResourceType;
+use kube_testserver::ResourceType;
 use serde_json::{Value, json};
 
 const LANES: &str = "istio.alibabacloud.com/v1";

@@ -4,7 +4,6 @@
 //! generated objects.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test support code
 
-use canary_kube::traffic::{Backends, ClusterBackend};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,6 +12,7 @@ use canary_core::dataplane::{Caller, Request, World, istio};
 use canary_kube::controller::reconcile;
 use canary_kube::crd::Rollout;
 use canary_kube::fixtures::TestCluster;
+use canary_kube::traffic::{Backends, ClusterBackend};
 use kube::Api;
 use serde_json::{Value, json};
 

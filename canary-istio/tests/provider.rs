@@ -11,7 +11,7 @@ use canary_core::providers::TrafficProvider;
 use canary_core::spec::{RequestMatch, StringMatch};
 use canary_istio::IstioTraffic;
 use canary_kube::fixtures::TestCluster;
-use canary_kube::testserver::Verb;
+use kube_testserver::Verb;
 use serde_json::{Value, json};
 
 const ISTIO: &str = "networking.istio.io/v1";

@@ -1,5 +1,10 @@
 //! Test fixtures shared by the controller's and the providers' tests: a cluster on the API
-//! test server with the Rollout resource, and validators for the upstream CRDs in `crds/`.
+//! test server ([`kube_testserver`]) with the Rollout resource and canary's hold webhook
+//! ([`CanaryHold`]), and validators for the upstream CRDs in `crds/`.
+
+mod hold;
+
+pub use hold::CanaryHold;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -15,12 +20,12 @@ use canary_core::spec::RequestMatch;
 use canary_core::{RolloutPlan, RolloutStatus, RouteState};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
+use kube_testserver::ApiServer;
 use serde_json::Value;
 
 use crate::controller::{Context, TrafficFactory, reconcile};
 use crate::crd::Rollout;
 use crate::metrics::Metrics;
-use crate::testserver::ApiServer;
 
 /// The workspace's `crds/` directory of upstream CustomResourceDefinitions.
 pub fn upstream_crds() -> PathBuf {
@@ -166,7 +171,7 @@ pub fn schema_errors(validator: &jsonschema::Validator, object: &Value) -> Vec<S
 /// An API test server with the Rollout resource and the upstream CRDs of `crds/` (with their
 /// schemas), the Istio, ingress-nginx and Kuma validating webhooks
 /// ([`ApiServer::admit_like_upstream`]) and canary's own hold webhook
-/// ([`ApiServer::enable_canary_hold`]), the simulated kube-controller-manager and kubelet
+/// ([`CanaryHold`]), the simulated kube-controller-manager and kubelet
 /// running in real time (Deployments get ReplicaSets and pods that become ready on their own,
 /// owned objects are collected), and healthy metrics.
 pub struct TestCluster {
@@ -191,7 +196,7 @@ impl TestCluster {
         register_rollout_crd(&server);
         register_upstream_crds(&server);
         server.admit_like_upstream();
-        server.enable_canary_hold();
+        server.add_mutating_hook(Arc::new(CanaryHold));
         server.simulate_deployments(ready_after);
         let metrics = InMemoryMetrics::default();
         metrics.set("request-success-rate", MetricOutcome::Value(99.9));

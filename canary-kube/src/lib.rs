@@ -21,8 +21,6 @@ pub mod services;
 pub mod simulate;
 pub mod store;
 pub mod template;
-#[cfg(feature = "test-util")]
-pub mod testserver;
 pub mod traffic;
 pub mod webhook;
 pub mod workload;

@@ -774,7 +774,7 @@ fn state(deployment: &Deployment, revision: String) -> WorkloadState {
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
-    use crate::testserver::ApiServer;
+    use kube_testserver::ApiServer;
 
     const ROLLOUT: &str = "apiVersion: canary.rs/v1alpha1
 kind: Rollout

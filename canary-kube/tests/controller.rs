@@ -14,13 +14,13 @@ use canary_core::{Phase, RolloutStatus};
 use canary_kube::controller::{Context, reconcile, run};
 use canary_kube::crd::Rollout;
 use canary_kube::metrics::Metrics;
-use canary_kube::testserver::{ApiServer, ResourceType, Verb};
 use canary_kube::traffic::MemoryTraffic;
 use canary_kube::workload::STABLE_REVISION;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::PostParams;
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
+use kube_testserver::{ApiServer, ResourceType, Verb};
 use prometheus_client::registry::Registry;
 
 const ROLLOUT: &str = "apiVersion: canary.rs/v1alpha1
@@ -66,7 +66,7 @@ impl Cluster {
             true,
         ));
         if hold_webhook {
-            server.enable_canary_hold();
+            server.add_mutating_hook(Arc::new(canary_kube::fixtures::CanaryHold));
         }
         server.simulate_deployments(Duration::from_millis(300));
         let client = server.client();

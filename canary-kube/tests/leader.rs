@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use canary_core::providers::ManualClock;
 use canary_kube::leader::{LeaderElection, Lost, Timing};
-use canary_kube::testserver::ApiServer;
 use jiff::{SignedDuration, Timestamp};
+use kube_testserver::ApiServer;
 use serde_json::{Value, json};
 
 const LEASE: &str = "canary-controller";

@@ -11,13 +11,13 @@ use canary_kube::Error;
 use canary_kube::controller::{Context, error_policy, run};
 use canary_kube::crd::Rollout;
 use canary_kube::metrics::Metrics;
-use canary_kube::testserver::{ApiServer, ResourceType};
 use canary_kube::traffic::MemoryTraffic;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::Api;
 use kube::api::PostParams;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
+use kube_testserver::{ApiServer, ResourceType};
 use prometheus_client::registry::Registry;
 
 fn context(server: &ApiServer) -> Arc<Context> {

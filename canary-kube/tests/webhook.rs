@@ -11,11 +11,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use canary_kube::crd::Rollout;
-use canary_kube::testserver::{ApiServer, ResourceType};
 use canary_kube::webhook::{BODY_LIMIT, HOLD_PATH, Timeouts, WebhookServer, review};
 use canary_kube::workload::STABLE_REVISION;
 use kube::Api;
 use kube::api::{ApiResource, DeleteParams, DynamicObject};
+use kube_testserver::{ApiServer, ResourceType};
 use serde_json::{Value, json};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

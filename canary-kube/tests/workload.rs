@@ -75,9 +75,9 @@ async fn a_new_version_label_the_stable_selector_uses_makes_a_valid_canary() {
 /// and the whole count once the roll is over (the stable Deployment during promotion).
 #[tokio::test]
 async fn a_rolling_deployment_counts_only_the_new_templates_pods() {
-    use canary_kube::testserver::ApiServer;
     use jiff::{SignedDuration, Timestamp};
     use kube::api::{Patch, PatchParams};
+    use kube_testserver::ApiServer;
 
     let server = ApiServer::start().await.unwrap();
     let kcm = server.controllers(Duration::from_secs(10));
@@ -141,7 +141,7 @@ async fn a_rolling_deployment_counts_only_the_new_templates_pods() {
 }
 
 /// The `Progressing` condition of Deployment `name`: its status and reason.
-fn progressing(server: &canary_kube::testserver::ApiServer, name: &str) -> (String, String) {
+fn progressing(server: &kube_testserver::ApiServer, name: &str) -> (String, String) {
     let d = server
         .get("apps/v1", "Deployment", Some("demo"), name)
         .unwrap();
@@ -166,7 +166,7 @@ fn progressing(server: &canary_kube::testserver::ApiServer, name: &str) -> (Stri
 async fn the_stable_deployment_is_held_only_while_a_release_is_pending() {
     use jiff::{SignedDuration, Timestamp};
 
-    let server = canary_kube::testserver::ApiServer::start().await.unwrap();
+    let server = kube_testserver::ApiServer::start().await.unwrap();
     let kcm = server.controllers(Duration::from_secs(1));
     let labels = json!({"app": "reviews", "version": "v1"});
     server.put(json!({

@@ -3,14 +3,14 @@
 //! object left behind.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test support code
 
-use canary_kube::traffic::{Backends, ClusterBackend};
 use std::sync::Arc;
 use std::time::Duration;
 
 use canary_core::Phase;
 use canary_kube::crd::Rollout;
 use canary_kube::fixtures::TestCluster;
-use canary_kube::testserver::ResourceType;
+use canary_kube::traffic::{Backends, ClusterBackend};
+use kube_testserver::ResourceType;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_seed_progression_runs_on_a_mesh_http_route_to_promotion() {

@@ -10,8 +10,8 @@ use canary_core::machine::Verification;
 use canary_core::providers::TrafficProvider;
 use canary_core::spec::{RequestMatch, StringMatch};
 use canary_kube::fixtures::TestCluster;
-use canary_kube::testserver::{ResourceType, Verb};
 use canary_kuma::KumaTraffic;
+use kube_testserver::{ResourceType, Verb};
 use serde_json::{Value, json};
 
 fn example() -> String {

@@ -3,13 +3,13 @@
 //! removes every canary object.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test support code
 
-use canary_kube::traffic::{Backends, ClusterBackend};
 use std::sync::Arc;
 use std::time::Duration;
 
 use canary_core::{Command, Phase};
 use canary_kube::crd::Rollout;
 use canary_kube::fixtures::TestCluster;
+use canary_kube::traffic::{Backends, ClusterBackend};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::Api;
 use serde_json::{Value, json};

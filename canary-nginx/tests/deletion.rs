@@ -12,7 +12,6 @@
 //! delete` and most clients delete in the background.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test support code
 
-use canary_kube::traffic::{Backends, ClusterBackend};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,9 +22,10 @@ use canary_core::{Phase, RolloutPlan, RolloutStatus};
 use canary_kube::controller::{Context, reconcile};
 use canary_kube::crd::Rollout;
 use canary_kube::fixtures::{TestCluster, register_rollout_crd, register_upstream_crds};
-use canary_kube::testserver::{ApiServer, ControllerManager};
+use canary_kube::traffic::{Backends, ClusterBackend};
 use kube::Api;
 use kube::api::DeleteParams;
+use kube_testserver::{ApiServer, ControllerManager};
 use serde_json::{Value, json};
 
 const NAMESPACE: &str = "shop";

@@ -10,8 +10,8 @@ use canary_core::machine::Verification;
 use canary_core::providers::TrafficProvider;
 use canary_core::spec::{RequestMatch, StringMatch};
 use canary_kube::fixtures::TestCluster;
-use canary_kube::testserver::Verb;
 use canary_nginx::NginxTraffic;
+use kube_testserver::Verb;
 use serde_json::{Value, json};
 
 const ROLLOUT: &str = "apiVersion: canary.rs/v1alpha1

@@ -9,12 +9,12 @@ use canary_core::RolloutPlan;
 use jiff::{SignedDuration, Timestamp};
 use kube::api::{ApiResource, DynamicObject, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
+use kube_testserver::{ApiServer, ControllerManager, ResourceType};
 use serde_json::{Value, json};
 
 use crate::crd::Rollout;
 use crate::error::{Error, Result};
-use crate::fixtures::{read_crds, upstream_crds};
-use crate::testserver::{ApiServer, ControllerManager, ResourceType};
+use crate::fixtures::{CanaryHold, read_crds, upstream_crds};
 
 /// Custom resources served without a schema: no public CRD of them is published.
 const SCHEMALESS: [(&str, &str, &str, &str, bool); 2] = [
@@ -58,7 +58,9 @@ impl Cluster {
             .map_err(|e| Error::Invalid(format!("the Rollout CRD: {e}")))?;
         let upstream = read_crds(&upstream_crds()).map_err(Error::Invalid)?;
         for crd in std::iter::once(&rollout).chain(&upstream) {
-            server.register_crd(crd)?;
+            server
+                .register_crd(crd)
+                .map_err(|e| Error::Invalid(format!("a CRD the simulated cluster serves: {e}")))?;
         }
         for (group, version, kind, plural, namespaced) in SCHEMALESS {
             server.register(ResourceType::new(
@@ -68,7 +70,7 @@ impl Cluster {
         server.admit_like_upstream();
         // canary's own webhook, installed with the controller: a Deployment whose template
         // changes is held in the same request (see `crate::hold`).
-        server.enable_canary_hold();
+        server.add_mutating_hook(std::sync::Arc::new(CanaryHold));
         let startup = Duration::try_from(pod_startup).unwrap_or_default();
         Ok(Cluster {
             client: server.client(),

@@ -9,9 +9,8 @@ use canary_core::dataplane::World;
 use canary_core::dataplane::kuma::mesh_of_namespace;
 use kube::api::{ApiResource, DeleteParams, DynamicObject};
 use kube::{Api, Client};
+use kube_testserver::ApiServer;
 use serde_json::{Value, json};
-
-use crate::testserver::ApiServer;
 
 const API_VERSION: &str = "kuma.io/v1alpha1";
 /// The label naming the Service a generated MeshService stands for.

@@ -320,13 +320,11 @@ fn destination_rule(spec: &Value) -> Vec<String> {
         errs.extend(subset_name(name));
         if let Some(labels) = subset["labels"].as_object() {
             for (key, value) in labels {
-                if !crate::testserver::validation::names::qualified_name(key).is_empty() {
+                if !crate::validation::names::qualified_name(key).is_empty() {
                     errs.push(format!("invalid tag key: {key:?}"));
                 }
                 let value = value.as_str().unwrap_or_default();
-                if !crate::testserver::validation::names::label_value(value).is_empty()
-                    && !value.is_empty()
-                {
+                if !crate::validation::names::label_value(value).is_empty() && !value.is_empty() {
                     errs.push(format!("invalid tag value: {value:?}"));
                 }
             }

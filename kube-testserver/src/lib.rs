@@ -1,30 +1,67 @@
-//! An in-memory, stateful Kubernetes API server for tests.
+//! An in-memory, stateful Kubernetes API server for tests of code that uses [`kube`].
 //!
-//! [`ApiServer::start`] binds `127.0.0.1:0` and serves the Kubernetes REST API over
-//! plain HTTP/1.1 so that a real [`kube::Client`] (from [`ApiServer::client`]) can talk
-//! to it: get, list (label and field selectors), watch (history replay, `410 Gone` on
-//! compacted versions, bookmarks, timeouts), create (incl. `generateName`), replace
-//! (optimistic concurrency), delete (finalizers), JSON merge patch, JSON patch,
-//! strategic merge patch by each list's merge key (built-in types only; 415 for custom
-//! resources), server-side apply with each field's merge type (CRD markers, the built-in
-//! types' `+listType`/`+mapType` markers) and per-manager field ownership in
-//! `metadata.managedFields` in the `FieldsV1` shape, and `dryRun=All` on every write.
+//! [`ApiServer::start`] binds `127.0.0.1:0` and serves the Kubernetes REST API over plain
+//! HTTP/1.1 from a background tokio task, so that a real [`kube::Client`] (from
+//! [`ApiServer::client`]) talks to it as to a cluster; the test then reads and seeds the
+//! stored objects directly ([`ApiServer::get`], [`ApiServer::list`], [`ApiServer::put`],
+//! [`ApiServer::apply_as`]) and inspects every request the client made
+//! ([`ApiServer::requests`]).
+//!
+//! ```
+//! use k8s_openapi::api::core::v1::ConfigMap;
+//! use kube::Api;
+//! use kube::api::PostParams;
+//! use serde_json::json;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let server = kube_testserver::ApiServer::start().await?;
+//! let configmaps: Api<ConfigMap> = Api::default_namespaced(server.client());
+//! let settings = serde_json::from_value(json!({
+//!     "metadata": {"name": "settings"},
+//!     "data": {"mode": "fast"},
+//! }))?;
+//! configmaps.create(&PostParams::default(), &settings).await?;
+//!
+//! let stored = server.get("v1", "ConfigMap", None, "settings");
+//! assert_eq!(stored.map(|o| o["data"]["mode"].clone()), Some(json!("fast")));
+//! assert_eq!(server.requests().len(), 1);
+//! // The server stops when its last handle is dropped.
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # What it implements
+//!
+//! - Reads and writes: get, list (label and field selectors), watch (history replay,
+//!   `410 Gone` on compacted versions, bookmarks, timeouts), create (incl. `generateName`),
+//!   replace (optimistic concurrency), delete (finalizers, preconditions), the `status`
+//!   subresource, discovery, and `dryRun=All` on every write.
+//! - Patches: JSON merge patch, JSON patch, strategic merge patch by each list's merge key
+//!   (built-in types only; 415 for custom resources), and server-side apply with each field's
+//!   merge type (CRD markers, the built-in types' `+listType`/`+mapType` markers) and
+//!   per-manager field ownership in `metadata.managedFields` in the `FieldsV1` shape
+//!   (conflicts, `force`).
+//! - Validation as the API server validates writes: the built-in kinds by their upstream
+//!   validation rules (422 Invalid with field causes; 400 for what would not decode), custom
+//!   resources registered with [`ApiServer::register_crd`] by their CRD's structural schema
+//!   (pruning, defaults, `fieldValidation`, unknown-field warnings). Objects stored with
+//!   [`ApiServer::put`] are not checked.
+//! - Admission: validating and mutating hooks ([`ApiServer::add_admission_hook`],
+//!   [`ApiServer::add_mutating_hook`]) called as the API server calls webhooks, and imitations
+//!   of the Istio, ingress-nginx and Kuma validating webhooks ([`ApiServer::admit_like_upstream`]).
+//! - Simulated controllers: a kube-controller-manager and kubelet (Deployments → ReplicaSets →
+//!   Pods with rolling updates and Deployment status, pods becoming ready, garbage collection
+//!   of owned objects) running in real time with [`ApiServer::simulate_deployments`] or stepped
+//!   in virtual time through [`ApiServer::controllers`].
+//! - Fault injection ([`Faults`]) and a request log ([`LoggedRequest`]) for tests of retries
+//!   and of API economy.
 //!
 //! Built-in types: core `v1` Pods, Services, ConfigMaps, Secrets, Events, Namespaces;
 //! `apps/v1` Deployments and ReplicaSets; `networking.k8s.io/v1` Ingresses;
-//! `coordination.k8s.io/v1` Leases; `events.k8s.io/v1` Events. Custom resources are
-//! added with [`ApiServer::register`].
-//!
-//! Writes are validated as the API server validates them (see the `writes` module): the
-//! built-in kinds by their upstream validation rules (422 Invalid with field causes; 400 for
-//! what would not decode), custom resources registered with [`ApiServer::register_crd`] by
-//! their CRD's structural schema (pruning, defaults, `fieldValidation`), then validating
-//! admission hooks ([`ApiServer::add_admission_hook`], the meshes' webhooks). Objects stored
-//! with [`ApiServer::put`] are not checked.
-//!
-//! A simulated kube-controller-manager and kubelet (Deployments → ReplicaSets → Pods, garbage
-//! collection of owned objects) runs in real time with [`ApiServer::simulate_deployments`] or
-//! is stepped in virtual time through [`ApiServer::controllers`].
+//! `coordination.k8s.io/v1` Leases; `events.k8s.io/v1` Events. Custom resources are added
+//! with [`ApiServer::register`] (no schema) or [`ApiServer::register_crd`] (from a
+//! `CustomResourceDefinition` document the caller loads).
 //!
 //! Not modelled: authentication/authorisation, namespace existence, pagination
 //! (lists are returned whole), API version conversion, unknown fields of built-in kinds, and
@@ -34,6 +71,7 @@ mod admission;
 mod apply;
 mod controllers;
 mod discovery;
+mod error;
 mod errors;
 mod faults;
 mod fields;
@@ -60,10 +98,11 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 pub use admission::{
-    AdmissionHook, AdmissionRequest, CanaryHold, Denial, IstioValidation, KumaValidation,
-    MutatingHook, NginxAdmission, Operation, nginx_ignored_canary_annotations,
+    AdmissionHook, AdmissionRequest, Denial, IstioValidation, KumaValidation, MutatingHook,
+    NginxAdmission, Operation, nginx_ignored_canary_annotations,
 };
 pub use controllers::ControllerManager;
+pub use error::{Error, Result};
 pub use faults::Faults;
 pub use requests::{LoggedRequest, Verb};
 pub use resources::ResourceType;

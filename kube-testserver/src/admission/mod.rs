@@ -9,7 +9,6 @@
 //! [`ApiServer::admit_like_upstream`]) add the meshes' webhooks, and
 //! [`ApiServer::add_admission_hook`] any other.
 
-mod hold;
 mod istio;
 mod kuma;
 mod nginx;
@@ -22,7 +21,6 @@ use serde_json::{Value, json};
 use super::ApiServer;
 use super::errors::ApiError;
 
-pub use hold::CanaryHold;
 pub use istio::IstioValidation;
 pub use kuma::KumaValidation;
 pub use nginx::{NginxAdmission, ignored_canary_annotations as nginx_ignored_canary_annotations};
@@ -194,12 +192,6 @@ impl ApiServer {
     /// Adds a mutating admission webhook (see [`MutatingHook`]); they run in the order added.
     pub fn add_mutating_hook(&self, hook: Arc<dyn MutatingHook>) {
         self.state().registry.add_mutator(hook);
-    }
-
-    /// Adds canary's own webhook holding released Deployments ([`CanaryHold`]), as its
-    /// installation does.
-    pub fn enable_canary_hold(&self) {
-        self.add_mutating_hook(Arc::new(CanaryHold));
     }
 
     /// Adds Istio's validating webhook (`validation.istio.io`) for VirtualServices and

@@ -1,11 +1,9 @@
 //! Behaviour of the in-memory test API server, exercised through a real `kube::Client`.
-#![cfg(feature = "test-util")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use canary_kube::testserver::{ApiServer, ResourceType, Verb};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod};
@@ -15,6 +13,7 @@ use kube::api::{
     PatchParams, PostParams, WatchEvent, WatchParams,
 };
 use kube::runtime::watcher;
+use kube_testserver::{ApiServer, ResourceType, Verb};
 use serde_json::{Value, json};
 
 fn cm(name: &str, labels: &[(&str, &str)]) -> ConfigMap {
@@ -1115,7 +1114,7 @@ async fn watch_ends_at_timeout_and_server_stops_on_drop() {
 async fn a_null_test_on_a_missing_path_passes_as_in_kubernetes() {
     use k8s_openapi::api::core::v1::ConfigMap;
     use kube::api::{Patch, PatchParams, PostParams};
-    let server = canary_kube::testserver::ApiServer::start().await.unwrap();
+    let server = kube_testserver::ApiServer::start().await.unwrap();
     let api: kube::Api<ConfigMap> = kube::Api::namespaced(server.client(), "default");
     let map: ConfigMap =
         serde_json::from_value(serde_json::json!({"metadata": {"name": "m"}})).unwrap();
@@ -1721,6 +1720,14 @@ const WIDGETS: &str = "/apis/example.com/v1/namespaces/default/widgets";
 #[tokio::test]
 async fn custom_resources_are_pruned_defaulted_and_validated_by_their_crd_schema() {
     let server = ApiServer::start().await.unwrap();
+    // A CRD without its group registers nothing.
+    let mut groupless = widget_crd();
+    groupless["spec"]["group"] = json!("");
+    assert!(matches!(
+        server.register_crd(&groupless),
+        Err(kube_testserver::Error::Invalid(message)) if message.contains("spec.group")
+    ));
+    assert!(server.resource("example.com/v1", "Widget").is_none());
     let types = server.register_crd(&widget_crd()).unwrap();
     assert_eq!(types.len(), 1);
     assert!(types[0].status_subresource);
@@ -1848,93 +1855,6 @@ async fn custom_resources_are_pruned_defaulted_and_validated_by_their_crd_schema
             .0,
         422
     );
-}
-
-#[tokio::test]
-async fn the_rollout_and_upstream_crds_validate_with_their_schemas() {
-    let server = ApiServer::start().await.unwrap();
-    canary_kube::fixtures::register_rollout_crd(&server);
-    canary_kube::fixtures::register_upstream_crds(&server);
-    let gvk = GroupVersionKind::gvk("canary.rs", "v1alpha1", "Rollout");
-    let ar = ApiResource::from_gvk_with_plural(&gvk, "rollouts");
-    let api: Api<DynamicObject> = Api::namespaced_with(server.client(), "prod", &ar);
-    let mut obj = DynamicObject::new("r1", &ar).within("prod");
-    obj.data = json!({"spec": {"workload": {"name": 7}}});
-    let refused = api.create(&PostParams::default(), &obj).await;
-    let Err(kube::Error::Api(status)) = refused else {
-        panic!("expected a refusal, got {refused:?}");
-    };
-    assert_eq!(status.code, 422);
-    assert!(
-        status
-            .message
-            .starts_with("Rollout.canary.rs \"r1\" is invalid: "),
-        "{}",
-        status.message
-    );
-    // An Istio VirtualService loses a field its CRD does not declare.
-    let (code, stored, warnings) = post(
-        &server,
-        "/apis/networking.istio.io/v1/namespaces/default/virtualservices",
-        &json!({"metadata": {"name": "vs"}, "spec": {"hosts": ["web"], "http": [{"route": [
-            {"destination": {"host": "web"}, "wieght": 100}]}]}}),
-    )
-    .await;
-    assert_eq!(code, 201, "{stored}");
-    assert!(
-        stored["spec"]["http"][0]["route"][0]
-            .get("wieght")
-            .is_none()
-    );
-    assert_eq!(
-        warnings,
-        ["299 - \"unknown field \\\"spec.http[0].route[0].wieght\\\"\""]
-    );
-}
-
-#[tokio::test]
-async fn every_example_rollout_and_its_objects_are_accepted() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/rollouts");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
-    let mut created = 0;
-    for path in files {
-        // A cluster per file: examples may build on the same objects.
-        let server = ApiServer::start().await.unwrap();
-        canary_kube::fixtures::register_rollout_crd(&server);
-        canary_kube::fixtures::register_upstream_crds(&server);
-        server.admit_like_upstream();
-        let text = std::fs::read_to_string(&path).unwrap();
-        let documents: Vec<Value> = serde_saphyr::from_multiple(&text).unwrap();
-        for doc in documents.into_iter().filter(|d| d.is_object()) {
-            let ns = doc["metadata"]["namespace"].as_str().unwrap_or("default");
-            let plural = match doc["kind"].as_str().unwrap() {
-                "Ingress" => "ingresses".to_owned(),
-                kind => format!("{}s", kind.to_lowercase()),
-            };
-            let api_version = doc["apiVersion"].as_str().unwrap();
-            let prefix = if api_version.contains('/') {
-                "apis"
-            } else {
-                "api"
-            };
-            let url = format!("/{prefix}/{api_version}/namespaces/{ns}/{plural}");
-            let mut doc = doc.clone();
-            // Rollouts of different files may share a name.
-            if doc["kind"] == "Rollout" {
-                let stem = path.file_stem().unwrap().to_string_lossy().to_string();
-                doc["metadata"]["name"] = json!(stem);
-            }
-            let (code, body, warnings) = post(&server, &url, &doc).await;
-            assert_eq!(code, 201, "{}: {body}", path.display());
-            assert!(warnings.is_empty(), "{}: {warnings:?}", path.display());
-            created += 1;
-        }
-    }
-    assert!(created >= 15, "{created}");
 }
 
 #[tokio::test]

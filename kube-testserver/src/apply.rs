@@ -18,6 +18,7 @@ use super::fields::{self, Entry, FieldPath, FieldSet};
 use super::merge_types::Types;
 use super::resources::ResourceType;
 use super::store::{Inner, Owner, Part, meta_mut, meta_str};
+use crate::error::Error;
 
 /// Checks (and may prune or default) an object about to be stored, given the live one.
 pub(crate) type Check<'a> = dyn Fn(&Inner, Value, Option<&Value>) -> ApiResult<Value> + 'a;
@@ -240,9 +241,9 @@ impl super::ApiServer {
     /// a GitOps tool applied. Returns the stored object.
     ///
     /// # Errors
-    /// [`crate::Error::Invalid`] when the kind is not served or the object has no name;
-    /// [`crate::Error::Refused`] with the server's message when the apply is refused (a
-    /// conflict without `force`).
+    /// [`Error::NotServed`] when the kind is not served, [`Error::Invalid`] when the object
+    /// has no name, [`Error::Refused`] with the server's code and message when the apply is
+    /// refused (a conflict without `force`).
     pub fn apply_as(&self, manager: &str, object: &Value, force: bool) -> crate::Result<Value> {
         let text = |k: &str| object.get(k).and_then(Value::as_str).unwrap_or_default();
         let (api_version, kind) = (text("apiVersion"), text("kind"));
@@ -250,9 +251,12 @@ impl super::ApiServer {
         let rt = state
             .registry
             .by_kind(api_version, kind)
-            .ok_or_else(|| crate::Error::Invalid(format!("{api_version} {kind} is not served")))?;
+            .ok_or_else(|| Error::NotServed {
+                api_version: api_version.to_owned(),
+                kind: kind.to_owned(),
+            })?;
         let name = meta_str(object, "name")
-            .ok_or_else(|| crate::Error::Invalid("the object has no name".into()))?;
+            .ok_or_else(|| Error::Invalid("the object has no name".into()))?;
         let ns = rt
             .namespaced
             .then(|| meta_str(object, "namespace").unwrap_or("default"));
@@ -271,6 +275,9 @@ impl super::ApiServer {
         let mut inner = state.store.lock();
         apply(&mut inner, &req, object)
             .map(|(_, obj)| obj)
-            .map_err(|e| crate::Error::Refused(e.message))
+            .map_err(|e| Error::Refused {
+                code: e.code,
+                message: e.message,
+            })
     }
 }

@@ -1,17 +1,16 @@
 //! The simulated kube-controller-manager and kubelet of the API test server: Deployments,
 //! ReplicaSets, Pods and garbage collection, stepped in virtual time.
-#![cfg(feature = "test-util")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use canary_kube::testserver::{ApiServer, ControllerManager, ResourceType};
 use futures::StreamExt;
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
+use kube_testserver::{ApiServer, ControllerManager, ResourceType};
 use serde_json::{Value, json};
 
 const STARTUP: Duration = Duration::from_secs(10);
@@ -767,12 +766,19 @@ async fn named_replicasets_keep_their_pods_and_templateless_ones_are_left_alone(
         get(&server, "apps/v1", "Deployment", "web")["status"]["availableReplicas"],
         2
     );
-    let objects = canary_core::objects::Objects::new(server.list("apps/v1", "ReplicaSet"));
+    // The Deployment's revision is the renamed ReplicaSet's, whose hash label is the new one.
+    let revision =
+        |o: &Value| o["metadata"]["annotations"]["deployment.kubernetes.io/revision"].clone();
+    let deployment_revision = revision(&get(&server, "apps/v1", "Deployment", "web"));
+    assert!(deployment_revision.is_string(), "{deployment_revision}");
+    let current: Vec<Value> = replicasets(&server, "web")
+        .into_iter()
+        .filter(|rs| revision(rs) == deployment_revision)
+        .collect();
+    assert_eq!(current.len(), 1, "{current:?}");
     assert_eq!(
-        objects
-            .pod_template_hash(&get(&server, "apps/v1", "Deployment", "web"), "default")
-            .as_deref(),
-        Some("6c9f")
+        current[0]["metadata"]["labels"]["pod-template-hash"],
+        "6c9f"
     );
 }
 

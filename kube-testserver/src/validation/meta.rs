@@ -9,7 +9,7 @@ use super::names::{
     validate_annotations, validate_labels,
 };
 use super::{FieldError, Path};
-use crate::testserver::resources::ResourceType;
+use crate::resources::ResourceType;
 
 /// The name rule of a kind: `ValidateServiceName` is `NameIsDNS1035Label`,
 /// `ValidateNamespaceName` is `NameIsDNSLabel`; Deployments, ReplicaSets, Pods, ConfigMaps,

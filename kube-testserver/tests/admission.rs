@@ -1,11 +1,12 @@
 //! The API test server's validating admission hooks: the mesh webhooks refuse what their
 //! upstream validators refuse, with the API server's denial message, and admit the rest.
-#![cfg(feature = "test-util")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
 
 use std::sync::Arc;
 
-use canary_kube::testserver::{
+use kube_testserver::{
     AdmissionHook, AdmissionRequest, ApiServer, Denial, NginxAdmission, ResourceType,
 };
 use serde_json::{Value, json};
@@ -38,7 +39,7 @@ fn assert_denied(answer: &(u16, Value), code: u16, webhook: &str, message: &str)
 
 async fn istio() -> ApiServer {
     let server = ApiServer::start().await.unwrap();
-    canary_kube::fixtures::register_upstream_crds(&server);
+    common::register_upstream_crds(&server);
     server.enable_istio_validation();
     server
 }
@@ -223,7 +224,7 @@ async fn istio_checks_hosts_and_route_shapes() {
 #[tokio::test]
 async fn webhooks_are_off_until_enabled() {
     let server = ApiServer::start().await.unwrap();
-    canary_kube::fixtures::register_upstream_crds(&server);
+    common::register_upstream_crds(&server);
     let (code, body) = post(&server, DR, &dr(json!([{"name": "v1.0"}]))).await;
     assert_eq!(code, 201, "{body}");
 }
@@ -359,7 +360,7 @@ async fn nginx_as_upstream_admits_values_its_parser_then_ignores() {
     let annotations = canary(json!({"nginx.ingress.kubernetes.io/canary-by-header": "X Canary!"}));
     let object = ingress("web-canary", annotations, "web-canary");
     assert_eq!(
-        canary_kube::testserver::nginx_ignored_canary_annotations(&object),
+        kube_testserver::nginx_ignored_canary_annotations(&object),
         ["nginx.ingress.kubernetes.io/canary-by-header"]
     );
     assert_eq!(post(&server, INGRESSES, &object).await.0, 201);

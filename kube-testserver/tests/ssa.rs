@@ -1,15 +1,14 @@
 //! Server-side apply, field ownership, strategic merge patch and `dryRun` of the test API
 //! server, against the merge types of the Kubernetes API types and CRD markers.
-#![cfg(feature = "test-util")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use canary_kube::testserver::ApiServer;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{
     Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams,
 };
+use kube_testserver::{ApiServer, Error};
 use serde_json::{Value, json};
 
 /// The `(code, message)` of an API error.
@@ -659,7 +658,26 @@ async fn seeded_ownership_conflicts_like_an_applied_one() {
     assert!(message.contains("\"kustomize-controller\""), "{message}");
     // Seeding refuses conflicts too, unless forced.
     let other = service(json!({"selector": {"x": "y"}}));
-    assert!(server.apply_as("other", &other, false).is_err());
+    let refused = server.apply_as("other", &other, false).unwrap_err();
+    assert!(
+        matches!(&refused, Error::Refused { code: 409, message } if message.contains("\"kustomize-controller\"")),
+        "{refused:?}"
+    );
     let forced = server.apply_as("other", &other, true).unwrap();
     assert_eq!(forced["spec"]["selector"], json!({"x": "y"}));
+    // A kind the server does not serve, or an object without a name, is no apply at all.
+    let unserved = json!({"apiVersion": "example.com/v1", "kind": "Widget",
+                          "metadata": {"name": "w"}});
+    assert_eq!(
+        server.apply_as("other", &unserved, false),
+        Err(Error::NotServed {
+            api_version: "example.com/v1".into(),
+            kind: "Widget".into()
+        })
+    );
+    let nameless = json!({"apiVersion": "v1", "kind": "Service", "metadata": {}});
+    assert!(matches!(
+        server.apply_as("other", &nameless, false),
+        Err(Error::Invalid(_))
+    ));
 }
