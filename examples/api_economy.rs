@@ -10,12 +10,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use canary::cluster::ClusterTraffic;
+use canary::engine::providers::SystemClock;
+use canary::engine::status::StepStage;
 use canary::kube::controller::{TrafficFactory, reconcile};
 use canary::kube::crd::Rollout;
 use canary::kube::fixtures::TestCluster;
 use canary::kube::traffic::MemoryTraffic;
-use canary::providers::SystemClock;
-use canary::status::StepStage;
 use kube::Api;
 use kube_testserver::{LoggedRequest, ResourceType};
 use serde_json::{Value, json};

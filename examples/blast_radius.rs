@@ -27,7 +27,7 @@ use std::error::Error;
 use std::time::Instant;
 
 use canary::Phase;
-use canary::plan::{Judge, Sprt};
+use canary::api::plan::{Judge, Sprt};
 use canary::sim::{SimConfig, Simulation, Summary};
 
 type Result<T> = std::result::Result<T, Box<dyn Error>>;
@@ -98,7 +98,7 @@ fn main() -> Result<()> {
     ];
     let mut outcomes = Vec::new();
     for (name, analysis) in policies {
-        let plan = canary::load::plan_from_yaml(&format!("{HEAD}{analysis}"))?;
+        let plan = canary::api::load::plan_from_yaml(&format!("{HEAD}{analysis}"))?;
         let simulate = |rate| -> Result<Vec<Summary>> {
             (0..runs)
                 .map(|seed| {
@@ -139,7 +139,7 @@ fn runs_from_args() -> Result<u64> {
 
 /// The sequential policy's test.
 fn sequential_test() -> Result<Sprt> {
-    let plan = canary::load::plan_from_yaml(&format!("{HEAD}{SEQUENTIAL}"))?;
+    let plan = canary::api::load::plan_from_yaml(&format!("{HEAD}{SEQUENTIAL}"))?;
     match plan.analysis.metrics.first().map(|metric| metric.judge) {
         Some(Judge::Sequential(sprt)) => Ok(sprt),
         _ => Err("the sequential policy has no sequential judge".into()),

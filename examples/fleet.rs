@@ -14,13 +14,13 @@ use std::collections::BinaryHeap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use canary::driver::Driver;
-use canary::machine::MetricOutcome;
-use canary::memory::{
+use canary::engine::driver::Driver;
+use canary::engine::machine::MetricOutcome;
+use canary::engine::memory::{
     Faults, InMemoryMetrics, InMemoryStatusStore, InMemoryTraffic, InMemoryWebhooks,
     InMemoryWorkload,
 };
-use canary::providers::{Clock, ManualClock};
+use canary::engine::providers::{Clock, ManualClock};
 use canary::{Phase, RolloutPlan};
 use jiff::{SignedDuration, Timestamp};
 
@@ -44,7 +44,7 @@ struct Outcome {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let plan = canary::load::plan_from_yaml(ROLLOUT)?;
+    let plan = canary::api::load::plan_from_yaml(ROLLOUT)?;
     let sizes: Vec<usize> = match std::env::args().nth(1) {
         Some(n) => vec![n.parse()?],
         None => vec![100, 1_000, 10_000],

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use canary_core::RolloutPlan;
-use canary_core::providers::TrafficProvider;
+use canary_core::engine::providers::TrafficProvider;
 use canary_kube::Client;
 use canary_kube::controller::TrafficFactory;
 use canary_kube::traffic::Backends;
@@ -34,7 +34,7 @@ impl TrafficFactory for ClusterTraffic {
 #[cfg(feature = "test-util")]
 pub async fn simulate(
     plan: &RolloutPlan,
-    objects: &canary_core::objects::Objects,
+    objects: &canary_core::k8s::objects::Objects,
     config: canary_core::sim::SimConfig,
     gitops: Option<canary_kube::simulate::GitOps>,
 ) -> canary_kube::Result<canary_core::sim::SimReport> {

@@ -6,8 +6,8 @@
 
 use std::path::Path;
 
+use canary::k8s::objects::Objects;
 use canary::kube::simulate::{GitOps, GitOpsTool};
-use canary::objects::Objects;
 use canary::sim::{SimConfig, SimReport};
 use canary::{Phase, RolloutPlan};
 use proptest::prelude::*;
@@ -16,13 +16,13 @@ use proptest::prelude::*;
 fn load(file: &str, extra: &[&str]) -> (RolloutPlan, Objects) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(root.join(file)).unwrap();
-    let loaded = canary::load::rollout_file(&text).unwrap();
-    let plan = canary::validate::validate(&loaded.rollout).unwrap();
+    let loaded = canary::api::load::rollout_file(&text).unwrap();
+    let plan = canary::api::validate::validate(&loaded.rollout).unwrap();
     let mut objects = loaded.objects;
     for path in extra {
         let text = std::fs::read_to_string(root.join(path)).unwrap();
         objects.extend(
-            canary::load::objects_from_yaml(&text)
+            canary::api::load::objects_from_yaml(&text)
                 .unwrap()
                 .iter()
                 .cloned(),
@@ -33,8 +33,8 @@ fn load(file: &str, extra: &[&str]) -> (RolloutPlan, Objects) {
 
 /// Loads YAML text: the plan, and the objects of the further documents.
 fn load_text(text: &str) -> (RolloutPlan, Objects) {
-    let loaded = canary::load::rollout_file(text).unwrap();
-    let plan = canary::validate::validate(&loaded.rollout).unwrap();
+    let loaded = canary::api::load::rollout_file(text).unwrap();
+    let plan = canary::api::validate::validate(&loaded.rollout).unwrap();
     (plan, loaded.objects)
 }
 

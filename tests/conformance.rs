@@ -7,7 +7,7 @@
 //!   `observe` verifies it, in at most a few applies, and `observe` then reads back exactly
 //!   that route;
 //! - once in effect, requests get what the route says (the rules of
-//!   `canary_core::dataplane::probe::invariants`, with the canary fully available: its share
+//!   `canary_core::sim::dataplane::probe::invariants`, with the canary fully available: its share
 //!   is the weight, matched requests all reach it, copies are mirrored as asked);
 //! - applying the same route again changes nothing and writes nothing, and a weight step
 //!   writes at most three objects;
@@ -21,14 +21,14 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use canary::dataplane::World;
-use canary::dataplane::probe::invariants::{Expectation, canary_fully_available, violations};
-use canary::dataplane::probe::probe;
+use canary::api::spec::{RequestMatch, StringMatch};
+use canary::engine::machine::Verification;
+use canary::engine::providers::{TrafficProvider, WorkloadProvider};
 use canary::kube::fixtures::TestCluster;
 use canary::kube::workload::DeploymentWorkload;
-use canary::machine::Verification;
-use canary::providers::{TrafficProvider, WorkloadProvider};
-use canary::spec::{RequestMatch, StringMatch};
+use canary::sim::dataplane::World;
+use canary::sim::dataplane::probe::invariants::{Expectation, canary_fully_available, violations};
+use canary::sim::dataplane::probe::probe;
 use canary::{ProviderKind, RolloutPlan, RouteState};
 use kube_testserver::{ResourceType, Verb};
 use serde_json::{Value, json};
@@ -158,7 +158,7 @@ spec:
 ",
         fixture.routing, fixture.strategy
     );
-    let plan = canary::load::plan_from_yaml(&yaml).unwrap_or_else(|e| panic!("{kind:?}: {e}"));
+    let plan = canary::api::load::plan_from_yaml(&yaml).unwrap_or_else(|e| panic!("{kind:?}: {e}"));
     assert_eq!(plan.provider, kind);
     plan
 }

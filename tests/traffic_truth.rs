@@ -2,7 +2,7 @@
 //! strategy it supports, on the strict API test server with the simulated
 //! kube-controller-manager moving pods by itself: what users' requests get is checked against
 //! the route the Rollout's status says is in effect after every pass and twice between passes
-//! (see `canary_core::dataplane::probe::invariants`): no request answered by nobody, the
+//! (see `canary_core::sim::dataplane::probe::invariants`): no request answered by nobody, the
 //! canary's share within (and, once it is fully available, equal to) the route's weight, no
 //! canary pod answering while the route sends it nothing, matched requests reaching the canary
 //! only while the route matches them.
@@ -19,12 +19,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use canary::cluster::ClusterTraffic;
-use canary::dataplane::probe::RequestClass;
+use canary::engine::machine::MetricOutcome;
+use canary::engine::status::StepStage;
 use canary::kube::controller::{Context, reconcile};
 use canary::kube::crd::Rollout;
 use canary::kube::fixtures::TestCluster;
-use canary::machine::MetricOutcome;
-use canary::status::StepStage;
+use canary::sim::dataplane::probe::RequestClass;
 use canary::{Phase, RolloutPlan, RolloutStatus, RouteState};
 use kube_testserver::ResourceType;
 use serde_json::{Value, json};
@@ -243,7 +243,7 @@ impl Release {
             .wait_rolled_out(NAMESPACE, "web", Duration::from_secs(10))
             .await;
         let yaml = rollout_yaml(provider, strategy);
-        let plan = canary::load::plan_from_yaml(&yaml).unwrap_or_else(|e| panic!("{e}"));
+        let plan = canary::api::load::plan_from_yaml(&yaml).unwrap_or_else(|e| panic!("{e}"));
         let rollout: Rollout = serde_saphyr::from_str(&yaml).unwrap();
         cluster.create_rollout(&rollout).await;
         let context = cluster.context(Arc::new(ClusterTraffic::new(cluster.client.clone())));

@@ -16,9 +16,9 @@
 //! edits those.
 //!
 //! ```
-//! use canary_core::objects::Objects;
+//! use canary_core::k8s::objects::Objects;
 //!
-//! let plan = canary_core::load::plan_from_yaml(include_str!("../../examples/rollouts/mocka-asm.yaml")).unwrap();
+//! let plan = canary_core::api::load::plan_from_yaml(include_str!("../../examples/rollouts/mocka-asm.yaml")).unwrap();
 //! let rendered = canary_asm::render(&plan, &plan.steps[0].route, &Objects::default()).unwrap();
 //! assert_eq!(rendered.canary["spec"]["services"][0]["name"], "mocka");
 //! assert_eq!(rendered.canary["spec"]["labelSelector"]["ASM_TRAFFIC_TAG"], "canary");
@@ -29,7 +29,7 @@ pub mod error;
 mod provider;
 pub mod render;
 
-use canary_core::objects::Objects;
+use canary_core::k8s::objects::Objects;
 use canary_core::traffic::{ProviderDescriptor, TrafficBackend};
 use canary_core::{RolloutPlan, RouteState};
 

@@ -11,9 +11,9 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use canary_core::machine::Verification;
-use canary_core::objects::{Objects, includes};
-use canary_core::providers::{TrafficObservation, TrafficProvider};
+use canary_core::engine::machine::Verification;
+use canary_core::engine::providers::{TrafficObservation, TrafficProvider};
+use canary_core::k8s::objects::{Objects, includes};
 use canary_core::{RolloutPlan, RouteState};
 use canary_kube::apply::{apply, get_json, gitops_applier};
 use canary_kube::traffic::ClusterBackend;

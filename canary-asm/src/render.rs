@@ -38,10 +38,10 @@
 //! the rest). The route each Rollout applied is kept in an annotation of
 //! the canary lane, `canary.rs/route.<namespace>.<name>`.
 
-use canary_core::objects::{
+use canary_core::api::spec::{AsmRouting, StringMatch};
+use canary_core::k8s::objects::{
     MANAGED_BY, Objects, Shape, check_fields, check_object, clean, generated,
 };
-use canary_core::spec::{AsmRouting, StringMatch};
 use canary_core::traffic::asm::{LANE_TAG as TAG_LABEL, weighted as weighted_mode};
 use canary_core::{RolloutPlan, RouteState};
 use serde_json::{Map, Value, json};

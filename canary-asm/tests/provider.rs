@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use canary_asm::AsmTraffic;
 use canary_core::RouteState;
-use canary_core::machine::Verification;
-use canary_core::providers::TrafficProvider;
+use canary_core::engine::machine::Verification;
+use canary_core::engine::providers::TrafficProvider;
 use canary_kube::fixtures::TestCluster;
 use kube_testserver::ResourceType;
 use serde_json::{Value, json};
@@ -53,7 +53,8 @@ fn provider(cluster: &TestCluster, name: &str) -> (AsmTraffic, RouteState) {
         "{}/../examples/rollouts/{name}-asm.yaml",
         env!("CARGO_MANIFEST_DIR")
     );
-    let plan = canary_core::load::plan_from_yaml(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let plan =
+        canary_core::api::load::plan_from_yaml(&std::fs::read_to_string(path).unwrap()).unwrap();
     let route = plan.steps[0].route.clone();
     (AsmTraffic::new(cluster.client.clone(), plan), route)
 }
@@ -257,8 +258,9 @@ async fn lanes_applied_from_git_are_refused_untouched_and_left_alone() {
         "{}/../examples/rollouts/mocka-asm.yaml",
         env!("CARGO_MANIFEST_DIR")
     );
-    let plan = canary_core::load::plan_from_yaml(&std::fs::read_to_string(path).unwrap()).unwrap();
-    let stable = canary_core::objects::Objects::new(vec![
+    let plan =
+        canary_core::api::load::plan_from_yaml(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let stable = canary_core::k8s::objects::Objects::new(vec![
         cluster
             .server
             .get("apps/v1", "Deployment", Some("default"), "mocka-v1")

@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test support code
 
 use canary_asm::{Released, release, render};
-use canary_core::objects::Objects;
+use canary_core::k8s::objects::Objects;
 use canary_core::{RolloutPlan, RouteState};
 use serde_json::{Value, json};
 
@@ -16,7 +16,7 @@ fn example(name: &str) -> String {
 }
 
 fn plan(name: &str) -> RolloutPlan {
-    canary_core::load::plan_from_yaml(&example(name)).unwrap()
+    canary_core::api::load::plan_from_yaml(&example(name)).unwrap()
 }
 
 /// The canary lane route of a plan's first step (the lane header).
@@ -207,7 +207,7 @@ fn entries_and_settings_written_by_others_are_kept() {
 fn a_rollout_that_disagrees_with_the_group_is_refused() {
     let mocka = plan("mocka");
     let cluster = apply(&mocka, &routed(&mocka), &Objects::default());
-    let other = canary_core::load::plan_from_yaml(
+    let other = canary_core::api::load::plan_from_yaml(
         &example("mockb").replace("traceHeader: my-request-id", "traceHeader: x-b3-traceid"),
     )
     .unwrap();
@@ -225,7 +225,7 @@ fn weighted_lanes_give_the_canary_lane_the_entrys_weight() {
     let text = example("mocka")
         .replace("      ingress: {uri: {exact: /mock}}", "      ingress: {uri: {exact: /mock}}\n      mode: weighted")
         .replace("      - matches:\n        - headers: {x-asm-prefer-tag: {exact: canary}}\n        pause: {}", "      - {weight: 20, pause: {}}");
-    let mocka = canary_core::load::plan_from_yaml(&text).unwrap();
+    let mocka = canary_core::api::load::plan_from_yaml(&text).unwrap();
     let rendered = render(&mocka, &RouteState::weighted(20), &Objects::default()).unwrap();
     assert_eq!(
         rendered.group["spec"]["ingress"]["ingressRouting"]["ingressRoutingStrategy"],
@@ -246,7 +246,7 @@ fn weighted_lanes_give_the_canary_lane_the_entrys_weight() {
 
 #[test]
 fn lanes_refuse_matches_other_than_the_lane_header_and_a_foreign_lane_tag() {
-    let errors = |text: String| match canary_core::load::plan_from_yaml(&text) {
+    let errors = |text: String| match canary_core::api::load::plan_from_yaml(&text) {
         Err(canary_core::Error::Invalid(errors)) => {
             errors.0.iter().map(ToString::to_string).collect::<Vec<_>>()
         }

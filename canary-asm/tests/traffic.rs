@@ -1,6 +1,6 @@
 //! What users' requests get: the lanes canary renders for the mocka → mockb → mockc chain, put
 //! in a cluster with the chain's stable pods (in the base lane) and mocka's canary pods (in the
-//! canary lane), and served by the model of ASM lanes (`canary_core::dataplane::asm`, written
+//! canary lane), and served by the model of ASM lanes (`canary_core::sim::dataplane::asm`, written
 //! from ASM's and Istio's semantics, not from this crate) through the probe every caller kind
 //! sends its requests with.
 //!
@@ -10,9 +10,9 @@
 //! both.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test support code
 
-use canary_core::dataplane::World;
-use canary_core::dataplane::probe::{CallerProbe, Probe, RequestClass, probe};
-use canary_core::objects::Objects;
+use canary_core::k8s::objects::Objects;
+use canary_core::sim::dataplane::World;
+use canary_core::sim::dataplane::probe::{CallerProbe, Probe, RequestClass, probe};
 use canary_core::{RolloutPlan, RouteState};
 use serde_json::{Value, json};
 
@@ -27,7 +27,7 @@ fn example(name: &str) -> String {
 }
 
 fn plan_from(text: &str) -> RolloutPlan {
-    canary_core::load::plan_from_yaml(text).unwrap()
+    canary_core::api::load::plan_from_yaml(text).unwrap()
 }
 
 /// mocka's example as it is: one step routing requests with `x-asm-prefer-tag: canary`.
@@ -85,7 +85,7 @@ fn pods(deployment: &str, hash: &str, count: usize, labels: &Value) -> Vec<Value
 /// stable Deployment, as its pod template labels them.
 fn chain() -> Objects {
     let mut objects =
-        canary_core::load::objects_from_yaml(&example("asm-chain-objects.yaml")).unwrap();
+        canary_core::api::load::objects_from_yaml(&example("asm-chain-objects.yaml")).unwrap();
     let stable: Vec<Value> = objects
         .iter()
         .filter(|o| o["kind"] == "Deployment")
@@ -354,7 +354,7 @@ fn a_weighted_release_serves_everyone_and_gives_the_canary_the_steps_share() {
 #[test]
 fn a_downstream_canary_gets_header_requests_entering_at_the_stable_entry() {
     use canary_core::ProviderKind;
-    use canary_core::dataplane::{Caller, Request, serve};
+    use canary_core::sim::dataplane::{Caller, Request, serve};
     let mocka = header_plan();
     let mockb = plan_from(&example("mockb-asm.yaml"));
     let mut cluster = registered(&chain(), &mocka);

@@ -5,7 +5,7 @@
 
 use std::hint::black_box;
 
-use canary_core::machine::{
+use canary_core::engine::machine::{
     Action, AnalysisResults, Input, MetricOutcome, MetricResult, Observation, Verification,
     WorkloadObservation, WorkloadState,
 };
@@ -76,7 +76,7 @@ fn at_step(plan: &RolloutPlan, step: u32) -> (RolloutStatus, Input, Timestamp) {
 }
 
 fn transitions(c: &mut Criterion) {
-    let plan = canary_core::load::plan_from_yaml(ROLLOUT).unwrap();
+    let plan = canary_core::api::load::plan_from_yaml(ROLLOUT).unwrap();
     let (status, input, now) = at_step(&plan, 2);
     c.bench_function("transition/steady gating pass", |b| {
         b.iter(|| {

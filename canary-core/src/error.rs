@@ -1,6 +1,6 @@
 //! The one error type of `canary-core`.
 
-use crate::validate::ValidationErrors;
+use crate::api::validate::ValidationErrors;
 
 /// Everything that can go wrong in `canary-core`: loading a spec, validating it, or a provider
 /// failing while the driver runs.

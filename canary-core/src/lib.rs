@@ -1,20 +1,25 @@
 //! # canary-core
 //!
-//! The release engine of canary, with no Kubernetes, network or runtime dependency:
+//! The release engine of canary, with no Kubernetes, network or runtime dependency, in layers
+//! (the repository's `ARCHITECTURE.md` draws how data flows through them):
 //!
-//! - [`spec`]: the Rollout YAML contract, read by [`load`] (with the cluster [`objects`] a file
-//!   may carry);
-//! - [`validate`]: every rule, every error with its field path, compiling a [`RolloutPlan`];
-//! - [`machine`]: the release logic as one pure function, [`transition`];
-//! - [`providers`]: the traits the shell works through, with in-memory versions in [`memory`];
-//! - [`driver`]: one reconcile pass over those traits;
-//! - [`sim`]: synthetic traffic in virtual time, to try a rollout without a cluster;
-//! - [`dataplane`]: which pod answers a request, given a cluster's objects;
-//! - [`destinations`]: the Prometheus servers and webhooks a controller may call for Rollouts.
+//! - [`api`]: the Rollout as users write it ([`api::spec`]), read by [`api::load`], checked and
+//!   compiled into a [`RolloutPlan`] by [`api::validate`];
+//! - [`traffic`]: the provider-neutral route, what each provider can express, and one
+//!   descriptor per traffic provider;
+//! - [`engine`]: the release logic as one pure function ([`transition`]), the persisted
+//!   [`RolloutStatus`], the traits shells implement with in-memory versions, and the driver
+//!   running one reconcile pass over them;
+//! - [`analysis`]: the builtin metrics as PromQL, the Prometheus and webhook clients, and the
+//!   destinations a controller may call;
+//! - [`k8s`]: helpers over Kubernetes objects as plain JSON, and the canary/stable Service
+//!   split;
+//! - [`sim`]: synthetic traffic in virtual time, to try a rollout without a cluster, and
+//!   [`sim::dataplane`], which pod answers a request given a cluster's objects.
 //!
 //! ```
 //! # tokio_test_block_on(async {
-//! let plan = canary_core::load::plan_from_yaml(include_str!("../../examples/rollouts/podinfo-kuma.yaml")).unwrap();
+//! let plan = canary_core::api::load::plan_from_yaml(include_str!("../../examples/rollouts/podinfo-kuma.yaml")).unwrap();
 //! let report = canary_core::sim::Simulation::new(&plan, Default::default()).run().await.unwrap();
 //! assert_eq!(report.summary.phase, canary_core::Phase::Succeeded);
 //! # });
@@ -23,35 +28,17 @@
 //! # }
 //! ```
 
-pub mod dataplane;
-pub mod destinations;
-pub mod driver;
-pub mod duration;
+pub mod analysis;
+pub mod api;
+pub mod engine;
 pub mod error;
-#[cfg(any(feature = "prometheus", feature = "webhooks"))]
-mod http;
-pub mod load;
-pub mod machine;
-pub mod memory;
-pub mod names;
-pub mod objects;
-pub mod plan;
-#[cfg(feature = "prometheus")]
-pub mod prometheus;
-pub mod providers;
-pub mod queries;
-pub mod services;
+pub mod k8s;
 pub mod sim;
-pub mod spec;
-pub mod status;
 pub mod traffic;
-pub mod validate;
-#[cfg(feature = "webhooks")]
-pub mod webhooks;
 
+pub use api::plan::RolloutPlan;
+pub use api::spec::Rollout;
+pub use engine::machine::{Action, Command, Input, Transition, transition};
+pub use engine::status::{Phase, RolloutStatus, Verdict};
 pub use error::{Error, ErrorClass, Result};
-pub use machine::{Action, Command, Input, Transition, transition};
-pub use plan::RolloutPlan;
-pub use spec::Rollout;
-pub use status::{Phase, RolloutStatus, Verdict};
 pub use traffic::{Capabilities, ProviderKind, RouteState};

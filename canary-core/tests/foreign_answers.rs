@@ -8,11 +8,11 @@ use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
-use canary_core::plan::WebhookPlan;
-use canary_core::prometheus::PrometheusMetrics;
-use canary_core::providers::{HookOutcome, HookPayload, WebhookRunner};
-use canary_core::spec::HookType;
-use canary_core::webhooks::HttpWebhooks;
+use canary_core::analysis::prometheus::PrometheusMetrics;
+use canary_core::analysis::webhooks::HttpWebhooks;
+use canary_core::api::plan::WebhookPlan;
+use canary_core::api::spec::HookType;
+use canary_core::engine::providers::{HookOutcome, HookPayload, WebhookRunner};
 use jiff::{SignedDuration, Timestamp};
 
 /// What a server sends after a request's head.

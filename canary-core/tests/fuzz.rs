@@ -13,9 +13,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use canary_core::Error;
-use canary_core::load::{objects_from_yaml, rollout_file};
+use canary_core::api::load::{objects_from_yaml, rollout_file};
+use canary_core::api::validate::validate;
 use canary_core::sim::{SimConfig, Simulation};
-use canary_core::validate::validate;
 use jiff::SignedDuration;
 use proptest::prelude::*;
 use serde_json::{Value, json};
@@ -481,7 +481,7 @@ fn the_metric_interval_that_once_hung_simulate_is_refused() {
 
 #[test]
 fn simulation_settings_beyond_their_bounds_are_refused() {
-    let plan = canary_core::load::plan_from_yaml(&format!(
+    let plan = canary_core::api::load::plan_from_yaml(&format!(
         "{MINIMAL}  strategy: {{canary: {{stepWeight: 10, maxWeight: 50}}}}\n"
     ))
     .unwrap();
@@ -558,7 +558,7 @@ fn simulation_settings_beyond_their_bounds_are_refused() {
 /// saves nothing non-finite.
 #[test]
 fn a_status_with_every_counter_at_its_largest_never_panics_the_engine() {
-    use canary_core::providers::StatusStore;
+    use canary_core::engine::providers::StatusStore;
     for (extra, sequential) in [
         (common::success_rate(3), false),
         (
@@ -575,7 +575,7 @@ fn a_status_with_every_counter_at_its_largest_never_panics_the_engine() {
         if sequential {
             world.metrics.set(
                 "request-success-rate",
-                canary_core::machine::MetricOutcome::Counts(canary_core::machine::ErrorCounts {
+                canary_core::engine::machine::MetricOutcome::Counts(canary_core::engine::machine::ErrorCounts {
                     canary_requests: u64::MAX,
                     canary_errors: u64::MAX / 2,
                     stable_requests: u64::MAX,

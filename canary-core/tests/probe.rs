@@ -5,10 +5,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
 use canary_core::RolloutPlan;
-use canary_core::dataplane::World;
-use canary_core::dataplane::probe::{CallerProbe, Probe, RequestClass, probe};
-use canary_core::load::plan_from_yaml;
-use canary_core::spec::RequestMatch;
+use canary_core::api::load::plan_from_yaml;
+use canary_core::api::spec::RequestMatch;
+use canary_core::sim::dataplane::World;
+use canary_core::sim::dataplane::probe::{CallerProbe, Probe, RequestClass, probe};
 use serde_json::{Value, json};
 
 fn close(a: f64, b: f64) -> bool {

@@ -10,13 +10,13 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use canary_core::driver::Driver;
-use canary_core::load::plan_from_yaml;
-use canary_core::memory::{
+use canary_core::analysis::prometheus::{PrometheusMetrics, client_trusting};
+use canary_core::api::load::plan_from_yaml;
+use canary_core::engine::driver::Driver;
+use canary_core::engine::memory::{
     Faults, InMemoryStatusStore, InMemoryTraffic, InMemoryWebhooks, InMemoryWorkload,
 };
-use canary_core::prometheus::{PrometheusMetrics, client_trusting};
-use canary_core::providers::{Clock, SystemClock};
+use canary_core::engine::providers::{Clock, SystemClock};
 use canary_core::{Phase, RolloutStatus};
 use jiff::{SignedDuration, Timestamp};
 use support::{Load, Pods, Prometheus, TempDir};
@@ -177,7 +177,7 @@ async fn prometheus_killed_mid_analysis_blocks_promotion_and_says_why() {
     let (live, mut prometheus) = Live::new(THRESHOLD, 0.002);
     live.start().await;
     live.run(Duration::from_secs(60), |s| {
-        s.stage == canary_core::status::StepStage::Gating
+        s.stage == canary_core::engine::status::StepStage::Gating
     })
     .await;
     prometheus.kill();
@@ -465,7 +465,7 @@ async fn prometheus_credentials_are_sent() {
             stream.write_all(reply.as_bytes()).unwrap();
         }
     });
-    use canary_core::prometheus::Auth;
+    use canary_core::analysis::prometheus::Auth;
     let bearer = PrometheusMetrics::new(reqwest::Client::new())
         .with_auth(address.clone(), Auth::Bearer("s3cret".into()));
     assert_eq!(
@@ -637,17 +637,17 @@ async fn sequential_counts_follow_each_series_through_gaps_restarts_and_new_pods
         // `queryOffset` (10s by default) ahead of the windows.
         let settle = plan.analysis.query_offset;
         assert_eq!(settle, SignedDuration::from_secs(10));
-        let mut total = canary_core::machine::ErrorCounts::default();
+        let mut total = canary_core::engine::machine::ErrorCounts::default();
         for j in 0..13 {
             let end = Timestamp::from_second(t0 + interval * (j + 1)).unwrap();
-            let context = canary_core::providers::QueryContext::new(
+            let context = canary_core::engine::providers::QueryContext::new(
                 &plan,
                 metric.window,
                 end.checked_add(settle).unwrap(),
             );
-            use canary_core::providers::MetricProvider;
+            use canary_core::engine::providers::MetricProvider;
             let outcome = metrics.measure(metric, &context).await;
-            let canary_core::machine::MetricOutcome::Counts(counts) = outcome else {
+            let canary_core::engine::machine::MetricOutcome::Counts(counts) = outcome else {
                 panic!("{interval}s, window {j}: {outcome:?}");
             };
             // One scrape of each pod per window, s1's after its gap carrying three: never a
@@ -666,7 +666,7 @@ async fn sequential_counts_follow_each_series_through_gaps_restarts_and_new_pods
         // a base, and 2400 + 8 after.
         assert_eq!(
             total,
-            canary_core::machine::ErrorCounts {
+            canary_core::engine::machine::ErrorCounts {
                 canary_requests: 3000 + 25 + 1800 + 18,
                 canary_errors: 25 + 18,
                 stable_requests: 7200 + 24 + 3600 + 6 + 200 + 3000 + 5 + 4200 + 14 + 2400 + 8,
@@ -677,10 +677,11 @@ async fn sequential_counts_follow_each_series_through_gaps_restarts_and_new_pods
         // Past the last scrape, nothing is stored yet (as when Prometheus lags, or no pod can
         // be scraped): an error that keeps the window, never zeros that would lose it.
         let later = Timestamp::from_second(t0 + interval * 13 + 120).unwrap();
-        let context = canary_core::providers::QueryContext::new(&plan, metric.window, later);
-        use canary_core::providers::MetricProvider;
+        let context =
+            canary_core::engine::providers::QueryContext::new(&plan, metric.window, later);
+        use canary_core::engine::providers::MetricProvider;
         match metrics.measure(metric, &context).await {
-            canary_core::machine::MetricOutcome::Error(message) => {
+            canary_core::engine::machine::MetricOutcome::Error(message) => {
                 assert!(message.contains("queryOffset"), "{message}")
             }
             other => panic!("{interval}s: counted a window Prometheus has not stored: {other:?}"),

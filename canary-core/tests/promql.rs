@@ -24,9 +24,9 @@ use std::fmt::Write as _;
 use std::process::Command;
 
 use canary_core::ProviderKind;
-use canary_core::plan::BuiltinMetric;
-use canary_core::providers::QueryContext;
-use canary_core::queries::{Version, builtin, counted_series, render, variables};
+use canary_core::analysis::queries::{Version, builtin, counted_series, render, variables};
+use canary_core::api::plan::BuiltinMetric;
+use canary_core::engine::providers::QueryContext;
 use jiff::{SignedDuration, Timestamp};
 use support::TempDir;
 

@@ -7,8 +7,8 @@
 
 mod common;
 
-use canary_core::machine::{Command, MetricOutcome};
-use canary_core::providers::HookOutcome;
+use canary_core::engine::machine::{Command, MetricOutcome};
+use canary_core::engine::providers::HookOutcome;
 use canary_core::traffic::RouteState;
 use canary_core::{Phase, RolloutStatus};
 use common::{T0, World, block_on, rollout};

@@ -6,8 +6,8 @@
 mod common;
 
 use canary_core::Phase;
-use canary_core::machine::{Command, MetricOutcome};
-use canary_core::status::StepStage;
+use canary_core::engine::machine::{Command, MetricOutcome};
+use canary_core::engine::status::StepStage;
 use canary_core::traffic::RouteState;
 use common::{World, rollout, success_rate};
 use jiff::SignedDuration;
@@ -354,7 +354,7 @@ async fn traffic_is_pulled_when_the_canary_loses_readiness() {
 
 #[tokio::test]
 async fn a_canary_whose_controller_lags_behind_its_spec_keeps_its_traffic() {
-    use canary_core::machine::{
+    use canary_core::engine::machine::{
         Input, Observation, Verification, WorkloadObservation, WorkloadState, transition,
     };
     let world = flagger();
@@ -396,7 +396,7 @@ async fn a_canary_whose_controller_lags_behind_its_spec_keeps_its_traffic() {
     assert_eq!(lagging.status.route, status.route, "the route stays");
     let pulled = |t: &canary_core::Transition| {
         t.actions.iter().any(|a| {
-            matches!(a, canary_core::machine::Action::SetRoute(route) if route.is_stable_only())
+            matches!(a, canary_core::engine::machine::Action::SetRoute(route) if route.is_stable_only())
         })
     };
     assert!(!pulled(&lagging), "{:?}", lagging.actions);
@@ -452,7 +452,7 @@ async fn drift_late_in_a_long_step_is_repaired_not_a_missed_deadline() {
 
 #[tokio::test]
 async fn a_route_changed_again_before_it_ever_takes_effect_runs_out_of_time() {
-    use canary_core::machine::{
+    use canary_core::engine::machine::{
         Input, Observation, Verification, WorkloadObservation, WorkloadState, transition,
     };
     let yaml = format!("{}  progressDeadline: 3m\n", success_rate(2));
@@ -768,7 +768,7 @@ async fn an_idle_reconcile_writes_nothing() {
 
 mod webhooks {
     use super::*;
-    use canary_core::providers::HookOutcome;
+    use canary_core::engine::providers::HookOutcome;
 
     fn with_hooks(hooks: &[(&str, &str)]) -> World {
         let list: String = hooks
@@ -963,7 +963,7 @@ async fn the_inconclusive_limit_rolls_back_after_runs_in_a_row_without_evidence(
 
 #[tokio::test]
 async fn stable_traffic_is_isolated_before_any_canary_pod_starts() {
-    use canary_core::machine::{
+    use canary_core::engine::machine::{
         Action, Input, Observation, Verification, WorkloadObservation, WorkloadState, transition,
     };
     let world = flagger();
@@ -1095,12 +1095,12 @@ async fn the_sequential_judge_weighs_windows_where_one_version_moved_together() 
         "{canary: {steps: [{weight: 50, pause: {duration: 30m}}]}}",
         "  analysis:\n    scrapeInterval: 10s\n    metrics:\n    - {name: request-success-rate, judge: sequential}\n",
     ));
-    let canary_only = canary_core::machine::ErrorCounts {
+    let canary_only = canary_core::engine::machine::ErrorCounts {
         canary_requests: 300,
         canary_errors: 15,
         ..Default::default()
     };
-    let stable_only = canary_core::machine::ErrorCounts {
+    let stable_only = canary_core::engine::machine::ErrorCounts {
         stable_requests: 300,
         stable_errors: 1,
         ..Default::default()
@@ -1129,11 +1129,11 @@ async fn the_sequential_judge_weighs_windows_where_one_version_moved_together() 
 /// it.
 #[tokio::test]
 async fn metrics_query_stable_by_the_name_its_pods_report() {
-    use canary_core::machine::WorkloadObservation;
-    use canary_core::plan::MetricPlan;
-    use canary_core::providers::{MetricProvider, QueryContext, WorkloadProvider};
+    use canary_core::api::plan::MetricPlan;
+    use canary_core::engine::machine::WorkloadObservation;
+    use canary_core::engine::providers::{MetricProvider, QueryContext, WorkloadProvider};
 
-    struct Named(canary_core::memory::InMemoryWorkload);
+    struct Named(canary_core::engine::memory::InMemoryWorkload);
     #[async_trait::async_trait]
     impl WorkloadProvider for Named {
         async fn observe(&self) -> canary_core::Result<WorkloadObservation> {
@@ -1168,7 +1168,7 @@ async fn metrics_query_stable_by_the_name_its_pods_report() {
     ));
     let named = Named(world.workload.clone());
     let seen = Seen::default();
-    let driver = canary_core::driver::Driver {
+    let driver = canary_core::engine::driver::Driver {
         workload: &named,
         metrics: &seen,
         ..world.driver()

@@ -5,8 +5,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test support code
 
 use canary_core::Phase;
-use canary_core::load::plan_from_yaml;
-use canary_core::plan::{Judge, RolloutPlan, Sprt};
+use canary_core::api::load::plan_from_yaml;
+use canary_core::api::plan::{Judge, RolloutPlan, Sprt};
 use canary_core::sim::{SimConfig, SimReport, Simulation};
 
 const RUNS: u64 = 1000;

@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test support code
 
 use canary_core::Phase;
-use canary_core::load::plan_from_yaml;
+use canary_core::api::load::plan_from_yaml;
 use canary_core::sim::{SimConfig, SimReport, Simulation, TrafficModel};
 use canary_core::traffic::RouteState;
 

@@ -4,8 +4,8 @@
 
 use std::path::Path;
 
-use canary_core::load::{from_yaml, plan_from_yaml};
-use canary_core::validate::validate;
+use canary_core::api::load::{from_yaml, plan_from_yaml};
+use canary_core::api::validate::validate;
 use canary_core::{Error, ProviderKind};
 use proptest::prelude::*;
 
@@ -797,9 +797,9 @@ fn every_example_file_loads_with_its_objects_in_shape() {
         let path = entry.unwrap().path();
         let text = std::fs::read_to_string(&path).unwrap();
         let loaded = if path.to_string_lossy().ends_with("-objects.yaml") {
-            canary_core::load::objects_from_yaml(&text).map(drop)
+            canary_core::api::load::objects_from_yaml(&text).map(drop)
         } else {
-            canary_core::load::rollout_file(&text).map(drop)
+            canary_core::api::load::rollout_file(&text).map(drop)
         };
         if let Err(error) = loaded {
             panic!("{}: {error}", path.display());

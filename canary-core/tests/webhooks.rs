@@ -8,10 +8,10 @@ use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use canary_core::plan::WebhookPlan;
-use canary_core::providers::{HookOutcome, HookPayload, WebhookRunner};
-use canary_core::spec::HookType;
-use canary_core::webhooks::HttpWebhooks;
+use canary_core::analysis::webhooks::HttpWebhooks;
+use canary_core::api::plan::WebhookPlan;
+use canary_core::api::spec::HookType;
+use canary_core::engine::providers::{HookOutcome, HookPayload, WebhookRunner};
 use jiff::SignedDuration;
 
 /// A request as the server saw it.

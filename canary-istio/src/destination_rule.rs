@@ -10,10 +10,10 @@
 //! auto mTLS, no pool limits) where the stable share goes out as the user asked.
 
 use canary_core::RolloutPlan;
-use canary_core::objects::{
+use canary_core::k8s::objects::{
     Shape, check_fields, check_object, clean, generated, generated_metadata,
 };
-use canary_core::services::canary_service_name;
+use canary_core::k8s::services::canary_service_name;
 use serde_json::{Value, json};
 
 use crate::API_VERSION;

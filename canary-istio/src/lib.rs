@@ -2,7 +2,7 @@
 //!
 //! The Istio traffic provider. The canary's share goes to a host of its own:
 //!
-//! - the **canary Service** `<service>-canary` (`canary_core::services`), which selects the
+//! - the **canary Service** `<service>-canary` (`canary_core::k8s::services`), which selects the
 //!   canary's pods only; they carry their own value of one key of the stable Service's
 //!   selector, so they are no endpoints of the service host, and a route canary did not write
 //!   (Git's, put back by Flux or Argo CD mid-release) sends them nothing;
@@ -20,11 +20,11 @@
 //! finalize deletes what it generated and restores what it changed.
 //!
 //! ```
-//! use canary_core::objects::Objects;
+//! use canary_core::k8s::objects::Objects;
 //! use canary_core::RouteState;
 //!
-//! let file = canary_core::load::rollout_file(include_str!("../../examples/rollouts/bookinfo-istio.yaml")).unwrap();
-//! let plan = canary_core::validate::validate(&file.rollout).unwrap();
+//! let file = canary_core::api::load::rollout_file(include_str!("../../examples/rollouts/bookinfo-istio.yaml")).unwrap();
+//! let plan = canary_core::api::validate::validate(&file.rollout).unwrap();
 //! let rendered = canary_istio::render(&plan, &RouteState::weighted(50), &file.objects).unwrap();
 //! let route = &rendered.virtual_service["spec"]["http"][0]["route"];
 //! assert_eq!(route[0]["destination"]["host"], "reviews");
@@ -41,7 +41,7 @@ mod provider;
 pub mod render;
 pub mod virtual_service;
 
-use canary_core::objects::Objects;
+use canary_core::k8s::objects::Objects;
 use canary_core::traffic::{ProviderDescriptor, TrafficBackend};
 use canary_core::{RolloutPlan, RouteState};
 

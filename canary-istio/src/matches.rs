@@ -1,6 +1,6 @@
 //! Request matches as Istio `HTTPMatchRequest`s.
 
-use canary_core::spec::{RequestMatch, StringMatch};
+use canary_core::api::spec::{RequestMatch, StringMatch};
 use serde_json::{Map, Value, json};
 
 use crate::error::{Error, Result};
@@ -150,7 +150,7 @@ fn narrower(a: &Value, b: &Value) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use canary_core::spec::CookieMatch;
+    use canary_core::api::spec::CookieMatch;
 
     #[test]
     fn cookie_values_are_escaped_into_a_header_regex() {

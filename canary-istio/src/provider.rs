@@ -14,10 +14,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use canary_core::RolloutPlan;
 use canary_core::RouteState;
-use canary_core::machine::Verification;
-use canary_core::objects::Objects;
-use canary_core::providers::{TrafficObservation, TrafficProvider};
-use canary_core::services::canary_service_name;
+use canary_core::engine::machine::Verification;
+use canary_core::engine::providers::{TrafficObservation, TrafficProvider};
+use canary_core::k8s::objects::Objects;
+use canary_core::k8s::services::canary_service_name;
 use canary_kube::apply::{delete_if_present, get_json};
 use canary_kube::services::{LiveServices, ServiceSplit};
 use canary_kube::traffic::ClusterBackend;
@@ -29,7 +29,7 @@ use crate::error::Result;
 use crate::hosts::is_service_host;
 use crate::render::{Rendered, render};
 use crate::{FIELD_MANAGER, destination_rule, virtual_service};
-use canary_core::objects::{generated, includes};
+use canary_core::k8s::objects::{generated, includes};
 
 /// The routes of one Rollout: the canary Service, the canary host's DestinationRule and a
 /// VirtualService.

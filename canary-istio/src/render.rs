@@ -2,8 +2,8 @@
 //! DestinationRule and the VirtualService to apply. Pure; the provider and `canary render`
 //! both use it.
 
-use canary_core::objects::{Objects, generated};
-use canary_core::services::{canary_service, stable_selects_canary, stable_service};
+use canary_core::k8s::objects::{Objects, generated};
+use canary_core::k8s::services::{canary_service, stable_selects_canary, stable_service};
 use canary_core::{RolloutPlan, RouteState};
 use serde_json::Value;
 

@@ -5,7 +5,7 @@
 //! which selects the canary's pods only) and the rest to the stable destination exactly as the
 //! route names it (the service host, with the user's subset if it names one). The canary's
 //! pods are not endpoints of the service host (their own value of one key of its selector,
-//! see `canary_core::services`), so a route canary did not write — Git's, put back by a
+//! see `canary_core::k8s::services`), so a route canary did not write — Git's, put back by a
 //! GitOps tool mid-release — sends them nothing.
 //!
 //! In a user's VirtualService canary manages the HTTP routes named in
@@ -17,8 +17,8 @@
 
 use std::collections::BTreeSet;
 
-use canary_core::services::canary_service_name;
-use canary_core::spec::VirtualServiceRef;
+use canary_core::api::spec::VirtualServiceRef;
+use canary_core::k8s::services::canary_service_name;
 use canary_core::{RolloutPlan, RouteState};
 use serde_json::{Map, Value, json};
 
@@ -26,7 +26,7 @@ use crate::API_VERSION;
 use crate::error::{Error, Result};
 use crate::hosts::{canary_host, is_service_host};
 use crate::matches;
-use canary_core::objects::{
+use canary_core::k8s::objects::{
     Shape, check_fields, check_object, clean, generated, generated_metadata,
 };
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use canary_core::Phase;
-use canary_core::dataplane::{Caller, Request, World, istio};
+use canary_core::sim::dataplane::{Caller, Request, World, istio};
 use canary_kube::controller::reconcile;
 use canary_kube::crd::Rollout;
 use canary_kube::fixtures::TestCluster;

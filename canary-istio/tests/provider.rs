@@ -6,9 +6,9 @@
 use std::time::Duration;
 
 use canary_core::RouteState;
-use canary_core::machine::Verification;
-use canary_core::providers::TrafficProvider;
-use canary_core::spec::{RequestMatch, StringMatch};
+use canary_core::api::spec::{RequestMatch, StringMatch};
+use canary_core::engine::machine::Verification;
+use canary_core::engine::providers::TrafficProvider;
 use canary_istio::IstioTraffic;
 use canary_kube::fixtures::TestCluster;
 use kube_testserver::Verb;
@@ -49,10 +49,10 @@ fn stable(version: &str) -> Value {
 }
 
 fn provider(cluster: &TestCluster, yaml: &str) -> IstioTraffic {
-    let rollout = canary_core::load::from_yaml(yaml).unwrap();
+    let rollout = canary_core::api::load::from_yaml(yaml).unwrap();
     IstioTraffic::new(
         cluster.client.clone(),
-        canary_core::validate::validate(&rollout).unwrap(),
+        canary_core::api::validate::validate(&rollout).unwrap(),
     )
 }
 

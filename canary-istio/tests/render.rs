@@ -2,8 +2,8 @@
 //! VirtualService changed only where canary manages it.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test support code
 
-use canary_core::objects::Objects;
-use canary_core::spec::{CookieMatch, RequestMatch, StringMatch};
+use canary_core::api::spec::{CookieMatch, RequestMatch, StringMatch};
+use canary_core::k8s::objects::Objects;
 use canary_core::{RolloutPlan, RouteState};
 use canary_istio::render;
 use canary_istio::virtual_service::restore;
@@ -12,9 +12,10 @@ use serde_json::{Value, json};
 
 fn example(name: &str) -> (RolloutPlan, Objects) {
     let path = format!("{}/../examples/rollouts/{name}", env!("CARGO_MANIFEST_DIR"));
-    let file = canary_core::load::rollout_file(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let file =
+        canary_core::api::load::rollout_file(&std::fs::read_to_string(path).unwrap()).unwrap();
     (
-        canary_core::validate::validate(&file.rollout).unwrap(),
+        canary_core::api::validate::validate(&file.rollout).unwrap(),
         file.objects,
     )
 }
@@ -202,7 +203,7 @@ fn user_plan() -> (RolloutPlan, Objects) {
     let (mut plan, mut objects) = example("bookinfo-istio.yaml");
     let istio = plan.rollout.spec.traffic_routing.istio.as_mut().unwrap();
     istio.virtual_service.as_mut().unwrap().routes = vec!["primary".into()];
-    plan = canary_core::validate::validate(&plan.rollout).unwrap();
+    plan = canary_core::api::validate::validate(&plan.rollout).unwrap();
     objects.insert(user_virtual_service());
     (plan, objects)
 }

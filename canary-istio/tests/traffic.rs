@@ -1,6 +1,6 @@
 //! What users' requests get: a user's VirtualService routed by the provider, the canary's pods
 //! made by the Deployment workload provider, and requests served by the model of Istio's data
-//! plane (`canary_core::dataplane::istio`, written from istiod's and Envoy's semantics, not
+//! plane (`canary_core::sim::dataplane::istio`, written from istiod's and Envoy's semantics, not
 //! from this crate). The canary gets the route's share and nothing more, also when a GitOps
 //! tool puts Git's route back mid-release.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test support code
@@ -8,9 +8,9 @@
 use std::time::Duration;
 
 use canary_core::RouteState;
-use canary_core::dataplane::{Caller, Request, Served, World, istio};
-use canary_core::machine::Verification;
-use canary_core::providers::{TrafficProvider, WorkloadProvider};
+use canary_core::engine::machine::Verification;
+use canary_core::engine::providers::{TrafficProvider, WorkloadProvider};
+use canary_core::sim::dataplane::{Caller, Request, Served, World, istio};
 use canary_istio::IstioTraffic;
 use canary_kube::fixtures::TestCluster;
 use canary_kube::workload::DeploymentWorkload;
@@ -72,8 +72,8 @@ fn canary_share(served: &Served) -> f64 {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_canary_gets_its_weight_and_nothing_once_gits_route_is_back() {
     let cluster = cluster().await;
-    let rollout = canary_core::load::from_yaml(ROLLOUT).unwrap();
-    let plan = canary_core::validate::validate(&rollout).unwrap();
+    let rollout = canary_core::api::load::from_yaml(ROLLOUT).unwrap();
+    let plan = canary_core::api::validate::validate(&rollout).unwrap();
     // The canary as the workload provider makes it: as many pods as the stable Deployment, so
     // that a share going by pods would show (half of them).
     let workload = DeploymentWorkload::new(cluster.client.clone(), &plan);

@@ -1,7 +1,7 @@
 //! The writes traffic providers make: server-side apply of what differs, and deletes that
 //! find nothing to delete as good as done.
 
-use canary_core::objects::includes;
+use canary_core::k8s::objects::includes;
 use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use serde::Serialize;

@@ -6,11 +6,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use canary_core::destinations::Destinations;
-use canary_core::driver::{Driver, Reconciled};
-use canary_core::machine::EventKind;
-use canary_core::machine::Verification;
-use canary_core::providers::{Clock, MetricProvider, TrafficProvider, WebhookRunner};
+use canary_core::analysis::destinations::Destinations;
+use canary_core::engine::driver::{Driver, Reconciled};
+use canary_core::engine::machine::EventKind;
+use canary_core::engine::machine::Verification;
+use canary_core::engine::providers::{Clock, MetricProvider, TrafficProvider, WebhookRunner};
 use canary_core::{RolloutPlan, RolloutStatus, RouteState};
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
@@ -250,19 +250,19 @@ pub fn error_policy(rollout: Arc<Rollout>, error: &Error, context: Arc<Context>)
 /// The Rollout as the core engine reads it.
 fn plan_of(
     rollout: &Rollout,
-) -> std::result::Result<RolloutPlan, canary_core::validate::ValidationErrors> {
+) -> std::result::Result<RolloutPlan, canary_core::api::validate::ValidationErrors> {
     plan_with(rollout, rollout.spec.spec.clone())
 }
 
 /// The Rollout with `spec` as the core engine reads it.
 fn plan_with(
     rollout: &Rollout,
-    spec: canary_core::spec::RolloutSpec,
-) -> std::result::Result<RolloutPlan, canary_core::validate::ValidationErrors> {
+    spec: canary_core::api::spec::RolloutSpec,
+) -> std::result::Result<RolloutPlan, canary_core::api::validate::ValidationErrors> {
     let file = canary_core::Rollout {
-        api_version: canary_core::spec::API_VERSION.to_owned(),
-        kind: canary_core::spec::KIND.to_owned(),
-        metadata: canary_core::spec::Metadata {
+        api_version: canary_core::api::spec::API_VERSION.to_owned(),
+        kind: canary_core::api::spec::KIND.to_owned(),
+        metadata: canary_core::api::spec::Metadata {
             name: rollout.name_any(),
             namespace: rollout.namespace(),
             labels: rollout.labels().clone(),
@@ -270,7 +270,7 @@ fn plan_with(
         },
         spec,
     };
-    canary_core::validate::validate(&file)
+    canary_core::api::validate::validate(&file)
 }
 
 /// The plan of the last spec the controller acted on (kept in the status), when the spec as
@@ -582,7 +582,7 @@ async fn cleanup(rollout: &Rollout, context: &Context) -> Result<Cleanup> {
 /// Removes the canary and, with `release`, lets the stable Deployment go; `Some` while the
 /// canary's pods are still going.
 async fn remove_canary(workload: &DeploymentWorkload, release: bool) -> Result<Option<Cleanup>> {
-    canary_core::providers::WorkloadProvider::remove_canary(workload).await?;
+    canary_core::engine::providers::WorkloadProvider::remove_canary(workload).await?;
     if !workload.canary_gone().await? {
         return Ok(Some(Cleanup::Waiting(
             "the canary Deployment and its pods are going".to_owned(),

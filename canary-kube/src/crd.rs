@@ -22,7 +22,7 @@ use serde_json::Value;
 pub struct RolloutSpec {
     /// The spec, as the core engine reads it.
     #[serde(flatten)]
-    pub spec: canary_core::spec::RolloutSpec,
+    pub spec: canary_core::api::spec::RolloutSpec,
 }
 
 /// The status of a Rollout resource: the engine's status, and the last spec the controller

@@ -10,13 +10,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use canary_core::dataplane::World;
-use canary_core::dataplane::probe::invariants::{Expectation, canary_fully_available, violations};
-use canary_core::dataplane::probe::{Probe, probe};
-use canary_core::machine::MetricOutcome;
-use canary_core::memory::{InMemoryMetrics, InMemoryWebhooks};
-use canary_core::providers::SystemClock;
-use canary_core::spec::RequestMatch;
+use canary_core::api::spec::RequestMatch;
+use canary_core::engine::machine::MetricOutcome;
+use canary_core::engine::memory::{InMemoryMetrics, InMemoryWebhooks};
+use canary_core::engine::providers::SystemClock;
+use canary_core::sim::dataplane::World;
+use canary_core::sim::dataplane::probe::invariants::{
+    Expectation, canary_fully_available, violations,
+};
+use canary_core::sim::dataplane::probe::{Probe, probe};
 use canary_core::{RolloutPlan, RolloutStatus, RouteState};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
@@ -228,7 +230,8 @@ impl TestCluster {
         let d = self
             .server
             .get("apps/v1", "Deployment", Some(namespace), deployment)?;
-        let objects = canary_core::objects::Objects::new(self.server.list("apps/v1", "ReplicaSet"));
+        let objects =
+            canary_core::k8s::objects::Objects::new(self.server.list("apps/v1", "ReplicaSet"));
         objects.pod_template_hash(&d, namespace)
     }
 
@@ -365,7 +368,7 @@ impl TestCluster {
 
     /// What users' requests get at this instant, judged against the route the stored Rollout
     /// of `plan` says is in effect: every rule of
-    /// [`canary_core::dataplane::probe::invariants`] the world breaks, one line each (empty
+    /// [`canary_core::sim::dataplane::probe::invariants`] the world breaks, one line each (empty
     /// when all hold).
     ///
     /// The server's objects are read at one instant ([`ApiServer::snapshot`]); every caller

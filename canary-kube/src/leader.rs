@@ -13,7 +13,7 @@ use std::pin::pin;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use canary_core::providers::Clock;
+use canary_core::engine::providers::Clock;
 use futures::future::Either;
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};

@@ -1,11 +1,11 @@
 //! The Services of the providers that route by Service (ingress-nginx, Kuma, Istio), in the
-//! cluster: the canary Service of [`canary_core::services`]. The stable Service is only read.
+//! cluster: the canary Service of [`canary_core::k8s::services`]. The stable Service is only read.
 
 use canary_core::RolloutPlan;
-use canary_core::objects::Objects;
-use canary_core::objects::ROLLOUT_LABEL;
-use canary_core::objects::includes;
-use canary_core::services::{ROLE_LABEL, Split, canary_service_name};
+use canary_core::k8s::objects::Objects;
+use canary_core::k8s::objects::ROLLOUT_LABEL;
+use canary_core::k8s::objects::includes;
+use canary_core::k8s::services::{ROLE_LABEL, Split, canary_service_name};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::api::{ListParams, PostParams};

@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use canary_core::RolloutStatus;
-use canary_core::providers::StatusStore;
+use canary_core::engine::providers::StatusStore;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
 use serde_json::json;

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use canary_core::spec::{ContainerOverride, NewVersion};
+use canary_core::api::spec::{ContainerOverride, NewVersion};
 use serde_json::{Map, Value, json};
 
 /// Applies `newVersion` to a pod template: container overrides by name (an image alone keeps
@@ -175,7 +175,7 @@ pub fn config_references(template: &Value) -> (BTreeSet<String>, BTreeSet<String
 #[cfg(test)]
 mod tests {
     use super::*;
-    use canary_core::spec::{EnvVar, PodTemplateMetadata};
+    use canary_core::api::spec::{EnvVar, PodTemplateMetadata};
 
     fn template() -> Value {
         json!({

@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use canary_core::RolloutPlan;
-use canary_core::memory::{Faults, InMemoryTraffic};
-use canary_core::providers::{Clock, TrafficProvider};
+use canary_core::engine::memory::{Faults, InMemoryTraffic};
+use canary_core::engine::providers::{Clock, TrafficProvider};
 use canary_core::traffic::TrafficBackend;
 use kube::Client;
 

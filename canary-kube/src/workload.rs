@@ -10,7 +10,7 @@
 //! - The canary Deployment runs that template with the version label, the pod-template
 //!   metadata and `canary.rs/role: canary`; for the providers that route by Service, its pods
 //!   carry a value of their own for one key of the stable Service's selector, so that the
-//!   stable Service (never edited) does not select them (see `canary_core::services`). It names its Rollout by the `canary.rs/rollout`
+//!   stable Service (never edited) does not select them (see `canary_core::k8s::services`). It names its Rollout by the `canary.rs/rollout`
 //!   label and has no owner reference: when the Rollout is deleted in the foreground (as Argo
 //!   CD deletes), the garbage collector deletes every dependent of it at once
 //!   (pkg/controller/garbagecollector/garbagecollector.go `attemptToDeleteItem`: a dependent
@@ -33,10 +33,10 @@
 //!   ([`canary_core::traffic::ProviderDescriptor::canary_pod_labels`]), e.g. an ASM lane's tag.
 
 use async_trait::async_trait;
-use canary_core::machine::{WorkloadObservation, WorkloadState};
-use canary_core::providers::WorkloadProvider;
-use canary_core::services::canary_pod_label;
-use canary_core::spec::NewVersion;
+use canary_core::api::spec::NewVersion;
+use canary_core::engine::machine::{WorkloadObservation, WorkloadState};
+use canary_core::engine::providers::WorkloadProvider;
+use canary_core::k8s::services::canary_pod_label;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, Preconditions};
@@ -822,7 +822,7 @@ spec:
             .unwrap();
         let rollout =
             format!("{ROLLOUT}  newVersion: {{containers: [{{name: web, image: \"web:2\"}}]}}\n");
-        let plan = canary_core::load::plan_from_yaml(&rollout).unwrap();
+        let plan = canary_core::api::load::plan_from_yaml(&rollout).unwrap();
         let workload = DeploymentWorkload::new(server.client(), &plan);
         let seen = workload.observe_inner().await.unwrap();
         let workload = workload.with_known_stable(Some(seen.stable.revision.clone()));
@@ -872,7 +872,7 @@ spec:
                      "template": {"metadata": {"labels": {"app": "web"}},
                                   "spec": {"containers": [{"name": "web", "image": "web:2"}]}}}
         }));
-        let plan = canary_core::load::plan_from_yaml(ROLLOUT).unwrap();
+        let plan = canary_core::api::load::plan_from_yaml(ROLLOUT).unwrap();
         let workload = DeploymentWorkload::new(server.client(), &plan);
         let seen = workload.observe_inner().await.unwrap();
         let read = workload.stable().await.unwrap();

@@ -7,9 +7,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use canary_core::machine::MetricOutcome;
-use canary_core::memory::{InMemoryMetrics, InMemoryWebhooks};
-use canary_core::providers::SystemClock;
+use canary_core::engine::machine::MetricOutcome;
+use canary_core::engine::memory::{InMemoryMetrics, InMemoryWebhooks};
+use canary_core::engine::providers::SystemClock;
 use canary_core::{Phase, RolloutStatus};
 use canary_kube::controller::{Context, reconcile, run};
 use canary_kube::crd::Rollout;
@@ -391,7 +391,7 @@ async fn a_restarted_controller_resumes_in_every_phase() {
         ("initialized", |s| s.phase != Phase::Initializing),
         ("first step", |s| s.route.weight == 25),
         ("at a gate", |s| {
-            s.route.weight == 50 && s.stage == canary_core::status::StepStage::Gating
+            s.route.weight == 50 && s.stage == canary_core::engine::status::StepStage::Gating
         }),
         ("last step", |s| s.route.weight == 75),
         ("promoting", |s| s.phase == Phase::Promoting),
@@ -488,7 +488,7 @@ async fn a_weight_step_costs_at_most_three_writes_and_an_idle_pass_none() {
     let context = cluster.context();
     cluster
         .reconcile_until(&context, Duration::from_secs(20), |s| {
-            s.route.weight == 25 && s.stage == canary_core::status::StepStage::Gating
+            s.route.weight == 25 && s.stage == canary_core::engine::status::StepStage::Gating
         })
         .await;
     // From the first gate to the second, and from the second to the third.
@@ -496,7 +496,7 @@ async fn a_weight_step_costs_at_most_three_writes_and_an_idle_pass_none() {
         cluster.server.clear_requests();
         cluster
             .reconcile_until(&context, Duration::from_secs(20), |s| {
-                s.route.weight == to && s.stage == canary_core::status::StepStage::Gating
+                s.route.weight == to && s.stage == canary_core::engine::status::StepStage::Gating
             })
             .await;
         let writes = writes(&cluster.server);
@@ -983,7 +983,7 @@ async fn a_changed_secret_is_a_new_revision_and_its_data_is_never_read() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn one_controller_leads_and_another_takes_over_an_expired_lease() {
-    use canary_core::providers::{Clock, ManualClock};
+    use canary_core::engine::providers::{Clock, ManualClock};
     use canary_kube::leader::LeaderElection;
     let cluster = Cluster::new().await;
     let clock = ManualClock::new(jiff::Timestamp::now());
@@ -1134,15 +1134,18 @@ async fn a_rollout_naming_a_destination_not_allowed_is_refused_before_anything_i
         ))
         .await;
     let http = reqwest::Client::new();
-    let context = |destinations: canary_core::destinations::Destinations| {
+    let context = |destinations: canary_core::analysis::destinations::Destinations| {
         Arc::new(
             Context::new(
                 cluster.client.clone(),
                 cluster.traffic.clone(),
-                Arc::new(canary_core::prometheus::PrometheusMetrics::new(
+                Arc::new(canary_core::analysis::prometheus::PrometheusMetrics::new(
                     http.clone(),
                 )),
-                Arc::new(canary_core::webhooks::HttpWebhooks::new(http.clone()).with_retries(0)),
+                Arc::new(
+                    canary_core::analysis::webhooks::HttpWebhooks::new(http.clone())
+                        .with_retries(0),
+                ),
                 Arc::new(SystemClock),
                 Metrics::register(&mut Registry::default()),
                 "canary-test",
@@ -1151,9 +1154,11 @@ async fn a_rollout_naming_a_destination_not_allowed_is_refused_before_anything_i
         )
     };
     // Only the webhook's host is allowed, under another path: both destinations are refused.
-    let elsewhere =
-        canary_core::destinations::Destinations::new([], [format!("{address}/hooks").as_str()])
-            .unwrap();
+    let elsewhere = canary_core::analysis::destinations::Destinations::new(
+        [],
+        [format!("{address}/hooks").as_str()],
+    )
+    .unwrap();
     let status = cluster
         .reconcile_until(&context(elsewhere), Duration::from_secs(10), |s| {
             s.condition("Valid").is_some()
@@ -1191,9 +1196,11 @@ async fn a_rollout_naming_a_destination_not_allowed_is_refused_before_anything_i
         None
     );
     // Allowed, the same Rollout's requests go out (the pre-rollout webhook is called).
-    let allowed =
-        canary_core::destinations::Destinations::new([address.as_str()], [address.as_str()])
-            .unwrap();
+    let allowed = canary_core::analysis::destinations::Destinations::new(
+        [address.as_str()],
+        [address.as_str()],
+    )
+    .unwrap();
     let allowed = context(allowed);
     let deadline = Instant::now() + Duration::from_secs(10);
     while accepted.load(std::sync::atomic::Ordering::SeqCst) == 0 {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use canary_core::providers::ManualClock;
+use canary_core::engine::providers::ManualClock;
 use canary_kube::leader::{LeaderElection, Lost, Timing};
 use jiff::{SignedDuration, Timestamp};
 use kube_testserver::ApiServer;

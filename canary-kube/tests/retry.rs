@@ -5,8 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use canary_core::memory::{InMemoryMetrics, InMemoryWebhooks};
-use canary_core::providers::{Clock, SystemClock};
+use canary_core::engine::memory::{InMemoryMetrics, InMemoryWebhooks};
+use canary_core::engine::providers::{Clock, SystemClock};
 use canary_kube::Error;
 use canary_kube::controller::{Context, error_policy, run};
 use canary_kube::crd::Rollout;

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use canary_core::providers::WorkloadProvider;
+use canary_core::engine::providers::WorkloadProvider;
 use canary_kube::fixtures::TestCluster;
 use canary_kube::workload::{DeploymentWorkload, Hold};
 use k8s_openapi::api::apps::v1::Deployment;
@@ -42,7 +42,7 @@ async fn a_new_version_label_the_stable_selector_uses_makes_a_valid_canary() {
                  "template": {"metadata": {"labels": pod_labels},
                               "spec": {"containers": [{"name": "reviews", "image": "kubesphere/examples-bookinfo-reviews-v1:1.16.2"}]}}}
     }));
-    let plan = canary_core::load::plan_from_yaml(BOOKINFO).unwrap();
+    let plan = canary_core::api::load::plan_from_yaml(BOOKINFO).unwrap();
     let workload = DeploymentWorkload::new(cluster.client.clone(), &plan);
     let seen = workload.observe().await.unwrap();
     assert_eq!(
@@ -95,7 +95,7 @@ async fn a_rolling_deployment_counts_only_the_new_templates_pods() {
         now = at;
         kcm.step(now);
     }
-    let plan = canary_core::load::plan_from_yaml(BOOKINFO).unwrap();
+    let plan = canary_core::api::load::plan_from_yaml(BOOKINFO).unwrap();
     let workload = DeploymentWorkload::new(server.client(), &plan);
     assert_eq!(workload.observe().await.unwrap().stable.available, 3);
 
@@ -111,13 +111,13 @@ async fn a_rolling_deployment_counts_only_the_new_templates_pods() {
         let d = server
             .get("apps/v1", "Deployment", Some("demo"), "reviews-v1")
             .unwrap();
-        let objects = canary_core::objects::Objects::new(server.list("apps/v1", "ReplicaSet"));
+        let objects = canary_core::k8s::objects::Objects::new(server.list("apps/v1", "ReplicaSet"));
         let hash = objects.pod_template_hash(&d, "demo").unwrap();
         let pods = server.list("v1", "Pod");
         let new_ready = pods
             .iter()
             .filter(|p| p["metadata"]["labels"]["pod-template-hash"] == hash.as_str())
-            .filter(|p| canary_core::dataplane::World::ready(p))
+            .filter(|p| canary_core::sim::dataplane::World::ready(p))
             .count();
         let old_left = pods
             .iter()
@@ -190,7 +190,7 @@ async fn the_stable_deployment_is_held_only_while_a_release_is_pending() {
         progressing(&server, "reviews-v1"),
         ("True".to_owned(), "NewReplicaSetAvailable".to_owned())
     );
-    let plan = canary_core::load::plan_from_yaml(BOOKINFO).unwrap();
+    let plan = canary_core::api::load::plan_from_yaml(BOOKINFO).unwrap();
     let adopting = DeploymentWorkload::new(server.client(), &plan);
     assert_eq!(
         adopting.hold().await.unwrap(),
@@ -265,7 +265,7 @@ async fn stable_pods_naming_themselves_are_reported_by_that_name() {
                  "template": {"metadata": {"labels": pod_labels},
                               "spec": {"containers": [{"name": "reviews", "image": "reviews:1"}]}}}
     }));
-    let plan = canary_core::load::plan_from_yaml(BOOKINFO).unwrap();
+    let plan = canary_core::api::load::plan_from_yaml(BOOKINFO).unwrap();
     let seen = DeploymentWorkload::new(cluster.client.clone(), &plan)
         .observe()
         .await

@@ -15,8 +15,8 @@
 //! ```
 //! use canary_core::RouteState;
 //!
-//! let file = canary_core::load::rollout_file(include_str!("../../examples/rollouts/podinfo-kuma.yaml")).unwrap();
-//! let plan = canary_core::validate::validate(&file.rollout).unwrap();
+//! let file = canary_core::api::load::rollout_file(include_str!("../../examples/rollouts/podinfo-kuma.yaml")).unwrap();
+//! let plan = canary_core::api::validate::validate(&file.rollout).unwrap();
 //! let rendered = canary_kuma::render(&plan, &RouteState::weighted(30), &file.objects).unwrap();
 //! let backends = &rendered.route.unwrap()["spec"]["to"][0]["rules"][0]["default"]["backendRefs"];
 //! assert_eq!((backends[0]["weight"].as_u64(), backends[1]["weight"].as_u64()), (Some(70), Some(30)));
@@ -28,7 +28,7 @@ pub mod matches;
 mod provider;
 pub mod render;
 
-use canary_core::objects::Objects;
+use canary_core::k8s::objects::Objects;
 use canary_core::traffic::{ProviderDescriptor, TrafficBackend};
 use canary_core::{RolloutPlan, RouteState};
 

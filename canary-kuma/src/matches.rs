@@ -1,6 +1,6 @@
 //! Request matches as MeshHTTPRoute `matches`.
 
-use canary_core::spec::{RequestMatch, StringMatch};
+use canary_core::api::spec::{RequestMatch, StringMatch};
 use serde_json::{Map, Value, json};
 
 /// The catch-all path every rule carries: Kuma orders rules by path first, so a rule without

@@ -4,7 +4,7 @@
 //! The canary gets its own Service (`<service>-canary`), so Kuma sees it as its own service
 //! (a `MeshService`, or the `kuma.io/service` tag `<service>-canary_<namespace>_svc_<port>`);
 //! the stable Service is never edited: the canary's pods leave its selector (see
-//! [`canary_core::services`]). The route:
+//! [`canary_core::k8s::services`]). The route:
 //!
 //! - **MeshHTTPRoute** `<service>-canary` in the Rollout's namespace, in the mesh of
 //!   `kuma.io/mesh`, a *producer* policy: it applies to every caller of the service in the mesh
@@ -23,8 +23,8 @@
 //! mesh's `meshServices` mode (`api/common/v1alpha1/targetref.go` there); these routes are not
 //! for it.
 
-use canary_core::objects::{Objects, generated_metadata};
-use canary_core::services::{Split, canary_service_name, split, stable_service};
+use canary_core::k8s::objects::{Objects, generated_metadata};
+use canary_core::k8s::services::{Split, canary_service_name, split, stable_service};
 use canary_core::traffic::kuma;
 use canary_core::{RolloutPlan, RouteState};
 use serde_json::{Value, json};

@@ -32,7 +32,7 @@ async fn the_seed_progression_runs_on_a_mesh_http_route_to_promotion() {
     .replace("thresholdRange: {min: 99}", "interval: 2s\n      thresholdRange: {min: 99}")
     .replace("progressDeadline: 10m", "progressDeadline: 30s")
     .replace("  trafficRouting:", "  newVersion: {containers: [{name: backend, image: 'ghcr.io/stefanprodan/podinfo:6.0.1'}]}\n  trafficRouting:");
-    let file = canary_core::load::rollout_file(&text).unwrap();
+    let file = canary_core::api::load::rollout_file(&text).unwrap();
     for object in file.objects.iter() {
         cluster.put(object.clone());
     }

@@ -6,9 +6,9 @@
 use std::time::Duration;
 
 use canary_core::RouteState;
-use canary_core::machine::Verification;
-use canary_core::providers::TrafficProvider;
-use canary_core::spec::{RequestMatch, StringMatch};
+use canary_core::api::spec::{RequestMatch, StringMatch};
+use canary_core::engine::machine::Verification;
+use canary_core::engine::providers::TrafficProvider;
 use canary_kube::fixtures::TestCluster;
 use canary_kuma::KumaTraffic;
 use kube_testserver::{ResourceType, Verb};
@@ -40,7 +40,7 @@ async fn cluster() -> TestCluster {
         false,
         false,
     ));
-    let file = canary_core::load::rollout_file(&example()).unwrap();
+    let file = canary_core::api::load::rollout_file(&example()).unwrap();
     for object in file.objects.iter() {
         cluster.put(object.clone());
     }
@@ -49,10 +49,10 @@ async fn cluster() -> TestCluster {
 }
 
 fn provider(cluster: &TestCluster, text: &str) -> KumaTraffic {
-    let rollout = canary_core::load::from_yaml(text).unwrap();
+    let rollout = canary_core::api::load::from_yaml(text).unwrap();
     KumaTraffic::new(
         cluster.client.clone(),
-        canary_core::validate::validate(&rollout).unwrap(),
+        canary_core::api::validate::validate(&rollout).unwrap(),
     )
 }
 

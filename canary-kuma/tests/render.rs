@@ -2,9 +2,9 @@
 //! matches ordered before the catch-all, mirroring, namespacing, and what validation refuses.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test support code
 
-use canary_core::dataplane::{Caller, Request, World, serve};
-use canary_core::objects::Objects;
-use canary_core::spec::{KumaRouteKind, RequestMatch, StringMatch};
+use canary_core::api::spec::{KumaRouteKind, RequestMatch, StringMatch};
+use canary_core::k8s::objects::Objects;
+use canary_core::sim::dataplane::{Caller, Request, World, serve};
 use canary_core::{ProviderKind, RolloutPlan, RouteState};
 use canary_kube::fixtures::{crd_validator, schema_errors};
 use canary_kuma::render;
@@ -15,9 +15,10 @@ fn podinfo() -> (RolloutPlan, Objects) {
         "{}/../examples/rollouts/podinfo-kuma.yaml",
         env!("CARGO_MANIFEST_DIR")
     );
-    let file = canary_core::load::rollout_file(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let file =
+        canary_core::api::load::rollout_file(&std::fs::read_to_string(path).unwrap()).unwrap();
     (
-        canary_core::validate::validate(&file.rollout).unwrap(),
+        canary_core::api::validate::validate(&file.rollout).unwrap(),
         file.objects,
     )
 }
@@ -339,7 +340,7 @@ fn legacy(namespace: &str) -> (RolloutPlan, Objects) {
         .as_mut()
         .unwrap()
         .route_kind = Some(KumaRouteKind::TrafficRoute);
-    let plan = canary_core::validate::validate(&plan.rollout).unwrap();
+    let plan = canary_core::api::validate::validate(&plan.rollout).unwrap();
     let mut service = objects.get("Service", "webapp", "backend").unwrap().clone();
     service["metadata"]["namespace"] = json!(namespace);
     objects.insert(service);
@@ -392,7 +393,7 @@ fn what_kuma_cannot_route_is_refused() {
             "    canary:\n      stepWeight: 10\n      maxWeight: 50",
             strategy,
         );
-        match canary_core::load::plan_from_yaml(&text) {
+        match canary_core::api::load::plan_from_yaml(&text) {
             Err(canary_core::Error::Invalid(errors)) => {
                 errors.0.iter().map(ToString::to_string).collect::<Vec<_>>()
             }

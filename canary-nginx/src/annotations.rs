@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use canary_core::RouteState;
-use canary_core::spec::{CookieMatch, RequestMatch, StringMatch};
+use canary_core::api::spec::{CookieMatch, RequestMatch, StringMatch};
 use serde_json::{Map, Value, json};
 
 /// The annotation prefix of ingress-nginx unless its `--annotations-prefix` says otherwise.

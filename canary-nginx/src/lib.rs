@@ -18,9 +18,9 @@
 //! ```
 //! use canary_core::RouteState;
 //!
-//! let file = canary_core::load::rollout_file(include_str!("../../examples/rollouts/echoserver-nginx.yaml")).unwrap();
-//! let plan = canary_core::validate::validate(&file.rollout).unwrap();
-//! let objects = canary_core::load::objects_from_yaml(include_str!("../../examples/rollouts/echoserver-objects.yaml")).unwrap();
+//! let file = canary_core::api::load::rollout_file(include_str!("../../examples/rollouts/echoserver-nginx.yaml")).unwrap();
+//! let plan = canary_core::api::validate::validate(&file.rollout).unwrap();
+//! let objects = canary_core::api::load::objects_from_yaml(include_str!("../../examples/rollouts/echoserver-objects.yaml")).unwrap();
 //! let rendered = canary_nginx::render(&plan, &RouteState::weighted(20), &objects).unwrap();
 //! let ingress = rendered.route.unwrap();
 //! assert_eq!(ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/canary-weight"], "20");
@@ -33,7 +33,7 @@ pub mod error;
 mod provider;
 pub mod render;
 
-use canary_core::objects::Objects;
+use canary_core::k8s::objects::Objects;
 use canary_core::traffic::{ProviderDescriptor, TrafficBackend};
 use canary_core::{RolloutPlan, RouteState};
 

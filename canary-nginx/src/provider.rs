@@ -8,9 +8,9 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use canary_core::machine::Verification;
-use canary_core::objects::Objects;
-use canary_core::providers::{TrafficObservation, TrafficProvider};
+use canary_core::engine::machine::Verification;
+use canary_core::engine::providers::{TrafficObservation, TrafficProvider};
+use canary_core::k8s::objects::Objects;
 use canary_core::{RolloutPlan, RouteState};
 use canary_kube::apply::{delete_if_present, get_json};
 use canary_kube::services::{LiveServices, ServiceSplit, holds};

@@ -2,7 +2,7 @@
 //! the canary Ingress. Pure; the provider and `canary render` both use it.
 //!
 //! - **Canary Service** `<service>-canary`; the **stable Service** is never edited (the
-//!   canary's pods leave its selector): see [`canary_core::services`].
+//!   canary's pods leave its selector): see [`canary_core::k8s::services`].
 //! - **Canary Ingress** `<ingress>-<service>-canary` (`<ingress>-canary` when the stable
 //!   Ingress routes to the Rollout's Service alone, see [`canary_ingress_name`]): the stable
 //!   Ingress's rules that send traffic to the stable Service, pointed at the canary Service;
@@ -12,8 +12,8 @@
 //!
 //! A route with no traffic for the canary needs no canary objects.
 
-use canary_core::objects::{Objects, ROLLOUT_LABEL, generated, generated_metadata};
-use canary_core::services::{Split, canary_service_name, split};
+use canary_core::k8s::objects::{Objects, ROLLOUT_LABEL, generated, generated_metadata};
+use canary_core::k8s::services::{Split, canary_service_name, split};
 use canary_core::{RolloutPlan, RouteState};
 use serde_json::{Map, Value, json};
 

@@ -37,7 +37,7 @@ async fn the_seed_release_approved_then_a_revert_cleans_every_canary_object() {
         env!("CARGO_MANIFEST_DIR")
     ))
     .unwrap();
-    for mut object in canary_core::load::objects_from_yaml(&text)
+    for mut object in canary_core::api::load::objects_from_yaml(&text)
         .unwrap()
         .iter()
         .cloned()

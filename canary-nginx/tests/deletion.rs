@@ -15,9 +15,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use canary_core::machine::MetricOutcome;
-use canary_core::memory::InMemoryMetrics;
-use canary_core::providers::{Clock, SystemClock};
+use canary_core::engine::machine::MetricOutcome;
+use canary_core::engine::memory::InMemoryMetrics;
+use canary_core::engine::providers::{Clock, SystemClock};
 use canary_core::{Phase, RolloutPlan, RolloutStatus};
 use canary_kube::controller::{Context, reconcile};
 use canary_kube::crd::Rollout;
@@ -108,7 +108,7 @@ impl Run {
         for object in objects() {
             cluster.put(object);
         }
-        let plan = canary_core::load::plan_from_yaml(ROLLOUT).unwrap();
+        let plan = canary_core::api::load::plan_from_yaml(ROLLOUT).unwrap();
         let context = cluster.context(Arc::new(Backends::new(
             cluster.client.clone(),
             [&canary_nginx::Nginx as &dyn ClusterBackend],

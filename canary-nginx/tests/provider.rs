@@ -6,9 +6,9 @@
 use std::time::Duration;
 
 use canary_core::RouteState;
-use canary_core::machine::Verification;
-use canary_core::providers::TrafficProvider;
-use canary_core::spec::{RequestMatch, StringMatch};
+use canary_core::api::spec::{RequestMatch, StringMatch};
+use canary_core::engine::machine::Verification;
+use canary_core::engine::providers::TrafficProvider;
 use canary_kube::fixtures::TestCluster;
 use canary_nginx::NginxTraffic;
 use kube_testserver::Verb;
@@ -34,7 +34,7 @@ async fn cluster() -> TestCluster {
         env!("CARGO_MANIFEST_DIR")
     ))
     .unwrap();
-    for mut object in canary_core::load::objects_from_yaml(&text)
+    for mut object in canary_core::api::load::objects_from_yaml(&text)
         .unwrap()
         .iter()
         .cloned()
@@ -73,10 +73,10 @@ fn canary_objects(cluster: &TestCluster) -> (Option<Value>, Option<Value>) {
 }
 
 fn provider(cluster: &TestCluster) -> NginxTraffic {
-    let rollout = canary_core::load::from_yaml(ROLLOUT).unwrap();
+    let rollout = canary_core::api::load::from_yaml(ROLLOUT).unwrap();
     NginxTraffic::new(
         cluster.client.clone(),
-        canary_core::validate::validate(&rollout).unwrap(),
+        canary_core::api::validate::validate(&rollout).unwrap(),
     )
 }
 
@@ -285,10 +285,10 @@ fn second_service(cluster: &TestCluster) -> NginxTraffic {
             "{name: echoserver, port: 8080}",
             "{name: echo2, port: 8080}",
         );
-    let rollout = canary_core::load::from_yaml(&yaml).unwrap();
+    let rollout = canary_core::api::load::from_yaml(&yaml).unwrap();
     NginxTraffic::new(
         cluster.client.clone(),
-        canary_core::validate::validate(&rollout).unwrap(),
+        canary_core::api::validate::validate(&rollout).unwrap(),
     )
 }
 

@@ -3,8 +3,8 @@
 //! refusals of what ingress-nginx cannot route.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test support code
 
-use canary_core::objects::Objects;
-use canary_core::spec::{CookieMatch, RequestMatch, StringMatch};
+use canary_core::api::spec::{CookieMatch, RequestMatch, StringMatch};
+use canary_core::k8s::objects::Objects;
 use canary_core::{RolloutPlan, RouteState};
 use canary_nginx::render;
 use k8s_openapi::api::core::v1::Service;
@@ -18,12 +18,12 @@ fn root() -> std::path::PathBuf {
 fn echoserver() -> (RolloutPlan, Objects) {
     let text =
         std::fs::read_to_string(root().join("examples/rollouts/echoserver-nginx.yaml")).unwrap();
-    let file = canary_core::load::rollout_file(&text).unwrap();
+    let file = canary_core::api::load::rollout_file(&text).unwrap();
     let objects =
         std::fs::read_to_string(root().join("examples/rollouts/echoserver-objects.yaml")).unwrap();
     (
-        canary_core::validate::validate(&file.rollout).unwrap(),
-        canary_core::load::objects_from_yaml(&objects).unwrap(),
+        canary_core::api::validate::validate(&file.rollout).unwrap(),
+        canary_core::api::load::objects_from_yaml(&objects).unwrap(),
     )
 }
 
@@ -148,7 +148,7 @@ fn plan_with(prefix: &str) -> RolloutPlan {
         .as_mut()
         .unwrap()
         .annotation_prefix = Some(prefix.into());
-    canary_core::validate::validate(&plan.rollout).unwrap()
+    canary_core::api::validate::validate(&plan.rollout).unwrap()
 }
 
 #[test]
@@ -193,7 +193,7 @@ fn the_clone_keeps_class_tls_nginx_annotations_and_only_the_services_paths() {
     // tool that applied the stable Ingress adopt the canary one and prune it.
     assert_eq!(
         ingress["metadata"]["labels"],
-        canary_core::objects::generated_metadata(
+        canary_core::k8s::objects::generated_metadata(
             &plan,
             ingress["metadata"]["name"].as_str().unwrap()
         )["labels"]
@@ -275,7 +275,7 @@ fn validation_errors(strategy: &str) -> Vec<String> {
     let start = text.find("  strategy:").unwrap();
     let end = text.find("  progressDeadline").unwrap();
     let yaml = format!("{}{strategy}\n{}", &text[..start], &text[end..]);
-    match canary_core::load::plan_from_yaml(&yaml) {
+    match canary_core::api::load::plan_from_yaml(&yaml) {
         Err(canary_core::Error::Invalid(errors)) => {
             errors.0.iter().map(ToString::to_string).collect()
         }
@@ -400,16 +400,16 @@ fn the_canary_ingress_is_named_per_service_when_the_ingress_is_shared_and_stays_
             let text =
                 std::fs::read_to_string(root().join("examples/rollouts/echoserver-nginx.yaml"))
                     .unwrap();
-            let mut rollout = canary_core::load::rollout_file(&text).unwrap().rollout;
+            let mut rollout = canary_core::api::load::rollout_file(&text).unwrap().rollout;
             rollout.spec.traffic_routing.nginx.as_mut().unwrap().ingress = long_ingress.clone();
             rollout.spec.service.name = (*service).to_owned();
-            let plan = canary_core::validate::validate(&rollout).unwrap();
+            let plan = canary_core::api::validate::validate(&rollout).unwrap();
             canary_nginx::render::canary_ingress_name(&plan, None)
         })
         .collect();
     for name in &names {
         assert!(name.len() <= 253, "{}", name.len());
-        canary_core::names::dns1123_subdomain(name).unwrap();
+        canary_core::api::names::dns1123_subdomain(name).unwrap();
         assert!(name.ends_with("-canary"));
     }
     assert_ne!(names[0], names[1]);

@@ -1,12 +1,12 @@
 //! What users' requests get: the objects canary renders for ingress-nginx, put in a cluster with
 //! stable and canary pods, and served by the model of ingress-nginx's balancer
-//! (`canary_core::dataplane::nginx`, written from ingress-nginx's source, not from this crate).
+//! (`canary_core::sim::dataplane::nginx`, written from ingress-nginx's source, not from this crate).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test support code
 
 use canary_core::RouteState;
-use canary_core::dataplane::{Caller, Request, World, nginx};
-use canary_core::objects::Objects;
-use canary_core::spec::{RequestMatch, StringMatch};
+use canary_core::api::spec::{RequestMatch, StringMatch};
+use canary_core::k8s::objects::Objects;
+use canary_core::sim::dataplane::{Caller, Request, World, nginx};
 use serde_json::{Value, json};
 
 fn root() -> std::path::PathBuf {
@@ -16,8 +16,10 @@ fn root() -> std::path::PathBuf {
 fn plan() -> canary_core::RolloutPlan {
     let text =
         std::fs::read_to_string(root().join("examples/rollouts/echoserver-nginx.yaml")).unwrap();
-    canary_core::validate::validate(&canary_core::load::rollout_file(&text).unwrap().rollout)
-        .unwrap()
+    canary_core::api::validate::validate(
+        &canary_core::api::load::rollout_file(&text).unwrap().rollout,
+    )
+    .unwrap()
 }
 
 /// A ReplicaSet of `deployment` with pod-template-hash `hash`, and `count` ready pods of it
@@ -60,7 +62,7 @@ fn deployment(name: &str, replicas: u32, revision: u32, labels: Value, settled: 
 fn cluster(canary: usize) -> Objects {
     let text =
         std::fs::read_to_string(root().join("examples/rollouts/echoserver-objects.yaml")).unwrap();
-    let mut objects = canary_core::load::objects_from_yaml(&text).unwrap();
+    let mut objects = canary_core::api::load::objects_from_yaml(&text).unwrap();
     objects.insert(deployment(
         "echoserver",
         5,
@@ -94,7 +96,7 @@ fn cluster(canary: usize) -> Objects {
 fn canary_labels() -> Value {
     let mut labels =
         json!({"app": "echoserver", "canary.rs/role": "canary", "canary.rs/rollout": "echoserver"});
-    let (key, value) = canary_core::services::canary_pod_label(
+    let (key, value) = canary_core::k8s::services::canary_pod_label(
         json!({"app": "echoserver"}).as_object().unwrap(),
         labels.as_object().unwrap(),
     )

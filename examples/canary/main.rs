@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use canary::Error;
-use canary::duration::parse_duration;
+use canary::api::duration::parse_duration;
 use canary::sim::{SimConfig, Simulation};
 use clap::{Parser, Subcommand};
 
@@ -139,11 +139,11 @@ fn load(file: &Path) -> Result<canary::RolloutPlan, Failure> {
 /// Reads and validates a Rollout file, with the cluster objects it carries.
 fn load_with_objects(
     file: &Path,
-) -> Result<(canary::RolloutPlan, canary::objects::Objects), Failure> {
+) -> Result<(canary::RolloutPlan, canary::k8s::objects::Objects), Failure> {
     let text = read_input(file)?;
     let loaded =
-        canary::load::rollout_file(&text).map_err(|error| describe_load_error(file, error))?;
-    let plan = canary::validate::validate(&loaded.rollout)
+        canary::api::load::rollout_file(&text).map_err(|error| describe_load_error(file, error))?;
+    let plan = canary::api::validate::validate(&loaded.rollout)
         .map_err(|errors| describe_load_error(file, Error::Invalid(errors)))?;
     Ok((plan, loaded.objects))
 }
@@ -216,7 +216,7 @@ const MAX_CLUSTER_REPLICAS: u64 = 100;
 
 /// Refuses cluster objects whose `spec.replicas` is not a count of at most
 /// [`MAX_CLUSTER_REPLICAS`], naming the object.
-fn check_cluster_replicas(objects: &canary::objects::Objects) -> Result<(), Failure> {
+fn check_cluster_replicas(objects: &canary::k8s::objects::Objects) -> Result<(), Failure> {
     for object in objects.iter() {
         let Some(replicas) = object.pointer("/spec/replicas") else {
             continue;
@@ -228,7 +228,7 @@ fn check_cluster_replicas(objects: &canary::objects::Objects) -> Result<(), Fail
             return Err(Failure::input(format!(
                 "{}: spec.replicas {replicas} is not within 0..={MAX_CLUSTER_REPLICAS} (the most \
                  a simulated cluster runs)",
-                canary::objects::describe(object)
+                canary::k8s::objects::describe(object)
             )));
         }
     }

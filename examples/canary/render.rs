@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use canary::objects::Objects;
+use canary::k8s::objects::Objects;
 use canary::{RolloutPlan, RouteState};
 use serde_json::Value;
 
@@ -65,7 +65,8 @@ pub fn render(args: &RenderArgs) -> Result<(), Failure> {
 /// The objects of the YAML file `path`.
 pub fn read_objects(path: &Path) -> Result<Objects, Failure> {
     let text = crate::read_input(path)?;
-    canary::load::objects_from_yaml(&text).map_err(|error| crate::describe_load_error(path, error))
+    canary::api::load::objects_from_yaml(&text)
+        .map_err(|error| crate::describe_load_error(path, error))
 }
 
 /// The route asked for: a plain weight, or a step's route.

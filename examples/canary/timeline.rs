@@ -3,8 +3,8 @@
 use std::io::{self, Write};
 
 use canary::RolloutPlan;
-use canary::duration::format_duration;
-use canary::plan::StrategyKind;
+use canary::api::duration::format_duration;
+use canary::api::plan::StrategyKind;
 use canary::sim::{SimConfig, SimReport};
 
 /// One JSON object per row, then the summary.

@@ -6,9 +6,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::traffic::{Splits, TrafficModel};
-use crate::machine::{ErrorCounts, MetricOutcome};
-use crate::plan::{BuiltinMetric, MetricPlan, MetricQuery};
-use crate::providers::{MetricProvider, QueryContext};
+use crate::api::plan::{BuiltinMetric, MetricPlan, MetricQuery};
+use crate::engine::machine::{ErrorCounts, MetricOutcome};
+use crate::engine::providers::{MetricProvider, QueryContext};
 
 /// Computes `request-success-rate` and `request-duration` of the canary from the traffic it
 /// answered (and was mirrored), and the error counts of both versions for the sequential

@@ -4,7 +4,7 @@
 //! ```
 //! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 //! use canary_core::sim::{SimConfig, Simulation};
-//! let plan = canary_core::load::plan_from_yaml(include_str!("../../../examples/rollouts/podinfo-kuma.yaml")).unwrap();
+//! let plan = canary_core::api::load::plan_from_yaml(include_str!("../../../examples/rollouts/podinfo-kuma.yaml")).unwrap();
 //! let bad = SimConfig { canary_error_rate: Some(0.2), ..SimConfig::default() };
 //! let report = Simulation::new(&plan, bad).run().await.unwrap();
 //! assert_eq!(report.summary.phase, canary_core::Phase::Failed);
@@ -12,6 +12,7 @@
 //! # });
 //! ```
 
+pub mod dataplane;
 mod metrics;
 mod report;
 pub mod rng;
@@ -25,15 +26,15 @@ pub use metrics::SimMetrics;
 pub use report::{Recorder, Row, ServedShares, SimReport, Summary};
 pub use traffic::{Answers, SecondCounts, Split, Splits, TrafficModel};
 
-use crate::driver::{Driver, Reconciled};
-use crate::error::{Error, Result};
-use crate::machine::Command;
-use crate::memory::{
+use crate::api::plan::{MetricQuery, PlanPause, RolloutPlan};
+use crate::engine::driver::{Driver, Reconciled};
+use crate::engine::machine::Command;
+use crate::engine::memory::{
     Faults, InMemoryStatusStore, InMemoryTraffic, InMemoryWebhooks, InMemoryWorkload,
 };
-use crate::plan::{MetricQuery, PlanPause, RolloutPlan};
-use crate::providers::Clock;
-use crate::status::{Phase, RolloutStatus, StepStage};
+use crate::engine::providers::Clock;
+use crate::engine::status::{Phase, RolloutStatus, StepStage};
+use crate::error::{Error, Result};
 
 /// The virtual time a simulation starts at: 2026-01-01T00:00:00Z.
 pub const START: Timestamp = Timestamp::constant(1_767_225_600, 0);
@@ -177,7 +178,7 @@ impl SimConfig {
                 self.stable_replicas
             ));
         }
-        let format = crate::duration::format_duration;
+        let format = crate::api::duration::format_duration;
         for (name, duration, max) in [
             ("pod startup", self.pod_startup, MAX_POD_STARTUP),
             ("duration", self.max_duration, MAX_SIM_DURATION),
@@ -227,7 +228,7 @@ impl<'p> Simulation<'p> {
     /// approving manual steps as configured.
     pub async fn run(&self) -> Result<SimReport> {
         self.config.check()?;
-        let clock = crate::providers::ManualClock::new(START);
+        let clock = crate::engine::providers::ManualClock::new(START);
         let shared: Arc<dyn Clock> = Arc::new(clock.clone());
         let faults = Faults::default();
         let traffic =

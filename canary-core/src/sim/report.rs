@@ -7,10 +7,10 @@ use serde::Serialize;
 
 use super::START;
 use super::traffic::{SecondCounts, Splits, TrafficModel};
-use crate::driver::{Reconciled, Waypoint};
-use crate::machine::Event;
-use crate::plan::RolloutPlan;
-use crate::status::{Phase, RolloutStatus, Verdict};
+use crate::api::plan::RolloutPlan;
+use crate::engine::driver::{Reconciled, Waypoint};
+use crate::engine::machine::Event;
+use crate::engine::status::{Phase, RolloutStatus, Verdict};
 
 /// One line of the timeline: written whenever the phase, step or weight changes, an analysis
 /// run is judged, or something happens.

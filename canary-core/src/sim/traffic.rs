@@ -89,7 +89,7 @@ pub trait Splits: Send + Sync {
     fn split_for_second(&self, second: i64) -> Split;
 }
 
-impl Splits for crate::memory::InMemoryTraffic {
+impl Splits for crate::engine::memory::InMemoryTraffic {
     fn split_for_second(&self, second: i64) -> Split {
         Split::of_route(&self.route_for_second(second))
     }

@@ -4,9 +4,9 @@
 use std::collections::BTreeMap;
 
 use super::{Capabilities, MatchKinds, ProviderDescriptor, ProviderKind, no_match_rules};
-use crate::names;
-use crate::spec::{AsmRoutingMode, RequestMatch, RolloutSpec, StringMatch, TrafficRouting};
-use crate::validate::Checker;
+use crate::api::names;
+use crate::api::spec::{AsmRoutingMode, RequestMatch, RolloutSpec, StringMatch, TrafficRouting};
+use crate::api::validate::Checker;
 
 /// ASM's descriptor.
 pub static DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {

@@ -1,7 +1,7 @@
 //! What a traffic provider can express ([`Capabilities`]), and why a request match is
 //! beyond it.
 
-use crate::spec::{RequestMatch, StringMatch};
+use crate::api::spec::{RequestMatch, StringMatch};
 
 /// Which kinds of string condition a provider supports for one request attribute.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -157,7 +157,7 @@ impl Capabilities {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::TrafficRouting;
+    use crate::api::spec::TrafficRouting;
     use crate::traffic::ProviderKind;
 
     fn header(name: &str, condition: StringMatch) -> RequestMatch {
@@ -190,7 +190,7 @@ mod tests {
         let istio = ProviderKind::Istio.capabilities(&TrafficRouting::default());
         let full = RequestMatch {
             headers: [("a".into(), StringMatch::exact("1"))].into(),
-            cookie: Some(crate::spec::CookieMatch {
+            cookie: Some(crate::api::spec::CookieMatch {
                 name: "c".into(),
                 value: Some("v".into()),
             }),

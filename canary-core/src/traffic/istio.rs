@@ -5,10 +5,10 @@
 use super::{
     Capabilities, MatchKinds, ProviderDescriptor, ProviderKind, no_labels, no_match_rules, no_rules,
 };
-use crate::names;
-use crate::queries::MetricFamily;
-use crate::spec::TrafficRouting;
-use crate::validate::Checker;
+use crate::analysis::queries::MetricFamily;
+use crate::api::names;
+use crate::api::spec::TrafficRouting;
+use crate::api::validate::Checker;
 
 /// Istio's descriptor.
 pub static DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {

@@ -3,10 +3,10 @@
 //! `envoy_cluster_upstream_rq*` families.
 
 use super::{Capabilities, MatchKinds, ProviderDescriptor, ProviderKind, no_labels, no_rules};
-use crate::names;
-use crate::queries::MetricFamily;
-use crate::spec::{KumaRouteKind, RequestMatch, StringMatch, TrafficRouting};
-use crate::validate::Checker;
+use crate::analysis::queries::MetricFamily;
+use crate::api::names;
+use crate::api::spec::{KumaRouteKind, RequestMatch, StringMatch, TrafficRouting};
+use crate::api::validate::Checker;
 
 /// Kuma's descriptor.
 pub static DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {

@@ -25,12 +25,12 @@ use serde::{Deserialize, Serialize};
 pub use capabilities::{Capabilities, MatchKinds};
 pub use route::RouteState;
 
+use crate::analysis::queries::MetricFamily;
+use crate::api::plan::RolloutPlan;
+use crate::api::spec::{RequestMatch, RolloutSpec, TrafficRouting};
+use crate::api::validate::Checker;
 use crate::error::Result;
-use crate::objects::Objects;
-use crate::plan::RolloutPlan;
-use crate::queries::MetricFamily;
-use crate::spec::{RequestMatch, RolloutSpec, TrafficRouting};
-use crate::validate::Checker;
+use crate::k8s::objects::Objects;
 
 /// The traffic providers canary ships, by the key a Rollout names them with under
 /// `spec.trafficRouting`. A provider's mode lives in its settings.
@@ -61,7 +61,7 @@ pub struct ProviderDescriptor {
     pub capabilities: fn(&TrafficRouting) -> Capabilities,
     /// Whether it routes by Service (a canary Service beside the stable one), so the canary's
     /// pods must not be selected by the stable Service
-    /// ([`crate::services::canary_pod_label`]).
+    /// ([`crate::k8s::services::canary_pod_label`]).
     pub routes_by_service: bool,
     /// The request counter and duration histogram its proxies export, which the builtin
     /// metrics query.

@@ -15,10 +15,10 @@
 //!   `^$[](){}*+?|&=\`, spaces included in the check.
 
 use super::{Capabilities, MatchKinds, ProviderDescriptor, ProviderKind, no_labels, no_rules};
-use crate::names;
-use crate::queries::MetricFamily;
-use crate::spec::{RequestMatch, TrafficRouting};
-use crate::validate::Checker;
+use crate::analysis::queries::MetricFamily;
+use crate::api::names;
+use crate::api::spec::{RequestMatch, TrafficRouting};
+use crate::api::validate::Checker;
 
 /// ingress-nginx's descriptor.
 pub static DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {

@@ -3,7 +3,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::spec::RequestMatch;
+use crate::api::spec::RequestMatch;
 
 /// Where traffic goes, as every provider understands it: a weight to the canary, requests that
 /// match going to the canary whatever the weight, and a share of requests mirrored to it.

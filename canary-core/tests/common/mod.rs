@@ -4,13 +4,13 @@
 
 use std::sync::Arc;
 
-use canary_core::driver::{Driver, Reconciled};
-use canary_core::machine::{Command, MetricOutcome};
-use canary_core::memory::{
+use canary_core::engine::driver::{Driver, Reconciled};
+use canary_core::engine::machine::{Command, MetricOutcome};
+use canary_core::engine::memory::{
     Faults, InMemoryMetrics, InMemoryStatusStore, InMemoryTraffic, InMemoryWebhooks,
     InMemoryWorkload,
 };
-use canary_core::providers::{Clock, ManualClock};
+use canary_core::engine::providers::{Clock, ManualClock};
 use canary_core::{RolloutPlan, RolloutStatus};
 use jiff::{SignedDuration, Timestamp};
 
@@ -45,7 +45,7 @@ pub fn success_rate(limit: u32) -> String {
 
 impl World {
     pub fn new(yaml: &str) -> Self {
-        let plan = canary_core::load::plan_from_yaml(yaml).unwrap_or_else(|e| panic!("{e}"));
+        let plan = canary_core::api::load::plan_from_yaml(yaml).unwrap_or_else(|e| panic!("{e}"));
         let clock = ManualClock::new(T0);
         let shared: Arc<dyn Clock> = Arc::new(clock.clone());
         let faults = Faults::default();

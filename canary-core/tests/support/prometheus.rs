@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use canary_core::memory::InMemoryTraffic;
+use canary_core::engine::memory::InMemoryTraffic;
 
 /// A free port on 127.0.0.1.
 pub fn free_port() -> u16 {

@@ -122,8 +122,9 @@ impl Cluster {
     /// cluster refuses it (validation, schema, admission), with the server's message.
     pub(super) async fn create(&self, object: &Value) -> Result<()> {
         let (api, _, what) = self.api_for(object)?;
-        let dynamic: DynamicObject = serde_json::from_value(canary_core::objects::clean(object))
-            .map_err(|e| Error::Refused(format!("{what}: {e}")))?;
+        let dynamic: DynamicObject =
+            serde_json::from_value(canary_core::k8s::objects::clean(object))
+                .map_err(|e| Error::Refused(format!("{what}: {e}")))?;
         api.create(&PostParams::default(), &dynamic)
             .await
             .map_err(|e| Error::Refused(format!("{what}: {}", refusal(&e))))?;
@@ -237,7 +238,7 @@ impl Cluster {
                     .map_err(|e| Error::Invalid(format!("the Rollout's newVersion: {e}")))?;
                 let stable = &plan.rollout.spec.workload_ref.name;
                 // A release that does not promote (a dark launch) leaves Git's template.
-                let promotes = plan.finish == canary_core::plan::Finish::Promote;
+                let promotes = plan.finish == canary_core::api::plan::Finish::Promote;
                 if let Some(mut deployment) = git
                     .manifest("Deployment", stable)
                     .filter(|_| promotes)

@@ -25,7 +25,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use canary_core::objects::clean;
+use canary_core::k8s::objects::clean;
 use jiff::{SignedDuration, Timestamp};
 use kube::api::{DynamicObject, Patch, PatchParams, PostParams};
 use serde_json::{Map, Value};
@@ -167,9 +167,9 @@ impl GitOps {
         if interval < Self::MIN_INTERVAL || interval > Self::MAX_INTERVAL {
             return Err(Error::Invalid(format!(
                 "--gitops-interval: {} is out of range ({}..={})",
-                canary_core::duration::format_duration(interval),
-                canary_core::duration::format_duration(Self::MIN_INTERVAL),
-                canary_core::duration::format_duration(Self::MAX_INTERVAL),
+                canary_core::api::duration::format_duration(interval),
+                canary_core::api::duration::format_duration(Self::MIN_INTERVAL),
+                canary_core::api::duration::format_duration(Self::MAX_INTERVAL),
             )));
         }
         Ok(GitOps {
@@ -447,7 +447,9 @@ fn differing(live: &Value, desired: &Value, path: &mut String, out: &mut Vec<Str
                 path.truncate(len);
             }
         }
-        (live, desired) if !canary_core::objects::includes(live, desired) => out.push(path.clone()),
+        (live, desired) if !canary_core::k8s::objects::includes(live, desired) => {
+            out.push(path.clone())
+        }
         _ => {}
     }
 }

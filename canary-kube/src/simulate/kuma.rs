@@ -5,8 +5,8 @@
 //! `meshservice_controller.go`. Without it a mesh with MeshServices would have none, and
 //! every route to one would resolve to nothing.
 
-use canary_core::dataplane::World;
-use canary_core::dataplane::kuma::mesh_of_namespace;
+use canary_core::sim::dataplane::World;
+use canary_core::sim::dataplane::kuma::mesh_of_namespace;
 use kube::api::{ApiResource, DeleteParams, DynamicObject};
 use kube::{Api, Client};
 use kube_testserver::ApiServer;

@@ -24,15 +24,15 @@ mod served;
 
 use std::sync::{Arc, Mutex};
 
-use canary_core::dataplane::World;
-use canary_core::dataplane::probe::invariants::{self, Expectation, Rule};
-use canary_core::dataplane::probe::{self, Probe};
-use canary_core::destinations::Destinations;
-use canary_core::driver::Reconciled;
-use canary_core::memory::InMemoryWebhooks;
-use canary_core::providers::{Clock, ManualClock};
+use canary_core::analysis::destinations::Destinations;
+use canary_core::api::spec::RequestMatch;
+use canary_core::engine::driver::Reconciled;
+use canary_core::engine::memory::InMemoryWebhooks;
+use canary_core::engine::providers::{Clock, ManualClock};
+use canary_core::sim::dataplane::World;
+use canary_core::sim::dataplane::probe::invariants::{self, Expectation, Rule};
+use canary_core::sim::dataplane::probe::{self, Probe};
 use canary_core::sim::{Recorder, START, SimConfig, SimMetrics, SimReport};
-use canary_core::spec::RequestMatch;
 use canary_core::{Command, RolloutPlan, RolloutStatus};
 use jiff::{SignedDuration, Timestamp};
 use kube::Client;
@@ -243,7 +243,7 @@ impl<'p> ClusterSimulation<'p> {
                             now,
                             &format!(
                                 "Stopped: every pass failed for {}",
-                                canary_core::duration::format_duration(GIVE_UP)
+                                canary_core::api::duration::format_duration(GIVE_UP)
                             ),
                         );
                         break;

@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use canary_core::RolloutStatus;
-use canary_core::dataplane::probe::{Probe, RequestClass};
+use canary_core::sim::dataplane::probe::{Probe, RequestClass};
 use canary_core::sim::{Answers, START, SecondCounts, ServedShares, Split, Splits, TrafficModel};
 use jiff::Timestamp;
 
@@ -137,7 +137,7 @@ pub fn canary_excess(probe: &Probe, status: &RolloutStatus) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use canary_core::dataplane::probe::CallerProbe;
+    use canary_core::sim::dataplane::probe::CallerProbe;
     use jiff::SignedDuration;
 
     fn caller(class: RequestClass, stable: f64, canary: f64, none: f64) -> CallerProbe {

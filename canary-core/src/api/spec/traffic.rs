@@ -1,0 +1,159 @@
+//! `spec.trafficRouting`: which provider moves traffic, and its settings.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Exactly one of the providers must be set.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TrafficRouting {
+    /// Istio VirtualService + DestinationRule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub istio: Option<IstioRouting>,
+    /// ingress-nginx canary Ingress.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nginx: Option<NginxRouting>,
+    /// Kuma MeshHTTPRoute.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kuma: Option<KumaRouting>,
+    /// Alibaba ASM traffic lanes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub asm: Option<AsmRouting>,
+}
+
+/// Istio settings.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IstioRouting {
+    /// The VirtualService to manage; one named after the service is generated when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub virtual_service: Option<VirtualServiceRef>,
+    /// The DestinationRule to manage; one named after the service is generated when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination_rule: Option<DestinationRuleRef>,
+    /// The hosts of a VirtualService canary generates; the service name when empty. A
+    /// VirtualService the user wrote keeps its own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<String>,
+    /// The gateways of a VirtualService canary generates (`mesh` for the sidecars); the mesh
+    /// only when empty. A VirtualService the user wrote keeps its own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gateways: Vec<String>,
+}
+
+/// A VirtualService, and which of its HTTP routes canary manages.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct VirtualServiceRef {
+    /// The VirtualService name.
+    pub name: String,
+    /// Names of the HTTP routes to manage; the others are left as they are. Empty means the
+    /// only route.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<String>,
+}
+
+/// A DestinationRule by name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DestinationRuleRef {
+    /// The DestinationRule name.
+    pub name: String,
+}
+
+/// ingress-nginx settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NginxRouting {
+    /// The stable Ingress to clone into `<ingress>-canary`.
+    pub ingress: String,
+    /// The controller's `--annotations-prefix`; `nginx.ingress.kubernetes.io` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotation_prefix: Option<String>,
+}
+
+/// Kuma settings.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KumaRouting {
+    /// The mesh; `default` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mesh: Option<String>,
+    /// The route object: `MeshHTTPRoute` (Kuma 2.9 and later, the default) or the legacy
+    /// `TrafficRoute` (older meshes; weights only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route_kind: Option<KumaRouteKind>,
+}
+
+/// Which Kuma object carries the route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum KumaRouteKind {
+    /// `MeshHTTPRoute` with `MeshService` backends.
+    MeshHTTPRoute,
+    /// The legacy, cluster-scoped `TrafficRoute` splitting by `kuma.io/service` tags.
+    TrafficRoute,
+}
+
+/// Alibaba ASM lane settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AsmRouting {
+    /// The ASMSwimLaneGroup shared by the rollouts of one call chain.
+    pub lane_group: String,
+    /// The lane canary workloads join.
+    pub canary_lane: String,
+    /// The lane of the stable workloads, and the permissive-mode fallback.
+    pub base_lane: String,
+    /// The header whose value names the lane (`x-asm-prefer-tag` in ASM's examples).
+    pub route_header: String,
+    /// How ingress traffic enters the canary lane; `header` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<AsmRoutingMode>,
+    /// The header carrying each request's trace id, which the services pass on to the calls
+    /// they make: how permissive mode keeps a request in its lane along the chain
+    /// (`x-request-id` when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_header: Option<String>,
+    /// The gateway ingress traffic enters by; `istio-system/ingressgateway` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<AsmGateway>,
+    /// Set on the Rollout of the chain's entry service: the lanes' ingress rules (or weights)
+    /// send gateway traffic to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingress: Option<AsmIngress>,
+}
+
+/// The ASM ingress gateway of a lane group.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AsmGateway {
+    /// Its name; `ingressgateway` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Its namespace; `istio-system` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+}
+
+/// Which gateway requests enter a chain's lanes, at its entry service.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AsmIngress {
+    /// The gateway hosts; every host (`*`) when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<String>,
+    /// The request path; every path when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uri: Option<crate::api::spec::StringMatch>,
+}
+
+/// How ingress traffic is sent into the canary lane.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum AsmRoutingMode {
+    /// Requests whose route header names the canary lane (ASM `rule_based`).
+    #[serde(rename = "header")]
+    Header,
+    /// A share of ingress traffic by weight (ASM `weighted`).
+    #[serde(rename = "weighted")]
+    Weighted,
+}

@@ -1,0 +1,92 @@
+//! User commands: promote, promote-full, abort, retry, pause, resume, skip.
+
+use super::{Command, Engine, EventKind};
+use crate::engine::status::{Phase, StepStage};
+
+impl Engine<'_> {
+    pub(super) fn command(&mut self, command: Command) {
+        let phase = self.status.phase;
+        let stepping = matches!(phase, Phase::Progressing | Phase::Paused);
+        let refused = match command {
+            Command::Promote if stepping && self.status.stage == StepStage::Gating => {
+                self.accepted(command);
+                self.status.approved = true;
+                self.advance();
+                None
+            }
+            Command::Promote if stepping => Some(
+                "the current step has not reached its gate yet (the canary is scaling or the route is being applied)",
+            ),
+            Command::PromoteFull if stepping => {
+                self.accepted(command);
+                self.begin_promotion();
+                None
+            }
+            Command::Skip if stepping => {
+                self.accepted(command);
+                self.advance();
+                None
+            }
+            Command::Abort if stepping => {
+                self.accepted(command);
+                self.rollback("Aborted", "aborted by a user; rolled back".to_owned());
+                None
+            }
+            Command::Abort if matches!(phase, Phase::Promoting | Phase::Finalising) => {
+                Some("the stable workload is already taking the new version")
+            }
+            Command::Pause if stepping => {
+                self.accepted(command);
+                self.status.user_paused = true;
+                self.set_phase(Phase::Paused, "paused by a user; resume to continue");
+                None
+            }
+            Command::Resume if self.status.user_paused => {
+                self.accepted(command);
+                self.status.user_paused = false;
+                if self.status.stage == StepStage::Gating {
+                    self.try_pass_gate();
+                } else {
+                    self.set_phase(Phase::Progressing, "resumed by a user");
+                }
+                None
+            }
+            Command::Retry if phase == Phase::Failed && self.status.canary_revision.is_some() => {
+                self.accepted(command);
+                self.retry();
+                None
+            }
+            Command::Retry => Some("only a failed release can be retried"),
+            Command::Resume => Some("the rollout is not paused by a user"),
+            _ => Some("no release is under way"),
+        };
+        if let Some(reason) = refused {
+            self.event(
+                EventKind::Warning,
+                "CommandRefused",
+                format!("{} refused in phase {phase}: {reason}", command.name()),
+            );
+        }
+    }
+
+    fn accepted(&mut self, command: Command) {
+        self.event(
+            EventKind::Normal,
+            "Command",
+            format!("{} by a user", command.name()),
+        );
+    }
+
+    fn retry(&mut self) {
+        self.status.failed_checks = 0;
+        self.status.consecutive_failures = 0;
+        self.status.inconclusive = 0;
+        self.status.measurements.clear();
+        self.status.started_at = Some(self.now);
+        self.enter_step(0);
+        self.set_phase(
+            Phase::Progressing,
+            "retried by a user; starting again from the first step",
+        );
+    }
+}
