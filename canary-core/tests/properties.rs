@@ -274,7 +274,7 @@ fn check(world: &World, status: &RolloutStatus) {
         route.total
     );
     assert_eq!(
-        route, status.route,
+        route, status.routing.route,
         "the route in effect is the route in the status"
     );
     if !route.is_stable_only() {
@@ -282,13 +282,16 @@ fn check(world: &World, status: &RolloutStatus) {
             .canary
             .as_ref()
             .expect("traffic to a canary that does not exist");
-        assert_eq!(Some(&canary.revision), status.canary_revision.as_ref());
-        assert!(status.routed_replicas >= 1);
+        assert_eq!(
+            Some(&canary.revision),
+            status.release.canary_revision.as_ref()
+        );
+        assert!(status.routing.routed_replicas >= 1);
         assert!(
-            canary.available >= status.routed_replicas,
+            canary.available >= status.routing.routed_replicas,
             "traffic to an unready canary: {} available, route relies on {}",
             canary.available,
-            status.routed_replicas
+            status.routing.routed_replicas
         );
     }
     if status.phase == Phase::Failed {
@@ -297,7 +300,7 @@ fn check(world: &World, status: &RolloutStatus) {
             "Failed with traffic on the canary: {route:?}"
         );
         assert!(workloads.canary.is_none(), "Failed with a canary left");
-        let failed = status.canary_revision.as_deref();
+        let failed = status.release.canary_revision.as_deref();
         assert_ne!(
             Some(workloads.stable.revision.as_str()),
             failed,
