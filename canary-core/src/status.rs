@@ -145,7 +145,7 @@ pub struct Routing {
 
 /// The point the rollout waits at: the current step's gate (its analysis runs, its pause, its
 /// webhooks), or, between releases, the `confirm-rollout` webhooks of a new revision. Entering a
-/// step starts a fresh one; so does the end of a release.
+/// step starts a fresh one; when a release ends, its webhooks' answers are forgotten.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", default)]
 pub struct GateState {

@@ -1,7 +1,7 @@
-//! Property tests for the invariants of DESIGN §4, determinism, and crash-resume: random
-//! strategies and analysis settings, and random world events (metric changes, pods that crash
-//! or never start, new revisions, reverts, user commands, routes changed behind the engine's
-//! back), with the invariants checked after every reconcile pass.
+//! Property tests for the engine's traffic invariants (see `check`), determinism, and
+//! crash-resume: random strategies and analysis settings, and random world events (metric
+//! changes, pods that crash or never start, new revisions, reverts, user commands, routes
+//! changed behind the engine's back), with the invariants checked after every reconcile pass.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test support code
 
@@ -263,7 +263,10 @@ async fn pass_time(world: &World, span: SignedDuration) {
     }
 }
 
-/// The invariants of DESIGN §4, after a completed pass.
+/// The engine's invariants, after a completed pass: the route in effect is the one in the
+/// status and never gives a canary more traffic than its available replicas carry; a `Failed`
+/// or `Succeeded` rollout has all traffic on stable and no canary, and stable never runs a
+/// failed revision.
 fn check(world: &World, status: &RolloutStatus) {
     let route = world.traffic.route();
     let workloads = world.workload.snapshot();

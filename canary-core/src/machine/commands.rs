@@ -61,6 +61,9 @@ impl Engine<'_> {
                 None
             }
             Command::Retry => Some("only a failed release can be retried"),
+            Command::Resume if self.status.commands.user_paused => {
+                Some("the pause was left by a release that is no longer working through its steps")
+            }
             Command::Resume => Some("the rollout is not paused by a user"),
             _ => Some("no release is under way"),
         };
