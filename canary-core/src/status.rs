@@ -111,14 +111,14 @@ pub struct RolloutStatus {
 }
 
 /// One release: a revision from its start until the next release starts. A retry of a failed
-/// release is the same release.
+/// release is the same release (`startedAt` then says when the retry started).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", default)]
 pub struct ReleaseState {
     /// The revision being released, while a release is under way or after it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub canary_revision: Option<String>,
-    /// When the current release (or its retry) started.
+    /// When the current release started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Option<String>")]
     pub started_at: Option<Timestamp>,
@@ -178,15 +178,16 @@ pub struct GateState {
     pub hooks_confirmed: bool,
 }
 
-/// What the user's commands left.
+/// What the user's commands left. The last command's id is never reset, so each command is
+/// applied once; a user pause holds one attempt at a release, and is cleared by `resume` and
+/// by every start of a release (a retry included).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", default)]
 pub struct CommandState {
-    /// The id of the last user command applied; never reset, so a command is applied once.
+    /// The id of the last user command applied.
     #[serde(default)]
     pub last_command: u64,
-    /// A user paused the rollout. Cleared by `resume`, and by every new start of a release (a
-    /// retry included).
+    /// A user paused the rollout.
     #[serde(default)]
     pub user_paused: bool,
 }
@@ -196,7 +197,7 @@ pub struct CommandState {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", default)]
 pub struct AnalysisState {
-    /// Failed checks in this attempt.
+    /// Failed checks in this release.
     #[serde(default)]
     pub failed_checks: u32,
     /// Failed checks in a row.
@@ -205,7 +206,7 @@ pub struct AnalysisState {
     /// Analysis runs in a row that were inconclusive (no data, or a metric error).
     #[serde(default)]
     pub inconclusive: u32,
-    /// The sequential judges of this attempt.
+    /// The sequential judges of this release.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sequential: Vec<SequentialState>,
     /// The most recent measurements, at most [`MEASUREMENTS_KEPT`] per metric.
