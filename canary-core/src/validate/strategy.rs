@@ -14,6 +14,9 @@ use crate::spec::{
 /// A compiled strategy: its kind, its steps and what follows them.
 pub(super) type Compiled = (StrategyKind, Vec<PlanStep>, Finish);
 
+/// The path of the canary strategy.
+const CANARY: &str = "spec.strategy.canary";
+
 /// Checks the strategy and compiles it; `None` when it is broken.
 pub(super) fn compile(
     c: &mut Checker,
@@ -230,9 +233,6 @@ fn compile_canary(
         listed_steps(c, canary, provider, default_replicas, has_analysis)
     }
 }
-
-/// The path of the canary strategy.
-const CANARY: &str = "spec.strategy.canary";
 
 /// `stepWeight`/`maxWeight`: one step per `stepWeight` up to `maxWeight`.
 fn shorthand_steps(
