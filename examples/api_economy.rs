@@ -139,7 +139,8 @@ async fn measure(
         let rollout = rollouts.get("podinfo").await?;
         let status = rollout.status.clone().map(|s| s.engine).unwrap_or_default();
         let at_gate = status.stage == StepStage::Gating;
-        if at_gate && last_weight != Some(status.route.weight) || status.phase.is_terminal() {
+        if at_gate && last_weight != Some(status.routing.route.weight) || status.phase.is_terminal()
+        {
             let (reads, writes) = tally(&cluster.server.requests());
             // The spans from one gate to the next in the middle of the release.
             if last_weight.is_some() && !status.phase.is_terminal() {
@@ -147,7 +148,7 @@ async fn measure(
             }
             cluster.server.clear_requests();
             passes = 0;
-            last_weight = Some(status.route.weight);
+            last_weight = Some(status.routing.route.weight);
             if status.phase.is_terminal() {
                 break;
             }

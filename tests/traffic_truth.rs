@@ -391,6 +391,7 @@ impl Release {
             .clone()
             .map(|s| s.engine)
             .unwrap_or_default()
+            .routing
             .route;
         self.passes += 1;
         if self
@@ -412,9 +413,9 @@ impl Release {
             }
         }
         if let Some(status) = self.status()
-            && !self.routes_seen.contains(&status.route)
+            && !self.routes_seen.contains(&status.routing.route)
         {
-            self.routes_seen.push(status.route);
+            self.routes_seen.push(status.routing.route);
         }
     }
 
@@ -431,7 +432,7 @@ impl Release {
                 Instant::now() < deadline,
                 "{}: {what} not reached in {LIMIT:?}: {:?}",
                 self.label,
-                status.map(|s| (s.phase, s.step, s.route, s.message))
+                status.map(|s| (s.phase, s.step, s.routing.route, s.message))
             );
             self.pass().await;
             self.check(&format!("{what}, after a pass"));
@@ -507,7 +508,7 @@ impl Release {
     async fn succeed(&mut self) {
         let image = self.new_image().await;
         self.drive("the release", |s| {
-            s.is_some_and(|s| s.phase == Phase::Succeeded && s.canary_revision.is_none())
+            s.is_some_and(|s| s.phase == Phase::Succeeded && s.release.canary_revision.is_none())
         })
         .await;
         self.cluster.server.faults().clear();
@@ -537,7 +538,7 @@ impl Release {
     async fn delete_mid_release(&mut self) {
         self.new_image().await;
         self.drive("the first step", |s| {
-            s.is_some_and(|s| !s.route.is_stable_only() && s.stage == StepStage::Gating)
+            s.is_some_and(|s| !s.routing.route.is_stable_only() && s.stage == StepStage::Gating)
         })
         .await;
         self.cluster.delete_rollout(NAMESPACE, NAME).await;
@@ -731,7 +732,7 @@ async fn the_checks_catch_a_broken_world() {
     release.new_image().await;
     release
         .drive("the first step", |s| {
-            s.is_some_and(|s| s.route.weight == 20 && s.stage == StepStage::Gating)
+            s.is_some_and(|s| s.routing.route.weight == 20 && s.stage == StepStage::Gating)
         })
         .await;
     let cluster = &release.cluster;
@@ -774,7 +775,7 @@ async fn istio_with_version_labels_in_the_stable_selector() {
     release.restart_every = Some(4);
     release
         .drive("the release", |s| {
-            s.is_some_and(|s| s.phase == Phase::Succeeded && s.canary_revision.is_none())
+            s.is_some_and(|s| s.phase == Phase::Succeeded && s.release.canary_revision.is_none())
         })
         .await;
     release.settle("after the promotion", true).await;

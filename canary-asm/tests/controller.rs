@@ -45,7 +45,7 @@ async fn paused(cluster: &TestCluster, context: &Arc<Context>, name: &str) {
         })
         .await;
     assert!(
-        !status.route.is_stable_only(),
+        !status.routing.route.is_stable_only(),
         "{name} routes to its canary"
     );
 }

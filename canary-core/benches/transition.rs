@@ -32,7 +32,7 @@ fn observation(status: &RolloutStatus, canary_replicas: u32) -> Input {
             stable: pods("rev-1", 5),
             canary: (canary_replicas > 0).then(|| pods("rev-2", canary_replicas)),
         },
-        route: Some(status.route.clone()),
+        route: Some(status.routing.route.clone()),
         verified: Verification::Yes,
     })
 }
@@ -67,7 +67,10 @@ fn at_step(plan: &RolloutPlan, step: u32) -> (RolloutStatus, Input, Timestamp) {
                 _ => {}
             }
         }
-        if status.phase == Phase::Progressing && status.step == step && status.route_verified {
+        if status.phase == Phase::Progressing
+            && status.step == step
+            && status.routing.route_verified
+        {
             return (status.clone(), observation(&status, canary), now);
         }
         now = now.checked_add(SignedDuration::from_secs(5)).unwrap();

@@ -590,13 +590,13 @@ fn a_status_with_every_counter_at_its_largest_never_panics_the_engine() {
             for step in [0, 1, 2, u32::MAX - 1, u32::MAX] {
                 let mut status = world.status();
                 status.step = step;
-                status.iterations = u32::MAX;
-                status.failed_checks = u32::MAX;
-                status.consecutive_failures = u32::MAX;
-                status.inconclusive = u32::MAX;
-                status.routed_replicas = u32::MAX;
-                status.last_command = u64::MAX - 1;
-                for state in &mut status.sequential {
+                status.gate.iterations = u32::MAX;
+                status.analysis.failed_checks = u32::MAX;
+                status.analysis.consecutive_failures = u32::MAX;
+                status.analysis.inconclusive = u32::MAX;
+                status.routing.routed_replicas = u32::MAX;
+                status.commands.last_command = u64::MAX - 1;
+                for state in &mut status.analysis.sequential {
                     state.llr = f64::MAX;
                     state.canary_requests = u64::MAX;
                     state.canary_errors = u64::MAX;

@@ -147,7 +147,12 @@ async fn prometheus_judges_a_healthy_canary_to_promotion() {
         .run(Duration::from_secs(90), |s| s.phase.is_terminal())
         .await;
     assert_eq!(end.phase, Phase::Succeeded, "{}", end.message);
-    let values: Vec<f64> = end.measurements.iter().filter_map(|m| m.value).collect();
+    let values: Vec<f64> = end
+        .analysis
+        .measurements
+        .iter()
+        .filter_map(|m| m.value)
+        .collect();
     assert!(
         values.len() >= 2 && values.iter().all(|v| *v > 99.0),
         "success rates from Prometheus: {values:?}"
@@ -163,7 +168,12 @@ async fn prometheus_judges_a_bad_canary_to_rollback() {
         .run(Duration::from_secs(90), |s| s.phase.is_terminal())
         .await;
     assert_eq!(end.phase, Phase::Failed, "{}", end.message);
-    let value = end.measurements.last().and_then(|m| m.value).unwrap();
+    let value = end
+        .analysis
+        .measurements
+        .last()
+        .and_then(|m| m.value)
+        .unwrap();
     assert!(
         (value - 80.0).abs() < 5.0,
         "about 80% success measured by Prometheus: {value}"
@@ -199,7 +209,11 @@ async fn prometheus_killed_mid_analysis_blocks_promotion_and_says_why() {
         "{}",
         condition.message
     );
-    assert!(held.inconclusive >= 2, "{}", held.inconclusive);
+    assert!(
+        held.analysis.inconclusive >= 2,
+        "{}",
+        held.analysis.inconclusive
+    );
 }
 
 /// The sequential judge at Prometheus' realistic pace: every pod scraped every 30s at its own
@@ -224,7 +238,7 @@ async fn the_sequential_judge_catches_a_bad_canary_at_30s_scrapes() {
     assert_eq!(end.phase, Phase::Failed, "{}", end.message);
     assert!(end.message.contains("sequential judge"), "{}", end.message);
     assert!(live.workload.promotions().is_empty());
-    let judge = &end.sequential[0];
+    let judge = &end.analysis.sequential[0];
     let (served, _) = live.pods.served();
     assert!(
         judge.stable_requests <= served[0] && judge.canary_requests <= served[1],
@@ -252,7 +266,7 @@ async fn the_sequential_judge_passes_a_healthy_canary_through_a_failed_scrape_an
         .await;
     assert_eq!(end.phase, Phase::Succeeded, "{}", end.message);
     assert_eq!(live.workload.promotions(), ["rev-2"]);
-    let judge = &end.sequential[0];
+    let judge = &end.analysis.sequential[0];
     let (served, _) = live.pods.served();
     assert!(
         judge.canary_requests > 0

@@ -1,7 +1,7 @@
-//! Property tests for the invariants of DESIGN §4, determinism, and crash-resume: random
-//! strategies and analysis settings, and random world events (metric changes, pods that crash
-//! or never start, new revisions, reverts, user commands, routes changed behind the engine's
-//! back), with the invariants checked after every reconcile pass.
+//! Property tests for the engine's traffic invariants (see `check`), determinism, and
+//! crash-resume: random strategies and analysis settings, and random world events (metric
+//! changes, pods that crash or never start, new revisions, reverts, user commands, routes
+//! changed behind the engine's back), with the invariants checked after every reconcile pass.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test support code
 
@@ -263,7 +263,10 @@ async fn pass_time(world: &World, span: SignedDuration) {
     }
 }
 
-/// The invariants of DESIGN §4, after a completed pass.
+/// The engine's invariants, after a completed pass: the route in effect is the one in the
+/// status and never gives a canary more traffic than its available replicas carry; a `Failed`
+/// or `Succeeded` rollout has all traffic on stable and no canary, and stable never runs a
+/// failed revision.
 fn check(world: &World, status: &RolloutStatus) {
     let route = world.traffic.route();
     let workloads = world.workload.snapshot();
@@ -274,7 +277,7 @@ fn check(world: &World, status: &RolloutStatus) {
         route.total
     );
     assert_eq!(
-        route, status.route,
+        route, status.routing.route,
         "the route in effect is the route in the status"
     );
     if !route.is_stable_only() {
@@ -282,13 +285,16 @@ fn check(world: &World, status: &RolloutStatus) {
             .canary
             .as_ref()
             .expect("traffic to a canary that does not exist");
-        assert_eq!(Some(&canary.revision), status.canary_revision.as_ref());
-        assert!(status.routed_replicas >= 1);
+        assert_eq!(
+            Some(&canary.revision),
+            status.release.canary_revision.as_ref()
+        );
+        assert!(status.routing.routed_replicas >= 1);
         assert!(
-            canary.available >= status.routed_replicas,
+            canary.available >= status.routing.routed_replicas,
             "traffic to an unready canary: {} available, route relies on {}",
             canary.available,
-            status.routed_replicas
+            status.routing.routed_replicas
         );
     }
     if status.phase == Phase::Failed {
@@ -297,7 +303,7 @@ fn check(world: &World, status: &RolloutStatus) {
             "Failed with traffic on the canary: {route:?}"
         );
         assert!(workloads.canary.is_none(), "Failed with a canary left");
-        let failed = status.canary_revision.as_deref();
+        let failed = status.release.canary_revision.as_deref();
         assert_ne!(
             Some(workloads.stable.revision.as_str()),
             failed,

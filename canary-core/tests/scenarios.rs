@@ -87,7 +87,7 @@ async fn failing_canary_rolls_back_on_the_failing_verdict() {
     let mut failed_at = None;
     for _ in 0..200 {
         let pass = world.reconcile().await;
-        if pass.status.failed_checks == 2 {
+        if pass.status.analysis.failed_checks == 2 {
             // The pass that judged the second failed check already rolled back.
             assert_eq!(pass.status.phase, Phase::Failed);
             assert!(world.traffic.route().is_stable_only());
@@ -111,7 +111,7 @@ async fn failing_canary_rolls_back_on_the_failing_verdict() {
         status.condition("Promoted").map(|c| c.reason.as_str()),
         Some("AnalysisFailed")
     );
-    assert_eq!(status.measurements.len(), 2);
+    assert_eq!(status.analysis.measurements.len(), 2);
     // Failed stays failed (no automatic retry of the same revision).
     world.clock.advance(HOUR);
     assert_eq!(world.reconcile().await.status.phase, Phase::Failed);
@@ -136,7 +136,7 @@ async fn consecutive_counting_forgives_a_failure_followed_by_a_pass() {
     world.start().await;
     let end = world.run_until(HOUR, |s| s.phase.is_terminal()).await;
     assert_eq!(end.phase, Phase::Succeeded);
-    assert_eq!(end.failed_checks, 2);
+    assert_eq!(end.analysis.failed_checks, 2);
 
     let world = World::new(&rollout(
         "kuma",
@@ -193,7 +193,7 @@ async fn no_data_is_a_failure_unless_the_policy_says_otherwise() {
         Phase::Progressing,
         "inconclusive never promotes"
     );
-    assert!(held.inconclusive >= 20);
+    assert!(held.analysis.inconclusive >= 20);
     assert_eq!(
         held.condition("Analysis").map(|c| c.reason.as_str()),
         Some("Inconclusive")
@@ -259,7 +259,9 @@ async fn manual_pause_waits_until_promote() {
 async fn a_revert_to_the_stable_revision_cancels_and_cleans_up() {
     let world = flagger();
     world.start().await;
-    world.run_until(HOUR, |s| s.route.weight == 30).await;
+    world
+        .run_until(HOUR, |s| s.routing.route.weight == 30)
+        .await;
     world.workload.set_desired_revision("rev-1");
     let pass = world.reconcile().await;
     assert_eq!(pass.status.phase, Phase::Initialized);
@@ -276,16 +278,26 @@ async fn a_revert_to_the_stable_revision_cancels_and_cleans_up() {
 async fn a_new_revision_mid_rollout_restarts_from_the_first_step() {
     let world = flagger();
     world.start().await;
-    world.run_until(HOUR, |s| s.route.weight == 30).await;
+    world
+        .run_until(HOUR, |s| s.routing.route.weight == 30)
+        .await;
     world
         .metrics
         .set("request-success-rate", MetricOutcome::Value(90.0));
-    world.run_until(HOUR, |s| s.failed_checks == 1).await;
+    world
+        .run_until(HOUR, |s| s.analysis.failed_checks == 1)
+        .await;
     world.workload.set_desired_revision("rev-3");
     let pass = world.reconcile().await;
-    assert_eq!(pass.status.canary_revision.as_deref(), Some("rev-3"));
+    assert_eq!(
+        pass.status.release.canary_revision.as_deref(),
+        Some("rev-3")
+    );
     assert_eq!(pass.status.step, 0);
-    assert_eq!(pass.status.failed_checks, 0, "the analysis restarts");
+    assert_eq!(
+        pass.status.analysis.failed_checks, 0,
+        "the analysis restarts"
+    );
     assert!(
         world.traffic.route().is_stable_only(),
         "no traffic to pods being replaced"
@@ -326,7 +338,7 @@ async fn an_unready_canary_gets_no_traffic_and_fails_at_the_deadline() {
     let waited = end
         .last_transition
         .unwrap()
-        .duration_since(end.started_at.unwrap());
+        .duration_since(end.release.started_at.unwrap());
     assert!(
         waited >= SignedDuration::from_mins(3) && waited < SignedDuration::from_mins(4),
         "{waited}"
@@ -339,7 +351,7 @@ async fn traffic_is_pulled_when_the_canary_loses_readiness() {
     world.start().await;
     world
         .run_until(HOUR, |s| {
-            s.route.weight == 20 && s.stage == StepStage::Gating
+            s.routing.route.weight == 20 && s.stage == StepStage::Gating
         })
         .await;
     world.workload.break_canary();
@@ -361,11 +373,11 @@ async fn a_canary_whose_controller_lags_behind_its_spec_keeps_its_traffic() {
     world.start().await;
     world
         .run_until(HOUR, |s| {
-            s.route.weight == 20 && s.stage == StepStage::Gating
+            s.routing.route.weight == 20 && s.stage == StepStage::Gating
         })
         .await;
     let status = world.status();
-    let revision = status.canary_revision.clone().unwrap_or_default();
+    let revision = status.release.canary_revision.clone().unwrap_or_default();
     // A Deployment just scaled: its controller has not seen the new generation, so its counts
     // say nothing (0); the pods that serve the route still run.
     let seen = |stale| {
@@ -388,12 +400,15 @@ async fn a_canary_whose_controller_lags_behind_its_spec_keeps_its_traffic() {
                     stale,
                 }),
             },
-            route: Some(status.route.clone()),
+            route: Some(status.routing.route.clone()),
             verified: Verification::Yes,
         })
     };
     let lagging = transition(&world.plan, status.clone(), &seen(true), world.now());
-    assert_eq!(lagging.status.route, status.route, "the route stays");
+    assert_eq!(
+        lagging.status.routing.route, status.routing.route,
+        "the route stays"
+    );
     let pulled = |t: &canary_core::Transition| {
         t.actions.iter().any(|a| {
             matches!(a, canary_core::engine::machine::Action::SetRoute(route) if route.is_stable_only())
@@ -402,7 +417,7 @@ async fn a_canary_whose_controller_lags_behind_its_spec_keeps_its_traffic() {
     assert!(!pulled(&lagging), "{:?}", lagging.actions);
     // The same counts once its controller caught up mean the pods are gone.
     let unready = transition(&world.plan, status.clone(), &seen(false), world.now());
-    assert!(unready.status.route.is_stable_only());
+    assert!(unready.status.routing.route.is_stable_only());
     assert!(pulled(&unready), "{:?}", unready.actions);
 }
 
@@ -412,7 +427,7 @@ async fn route_drift_at_the_gate_is_overruled() {
     world.start().await;
     world
         .run_until(HOUR, |s| {
-            s.route.weight == 20 && s.stage == StepStage::Gating
+            s.routing.route.weight == 20 && s.stage == StepStage::Gating
         })
         .await;
     world.traffic.tamper(RouteState::weighted(90));
@@ -433,7 +448,9 @@ async fn drift_late_in_a_long_step_is_repaired_not_a_missed_deadline() {
     ));
     world.start().await;
     world
-        .run_until(HOUR, |s| s.stage == StepStage::Gating && s.route_verified)
+        .run_until(HOUR, |s| {
+            s.stage == StepStage::Gating && s.routing.route_verified
+        })
         .await;
     world.clock.advance(SignedDuration::from_mins(9));
     world.traffic.tamper(RouteState::stable());
@@ -463,10 +480,12 @@ async fn a_route_changed_again_before_it_ever_takes_effect_runs_out_of_time() {
     ));
     world.start().await;
     world
-        .run_until(HOUR, |s| s.stage == StepStage::Gating && s.route_verified)
+        .run_until(HOUR, |s| {
+            s.stage == StepStage::Gating && s.routing.route_verified
+        })
         .await;
     let status = world.status();
-    let revision = status.canary_revision.clone().unwrap_or_default();
+    let revision = status.release.canary_revision.clone().unwrap_or_default();
     let ready = |revision: &str, n| WorkloadState {
         revision: revision.into(),
         desired: n,
@@ -515,7 +534,9 @@ async fn a_route_changed_again_before_it_ever_takes_effect_runs_out_of_time() {
 async fn abort_rolls_back_and_retry_starts_again() {
     let world = flagger();
     world.start().await;
-    world.run_until(HOUR, |s| s.route.weight == 30).await;
+    world
+        .run_until(HOUR, |s| s.routing.route.weight == 30)
+        .await;
     let aborted = world.command(Command::Abort).await;
     assert_eq!(aborted.status.phase, Phase::Failed);
     assert!(world.traffic.route().is_stable_only());
@@ -538,7 +559,9 @@ async fn abort_rolls_back_and_retry_starts_again() {
 async fn pause_holds_and_resume_continues() {
     let world = flagger();
     world.start().await;
-    world.run_until(HOUR, |s| s.route.weight == 20).await;
+    world
+        .run_until(HOUR, |s| s.routing.route.weight == 20)
+        .await;
     assert_eq!(
         world.command(Command::Pause).await.status.phase,
         Phase::Paused
@@ -561,7 +584,7 @@ async fn a_paused_rollout_still_rolls_back_a_failing_canary() {
     world.start().await;
     world
         .run_until(HOUR, |s| {
-            s.route.weight == 20 && s.stage == StepStage::Gating
+            s.routing.route.weight == 20 && s.stage == StepStage::Gating
         })
         .await;
     world.command(Command::Pause).await;
@@ -580,7 +603,7 @@ async fn skip_and_promote_full_move_on() {
     world.start().await;
     world
         .run_until(HOUR, |s| {
-            s.route.weight == 10 && s.stage == StepStage::Gating
+            s.routing.route.weight == 10 && s.stage == StepStage::Gating
         })
         .await;
     world.command(Command::Skip).await;
@@ -644,7 +667,9 @@ async fn blue_green_switches_all_traffic_once_ready() {
 async fn blue_green_immediate_switches_on_the_first_available_pod() {
     let world = World::new(&rollout("kuma", "{blueGreen: {switch: Immediate}}", ""));
     world.start().await;
-    world.run_until(HOUR, |s| s.route.weight == 100).await;
+    world
+        .run_until(HOUR, |s| s.routing.route.weight == 100)
+        .await;
     assert!(
         world
             .workload
@@ -685,11 +710,12 @@ async fn ab_test_routes_matching_requests_for_its_iterations() {
     let at_gate = world
         .run_until(HOUR, |s| s.stage == StepStage::Gating)
         .await;
-    assert_eq!(at_gate.route.weight, 0);
+    assert_eq!(at_gate.routing.route.weight, 0);
     assert_eq!(world.traffic.route().matches.len(), 1);
     let end = world.run_until(HOUR, |s| s.phase.is_terminal()).await;
     assert_eq!(end.phase, Phase::Succeeded);
     let analysed = end
+        .release
         .started_at
         .map(|s| end.last_transition.unwrap().duration_since(s))
         .unwrap();
@@ -734,7 +760,7 @@ async fn a_timed_pause_waits_its_duration() {
     let gate = world
         .run_until(HOUR, |s| s.stage == StepStage::Gating)
         .await;
-    let gate_since = gate.gate_since.unwrap();
+    let gate_since = gate.gate.gate_since.unwrap();
     let end = world
         .run_until(HOUR, |s| s.phase != Phase::Progressing)
         .await;
@@ -749,7 +775,7 @@ async fn an_idle_reconcile_writes_nothing() {
     world.start().await;
     world
         .run_until(HOUR, |s| {
-            s.route.weight == 20 && s.stage == StepStage::Gating
+            s.routing.route.weight == 20 && s.stage == StepStage::Gating
         })
         .await;
     let saves = world.store.saves();
@@ -830,7 +856,7 @@ mod webhooks {
         world.start().await;
         let end = world.run_until(HOUR, |s| s.phase.is_terminal()).await;
         assert_eq!(end.phase, Phase::Failed);
-        assert_eq!(end.failed_checks, 2);
+        assert_eq!(end.analysis.failed_checks, 2);
         assert_eq!(
             world.weights(),
             vec![0],
@@ -851,7 +877,9 @@ mod webhooks {
         let world = with_hooks(&[("stop", "rollback")]);
         world.webhooks.set("stop", no("not now"));
         world.start().await;
-        world.run_until(HOUR, |s| s.route.weight == 50).await;
+        world
+            .run_until(HOUR, |s| s.routing.route.weight == 50)
+            .await;
         world.webhooks.set("stop", HookOutcome::Pass);
         let end = world.run_until(HOUR, |s| s.phase.is_terminal()).await;
         assert_eq!(end.phase, Phase::Failed);
@@ -859,7 +887,7 @@ mod webhooks {
             end.condition("Promoted").map(|c| c.reason.as_str()),
             Some("RollbackRequested")
         );
-        assert_eq!(end.failed_checks, 0);
+        assert_eq!(end.analysis.failed_checks, 0);
     }
 
     #[tokio::test]
@@ -874,7 +902,7 @@ mod webhooks {
         let held = world
             .run_until(SignedDuration::from_mins(20), |s| s.phase.is_terminal())
             .await;
-        assert_eq!(held.route.weight, 25, "held before the increase");
+        assert_eq!(held.routing.route.weight, 25, "held before the increase");
         assert!(
             held.message.contains("confirm-traffic-increase"),
             "{}",
@@ -885,7 +913,7 @@ mod webhooks {
             .run_until(SignedDuration::from_mins(20), |s| s.phase.is_terminal())
             .await;
         assert_eq!(
-            (held.phase, held.route.weight),
+            (held.phase, held.routing.route.weight),
             (Phase::Progressing, 50),
             "held before promotion"
         );
@@ -953,7 +981,8 @@ async fn the_inconclusive_limit_rolls_back_after_runs_in_a_row_without_evidence(
         Some("AnalysisInconclusive")
     );
     assert_eq!(
-        end.measurements
+        end.analysis
+            .measurements
             .iter()
             .filter(|m| m.verdict == canary_core::Verdict::Inconclusive)
             .count(),
@@ -1117,7 +1146,7 @@ async fn the_sequential_judge_weighs_windows_where_one_version_moved_together() 
     let end = world.run_until(HOUR, |s| s.phase.is_terminal()).await;
     assert_eq!(end.phase, Phase::Failed, "{}", end.message);
     assert!(end.message.contains("sequential judge"), "{}", end.message);
-    let judge = &end.sequential[0];
+    let judge = &end.analysis.sequential[0];
     assert!(
         judge.stable_requests > 0 && judge.pending.is_empty(),
         "{judge:?}"

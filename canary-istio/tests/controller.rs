@@ -94,7 +94,7 @@ async fn a_release_moves_the_virtual_service_step_by_step_and_deletion_cleans_up
 
     cluster
         .reconcile_until(&context, at, Duration::from_secs(20), |s| {
-            s.route.weight == 20
+            s.routing.route.weight == 20
         })
         .await;
     assert_eq!(
@@ -110,7 +110,7 @@ async fn a_release_moves_the_virtual_service_step_by_step_and_deletion_cleans_up
     assert!((canary_share(&cluster) - 0.2).abs() < 1e-9);
     cluster
         .reconcile_until(&context, at, Duration::from_secs(20), |s| {
-            s.route.weight == 50
+            s.routing.route.weight == 50
         })
         .await;
     assert_eq!(

@@ -365,7 +365,7 @@ async fn apply(rollout: &Rollout, plan: RolloutPlan, context: &Context) -> Resul
         .map(|status| status.engine)
         .unwrap_or_default();
     let pass = match command::pending(rollout.annotations().into()) {
-        Some(Ok((id, command))) if id > before.last_command => {
+        Some(Ok((id, command))) if id > before.commands.last_command => {
             driver.command(id, command, now).await?
         }
         Some(Err(why)) => {
@@ -383,6 +383,7 @@ async fn apply(rollout: &Rollout, plan: RolloutPlan, context: &Context) -> Resul
     let step_ended = (pass.status.step != before.step || pass.status.phase != before.phase)
         .then(|| {
             before
+                .gate
                 .gate_since
                 .map(|since| now.duration_since(since).as_secs_f64())
         })

@@ -37,7 +37,7 @@ pub fn row(rollout: &Rollout) -> String {
         "{:<20} {:<12} {:>6}  {:<5}  {message}",
         rollout.name_any(),
         status.phase.to_string(),
-        status.route.weight,
+        status.routing.route.weight,
         step
     )
 }

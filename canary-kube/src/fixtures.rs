@@ -394,7 +394,7 @@ impl TestCluster {
             .and_then(|r| serde_json::from_value(r["status"].clone()).ok())
             .unwrap_or_default();
         let mut routes = vec![match rollout {
-            Some(_) => status.route.clone(),
+            Some(_) => status.routing.route.clone(),
             None => RouteState::stable(),
         }];
         let deleting = rollout.is_some_and(|r| r.pointer("/metadata/deletionTimestamp").is_some());

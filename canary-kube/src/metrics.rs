@@ -148,7 +148,7 @@ impl Metrics {
         }
         self.weight
             .get_or_create(&labels)
-            .set(i64::from(status.route.weight));
+            .set(i64::from(status.routing.route.weight));
         let stepping = matches!(status.phase, Phase::Progressing | Phase::Paused);
         self.step.get_or_create(&labels).set(if stepping {
             i64::from(status.step) + 1

@@ -276,7 +276,7 @@ async fn the_controller_runs_a_healthy_rollout_to_promotion() {
         let _ = stopped.await;
     }));
     let progressing = cluster
-        .wait_until(Duration::from_secs(20), |s| s.route.weight == 25)
+        .wait_until(Duration::from_secs(20), |s| s.routing.route.weight == 25)
         .await;
     assert_eq!(progressing.phase, Phase::Progressing);
     let canary = cluster.deployments().get("podinfo-canary").await.unwrap();
@@ -389,11 +389,12 @@ async fn a_restarted_controller_resumes_in_every_phase() {
     type Point = fn(&RolloutStatus) -> bool;
     let phases: [(&str, Point); 5] = [
         ("initialized", |s| s.phase != Phase::Initializing),
-        ("first step", |s| s.route.weight == 25),
+        ("first step", |s| s.routing.route.weight == 25),
         ("at a gate", |s| {
-            s.route.weight == 50 && s.stage == canary_core::engine::status::StepStage::Gating
+            s.routing.route.weight == 50
+                && s.stage == canary_core::engine::status::StepStage::Gating
         }),
-        ("last step", |s| s.route.weight == 75),
+        ("last step", |s| s.routing.route.weight == 75),
         ("promoting", |s| s.phase == Phase::Promoting),
     ];
     for (name, point) in phases {
@@ -454,9 +455,9 @@ async fn rollouts_complete_through_conflicts_errors_and_dropped_watches() {
             .count();
         assert_eq!(canaries, 0, "no duplicate canary");
         assert!(
-            end.measurements.len() >= 3,
+            end.analysis.measurements.len() >= 3,
             "the analysis history survived: {:?}",
-            end.measurements.len()
+            end.analysis.measurements.len()
         );
         let failures = cluster
             .server
@@ -488,7 +489,8 @@ async fn a_weight_step_costs_at_most_three_writes_and_an_idle_pass_none() {
     let context = cluster.context();
     cluster
         .reconcile_until(&context, Duration::from_secs(20), |s| {
-            s.route.weight == 25 && s.stage == canary_core::engine::status::StepStage::Gating
+            s.routing.route.weight == 25
+                && s.stage == canary_core::engine::status::StepStage::Gating
         })
         .await;
     // From the first gate to the second, and from the second to the third.
@@ -496,7 +498,8 @@ async fn a_weight_step_costs_at_most_three_writes_and_an_idle_pass_none() {
         cluster.server.clear_requests();
         cluster
             .reconcile_until(&context, Duration::from_secs(20), |s| {
-                s.route.weight == to && s.stage == canary_core::engine::status::StepStage::Gating
+                s.routing.route.weight == to
+                    && s.stage == canary_core::engine::status::StepStage::Gating
             })
             .await;
         let writes = writes(&cluster.server);
@@ -520,7 +523,7 @@ async fn a_weight_step_costs_at_most_three_writes_and_an_idle_pass_none() {
         .map(|r| format!("{} {}", r.method, r.path))
         .collect();
     assert!(
-        idle_writes.is_empty() || cluster.status().await.last_analysis.is_some(),
+        idle_writes.is_empty() || cluster.status().await.gate.last_analysis.is_some(),
         "{idle_writes:#?}"
     );
     let end = cluster
@@ -564,7 +567,9 @@ async fn deleting_the_rollout_resets_routes_removes_the_canary_and_releases_stab
     cluster.create_rollout(ROLLOUT).await;
     let context = cluster.context();
     cluster
-        .reconcile_until(&context, Duration::from_secs(20), |s| s.route.weight == 50)
+        .reconcile_until(&context, Duration::from_secs(20), |s| {
+            s.routing.route.weight == 50
+        })
         .await;
     cluster
         .rollouts()
@@ -640,7 +645,9 @@ async fn a_rollout_deleted_with_the_users_objects_is_cleaned_up() {
     cluster.create_rollout(ROLLOUT).await;
     let context = cluster.context();
     cluster
-        .reconcile_until(&context, Duration::from_secs(20), |s| s.route.weight == 50)
+        .reconcile_until(&context, Duration::from_secs(20), |s| {
+            s.routing.route.weight == 50
+        })
         .await;
     cluster
         .deployments()
@@ -666,7 +673,9 @@ async fn a_rollout_whose_spec_became_invalid_still_removes_its_canary_when_delet
     cluster.create_rollout(ROLLOUT).await;
     let context = cluster.context();
     cluster
-        .reconcile_until(&context, Duration::from_secs(20), |s| s.route.weight == 50)
+        .reconcile_until(&context, Duration::from_secs(20), |s| {
+            s.routing.route.weight == 50
+        })
         .await;
     assert!(cluster.canary_exists().await);
     let invalid =
@@ -709,7 +718,7 @@ async fn commands_reach_the_rollout_through_canaryctl() {
             s.phase == Phase::Paused
         })
         .await;
-    assert_eq!(paused.route.weight, 25);
+    assert_eq!(paused.routing.route.weight, 25);
     canary_kube::ctl::send(
         &cluster.rollouts(),
         "podinfo",
@@ -722,7 +731,7 @@ async fn commands_reach_the_rollout_through_canaryctl() {
         .reconcile_until(&context, Duration::from_secs(30), terminal)
         .await;
     assert_eq!(end.phase, Phase::Succeeded);
-    assert_eq!(end.last_command, 1);
+    assert_eq!(end.commands.last_command, 1);
     let rows = canary_kube::ctl::row(&cluster.rollouts().get("podinfo").await.unwrap());
     assert!(
         rows.starts_with("podinfo") && rows.contains("Succeeded"),
@@ -846,7 +855,7 @@ async fn a_first_deploy_does_no_rollout_and_a_template_change_does() {
             s.phase == Phase::Progressing
         })
         .await;
-    assert_ne!(released.canary_revision, adopted.stable_revision);
+    assert_ne!(released.release.canary_revision, adopted.stable_revision);
     let end = cluster
         .reconcile_until(&context, Duration::from_secs(30), terminal)
         .await;
@@ -967,7 +976,7 @@ async fn a_changed_secret_is_a_new_revision_and_its_data_is_never_read() {
             s.phase == Phase::Progressing
         })
         .await;
-    assert_ne!(releasing.canary_revision, adopted.stable_revision);
+    assert_ne!(releasing.release.canary_revision, adopted.stable_revision);
     let reads: Vec<_> = cluster
         .server
         .requests()
@@ -1025,7 +1034,9 @@ async fn the_controller_reports_its_metrics() {
     let metrics = Metrics::register(&mut registry);
     let context = cluster.context_with(metrics);
     cluster
-        .reconcile_until(&context, Duration::from_secs(20), |s| s.route.weight == 50)
+        .reconcile_until(&context, Duration::from_secs(20), |s| {
+            s.routing.route.weight == 50
+        })
         .await;
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
@@ -1217,7 +1228,9 @@ async fn deleting_a_rollout_after_its_stable_deployment_went_puts_routes_back_on
     cluster.create_rollout(ROLLOUT).await;
     let context = cluster.context();
     cluster
-        .reconcile_until(&context, Duration::from_secs(20), |s| s.route.weight == 50)
+        .reconcile_until(&context, Duration::from_secs(20), |s| {
+            s.routing.route.weight == 50
+        })
         .await;
     cluster
         .deployments()
@@ -1272,7 +1285,7 @@ async fn a_deployment_named_as_the_canary_that_canary_did_not_make_is_never_touc
         "{refused}"
     );
     let status = cluster.rollouts().get("podinfo").await.unwrap().status;
-    let route = status.map(|s| s.engine.route).unwrap_or_default();
+    let route = status.map(|s| s.engine.routing.route).unwrap_or_default();
     assert!(
         route.is_stable_only(),
         "no traffic to what canary did not make: {route:?}"

@@ -64,7 +64,7 @@ async fn the_seed_progression_runs_on_a_mesh_http_route_to_promotion() {
     for weight in [10, 20, 30, 40, 50] {
         cluster
             .reconcile_until(&context, at, Duration::from_secs(20), |s| {
-                s.route.weight == weight
+                s.routing.route.weight == weight
             })
             .await;
         let backends = &route().unwrap()["spec"]["to"][0]["rules"][0]["default"]["backendRefs"];

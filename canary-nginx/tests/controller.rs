@@ -98,7 +98,7 @@ async fn the_seed_release_approved_then_a_revert_cleans_every_canary_object() {
             s.phase == Phase::Paused
         })
         .await;
-    assert_eq!(paused.route.weight, 20);
+    assert_eq!(paused.routing.route.weight, 20);
     let ingress = get(
         &cluster,
         "networking.k8s.io/v1",

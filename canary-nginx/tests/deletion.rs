@@ -198,7 +198,7 @@ impl Run {
                 Instant::now() < deadline,
                 "{}: {what} not reached: {:?}",
                 self.label,
-                self.status().map(|s| (s.phase, s.route, s.message))
+                self.status().map(|s| (s.phase, s.routing.route, s.message))
             );
             self.pass(what).await;
             tokio::time::sleep(Duration::from_millis(30)).await;
@@ -221,7 +221,7 @@ impl Run {
                 .get("apps/v1", "Deployment", "web-canary")
                 .is_some_and(|d| d["status"]["availableReplicas"] == 1);
             run.status()
-                .is_some_and(|s| s.phase == Phase::Paused && s.route.weight == 20)
+                .is_some_and(|s| s.phase == Phase::Paused && s.routing.route.weight == 20)
                 && canary_ready
         })
         .await;

@@ -73,7 +73,7 @@ impl Waypoint {
         Waypoint {
             phase: status.phase,
             step: status.step,
-            weight: status.route.weight,
+            weight: status.routing.route.weight,
         }
     }
 }
@@ -107,7 +107,7 @@ impl Driver<'_> {
     /// observes again (that the route is in effect), which is then saved with the next write.
     async fn persist_at_end(&self, pass: &mut Pass) -> Result<()> {
         let mut observed = pass.saved.clone();
-        observed.route_verified = pass.status.route_verified;
+        observed.routing.route_verified = pass.status.routing.route_verified;
         if pass.status != observed {
             self.store.save(&pass.status).await?;
             pass.saved = pass.status.clone();
@@ -132,7 +132,7 @@ impl Driver<'_> {
 
     /// The world now, as the providers report it.
     async fn observe(&self, status: &RolloutStatus) -> Result<Observation> {
-        let traffic = self.traffic.observe(&status.route).await?;
+        let traffic = self.traffic.observe(&status.routing.route).await?;
         Ok(Observation {
             workload: self.workload.observe().await?,
             route: traffic.route,
@@ -260,7 +260,7 @@ impl Driver<'_> {
             ("eventType".to_owned(), format!("{:?}", event.kind)),
             ("eventReason".to_owned(), event.reason.clone()),
         ]);
-        let revision = status.canary_revision.clone().unwrap_or_default();
+        let revision = status.release.canary_revision.clone().unwrap_or_default();
         self.call_hooks(&[HookType::Event], status, &revision, &extra)
             .await;
     }
@@ -297,7 +297,7 @@ impl Driver<'_> {
             });
         }
         let hooks = if gate {
-            let revision = status.canary_revision.clone().unwrap_or_default();
+            let revision = status.release.canary_revision.clone().unwrap_or_default();
             let types = [HookType::Rollout, HookType::Rollback];
             self.call_hooks(&types, status, &revision, &BTreeMap::new())
                 .await

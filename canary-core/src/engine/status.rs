@@ -6,7 +6,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::traffic::RouteState;
 
-/// The phases of a rollout (DESIGN §4), named as Flagger prints them.
+/// The phases of a rollout, named as Flagger prints them; [`crate::engine::machine`] shows what moves
+/// a rollout from one to another.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 pub enum Phase {
     /// Nothing observed yet.
@@ -56,6 +57,13 @@ pub enum StepStage {
 /// Everything the engine remembers about one rollout. A driver that restarts from the last
 /// saved status reaches the same outcome. A field missing from a saved status is its default
 /// (a status written in parts, or by an older version).
+///
+/// The fields are grouped by how long they live, and each group is reset as a whole with its
+/// `Default`: [`ReleaseState`] for one release of one revision, [`GateState`] for the point the
+/// rollout waits at (the current step's gate), [`Routing`] for the route last applied,
+/// [`AnalysisState`] for one attempt at a release (a retry starts a new one), and
+/// [`CommandState`] for the user's commands. The groups are flattened: the saved status is one
+/// flat object, with the same field names as when it was one struct.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", default)]
 pub struct RolloutStatus {
@@ -64,15 +72,65 @@ pub struct RolloutStatus {
     /// The revision the stable workload runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stable_revision: Option<String>,
-    /// The revision being released, while a release is under way or after it failed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub canary_revision: Option<String>,
+    /// The release under way, or the last one.
+    #[serde(flatten)]
+    pub release: ReleaseState,
     /// The current step (0-based).
     #[serde(default)]
     pub step: u32,
     /// Where the current step is.
     #[serde(default)]
     pub stage: StepStage,
+    /// The route last applied.
+    #[serde(flatten)]
+    pub routing: Routing,
+    /// The current step's gate.
+    #[serde(flatten)]
+    pub gate: GateState,
+    /// The user's commands.
+    #[serde(flatten)]
+    pub commands: CommandState,
+    /// What the analysis of the current attempt found.
+    #[serde(flatten)]
+    pub analysis: AnalysisState,
+    /// Since when the rollout waits for the world (canary ready, route shown, stable promoted);
+    /// checked against the progress deadline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>")]
+    pub waiting_since: Option<Timestamp>,
+    /// When the phase last changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>")]
+    pub last_transition: Option<Timestamp>,
+    /// Why the rollout is where it is, for people.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+    /// Conditions, one per type.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}
+
+/// One release: a revision from its start until the next release starts. A retry of a failed
+/// release is the same release (`startedAt` then says when the retry started).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ReleaseState {
+    /// The revision being released, while a release is under way or after it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary_revision: Option<String>,
+    /// When the current release started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>")]
+    pub started_at: Option<Timestamp>,
+    /// The `pre-rollout` webhooks of this release passed.
+    #[serde(default)]
+    pub pre_rollout_passed: bool,
+}
+
+/// The route last applied, and what is known of it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Routing {
     /// The route last applied.
     #[serde(default)]
     pub route: RouteState,
@@ -83,6 +141,14 @@ pub struct RolloutStatus {
     /// when fewer are available.
     #[serde(default)]
     pub routed_replicas: u32,
+}
+
+/// The point the rollout waits at: the current step's gate (its analysis runs, its pause, its
+/// webhooks), or, between releases, the `confirm-rollout` webhooks of a new revision. Entering a
+/// step starts a fresh one; when a release ends, its webhooks' answers are forgotten.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", default)]
+pub struct GateState {
     /// When the current step reached its gate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Option<String>")]
@@ -110,15 +176,27 @@ pub struct RolloutStatus {
     /// The `confirm-*` webhooks of the current gate passed.
     #[serde(default)]
     pub hooks_confirmed: bool,
-    /// The `pre-rollout` webhooks of this release passed.
-    #[serde(default)]
-    pub pre_rollout_passed: bool,
+}
+
+/// What the user's commands left. The last command's id is never reset, so each command is
+/// applied once; a user pause holds one attempt at a release, and is cleared by `resume` and
+/// by every start of a release (a retry included).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", default)]
+pub struct CommandState {
     /// The id of the last user command applied.
     #[serde(default)]
     pub last_command: u64,
     /// A user paused the rollout.
     #[serde(default)]
     pub user_paused: bool,
+}
+
+/// What the analysis found in one attempt at a release: started afresh by a new release and
+/// by a retry, whose verdict must not rest on the failed attempt's evidence.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", default)]
+pub struct AnalysisState {
     /// Failed checks in this release.
     #[serde(default)]
     pub failed_checks: u32,
@@ -131,25 +209,6 @@ pub struct RolloutStatus {
     /// The sequential judges of this release.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sequential: Vec<SequentialState>,
-    /// Since when the rollout waits for the world (canary ready, route shown, stable promoted);
-    /// checked against the progress deadline.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(with = "Option<String>")]
-    pub waiting_since: Option<Timestamp>,
-    /// When the current release started.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(with = "Option<String>")]
-    pub started_at: Option<Timestamp>,
-    /// When the phase last changed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(with = "Option<String>")]
-    pub last_transition: Option<Timestamp>,
-    /// Why the rollout is where it is, for people.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub message: String,
-    /// Conditions, one per type.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub conditions: Vec<Condition>,
     /// The most recent measurements, at most [`MEASUREMENTS_KEPT`] per metric.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub measurements: Vec<Measurement>,
@@ -276,7 +335,9 @@ impl RolloutStatus {
     pub fn condition(&self, kind: &str) -> Option<&Condition> {
         self.conditions.iter().find(|c| c.kind == kind)
     }
+}
 
+impl AnalysisState {
     /// Records a measurement, dropping the oldest of its metric past [`MEASUREMENTS_KEPT`].
     pub fn record(&mut self, measurement: Measurement) {
         let same = self
@@ -293,5 +354,119 @@ impl RolloutStatus {
             self.measurements.remove(oldest);
         }
         self.measurements.push(measurement);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    /// A status as saved when it was one flat struct, with every field set.
+    fn flat() -> Value {
+        json!({
+            "phase": "Paused",
+            "stableRevision": "rev-1",
+            "canaryRevision": "rev-2",
+            "step": 2,
+            "stage": "Gating",
+            "route": {"weight": 30, "total": 100, "mirror": 5},
+            "routeVerified": true,
+            "routedReplicas": 3,
+            "gateSince": "2026-01-01T00:10:00Z",
+            "routeReappliedAt": "2026-01-01T00:11:00Z",
+            "iterations": 4,
+            "lastAnalysis": "2026-01-01T00:12:00Z",
+            "approved": true,
+            "hooksCalledAt": "2026-01-01T00:13:00Z",
+            "hooksConfirmed": true,
+            "preRolloutPassed": true,
+            "lastCommand": 7,
+            "userPaused": true,
+            "failedChecks": 2,
+            "consecutiveFailures": 1,
+            "inconclusive": 3,
+            "sequential": [{
+                "metric": "errors",
+                "llr": -1.25,
+                "since": "2026-01-01T00:14:00Z",
+                "canaryRequests": 100,
+                "canaryErrors": 2,
+                "stableRequests": 900,
+                "stableErrors": 9,
+                "pending": {"canaryRequests": 5, "canaryErrors": 0, "stableRequests": 0, "stableErrors": 0},
+                "verdict": "continue"
+            }],
+            "waitingSince": "2026-01-01T00:15:00Z",
+            "startedAt": "2026-01-01T00:00:00Z",
+            "lastTransition": "2026-01-01T00:16:00Z",
+            "message": "paused by a user; resume to continue",
+            "conditions": [{
+                "type": "Promoted",
+                "status": "False",
+                "reason": "Progressing",
+                "message": "a new revision is being released",
+                "lastTransitionTime": "2026-01-01T00:00:00Z"
+            }],
+            "measurements": [{
+                "metric": "request-success-rate",
+                "value": 99.5,
+                "verdict": "pass",
+                "at": "2026-01-01T00:12:00Z"
+            }]
+        })
+    }
+
+    #[test]
+    fn a_status_saved_flat_reads_into_its_parts_and_writes_back_the_same() {
+        let saved = flat();
+        let status: RolloutStatus = serde_json::from_value(saved.clone()).unwrap();
+        assert_eq!(status.phase, Phase::Paused);
+        assert_eq!(status.release.canary_revision.as_deref(), Some("rev-2"));
+        assert!(status.release.pre_rollout_passed);
+        assert_eq!(status.routing.route.weight, 30);
+        assert_eq!(status.routing.routed_replicas, 3);
+        assert_eq!(status.gate.iterations, 4);
+        assert!(status.gate.approved && status.gate.hooks_confirmed);
+        assert_eq!(status.commands.last_command, 7);
+        assert!(status.commands.user_paused);
+        assert_eq!(status.analysis.failed_checks, 2);
+        assert_eq!(status.analysis.sequential[0].pending.canary_requests, 5);
+        assert_eq!(status.analysis.measurements.len(), 1);
+        assert_eq!(serde_json::to_value(&status).unwrap(), saved);
+    }
+
+    #[test]
+    fn a_status_with_fields_missing_reads_with_their_defaults() {
+        let status: RolloutStatus =
+            serde_json::from_value(json!({"phase": "Initialized", "iterations": 2})).unwrap();
+        assert_eq!(
+            status,
+            RolloutStatus {
+                phase: Phase::Initialized,
+                gate: GateState {
+                    iterations: 2,
+                    ..GateState::default()
+                },
+                ..RolloutStatus::default()
+            }
+        );
+        let empty: RolloutStatus = serde_json::from_value(json!({})).unwrap();
+        assert_eq!(empty, RolloutStatus::default());
+    }
+
+    #[test]
+    fn the_schema_lists_the_flat_fields() {
+        let schema = serde_json::to_value(schemars::schema_for!(RolloutStatus)).unwrap();
+        let mut properties: Vec<&str> = schema["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        properties.sort_unstable();
+        let mut saved: Vec<String> = flat().as_object().unwrap().keys().cloned().collect();
+        saved.sort_unstable();
+        assert_eq!(properties, saved);
     }
 }

@@ -129,15 +129,15 @@ impl SimConfig {
         let after = self.approve_after?;
         let waiting = status.phase == Phase::Paused
             && status.stage == StepStage::Gating
-            && !status.user_paused
-            && !status.approved
+            && !status.commands.user_paused
+            && !status.gate.approved
             && plan
                 .step(status.step)
                 .is_some_and(|step| step.pause == Some(PlanPause::Manual));
         if !waiting {
             return None;
         }
-        status.gate_since?.checked_add(after).ok()
+        status.gate.gate_since?.checked_add(after).ok()
     }
 
     /// Checks the configuration: rates and shares within 0..=1, and every count and duration

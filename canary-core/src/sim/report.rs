@@ -204,6 +204,7 @@ impl Recorder {
         }
         let measured: Vec<_> = pass
             .status
+            .analysis
             .measurements
             .iter()
             .filter(|m| m.at == now && pass.analysed)
@@ -326,7 +327,7 @@ impl Recorder {
             stable_requests: totals.stable,
             stable_errors: totals.stable_errors,
             mirrored_requests: totals.mirrored,
-            failed_checks: status.failed_checks,
+            failed_checks: status.analysis.failed_checks,
             duration_s: end.duration_since(START).as_secs(),
             message: status.message.clone(),
             unserved_requests: None,

@@ -301,9 +301,13 @@ impl<'p> ClusterSimulation<'p> {
         let status = run.status().await?;
         let history = run.history.clone();
         let excess = run.max_excess;
-        let mut report =
-            run.recorder
-                .finish(&status, finished, status.route.weight, &history, &model);
+        let mut report = run.recorder.finish(
+            &status,
+            finished,
+            status.routing.route.weight,
+            &history,
+            &model,
+        );
         let summary = &mut report.summary;
         let (unserved, outside) = history.unserved_and_outside_release(&model, settled);
         summary.unserved_requests = Some(unserved);
@@ -435,7 +439,7 @@ impl Run<'_> {
         status: &RolloutStatus,
     ) {
         let expected = Expectation {
-            route: &status.route,
+            route: &status.routing.route,
             canary_available: invariants::canary_fully_available(self.plan, world),
             probed_matches: &self.matches,
             only_rollout_pods: false,

@@ -124,14 +124,14 @@ pub fn shares_of(split: &Split, match_share: f64) -> ServedShares {
 
 /// Whether the route in `status` sends the canary anything: a weight or request matches.
 pub fn route_sends_canary(status: &RolloutStatus) -> bool {
-    status.route.weight > 0 || !status.route.matches.is_empty()
+    status.routing.route.weight > 0 || !status.routing.route.matches.is_empty()
 }
 
 /// How far any caller's plain requests answered by the canary exceed the route's canary
 /// weight, in percentage points (0 when they do not).
 pub fn canary_excess(probe: &Probe, status: &RolloutStatus) -> f64 {
     let served = probe.max_canary(RequestClass::Plain) * 100.0;
-    (served - status.route.weight_percent()).max(0.0)
+    (served - status.routing.route.weight_percent()).max(0.0)
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ impl Engine<'_> {
         let refused = match command {
             Command::Promote if stepping && self.status.stage == StepStage::Gating => {
                 self.accepted(command);
-                self.status.approved = true;
+                self.status.gate.approved = true;
                 self.advance();
                 None
             }
@@ -37,13 +37,15 @@ impl Engine<'_> {
             }
             Command::Pause if stepping => {
                 self.accepted(command);
-                self.status.user_paused = true;
+                self.status.commands.user_paused = true;
                 self.set_phase(Phase::Paused, "paused by a user; resume to continue");
                 None
             }
-            Command::Resume if self.status.user_paused => {
+            // Only a release under way is resumed: a pause left in a release that ended (aborted,
+            // promoted) holds nothing, and resuming it would set a finished release going again.
+            Command::Resume if stepping && self.status.commands.user_paused => {
                 self.accepted(command);
-                self.status.user_paused = false;
+                self.status.commands.user_paused = false;
                 if self.status.stage == StepStage::Gating {
                     self.try_pass_gate();
                 } else {
@@ -51,12 +53,17 @@ impl Engine<'_> {
                 }
                 None
             }
-            Command::Retry if phase == Phase::Failed && self.status.canary_revision.is_some() => {
+            Command::Retry
+                if phase == Phase::Failed && self.status.release.canary_revision.is_some() =>
+            {
                 self.accepted(command);
                 self.retry();
                 None
             }
             Command::Retry => Some("only a failed release can be retried"),
+            Command::Resume if self.status.commands.user_paused => {
+                Some("the pause was left by a release that is no longer working through its steps")
+            }
             Command::Resume => Some("the rollout is not paused by a user"),
             _ => Some("no release is under way"),
         };
@@ -77,13 +84,18 @@ impl Engine<'_> {
         );
     }
 
+    /// Starts a failed release again from its first step, as a new attempt.
+    ///
+    /// A retry keeps what belongs to the release: its revision, and whether its `pre-rollout`
+    /// webhooks passed (they vouched for this revision already; a release that failed on them
+    /// never recorded a pass, so they are asked again). It starts afresh what belongs to an
+    /// attempt (see [`Engine::begin_attempt`]): the failed checks, the measurements, the
+    /// sequential judges (whose evidence would otherwise span the time the canary was gone,
+    /// and whose `fail` verdict would stop them measuring the new attempt at all), and a user
+    /// pause left from the failed attempt, which would otherwise hold the new attempt at its
+    /// first gate unannounced.
     fn retry(&mut self) {
-        self.status.failed_checks = 0;
-        self.status.consecutive_failures = 0;
-        self.status.inconclusive = 0;
-        self.status.measurements.clear();
-        self.status.started_at = Some(self.now);
-        self.enter_step(0);
+        self.begin_attempt();
         self.set_phase(
             Phase::Progressing,
             "retried by a user; starting again from the first step",

@@ -12,7 +12,11 @@ use crate::engine::status::{Measurement, Phase, StepStage, Verdict};
 impl Engine<'_> {
     /// When the next analysis run is due at the current gate.
     fn next_analysis_at(&self) -> Option<Timestamp> {
-        let since = self.status.last_analysis.or(self.status.gate_since)?;
+        let since = self
+            .status
+            .gate
+            .last_analysis
+            .or(self.status.gate.gate_since)?;
         since.checked_add(self.plan.analysis.interval).ok()
     }
 
@@ -22,14 +26,14 @@ impl Engine<'_> {
         let Some(step) = self.plan.step(self.status.step) else {
             return false;
         };
-        self.status.iterations < step.iterations
+        self.status.gate.iterations < step.iterations
             || (step.pause.is_some() && self.analysis_has_checks())
     }
 
     fn pause_ends_at(&self) -> Option<Timestamp> {
         let step = self.plan.step(self.status.step)?;
         match step.pause? {
-            PlanPause::For(duration) => self.status.gate_since?.checked_add(duration).ok(),
+            PlanPause::For(duration) => self.status.gate.gate_since?.checked_add(duration).ok(),
             PlanPause::Manual => None,
         }
     }
@@ -41,10 +45,10 @@ impl Engine<'_> {
             .then(|| self.next_analysis_at())
             .flatten();
         let pause = self.pause_ends_at().filter(|end| *end > self.now);
-        let hooks = (!self.status.hooks_confirmed)
+        let hooks = (!self.status.gate.hooks_confirmed)
             .then(|| self.hooks_wakeup())
             .flatten();
-        let unverified = !self.status.route_verified;
+        let unverified = !self.status.routing.route_verified;
         let verification = unverified
             .then(|| self.now.checked_add(super::POLL_INTERVAL).ok())
             .flatten();
@@ -96,22 +100,38 @@ impl Engine<'_> {
         if !at_gate {
             return;
         }
-        self.status.last_analysis = Some(self.now);
-        if let Some(asked) = results
+        self.status.gate.last_analysis = Some(self.now);
+        if self.rollback_if_asked(results) {
+            return;
+        }
+        let mut run = RunVerdict::default();
+        self.judge_thresholds(results, &mut run);
+        judge_rollout_hooks(results, &mut run);
+        if self.count_run(run) {
+            return;
+        }
+        self.try_pass_gate();
+    }
+
+    /// Rolls back when a `rollback` webhook said yes. Returns whether it rolled back.
+    fn rollback_if_asked(&mut self, results: &AnalysisResults) -> bool {
+        let Some(asked) = results
             .hooks
             .iter()
             .find(|r| r.hook_type == HookType::Rollback && r.outcome == HookOutcome::Pass)
-        {
-            let message = format!(
-                "rollback webhook {} asked for a rollback; rolled back",
-                asked.name
-            );
-            self.rollback("RollbackRequested", message);
-            return;
-        }
-        let mut verdict = Verdict::Pass;
-        let mut failures = Vec::new();
-        let mut inconclusive = Vec::new();
+        else {
+            return false;
+        };
+        let message = format!(
+            "rollback webhook {} asked for a rollback; rolled back",
+            asked.name
+        );
+        self.rollback("RollbackRequested", message);
+        true
+    }
+
+    /// Judges each threshold metric of the run and records its measurement.
+    fn judge_thresholds(&mut self, results: &AnalysisResults, run: &mut RunVerdict) {
         for metric in &self.plan.analysis.metrics {
             let Judge::Threshold(range) = metric.judge else {
                 continue;
@@ -121,92 +141,84 @@ impl Engine<'_> {
                 .iter()
                 .find(|r| r.metric == metric.name)
                 .map(|r| &r.outcome);
-            let (value, metric_verdict, message) =
-                judge(&range, outcome, self.plan.analysis.no_data);
-            match metric_verdict {
-                Verdict::Fail => {
-                    verdict = Verdict::Fail;
-                    failures.push(format!("{}: {message}", metric.name));
-                }
-                Verdict::Inconclusive => {
-                    if verdict == Verdict::Pass {
-                        verdict = Verdict::Inconclusive;
-                    }
-                    inconclusive.push(format!("{}: {message}", metric.name));
-                }
-                Verdict::Pass | Verdict::Continue => {}
-            }
-            self.status.record(Measurement {
+            let (value, verdict, message) = judge(&range, outcome, self.plan.analysis.no_data);
+            run.add(verdict, format!("{}: {message}", metric.name));
+            self.status.analysis.record(Measurement {
                 metric: metric.name.clone(),
                 value,
-                verdict: metric_verdict,
+                verdict,
                 message,
                 at: self.now,
             });
         }
-        for result in results
-            .hooks
-            .iter()
-            .filter(|r| r.hook_type == HookType::Rollout)
-        {
-            if let HookOutcome::Fail(why) | HookOutcome::Error(why) = &result.outcome {
-                verdict = Verdict::Fail;
-                failures.push(format!("rollout webhook {}: {why}", result.name));
-            }
-        }
-        match verdict {
+    }
+
+    /// Counts the run's verdict: a pass adds an iteration, an inconclusive run or a failed check
+    /// may reach its limit and roll back. Returns whether it rolled back.
+    fn count_run(&mut self, run: RunVerdict) -> bool {
+        match run.verdict {
             Verdict::Pass | Verdict::Continue => {
-                self.status.consecutive_failures = 0;
-                self.status.inconclusive = 0;
-                self.status.iterations = self.status.iterations.saturating_add(1);
-                if self.analysis_has_checks() {
-                    self.status.set_condition(
-                        "Analysis",
-                        true,
-                        "Passed",
-                        "the last analysis run passed",
-                        self.now,
-                    );
-                }
+                self.count_pass();
+                false
             }
-            Verdict::Inconclusive => {
-                self.status.inconclusive = self.status.inconclusive.saturating_add(1);
-                let message = inconclusive.join("; ");
-                self.status
-                    .set_condition("Analysis", false, "Inconclusive", &message, self.now);
-                self.event(EventKind::Warning, "InconclusiveCheck", message.clone());
-                if let Some(limit) = self.plan.analysis.inconclusive_limit
-                    && self.status.inconclusive >= limit
-                {
-                    let message = format!(
-                        "{} inconclusive analysis runs in a row reached the inconclusive limit {limit}; rolled back ({message})",
-                        self.status.inconclusive
-                    );
-                    self.rollback("AnalysisInconclusive", message);
-                    return;
-                }
-            }
+            Verdict::Inconclusive => self.count_inconclusive(run.inconclusive.join("; ")),
             Verdict::Fail => {
-                self.status.inconclusive = 0;
-                if self.fail_check(failures.join("; ")) {
-                    return;
-                }
+                self.status.analysis.inconclusive = 0;
+                self.fail_check(run.failures.join("; "))
             }
         }
-        self.try_pass_gate();
+    }
+
+    /// A run that passed: one more iteration, and the counts in a row start again.
+    fn count_pass(&mut self) {
+        let analysis = &mut self.status.analysis;
+        analysis.consecutive_failures = 0;
+        analysis.inconclusive = 0;
+        self.status.gate.iterations = self.status.gate.iterations.saturating_add(1);
+        if self.analysis_has_checks() {
+            self.status.set_condition(
+                "Analysis",
+                true,
+                "Passed",
+                "the last analysis run passed",
+                self.now,
+            );
+        }
+    }
+
+    /// A run without evidence either way; rolls back at once when the inconclusive limit is
+    /// reached. Returns whether it rolled back.
+    fn count_inconclusive(&mut self, message: String) -> bool {
+        let inconclusive = self.status.analysis.inconclusive.saturating_add(1);
+        self.status.analysis.inconclusive = inconclusive;
+        self.status
+            .set_condition("Analysis", false, "Inconclusive", &message, self.now);
+        self.event(EventKind::Warning, "InconclusiveCheck", message.clone());
+        let Some(limit) = self.plan.analysis.inconclusive_limit else {
+            return false;
+        };
+        if inconclusive < limit {
+            return false;
+        }
+        let message = format!(
+            "{inconclusive} inconclusive analysis runs in a row reached the inconclusive limit {limit}; rolled back ({message})"
+        );
+        self.rollback("AnalysisInconclusive", message);
+        true
     }
 
     /// Counts a failed check; rolls back at once when the failure limit is reached. Returns
     /// whether it rolled back.
     pub(super) fn fail_check(&mut self, message: String) -> bool {
-        self.status.failed_checks = self.status.failed_checks.saturating_add(1);
-        self.status.consecutive_failures = self.status.consecutive_failures.saturating_add(1);
+        self.status.analysis.failed_checks = self.status.analysis.failed_checks.saturating_add(1);
+        self.status.analysis.consecutive_failures =
+            self.status.analysis.consecutive_failures.saturating_add(1);
         self.status
             .set_condition("Analysis", false, "Failed", &message, self.now);
         self.event(EventKind::Warning, "FailedCheck", message.clone());
         let counted = match self.plan.analysis.counting {
-            FailureCounting::Cumulative => self.status.failed_checks,
-            FailureCounting::Consecutive => self.status.consecutive_failures,
+            FailureCounting::Cumulative => self.status.analysis.failed_checks,
+            FailureCounting::Consecutive => self.status.analysis.consecutive_failures,
         };
         if counted < self.plan.analysis.failure_limit {
             return false;
@@ -240,16 +252,21 @@ impl Engine<'_> {
         };
         let pause_done = match step.pause {
             None => true,
-            Some(PlanPause::Manual) => self.status.approved,
+            Some(PlanPause::Manual) => self.status.gate.approved,
             Some(PlanPause::For(_)) => self.pause_ends_at().is_some_and(|end| end <= self.now),
         };
         let iterations_done =
-            self.status.iterations >= step.iterations && self.status.route_verified;
-        if self.status.user_paused {
+            self.status.gate.iterations >= step.iterations && self.status.routing.route_verified;
+        if self.status.commands.user_paused {
             self.set_phase(Phase::Paused, "paused by a user; resume to continue");
         } else if pause_done && iterations_done {
             if let Some(kind) = self.confirmation_needed() {
-                let revision = self.status.canary_revision.clone().unwrap_or_default();
+                let revision = self
+                    .status
+                    .release
+                    .canary_revision
+                    .clone()
+                    .unwrap_or_default();
                 self.call_gate_hooks(kind, &revision);
                 self.set_phase(
                     Phase::Progressing,
@@ -263,7 +280,7 @@ impl Engine<'_> {
                 return;
             }
             self.advance();
-        } else if step.pause == Some(PlanPause::Manual) && !self.status.approved {
+        } else if step.pause == Some(PlanPause::Manual) && !self.status.gate.approved {
             self.set_phase(
                 Phase::Paused,
                 format!(
@@ -287,7 +304,7 @@ impl Engine<'_> {
     /// The `confirm-*` webhooks that must pass before leaving this gate, if any: before a
     /// weight increase, and before promotion.
     fn confirmation_needed(&self) -> Option<HookType> {
-        if self.status.hooks_confirmed {
+        if self.status.gate.hooks_confirmed {
             return None;
         }
         let current = self.plan.step(self.status.step)?;
@@ -313,6 +330,63 @@ impl Engine<'_> {
             );
         } else {
             self.finish_steps();
+        }
+    }
+}
+
+/// The verdict of one gate run over its metrics and `rollout` webhooks, and why.
+#[derive(Debug)]
+struct RunVerdict {
+    /// `Fail` when any check failed, else `Inconclusive` when any was, else `Pass`.
+    verdict: Verdict,
+    /// Why checks failed.
+    failures: Vec<String>,
+    /// Why checks were inconclusive.
+    inconclusive: Vec<String>,
+}
+
+impl Default for RunVerdict {
+    /// A run with no checks passes.
+    fn default() -> Self {
+        RunVerdict {
+            verdict: Verdict::Pass,
+            failures: Vec::new(),
+            inconclusive: Vec::new(),
+        }
+    }
+}
+
+impl RunVerdict {
+    /// Adds one check's verdict, with why (kept for a failure or an inconclusive check).
+    fn add(&mut self, verdict: Verdict, why: String) {
+        match verdict {
+            Verdict::Fail => {
+                self.verdict = Verdict::Fail;
+                self.failures.push(why);
+            }
+            Verdict::Inconclusive => {
+                if self.verdict == Verdict::Pass {
+                    self.verdict = Verdict::Inconclusive;
+                }
+                self.inconclusive.push(why);
+            }
+            Verdict::Pass | Verdict::Continue => {}
+        }
+    }
+}
+
+/// A `rollout` webhook that said no (or could not answer) is a failed check.
+fn judge_rollout_hooks(results: &AnalysisResults, run: &mut RunVerdict) {
+    for result in results
+        .hooks
+        .iter()
+        .filter(|r| r.hook_type == HookType::Rollout)
+    {
+        if let HookOutcome::Fail(why) | HookOutcome::Error(why) = &result.outcome {
+            run.add(
+                Verdict::Fail,
+                format!("rollout webhook {}: {why}", result.name),
+            );
         }
     }
 }

@@ -34,7 +34,7 @@ impl Engine<'_> {
 
     /// When the gate webhooks are asked again, while the rollout waits on them.
     pub(super) fn hooks_wakeup(&self) -> Option<Timestamp> {
-        let called = self.status.hooks_called_at?;
+        let called = self.status.gate.hooks_called_at?;
         called.checked_add(self.plan.analysis.interval).ok()
     }
 
@@ -48,7 +48,9 @@ impl Engine<'_> {
         }
     }
 
-    /// The answers of gate webhooks.
+    /// The answers of gate webhooks. Answers for the point the rollout waits at are recorded
+    /// with their time (the webhooks are asked again one analysis interval later while they say
+    /// no); answers that arrive after the rollout moved on are ignored.
     pub(super) fn hooked(&mut self, kind: HookType, revision: &str, results: &[HookResult]) {
         let refusals: Vec<String> = results
             .iter()
@@ -60,8 +62,7 @@ impl Engine<'_> {
             })
             .collect();
         let passed = refusals.is_empty();
-        self.status.hooks_called_at = Some(self.now);
-        let current = self.status.canary_revision.as_deref() == Some(revision);
+        let current = self.status.release.canary_revision.as_deref() == Some(revision);
         let stepping = matches!(self.status.phase, Phase::Progressing | Phase::Paused);
         match kind {
             HookType::ConfirmRollout => {
@@ -72,6 +73,7 @@ impl Engine<'_> {
                 if !idle || self.status.stable_revision.as_deref() == Some(revision) {
                     return;
                 }
+                self.status.gate.hooks_called_at = Some(self.now);
                 if passed {
                     self.start(revision.to_owned());
                 } else {
@@ -83,18 +85,20 @@ impl Engine<'_> {
                 if current && stepping && self.status.stage == StepStage::Scaling =>
             {
                 if passed {
-                    self.status.pre_rollout_passed = true;
-                    self.status.hooks_called_at = None;
+                    self.status.release.pre_rollout_passed = true;
+                    self.status.gate.hooks_called_at = None;
                     self.again = true;
                 } else {
+                    self.status.gate.hooks_called_at = Some(self.now);
                     self.fail_check(format!("pre-rollout {}", refusals.join("; ")));
                 }
             }
             HookType::ConfirmTrafficIncrease | HookType::ConfirmPromotion
                 if current && stepping && self.status.stage == StepStage::Gating =>
             {
+                self.status.gate.hooks_called_at = Some(self.now);
                 if passed {
-                    self.status.hooks_confirmed = true;
+                    self.status.gate.hooks_confirmed = true;
                     self.try_pass_gate();
                 } else {
                     self.status.message =

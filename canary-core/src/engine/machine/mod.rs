@@ -6,6 +6,42 @@
 //! order and saves the status. Every action is idempotent and every decision is made from the
 //! status and the input alone, so a shell that crashes anywhere and restarts from the last saved
 //! status reaches the same outcome.
+//!
+//! # Phases and stages
+//!
+//! A rollout is in one [`Phase`]. While it works through the steps (`Progressing` or `Paused`)
+//! the current step is in one [`StepStage`](crate::engine::status::StepStage): `Scaling` (the canary is
+//! brought to the step's size; the previous step's route stays in effect) or `Gating` (the
+//! step's route is applied; analysis, pauses and `confirm-*` webhooks decide when to move on).
+//! In the other phases the stage is not looked at.
+//!
+//! | Phase | Stage | What the engine does | Moves on to |
+//! |---|---|---|---|
+//! | `Initializing` | – | Nothing observed yet. | `Initialized` at the first observation: the stable workload is adopted. |
+//! | `Initialized` | – | Idle: all traffic to stable, no canary. Waits for a new revision, then for its `confirm-rollout` webhooks. | `Progressing` (step 1, `Scaling`) when a new revision is released. |
+//! | `Progressing` | `Scaling` | Makes the canary (kept from stable traffic until it runs), scales it for the step, calls the `pre-rollout` webhooks at the first step. | `Gating` once enough canary replicas are available (the step's route is applied). `Failed` at the progress deadline or when failed `pre-rollout` checks reach the limit. |
+//! | `Progressing` | `Gating` | Analysis runs every interval, a timed pause runs out, the route must be shown in effect, then `confirm-*` webhooks. | The next step (`Scaling`) when the gate passes; `Promoting` after the last step (`Finalising` for a mirror that does not promote); `Paused` at a manual pause or a user pause; `Scaling` of the same step when the canary loses readiness (traffic back to stable first); `Failed` when a limit is reached (failed checks, inconclusive runs, the sequential judge, a `rollback` webhook, a route not in effect by the deadline). |
+//! | `Paused` | `Gating` | As at `Progressing`: analysis still runs and can roll back, but the gate waits for `promote` (a manual pause) or `resume` (a user pause). | `Progressing` (the next step for `promote`), `Failed` as above. |
+//! | `Paused` | `Scaling` | A user pause set before the gate: the step still scales and applies its route, then waits at its gate. | `Paused`/`Gating`, or `Progressing` on `resume`. |
+//! | `Promoting` | – | The canary takes all traffic at full size (providers that weigh), then the stable workload takes the new revision. | `Finalising` once stable runs it with all replicas available. |
+//! | `Finalising` | – | All traffic back to stable, then the canary is removed. | `Succeeded`. |
+//! | `Succeeded` | – | Idle, like `Initialized`. A mirror that does not promote keeps its revision, which is not released again. | `Progressing` for another revision. |
+//! | `Failed` | – | Idle: all traffic to stable, no canary, stable untouched. The failed revision is not released again. | `Progressing` (step 1) on `retry` or for another revision; `Initialized` when the workload is put back to the stable revision. |
+//!
+//! From `Progressing` and `Paused`, a new revision restarts the release at step 1 and a
+//! workload put back to the stable revision cancels it (`Initialized`). The user's commands:
+//! `promote` passes the current gate, `skip` moves to the next step from either stage,
+//! `promote-full` goes to `Promoting`, `abort` to `Failed`, `pause` holds the rollout at its
+//! gate and `resume` lets it go on; `retry` starts a `Failed` release again.
+//!
+//! # State
+//!
+//! The [`RolloutStatus`] is grouped by how long its parts live, and each part is started
+//! afresh with its `Default`: entering a step resets the [`GateState`](crate::engine::status::GateState);
+//! a release resets the [`ReleaseState`](crate::engine::status::ReleaseState); every attempt at a
+//! release (a new one, or a retry) resets the [`AnalysisState`](crate::engine::status::AnalysisState)
+//! and the user's pause. Decisions are made on these fields, never on the status message, which
+//! is for people only.
 
 mod action;
 mod commands;
@@ -15,6 +51,8 @@ mod input;
 mod judge;
 mod phases;
 mod sequential;
+#[cfg(test)]
+mod tests;
 
 use jiff::{SignedDuration, Timestamp};
 
@@ -95,8 +133,8 @@ pub fn transition(
             results,
         } => engine.hooked(*hook_type, revision, results),
         Input::Command { id, command } => {
-            if *id > engine.status.last_command {
-                engine.status.last_command = *id;
+            if *id > engine.status.commands.last_command {
+                engine.status.commands.last_command = *id;
                 engine.command(*command);
             }
         }
@@ -169,11 +207,11 @@ impl Engine<'_> {
 
     /// Applies `route`, which relies on `replicas` available canary replicas.
     fn set_route(&mut self, route: crate::traffic::RouteState, replicas: u32) {
-        if self.status.route != route {
-            self.status.route_verified = false;
+        if self.status.routing.route != route {
+            self.status.routing.route_verified = false;
         }
-        self.status.route = route.clone();
-        self.status.routed_replicas = if route.is_stable_only() { 0 } else { replicas };
+        self.status.routing.route = route.clone();
+        self.status.routing.routed_replicas = if route.is_stable_only() { 0 } else { replicas };
         self.emit(Action::SetRoute(route));
     }
 

@@ -4,7 +4,7 @@
 use super::{Action, Engine, EventKind, Observation, Verification};
 use crate::api::plan::Finish;
 use crate::api::spec::HookType;
-use crate::engine::status::{Phase, StepStage};
+use crate::engine::status::{AnalysisState, GateState, Phase, ReleaseState, StepStage};
 use crate::traffic::RouteState;
 
 impl Engine<'_> {
@@ -33,8 +33,8 @@ impl Engine<'_> {
         let desired = &seen.workload.desired_revision;
         self.status.stable_revision = Some(stable.clone());
         if desired == stable {
-            self.status.canary_revision = None;
-            self.status.hooks_called_at = None;
+            self.status.release.canary_revision = None;
+            self.status.gate.hooks_called_at = None;
             if self.status.phase == Phase::Failed {
                 self.set_phase(
                     Phase::Initialized,
@@ -46,19 +46,16 @@ impl Engine<'_> {
         // A revision that already failed, or passed a release that does not promote, is not
         // released again until the user asks for another (or retries).
         let judged = matches!(self.status.phase, Phase::Failed | Phase::Succeeded)
-            && self.status.canary_revision.as_ref() == Some(desired);
+            && self.status.release.canary_revision.as_ref() == Some(desired);
         if judged {
             return;
         }
         if self.has_hooks(HookType::ConfirmRollout) {
             let desired = desired.clone();
             self.call_gate_hooks(HookType::ConfirmRollout, &desired);
-            if self.status.message.is_empty()
-                || !self
-                    .status
-                    .message
-                    .starts_with("waiting for confirm-rollout")
-            {
+            // Until the webhooks answer, the message says what the rollout waits for; once they
+            // said no, it says why (see `hooked`) until their next answer.
+            if self.status.gate.hooks_called_at.is_none() {
                 self.status.message =
                     format!("waiting for confirm-rollout webhooks to release {desired}");
             }
@@ -73,7 +70,7 @@ impl Engine<'_> {
             .route
             .as_ref()
             .is_some_and(|route| !route.is_stable_only());
-        if !self.status.route.is_stable_only()
+        if !self.status.routing.route.is_stable_only()
             || shown_elsewhere
             || seen.verified == Verification::No
         {
@@ -86,44 +83,51 @@ impl Engine<'_> {
 
     /// Starts (or restarts) a release of `revision` from the first step.
     pub(super) fn start(&mut self, revision: String) {
-        let status = &mut self.status;
-        status.canary_revision = Some(revision.clone());
-        status.started_at = Some(self.now);
-        status.failed_checks = 0;
-        status.consecutive_failures = 0;
-        status.inconclusive = 0;
-        status.user_paused = false;
-        status.pre_rollout_passed = false;
-        status.measurements.clear();
-        status.set_condition(
-            "Promoted",
-            false,
-            "Progressing",
-            "a new revision is being released",
-            self.now,
-        );
-        self.reset_sequential();
-        self.enter_step(0);
+        self.status.release = ReleaseState {
+            canary_revision: Some(revision.clone()),
+            ..ReleaseState::default()
+        };
+        self.begin_attempt();
         self.set_phase(
             Phase::Progressing,
             format!("new revision {revision} detected; starting the release"),
         );
     }
 
-    /// Enters step `index` at its first stage.
+    /// Starts an attempt at the current release from its first step: a new release, or a retry
+    /// of a failed one. The attempt's analysis starts afresh (counts, measurements and the
+    /// sequential judges measuring from now) and no user pause carries over into it.
+    pub(super) fn begin_attempt(&mut self) {
+        self.status.release.started_at = Some(self.now);
+        self.status.analysis = AnalysisState {
+            sequential: self.fresh_sequential(),
+            ..AnalysisState::default()
+        };
+        self.status.commands.user_paused = false;
+        self.status.set_condition(
+            "Promoted",
+            false,
+            "Progressing",
+            "a new revision is being released",
+            self.now,
+        );
+        self.enter_step(0);
+    }
+
+    /// Enters step `index` at its first stage, with a fresh gate.
     pub(super) fn enter_step(&mut self, index: u32) {
-        let status = &mut self.status;
-        status.step = index;
-        status.stage = StepStage::Scaling;
-        status.waiting_since = Some(self.now);
-        status.gate_since = None;
-        status.route_reapplied_at = None;
-        status.last_analysis = None;
-        status.iterations = 0;
-        status.approved = false;
-        status.hooks_called_at = None;
-        status.hooks_confirmed = false;
+        self.status.step = index;
+        self.status.stage = StepStage::Scaling;
+        self.status.waiting_since = Some(self.now);
+        self.status.gate = GateState::default();
         self.again = true;
+    }
+
+    /// The release is over (succeeded, rolled back or cancelled): the answers of the webhooks
+    /// it waited on are forgotten, so the next wait (`confirm-rollout` for a new revision)
+    /// starts with no answer and asks at once.
+    fn end_release(&mut self) {
+        self.status.gate.hooks_called_at = None;
     }
 
     fn active(&mut self, seen: &Observation) {
@@ -134,13 +138,14 @@ impl Engine<'_> {
             );
             self.set_route(RouteState::stable(), 0);
             self.emit(Action::RemoveCanary);
-            self.status.canary_revision = None;
+            self.status.release.canary_revision = None;
+            self.end_release();
             self.status
                 .set_condition("Promoted", false, "Cancelled", &message, self.now);
             self.set_phase(Phase::Initialized, message);
             return;
         }
-        if self.status.canary_revision.as_ref() != Some(desired) {
+        if self.status.release.canary_revision.as_ref() != Some(desired) {
             self.event(
                 EventKind::Normal,
                 "Restarted",
@@ -148,7 +153,7 @@ impl Engine<'_> {
                     "new revision {desired} during the release; restarting from the first step"
                 ),
             );
-            if !self.status.route.is_stable_only() {
+            if !self.status.routing.route.is_stable_only() {
                 self.set_route(RouteState::stable(), 0);
             }
             self.start(desired.clone());
@@ -180,22 +185,22 @@ impl Engine<'_> {
         let drifted = seen
             .route
             .as_ref()
-            .is_some_and(|route| *route != self.status.route);
+            .is_some_and(|route| *route != self.status.routing.route);
         if drifted {
             self.event(
                 EventKind::Warning,
                 "RouteDrift",
                 format!(
                     "the route was changed outside the rollout; applying {} again",
-                    describe_route(&self.status.route)
+                    describe_route(&self.status.routing.route)
                 ),
             );
-            self.emit(Action::SetRoute(self.status.route.clone()));
+            self.emit(Action::SetRoute(self.status.routing.route.clone()));
         } else if seen.verified == Verification::No {
             // The same route, but its objects are not what it renders to now: the world moved
             // under it (e.g. promotion replaces the stable pods a Service is narrowed to).
             // Applying again is idempotent and brings them up to date.
-            self.emit(Action::SetRoute(self.status.route.clone()));
+            self.emit(Action::SetRoute(self.status.routing.route.clone()));
         }
     }
 
@@ -203,20 +208,18 @@ impl Engine<'_> {
     /// available than the applied route relies on, all traffic goes back to stable and the step
     /// scales again.
     fn pull_traffic_if_unready(&mut self, seen: &Observation) -> bool {
-        if self.status.route.is_stable_only() {
+        if self.status.routing.route.is_stable_only() {
             return false;
         }
-        let canary = seen
-            .workload
-            .canary
-            .as_ref()
-            .filter(|canary| Some(&canary.revision) == self.status.canary_revision.as_ref());
+        let canary = seen.workload.canary.as_ref().filter(|canary| {
+            Some(&canary.revision) == self.status.release.canary_revision.as_ref()
+        });
         // Counts its controller has not caught up with say nothing about the pods.
         if canary.is_some_and(|canary| canary.stale) {
             return false;
         }
         let available = canary.map_or(0, |canary| canary.available);
-        if available >= self.status.routed_replicas {
+        if available >= self.status.routing.routed_replicas {
             return false;
         }
         self.event(
@@ -224,7 +227,7 @@ impl Engine<'_> {
             "CanaryUnready",
             format!(
                 "{available} canary replicas available, the route relies on {}; all traffic back to stable",
-                self.status.routed_replicas
+                self.status.routing.routed_replicas
             ),
         );
         self.set_route(RouteState::stable(), 0);
@@ -243,7 +246,7 @@ impl Engine<'_> {
         let Some(step) = self.plan.step(self.status.step) else {
             return;
         };
-        let Some(revision) = self.status.canary_revision.clone() else {
+        let Some(revision) = self.status.release.canary_revision.clone() else {
             return;
         };
         if !self.isolated(seen, &revision) {
@@ -258,7 +261,7 @@ impl Engine<'_> {
         let available = current.map_or(0, |canary| canary.available);
         let scale = current.is_none_or(|canary| canary.desired != replicas);
         let ready = available >= needed;
-        let shrinking = replicas < self.status.routed_replicas;
+        let shrinking = replicas < self.status.routing.routed_replicas;
         if !ready {
             if scale {
                 if shrinking {
@@ -276,7 +279,7 @@ impl Engine<'_> {
             return;
         }
         if self.status.step == 0
-            && !self.status.pre_rollout_passed
+            && !self.status.release.pre_rollout_passed
             && self.has_hooks(HookType::PreRollout)
         {
             if scale {
@@ -325,7 +328,7 @@ impl Engine<'_> {
         }
         let shown = seen.verified != Verification::No
             && seen.route.as_ref().is_none_or(RouteState::is_stable_only);
-        if shown && self.status.route.is_stable_only() {
+        if shown && self.status.routing.route.is_stable_only() {
             return true;
         }
         self.set_route(RouteState::stable(), 0);
@@ -351,7 +354,7 @@ impl Engine<'_> {
     /// At the gate the canary keeps the size the step wants (a scale lost in a crash, or
     /// changed by someone else, is made again).
     fn keep_canary_scaled(&mut self, seen: &Observation) {
-        let Some(revision) = self.status.canary_revision.clone() else {
+        let Some(revision) = self.status.release.canary_revision.clone() else {
             return;
         };
         let (replicas, _) = self.step_replicas(seen);
@@ -369,13 +372,13 @@ impl Engine<'_> {
     /// verified.
     fn enter_gate(&mut self, route: RouteState, needed: u32, seen: &Observation) {
         let shown = seen.verified != Verification::No && seen.route.as_ref() == Some(&route);
-        if self.status.route != route || !shown {
+        if self.status.routing.route != route || !shown {
             self.set_route(route.clone(), needed);
         } else {
-            self.status.routed_replicas = needed;
+            self.status.routing.routed_replicas = needed;
         }
         self.status.stage = StepStage::Gating;
-        self.status.gate_since = Some(self.now);
+        self.status.gate.gate_since = Some(self.now);
         self.status.waiting_since = None;
         self.event(
             EventKind::Normal,
@@ -397,11 +400,11 @@ impl Engine<'_> {
         let written = seen
             .route
             .as_ref()
-            .is_none_or(|route| *route == self.status.route);
+            .is_none_or(|route| *route == self.status.routing.route);
         let shown = written && seen.verified != Verification::No;
         if shown {
-            self.status.route_verified = true;
-            self.status.route_reapplied_at = None;
+            self.status.routing.route_verified = true;
+            self.status.gate.route_reapplied_at = None;
             return;
         }
         if !written {
@@ -410,31 +413,32 @@ impl Engine<'_> {
                 "RouteDrift",
                 format!(
                     "the route in effect is not the one applied; applying {} again",
-                    describe_route(&self.status.route)
+                    describe_route(&self.status.routing.route)
                 ),
             );
             // A new wait only once the last re-applied route was seen in effect (which clears
             // it): a route changed again before it ever took effect (someone fighting canary
             // faster than it looks) runs out of time from the first re-apply.
-            if self.status.route_reapplied_at.is_none() {
-                self.status.route_reapplied_at = Some(self.now);
+            if self.status.gate.route_reapplied_at.is_none() {
+                self.status.gate.route_reapplied_at = Some(self.now);
             }
-            self.status.route_verified = false;
-            self.emit(Action::SetRoute(self.status.route.clone()));
+            self.status.routing.route_verified = false;
+            self.emit(Action::SetRoute(self.status.routing.route.clone()));
         } else if seen.verified == Verification::No {
             // Written as asked but not in effect (a provider's objects only partly right, such
             // as a stale subset): applying again is idempotent and repairs what is missing.
-            self.emit(Action::SetRoute(self.status.route.clone()));
+            self.emit(Action::SetRoute(self.status.routing.route.clone()));
         }
         // The gate started when the route was applied: its deadline counts from there, or from
         // the last time it was applied again over someone's change (a GitOps tool putting its
         // own version back late in a step is no reason to give up at once).
         let applied = self
             .status
+            .gate
             .gate_since
-            .max(self.status.route_reapplied_at)
+            .max(self.status.gate.route_reapplied_at)
             .unwrap_or(self.now);
-        if !self.status.route_verified
+        if !self.status.routing.route_verified
             && self.now.duration_since(applied) >= self.plan.progress_deadline
         {
             self.rollback(
@@ -458,7 +462,7 @@ impl Engine<'_> {
     }
 
     pub(super) fn begin_promotion(&mut self) {
-        let Some(revision) = self.status.canary_revision.clone() else {
+        let Some(revision) = self.status.release.canary_revision.clone() else {
             return;
         };
         self.status.waiting_since = Some(self.now);
@@ -471,7 +475,7 @@ impl Engine<'_> {
     }
 
     fn promoting(&mut self, seen: &Observation) {
-        let Some(revision) = self.status.canary_revision.clone() else {
+        let Some(revision) = self.status.release.canary_revision.clone() else {
             return;
         };
         if !self.pull_traffic_if_unready(seen) {
@@ -505,7 +509,7 @@ impl Engine<'_> {
         let all = RouteState::weighted(RouteState::stable().total);
         let shown = seen.verified != Verification::No
             && seen.route.as_ref().is_none_or(|route| *route == all);
-        if self.status.route == all && shown {
+        if self.status.routing.route == all && shown {
             return true;
         }
         let full = seen.workload.stable.desired.max(1);
@@ -543,7 +547,7 @@ impl Engine<'_> {
     fn finalising(&mut self, seen: &Observation) {
         let shown = seen.verified != Verification::No
             && seen.route.as_ref().is_none_or(RouteState::is_stable_only);
-        if !self.status.route.is_stable_only() || !shown {
+        if !self.status.routing.route.is_stable_only() || !shown {
             self.set_route(RouteState::stable(), 0);
             return;
         }
@@ -555,10 +559,15 @@ impl Engine<'_> {
     }
 
     fn succeed(&mut self) {
-        let revision = self.status.canary_revision.clone().unwrap_or_default();
+        let revision = self
+            .status
+            .release
+            .canary_revision
+            .clone()
+            .unwrap_or_default();
         let message = match self.plan.finish {
             Finish::Promote => {
-                self.status.canary_revision = None;
+                self.status.release.canary_revision = None;
                 self.status.stable_revision = Some(revision.clone());
                 format!("revision {revision} promoted; the release succeeded")
             }
@@ -567,6 +576,7 @@ impl Engine<'_> {
             }
         };
         self.status.waiting_since = None;
+        self.end_release();
         self.status
             .set_condition("Promoted", true, "Succeeded", &message, self.now);
         self.inform_hooks(HookType::PostRollout, &revision);
@@ -578,9 +588,10 @@ impl Engine<'_> {
         self.set_route(RouteState::stable(), 0);
         self.emit(Action::RemoveCanary);
         self.status.waiting_since = None;
+        self.end_release();
         self.status
             .set_condition("Promoted", false, reason, &message, self.now);
-        if let Some(revision) = self.status.canary_revision.clone() {
+        if let Some(revision) = self.status.release.canary_revision.clone() {
             self.inform_hooks(HookType::PostRollout, &revision);
         }
         self.set_phase(Phase::Failed, message);

@@ -21,15 +21,13 @@ impl Engine<'_> {
             })
     }
 
-    /// Fresh judges for a new release, measuring from now.
-    pub(super) fn reset_sequential(&mut self) {
-        let now = self.now;
-        self.status.sequential = self
-            .sequential_metrics()
+    /// Fresh judges for a new attempt at a release, measuring from now.
+    pub(super) fn fresh_sequential(&self) -> Vec<SequentialState> {
+        self.sequential_metrics()
             .map(|(metric, _)| SequentialState {
                 metric: metric.name.clone(),
                 llr: 0.0,
-                since: now,
+                since: self.now,
                 canary_requests: 0,
                 canary_errors: 0,
                 stable_requests: 0,
@@ -37,7 +35,7 @@ impl Engine<'_> {
                 pending: ErrorCounts::default(),
                 verdict: None,
             })
-            .collect();
+            .collect()
     }
 
     fn period(&self, metric: &str) -> SignedDuration {
@@ -48,6 +46,7 @@ impl Engine<'_> {
     /// When the next sequential measurement is due, while a judge is still undecided.
     pub(super) fn sequential_wakeup(&self) -> Option<Timestamp> {
         self.status
+            .analysis
             .sequential
             .iter()
             .filter(|state| state.verdict.is_none())
@@ -59,6 +58,7 @@ impl Engine<'_> {
     pub(super) fn measure_sequential(&mut self) {
         let due: Vec<MetricRequest> = self
             .status
+            .analysis
             .sequential
             .iter()
             .filter(|state| state.verdict.is_none())
@@ -99,6 +99,7 @@ impl Engine<'_> {
             let now = self.now;
             let Some(state) = self
                 .status
+                .analysis
                 .sequential
                 .iter_mut()
                 .find(|s| s.metric == result.metric)
@@ -164,7 +165,7 @@ impl Engine<'_> {
                 sprt.alpha,
                 sprt.degradation
             );
-            self.status.failed_checks += 1;
+            self.status.analysis.failed_checks += 1;
             self.rollback("SequentialJudgeFailed", message);
         }
     }
@@ -201,7 +202,7 @@ impl Engine<'_> {
                 format!("{}: {message}", state.metric),
             );
         }
-        self.status.record(Measurement {
+        self.status.analysis.record(Measurement {
             metric: state.metric.clone(),
             value: success,
             verdict,
