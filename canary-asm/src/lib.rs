@@ -29,10 +29,6 @@ pub mod error;
 mod provider;
 pub mod render;
 
-use canary_core::k8s::objects::Objects;
-use canary_core::traffic::{ProviderDescriptor, TrafficBackend};
-use canary_core::{RolloutPlan, RouteState};
-
 pub use error::{Error, Result};
 #[cfg(feature = "kube")]
 pub use provider::AsmTraffic;
@@ -41,21 +37,9 @@ pub use render::{Released, Rendered, release, render};
 /// The field manager of the provider's writes.
 pub const FIELD_MANAGER: &str = "canary-asm";
 
-/// The Alibaba ASM lanes backend: canary's descriptor of Alibaba ASM lanes, and its routes rendered.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Asm;
-
-impl TrafficBackend for Asm {
-    fn descriptor(&self) -> &'static ProviderDescriptor {
-        &canary_core::traffic::asm::DESCRIPTOR
-    }
-
-    fn render(
-        &self,
-        plan: &RolloutPlan,
-        route: &RouteState,
-        objects: &Objects,
-    ) -> canary_core::Result<Vec<serde_json::Value>> {
-        Ok(render(plan, route, objects)?.objects())
-    }
-}
+canary_core::traffic_backend!(
+    /// The Alibaba ASM lanes backend: canary's descriptor of Alibaba ASM lanes, and its routes rendered.
+    Asm,
+    canary_core::traffic::asm::DESCRIPTOR,
+    render
+);

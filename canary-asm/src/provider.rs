@@ -11,11 +11,13 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use canary_core::ErrorClass;
 use canary_core::engine::machine::Verification;
 use canary_core::engine::providers::{TrafficObservation, TrafficProvider};
 use canary_core::k8s::objects::{Objects, includes};
 use canary_core::{RolloutPlan, RouteState};
 use canary_kube::apply::{apply, get_json, gitops_applier};
+use canary_kube::error::ApiResult;
 use canary_kube::traffic::ClusterBackend;
 use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Preconditions};
 use kube::{Api, Client};
@@ -59,10 +61,6 @@ fn resource(kind: &str) -> ApiResource {
     ApiResource::from_gvk(&GroupVersionKind::gvk("istio.alibabacloud.com", "v1", kind))
 }
 
-fn conflict(error: &kube::Error) -> bool {
-    matches!(error, kube::Error::Api(status) if status.code == 409)
-}
-
 impl ClusterBackend for crate::Asm {
     fn traffic(&self, client: Client, plan: RolloutPlan) -> Arc<dyn TrafficProvider> {
         Arc::new(AsmTraffic::new(client, plan))
@@ -83,10 +81,12 @@ impl AsmTraffic {
 
     async fn live(&self) -> Result<Live> {
         let asm = settings(&self.plan)?;
-        let group = get_json(&self.groups, &asm.lane_group).await?;
-        let base = get_json(&self.lanes, &asm.base_lane).await?;
-        let canary = get_json(&self.lanes, &asm.canary_lane).await?;
-        let stable = get_json(&self.deployments, &self.plan.rollout.spec.workload_ref.name).await?;
+        let group = get_json(&self.groups, &asm.lane_group).await.api()?;
+        let base = get_json(&self.lanes, &asm.base_lane).await.api()?;
+        let canary = get_json(&self.lanes, &asm.canary_lane).await.api()?;
+        let stable = get_json(&self.deployments, &self.plan.rollout.spec.workload_ref.name)
+            .await
+            .api()?;
         let found = stable.is_some();
         let objects = Objects::new(
             [group.clone(), base.clone(), canary.clone(), stable]
@@ -132,7 +132,7 @@ impl AsmTraffic {
         if let Some(version) = live.and_then(|l| l["metadata"]["resourceVersion"].as_str()) {
             desired["metadata"]["resourceVersion"] = json!(version);
         }
-        apply(api, &desired, FIELD_MANAGER).await?;
+        apply(api, &desired, FIELD_MANAGER).await.api()?;
         Ok(true)
     }
 
@@ -158,14 +158,11 @@ impl AsmTraffic {
         let mut last = None;
         for _ in 0..ATTEMPTS {
             match change(self.live().await?).await {
-                Err(Error::Kube(error)) if conflict(&error) => last = Some(error),
+                Err(error) if error.class() == ErrorClass::Conflict => last = Some(error),
                 other => return other,
             }
         }
-        Err(last.map_or_else(
-            || Error::Input("lanes kept changing".to_owned()),
-            Error::Kube,
-        ))
+        Err(last.unwrap_or_else(|| Error::Input("lanes kept changing".to_owned())))
     }
 
     async fn delete(&self, api: &Api<DynamicObject>, live: Option<&Value>) -> kube::Result<()> {
@@ -239,9 +236,12 @@ impl TrafficProvider for AsmTraffic {
                     let ours =
                         |lane: &Option<Value>| lane.clone().filter(|lane| in_group(lane, group));
                     self.delete(&self.lanes, ours(&live.canary).as_ref())
-                        .await?;
-                    self.delete(&self.lanes, ours(&live.base).as_ref()).await?;
-                    self.delete(&self.groups, live.group.as_ref()).await?;
+                        .await
+                        .api()?;
+                    self.delete(&self.lanes, ours(&live.base).as_ref())
+                        .await
+                        .api()?;
+                    self.delete(&self.groups, live.group.as_ref()).await.api()?;
                     Ok(true)
                 }
             }

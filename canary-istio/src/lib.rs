@@ -41,10 +41,6 @@ mod provider;
 pub mod render;
 pub mod virtual_service;
 
-use canary_core::k8s::objects::Objects;
-use canary_core::traffic::{ProviderDescriptor, TrafficBackend};
-use canary_core::{RolloutPlan, RouteState};
-
 pub use error::{Error, Result};
 #[cfg(feature = "kube")]
 pub use provider::IstioTraffic;
@@ -55,21 +51,9 @@ pub const API_VERSION: &str = "networking.istio.io/v1";
 /// The field manager of the provider's writes.
 pub const FIELD_MANAGER: &str = "canary-istio";
 
-/// The Istio backend: canary's descriptor of Istio, and its routes rendered.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Istio;
-
-impl TrafficBackend for Istio {
-    fn descriptor(&self) -> &'static ProviderDescriptor {
-        &canary_core::traffic::istio::DESCRIPTOR
-    }
-
-    fn render(
-        &self,
-        plan: &RolloutPlan,
-        route: &RouteState,
-        objects: &Objects,
-    ) -> canary_core::Result<Vec<serde_json::Value>> {
-        Ok(render(plan, route, objects)?.objects())
-    }
-}
+canary_core::traffic_backend!(
+    /// The Istio backend: canary's descriptor of Istio, and its routes rendered.
+    Istio,
+    canary_core::traffic::istio::DESCRIPTOR,
+    render
+);

@@ -19,6 +19,7 @@ use canary_core::engine::providers::{TrafficObservation, TrafficProvider};
 use canary_core::k8s::objects::Objects;
 use canary_core::k8s::services::canary_service_name;
 use canary_kube::apply::{delete_if_present, get_json};
+use canary_kube::error::ApiResult;
 use canary_kube::services::{LiveServices, ServiceSplit};
 use canary_kube::traffic::ClusterBackend;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
@@ -95,16 +96,20 @@ impl IstioTraffic {
 
     async fn live(&self) -> Result<Live> {
         let mut objects = Objects::default();
-        let services = self.services.fetch(&mut objects).await?;
-        let virtual_service =
-            get_json(&self.virtual_services, &virtual_service::name(&self.plan)).await?;
+        let services = self.services.fetch(&mut objects).await.api()?;
+        let virtual_service = get_json(&self.virtual_services, &virtual_service::name(&self.plan))
+            .await
+            .api()?;
         let destination_rule =
-            get_json(&self.destination_rules, &destination_rule::name(&self.plan)).await?;
+            get_json(&self.destination_rules, &destination_rule::name(&self.plan))
+                .await
+                .api()?;
         let canary_destination_rule = get_json(
             &self.destination_rules,
             &destination_rule::canary_name(&self.plan),
         )
-        .await?
+        .await
+        .api()?
         .filter(generated);
         let generated_destination_rule = destination_rule.clone().filter(generated);
         objects.extend(
@@ -193,7 +198,8 @@ impl IstioTraffic {
         let params = PatchParams::apply(FIELD_MANAGER).force();
         self.destination_rules
             .patch(&name, &params, &Patch::Apply(&payload(&released)))
-            .await?;
+            .await
+            .api()?;
         Ok(true)
     }
 
@@ -204,8 +210,13 @@ impl IstioTraffic {
             &self.destination_rules,
             live.canary_destination_rule.as_ref(),
         )
-        .await?;
-        changed |= self.services.write_canary(&live.services, None).await?;
+        .await
+        .api()?;
+        changed |= self
+            .services
+            .write_canary(&live.services, None)
+            .await
+            .api()?;
         Ok(changed)
     }
 
@@ -226,7 +237,8 @@ impl IstioTraffic {
             .unwrap_or_default();
         let params = PatchParams::apply(FIELD_MANAGER).force();
         api.patch(name, &params, &Patch::Apply(&payload(desired)))
-            .await?;
+            .await
+            .api()?;
         Ok(true)
     }
 
@@ -252,7 +264,8 @@ impl IstioTraffic {
             let mut changed = self
                 .services
                 .write_canary(&live.services, Some(service))
-                .await?;
+                .await
+                .api()?;
             changed |= match &rendered.canary_destination_rule {
                 Some(dr) => {
                     self.write(
@@ -263,13 +276,12 @@ impl IstioTraffic {
                     )
                     .await?
                 }
-                None => {
-                    delete_if_present(
-                        &self.destination_rules,
-                        live.canary_destination_rule.as_ref(),
-                    )
-                    .await?
-                }
+                None => delete_if_present(
+                    &self.destination_rules,
+                    live.canary_destination_rule.as_ref(),
+                )
+                .await
+                .api()?,
             };
             if changed {
                 return Ok(Step::Waiting { changed: true });
@@ -310,7 +322,9 @@ impl IstioTraffic {
                 .as_ref()
                 .is_some_and(|vs| names_subset(vs, &self.plan))
         {
-            changed |= delete_if_present(&self.destination_rules, Some(dr)).await?;
+            changed |= delete_if_present(&self.destination_rules, Some(dr))
+                .await
+                .api()?;
         }
         Ok(Step::Done { changed })
     }
@@ -354,7 +368,9 @@ impl IstioTraffic {
         let live = self.live().await?;
         // The routes before the hosts they name.
         if let Some(vs) = live.virtual_service.as_ref().filter(|vs| generated(vs)) {
-            delete_if_present(&self.virtual_services, Some(vs)).await?;
+            delete_if_present(&self.virtual_services, Some(vs))
+                .await
+                .api()?;
         }
         self.restore_user_objects(&live).await?;
         self.remove_canary_host(&live).await?;
@@ -362,7 +378,8 @@ impl IstioTraffic {
             &self.destination_rules,
             live.generated_destination_rule.as_ref(),
         )
-        .await?;
+        .await
+        .api()?;
         Ok(())
     }
 }

@@ -359,11 +359,33 @@ pub fn original(object: &Value) -> Option<Map<String, Value>> {
         .cloned()
 }
 
+/// The user's VirtualService `vs` routing as `route` says: its managed HTTP routes (and TCP or
+/// TLS routes to the service) weighted, canary's match routes placed before them, what they
+/// were recorded for the restore.
 fn merged(plan: &RolloutPlan, route: &RouteState, target: &Target, vs: &Value) -> Result<Value> {
     let recorded = original(vs);
     let http: Vec<Value> = vs["spec"]["http"].as_array().cloned().unwrap_or_default();
-    // Routes canary placed are recognised by name; the rest is the user's.
-    let candidates: Vec<&Value> = http.iter().collect();
+    let base = user_http_routes(plan, vs, &http, recorded.is_some())?;
+    let keys = managed_keys(plan, vs, &base)?;
+    let mut record = recorded.unwrap_or_default();
+    let mut spec = Map::new();
+    let new_http = merged_http(route, target, vs, (&base, &keys), &mut record)?;
+    if vs["spec"].get("http").is_some() {
+        spec.insert("http".to_owned(), Value::Array(new_http));
+    }
+    let any_stream = merged_streams(route, target, vs, &mut record, &mut spec);
+    check_manageable(route, target, vs, keys.is_empty(), any_stream)?;
+    Ok(annotated(vs, spec, route, record))
+}
+
+/// The user's HTTP routes among `http`: all but the match routes canary placed, recognised by
+/// name. A route named like them in a VirtualService canary never changed is a conflict.
+fn user_http_routes<'v>(
+    plan: &RolloutPlan,
+    vs: &Value,
+    http: &'v [Value],
+    recorded: bool,
+) -> Result<Vec<&'v Value>> {
     let configured = istio_ref(plan)
         .map(|r| r.routes.clone())
         .unwrap_or_default();
@@ -372,11 +394,11 @@ fn merged(plan: &RolloutPlan, route: &RouteState, target: &Target, vs: &Value) -
     } else {
         configured.iter().map(|key| match_route_name(key)).collect()
     };
-    let base: Vec<&Value> = candidates
-        .into_iter()
+    let base: Vec<&Value> = http
+        .iter()
         .filter(|r| !r["name"].as_str().is_some_and(|n| placed.contains(n)))
         .collect();
-    if recorded.is_none() && base.len() != http.len() {
+    if !recorded && base.len() != http.len() {
         return Err(Error::Conflict(format!(
             "VirtualService {} already has a route named like canary's match routes ({}); \
              rename it",
@@ -384,11 +406,22 @@ fn merged(plan: &RolloutPlan, route: &RouteState, target: &Target, vs: &Value) -
             placed.iter().cloned().collect::<Vec<_>>().join(", ")
         )));
     }
-    let keys = managed_keys(plan, vs, &base)?;
-    let mut record = recorded.clone().unwrap_or_default();
-    let mut new_http = Vec::with_capacity(http.len() + 1);
-    for user_route in &base {
-        let Some(key) = key_of(user_route, &keys) else {
+    Ok(base)
+}
+
+/// The HTTP routes of `base` with the managed ones (by `keys`) weighted as `route` says, each
+/// after its match route when `route` matches; the originals of the managed ones kept in
+/// `record`.
+fn merged_http(
+    route: &RouteState,
+    target: &Target,
+    vs: &Value,
+    (base, keys): (&[&Value], &[String]),
+    record: &mut Map<String, Value>,
+) -> Result<Vec<Value>> {
+    let mut new_http = Vec::with_capacity(base.len() + 1);
+    for user_route in base {
+        let Some(key) = key_of(user_route, keys) else {
             new_http.push((*user_route).clone());
             continue;
         };
@@ -424,10 +457,18 @@ fn merged(plan: &RolloutPlan, route: &RouteState, target: &Target, vs: &Value) -
             held.entry(key.clone()).or_insert(original);
         }
     }
-    let mut spec = Map::new();
-    if vs["spec"].get("http").is_some() {
-        spec.insert("http".to_owned(), Value::Array(new_http));
-    }
+    Ok(new_http)
+}
+
+/// The TCP and TLS routes of `vs` into `spec`, those to the service weighted as `route` says
+/// and their originals kept in `record`. Whether any was.
+fn merged_streams(
+    route: &RouteState,
+    target: &Target,
+    vs: &Value,
+    record: &mut Map<String, Value>,
+    spec: &mut Map<String, Value>,
+) -> bool {
     let mut any_stream = false;
     for kind in ["tcp", "tls"] {
         let Some(list) = vs["spec"][kind].as_array() else {
@@ -453,7 +494,19 @@ fn merged(plan: &RolloutPlan, route: &RouteState, target: &Target, vs: &Value) -
         }
         spec.insert(kind.to_owned(), Value::Array(out));
     }
-    if keys.is_empty() && !any_stream {
+    any_stream
+}
+
+/// An error when `vs` has nothing canary can manage for `route`: no managed HTTP route and no
+/// stream route to the service, or matches or a mirror without an HTTP route.
+fn check_manageable(
+    route: &RouteState,
+    target: &Target,
+    vs: &Value,
+    no_http: bool,
+    any_stream: bool,
+) -> Result<()> {
+    if no_http && !any_stream {
         return Err(Error::Input(format!(
             "VirtualService {} has no route canary could manage: no HTTP route, and no TCP or \
              TLS route to the service {}",
@@ -461,12 +514,23 @@ fn merged(plan: &RolloutPlan, route: &RouteState, target: &Target, vs: &Value) -
             target.service
         )));
     }
-    if keys.is_empty() && (!route.matches.is_empty() || route.mirror.is_some()) {
+    if no_http && (!route.matches.is_empty() || route.mirror.is_some()) {
         return Err(Error::Input(format!(
             "matches and mirroring need an HTTP route, and VirtualService {} has none",
             describe(vs)
         )));
     }
+    Ok(())
+}
+
+/// `vs` with the routes of `spec`, and canary's annotations: the route it applied and the
+/// `record` of the user's routes.
+fn annotated(
+    vs: &Value,
+    spec: Map<String, Value>,
+    route: &RouteState,
+    record: Map<String, Value>,
+) -> Value {
     let mut out = clean(vs);
     for (kind, list) in spec {
         out["spec"][kind] = list;
@@ -477,7 +541,7 @@ fn merged(plan: &RolloutPlan, route: &RouteState, target: &Target, vs: &Value) -
     }
     annotations[ROUTE_ANNOTATION] = json!(route_json(route));
     annotations[ORIGINAL_ANNOTATION] = json!(Value::Object(record).to_string());
-    Ok(out)
+    out
 }
 
 /// The user's VirtualService as it was before canary changed it: the managed routes put back,

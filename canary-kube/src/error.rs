@@ -1,6 +1,7 @@
 //! The one error type of `canary-kube`.
 
 use canary_core::ErrorClass;
+use canary_core::traffic::TrafficError;
 
 /// What can go wrong talking to the cluster or running a rollout there.
 #[derive(Debug, thiserror::Error)]
@@ -97,6 +98,22 @@ pub fn class_of(error: &kube::Error) -> ErrorClass {
             ErrorClass::Transient
         }
         _ => ErrorClass::Fatal,
+    }
+}
+
+/// Reads a request's result as a traffic provider's, the error kept as the cause with its
+/// class ([`class_of`]).
+pub trait ApiResult<T> {
+    /// The result, a failure as [`TrafficError::Api`].
+    fn api(self) -> std::result::Result<T, TrafficError>;
+}
+
+impl<T> ApiResult<T> for kube::Result<T> {
+    fn api(self) -> std::result::Result<T, TrafficError> {
+        self.map_err(|error| TrafficError::Api {
+            class: class_of(&error),
+            source: Box::new(error),
+        })
     }
 }
 

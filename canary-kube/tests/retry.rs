@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use canary_core::ErrorClass;
 use canary_core::engine::memory::{InMemoryMetrics, InMemoryWebhooks};
 use canary_core::engine::providers::{Clock, SystemClock};
 use canary_kube::Error;
@@ -55,7 +56,11 @@ async fn failed_passes_back_off_per_rollout_and_a_success_starts_over() {
     let server = ApiServer::start().await.unwrap();
     let context = context(&server);
     let (web, api) = (rollout("web"), rollout("api"));
-    let error = Error::Invalid("the API server is away".to_owned());
+    let error = Error::Core(canary_core::Error::provider(
+        "traffic",
+        ErrorClass::Transient,
+        "the API server is away",
+    ));
     let fail = |rollout: &Arc<Rollout>| error_policy(rollout.clone(), &error, context.clone());
     let seconds = |s| Action::requeue(Duration::from_secs(s));
     assert_eq!(fail(&web), seconds(5));
@@ -73,6 +78,42 @@ async fn failed_passes_back_off_per_rollout_and_a_success_starts_over() {
     context.retries.succeeded(&ObjectRef::from_obj(&*web));
     assert_eq!(fail(&web), seconds(5), "a success starts over");
     assert_eq!(fail(&api), seconds(10));
+}
+
+#[tokio::test]
+async fn the_class_of_a_failure_sets_the_retry() {
+    let server = ApiServer::start().await.unwrap();
+    let context = context(&server);
+    let seconds = |s| Action::requeue(Duration::from_secs(s));
+    let conflict = Error::Kube(kube::Error::Api(Box::new(
+        kube::core::Status::failure("the object has been modified", "Conflict").with_code(409),
+    )));
+    let web = rollout("web");
+    assert_eq!(
+        error_policy(web.clone(), &conflict, context.clone()),
+        seconds(1),
+        "a conflict is retried at once"
+    );
+    assert_eq!(
+        error_policy(web.clone(), &conflict, context.clone()),
+        seconds(10),
+        "conflicts again and again back off"
+    );
+    let refused = Error::Refused("spec.template: Invalid value".to_owned());
+    let api = rollout("api");
+    assert_eq!(
+        error_policy(api.clone(), &refused, context.clone()),
+        seconds(60),
+        "an invalid object waits for a person"
+    );
+    let forbidden = Error::Kube(kube::Error::Api(Box::new(
+        kube::core::Status::failure("forbidden", "Forbidden").with_code(403),
+    )));
+    assert_eq!(
+        error_policy(rollout("db"), &forbidden, context.clone()),
+        seconds(300),
+        "no permission is not retried soon"
+    );
 }
 
 /// Waits up to `within` for `done`.

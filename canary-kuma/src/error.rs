@@ -1,35 +1,7 @@
-//! The one error type of `canary-kuma`.
-
-use canary_core::ErrorClass;
+//! The error type of `canary-kuma`: the one every traffic provider shares.
 
 /// What can go wrong rendering or applying Kuma routes.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// An object the routes are built from is missing or not as needed; says which and why.
-    #[error("{0}")]
-    Input(String),
-    /// The API server refused or failed a request.
-    #[cfg(feature = "kube")]
-    #[error("Kubernetes API: {0}")]
-    Kube(#[from] kube::Error),
-}
-
-impl Error {
-    /// What kind of failure this is.
-    pub fn class(&self) -> ErrorClass {
-        match self {
-            Error::Input(_) => ErrorClass::Invalid,
-            #[cfg(feature = "kube")]
-            Error::Kube(error) => canary_kube::error::class_of(error),
-        }
-    }
-}
-
-impl From<Error> for canary_core::Error {
-    fn from(error: Error) -> Self {
-        canary_core::Error::provider_failed("kuma", error.class(), error)
-    }
-}
+pub use canary_core::traffic::TrafficError as Error;
 
 /// The result type of `canary-kuma`.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

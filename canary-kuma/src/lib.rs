@@ -28,10 +28,6 @@ pub mod matches;
 mod provider;
 pub mod render;
 
-use canary_core::k8s::objects::Objects;
-use canary_core::traffic::{ProviderDescriptor, TrafficBackend};
-use canary_core::{RolloutPlan, RouteState};
-
 pub use error::{Error, Result};
 #[cfg(feature = "kube")]
 pub use provider::KumaTraffic;
@@ -40,21 +36,9 @@ pub use render::{Rendered, render};
 /// The field manager of the provider's writes.
 pub const FIELD_MANAGER: &str = "canary-kuma";
 
-/// The Kuma backend: canary's descriptor of Kuma, and its routes rendered.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Kuma;
-
-impl TrafficBackend for Kuma {
-    fn descriptor(&self) -> &'static ProviderDescriptor {
-        &canary_core::traffic::kuma::DESCRIPTOR
-    }
-
-    fn render(
-        &self,
-        plan: &RolloutPlan,
-        route: &RouteState,
-        objects: &Objects,
-    ) -> canary_core::Result<Vec<serde_json::Value>> {
-        Ok(render(plan, route, objects)?.objects())
-    }
-}
+canary_core::traffic_backend!(
+    /// The Kuma backend: canary's descriptor of Kuma, and its routes rendered.
+    Kuma,
+    canary_core::traffic::kuma::DESCRIPTOR,
+    render
+);

@@ -14,6 +14,7 @@ use canary_core::engine::providers::{TrafficObservation, TrafficProvider};
 use canary_core::k8s::objects::{Objects, includes};
 use canary_core::{RolloutPlan, RouteState};
 use canary_kube::apply::get_json;
+use canary_kube::error::ApiResult;
 use canary_kube::services::{LiveServices, ServiceSplit, holds};
 use canary_kube::traffic::ClusterBackend;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
@@ -21,7 +22,7 @@ use kube::{Api, Client};
 use serde_json::Value;
 
 use crate::FIELD_MANAGER;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::render::{Rendered, applied_route, mesh, observed_route, render, route_name};
 
 /// The route object and Services of one Rollout.
@@ -70,10 +71,12 @@ impl KumaTraffic {
 
     async fn live(&self) -> Result<Live> {
         let mut objects = Objects::default();
-        let services = self.services.fetch(&mut objects).await?;
-        let route = get_json(&self.routes, &route_name(&self.plan).1).await?;
+        let services = self.services.fetch(&mut objects).await.api()?;
+        let route = get_json(&self.routes, &route_name(&self.plan).1)
+            .await
+            .api()?;
         if let Some(meshes) = &self.meshes
-            && let Some(mesh) = get_json(meshes, mesh(&self.plan)).await?
+            && let Some(mesh) = get_json(meshes, mesh(&self.plan)).await.api()?
         {
             objects.insert(mesh);
         }
@@ -94,7 +97,8 @@ impl KumaTraffic {
         Ok(self
             .services
             .apply(&live.services, &self.routes, live.route.as_ref(), &rendered)
-            .await?)
+            .await
+            .api()?)
     }
 
     fn in_effect(&self, live: &Live, route: &RouteState) -> Result<bool> {
@@ -140,7 +144,7 @@ impl TrafficProvider for KumaTraffic {
         self.services
             .remove(&live.services, &self.routes, live.route.as_ref())
             .await
-            .map_err(Error::from)?;
+            .api()?;
         Ok(())
     }
 }

@@ -33,10 +33,6 @@ pub mod error;
 mod provider;
 pub mod render;
 
-use canary_core::k8s::objects::Objects;
-use canary_core::traffic::{ProviderDescriptor, TrafficBackend};
-use canary_core::{RolloutPlan, RouteState};
-
 pub use error::{Error, Result};
 #[cfg(feature = "kube")]
 pub use provider::NginxTraffic;
@@ -45,21 +41,9 @@ pub use render::{Rendered, render};
 /// The field manager of the provider's writes.
 pub const FIELD_MANAGER: &str = "canary-nginx";
 
-/// The ingress-nginx backend: canary's descriptor of ingress-nginx, and its routes rendered.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Nginx;
-
-impl TrafficBackend for Nginx {
-    fn descriptor(&self) -> &'static ProviderDescriptor {
-        &canary_core::traffic::nginx::DESCRIPTOR
-    }
-
-    fn render(
-        &self,
-        plan: &RolloutPlan,
-        route: &RouteState,
-        objects: &Objects,
-    ) -> canary_core::Result<Vec<serde_json::Value>> {
-        Ok(render(plan, route, objects)?.objects())
-    }
-}
+canary_core::traffic_backend!(
+    /// The ingress-nginx backend: canary's descriptor of ingress-nginx, and its routes rendered.
+    Nginx,
+    canary_core::traffic::nginx::DESCRIPTOR,
+    render
+);

@@ -13,6 +13,7 @@ use canary_core::engine::providers::{TrafficObservation, TrafficProvider};
 use canary_core::k8s::objects::Objects;
 use canary_core::{RolloutPlan, RouteState};
 use canary_kube::apply::{delete_if_present, get_json};
+use canary_kube::error::ApiResult;
 use canary_kube::services::{LiveServices, ServiceSplit, holds};
 use canary_kube::traffic::ClusterBackend;
 use k8s_openapi::api::networking::v1::Ingress;
@@ -71,8 +72,10 @@ impl NginxTraffic {
     /// named in `conflict`, so nothing here writes or deletes them.
     async fn live(&self) -> Result<Live> {
         let mut objects = Objects::default();
-        let mut services = self.services.fetch(&mut objects).await?;
-        let stable_ingress = get_json(&self.ingresses, &ingress_name(&self.plan)).await?;
+        let mut services = self.services.fetch(&mut objects).await.api()?;
+        let stable_ingress = get_json(&self.ingresses, &ingress_name(&self.plan))
+            .await
+            .api()?;
         let name = canary_ingress_name(&self.plan, stable_ingress.as_ref());
         objects.extend(stable_ingress);
         let mut conflicts = Vec::new();
@@ -86,13 +89,14 @@ impl NginxTraffic {
             },
             None => None,
         };
-        let canary_ingress = own(get_json(&self.ingresses, &name).await?);
+        let canary_ingress = own(get_json(&self.ingresses, &name).await.api()?);
         services.canary = own(services.canary.take());
         let mut stale_ingress = None;
         for other in canary_ingress_names(&self.plan) {
             if other != name {
                 stale_ingress = get_json(&self.ingresses, &other)
-                    .await?
+                    .await
+                    .api()?
                     .filter(|object| owner_conflict(&self.plan, object).is_none());
             }
         }
@@ -125,7 +129,9 @@ impl NginxTraffic {
         {
             return Err(Error::Conflict(why.clone()));
         }
-        let mut changed = delete_if_present(&self.ingresses, live.stale_ingress.as_ref()).await?;
+        let mut changed = delete_if_present(&self.ingresses, live.stale_ingress.as_ref())
+            .await
+            .api()?;
         if let (Some(patch), Some(name)) = (
             self.foreign(&live, &rendered),
             live.canary_ingress
@@ -138,7 +144,8 @@ impl NginxTraffic {
             };
             self.ingresses
                 .patch(name, &params, &Patch::Merge(&patch))
-                .await?;
+                .await
+                .api()?;
             changed = true;
         }
         changed |= self
@@ -149,7 +156,8 @@ impl NginxTraffic {
                 live.canary_ingress.as_ref(),
                 &rendered,
             )
-            .await?;
+            .await
+            .api()?;
         Ok(changed)
     }
 
@@ -198,7 +206,7 @@ impl TrafficProvider for NginxTraffic {
         let live = self.live().await?;
         delete_if_present(&self.ingresses, live.stale_ingress.as_ref())
             .await
-            .map_err(Error::from)?;
+            .api()?;
         self.services
             .remove(
                 &live.services,
@@ -206,7 +214,7 @@ impl TrafficProvider for NginxTraffic {
                 live.canary_ingress.as_ref(),
             )
             .await
-            .map_err(Error::from)?;
+            .api()?;
         Ok(())
     }
 }

@@ -12,6 +12,7 @@
 
 pub mod asm;
 mod capabilities;
+mod error;
 pub mod istio;
 pub mod kuma;
 pub mod nginx;
@@ -23,6 +24,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use capabilities::{Capabilities, MatchKinds};
+pub use error::TrafficError;
 pub use route::RouteState;
 
 use crate::analysis::queries::MetricFamily;
@@ -141,6 +143,40 @@ pub trait TrafficBackend: Send + Sync {
         route: &RouteState,
         objects: &Objects,
     ) -> Result<Vec<serde_json::Value>>;
+}
+
+/// Declares a provider crate's backend: a unit struct implementing [`TrafficBackend`] with a
+/// descriptor and the crate's `render(plan, route, objects)`, whose result lists its objects
+/// with `objects()` in the order they are applied.
+///
+/// ```ignore
+/// canary_core::traffic_backend!(
+///     /// The Istio backend.
+///     Istio, canary_core::traffic::istio::DESCRIPTOR, render
+/// );
+/// ```
+#[macro_export]
+macro_rules! traffic_backend {
+    ($(#[$meta:meta])* $name:ident, $descriptor:path, $render:path) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, Default)]
+        pub struct $name;
+
+        impl $crate::traffic::TrafficBackend for $name {
+            fn descriptor(&self) -> &'static $crate::traffic::ProviderDescriptor {
+                &$descriptor
+            }
+
+            fn render(
+                &self,
+                plan: &$crate::RolloutPlan,
+                route: &$crate::RouteState,
+                objects: &$crate::k8s::objects::Objects,
+            ) -> $crate::Result<::std::vec::Vec<::serde_json::Value>> {
+                Ok($render(plan, route, objects)?.objects())
+            }
+        }
+    };
 }
 
 /// No labels: for providers that route to the canary pods by their Service.
