@@ -94,11 +94,10 @@ impl KumaTraffic {
     async fn apply_route(&self, route: &RouteState) -> Result<bool> {
         let live = self.live().await?;
         let rendered = self.rendered(&live, route)?;
-        Ok(self
-            .services
+        self.services
             .apply(&live.services, &self.routes, live.route.as_ref(), &rendered)
             .await
-            .api()?)
+            .api()
     }
 
     fn in_effect(&self, live: &Live, route: &RouteState) -> Result<bool> {

@@ -22,6 +22,18 @@ impl MatchKinds {
         regex: true,
     };
 
+    /// Exact values and prefixes, no regular expression.
+    pub const EXACT_OR_PREFIX: MatchKinds = MatchKinds::new(true, true, false);
+
+    /// Which of `exact`, `prefix` and `regex` are supported.
+    pub const fn new(exact: bool, prefix: bool, regex: bool) -> MatchKinds {
+        MatchKinds {
+            exact,
+            prefix,
+            regex,
+        }
+    }
+
     /// No condition at all.
     pub const NONE: MatchKinds = MatchKinds {
         exact: false,

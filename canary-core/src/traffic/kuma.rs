@@ -57,16 +57,8 @@ fn capabilities(routing: &TrafficRouting) -> Capabilities {
         cookie: false,
         cookie_value: false,
         header_with_cookie: true,
-        uri: MatchKinds {
-            exact: true,
-            prefix: true,
-            regex: false,
-        },
-        query: MatchKinds {
-            exact: true,
-            prefix: false,
-            regex: true,
-        },
+        uri: MatchKinds::EXACT_OR_PREFIX,
+        query: MatchKinds::new(true, false, true),
         method: true,
         mirror: true,
     }

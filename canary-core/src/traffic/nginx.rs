@@ -50,11 +50,7 @@ fn capabilities(_: &TrafficRouting) -> Capabilities {
         weights: true,
         max_matches: 1,
         max_headers: 1,
-        headers: MatchKinds {
-            exact: true,
-            prefix: false,
-            regex: true,
-        },
+        headers: MatchKinds::new(true, false, true),
         cookie: true,
         cookie_value: false,
         header_with_cookie: false,

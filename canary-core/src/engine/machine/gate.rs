@@ -261,12 +261,7 @@ impl Engine<'_> {
             self.set_phase(Phase::Paused, "paused by a user; resume to continue");
         } else if pause_done && iterations_done {
             if let Some(kind) = self.confirmation_needed() {
-                let revision = self
-                    .status
-                    .release
-                    .canary_revision
-                    .clone()
-                    .unwrap_or_default();
+                let revision = self.canary_revision();
                 self.call_gate_hooks(kind, &revision);
                 self.set_phase(
                     Phase::Progressing,

@@ -205,6 +205,15 @@ impl Engine<'_> {
         self.status.message = message;
     }
 
+    /// The revision being released (empty when none is).
+    fn canary_revision(&self) -> String {
+        self.status
+            .release
+            .canary_revision
+            .clone()
+            .unwrap_or_default()
+    }
+
     /// Applies `route`, which relies on `replicas` available canary replicas.
     fn set_route(&mut self, route: crate::traffic::RouteState, replicas: u32) {
         if self.status.routing.route != route {

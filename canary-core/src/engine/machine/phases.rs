@@ -559,12 +559,7 @@ impl Engine<'_> {
     }
 
     fn succeed(&mut self) {
-        let revision = self
-            .status
-            .release
-            .canary_revision
-            .clone()
-            .unwrap_or_default();
+        let revision = self.canary_revision();
         let message = match self.plan.finish {
             Finish::Promote => {
                 self.status.release.canary_revision = None;
