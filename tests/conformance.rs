@@ -12,7 +12,10 @@
 //! - applying the same route again changes nothing and writes nothing, and a weight step
 //!   writes at most three objects;
 //! - `reset` sends everything back to stable (and again writes nothing the second time);
-//! - `finalize` leaves no object the provider made, and every object the user had as it was.
+//! - `observe` reads what is live: asked about another route, it says the live one and that the
+//!   other is not in effect;
+//! - `finalize` leaves no object the provider made, and every object the user had as it was
+//!   (spec, labels, annotations, finalizers), the stable Deployment included.
 //!
 //! A provider added to the registry fails to compile here until it has a [`Fixture`].
 #![cfg(feature = "test-util")]
@@ -252,16 +255,9 @@ fn assert_served(label: &str, cluster: &TestCluster, plan: &RolloutPlan, route: 
     );
 }
 
-/// Every object of the cluster but the pods and what runs them, by kind, namespace and name.
+/// Every object of the cluster but the pods and their ReplicaSets, by kind, namespace and name.
 fn objects(cluster: &TestCluster) -> BTreeMap<String, Value> {
-    let running = [
-        "Pod",
-        "ReplicaSet",
-        "Deployment",
-        "Event",
-        "Lease",
-        "Namespace",
-    ];
+    let running = ["Pod", "ReplicaSet", "Event", "Lease", "Namespace"];
     cluster
         .server
         .snapshot()
@@ -313,6 +309,19 @@ async fn conformance(kind: ProviderKind, fixture: Fixture) {
         let written = settle(label, &cluster, traffic, route).await;
         let seen = traffic.observe(route).await.unwrap();
         assert_eq!(seen.route.as_ref(), Some(route), "{label}: read back");
+        // What is live, not what it is asked about: asked whether another route is in effect,
+        // it says what is and that the other is not.
+        let other = traffic.observe(&previous).await.unwrap();
+        assert_eq!(
+            other.route.as_ref(),
+            Some(route),
+            "{label}: read back, asked of another"
+        );
+        assert_ne!(
+            other.verified,
+            Verification::Yes,
+            "{label}: {previous:?} verified"
+        );
         assert_served(label, &cluster, &plan, route);
         if previous.weight > 0 && route.weight > 0 && previous.matches == route.matches {
             assert!(
@@ -342,16 +351,37 @@ async fn conformance(kind: ProviderKind, fixture: Fixture) {
     }
     settle(label, &cluster, traffic, &stable).await;
     workload.remove_canary().await.unwrap();
+    // Removed in the foreground: gone once the garbage collector has removed its pods.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while cluster
+        .server
+        .get("apps/v1", "Deployment", Some(NAMESPACE), "web-canary")
+        .is_some()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{label}: the canary Deployment is not removed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     traffic.finalize().await.unwrap();
     let left = objects(&cluster);
     for (key, object) in &left {
         let Some(had) = users.get(key) else {
             panic!("{label}: {key} is left after finalize: {object}");
         };
-        assert_eq!(
-            object["spec"], had["spec"],
-            "{label}: {key} is not as the user had it"
-        );
+        for part in [
+            "/spec",
+            "/metadata/labels",
+            "/metadata/annotations",
+            "/metadata/finalizers",
+        ] {
+            assert_eq!(
+                object.pointer(part),
+                had.pointer(part),
+                "{label}: {key}: {part} is not as the user had it"
+            );
+        }
     }
     for key in users.keys() {
         assert!(left.contains_key(key), "{label}: the user's {key} is gone");

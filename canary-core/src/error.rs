@@ -75,6 +75,22 @@ impl Error {
         }
     }
 
+    /// This error, said of the provider `name` when it is a traffic provider's (`traffic`).
+    pub fn of_provider(self, name: &'static str) -> Self {
+        match self {
+            Error::Provider {
+                provider: "traffic",
+                class,
+                source,
+            } => Error::Provider {
+                provider: name,
+                class,
+                source,
+            },
+            other => other,
+        }
+    }
+
     /// A [`Error::Provider`] error of `class` saying `message`.
     pub fn provider(provider: &'static str, class: ErrorClass, message: impl Into<String>) -> Self {
         Error::Provider {

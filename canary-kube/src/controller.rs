@@ -227,14 +227,19 @@ pub async fn reconcile(rollout: Arc<Rollout>, context: Arc<Context>) -> Result<A
     .map_err(|error| match error {
         kube::runtime::finalizer::Error::ApplyFailed(error)
         | kube::runtime::finalizer::Error::CleanupFailed(error) => error,
+        kube::runtime::finalizer::Error::AddFinalizer(error)
+        | kube::runtime::finalizer::Error::RemoveFinalizer(error) => Error::Kube(error),
         other => Error::Finalizer(other.to_string()),
     });
     context.metrics.reconciled(started.elapsed().as_secs_f64());
     outcome
 }
 
-/// What the controller does after a failed pass: count it, and try again after a delay that
-/// doubles with each failure of this Rollout in a row (5 s up to 5 min; see [`crate::retry`]).
+/// What the controller does after a failed pass: count it by the class of its error, and try
+/// again after a delay that doubles with each failure of this Rollout in a row (5 s up to
+/// 5 min), sooner for a first conflict, at least [`crate::retry::INVALID_RETRY`] for an
+/// object that is not as needed, the longest for a fatal error (see
+/// [`crate::retry::delay_for`]).
 pub fn error_policy(rollout: Arc<Rollout>, error: &Error, context: Arc<Context>) -> Action {
     let class = error.class();
     context.metrics.failed(class.label());

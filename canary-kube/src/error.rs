@@ -32,7 +32,8 @@ pub enum Error {
     /// Deployment).
     #[error("{0}")]
     Unusable(String),
-    /// Adding or removing the Rollout's finalizer failed.
+    /// The Rollout cannot be finalized (it has no name, or the finalizer is not a valid name);
+    /// a failed request adding or removing the finalizer is [`Error::Kube`].
     #[error("finalizer: {0}")]
     Finalizer(String),
     /// The admission webhook cannot read a review, or cannot serve: its address, its
@@ -67,7 +68,7 @@ impl Error {
             Error::Missing { .. } | Error::Invalid(_) | Error::Refused(_) | Error::Unusable(_) => {
                 ErrorClass::Invalid
             }
-            Error::Finalizer(_) => ErrorClass::Transient,
+            Error::Finalizer(_) => ErrorClass::Fatal,
             Error::Webhook { .. } => ErrorClass::Fatal,
         }
     }
@@ -81,15 +82,17 @@ impl Error {
     }
 }
 
-/// The class of a failed request to the API server (kube-apiserver's status codes:
-/// `409 Conflict` for a stale resourceVersion or a field owned by another manager, `429` when
-/// throttled, `5xx` when it or a webhook could not answer, `401`/`403` when the controller may
-/// not act, other `4xx` when the object is refused); errors of the connection itself are
-/// transient, errors of reading an answer are fatal.
+/// The class of a failed request to the API server, by kube-apiserver's status: `409` with
+/// reason `Conflict` (a stale resourceVersion or precondition; canary's server-side applies
+/// are forced, so never a field owned by another manager) is a conflict; another `409`
+/// (`AlreadyExists`) and other `4xx` refuse the object; `429` (throttled) and `5xx` (the
+/// server or a webhook could not answer) are transient; `401`/`403` (the controller may not
+/// act) are fatal. Errors of the connection itself are transient, errors of reading an answer
+/// fatal.
 pub fn class_of(error: &kube::Error) -> ErrorClass {
     match error {
         kube::Error::Api(status) => match status.code {
-            409 => ErrorClass::Conflict,
+            409 if status.reason == "Conflict" => ErrorClass::Conflict,
             401 | 403 => ErrorClass::Fatal,
             429 | 500..=599 => ErrorClass::Transient,
             _ => ErrorClass::Invalid,

@@ -27,9 +27,11 @@ pub fn delay(failures: u32, first: Duration, longest: Duration) -> Duration {
 /// usually succeeds.
 pub const CONFLICT_RETRY: Duration = Duration::from_secs(1);
 
-/// The shortest retry of a spec or an object that is not as needed: nothing changes until a
-/// person (or a watch event, which wakes the Rollout sooner) changes it.
-pub const INVALID_RETRY: Duration = Duration::from_secs(60);
+/// The shortest retry of a spec or an object that is not as needed: it changes when a person
+/// (or the cluster: old canary pods terminating) changes it, and an edit of an object the
+/// controller does not watch (an Ingress, a mesh route) wakes nothing, so not much longer than
+/// a first transient retry.
+pub const INVALID_RETRY: Duration = Duration::from_secs(15);
 
 /// How long to wait before retrying after the `failures`-th failure in a row, of `class`,
 /// given the plain exponential `backoff` for that count: a first conflict soon, a transient
@@ -133,6 +135,7 @@ mod tests {
         assert_eq!(delay_for(ErrorClass::Transient, 1, backoff(1)), FIRST_RETRY);
         assert_eq!(delay_for(ErrorClass::Transient, 4, backoff(4)), backoff(4));
         assert_eq!(delay_for(ErrorClass::Invalid, 1, backoff(1)), INVALID_RETRY);
+        assert_eq!(delay_for(ErrorClass::Invalid, 3, backoff(3)), backoff(3));
         assert_eq!(delay_for(ErrorClass::Invalid, 9, backoff(9)), LONGEST_RETRY);
         assert_eq!(delay_for(ErrorClass::Fatal, 1, backoff(1)), LONGEST_RETRY);
     }

@@ -4,8 +4,9 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use canary_core::RolloutPlan;
+use canary_core::RouteState;
 use canary_core::engine::memory::{Faults, InMemoryTraffic};
-use canary_core::engine::providers::{Clock, TrafficProvider};
+use canary_core::engine::providers::{Clock, TrafficObservation, TrafficProvider};
 use canary_core::traffic::TrafficBackend;
 use kube::Client;
 
@@ -44,7 +45,7 @@ impl TrafficFactory for MemoryTraffic {
         let traffic = routes.entry(key).or_insert_with(|| {
             InMemoryTraffic::new(plan.capabilities(), self.clock.clone(), Faults::default())
         });
-        Ok(Arc::new(traffic.clone()))
+        Ok(Arc::new(traffic.with_capabilities(plan.capabilities())))
     }
 }
 
@@ -77,6 +78,43 @@ impl Backends {
     }
 }
 
+/// A cluster provider whose errors name it (`istio provider: …`).
+struct Named {
+    name: &'static str,
+    provider: Arc<dyn TrafficProvider>,
+}
+
+#[async_trait::async_trait]
+impl TrafficProvider for Named {
+    async fn apply(&self, route: &RouteState) -> canary_core::Result<bool> {
+        self.provider
+            .apply(route)
+            .await
+            .map_err(|e| e.of_provider(self.name))
+    }
+
+    async fn observe(&self, applied: &RouteState) -> canary_core::Result<TrafficObservation> {
+        self.provider
+            .observe(applied)
+            .await
+            .map_err(|e| e.of_provider(self.name))
+    }
+
+    async fn reset(&self) -> canary_core::Result<bool> {
+        self.provider
+            .reset()
+            .await
+            .map_err(|e| e.of_provider(self.name))
+    }
+
+    async fn finalize(&self) -> canary_core::Result<()> {
+        self.provider
+            .finalize()
+            .await
+            .map_err(|e| e.of_provider(self.name))
+    }
+}
+
 impl TrafficFactory for Backends {
     fn provider(&self, plan: &RolloutPlan) -> Result<Arc<dyn TrafficProvider>> {
         let backend = self
@@ -84,7 +122,10 @@ impl TrafficFactory for Backends {
             .iter()
             .find(|backend| backend.descriptor().kind == plan.provider);
         match backend {
-            Some(backend) => Ok(backend.traffic(self.client.clone(), plan.clone())),
+            Some(backend) => Ok(Arc::new(Named {
+                name: backend.descriptor().name,
+                provider: backend.traffic(self.client.clone(), plan.clone()),
+            })),
             None => {
                 let known: Vec<&str> = self
                     .backends

@@ -103,7 +103,7 @@ async fn the_class_of_a_failure_sets_the_retry() {
     let api = rollout("api");
     assert_eq!(
         error_policy(api.clone(), &refused, context.clone()),
-        seconds(60),
+        seconds(15),
         "an invalid object waits for a person"
     );
     let forbidden = Error::Kube(kube::Error::Api(Box::new(

@@ -85,6 +85,15 @@ impl InMemoryTraffic {
         }
     }
 
+    /// The same route, expressing what `capabilities` allow from now on (a Rollout whose
+    /// provider settings changed).
+    pub fn with_capabilities(&self, capabilities: Capabilities) -> Self {
+        InMemoryTraffic {
+            capabilities,
+            ..self.clone()
+        }
+    }
+
     /// The route in effect.
     pub fn route(&self) -> RouteState {
         lock(&self.inner).route.clone()

@@ -149,7 +149,7 @@ pub trait TrafficBackend: Send + Sync {
 /// descriptor and the crate's `render(plan, route, objects)`, whose result lists its objects
 /// with `objects()` in the order they are applied.
 ///
-/// ```ignore
+/// ```text
 /// canary_core::traffic_backend!(
 ///     /// The Istio backend.
 ///     Istio, canary_core::traffic::istio::DESCRIPTOR, render
@@ -202,6 +202,20 @@ mod tests {
         assert_eq!(ProviderKind::of(&routing), Some(ProviderKind::Kuma));
         routing.istio = Some(Default::default());
         assert_eq!(ProviderKind::of(&routing), None);
+    }
+
+    #[test]
+    fn all_lists_every_provider_once() {
+        for kind in ProviderKind::ALL {
+            // Fails to compile when a provider is added: add it to `ALL` too.
+            let index = match kind {
+                ProviderKind::Istio => 0,
+                ProviderKind::Nginx => 1,
+                ProviderKind::Kuma => 2,
+                ProviderKind::Asm => 3,
+            };
+            assert_eq!(ProviderKind::ALL.get(index), Some(&kind));
+        }
     }
 
     #[test]

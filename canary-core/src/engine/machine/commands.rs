@@ -95,7 +95,7 @@ impl Engine<'_> {
     /// pause left from the failed attempt, which would otherwise hold the new attempt at its
     /// first gate unannounced.
     fn retry(&mut self) {
-        self.begin_attempt();
+        self.begin_attempt("the failed release is being retried");
         self.set_phase(
             Phase::Progressing,
             "retried by a user; starting again from the first step",

@@ -87,7 +87,7 @@ impl Engine<'_> {
             canary_revision: Some(revision.clone()),
             ..ReleaseState::default()
         };
-        self.begin_attempt();
+        self.begin_attempt("a new revision is being released");
         self.set_phase(
             Phase::Progressing,
             format!("new revision {revision} detected; starting the release"),
@@ -97,20 +97,15 @@ impl Engine<'_> {
     /// Starts an attempt at the current release from its first step: a new release, or a retry
     /// of a failed one. The attempt's analysis starts afresh (counts, measurements and the
     /// sequential judges measuring from now) and no user pause carries over into it.
-    pub(super) fn begin_attempt(&mut self) {
+    pub(super) fn begin_attempt(&mut self, why: &str) {
         self.status.release.started_at = Some(self.now);
         self.status.analysis = AnalysisState {
             sequential: self.fresh_sequential(),
             ..AnalysisState::default()
         };
         self.status.commands.user_paused = false;
-        self.status.set_condition(
-            "Promoted",
-            false,
-            "Progressing",
-            "a new revision is being released",
-            self.now,
-        );
+        self.status
+            .set_condition("Promoted", false, "Progressing", why, self.now);
         self.enter_step(0);
     }
 
