@@ -143,14 +143,9 @@ fn run_shard(plan: &RolloutPlan, count: usize) -> Result<Outcome, String> {
             now = now.max(at);
             clock.set(now);
             let member = &fleet[index];
-            let driver = Driver {
-                plan,
-                traffic: &member.traffic,
-                workload: &member.workload,
-                metrics: &metrics,
-                webhooks: &webhooks,
-                store: &member.store,
-            };
+            let driver = Driver::new(plan, &member.traffic, &member.workload, &member.store)
+                .metrics(&metrics)
+                .webhooks(&webhooks);
             let pass = driver.reconcile(now).await.map_err(|e| e.to_string())?;
             passes += 1;
             match pass.status.phase {

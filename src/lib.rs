@@ -14,6 +14,8 @@ pub use canary_kube as kube;
 
 #[cfg(feature = "kube")]
 pub mod cluster;
+#[doc = include_str!("../docs/embedding.md")]
+pub mod embedding {}
 pub mod registry;
 /// The Kuma traffic provider.
 #[cfg(feature = "kuma")]

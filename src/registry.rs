@@ -23,12 +23,12 @@ pub static PROVIDERS: &[&Backend] = &[
     &canary_asm::Asm,
 ];
 
-/// The provider of `kind` in this build.
-pub fn backend(kind: canary_core::ProviderKind) -> Option<&'static Backend> {
+/// The backend of the provider `descriptor` describes, if this build has it.
+pub fn backend(descriptor: &canary_core::traffic::ProviderDescriptor) -> Option<&'static Backend> {
     PROVIDERS
         .iter()
         .copied()
-        .find(|backend| backend.descriptor().kind == kind)
+        .find(|backend| backend.descriptor() == descriptor)
 }
 
 /// The names of the providers of this build, for messages.

@@ -102,6 +102,10 @@ fn simulate_json_ends_with_a_succeeded_summary() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let lines = json_lines(&out);
     let summary = lines.last().unwrap();
+    assert_eq!(
+        summary["summary"], true,
+        "the last line is marked: {summary}"
+    );
     assert_eq!(summary["phase"], "Succeeded");
     for field in [
         "canary_weight",

@@ -162,7 +162,7 @@ spec:
         fixture.routing, fixture.strategy
     );
     let plan = canary::api::load::plan_from_yaml(&yaml).unwrap_or_else(|e| panic!("{kind:?}: {e}"));
-    assert_eq!(plan.provider, kind);
+    assert_eq!(plan.provider, kind.descriptor());
     plan
 }
 
@@ -277,7 +277,8 @@ fn objects(cluster: &TestCluster) -> BTreeMap<String, Value> {
 }
 
 async fn conformance(kind: ProviderKind, fixture: Fixture) {
-    let backend = canary::registry::backend(kind).expect("every provider is in this build");
+    let backend =
+        canary::registry::backend(kind.descriptor()).expect("every provider is in this build");
     let label = &format!("{} {}", backend.descriptor().name, fixture.routing);
     let plan = plan(kind, &fixture);
     let cluster = TestCluster::start(Duration::from_millis(50)).await;
@@ -395,7 +396,12 @@ async fn conformance(kind: ProviderKind, fixture: Fixture) {
 async fn every_registered_provider_conforms() {
     assert!(!canary::registry::PROVIDERS.is_empty());
     for backend in canary::registry::PROVIDERS {
-        let kind = backend.descriptor().kind;
+        let Some(kind) = backend.descriptor().builtin() else {
+            panic!(
+                "{} is registered but not built in",
+                backend.descriptor().name
+            );
+        };
         for fixture in fixtures(kind) {
             conformance(kind, fixture).await;
         }

@@ -34,6 +34,9 @@ pub enum Error {
     /// The simulation cannot run this rollout as configured.
     #[error("simulation: {0}")]
     Simulation(String),
+    /// A provider cannot be added to a [`crate::traffic::Registry`].
+    #[error("{0}")]
+    Registry(String),
 }
 
 /// What kind of failure an error is: what a shell does about it (how soon to retry) and how
@@ -71,7 +74,7 @@ impl Error {
         match self {
             Error::Parse { .. } | Error::Invalid(_) => ErrorClass::Invalid,
             Error::Provider { class, .. } => *class,
-            Error::Simulation(_) => ErrorClass::Fatal,
+            Error::Simulation(_) | Error::Registry(_) => ErrorClass::Fatal,
         }
     }
 

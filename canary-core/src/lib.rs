@@ -36,9 +36,16 @@ pub mod k8s;
 pub mod sim;
 pub mod traffic;
 
+/// `#[async_trait]`, which every provider trait's implementation needs.
+pub use async_trait::async_trait;
+/// The time types of every signature (`Timestamp`, `SignedDuration`).
+pub use jiff;
+/// The JSON of Kubernetes objects and of a plugin's `config`.
+pub use serde_json;
+
 pub use api::plan::RolloutPlan;
 pub use api::spec::Rollout;
 pub use engine::machine::{Action, Command, Input, Transition, transition};
-pub use engine::status::{Phase, RolloutStatus, Verdict};
+pub use engine::status::{Phase, RolloutStatus, StepStage, Verdict};
 pub use error::{Error, ErrorClass, Result};
 pub use traffic::{Capabilities, ProviderKind, RouteState};

@@ -110,14 +110,9 @@ impl Live {
     /// Reconciles in real time until `done` or `limit`.
     async fn run(&self, limit: Duration, done: impl Fn(&RolloutStatus) -> bool) -> RolloutStatus {
         let webhooks = InMemoryWebhooks::default();
-        let driver = Driver {
-            plan: &self.plan,
-            traffic: &self.traffic,
-            workload: &self.workload,
-            metrics: &self.metrics,
-            webhooks: &webhooks,
-            store: &self.store,
-        };
+        let driver = Driver::new(&self.plan, &self.traffic, &self.workload, &self.store)
+            .metrics(&self.metrics)
+            .webhooks(&webhooks);
         let deadline = std::time::Instant::now() + limit;
         loop {
             let pass = driver.reconcile(Timestamp::now()).await.unwrap();

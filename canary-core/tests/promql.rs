@@ -58,7 +58,7 @@ impl Input {
 /// The variables of podinfo's rollout in namespace `test`, with a 1m window.
 fn vars(provider: ProviderKind) -> BTreeMap<String, String> {
     let context = QueryContext {
-        provider,
+        metrics: provider.descriptor().metrics,
         namespace: "test".into(),
         target: "podinfo-canary".into(),
         stable: "podinfo".into(),
@@ -73,12 +73,19 @@ fn vars(provider: ProviderKind) -> BTreeMap<String, String> {
 }
 
 fn query(provider: ProviderKind, metric: BuiltinMetric) -> String {
-    render(&builtin(provider, metric), &vars(provider)).unwrap()
+    render(&builtin(&family(provider), metric), &vars(provider)).unwrap()
+}
+
+fn family(provider: ProviderKind) -> canary_core::analysis::queries::MetricFamily {
+    provider
+        .descriptor()
+        .metrics
+        .unwrap_or_else(|| panic!("{provider:?} has no metric family"))
 }
 
 /// The per-second request rate of the series the sequential judge counts for `version`.
 fn counted_rate(provider: ProviderKind, version: Version) -> String {
-    let series = counted_series(provider, version);
+    let series = counted_series(&family(provider), version);
     let selector = render(&series.selector, &vars(provider)).unwrap();
     format!("sum(rate({selector}[1m]))")
 }

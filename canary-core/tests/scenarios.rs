@@ -1197,11 +1197,10 @@ async fn metrics_query_stable_by_the_name_its_pods_report() {
     ));
     let named = Named(world.workload.clone());
     let seen = Seen::default();
-    let driver = canary_core::engine::driver::Driver {
-        workload: &named,
-        metrics: &seen,
-        ..world.driver()
-    };
+    let driver =
+        canary_core::engine::driver::Driver::new(&world.plan, &world.traffic, &named, &world.store)
+            .metrics(&seen)
+            .webhooks(&world.webhooks);
     driver.reconcile(world.now()).await.unwrap();
     world.workload.set_desired_revision("rev-2");
     for _ in 0..200 {

@@ -177,6 +177,66 @@ fn exactly_one_strategy_and_one_provider() {
 }
 
 #[test]
+fn a_plugin_must_be_registered_and_its_config_bounded() {
+    let e = errors("  trafficRouting: {plugin: {name: traefik}}\n  strategy: {canary: {}}\n");
+    assert!(
+        has(
+            &e,
+            "spec.trafficRouting.plugin.name",
+            "`traefik` is not a registered traffic provider (none is registered; built in: \
+             istio, nginx, kuma, asm)"
+        ),
+        "{e:?}"
+    );
+    let e = errors("  trafficRouting: {plugin: {name: kuma}}\n  strategy: {canary: {}}\n");
+    assert!(
+        has(
+            &e,
+            "spec.trafficRouting.plugin.name",
+            "`kuma` is built in: set spec.trafficRouting.kuma instead"
+        ),
+        "{e:?}"
+    );
+
+    static WEIGHTS: canary_core::traffic::ProviderDescriptor =
+        canary_core::traffic::ProviderDescriptor::plugin("weights", |_| {
+            canary_core::Capabilities::weights_only()
+        });
+    let registry = canary_core::traffic::Registry::builtin()
+        .register(&WEIGHTS)
+        .unwrap();
+    let big = "x".repeat(canary_core::api::validate::limits::MAX_PLUGIN_CONFIG_BYTES);
+    let yaml = format!(
+        "{BASE}  trafficRouting: {{plugin: {{name: weights, config: {{blob: {big}}}}}}}\n  strategy: {{canary: {{stepWeight: 50, maxWeight: 100}}}}\n"
+    );
+    let rollout = from_yaml(&yaml).unwrap();
+    let e = canary_core::api::validate::validate_with(&rollout, &registry).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("spec.trafficRouting.plugin.config: 16395 bytes as JSON: at most 16384"),
+        "{e}"
+    );
+    let plan = canary_core::api::validate::validate_with(
+        &from_yaml(&format!(
+            "{BASE}  trafficRouting: {{plugin: {{name: weights, config: {{any: [1, {{deep: true}}]}}}}}}\n  strategy: {{canary: {{stepWeight: 50, maxWeight: 100}}}}\n"
+        ))
+        .unwrap(),
+        &registry,
+    )
+    .unwrap();
+    assert_eq!(plan.provider.name, "weights");
+    // The config reaches the provider as written.
+    assert_eq!(
+        plan.rollout
+            .spec
+            .traffic_routing
+            .plugin_config()
+            .map(|c| c["any"][1]["deep"].clone()),
+        Some(canary_core::serde_json::Value::Bool(true))
+    );
+}
+
+#[test]
 fn nginx_refuses_what_it_cannot_route_and_says_what_it_can() {
     let e = errors(
         "  trafficRouting: {nginx: {ingress: podinfo}}\n  strategy:\n    abTest:\n      matches:\n      - headers: {x-a: {exact: '1'}, x-b: {exact: '2'}}\n        uri: {prefix: /api}\n",

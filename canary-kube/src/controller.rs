@@ -11,6 +11,7 @@ use canary_core::engine::driver::{Driver, Reconciled};
 use canary_core::engine::machine::EventKind;
 use canary_core::engine::machine::Verification;
 use canary_core::engine::providers::{Clock, MetricProvider, TrafficProvider, WebhookRunner};
+use canary_core::traffic::Registry;
 use canary_core::{RolloutPlan, RolloutStatus, RouteState};
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
@@ -41,6 +42,12 @@ pub const RESYNC: Duration = Duration::from_secs(300);
 pub trait TrafficFactory: Send + Sync {
     /// The provider for `plan` (the same state for the same Rollout across passes).
     fn provider(&self, plan: &RolloutPlan) -> Result<Arc<dyn TrafficProvider>>;
+
+    /// The providers a Rollout may name: the built-in ones, and the plugins this factory
+    /// makes providers for.
+    fn registry(&self) -> Registry {
+        Registry::builtin()
+    }
 }
 
 /// Sees every reconcile pass the driver completes (e.g. to draw a simulation's timeline).
@@ -255,14 +262,16 @@ pub fn error_policy(rollout: Arc<Rollout>, error: &Error, context: Arc<Context>)
 /// The Rollout as the core engine reads it.
 fn plan_of(
     rollout: &Rollout,
+    registry: &Registry,
 ) -> std::result::Result<RolloutPlan, canary_core::api::validate::ValidationErrors> {
-    plan_with(rollout, rollout.spec.spec.clone())
+    plan_with(rollout, rollout.spec.spec.clone(), registry)
 }
 
 /// The Rollout with `spec` as the core engine reads it.
 fn plan_with(
     rollout: &Rollout,
     spec: canary_core::api::spec::RolloutSpec,
+    registry: &Registry,
 ) -> std::result::Result<RolloutPlan, canary_core::api::validate::ValidationErrors> {
     let file = canary_core::Rollout {
         api_version: canary_core::api::spec::API_VERSION.to_owned(),
@@ -275,15 +284,15 @@ fn plan_with(
         },
         spec,
     };
-    canary_core::api::validate::validate(&file)
+    canary_core::api::validate::validate_with(&file, registry)
 }
 
 /// The plan of the last spec the controller acted on (kept in the status), when the spec as
 /// it is now does not validate.
-fn last_valid_plan(rollout: &Rollout) -> Option<RolloutPlan> {
+fn last_valid_plan(rollout: &Rollout, registry: &Registry) -> Option<RolloutPlan> {
     let kept = rollout.status.as_ref()?.last_valid_spec.clone()?;
     let spec = serde_json::from_value(kept).ok()?;
-    plan_with(rollout, spec).ok()
+    plan_with(rollout, spec, registry).ok()
 }
 
 /// Keeps the spec the controller is about to act on in the status (see
@@ -318,7 +327,8 @@ fn admitted(
     rollout: &Rollout,
     context: &Context,
 ) -> std::result::Result<RolloutPlan, (&'static str, String)> {
-    let plan = plan_of(rollout).map_err(|errors| ("InvalidSpec", errors.to_string()))?;
+    let plan = plan_of(rollout, &context.traffic.registry())
+        .map_err(|errors| ("InvalidSpec", errors.to_string()))?;
     let refused = context.destinations.refused(&plan);
     if !refused.is_empty() {
         let why: Vec<String> = refused.iter().map(ToString::to_string).collect();
@@ -355,14 +365,9 @@ async fn apply(rollout: &Rollout, plan: RolloutPlan, context: &Context) -> Resul
     }
     let traffic = context.traffic.provider(&plan)?;
     let store = KubeStatusStore::new(api, &name);
-    let driver = Driver {
-        plan: &plan,
-        traffic: &*traffic,
-        workload: &workload,
-        metrics: &*context.measurements,
-        webhooks: &*context.webhooks,
-        store: &store,
-    };
+    let driver = Driver::new(&plan, &*traffic, &workload, &store)
+        .metrics(&*context.measurements)
+        .webhooks(&*context.webhooks);
     let now = context.clock.now();
     let before = rollout
         .status
@@ -512,7 +517,7 @@ async fn cleanup(rollout: &Rollout, context: &Context) -> Result<Cleanup> {
         .status
         .as_ref()
         .and_then(|status| status.last_valid_spec.as_ref());
-    let (plan, note) = match last_valid_plan(rollout) {
+    let (plan, note) = match last_valid_plan(rollout, &context.traffic.registry()) {
         Some(plan) => {
             let current = serde_json::to_value(&rollout.spec.spec).ok();
             let note = if current.as_ref() == kept {
@@ -562,8 +567,12 @@ async fn cleanup(rollout: &Rollout, context: &Context) -> Result<Cleanup> {
         Err(error) => return Err(error.into()),
     }
     if !stable_gone {
+        // In effect as the engine counts it: not refused (`Unknown` is a router that cannot
+        // tell), and read back, when it can be, as all on stable.
         let seen = traffic.observe(&RouteState::stable()).await?;
-        if seen.verified != Verification::Yes {
+        let back = seen.verified != Verification::No
+            && seen.route.as_ref().is_none_or(RouteState::is_stable_only);
+        if !back {
             return Ok(Cleanup::Waiting(
                 "the route back to stable is not in effect yet".to_owned(),
             ));

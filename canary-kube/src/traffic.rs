@@ -116,11 +116,30 @@ impl TrafficProvider for Named {
 }
 
 impl TrafficFactory for Backends {
+    /// The built-in providers and the plugins among the backends.
+    fn registry(&self) -> canary_core::traffic::Registry {
+        let plugins = self
+            .backends
+            .iter()
+            .map(|backend| backend.descriptor())
+            .filter(|descriptor| descriptor.is_plugin());
+        plugins.fold(
+            canary_core::traffic::Registry::builtin(),
+            |registry, plugin| match registry.clone().register(plugin) {
+                Ok(more) => more,
+                Err(error) => {
+                    tracing::warn!(%error, "a traffic backend is left out");
+                    registry
+                }
+            },
+        )
+    }
+
     fn provider(&self, plan: &RolloutPlan) -> Result<Arc<dyn TrafficProvider>> {
         let backend = self
             .backends
             .iter()
-            .find(|backend| backend.descriptor().kind == plan.provider);
+            .find(|backend| backend.descriptor() == plan.provider);
         match backend {
             Some(backend) => Ok(Arc::new(Named {
                 name: backend.descriptor().name,
@@ -134,7 +153,7 @@ impl TrafficFactory for Backends {
                     .collect();
                 Err(Error::Invalid(format!(
                     "the {} traffic provider is not part of this controller (it has: {})",
-                    plan.provider.name(),
+                    plan.provider.name,
                     if known.is_empty() {
                         "none".to_owned()
                     } else {

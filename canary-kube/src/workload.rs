@@ -114,14 +114,12 @@ impl DeploymentWorkload {
             stable: plan.rollout.spec.workload_ref.name.clone(),
             canary: plan.canary_workload(),
             new_version: plan.rollout.spec.new_version.clone(),
-            canary_labels: (plan.provider.descriptor().canary_pod_labels)(
-                &plan.rollout.spec.traffic_routing,
-            )
-            .into_iter()
-            .collect(),
+            canary_labels: (plan.provider.canary_pod_labels)(&plan.rollout.spec.traffic_routing)
+                .into_iter()
+                .collect(),
             leave_service: plan
                 .provider
-                .routes_by_service()
+                .routes_by_service
                 .then(|| plan.rollout.spec.service.name.clone()),
             known_stable: None,
             namespace,

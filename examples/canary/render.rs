@@ -35,11 +35,10 @@ pub fn render(args: &RenderArgs) -> Result<(), Failure> {
         objects.extend(read_objects(path)?.iter().cloned());
     }
     let chosen = plan.provider;
-    if chosen.name() != args.provider {
+    if chosen.name != args.provider {
         return Err(Failure::input(format!(
             "--provider {}: the rollout routes with {} (spec.trafficRouting)",
-            args.provider,
-            chosen.name()
+            args.provider, chosen.name
         )));
     }
     let route = route(&plan, args)?;
@@ -94,7 +93,7 @@ fn provider_objects(
     route: &RouteState,
     objects: &Objects,
 ) -> Result<Vec<Value>, Failure> {
-    let name = plan.provider.name();
+    let name = plan.provider.name;
     let backend = canary::registry::backend(plan.provider).ok_or_else(|| {
         Failure::input(format!(
             "the {name} provider is not part of this build (it has: {})",

@@ -5,16 +5,28 @@ use std::io::{self, Write};
 use canary::RolloutPlan;
 use canary::api::duration::format_duration;
 use canary::api::plan::StrategyKind;
-use canary::sim::{SimConfig, SimReport};
+use canary::sim::{SimConfig, SimReport, Summary};
 
-/// One JSON object per row, then the summary.
+/// One JSON object per row, then the summary, marked `"summary": true`.
 pub fn print_json(out: &mut impl Write, report: &SimReport) -> io::Result<()> {
     for row in &report.rows {
         serde_json::to_writer(&mut *out, row)?;
         writeln!(out)?;
     }
-    serde_json::to_writer(&mut *out, &report.summary)?;
+    let line = SummaryLine {
+        summary: true,
+        fields: &report.summary,
+    };
+    serde_json::to_writer(&mut *out, &line)?;
     writeln!(out)
+}
+
+/// The summary as the last JSON line: its fields after `"summary": true`.
+#[derive(serde::Serialize)]
+struct SummaryLine<'a> {
+    summary: bool,
+    #[serde(flatten)]
+    fields: &'a Summary,
 }
 
 fn seconds(t: i64) -> String {
@@ -49,7 +61,7 @@ pub fn print_text(
         "Simulating {}/{}: {strategy} on {}, {} step(s), analysis every {}",
         plan.namespace,
         plan.name,
-        plan.provider.name(),
+        plan.provider.name,
         plan.steps.len(),
         format_duration(plan.analysis.interval)
     )?;

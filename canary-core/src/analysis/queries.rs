@@ -31,7 +31,6 @@ use std::collections::BTreeMap;
 
 use crate::api::plan::BuiltinMetric;
 use crate::engine::providers::QueryContext;
-use crate::traffic::ProviderKind;
 
 /// The variables every query may use: `{{ namespace }}`, `{{ target }}` (the canary
 /// workload), `{{ stable }}` (the stable workload), `{{ service }}`, `{{ ingress }}` and
@@ -56,7 +55,7 @@ pub enum Version {
 
 /// A provider's request counter and duration histogram, and how their series select a
 /// version and server errors; `{{ variable }}` templates like every query.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct MetricFamily {
     /// The request counter.
     pub requests: &'static str,
@@ -73,8 +72,8 @@ pub struct MetricFamily {
     pub code: &'static str,
 }
 
-/// The template of a builtin metric of the canary, for `provider`: success rate in percent,
-/// P99 duration in milliseconds.
+/// The template of a builtin metric of the canary, in the metric `family` of its traffic
+/// provider: success rate in percent, P99 duration in milliseconds.
 ///
 /// The success rate's numerator falls back to 0 when no request succeeded, so a canary that
 /// answers only server errors reads 0%, not "no data"; a canary that answered nothing is still
@@ -84,11 +83,11 @@ pub struct MetricFamily {
 /// use canary_core::api::plan::BuiltinMetric;
 /// use canary_core::analysis::queries::builtin;
 /// use canary_core::ProviderKind;
-/// let q = builtin(ProviderKind::Istio, BuiltinMetric::RequestSuccessRate);
+/// let istio = ProviderKind::Istio.descriptor().metrics.unwrap();
+/// let q = builtin(&istio, BuiltinMetric::RequestSuccessRate);
 /// assert!(q.contains(r#"response_code!~"5.."}"#) && q.ends_with("* 100"));
 /// ```
-pub fn builtin(provider: ProviderKind, metric: BuiltinMetric) -> String {
-    let f = provider.descriptor().metrics;
+pub fn builtin(f: &MetricFamily, metric: BuiltinMetric) -> String {
     match metric {
         BuiltinMetric::RequestSuccessRate => format!(
             "(sum(rate({req}{{{sel},{code}!~\"5..\"}}[{{{{ interval }}}}])) or vector(0)) / sum(rate({req}{{{sel}}}[{{{{ interval }}}}])) * 100",
@@ -121,12 +120,12 @@ pub struct CountedSeries {
 /// ```
 /// use canary_core::analysis::queries::{counted_series, Version};
 /// use canary_core::ProviderKind;
-/// let series = counted_series(ProviderKind::Nginx, Version::Stable);
+/// let nginx = ProviderKind::Nginx.descriptor().metrics.unwrap();
+/// let series = counted_series(&nginx, Version::Stable);
 /// assert!(series.selector.contains(r#"service="{{ service }}",canary="""#));
 /// assert_eq!(series.code_label, "status");
 /// ```
-pub fn counted_series(provider: ProviderKind, version: Version) -> CountedSeries {
-    let f = provider.descriptor().metrics;
+pub fn counted_series(f: &MetricFamily, version: Version) -> CountedSeries {
     let sel = match version {
         Version::Canary => f.canary,
         Version::Stable => f.stable,
@@ -211,10 +210,11 @@ pub fn render(template: &str, vars: &BTreeMap<String, String>) -> Result<String,
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::traffic::ProviderKind;
 
-    fn context(provider: ProviderKind) -> QueryContext {
+    fn context(metrics: MetricFamily) -> QueryContext {
         QueryContext {
-            provider,
+            metrics: Some(metrics),
             namespace: "test".into(),
             target: "podinfo-canary".into(),
             stable: "podinfo".into(),
@@ -229,26 +229,23 @@ mod tests {
 
     #[test]
     fn every_builtin_renders_for_every_provider() {
-        let providers = [
-            ProviderKind::Istio,
-            ProviderKind::Nginx,
-            ProviderKind::Kuma,
-            ProviderKind::Asm,
-        ];
-        for provider in providers {
-            let vars = variables(&context(provider), &BTreeMap::new());
+        for provider in ProviderKind::ALL {
+            let Some(family) = provider.descriptor().metrics else {
+                panic!("{provider:?} has no metric family");
+            };
+            let vars = variables(&context(family), &BTreeMap::new());
             for metric in [
                 BuiltinMetric::RequestSuccessRate,
                 BuiltinMetric::RequestDuration,
             ] {
-                let q = render(&builtin(provider, metric), &vars).unwrap();
+                let q = render(&builtin(&family, metric), &vars).unwrap();
                 assert!(
                     !q.contains("{{") && q.matches('(').count() == q.matches(')').count(),
                     "{q}"
                 );
             }
             for version in [Version::Canary, Version::Stable] {
-                let series = counted_series(provider, version);
+                let series = counted_series(&family, version);
                 let q = render(&series.selector, &vars).unwrap();
                 assert!(!q.contains("{{") && q.ends_with('}'), "{q}");
             }

@@ -3,24 +3,32 @@
 
 use crate::api::plan::RolloutPlan;
 use crate::api::spec::Rollout;
-use crate::api::validate::validate;
+use crate::api::validate::validate_with;
 use crate::error::{Error, Result};
 use crate::k8s::objects::Objects;
+use crate::traffic::Registry;
 
 /// Reads the Rollout of a file. A file may hold further YAML documents after or before the
 /// Rollout (the cluster objects it builds on, see [`rollout_file`]); the Rollout is the document
 /// of `kind: Rollout`, or the first one. Syntax errors, wrong types and unknown fields are
-/// reported with their line and column in the whole file; the rules of [`validate`] are not
-/// checked here.
+/// reported with their line and column in the whole file; the rules of
+/// [`crate::api::validate::validate`] are not checked here.
 pub fn from_yaml(text: &str) -> Result<Rollout> {
     let documents = documents(text);
     let (_, offset, document) = the_rollout(&documents)?;
     parse_document::<Rollout>(document, offset)
 }
 
-/// Reads and validates a Rollout file into the plan the engine runs.
+/// Reads and validates a Rollout file into the plan the engine runs, with the built-in
+/// traffic providers.
 pub fn plan_from_yaml(text: &str) -> Result<RolloutPlan> {
-    validate(&from_yaml(text)?).map_err(Error::Invalid)
+    plan_from_yaml_with(text, &Registry::builtin())
+}
+
+/// Reads and validates a Rollout file into the plan the engine runs, its traffic provider
+/// looked up in `registry` (see [`crate::api::validate::validate_with`]).
+pub fn plan_from_yaml_with(text: &str, registry: &Registry) -> Result<RolloutPlan> {
+    validate_with(&from_yaml(text)?, registry).map_err(Error::Invalid)
 }
 
 /// A Rollout file: the Rollout, and the other documents in it (the objects it builds on, such

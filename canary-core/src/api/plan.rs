@@ -8,7 +8,7 @@ use jiff::SignedDuration;
 use crate::api::spec::{
     FailureCounting, HookType, NoDataPolicy, Rollout, SwitchMode, ThresholdRange,
 };
-use crate::traffic::{Capabilities, ProviderKind, RouteState};
+use crate::traffic::{Capabilities, ProviderDescriptor, RouteState};
 
 /// A Rollout that passed validation, ready for [`crate::engine::machine::transition`].
 #[derive(Debug, Clone, PartialEq)]
@@ -17,8 +17,8 @@ pub struct RolloutPlan {
     pub name: String,
     /// The Rollout's namespace (`default` when the file gives none).
     pub namespace: String,
-    /// The traffic provider.
-    pub provider: ProviderKind,
+    /// The traffic provider, as registered.
+    pub provider: &'static ProviderDescriptor,
     /// Which strategy the steps came from.
     pub strategy: StrategyKind,
     /// The steps, in order; never empty.
@@ -36,8 +36,7 @@ pub struct RolloutPlan {
 impl RolloutPlan {
     /// What the plan's traffic provider can route.
     pub fn capabilities(&self) -> Capabilities {
-        self.provider
-            .capabilities(&self.rollout.spec.traffic_routing)
+        (self.provider.capabilities)(&self.rollout.spec.traffic_routing)
     }
 
     /// The name of the canary workload: the stable workload's name with `-canary`.

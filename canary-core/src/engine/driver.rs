@@ -10,35 +10,111 @@ use jiff::{SignedDuration, Timestamp};
 use crate::error::Result;
 use std::collections::BTreeMap;
 
-use crate::api::plan::RolloutPlan;
+use crate::api::plan::{MetricPlan, RolloutPlan, WebhookPlan};
 use crate::api::spec::HookType;
 use crate::engine::machine::{
-    Action, AnalysisResults, Command, Event, HookResult, Input, MetricRequest, MetricResult,
-    Observation, Transition, transition,
+    Action, AnalysisResults, Command, Event, HookResult, Input, MetricOutcome, MetricRequest,
+    MetricResult, Observation, Transition, transition,
 };
 use crate::engine::providers::{
-    HookPayload, MetricProvider, QueryContext, StatusStore, TrafficProvider, WebhookRunner,
-    WorkloadProvider,
+    HookOutcome, HookPayload, MetricProvider, QueryContext, StatusStore, TrafficProvider,
+    WebhookRunner, WorkloadProvider,
 };
 use crate::engine::status::RolloutStatus;
 
 /// How many observe → transition rounds one pass may take when each asks to look again at once.
 const MAX_ROUNDS: usize = 8;
 
-/// The providers one rollout runs with.
+/// One rollout's plan and the providers it runs with.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// use canary_core::engine::driver::Driver;
+/// use canary_core::engine::memory::{Faults, InMemoryStatusStore, InMemoryTraffic, InMemoryWorkload};
+/// use canary_core::engine::providers::ManualClock;
+///
+/// let plan = canary_core::api::load::plan_from_yaml(include_str!("../../../examples/rollouts/podinfo-kuma.yaml")).unwrap();
+/// let clock = ManualClock::new(canary_core::sim::START);
+/// let traffic = InMemoryTraffic::new(plan.capabilities(), clock.clone(), Faults::default());
+/// let workload = InMemoryWorkload::new("rev-1", 3, jiff::SignedDuration::ZERO, clock, Faults::default());
+/// let store = InMemoryStatusStore::new(Faults::default());
+/// let driver = Driver::new(&plan, &traffic, &workload, &store);
+/// let pass = driver.reconcile(canary_core::sim::START).await.unwrap();
+/// assert_eq!(pass.status.stable_revision.as_deref(), Some("rev-1"));
+/// # });
+/// ```
 pub struct Driver<'a> {
-    /// The validated rollout.
-    pub plan: &'a RolloutPlan,
-    /// Moves traffic.
-    pub traffic: &'a dyn TrafficProvider,
-    /// Runs the workloads.
-    pub workload: &'a dyn WorkloadProvider,
-    /// Measures metrics.
-    pub metrics: &'a dyn MetricProvider,
-    /// Calls webhooks.
-    pub webhooks: &'a dyn WebhookRunner,
-    /// Keeps the status.
-    pub store: &'a dyn StatusStore,
+    plan: &'a RolloutPlan,
+    traffic: &'a dyn TrafficProvider,
+    workload: &'a dyn WorkloadProvider,
+    metrics: &'a dyn MetricProvider,
+    webhooks: &'a dyn WebhookRunner,
+    store: &'a dyn StatusStore,
+}
+
+impl<'a> Driver<'a> {
+    /// A driver of `plan` that moves traffic with `traffic`, runs the workloads with
+    /// `workload` and keeps the status in `store`. It has no metric provider (every metric
+    /// measures an error, so a plan with metrics needs [`Driver::metrics`]) and no webhook
+    /// runner (every webhook call fails: a plan with webhooks needs [`Driver::webhooks`]).
+    pub fn new(
+        plan: &'a RolloutPlan,
+        traffic: &'a dyn TrafficProvider,
+        workload: &'a dyn WorkloadProvider,
+        store: &'a dyn StatusStore,
+    ) -> Self {
+        Driver {
+            plan,
+            traffic,
+            workload,
+            metrics: &NoMetrics,
+            webhooks: &NoWebhooks,
+            store,
+        }
+    }
+
+    /// The same driver, measuring metrics with `metrics`.
+    pub fn metrics(mut self, metrics: &'a dyn MetricProvider) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// The same driver, calling webhooks with `webhooks`.
+    pub fn webhooks(mut self, webhooks: &'a dyn WebhookRunner) -> Self {
+        self.webhooks = webhooks;
+        self
+    }
+
+    /// The plan it runs.
+    pub fn plan(&self) -> &'a RolloutPlan {
+        self.plan
+    }
+}
+
+/// No metric provider: every metric measures an error.
+struct NoMetrics;
+
+#[async_trait::async_trait]
+impl MetricProvider for NoMetrics {
+    async fn measure(&self, metric: &MetricPlan, _: &QueryContext) -> MetricOutcome {
+        MetricOutcome::Error(format!(
+            "no metric provider to measure `{}` (Driver::metrics)",
+            metric.name
+        ))
+    }
+}
+
+/// No webhook runner: every call fails.
+struct NoWebhooks;
+
+#[async_trait::async_trait]
+impl WebhookRunner for NoWebhooks {
+    async fn call(&self, hook: &WebhookPlan, _: &HookPayload) -> HookOutcome {
+        HookOutcome::Error(format!(
+            "no webhook runner to call `{}` (Driver::webhooks)",
+            hook.name
+        ))
+    }
 }
 
 /// What one pass did.

@@ -71,7 +71,8 @@ struct TrafficState {
 
 impl InMemoryTraffic {
     /// All traffic on stable, with the given capabilities; history stamped by `clock`.
-    pub fn new(capabilities: Capabilities, clock: Arc<dyn Clock>, faults: Faults) -> Self {
+    pub fn new(capabilities: Capabilities, clock: impl Clock + 'static, faults: Faults) -> Self {
+        let clock: Arc<dyn Clock> = Arc::new(clock);
         let state = TrafficState {
             route: RouteState::stable(),
             history: vec![(clock.now(), RouteState::stable())],
@@ -153,7 +154,7 @@ impl InMemoryTraffic {
             Some(refusal) => Err(Error::provider(
                 "traffic",
                 ErrorClass::Invalid,
-                format!("{refusal}; it supports {}", capabilities.summary),
+                format!("{refusal}; it supports {capabilities}"),
             )),
             None => Ok(()),
         }
@@ -255,9 +256,10 @@ impl InMemoryWorkload {
         revision: &str,
         replicas: u32,
         startup: SignedDuration,
-        clock: Arc<dyn Clock>,
+        clock: impl Clock + 'static,
         faults: Faults,
     ) -> Self {
+        let clock: Arc<dyn Clock> = Arc::new(clock);
         let now = clock.now();
         let state = Deployments {
             desired_revision: revision.to_owned(),

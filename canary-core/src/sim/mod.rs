@@ -14,6 +14,7 @@
 
 pub mod dataplane;
 mod metrics;
+mod observed;
 mod report;
 pub mod rng;
 pub mod traffic;
@@ -23,6 +24,7 @@ use std::sync::Arc;
 use jiff::{SignedDuration, Timestamp};
 
 pub use metrics::SimMetrics;
+pub use observed::{ObservedTraffic, RouteHistory};
 pub use report::{Recorder, Row, ServedShares, SimReport, Summary};
 pub use traffic::{Answers, SecondCounts, Split, Splits, TrafficModel};
 
@@ -32,7 +34,7 @@ use crate::engine::machine::Command;
 use crate::engine::memory::{
     Faults, InMemoryStatusStore, InMemoryTraffic, InMemoryWebhooks, InMemoryWorkload,
 };
-use crate::engine::providers::Clock;
+use crate::engine::providers::{ManualClock, TrafficProvider, WorkloadProvider};
 use crate::engine::status::{Phase, RolloutStatus, StepStage};
 use crate::error::{Error, Result};
 
@@ -200,16 +202,64 @@ impl SimConfig {
     }
 }
 
+/// A workload a simulation can release: besides running the workloads, it takes the new
+/// revision when the simulation asks for it, as a new template deployed by a user would.
+pub trait SimWorkload: WorkloadProvider {
+    /// Makes `revision` the revision users ask for.
+    fn release(&self, revision: &str);
+}
+
+impl SimWorkload for InMemoryWorkload {
+    fn release(&self, revision: &str) {
+        self.set_desired_revision(revision);
+    }
+}
+
 /// One rollout to simulate.
+///
+/// By default everything is in memory: the traffic provider routes what the plan's provider
+/// can ([`InMemoryTraffic`]), and the workloads' pods start after `pod_startup`
+/// ([`InMemoryWorkload`]). [`Simulation::with_traffic`] and [`Simulation::with_workload`] run
+/// a provider of your own instead; the synthetic traffic then follows the route your provider
+/// reports through `observe`, and the virtual clock is [`Simulation::clock`].
 pub struct Simulation<'p> {
     plan: &'p RolloutPlan,
     config: SimConfig,
+    clock: ManualClock,
+    traffic: Option<&'p dyn TrafficProvider>,
+    workload: Option<&'p dyn SimWorkload>,
 }
 
 impl<'p> Simulation<'p> {
     /// A simulation of `plan` in the world `config` describes.
     pub fn new(plan: &'p RolloutPlan, config: SimConfig) -> Self {
-        Simulation { plan, config }
+        Simulation {
+            plan,
+            config,
+            clock: ManualClock::new(START),
+            traffic: None,
+            workload: None,
+        }
+    }
+
+    /// The same simulation, moving traffic with `traffic`.
+    pub fn with_traffic(mut self, traffic: &'p dyn TrafficProvider) -> Self {
+        self.traffic = Some(traffic);
+        self
+    }
+
+    /// The same simulation, running the workloads with `workload`, whose stable revision is
+    /// [`STABLE_REVISION`]; it is asked to release [`NEW_REVISION`] once the rollout has
+    /// adopted stable.
+    pub fn with_workload(mut self, workload: &'p dyn SimWorkload) -> Self {
+        self.workload = Some(workload);
+        self
+    }
+
+    /// The virtual clock the simulation moves, from [`START`]: give it to your own providers
+    /// when they need the time.
+    pub fn clock(&self) -> ManualClock {
+        self.clock.clone()
     }
 
     /// Metrics simulation cannot compute (custom Prometheus queries): they measure no data.
@@ -228,34 +278,32 @@ impl<'p> Simulation<'p> {
     /// approving manual steps as configured.
     pub async fn run(&self) -> Result<SimReport> {
         self.config.check()?;
-        let clock = crate::engine::providers::ManualClock::new(START);
-        let shared: Arc<dyn Clock> = Arc::new(clock.clone());
+        let clock = self.clock.clone();
+        clock.set(START);
         let faults = Faults::default();
-        let traffic =
-            InMemoryTraffic::new(self.plan.capabilities(), shared.clone(), faults.clone());
-        let workload = InMemoryWorkload::new(
+        let memory_traffic =
+            InMemoryTraffic::new(self.plan.capabilities(), clock.clone(), faults.clone());
+        let memory_workload = InMemoryWorkload::new(
             STABLE_REVISION,
             self.config.stable_replicas,
             self.config.pod_startup,
-            shared.clone(),
+            clock.clone(),
             faults.clone(),
         );
-        let metrics = SimMetrics::new(self.config.traffic_model(), Arc::new(traffic.clone()));
+        let traffic = ObservedTraffic::new(self.traffic.unwrap_or(&memory_traffic), clock.clone());
+        let workload = self.workload.unwrap_or(&memory_workload);
+        let history = traffic.history();
+        let metrics = SimMetrics::new(self.config.traffic_model(), Arc::new(history.clone()));
         let webhooks = InMemoryWebhooks::default();
         let store = InMemoryStatusStore::new(faults.clone());
-        let driver = Driver {
-            plan: self.plan,
-            traffic: &traffic,
-            workload: &workload,
-            metrics: &metrics,
-            webhooks: &webhooks,
-            store: &store,
-        };
+        let driver = Driver::new(self.plan, &traffic, workload, &store)
+            .metrics(&metrics)
+            .webhooks(&webhooks);
         let mut report = Recorder::new(self.plan);
         let mut now = START;
         let initialised = driver.reconcile(now).await?;
         report.record(now, &initialised);
-        workload.set_desired_revision(NEW_REVISION);
+        workload.release(NEW_REVISION);
         faults.fail_call(self.config.crash_at_call);
         let end = START.checked_add(self.config.max_duration).unwrap_or(START);
         let mut failures_in_a_row = 0;
@@ -315,8 +363,8 @@ impl<'p> Simulation<'p> {
         Ok(report.finish(
             &status,
             now.min(end),
-            traffic.route().weight,
-            &traffic,
+            history.last().whole_percent(),
+            &history,
             &self.config.traffic_model(),
         ))
     }

@@ -80,8 +80,6 @@ fn take_phase_events(events: &mut Vec<&Event>, phase: Phase) -> Vec<String> {
 /// The end of a simulation.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Summary {
-    /// Always true: marks the summary line in `--json` output.
-    pub summary: bool,
     /// The phase at the end.
     pub phase: Phase,
     /// The canary weight at the end, in percent.
@@ -318,7 +316,6 @@ impl Recorder {
             totals += model.split_second(second, &splits.split_for_second(second));
         }
         let summary = Summary {
-            summary: true,
             phase: status.phase,
             canary_weight,
             requests_total: totals.total,

@@ -3,19 +3,18 @@
 
 use std::collections::BTreeMap;
 
-use super::{Capabilities, MatchKinds, ProviderDescriptor, ProviderKind, no_match_rules};
+use super::{Capabilities, MatchKinds, ProviderDescriptor, no_match_rules};
 use crate::api::names;
 use crate::api::spec::{AsmRoutingMode, RequestMatch, RolloutSpec, StringMatch, TrafficRouting};
 use crate::api::validate::Checker;
 
 /// ASM's descriptor.
 pub static DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {
-    kind: ProviderKind::Asm,
     name: "asm",
-    named_in: |routing| routing.asm.is_some(),
+    named_in: Some(|routing| routing.asm.is_some()),
     capabilities,
     routes_by_service: false,
-    metrics: super::istio::METRICS,
+    metrics: Some(super::istio::METRICS),
     canary_pod_labels,
     check_settings,
     check_match: no_match_rules,
@@ -47,7 +46,8 @@ pub fn canary_pod_labels(routing: &TrafficRouting) -> BTreeMap<String, String> {
 /// entered by weight only split.
 fn capabilities(routing: &TrafficRouting) -> Capabilities {
     if weighted(routing) {
-        return Capabilities::weights_only("lanes routed by ingress weight: weights only");
+        return Capabilities::weights_only()
+            .with_summary("lanes routed by ingress weight: weights only");
     }
     Capabilities {
         summary: "lanes routed by header: matches on headers (exact) and URI (exact \

@@ -1,6 +1,8 @@
 //! What a traffic provider can express ([`Capabilities`]), and why a request match is
 //! beyond it.
 
+use std::fmt;
+
 use crate::api::spec::{RequestMatch, StringMatch};
 
 /// Which kinds of string condition a provider supports for one request attribute.
@@ -53,10 +55,29 @@ impl MatchKinds {
 }
 
 /// What a traffic provider can express. Validation refuses a spec that asks for more, before
-/// anything is applied.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// anything is applied, and its message quotes what the provider supports (its `Display`).
+///
+/// `Default` is nothing at all (all traffic on stable); [`Capabilities::weights_only`] and
+/// [`Capabilities::everything`] are the usual starting points, and every field is public:
+///
+/// ```
+/// use canary_core::traffic::{Capabilities, MatchKinds};
+/// let header_canary = Capabilities {
+///     max_matches: 1,
+///     max_headers: 1,
+///     headers: MatchKinds::new(true, false, false),
+///     ..Capabilities::weights_only()
+/// };
+/// assert_eq!(
+///     header_canary.to_string(),
+///     "weights; at most 1 match of at most 1 header condition (exact)"
+/// );
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Capabilities {
-    /// One sentence saying what the provider supports, for error messages.
+    /// One sentence saying what the provider supports, for error messages, when the
+    /// description made from the fields is not enough (e.g. to say which setting adds more);
+    /// empty to use that description.
     pub summary: &'static str,
     /// Weighted splitting between stable and canary.
     pub weights: bool,
@@ -84,9 +105,9 @@ pub struct Capabilities {
 
 impl Capabilities {
     /// A provider that splits by weight and nothing else.
-    pub const fn weights_only(summary: &'static str) -> Capabilities {
+    pub const fn weights_only() -> Capabilities {
         Capabilities {
-            summary,
+            summary: "",
             weights: true,
             max_matches: 0,
             max_headers: 0,
@@ -99,6 +120,30 @@ impl Capabilities {
             method: false,
             mirror: false,
         }
+    }
+
+    /// A provider that routes everything canary can ask for.
+    pub const fn everything() -> Capabilities {
+        Capabilities {
+            summary: "",
+            weights: true,
+            max_matches: usize::MAX,
+            max_headers: usize::MAX,
+            headers: MatchKinds::ALL,
+            cookie: true,
+            cookie_value: true,
+            header_with_cookie: true,
+            uri: MatchKinds::ALL,
+            query: MatchKinds::ALL,
+            method: true,
+            mirror: true,
+        }
+    }
+
+    /// The same, described by `summary` in error messages.
+    pub const fn with_summary(mut self, summary: &'static str) -> Capabilities {
+        self.summary = summary;
+        self
     }
 
     /// Why `request` cannot be routed, as `(field under the match, reason)` pairs; empty when it
@@ -166,6 +211,78 @@ impl Capabilities {
     }
 }
 
+/// The kinds as a list: `exact, prefix, regex`.
+impl fmt::Display for MatchKinds {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kinds: Vec<&str> = [
+            (self.exact, "exact"),
+            (self.prefix, "prefix"),
+            (self.regex, "regex"),
+        ]
+        .into_iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, kind)| kind)
+        .collect();
+        f.write_str(&kinds.join(", "))
+    }
+}
+
+/// The summary when there is one; otherwise what the fields allow, e.g. `weights; at most 1
+/// match of at most 1 header condition (exact)`.
+impl fmt::Display for Capabilities {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if !self.summary.is_empty() {
+            return f.write_str(self.summary);
+        }
+        let mut parts = Vec::new();
+        if self.weights {
+            parts.push("weights".to_owned());
+        }
+        let mut conditions = Vec::new();
+        if self.headers.any() && self.max_headers > 0 {
+            let count = if self.max_headers == usize::MAX {
+                "header conditions".to_owned()
+            } else if self.max_headers == 1 {
+                "at most 1 header condition".to_owned()
+            } else {
+                format!("at most {} header conditions", self.max_headers)
+            };
+            conditions.push(format!("{count} ({})", self.headers));
+        }
+        if self.cookie {
+            conditions.push(if self.cookie_value {
+                "a cookie".to_owned()
+            } else {
+                "a cookie set to `always`".to_owned()
+            });
+        }
+        if self.uri.any() {
+            conditions.push(format!("the URI ({})", self.uri));
+        }
+        if self.query.any() {
+            conditions.push(format!("query parameters ({})", self.query));
+        }
+        if self.method {
+            conditions.push("the method".to_owned());
+        }
+        if self.max_matches > 0 && !conditions.is_empty() {
+            let matches = match self.max_matches {
+                usize::MAX => "matches on".to_owned(),
+                1 => "at most 1 match of".to_owned(),
+                n => format!("at most {n} matches of"),
+            };
+            parts.push(format!("{matches} {}", conditions.join(", ")));
+        }
+        if self.mirror {
+            parts.push("mirroring".to_owned());
+        }
+        if parts.is_empty() {
+            return f.write_str("no traffic to the canary at all");
+        }
+        f.write_str(&parts.join("; "))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,6 +312,23 @@ mod tests {
         let mut two = header("a", StringMatch::exact("1"));
         two.headers.insert("b".into(), StringMatch::exact("2"));
         assert_eq!(nginx.refusals(&two)[0].0, "headers");
+    }
+
+    #[test]
+    fn without_a_summary_the_fields_describe_themselves() {
+        assert_eq!(Capabilities::weights_only().to_string(), "weights");
+        assert_eq!(
+            Capabilities::default().to_string(),
+            "no traffic to the canary at all"
+        );
+        assert_eq!(
+            Capabilities::everything().to_string(),
+            "weights; matches on header conditions (exact, prefix, regex), a cookie, the URI \
+             (exact, prefix, regex), query parameters (exact, prefix, regex), the method; \
+             mirroring"
+        );
+        let summary = Capabilities::weights_only().with_summary("just weights");
+        assert_eq!(summary.to_string(), "just weights");
     }
 
     #[test]

@@ -2,9 +2,7 @@
 //! DestinationRule), matching any request attribute, and mirroring; metrics from the
 //! sidecars' `istio_*` families.
 
-use super::{
-    Capabilities, MatchKinds, ProviderDescriptor, ProviderKind, no_labels, no_match_rules, no_rules,
-};
+use super::{Capabilities, MatchKinds, ProviderDescriptor, no_labels, no_match_rules, no_rules};
 use crate::analysis::queries::MetricFamily;
 use crate::api::names;
 use crate::api::spec::TrafficRouting;
@@ -12,12 +10,11 @@ use crate::api::validate::Checker;
 
 /// Istio's descriptor.
 pub static DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {
-    kind: ProviderKind::Istio,
     name: "istio",
-    named_in: |routing| routing.istio.is_some(),
+    named_in: Some(|routing| routing.istio.is_some()),
     capabilities,
     routes_by_service: true,
-    metrics: METRICS,
+    metrics: Some(METRICS),
     canary_pod_labels: no_labels,
     check_settings,
     check_match: no_match_rules,

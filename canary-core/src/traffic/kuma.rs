@@ -2,7 +2,7 @@
 //! Services' `kuma.io/service` tags; metrics from the data planes' Envoy
 //! `envoy_cluster_upstream_rq*` families.
 
-use super::{Capabilities, MatchKinds, ProviderDescriptor, ProviderKind, no_labels, no_rules};
+use super::{Capabilities, MatchKinds, ProviderDescriptor, no_labels, no_rules};
 use crate::analysis::queries::MetricFamily;
 use crate::api::names;
 use crate::api::spec::{KumaRouteKind, RequestMatch, StringMatch, TrafficRouting};
@@ -10,19 +10,18 @@ use crate::api::validate::Checker;
 
 /// Kuma's descriptor.
 pub static DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {
-    kind: ProviderKind::Kuma,
     name: "kuma",
-    named_in: |routing| routing.kuma.is_some(),
+    named_in: Some(|routing| routing.kuma.is_some()),
     capabilities,
     routes_by_service: true,
-    metrics: MetricFamily {
+    metrics: Some(MetricFamily {
         requests: "envoy_cluster_upstream_rq",
         duration_bucket: "envoy_cluster_upstream_rq_time_bucket",
         to_millis: "",
         canary: r#"kuma_io_service=~"{{ service }}-canary_{{ namespace }}_svc_[0-9]+",envoy_cluster_name=~"localhost_[0-9]+|self_inbound_.+""#,
         stable: r#"kuma_io_service=~"{{ service }}_{{ namespace }}_svc_[0-9]+",envoy_cluster_name=~"localhost_[0-9]+|self_inbound_.+""#,
         code: "envoy_response_code",
-    },
+    }),
     canary_pod_labels: no_labels,
     check_settings,
     check_match,
@@ -41,7 +40,7 @@ pub fn traffic_route(routing: &TrafficRouting) -> bool {
 /// legacy TrafficRoute only splits.
 fn capabilities(routing: &TrafficRouting) -> Capabilities {
     if traffic_route(routing) {
-        return Capabilities::weights_only(
+        return Capabilities::weights_only().with_summary(
             "the legacy TrafficRoute: weights only (set trafficRouting.kuma.routeKind: \
              MeshHTTPRoute for matches and mirroring)",
         );

@@ -1,7 +1,8 @@
 //! Traffic: the provider-neutral route ([`RouteState`]), what a provider can express
 //! ([`Capabilities`]), and what canary knows of each provider it ships, one
 //! [`ProviderDescriptor`] per [`ProviderKind`] in one module each ([`istio`], [`nginx`],
-//! [`kuma`], [`asm`]).
+//! [`kuma`], [`asm`]), and the [`Registry`] of the providers a Rollout may name (the built-in
+//! ones and the plugins an embedder adds).
 //!
 //! A descriptor is the whole of a provider's knowledge that the engine and validation need:
 //! its name under `spec.trafficRouting`, its capabilities for the settings a Rollout gives it
@@ -16,6 +17,7 @@ mod error;
 pub mod istio;
 pub mod kuma;
 pub mod nginx;
+mod registry;
 mod route;
 
 use std::collections::BTreeMap;
@@ -25,6 +27,7 @@ use serde::{Deserialize, Serialize};
 
 pub use capabilities::{Capabilities, MatchKinds};
 pub use error::TrafficError;
+pub use registry::Registry;
 pub use route::RouteState;
 
 use crate::analysis::queries::MetricFamily;
@@ -50,35 +53,153 @@ pub enum ProviderKind {
 }
 
 /// What canary knows of one traffic provider: the table validation, the metrics and the
-/// shells read instead of matching on the provider.
+/// shells read instead of matching on the provider. The built-in providers have one each
+/// ([`ProviderKind::descriptor`]); a provider written outside canary makes its own with
+/// [`ProviderDescriptor::plugin`] and adds it to a [`Registry`], and a Rollout names it under
+/// `spec.trafficRouting.plugin.name`.
+///
+/// ```
+/// use canary_core::traffic::{Capabilities, ProviderDescriptor, Registry};
+///
+/// static TRAEFIK: ProviderDescriptor =
+///     ProviderDescriptor::plugin("traefik", |_| Capabilities::weights_only());
+///
+/// let registry = Registry::builtin().register(&TRAEFIK).unwrap();
+/// assert!(registry.names().contains(&"traefik"));
+/// ```
 #[derive(Debug)]
 pub struct ProviderDescriptor {
-    /// The provider.
-    pub kind: ProviderKind,
-    /// Its key under `spec.trafficRouting` (`istio`, `nginx`, `kuma`, `asm`).
+    /// Its name: the key under `spec.trafficRouting` for a built-in provider (`istio`, `nginx`,
+    /// `kuma`, `asm`), `spec.trafficRouting.plugin.name` for any other.
     pub name: &'static str,
-    /// Whether a Rollout's `trafficRouting` names this provider.
-    pub named_in: fn(&TrafficRouting) -> bool,
-    /// What the provider can route, for the settings in `trafficRouting`.
+    /// Whether a Rollout's `trafficRouting` names this provider, for a built-in one; `None` for
+    /// a plugin, which `trafficRouting.plugin.name` names.
+    pub named_in: Option<fn(&TrafficRouting) -> bool>,
+    /// What the provider can route, for the settings in `trafficRouting` (a plugin reads its
+    /// `plugin.config`): validation refuses a spec that asks for more.
     pub capabilities: fn(&TrafficRouting) -> Capabilities,
     /// Whether it routes by Service (a canary Service beside the stable one), so the canary's
     /// pods must not be selected by the stable Service
     /// ([`crate::k8s::services::canary_pod_label`]).
     pub routes_by_service: bool,
     /// The request counter and duration histogram its proxies export, which the builtin
-    /// metrics query.
-    pub metrics: MetricFamily,
+    /// metrics query; `None` when it has none, and then validation refuses builtin metrics
+    /// (custom queries still work).
+    pub metrics: Option<MetricFamily>,
     /// The labels the canary pods must carry for the provider to route to them (e.g. an ASM
     /// lane's tag), for the settings in `trafficRouting`.
     pub canary_pod_labels: fn(&TrafficRouting) -> BTreeMap<String, String>,
     /// The rules of its settings, checked when it is the chosen provider.
-    pub(crate) check_settings: fn(&mut Checker, &TrafficRouting),
+    pub check_settings: fn(&mut Checker, &TrafficRouting),
     /// The rules one request match must follow beyond the capabilities (at the match's field
     /// path).
-    pub(crate) check_match: fn(&mut Checker, &str, &RequestMatch),
+    pub check_match: fn(&mut Checker, &str, &RequestMatch),
     /// Rules across the whole spec (e.g. pod labels the provider routes by).
-    pub(crate) check_spec: fn(&mut Checker, &RolloutSpec),
+    pub check_spec: fn(&mut Checker, &RolloutSpec),
 }
+
+impl ProviderDescriptor {
+    /// A provider written outside canary, named `name` under `spec.trafficRouting.plugin`,
+    /// routing what `capabilities` says: no metric family, no pod labels, no rules of its own.
+    /// The `with_*` methods add them; every one is `const`, so a descriptor can be a `static`.
+    pub const fn plugin(
+        name: &'static str,
+        capabilities: fn(&TrafficRouting) -> Capabilities,
+    ) -> ProviderDescriptor {
+        ProviderDescriptor {
+            name,
+            named_in: None,
+            capabilities,
+            routes_by_service: false,
+            metrics: None,
+            canary_pod_labels: no_labels,
+            check_settings: no_rules,
+            check_match: no_match_rules,
+            check_spec: no_rules,
+        }
+    }
+
+    /// The same, routing by Service (see [`ProviderDescriptor::routes_by_service`]).
+    pub const fn routing_by_service(mut self) -> ProviderDescriptor {
+        self.routes_by_service = true;
+        self
+    }
+
+    /// The same, with the metric family its proxies export, for the builtin metrics.
+    pub const fn with_metrics(mut self, metrics: MetricFamily) -> ProviderDescriptor {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// The same, with the labels the canary pods must carry.
+    pub const fn with_canary_pod_labels(
+        mut self,
+        labels: fn(&TrafficRouting) -> BTreeMap<String, String>,
+    ) -> ProviderDescriptor {
+        self.canary_pod_labels = labels;
+        self
+    }
+
+    /// The same, with rules for its settings (a plugin's `config`).
+    pub const fn with_settings_rules(
+        mut self,
+        rules: fn(&mut Checker, &TrafficRouting),
+    ) -> ProviderDescriptor {
+        self.check_settings = rules;
+        self
+    }
+
+    /// The same, with rules for each request match beyond its capabilities.
+    pub const fn with_match_rules(
+        mut self,
+        rules: fn(&mut Checker, &str, &RequestMatch),
+    ) -> ProviderDescriptor {
+        self.check_match = rules;
+        self
+    }
+
+    /// The same, with rules across the whole spec.
+    pub const fn with_spec_rules(
+        mut self,
+        rules: fn(&mut Checker, &RolloutSpec),
+    ) -> ProviderDescriptor {
+        self.check_spec = rules;
+        self
+    }
+
+    /// Whether `routing` names this provider.
+    pub fn named_by(&self, routing: &TrafficRouting) -> bool {
+        match self.named_in {
+            Some(named_in) => named_in(routing),
+            None => routing
+                .plugin
+                .as_ref()
+                .is_some_and(|plugin| plugin.name == self.name),
+        }
+    }
+
+    /// Whether it is a plugin (named by `trafficRouting.plugin`) rather than built in.
+    pub fn is_plugin(&self) -> bool {
+        self.named_in.is_none()
+    }
+
+    /// The built-in provider it describes, if it is one.
+    pub fn builtin(&self) -> Option<ProviderKind> {
+        if self.is_plugin() {
+            return None;
+        }
+        ProviderKind::named(self.name)
+    }
+}
+
+/// Descriptors are told apart by name: a registry holds one per name.
+impl PartialEq for ProviderDescriptor {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+    }
+}
+
+impl Eq for ProviderDescriptor {}
 
 impl ProviderKind {
     /// Every provider canary ships.
@@ -99,15 +220,11 @@ impl ProviderKind {
         }
     }
 
-    /// The provider chosen by `spec.trafficRouting`, if exactly one is named.
-    pub fn of(routing: &TrafficRouting) -> Option<ProviderKind> {
-        let mut named = ProviderKind::ALL
+    /// The built-in provider called `name`, if any.
+    pub fn named(name: &str) -> Option<ProviderKind> {
+        ProviderKind::ALL
             .into_iter()
-            .filter(|kind| (kind.descriptor().named_in)(routing));
-        match (named.next(), named.next()) {
-            (Some(kind), None) => Some(kind),
-            _ => None,
-        }
+            .find(|kind| kind.descriptor().name == name)
     }
 
     /// The provider's name as the spec writes it (`istio`, `nginx`, `kuma`, `asm`).
@@ -118,12 +235,6 @@ impl ProviderKind {
     /// What the provider can route with the settings in `routing`.
     pub fn capabilities(self, routing: &TrafficRouting) -> Capabilities {
         (self.descriptor().capabilities)(routing)
-    }
-
-    /// Whether the provider routes by Service (see
-    /// [`ProviderDescriptor::routes_by_service`]).
-    pub fn routes_by_service(self) -> bool {
-        self.descriptor().routes_by_service
     }
 }
 
@@ -180,29 +291,19 @@ macro_rules! traffic_backend {
 }
 
 /// No labels: for providers that route to the canary pods by their Service.
-pub(crate) fn no_labels(_: &TrafficRouting) -> BTreeMap<String, String> {
+pub fn no_labels(_: &TrafficRouting) -> BTreeMap<String, String> {
     BTreeMap::new()
 }
 
 /// Checks nothing: for descriptors without rules of that kind.
-pub(crate) fn no_rules<T: ?Sized>(_: &mut Checker, _: &T) {}
+pub fn no_rules<T: ?Sized>(_: &mut Checker, _: &T) {}
 
 /// Checks nothing: for descriptors without rules on matches.
-pub(crate) fn no_match_rules(_: &mut Checker, _: &str, _: &RequestMatch) {}
+pub fn no_match_rules(_: &mut Checker, _: &str, _: &RequestMatch) {}
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn exactly_one_provider_is_a_provider() {
-        let mut routing = TrafficRouting::default();
-        assert_eq!(ProviderKind::of(&routing), None);
-        routing.kuma = Some(Default::default());
-        assert_eq!(ProviderKind::of(&routing), Some(ProviderKind::Kuma));
-        routing.istio = Some(Default::default());
-        assert_eq!(ProviderKind::of(&routing), None);
-    }
 
     #[test]
     fn all_lists_every_provider_once() {
@@ -222,9 +323,30 @@ mod tests {
     fn every_descriptor_describes_its_own_kind_under_its_own_name() {
         for kind in ProviderKind::ALL {
             let descriptor = kind.descriptor();
-            assert_eq!(descriptor.kind, kind);
+            assert_eq!(descriptor.builtin(), Some(kind));
+            assert_eq!(ProviderKind::named(descriptor.name), Some(kind));
             let json = serde_json::to_value(kind).ok();
             assert_eq!(json, Some(serde_json::Value::from(descriptor.name)));
         }
+    }
+
+    #[test]
+    fn a_plugin_is_named_by_its_plugin_name_only() {
+        static TRAEFIK: ProviderDescriptor =
+            ProviderDescriptor::plugin("traefik", |_| Capabilities::weights_only());
+        let mut routing = TrafficRouting {
+            plugin: Some(crate::api::spec::PluginRouting {
+                name: "traefik".into(),
+                config: Default::default(),
+            }),
+            ..TrafficRouting::default()
+        };
+        assert!(TRAEFIK.named_by(&routing));
+        assert!(TRAEFIK.is_plugin() && TRAEFIK.builtin().is_none());
+        assert!(!ProviderKind::Kuma.descriptor().named_by(&routing));
+        routing.plugin = None;
+        routing.kuma = Some(Default::default());
+        assert!(!TRAEFIK.named_by(&routing));
+        assert!(ProviderKind::Kuma.descriptor().named_by(&routing));
     }
 }

@@ -14,7 +14,7 @@
 //! - `canary-by-header-pattern` goes through `IsValidRegex`: those characters and
 //!   `^$[](){}*+?|&=\`, spaces included in the check.
 
-use super::{Capabilities, MatchKinds, ProviderDescriptor, ProviderKind, no_labels, no_rules};
+use super::{Capabilities, MatchKinds, ProviderDescriptor, no_labels, no_rules};
 use crate::analysis::queries::MetricFamily;
 use crate::api::names;
 use crate::api::spec::{RequestMatch, TrafficRouting};
@@ -22,19 +22,18 @@ use crate::api::validate::Checker;
 
 /// ingress-nginx's descriptor.
 pub static DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {
-    kind: ProviderKind::Nginx,
     name: "nginx",
-    named_in: |routing| routing.nginx.is_some(),
+    named_in: Some(|routing| routing.nginx.is_some()),
     capabilities,
     routes_by_service: true,
-    metrics: MetricFamily {
+    metrics: Some(MetricFamily {
         requests: "nginx_ingress_controller_requests",
         duration_bucket: "nginx_ingress_controller_response_duration_seconds_bucket",
         to_millis: " * 1000",
         canary: r#"namespace="{{ namespace }}",ingress="{{ ingress }}",service="{{ service }}",canary!="""#,
         stable: r#"namespace="{{ namespace }}",ingress="{{ ingress }}",service="{{ service }}",canary="""#,
         code: "status",
-    },
+    }),
     canary_pod_labels: no_labels,
     check_settings,
     check_match: check_request,

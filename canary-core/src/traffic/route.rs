@@ -47,9 +47,43 @@ impl RouteState {
         }
     }
 
+    /// Whether `other` routes the same requests the same way, however it is written: weights
+    /// as the same share of all traffic (`1/4` is `25/100`), the same alternatives in any
+    /// order, and no mirror the same as a mirror of 0%. The engine compares what a provider
+    /// observes with what it applied this way, so a provider whose native weights are not
+    /// percents need not map them back exactly.
+    ///
+    /// ```
+    /// use canary_core::RouteState;
+    /// let quarter = RouteState { weight: 1, total: 4, ..RouteState::stable() };
+    /// assert!(quarter.same_as(&RouteState::weighted(25)));
+    /// let no_mirror = RouteState { mirror: Some(0), ..RouteState::weighted(25) };
+    /// assert!(no_mirror.same_as(&RouteState::weighted(25)));
+    /// assert!(!quarter.same_as(&RouteState::weighted(26)));
+    /// ```
+    pub fn same_as(&self, other: &RouteState) -> bool {
+        let share = |route: &RouteState| {
+            if route.total == 0 {
+                (0, 1)
+            } else {
+                (
+                    u64::from(route.weight.min(route.total)),
+                    u64::from(route.total),
+                )
+            }
+        };
+        let ((a, x), (b, y)) = (share(self), share(other));
+        let mirror = |route: &RouteState| route.mirror.filter(|percent| *percent > 0);
+        a * y == b * x
+            && mirror(self) == mirror(other)
+            && self.matches.len() == other.matches.len()
+            && self.matches.iter().all(|m| other.matches.contains(m))
+            && other.matches.iter().all(|m| self.matches.contains(m))
+    }
+
     /// True when no request reaches the canary, by weight, match or mirror.
     pub fn is_stable_only(&self) -> bool {
-        self.weight == 0 && self.matches.is_empty() && self.mirror.is_none()
+        self.weight == 0 && self.matches.is_empty() && self.mirror.unwrap_or(0) == 0
     }
 
     /// The canary weight in whole percent of all traffic (rounded), as meshes weigh routes.

@@ -76,14 +76,9 @@ impl World {
     }
 
     pub fn driver(&self) -> Driver<'_> {
-        Driver {
-            plan: &self.plan,
-            traffic: &self.traffic,
-            workload: &self.workload,
-            metrics: &self.metrics,
-            webhooks: &self.webhooks,
-            store: &self.store,
-        }
+        Driver::new(&self.plan, &self.traffic, &self.workload, &self.store)
+            .metrics(&self.metrics)
+            .webhooks(&self.webhooks)
     }
 
     pub fn now(&self) -> Timestamp {

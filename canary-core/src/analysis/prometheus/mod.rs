@@ -280,7 +280,7 @@ impl PrometheusMetrics {
         let mut newest = None;
         let mut any = false;
         for (slot, version) in counted.iter_mut().zip([Version::Canary, Version::Stable]) {
-            let series = queries::counted_series(context.provider, version);
+            let series = queries::counted_series(family(context)?, version);
             let selector = queries::render(&series.selector, vars)?;
             let found = self
                 .counter_series(address, &selector, series.code_label, lookback, start, end)
@@ -349,7 +349,10 @@ impl MetricProvider for PrometheusMetrics {
         };
         let empty = BTreeMap::new();
         let (template, extra) = match &metric.query {
-            MetricQuery::Builtin(builtin) => (queries::builtin(context.provider, *builtin), &empty),
+            MetricQuery::Builtin(builtin) => match family(context) {
+                Ok(family) => (queries::builtin(family, *builtin), &empty),
+                Err(message) => return MetricOutcome::Error(message),
+            },
             MetricQuery::Custom { query, variables } => (query.clone(), variables),
         };
         let vars = queries::variables(context, extra);
@@ -421,4 +424,13 @@ struct Sample {
     #[serde(default)]
     metric: BTreeMap<String, String>,
     value: (f64, String),
+}
+
+/// The traffic provider's metric family, which builtin metrics and request counts need.
+fn family(context: &QueryContext) -> Result<&queries::MetricFamily, String> {
+    context.metrics.as_ref().ok_or_else(|| {
+        "the traffic provider has no metric family: builtin metrics and sequential judges \
+         need one (use a custom query)"
+            .to_owned()
+    })
 }

@@ -27,7 +27,7 @@ pub use strategy::{
 };
 pub use traffic::{
     AsmGateway, AsmIngress, AsmRouting, AsmRoutingMode, DestinationRuleRef, IstioRouting,
-    KumaRouteKind, KumaRouting, NginxRouting, TrafficRouting, VirtualServiceRef,
+    KumaRouteKind, KumaRouting, NginxRouting, PluginRouting, TrafficRouting, VirtualServiceRef,
 };
 pub use workload::{
     ContainerOverride, EnvVar, ExecAction, HttpGetAction, IntOrPercent, NewVersion,

@@ -3,7 +3,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// Exactly one of the providers must be set.
+/// Exactly one of the providers must be set: a built-in one by its key, or a plugin.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TrafficRouting {
@@ -19,6 +19,38 @@ pub struct TrafficRouting {
     /// Alibaba ASM traffic lanes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub asm: Option<AsmRouting>,
+    /// A provider that is not built in, registered by the program running canary
+    /// (`canary_core::traffic::Registry`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plugin: Option<PluginRouting>,
+}
+
+impl TrafficRouting {
+    /// The plugin's `config`, when a plugin is named.
+    pub fn plugin_config(&self) -> Option<&serde_json::Map<String, serde_json::Value>> {
+        self.plugin.as_ref().map(|plugin| &plugin.config)
+    }
+}
+
+/// A traffic provider registered by name, with its settings.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PluginRouting {
+    /// The name it is registered under.
+    pub name: String,
+    /// Its settings, passed to it as they are: canary only bounds their size. The plugin's
+    /// own rules check them at validation.
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    #[schemars(schema_with = "any_object")]
+    pub config: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Any JSON object, kept as it is by the API server.
+fn any_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "x-kubernetes-preserve-unknown-fields": true
+    })
 }
 
 /// Istio settings.

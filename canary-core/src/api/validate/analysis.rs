@@ -29,6 +29,35 @@ pub const DEFAULT_QUERY_OFFSET: SignedDuration = SignedDuration::from_secs(10);
 /// The analysis interval when the spec gives none.
 pub const DEFAULT_INTERVAL: SignedDuration = SignedDuration::from_mins(1);
 
+/// Builtin metrics and sequential judges read the traffic provider's metric family: a provider
+/// without one (a plugin that declares none) needs custom queries and threshold judges.
+pub(super) fn check_builtin_metrics(
+    c: &mut Checker,
+    analysis: &AnalysisPlan,
+    provider: &crate::traffic::ProviderDescriptor,
+) {
+    if provider.metrics.is_some() {
+        return;
+    }
+    for (i, metric) in analysis.metrics.iter().enumerate() {
+        let needs = if matches!(metric.query, crate::api::plan::MetricQuery::Builtin(_)) {
+            "is a builtin metric, which queries"
+        } else if metric.is_sequential() {
+            "is judged sequentially, which counts requests in"
+        } else {
+            continue;
+        };
+        c.error(
+            format!("spec.analysis.metrics[{i}]"),
+            format!(
+                "`{}` {needs} the traffic provider's metric family, and `{}` declares none: \
+                 give a custom `query` judged by `thresholdRange`",
+                metric.name, provider.name
+            ),
+        );
+    }
+}
+
 /// Checks `spec.analysis` and fills in its defaults.
 pub(super) fn check_analysis(c: &mut Checker, analysis: Option<&Analysis>) -> AnalysisPlan {
     let default = Analysis::default();

@@ -59,3 +59,7 @@ pub const MAX_ITERATIONS: i64 = 10_000;
 /// `spec.analysis.metrics[*].sequential.degradation`: at most 1000 (a canary 1000 times worse
 /// than stable); beyond that the likelihood ratio's terms leave the range of `f64`.
 pub const MAX_DEGRADATION: f64 = 1000.0;
+
+/// `spec.trafficRouting.plugin.config`: at most 16 KiB as JSON. canary passes it to the plugin
+/// uninterpreted and keeps it in every plan it compiles.
+pub const MAX_PLUGIN_CONFIG_BYTES: usize = 16 * 1024;

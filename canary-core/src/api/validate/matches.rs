@@ -55,7 +55,7 @@ pub(super) fn check_matches(
                 provider.name(),
                 caps.max_matches,
                 provider.name(),
-                caps.summary
+                caps
             ),
         );
     }
@@ -97,7 +97,7 @@ pub(super) fn check_matches(
             );
         }
         if let Some(chosen) = provider {
-            (chosen.kind.descriptor().check_match)(c, &here, request);
+            (chosen.descriptor.check_match)(c, &here, request);
         }
         if let (Some(provider), Some(caps)) = (provider, capabilities) {
             for (field, what) in caps.refusals(request) {
@@ -107,7 +107,7 @@ pub(super) fn check_matches(
                         "{} cannot route {what}; {} supports {}",
                         provider.name(),
                         provider.name(),
-                        caps.summary
+                        caps
                     ),
                 );
             }

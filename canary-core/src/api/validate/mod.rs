@@ -20,6 +20,7 @@ use crate::api::duration::parse_duration;
 use crate::api::names;
 use crate::api::plan::RolloutPlan;
 use crate::api::spec::{API_VERSION, KIND, Rollout};
+use crate::traffic::Registry;
 
 /// One broken rule: where, and what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,15 +55,17 @@ impl fmt::Display for ValidationErrors {
 
 impl std::error::Error for ValidationErrors {}
 
-/// Collects errors while the validators walk the spec.
-#[derive(Default)]
-pub(crate) struct Checker {
+/// Collects errors while the validators walk the spec; a provider's rules
+/// ([`crate::traffic::ProviderDescriptor`]) record theirs here, each at its field path.
+#[derive(Debug, Default)]
+pub struct Checker {
     errors: Vec<ValidationError>,
 }
 
 impl Checker {
-    /// Records an error at `path`.
-    pub(crate) fn error(&mut self, path: impl Into<String>, message: impl Into<String>) {
+    /// Records an error at `path` (e.g. `spec.trafficRouting.plugin.config.entryPoint`):
+    /// what is wrong and what is allowed.
+    pub fn error(&mut self, path: impl Into<String>, message: impl Into<String>) {
         self.errors.push(ValidationError {
             path: path.into(),
             message: message.into(),
@@ -70,7 +73,7 @@ impl Checker {
     }
 
     /// Records the error of a rule, if it is broken.
-    pub(crate) fn check(&mut self, path: impl Into<String>, rule: Result<(), String>) {
+    pub fn check(&mut self, path: impl Into<String>, rule: Result<(), String>) {
         if let Err(message) = rule {
             self.error(path, message);
         }
@@ -179,7 +182,8 @@ impl Checker {
     }
 }
 
-/// Checks every rule of a Rollout and, when none is broken, compiles it into a plan.
+/// Checks every rule of a Rollout against the built-in providers and, when none is broken,
+/// compiles it into a plan. [`validate_with`] takes the providers a program registered.
 ///
 /// ```
 /// let yaml = r#"
@@ -197,6 +201,15 @@ impl Checker {
 /// assert_eq!(plan.steps.len(), 5);
 /// ```
 pub fn validate(rollout: &Rollout) -> Result<RolloutPlan, ValidationErrors> {
+    validate_with(rollout, &Registry::builtin())
+}
+
+/// Checks every rule of a Rollout, its traffic provider looked up in `registry` (so a plugin's
+/// capabilities and rules apply to it), and when none is broken compiles it into a plan.
+pub fn validate_with(
+    rollout: &Rollout,
+    registry: &Registry,
+) -> Result<RolloutPlan, ValidationErrors> {
     let mut c = Checker::default();
     if rollout.api_version != API_VERSION {
         c.error(
@@ -246,10 +259,13 @@ pub fn validate(rollout: &Rollout) -> Result<RolloutPlan, ValidationErrors> {
     );
     c.int_in("spec.service.port", Some(spec.service.port), 1..=65535, 0);
     workload::check_new_version(&mut c, spec.new_version.as_ref());
-    let provider = traffic::check_routing(&mut c, &spec.traffic_routing);
+    let provider = traffic::check_routing(&mut c, &spec.traffic_routing, registry);
     let compiled = strategy::compile(&mut c, spec, provider, spec.analysis.is_some());
-    traffic::check_spec(&mut c, spec);
+    traffic::check_spec(&mut c, spec, provider);
     let analysis = analysis::check_analysis(&mut c, spec.analysis.as_ref());
+    if let Some(provider) = provider {
+        analysis::check_builtin_metrics(&mut c, &analysis, provider.descriptor);
+    }
     let progress_deadline = c.duration(
         "spec.progressDeadline",
         spec.progress_deadline.as_deref(),
@@ -265,7 +281,7 @@ pub fn validate(rollout: &Rollout) -> Result<RolloutPlan, ValidationErrors> {
                     .namespace
                     .clone()
                     .unwrap_or_else(|| "default".to_owned()),
-                provider: provider.kind,
+                provider: provider.descriptor,
                 strategy,
                 steps,
                 finish,

@@ -80,7 +80,7 @@ fn require_weights(c: &mut Checker, path: &str, provider: Option<Chosen>) {
                     "{} cannot route by weight; {} supports {}",
                     provider.name(),
                     provider.name(),
-                    caps.summary
+                    caps
                 ),
             );
         }
@@ -98,7 +98,7 @@ fn require_mirroring(c: &mut Checker, path: &str, provider: Option<Chosen>) {
                     "{} cannot mirror traffic; {} supports {}",
                     provider.name(),
                     provider.name(),
-                    caps.summary
+                    caps
                 ),
             );
         }

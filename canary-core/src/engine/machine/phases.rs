@@ -180,7 +180,7 @@ impl Engine<'_> {
         let drifted = seen
             .route
             .as_ref()
-            .is_some_and(|route| *route != self.status.routing.route);
+            .is_some_and(|route| !route.same_as(&self.status.routing.route));
         if drifted {
             self.event(
                 EventKind::Warning,
@@ -366,7 +366,8 @@ impl Engine<'_> {
     /// Applies the step's route and starts its gate; the gate passes only once the route is
     /// verified.
     fn enter_gate(&mut self, route: RouteState, needed: u32, seen: &Observation) {
-        let shown = seen.verified != Verification::No && seen.route.as_ref() == Some(&route);
+        let shown = seen.verified != Verification::No
+            && seen.route.as_ref().is_some_and(|seen| seen.same_as(&route));
         if self.status.routing.route != route || !shown {
             self.set_route(route.clone(), needed);
         } else {
@@ -395,7 +396,7 @@ impl Engine<'_> {
         let written = seen
             .route
             .as_ref()
-            .is_none_or(|route| *route == self.status.routing.route);
+            .is_none_or(|route| route.same_as(&self.status.routing.route));
         let shown = written && seen.verified != Verification::No;
         if shown {
             self.status.routing.route_verified = true;
@@ -503,7 +504,7 @@ impl Engine<'_> {
         }
         let all = RouteState::weighted(RouteState::stable().total);
         let shown = seen.verified != Verification::No
-            && seen.route.as_ref().is_none_or(|route| *route == all);
+            && seen.route.as_ref().is_none_or(|route| route.same_as(&all));
         if self.status.routing.route == all && shown {
             return true;
         }

@@ -30,7 +30,13 @@ pub struct Target {
 /// The callers users have under `plan`'s provider, or why there are none (the objects the
 /// provider routes through are missing).
 pub fn targets(plan: &RolloutPlan, world: &World) -> Result<Vec<Target>, String> {
-    match plan.provider {
+    let Some(kind) = plan.provider.builtin() else {
+        return Err(format!(
+            "canary has no data-plane model of the plugin `{}`",
+            plan.provider.name
+        ));
+    };
+    match kind {
         ProviderKind::Nginx => nginx(plan, world),
         ProviderKind::Istio => Ok(istio(plan, world)),
         ProviderKind::Kuma => Ok(sidecars(

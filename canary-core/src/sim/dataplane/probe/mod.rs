@@ -181,7 +181,11 @@ pub fn probe(plan: &RolloutPlan, world: &World, matches: &[RequestMatch]) -> Pro
         Ok(targets) => targets,
         Err(why) => {
             probe.callers.push(CallerProbe {
-                caller: provider_label(plan.provider).to_owned(),
+                caller: plan
+                    .provider
+                    .builtin()
+                    .map_or(plan.provider.name, provider_label)
+                    .to_owned(),
                 class: RequestClass::Plain,
                 request: String::new(),
                 stable: 0.0,
@@ -233,8 +237,11 @@ pub fn probe(plan: &RolloutPlan, world: &World, matches: &[RequestMatch]) -> Pro
 /// Who answers `request`: ingress-nginx with the annotation prefix the spec sets, the other
 /// providers' models as they are.
 fn serve(plan: &RolloutPlan, world: &World, request: &Request) -> Served {
-    match (plan.provider, &plan.rollout.spec.traffic_routing.nginx) {
-        (ProviderKind::Nginx, Some(settings)) => nginx::serve_with_prefix(
+    match (
+        plan.provider.builtin(),
+        &plan.rollout.spec.traffic_routing.nginx,
+    ) {
+        (Some(ProviderKind::Nginx), Some(settings)) => nginx::serve_with_prefix(
             world,
             request,
             settings
@@ -242,14 +249,16 @@ fn serve(plan: &RolloutPlan, world: &World, request: &Request) -> Served {
                 .as_deref()
                 .unwrap_or(nginx::DEFAULT_ANNOTATIONS_PREFIX),
         ),
-        _ => super::serve(plan.provider, world, request),
+        (Some(kind), _) => super::serve(kind, world, request),
+        // No caller is probed without a data-plane model (`callers::targets`).
+        (None, _) => Served::default(),
     }
 }
 
 /// ASM's route header and the canary lane's name.
 fn lane_header(plan: &RolloutPlan) -> Option<(String, String)> {
-    match plan.provider {
-        ProviderKind::Asm => {
+    match plan.provider.builtin() {
+        Some(ProviderKind::Asm) => {
             let asm = plan.rollout.spec.traffic_routing.asm.as_ref()?;
             Some((asm.route_header.clone(), asm.canary_lane.clone()))
         }
