@@ -26,6 +26,10 @@ impl TrafficFactory for ClusterTraffic {
     fn provider(&self, plan: &RolloutPlan) -> canary_kube::Result<Arc<dyn TrafficProvider>> {
         self.0.provider(plan)
     }
+
+    fn registry(&self) -> canary_core::traffic::Registry {
+        self.0.registry()
+    }
 }
 
 /// Simulates `plan` through a cluster holding `objects`, routed by this build's providers (see

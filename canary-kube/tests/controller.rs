@@ -1302,3 +1302,113 @@ async fn a_deployment_named_as_the_canary_that_canary_did_not_make_is_never_touc
     assert_eq!(after.labels(), made.labels());
     assert!(after.metadata.deletion_timestamp.is_none());
 }
+
+/// A router that cannot read back whether a route is in effect (`Verification::Unknown`), with
+/// weights in thousandths: a plugin a program registers with the controller.
+mod blind_router {
+    use std::sync::{Arc, Mutex, PoisonError};
+
+    use canary_core::engine::providers::{TrafficObservation, TrafficProvider, Verification};
+    use canary_core::traffic::{Capabilities, ProviderDescriptor, Registry};
+    use canary_core::{RolloutPlan, RouteState, async_trait};
+    use canary_kube::controller::TrafficFactory;
+
+    pub static DESCRIPTOR: ProviderDescriptor =
+        ProviderDescriptor::plugin("blind-router", |_| Capabilities::weights_only())
+            .with_metrics(canary_core::analysis::queries::MetricFamily {
+                requests: "blind_requests_total",
+                duration_bucket: "blind_request_duration_seconds_bucket",
+                to_millis: " * 1000",
+                canary: r#"pool="{{ service }}-canary""#,
+                stable: r#"pool="{{ service }}""#,
+                code: "code",
+            });
+
+    /// The canary's share, in thousandths, shared by every provider it makes.
+    #[derive(Clone, Default)]
+    pub struct Factory(pub Arc<Mutex<u32>>);
+
+    impl Factory {
+        pub fn share(&self) -> u32 {
+            *self.0.lock().unwrap_or_else(PoisonError::into_inner)
+        }
+    }
+
+    struct Router(Arc<Mutex<u32>>);
+
+    #[async_trait]
+    impl TrafficProvider for Router {
+        async fn apply(&self, route: &RouteState) -> canary_core::Result<bool> {
+            let share = route.weight * 1000 / route.total.max(1);
+            let mut held = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+            let changed = *held != share;
+            *held = share;
+            Ok(changed)
+        }
+
+        async fn observe(&self, _: &RouteState) -> canary_core::Result<TrafficObservation> {
+            let share = *self.0.lock().unwrap_or_else(PoisonError::into_inner);
+            Ok(TrafficObservation {
+                route: Some(RouteState {
+                    weight: share,
+                    total: 1000,
+                    ..RouteState::stable()
+                }),
+                verified: Verification::Unknown,
+            })
+        }
+
+        async fn finalize(&self) -> canary_core::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl TrafficFactory for Factory {
+        fn provider(&self, plan: &RolloutPlan) -> canary_kube::Result<Arc<dyn TrafficProvider>> {
+            assert_eq!(plan.provider, &DESCRIPTOR);
+            Ok(Arc::new(Router(self.0.clone())))
+        }
+
+        fn registry(&self) -> Registry {
+            Registry::builtin().register(&DESCRIPTOR).unwrap()
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plugin_router_that_cannot_verify_is_released_and_deleted() {
+    let cluster = Cluster::new().await;
+    let factory = blind_router::Factory::default();
+    let context = Arc::new(Context::new(
+        cluster.client.clone(),
+        Arc::new(factory.clone()),
+        Arc::new(cluster.metrics.clone()),
+        Arc::new(InMemoryWebhooks::default()),
+        Arc::new(SystemClock),
+        Metrics::register(&mut Registry::default()),
+        "canary-test",
+    ));
+    cluster
+        .create_rollout(&ROLLOUT.replace(
+            "trafficRouting: {kuma: {}}",
+            "trafficRouting: {plugin: {name: blind-router}}",
+        ))
+        .await;
+    let mid = cluster
+        .reconcile_until(&context, Duration::from_secs(20), |s| {
+            s.routing.route.weight == 50
+        })
+        .await;
+    assert_eq!(mid.phase, Phase::Progressing, "{}", mid.message);
+    assert_eq!(factory.share(), 500, "the router holds the step's share");
+    cluster
+        .rollouts()
+        .delete("podinfo", &Default::default())
+        .await
+        .unwrap();
+    // A router that cannot tell counts as having taken the route back to stable: the
+    // finalizer goes.
+    cluster.reconcile_until_gone(&context).await;
+    assert_eq!(factory.share(), 0);
+    assert!(!cluster.canary_exists().await);
+}

@@ -184,7 +184,7 @@ impl TrafficProvider for InMemoryTraffic {
 
     async fn observe(&self, applied: &RouteState) -> Result<TrafficObservation> {
         let route = self.route();
-        let verified = if route == *applied {
+        let verified = if route.same_as(applied) {
             Verification::Yes
         } else {
             Verification::No

@@ -13,7 +13,8 @@
 //!   again from the saved status. Give an error its [`crate::ErrorClass`] with
 //!   [`crate::Error::provider`] or [`crate::Error::provider_failed`] (which keeps your error as
 //!   the source), so a shell knows how soon to retry.
-//! - **Units.** Routes weigh the canary in `weight` of `total` (100 unless you say otherwise);
+//! - **Units.** Routes weigh the canary in `weight` of `total` (the engine applies out of 100;
+//!   a provider may read back in its own units);
 //!   metric values are what the metric measures (the builtin success rate is in percent,
 //!   0–100; durations in milliseconds).
 
@@ -31,8 +32,9 @@ use crate::traffic::RouteState;
 
 /// Moves traffic between stable and canary: one implementation per router.
 ///
-/// **When it is called.** Every reconcile pass starts with [`observe`](Self::observe). When
-/// the engine decides another route (the next step, a rollback, promotion through full
+/// **When it is called.** The driver reads the route with [`observe`](Self::observe) before
+/// each decision (a pass may decide several times in a row; a user's command is decided
+/// first). When the engine decides another route (the next step, a rollback, promotion through full
 /// weight, the route back to stable at the end, a repair of drift) the driver calls
 /// [`apply`](Self::apply) with it, after saving the status that names it. The driver never
 /// calls [`reset`](Self::reset) or [`finalize`](Self::finalize): a release ends by *applying*
@@ -58,7 +60,7 @@ pub trait TrafficProvider: Send + Sync {
     /// Applies `route`; idempotent. Returns whether anything changed (informational).
     async fn apply(&self, route: &RouteState) -> Result<bool>;
     /// The route as it really is, and whether `applied` (the route last applied) is in
-    /// effect: one read of the world per pass.
+    /// effect.
     async fn observe(&self, applied: &RouteState) -> Result<TrafficObservation>;
     /// All traffic to stable, no matches, no mirror, whatever the route was. Returns whether
     /// anything changed.
@@ -81,12 +83,12 @@ pub struct TrafficObservation {
 
 /// Runs the stable and canary workloads.
 ///
-/// **When it is called.** [`observe`](Self::observe) once per round of every pass, then what
+/// **When it is called.** [`observe`](Self::observe) before each decision of a pass, then what
 /// the engine decided: [`ensure_canary`](Self::ensure_canary) to start or scale the canary,
 /// [`promote`](Self::promote) once the release passed and the canary carries all traffic
 /// (where the router weighs; stable takes the new revision while the canary still serves), and [`remove_canary`](Self::remove_canary)
-/// when traffic no longer needs it (after promotion, or on a rollback once the route is back
-/// on stable).
+/// when the release is over (after promotion; on a rollback right after the all-stable route
+/// is applied, so the route's own removal of the canary comes first).
 ///
 /// **What `observe` must return.** `desired_revision` is the revision users ask for now: the
 /// engine starts a release when it differs from stable's (the stable revision is adopted on
@@ -174,7 +176,9 @@ impl QueryContext {
 
 /// Measures metrics.
 ///
-/// Called at each analysis run of a step's gate, once per metric, with the window ending now.
+/// Called once per metric at each analysis run (at a step's gate; a sequentially judged
+/// metric also as it measures, every `interval`, while the canary takes traffic), with the
+/// window ending now.
 /// A threshold-judged metric returns [`MetricOutcome::Value`] in the unit its `thresholdRange`
 /// is written in (the builtin `request-success-rate` is in percent, 0–100;
 /// `request-duration` in milliseconds), [`MetricOutcome::NoData`] when nothing was measured; a
@@ -215,9 +219,11 @@ pub enum HookOutcome {
 
 /// Calls webhooks.
 ///
-/// Called for each webhook of the plan when its moment comes (`pre-rollout` before the canary
-/// takes traffic, `rollout` and `rollback` with each analysis run, `confirm-*` at their gates,
-/// `event` on every event, whose answer is ignored). A gate passes only on
+/// Called for each webhook of the plan when its moment comes (`confirm-rollout` before the
+/// release starts, `pre-rollout` before the canary takes traffic, `rollout` and `rollback`
+/// with each analysis run, `confirm-traffic-increase` and `confirm-promotion` at their gates,
+/// `post-rollout` when the release ends and `event` on every event, whose answers are
+/// ignored). A gate passes only on
 /// [`HookOutcome::Pass`].
 #[async_trait]
 pub trait WebhookRunner: Send + Sync {
@@ -227,8 +233,9 @@ pub trait WebhookRunner: Send + Sync {
 
 /// Keeps the status between passes.
 ///
-/// `load` starts every pass; `save` comes before every action and at the end of a pass that
-/// changed something. What `load` returns must be what was last saved, whole: the engine
+/// `load` starts every pass; `save` comes before the actions of a decision that changed the
+/// status, and at the end of a pass whose status changed (a route found in effect again is
+/// saved with the next write). What `load` returns must be what was last saved, whole: the engine
 /// resumes from it after a crash. One driver at a time runs a rollout (the Kubernetes
 /// controller holds a lease); the store need not arbitrate between two.
 #[async_trait]

@@ -21,7 +21,8 @@ pub enum Phase {
     Paused,
     /// The stable workload is taking the new version.
     Promoting,
-    /// All traffic back to stable, the canary being removed.
+    /// All traffic back to stable (by applying the all-stable route), the canary being
+    /// removed. Not the traffic provider's `finalize`, which is for removing the rollout.
     Finalising,
     /// The new version is stable (or, for a mirror that does not promote, passed its analysis).
     Succeeded,

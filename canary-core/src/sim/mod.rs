@@ -34,7 +34,7 @@ use crate::engine::machine::Command;
 use crate::engine::memory::{
     Faults, InMemoryStatusStore, InMemoryTraffic, InMemoryWebhooks, InMemoryWorkload,
 };
-use crate::engine::providers::{ManualClock, TrafficProvider, WorkloadProvider};
+use crate::engine::providers::{ManualClock, MetricProvider, TrafficProvider, WorkloadProvider};
 use crate::engine::status::{Phase, RolloutStatus, StepStage};
 use crate::error::{Error, Result};
 
@@ -68,9 +68,10 @@ pub const MAX_SIM_DURATION: SignedDuration = SignedDuration::from_hours(30 * 24)
 pub struct SimConfig {
     /// User requests per second.
     pub rps: u64,
-    /// Error rate of stable.
+    /// Error rate of stable, as a fraction of its requests (`0.001` is 0.1%; a success-rate
+    /// metric reads it as a percent, 99.9).
     pub baseline_error_rate: f64,
-    /// Error rate of the canary; the baseline's when `None`.
+    /// Error rate of the canary, as a fraction; the baseline's when `None`.
     pub canary_error_rate: Option<f64>,
     /// Median latency of stable, in milliseconds.
     pub baseline_latency_ms: f64,
@@ -221,13 +222,15 @@ impl SimWorkload for InMemoryWorkload {
 /// can ([`InMemoryTraffic`]), and the workloads' pods start after `pod_startup`
 /// ([`InMemoryWorkload`]). [`Simulation::with_traffic`] and [`Simulation::with_workload`] run
 /// a provider of your own instead; the synthetic traffic then follows the route your provider
-/// reports through `observe`, and the virtual clock is [`Simulation::clock`].
+/// reports through `observe`, and the virtual clock is [`Simulation::clock`]. Your providers
+/// keep their state: run a simulation with them once.
 pub struct Simulation<'p> {
     plan: &'p RolloutPlan,
     config: SimConfig,
     clock: ManualClock,
     traffic: Option<&'p dyn TrafficProvider>,
     workload: Option<&'p dyn SimWorkload>,
+    metrics: Option<&'p dyn MetricProvider>,
 }
 
 impl<'p> Simulation<'p> {
@@ -239,6 +242,7 @@ impl<'p> Simulation<'p> {
             clock: ManualClock::new(START),
             traffic: None,
             workload: None,
+            metrics: None,
         }
     }
 
@@ -253,6 +257,14 @@ impl<'p> Simulation<'p> {
     /// adopted stable.
     pub fn with_workload(mut self, workload: &'p dyn SimWorkload) -> Self {
         self.workload = Some(workload);
+        self
+    }
+
+    /// The same simulation, measuring metrics with `metrics` instead of computing the builtin
+    /// ones from the synthetic traffic ([`SimMetrics`]): for a provider without a metric family,
+    /// whose Rollouts can only have custom queries.
+    pub fn with_metrics(mut self, metrics: &'p dyn MetricProvider) -> Self {
+        self.metrics = Some(metrics);
         self
     }
 
@@ -293,11 +305,12 @@ impl<'p> Simulation<'p> {
         let traffic = ObservedTraffic::new(self.traffic.unwrap_or(&memory_traffic), clock.clone());
         let workload = self.workload.unwrap_or(&memory_workload);
         let history = traffic.history();
-        let metrics = SimMetrics::new(self.config.traffic_model(), Arc::new(history.clone()));
+        let synthetic = SimMetrics::new(self.config.traffic_model(), Arc::new(history.clone()));
+        let metrics = self.metrics.unwrap_or(&synthetic);
         let webhooks = InMemoryWebhooks::default();
         let store = InMemoryStatusStore::new(faults.clone());
         let driver = Driver::new(self.plan, &traffic, workload, &store)
-            .metrics(&metrics)
+            .metrics(metrics)
             .webhooks(&webhooks);
         let mut report = Recorder::new(self.plan);
         let mut now = START;

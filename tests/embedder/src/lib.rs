@@ -69,7 +69,10 @@ fn check_config(c: &mut Checker, routing: &TrafficRouting) {
     let Some(config) = routing.plugin_config() else {
         return;
     };
-    let pool = config.get("pool").and_then(Value::as_str).unwrap_or_default();
+    let pool = config
+        .get("pool")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     if pool.is_empty() {
         c.error(
             format!("{here}.pool"),

@@ -33,8 +33,11 @@ pub(super) fn check_routing(
         .collect();
     named.push(("plugin", routing.plugin.is_some()));
     c.exactly_one("spec.trafficRouting", &named);
-    if let Some(plugin) = &routing.plugin {
-        check_plugin(c, plugin, registry);
+    if let Some(plugin) = &routing.plugin
+        && !check_plugin(c, plugin, registry)
+    {
+        // A plugin's rules and capabilities read its config: only a bounded one reaches them.
+        return None;
     }
     let chosen = registry.chosen(routing)?;
     (chosen.check_settings)(c, routing);
@@ -44,8 +47,13 @@ pub(super) fn check_routing(
     })
 }
 
-/// A plugin must be registered under its name, and its config bounded.
-fn check_plugin(c: &mut Checker, plugin: &crate::api::spec::PluginRouting, registry: &Registry) {
+/// A plugin must be registered under its name, and its config bounded; false when the config
+/// is too large to be given to the plugin.
+fn check_plugin(
+    c: &mut Checker,
+    plugin: &crate::api::spec::PluginRouting,
+    registry: &Registry,
+) -> bool {
     let path = "spec.trafficRouting.plugin";
     match registry.get(&plugin.name) {
         Some(provider) if provider.is_plugin() => {}
@@ -91,7 +99,9 @@ fn check_plugin(c: &mut Checker, plugin: &crate::api::spec::PluginRouting, regis
                 limits::MAX_PLUGIN_CONFIG_BYTES
             ),
         );
+        return false;
     }
+    true
 }
 
 /// The rules across the whole spec of the chosen provider.
