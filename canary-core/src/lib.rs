@@ -17,6 +17,12 @@
 //! - [`sim`]: synthetic traffic in virtual time, to try a rollout without a cluster, and
 //!   [`sim::dataplane`], which pod answers a request given a cluster's objects.
 //!
+//! A program with its own router or workloads plugs them in: a [`traffic::ProviderDescriptor`]
+//! registered in a [`traffic::Registry`] makes a router nameable in a Rollout
+//! (`trafficRouting.plugin`) and checked by [`api::validate::validate_with`]; the traits of
+//! [`engine::providers`] (with their contracts) are what the [`engine::driver::Driver`] and the
+//! [`sim::Simulation`] run. The repository's `docs/embedding.md` walks through it.
+//!
 //! ```
 //! # tokio_test_block_on(async {
 //! let plan = canary_core::api::load::plan_from_yaml(include_str!("../../examples/rollouts/podinfo-kuma.yaml")).unwrap();
