@@ -1314,15 +1314,16 @@ mod blind_router {
     use canary_kube::controller::TrafficFactory;
 
     pub static DESCRIPTOR: ProviderDescriptor =
-        ProviderDescriptor::plugin("blind-router", |_| Capabilities::weights_only())
-            .with_metrics(canary_core::analysis::queries::MetricFamily {
+        ProviderDescriptor::plugin("blind-router", |_| Capabilities::weights_only()).with_metrics(
+            canary_core::analysis::queries::MetricFamily {
                 requests: "blind_requests_total",
                 duration_bucket: "blind_request_duration_seconds_bucket",
                 to_millis: " * 1000",
                 canary: r#"pool="{{ service }}-canary""#,
                 stable: r#"pool="{{ service }}""#,
                 code: "code",
-            });
+            },
+        );
 
     /// The canary's share, in thousandths, shared by every provider it makes.
     #[derive(Clone, Default)]
