@@ -2,7 +2,7 @@
 //! DestinationRule), matching any request attribute, and mirroring; metrics from the
 //! sidecars' `istio_*` families.
 
-use super::{Capabilities, MatchKinds, ProviderDescriptor, no_labels, no_match_rules, no_rules};
+use super::{Capabilities, ProviderDescriptor, no_labels, no_match_rules, no_rules};
 use crate::analysis::queries::MetricFamily;
 use crate::api::names;
 use crate::api::spec::TrafficRouting;
@@ -35,21 +35,10 @@ pub const METRICS: MetricFamily = MetricFamily {
 
 /// A VirtualService's HTTP route takes everything.
 fn capabilities(_: &TrafficRouting) -> Capabilities {
-    Capabilities {
-        summary: "weights; any number of matches on headers, cookie, URI, query \
-                  parameters and method (exact, prefix or regex); mirroring",
-        weights: true,
-        max_matches: usize::MAX,
-        max_headers: usize::MAX,
-        headers: MatchKinds::ALL,
-        cookie: true,
-        cookie_value: true,
-        header_with_cookie: true,
-        uri: MatchKinds::ALL,
-        query: MatchKinds::ALL,
-        method: true,
-        mirror: true,
-    }
+    Capabilities::everything().with_summary(
+        "weights; any number of matches on headers, cookie, URI, query parameters and method \
+         (exact, prefix or regex); mirroring",
+    )
 }
 
 fn check_settings(c: &mut Checker, routing: &TrafficRouting) {
