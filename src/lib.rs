@@ -5,6 +5,9 @@ pub use canary_core::*;
 /// The Alibaba ASM lane provider.
 #[cfg(feature = "asm")]
 pub use canary_asm as asm;
+/// The Kubernetes Gateway API traffic provider.
+#[cfg(feature = "gateway")]
+pub use canary_gateway as gateway;
 /// The Istio traffic provider.
 #[cfg(feature = "istio")]
 pub use canary_istio as istio;

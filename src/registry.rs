@@ -21,6 +21,8 @@ pub static PROVIDERS: &[&Backend] = &[
     &canary_kuma::Kuma,
     #[cfg(feature = "asm")]
     &canary_asm::Asm,
+    #[cfg(feature = "gateway")]
+    &canary_gateway::Gateway,
 ];
 
 /// The backend of the provider `descriptor` describes, if this build has it.

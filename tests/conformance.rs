@@ -73,6 +73,12 @@ fn fixtures(kind: ProviderKind) -> Vec<Fixture> {
                              ingress: {uri: {prefix: /}}}}";
             other.strategy = "{canary: {steps: [{weight: 20}, {weight: 50}]}}";
         }
+        // A GRPCRoute canary generates, on the gateway's listener.
+        ProviderKind::Gateway => {
+            other.routing = "{gatewayAPI: {parentRefs: [{name: public, namespace: infra}], \
+                             routeKind: GRPCRoute, hostnames: [web.example.com]}}";
+            other.objects.retain(|object| object["kind"] != "HTTPRoute");
+        }
     }
     out.push(other);
     out
@@ -107,6 +113,30 @@ fn fixture(kind: ProviderKind) -> Fixture {
                 "apiVersion": "kuma.io/v1alpha1", "kind": "Mesh",
                 "metadata": {"name": "default"}, "spec": {}
             }));
+        }
+        ProviderKind::Gateway => {
+            // The shop's own HTTPRoute: static assets to their Service, the rest to web's.
+            fixture.routing = "{gatewayAPI: {httpRoute: web}}";
+            fixture.objects.extend([
+                json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+                       "metadata": {"name": "public", "namespace": "infra"},
+                       "spec": {"gatewayClassName": "example", "listeners": [
+                           {"name": "http", "port": 80, "protocol": "HTTP",
+                            "allowedRoutes": {"namespaces": {"from": "All"}}}]}}),
+                json!({"apiVersion": "v1", "kind": "Service",
+                       "metadata": {"name": "assets", "namespace": NAMESPACE},
+                       "spec": {"selector": {"app": "assets"}, "ports": [{"port": 80}]}}),
+                json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+                       "metadata": {"name": "web", "namespace": NAMESPACE,
+                                    "annotations": {"team": "shop"}},
+                       "spec": {"parentRefs": [{"name": "public", "namespace": "infra"}],
+                                "hostnames": ["web.example.com"],
+                                "rules": [
+                                    {"matches": [{"path": {"type": "PathPrefix",
+                                                           "value": "/static"}}],
+                                     "backendRefs": [{"name": "assets", "port": 80}]},
+                                    {"backendRefs": [{"name": "web", "port": 8080}]}]}}),
+            ]);
         }
         ProviderKind::Asm => {
             // Lanes entered by header: the lane's route header is the only match they take.

@@ -58,12 +58,13 @@ impl Input {
 /// The variables of podinfo's rollout in namespace `test`, with a 1m window.
 fn vars(provider: ProviderKind) -> BTreeMap<String, String> {
     let context = QueryContext {
-        metrics: provider.descriptor().metrics,
+        metrics: provider.descriptor().metrics_for(&Default::default()),
         namespace: "test".into(),
         target: "podinfo-canary".into(),
         stable: "podinfo".into(),
         service: "podinfo".into(),
         ingress: Some("podinfo".into()),
+        route: Some("podinfo".into()),
         window: SignedDuration::from_mins(1),
         at: Timestamp::UNIX_EPOCH,
         scrape_interval: SignedDuration::from_secs(30),
@@ -79,7 +80,7 @@ fn query(provider: ProviderKind, metric: BuiltinMetric) -> String {
 fn family(provider: ProviderKind) -> canary_core::analysis::queries::MetricFamily {
     provider
         .descriptor()
-        .metrics
+        .metrics_for(&Default::default())
         .unwrap_or_else(|| panic!("{provider:?} has no metric family"))
 }
 

@@ -184,7 +184,7 @@ fn a_plugin_must_be_registered_and_its_config_bounded() {
             &e,
             "spec.trafficRouting.plugin.name",
             "`traefik` is not a registered traffic provider (none is registered; built in: \
-             istio, nginx, kuma, asm)"
+             istio, nginx, kuma, asm, gatewayAPI)"
         ),
         "{e:?}"
     );
@@ -233,6 +233,70 @@ fn a_plugin_must_be_registered_and_its_config_bounded() {
             .plugin_config()
             .map(|c| c["any"][1]["deep"].clone()),
         Some(canary_core::serde_json::Value::Bool(true))
+    );
+}
+
+#[test]
+fn gateway_api_settings_name_one_route_and_follow_the_route_crds() {
+    let canary = "  strategy: {canary: {stepWeight: 20, maxWeight: 60}}\n";
+    let e = errors(&format!(
+        "  trafficRouting: {{gatewayAPI: {{httpRoute: shop, grpcRoute: pay}}}}\n{canary}"
+    ));
+    assert!(
+        has(
+            &e,
+            "spec.trafficRouting.gatewayAPI",
+            "found httpRoute, grpcRoute"
+        ),
+        "{e:?}"
+    );
+    let e = errors(&format!(
+        "  trafficRouting: {{gatewayAPI: {{httpRoute: shop, hostnames: [shop.example.com]}}}}\n{canary}"
+    ));
+    assert!(
+        has(
+            &e,
+            "spec.trafficRouting.gatewayAPI.hostnames",
+            "only for a generated route"
+        ),
+        "{e:?}"
+    );
+    let e = errors(&format!(
+        "  trafficRouting: {{gatewayAPI: {{parentRefs: [{{name: public}}], hostnames: ['10.0.0.1']}}}}\n{canary}"
+    ));
+    assert!(
+        has(
+            &e,
+            "spec.trafficRouting.gatewayAPI.hostnames[0]",
+            "not a hostname"
+        ),
+        "{e:?}"
+    );
+    let ab = |routing: &str, matches: &str| {
+        errors(&format!(
+            "  trafficRouting: {{gatewayAPI: {routing}}}\n  strategy: {{abTest: {{matches: [{matches}]}}}}\n"
+        ))
+    };
+    let e = ab("{httpRoute: shop}", "{uri: {prefix: '/a//b'}}");
+    assert!(
+        has(
+            &e,
+            "spec.strategy.abTest.matches[0].uri",
+            "must not hold `//`"
+        ),
+        "{e:?}"
+    );
+    let e = ab("{grpcRoute: pay}", "{uri: {prefix: /pay}}");
+    assert!(
+        has(&e, "spec.strategy.abTest.matches[0].uri", "a GRPCRoute"),
+        "{e:?}"
+    );
+    assert!(
+        ab(
+            "{httpRoute: shop}",
+            "{headers: {x-beta: {regex: 'on|yes'}}, method: GET}"
+        )
+        .is_empty()
     );
 }
 

@@ -14,7 +14,8 @@ pub struct RenderArgs {
     /// The Rollout YAML file (it may carry the objects the rollout builds on as further
     /// documents).
     file: PathBuf,
-    /// The traffic provider: istio, nginx, kuma or asm (the one the rollout routes with).
+    /// The traffic provider: istio, nginx, kuma, asm or gateway (also `gatewayAPI`, its key
+    /// under spec.trafficRouting): the one the rollout routes with.
     #[arg(long)]
     provider: String,
     /// The canary's weight, 0..=100, with no matches or mirror.
@@ -35,7 +36,10 @@ pub fn render(args: &RenderArgs) -> Result<(), Failure> {
         objects.extend(read_objects(path)?.iter().cloned());
     }
     let chosen = plan.provider;
-    if chosen.name != args.provider {
+    // The Gateway API's key in the spec is `gatewayAPI`; `gateway` is its crate and feature.
+    let named = args.provider == chosen.name
+        || (args.provider == "gateway" && chosen.name == canary::traffic::gateway::DESCRIPTOR.name);
+    if !named {
         return Err(Failure::input(format!(
             "--provider {}: the rollout routes with {} (spec.trafficRouting)",
             args.provider, chosen.name

@@ -245,10 +245,11 @@ impl ApiServer {
     }
 
     /// Writes an object directly, e.g. to seed a test. A new object is created as by a
-    /// POST (uid, resourceVersion, generation, creationTimestamp) but keeps its
-    /// `.status`; an existing one is replaced (status included) without a
-    /// resourceVersion check. Watches see the change. Objects of unregistered kinds,
-    /// or without `apiVersion`, `kind` and `metadata.name`, are ignored.
+    /// POST (uid, resourceVersion, generation, creationTimestamp; unknown fields pruned and
+    /// defaults filled in from its CRD's schema, as any write is stored) but keeps its
+    /// `.status` and is not refused when invalid; an existing one is replaced (status
+    /// included) without a resourceVersion check. Watches see the change. Objects of
+    /// unregistered kinds, or without `apiVersion`, `kind` and `metadata.name`, are ignored.
     pub fn put(&self, mut object: Value) {
         let api_version = object
             .get("apiVersion")
@@ -269,6 +270,10 @@ impl ApiServer {
             .to_owned();
         if let Some(meta) = store::meta_mut(&mut object) {
             meta.remove("resourceVersion");
+        }
+        if let Some(schema) = self.state().registry.schema(&rt) {
+            // Stored as the server stores any write; a seed may be invalid on purpose.
+            let _ = schema.check(&mut object, None);
         }
         let mut inner = self.state().store.lock();
         if inner.get(&rt, Some(&ns), &name).is_none() {

@@ -82,8 +82,7 @@ pub struct MetricFamily {
 /// ```
 /// use canary_core::api::plan::BuiltinMetric;
 /// use canary_core::analysis::queries::builtin;
-/// use canary_core::ProviderKind;
-/// let istio = ProviderKind::Istio.descriptor().metrics.unwrap();
+/// let istio = canary_core::traffic::istio::METRICS;
 /// let q = builtin(&istio, BuiltinMetric::RequestSuccessRate);
 /// assert!(q.contains(r#"response_code!~"5.."}"#) && q.ends_with("* 100"));
 /// ```
@@ -120,7 +119,7 @@ pub struct CountedSeries {
 /// ```
 /// use canary_core::analysis::queries::{counted_series, Version};
 /// use canary_core::ProviderKind;
-/// let nginx = ProviderKind::Nginx.descriptor().metrics.unwrap();
+/// let nginx = ProviderKind::Nginx.descriptor().metrics_for(&Default::default()).unwrap();
 /// let series = counted_series(&nginx, Version::Stable);
 /// assert!(series.selector.contains(r#"service="{{ service }}",canary="""#));
 /// assert_eq!(series.code_label, "status");
@@ -172,6 +171,10 @@ pub fn variables(
         context.ingress.clone().unwrap_or_default(),
     );
     vars.insert(
+        "route".to_owned(),
+        context.route.clone().unwrap_or_default(),
+    );
+    vars.insert(
         "interval".to_owned(),
         format!("{}s", context.window.as_secs().max(1)),
     );
@@ -220,6 +223,7 @@ mod tests {
             stable: "podinfo".into(),
             service: "podinfo".into(),
             ingress: Some("podinfo".into()),
+            route: Some("podinfo".into()),
             window: jiff::SignedDuration::from_secs(90),
             at: jiff::Timestamp::UNIX_EPOCH,
             scrape_interval: jiff::SignedDuration::from_secs(30),
@@ -229,10 +233,15 @@ mod tests {
 
     #[test]
     fn every_builtin_renders_for_every_provider() {
-        for provider in ProviderKind::ALL {
-            let Some(family) = provider.descriptor().metrics else {
-                panic!("{provider:?} has no metric family");
-            };
+        let routing = crate::api::spec::TrafficRouting::default();
+        let families = ProviderKind::ALL
+            .iter()
+            .filter_map(|provider| provider.descriptor().metrics_for(&routing))
+            .chain([
+                crate::traffic::gateway::ISTIO_METRICS,
+                crate::traffic::gateway::ENVOY_GATEWAY_METRICS,
+            ]);
+        for family in families {
             let vars = variables(&context(family), &BTreeMap::new());
             for metric in [
                 BuiltinMetric::RequestSuccessRate,

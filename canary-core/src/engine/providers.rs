@@ -127,6 +127,8 @@ pub struct QueryContext {
     pub service: String,
     /// The stable Ingress, for nginx (`{{ ingress }}`).
     pub ingress: Option<String>,
+    /// The route object the Gateway API provider edits or generates (`{{ route }}`).
+    pub route: Option<String>,
     /// The window's length (`{{ interval }}`).
     pub window: SignedDuration,
     /// The end of the window.
@@ -146,7 +148,7 @@ impl QueryContext {
     ) -> Self {
         let spec = &plan.rollout.spec;
         QueryContext {
-            metrics: plan.provider.metrics,
+            metrics: plan.provider.metrics_for(&spec.traffic_routing),
             namespace: plan.namespace.clone(),
             target: plan.canary_workload(),
             stable: spec.workload_ref.name.clone(),
@@ -156,6 +158,11 @@ impl QueryContext {
                 .nginx
                 .as_ref()
                 .map(|nginx| nginx.ingress.clone()),
+            route: spec
+                .traffic_routing
+                .gateway_api
+                .as_ref()
+                .map(|gateway| crate::traffic::gateway::route_of(gateway, &spec.service.name).name),
             window,
             at,
             scrape_interval: plan.analysis.scrape_interval,

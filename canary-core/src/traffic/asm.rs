@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{Capabilities, MatchKinds, ProviderDescriptor, no_match_rules};
+use super::{Capabilities, MatchKinds, Metrics, ProviderDescriptor, no_match_rules};
 use crate::api::names;
 use crate::api::spec::{AsmRoutingMode, RequestMatch, RolloutSpec, StringMatch, TrafficRouting};
 use crate::api::validate::Checker;
@@ -14,7 +14,7 @@ pub static DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {
     named_in: Some(|routing| routing.asm.is_some()),
     capabilities,
     routes_by_service: false,
-    metrics: Some(super::istio::METRICS),
+    metrics: Metrics::Family(super::istio::METRICS),
     canary_pod_labels,
     check_settings,
     check_match: no_match_rules,

@@ -2,7 +2,7 @@
 //! DestinationRule), matching any request attribute, and mirroring; metrics from the
 //! sidecars' `istio_*` families.
 
-use super::{Capabilities, ProviderDescriptor, no_labels, no_match_rules, no_rules};
+use super::{Capabilities, Metrics, ProviderDescriptor, no_labels, no_match_rules, no_rules};
 use crate::analysis::queries::MetricFamily;
 use crate::api::names;
 use crate::api::spec::TrafficRouting;
@@ -14,7 +14,7 @@ pub static DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {
     named_in: Some(|routing| routing.istio.is_some()),
     capabilities,
     routes_by_service: true,
-    metrics: Some(METRICS),
+    metrics: Metrics::Family(METRICS),
     canary_pod_labels: no_labels,
     check_settings,
     check_match: no_match_rules,

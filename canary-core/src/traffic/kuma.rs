@@ -2,7 +2,7 @@
 //! Services' `kuma.io/service` tags; metrics from the data planes' Envoy
 //! `envoy_cluster_upstream_rq*` families.
 
-use super::{Capabilities, MatchKinds, ProviderDescriptor, no_labels, no_rules};
+use super::{Capabilities, MatchKinds, Metrics, ProviderDescriptor, no_labels, no_rules};
 use crate::analysis::queries::MetricFamily;
 use crate::api::names;
 use crate::api::spec::{KumaRouteKind, RequestMatch, StringMatch, TrafficRouting};
@@ -14,7 +14,7 @@ pub static DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {
     named_in: Some(|routing| routing.kuma.is_some()),
     capabilities,
     routes_by_service: true,
-    metrics: Some(MetricFamily {
+    metrics: Metrics::Family(MetricFamily {
         requests: "envoy_cluster_upstream_rq",
         duration_bucket: "envoy_cluster_upstream_rq_time_bucket",
         to_millis: "",

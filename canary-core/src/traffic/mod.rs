@@ -14,6 +14,7 @@
 pub mod asm;
 mod capabilities;
 mod error;
+pub mod gateway;
 pub mod istio;
 pub mod kuma;
 pub mod nginx;
@@ -50,6 +51,9 @@ pub enum ProviderKind {
     Kuma,
     /// Alibaba ASM traffic lanes, routed by header or by ingress weight.
     Asm,
+    /// Kubernetes Gateway API routes.
+    #[serde(rename = "gatewayAPI")]
+    Gateway,
 }
 
 /// What canary knows of one traffic provider: the table validation, the metrics and the
@@ -83,9 +87,8 @@ pub struct ProviderDescriptor {
     /// ([`crate::k8s::services::canary_pod_label`]).
     pub routes_by_service: bool,
     /// The request counter and duration histogram its proxies export, which the builtin
-    /// metrics query; `None` when it has none, and then validation refuses builtin metrics
-    /// (custom queries still work).
-    pub metrics: Option<MetricFamily>,
+    /// metrics query ([`ProviderDescriptor::metrics_for`]).
+    pub metrics: Metrics,
     /// The labels the canary pods must carry for the provider to route to them (e.g. an ASM
     /// lane's tag), for the settings in `trafficRouting`.
     pub canary_pod_labels: fn(&TrafficRouting) -> BTreeMap<String, String>,
@@ -111,7 +114,7 @@ impl ProviderDescriptor {
             named_in: None,
             capabilities,
             routes_by_service: false,
-            metrics: None,
+            metrics: Metrics::None,
             canary_pod_labels: no_labels,
             check_settings: no_rules,
             check_match: no_match_rules,
@@ -127,7 +130,7 @@ impl ProviderDescriptor {
 
     /// The same, with the metric family its proxies export, for the builtin metrics.
     pub const fn with_metrics(mut self, metrics: MetricFamily) -> ProviderDescriptor {
-        self.metrics = Some(metrics);
+        self.metrics = Metrics::Family(metrics);
         self
     }
 
@@ -167,6 +170,16 @@ impl ProviderDescriptor {
         self
     }
 
+    /// The metric family of the provider's proxies for the settings in `routing`; `None` when
+    /// there is none, and then validation refuses builtin metrics (custom queries still work).
+    pub fn metrics_for(&self, routing: &TrafficRouting) -> Option<MetricFamily> {
+        match self.metrics {
+            Metrics::None => None,
+            Metrics::Family(family) => Some(family),
+            Metrics::BySettings(family) => family(routing),
+        }
+    }
+
     /// Whether `routing` names this provider.
     pub fn named_by(&self, routing: &TrafficRouting) -> bool {
         match self.named_in {
@@ -192,6 +205,18 @@ impl ProviderDescriptor {
     }
 }
 
+/// The metric family of a provider's proxies, which the builtin metrics query.
+#[derive(Debug, Clone, Copy)]
+pub enum Metrics {
+    /// It has none: builtin metrics need custom queries.
+    None,
+    /// One family whatever the settings.
+    Family(MetricFamily),
+    /// The family depends on the settings (the Gateway API's implementation), or there is
+    /// none for them.
+    BySettings(fn(&TrafficRouting) -> Option<MetricFamily>),
+}
+
 /// Descriptors are told apart by name: a registry holds one per name.
 impl PartialEq for ProviderDescriptor {
     fn eq(&self, other: &Self) -> bool {
@@ -203,11 +228,12 @@ impl Eq for ProviderDescriptor {}
 
 impl ProviderKind {
     /// Every provider canary ships.
-    pub const ALL: [ProviderKind; 4] = [
+    pub const ALL: [ProviderKind; 5] = [
         ProviderKind::Istio,
         ProviderKind::Nginx,
         ProviderKind::Kuma,
         ProviderKind::Asm,
+        ProviderKind::Gateway,
     ];
 
     /// Its descriptor.
@@ -217,6 +243,7 @@ impl ProviderKind {
             ProviderKind::Nginx => &nginx::DESCRIPTOR,
             ProviderKind::Kuma => &kuma::DESCRIPTOR,
             ProviderKind::Asm => &asm::DESCRIPTOR,
+            ProviderKind::Gateway => &gateway::DESCRIPTOR,
         }
     }
 
@@ -314,6 +341,7 @@ mod tests {
                 ProviderKind::Nginx => 1,
                 ProviderKind::Kuma => 2,
                 ProviderKind::Asm => 3,
+                ProviderKind::Gateway => 4,
             };
             assert_eq!(ProviderKind::ALL.get(index), Some(&kind));
         }

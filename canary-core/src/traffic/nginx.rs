@@ -14,7 +14,7 @@
 //! - `canary-by-header-pattern` goes through `IsValidRegex`: those characters and
 //!   `^$[](){}*+?|&=\`, spaces included in the check.
 
-use super::{Capabilities, MatchKinds, ProviderDescriptor, no_labels, no_rules};
+use super::{Capabilities, MatchKinds, Metrics, ProviderDescriptor, no_labels, no_rules};
 use crate::analysis::queries::MetricFamily;
 use crate::api::names;
 use crate::api::spec::{RequestMatch, TrafficRouting};
@@ -26,7 +26,7 @@ pub static DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {
     named_in: Some(|routing| routing.nginx.is_some()),
     capabilities,
     routes_by_service: true,
-    metrics: Some(MetricFamily {
+    metrics: Metrics::Family(MetricFamily {
         requests: "nginx_ingress_controller_requests",
         duration_bucket: "nginx_ingress_controller_response_duration_seconds_bucket",
         to_millis: " * 1000",

@@ -110,7 +110,7 @@ mod tests {
         let registry = Registry::builtin().register(&TRAEFIK).unwrap();
         assert_eq!(
             registry.names(),
-            ["istio", "nginx", "kuma", "asm", "traefik"]
+            ["istio", "nginx", "kuma", "asm", "gatewayAPI", "traefik"]
         );
         assert_eq!(registry.get("traefik"), Some(&TRAEFIK));
         let routing = TrafficRouting {

@@ -18,6 +18,7 @@
 //! order objects by creation together with their uids.
 
 mod deployment;
+mod gateway;
 mod gc;
 mod hash;
 mod kubelet;
@@ -142,6 +143,7 @@ impl Pass<'_> {
         kubelet::sync_all(self);
         replicaset::sync_all(self);
         deployment::sync_all(self);
+        gateway::sync_all(self);
         gc::sync_all(self);
         self.inner.rv() != before
     }

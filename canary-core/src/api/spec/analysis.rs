@@ -163,7 +163,8 @@ pub struct PrometheusQuery {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub address: Option<String>,
     /// PromQL, with `{{ namespace }}`, `{{ target }}` (the canary workload), `{{ stable }}`,
-    /// `{{ service }}`, `{{ ingress }}`, `{{ interval }}` and the `variables` filled in. Absent
+    /// `{{ service }}`, `{{ ingress }}`, `{{ route }}` (the Gateway API route),
+    /// `{{ interval }}` and the `variables` filled in. Absent
     /// for a builtin metric.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub query: Option<String>,

@@ -26,8 +26,9 @@ pub use strategy::{
     SwitchMode,
 };
 pub use traffic::{
-    AsmGateway, AsmIngress, AsmRouting, AsmRoutingMode, DestinationRuleRef, IstioRouting,
-    KumaRouteKind, KumaRouting, NginxRouting, PluginRouting, TrafficRouting, VirtualServiceRef,
+    AsmGateway, AsmIngress, AsmRouting, AsmRoutingMode, DestinationRuleRef, GatewayImplementation,
+    GatewayParentRef, GatewayRouteKind, GatewayRouting, IstioRouting, KumaRouteKind, KumaRouting,
+    NginxRouting, PluginRouting, TrafficRouting, VirtualServiceRef,
 };
 pub use workload::{
     ContainerOverride, EnvVar, ExecAction, HttpGetAction, IntOrPercent, NewVersion,

@@ -19,6 +19,13 @@ pub struct TrafficRouting {
     /// Alibaba ASM traffic lanes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub asm: Option<AsmRouting>,
+    /// Kubernetes Gateway API routes (HTTPRoute, GRPCRoute).
+    #[serde(
+        default,
+        rename = "gatewayAPI",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub gateway_api: Option<GatewayRouting>,
     /// A provider that is not built in, registered by the program running canary
     /// (`canary_core::traffic::Registry`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -124,6 +131,83 @@ pub enum KumaRouteKind {
     MeshHTTPRoute,
     /// The legacy, cluster-scoped `TrafficRoute` splitting by `kuma.io/service` tags.
     TrafficRoute,
+}
+
+/// Gateway API settings: the route to manage, or where a generated one attaches.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GatewayRouting {
+    /// The HTTPRoute in the Rollout's namespace to edit: only its rules whose `backendRefs`
+    /// name `spec.service` change; the rest stays as it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_route: Option<String>,
+    /// The GRPCRoute in the Rollout's namespace to edit, likewise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grpc_route: Option<String>,
+    /// Where the route canary generates attaches (owned by the Rollout, deleted with it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parent_refs: Vec<GatewayParentRef>,
+    /// The kind of the generated route: `HTTPRoute` (the default) or `GRPCRoute`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route_kind: Option<GatewayRouteKind>,
+    /// The hostnames of the generated route; every host its parents accept when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hostnames: Vec<String>,
+    /// Which implementation serves the routes, for the builtin metrics (`other`, the default,
+    /// has none: the metrics need custom queries).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub implementation: Option<GatewayImplementation>,
+}
+
+/// A Gateway (or a listener of one) a generated route attaches to.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GatewayParentRef {
+    /// The Gateway's name.
+    pub name: String,
+    /// Its namespace; the Rollout's when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// The listener, by name; every listener that admits the route when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub section_name: Option<String>,
+}
+
+/// The kind of a Gateway API route.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum GatewayRouteKind {
+    /// An `HTTPRoute`.
+    #[default]
+    #[serde(rename = "HTTPRoute")]
+    HttpRoute,
+    /// A `GRPCRoute`.
+    #[serde(rename = "GRPCRoute")]
+    GrpcRoute,
+}
+
+impl GatewayRouteKind {
+    /// The kind's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            GatewayRouteKind::HttpRoute => "HTTPRoute",
+            GatewayRouteKind::GrpcRoute => "GRPCRoute",
+        }
+    }
+}
+
+/// The Gateway API implementation, which decides the builtin metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum GatewayImplementation {
+    /// Istio's gateway: `istio_requests_total` reported by the gateway (`reporter="source"`),
+    /// by destination Service.
+    Istio,
+    /// Envoy Gateway: Envoy's upstream cluster statistics, one cluster per backend (canary
+    /// puts the canary backend first in a managed rule, with a filter of its own, so that
+    /// Envoy Gateway gives each backend its own cluster).
+    EnvoyGateway,
+    /// Another implementation: no builtin metrics.
+    Other,
 }
 
 /// Alibaba ASM lane settings.

@@ -35,10 +35,16 @@ pub(super) fn check_builtin_metrics(
     c: &mut Checker,
     analysis: &AnalysisPlan,
     provider: &crate::traffic::ProviderDescriptor,
+    routing: &crate::api::spec::TrafficRouting,
 ) {
-    if provider.metrics.is_some() {
+    if provider.metrics_for(routing).is_some() {
         return;
     }
+    let declares = if matches!(provider.metrics, crate::traffic::Metrics::BySettings(_)) {
+        "has none for these settings (spec.trafficRouting)"
+    } else {
+        "declares none"
+    };
     for (i, metric) in analysis.metrics.iter().enumerate() {
         let needs = if matches!(metric.query, crate::api::plan::MetricQuery::Builtin(_)) {
             "is a builtin metric, which queries"
@@ -50,7 +56,7 @@ pub(super) fn check_builtin_metrics(
         c.error(
             format!("spec.analysis.metrics[{i}]"),
             format!(
-                "`{}` {needs} the traffic provider's metric family, and `{}` declares none: \
+                "`{}` {needs} the traffic provider's metric family, and `{}` {declares}: \
                  give a custom `query` judged by `thresholdRange`",
                 metric.name, provider.name
             ),

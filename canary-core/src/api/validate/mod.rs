@@ -264,7 +264,12 @@ pub fn validate_with(
     traffic::check_spec(&mut c, spec, provider);
     let analysis = analysis::check_analysis(&mut c, spec.analysis.as_ref());
     if let Some(provider) = provider {
-        analysis::check_builtin_metrics(&mut c, &analysis, provider.descriptor);
+        analysis::check_builtin_metrics(
+            &mut c,
+            &analysis,
+            provider.descriptor,
+            &spec.traffic_routing,
+        );
     }
     let progress_deadline = c.duration(
         "spec.progressDeadline",

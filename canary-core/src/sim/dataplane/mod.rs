@@ -25,6 +25,7 @@
 //! ```
 
 pub mod asm;
+pub mod gateway;
 pub mod istio;
 pub mod kuma;
 pub mod nginx;
@@ -44,6 +45,7 @@ pub fn serve(provider: ProviderKind, world: &World, request: &Request) -> Served
         ProviderKind::Nginx => nginx::serve(world, request),
         ProviderKind::Kuma => kuma::serve(world, request),
         ProviderKind::Asm => asm::serve(world, request),
+        ProviderKind::Gateway => gateway::serve(world, request),
     }
 }
 

@@ -45,6 +45,7 @@ pub fn targets(plan: &RolloutPlan, world: &World) -> Result<Vec<Target>, String>
             kuma_other_namespace(plan, world),
         )),
         ProviderKind::Asm => asm(plan),
+        ProviderKind::Gateway => gateway(plan, world),
     }
 }
 
@@ -331,6 +332,179 @@ fn route_paths(vs: &Value, managed: &[String]) -> Vec<String> {
                 None => Some("/".to_owned()),
                 Some(Ok(condition)) => path_for(&condition).ok(),
                 Some(Err(_)) => None,
+            };
+            if let Some(path) = path
+                && !paths.contains(&path)
+            {
+                paths.push(path);
+            }
+        }
+    }
+    if paths.is_empty() {
+        paths.push("/".to_owned());
+    }
+    paths
+}
+
+/// Gateway API: clients of each Gateway the route attaches to (the route as the world holds
+/// it, or the spec's `parentRefs` before canary generated it), for each of its hostnames (the
+/// listener's, or any host, when the route has none), on the paths its rules to the Service
+/// match (`/` for a rule without a path); for a GRPCRoute, gRPC calls.
+fn gateway(plan: &RolloutPlan, world: &World) -> Result<Vec<Target>, String> {
+    let Some(settings) = &plan.rollout.spec.traffic_routing.gateway_api else {
+        return Err("the Rollout has no gatewayAPI settings".to_owned());
+    };
+    let service = plan.rollout.spec.service.name.as_str();
+    let target = crate::traffic::gateway::route_of(settings, service);
+    let namespace = plan.namespace.as_str();
+    let route = world.get(target.kind.name(), namespace, &target.name);
+    let parents: Vec<(String, String)> = match route {
+        Some(route) => route
+            .pointer("/spec/parentRefs")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter(|parent| parent["kind"].as_str().is_none_or(|kind| kind == "Gateway"))
+            .filter_map(|parent| {
+                let name = parent["name"].as_str()?;
+                let ns = parent["namespace"].as_str().unwrap_or(namespace);
+                Some((ns.to_owned(), name.to_owned()))
+            })
+            .collect(),
+        None if target.generated => settings
+            .parent_refs
+            .iter()
+            .map(|parent| {
+                let ns = parent.namespace.as_deref().unwrap_or(namespace);
+                (ns.to_owned(), parent.name.clone())
+            })
+            .collect(),
+        None => {
+            return Err(format!(
+                "the {} {namespace}/{} does not exist",
+                target.kind.name(),
+                target.name
+            ));
+        }
+    };
+    let hostnames: Vec<String> = match route {
+        Some(route) => route
+            .pointer("/spec/hostnames")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect(),
+        None => settings.hostnames.clone(),
+    };
+    let grpc = target.kind == crate::api::spec::GatewayRouteKind::GrpcRoute;
+    let paths = match route {
+        Some(route) if !grpc => gateway_paths(plan, route),
+        _ if grpc => vec![GRPC_CALL.to_owned()],
+        _ => vec!["/".to_owned()],
+    };
+    let mut out = Vec::new();
+    for (gw_namespace, gw_name) in parents {
+        let hosts = if hostnames.is_empty() {
+            listener_hosts(world, &gw_namespace, &gw_name)
+        } else {
+            hostnames.clone()
+        };
+        for host in hosts {
+            let host = concrete_host(&host);
+            for path in &paths {
+                let caller = Caller::Gateway {
+                    namespace: gw_namespace.clone(),
+                    name: gw_name.clone(),
+                };
+                let mut request = request(caller, &host, None, path);
+                let label = if grpc {
+                    request.method = "POST".to_owned();
+                    request
+                        .headers
+                        .insert("content-type".to_owned(), "application/grpc".to_owned());
+                    format!("gRPC client of gateway {gw_namespace}/{gw_name} → {host}{path}")
+                } else {
+                    format!("client of gateway {gw_namespace}/{gw_name} → {host}{path}")
+                };
+                out.push(Target { label, request });
+            }
+        }
+    }
+    if out.is_empty() {
+        return Err(format!(
+            "the {} {namespace}/{} attaches to no Gateway",
+            target.kind.name(),
+            target.name
+        ));
+    }
+    Ok(out)
+}
+
+/// The gRPC call the callers of a GRPCRoute make when its rules name no method.
+const GRPC_CALL: &str = "/canary.example.Service/Call";
+
+/// The hostnames of the listeners of Gateway `namespace/name` (any host for a listener without
+/// one, or a Gateway not in the world).
+fn listener_hosts(world: &World, namespace: &str, name: &str) -> Vec<String> {
+    let mut hosts: Vec<String> = world
+        .get("Gateway", namespace, name)
+        .and_then(|gateway| gateway.pointer("/spec/listeners"))
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|listener| listener["hostname"].as_str().unwrap_or("*").to_owned())
+        .collect();
+    hosts.dedup();
+    if hosts.is_empty() {
+        hosts.push("*".to_owned());
+    }
+    hosts
+}
+
+/// The paths of the HTTPRoute's rules to the Service: an `Exact` or `PathPrefix` value, a
+/// path a regular expression matches, `/` for a rule without a path.
+fn gateway_paths(plan: &RolloutPlan, route: &Value) -> Vec<String> {
+    let service = serde_json::json!(plan.rollout.spec.service.name);
+    let mut paths: Vec<String> = Vec::new();
+    for rule in route
+        .pointer("/spec/rules")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|rule| {
+            rule["backendRefs"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|backend| backend["name"] == service)
+        })
+    {
+        let matches: Vec<&Value> = rule["matches"].as_array().into_iter().flatten().collect();
+        let conditions: Vec<Option<&Value>> = if matches.is_empty() {
+            vec![None]
+        } else {
+            matches.iter().map(|m| m.get("path")).collect()
+        };
+        for condition in conditions {
+            let path = match condition {
+                None => Some("/".to_owned()),
+                Some(path) => {
+                    let value = path["value"].as_str().unwrap_or("/").to_owned();
+                    let condition = match path["type"].as_str() {
+                        Some("Exact") => StringMatch::exact(value),
+                        Some("RegularExpression") => StringMatch {
+                            regex: Some(value),
+                            ..StringMatch::default()
+                        },
+                        _ => StringMatch {
+                            prefix: Some(value),
+                            ..StringMatch::default()
+                        },
+                    };
+                    path_for(&condition).ok()
+                }
             };
             if let Some(path) = path
                 && !paths.contains(&path)

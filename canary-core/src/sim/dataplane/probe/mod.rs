@@ -272,6 +272,7 @@ fn provider_label(provider: ProviderKind) -> &'static str {
         ProviderKind::Istio => "istio",
         ProviderKind::Kuma => "kuma",
         ProviderKind::Asm => "asm",
+        ProviderKind::Gateway => "gateway",
     }
 }
 

@@ -1,0 +1,542 @@
+//! Rendering: a Rollout, a route and the cluster's objects → the canary Service and the
+//! HTTPRoute or GRPCRoute. Pure.
+//!
+//! - **Generated** (`gatewayAPI.parentRefs`): a route named after the Service, attached to the
+//!   parents, with the Rollout's hostnames; it exists from the first route on, all traffic on
+//!   stable when the route says so (without it the gateway has no route for the service).
+//! - **The user's** (`gatewayAPI.httpRoute` or `grpcRoute`): every rule whose `backendRefs`
+//!   name the Service (a core `Service` in the route's namespace) is managed. A managed rule
+//!   keeps its matches and filters; its stable backend keeps its own fields, weighed
+//!   `total - weight`, beside a canary backend (the same with the canary Service's name)
+//!   weighed `weight`. Other rules and fields are left as they are. The stable backends'
+//!   weights as the user wrote them are recorded in an annotation, and when the route keeps
+//!   everything on stable again the route is given back as it was: canary's backends, filters
+//!   and rules taken out, the weights put back, canary's annotations removed.
+//!
+//! For request matches, a rule per managed rule carries the managed rule's matches with the
+//! Rollout's conditions added and the canary as its only backend. Its matches have every
+//! condition of the managed ones and more, so Gateway API's precedence (more header, query or
+//! method conditions win; a longer path prefix wins; for gRPC, more header conditions win)
+//! picks it first, wherever it stands in the list. A Rollout match on the path replaces a
+//! `PathPrefix /` (any path) only; on a narrower path it is refused, since one match holds one
+//! path.
+//!
+//! Mirroring is a `RequestMirror` filter on each managed rule, copying `mirror` percent to the
+//! canary Service.
+//!
+//! With `implementation: envoy-gateway`, the canary backend comes first in a managed rule and
+//! carries a request header filter (`x-canary-backend: canary`): Envoy Gateway gives a rule one
+//! Envoy cluster for all its backends unless a backend has filters, and then one per backend,
+//! named by the backend's index, which is what the builtin metrics select by.
+
+use canary_core::api::spec::{
+    GatewayImplementation, GatewayRouteKind, GatewayRouting, RequestMatch, StringMatch,
+};
+use canary_core::k8s::objects::{Objects, clean, generated_metadata};
+use canary_core::k8s::services::{
+    canary_service, canary_service_name, stable_selects_canary, stable_service,
+};
+use canary_core::traffic::gateway::{RouteRef, route_of};
+use canary_core::{RolloutPlan, RouteState};
+use serde_json::{Map, Value, json};
+
+/// The API version of the routes canary writes.
+pub const API_VERSION: &str = "gateway.networking.k8s.io/v1";
+
+/// Annotation on the route: the route canary applied, as JSON.
+pub const ROUTE_ANNOTATION: &str = "canary.rs/route";
+
+/// Annotation on a user's route: the weights its managed rules' stable backends had before
+/// canary changed them (`null` for none), in rule order, as JSON.
+pub const ORIGINAL_ANNOTATION: &str = "canary.rs/original-weights";
+
+/// The header the canary backend sets for Envoy Gateway (see the module).
+pub const BACKEND_HEADER: &str = "x-canary-backend";
+
+/// The name of the rules canary adds for request matches: `<rollout>-canary-match`.
+pub fn match_rule_name(plan: &RolloutPlan) -> String {
+    format!("{}-canary-match", plan.name)
+}
+
+/// The objects that put a route in effect.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rendered {
+    /// `<service>-canary`, while the route sends traffic to the canary.
+    pub canary_service: Option<Value>,
+    /// The route, generated or the user's as edited (or as given back).
+    pub route: Value,
+}
+
+impl Rendered {
+    /// The objects in the order they are applied: the canary Service first.
+    pub fn objects(&self) -> Vec<Value> {
+        self.canary_service
+            .iter()
+            .cloned()
+            .chain([self.route.clone()])
+            .collect()
+    }
+}
+
+/// Why a route cannot be rendered: what is missing or cannot take the route.
+pub type Error = canary_core::traffic::TrafficError;
+
+/// The reasons of the steps of rendering.
+type Why = String;
+
+/// The Rollout's Gateway API settings.
+pub fn settings(plan: &RolloutPlan) -> Result<&GatewayRouting, Why> {
+    plan.rollout
+        .spec
+        .traffic_routing
+        .gateway_api
+        .as_ref()
+        .ok_or_else(|| "the Rollout has no gatewayAPI settings".to_owned())
+}
+
+/// The route `plan` routes with.
+pub fn route_ref(plan: &RolloutPlan) -> Result<RouteRef, Why> {
+    Ok(route_of(settings(plan)?, &plan.rollout.spec.service.name))
+}
+
+/// The objects for `route`; `objects` holds the stable Service, and the user's route when the
+/// Rollout edits one.
+pub fn render(
+    plan: &RolloutPlan,
+    route: &RouteState,
+    objects: &Objects,
+) -> Result<Rendered, Error> {
+    rendered(plan, route, objects).map_err(Error::Input)
+}
+
+fn rendered(plan: &RolloutPlan, route: &RouteState, objects: &Objects) -> Result<Rendered, Why> {
+    let target = route_ref(plan)?;
+    let stable = stable_service(plan, objects)?;
+    let canary_service = if route.is_stable_only() {
+        None
+    } else {
+        if let Some(why) = stable_selects_canary(plan, stable, objects) {
+            return Err(why);
+        }
+        Some(canary_service(plan, stable)?)
+    };
+    let route_object = if target.generated {
+        generated(plan, route, target.kind)?
+    } else {
+        let user = objects
+            .get(target.kind.name(), &plan.namespace, &target.name)
+            .ok_or_else(|| {
+                format!(
+                    "{} {}/{} not found",
+                    target.kind.name(),
+                    plan.namespace,
+                    target.name
+                )
+            })?;
+        if route.is_stable_only() {
+            given_back(plan, user)?
+        } else {
+            edited(plan, route, user)?
+        }
+    };
+    Ok(Rendered {
+        canary_service,
+        route: route_object,
+    })
+}
+
+/// The route canary last applied to `route`, from its annotation.
+pub fn applied_route(route: &Value) -> Option<RouteState> {
+    let text = route
+        .pointer("/metadata/annotations")?
+        .get(ROUTE_ANNOTATION)?
+        .as_str()?;
+    serde_json::from_str(text).ok()
+}
+
+/// Whether canary changed the user's route `route` (its annotations are on it).
+pub fn changed_by_canary(route: &Value) -> bool {
+    route
+        .pointer("/metadata/annotations")
+        .and_then(Value::as_object)
+        .is_some_and(|annotations| {
+            annotations.contains_key(ROUTE_ANNOTATION)
+                || annotations.contains_key(ORIGINAL_ANNOTATION)
+        })
+}
+
+/// The port of the Service's backends.
+fn port(plan: &RolloutPlan) -> i64 {
+    plan.rollout.spec.service.port
+}
+
+/// The route canary generates: one weighted rule for every request, and the match rules.
+fn generated(plan: &RolloutPlan, route: &RouteState, kind: GatewayRouteKind) -> Result<Value, Why> {
+    let settings = settings(plan)?;
+    let parents: Vec<Value> = settings
+        .parent_refs
+        .iter()
+        .map(|parent| {
+            let mut out = json!({"group": "gateway.networking.k8s.io", "kind": "Gateway",
+                                 "name": parent.name});
+            if let Some(namespace) = &parent.namespace {
+                out["namespace"] = json!(namespace);
+            }
+            if let Some(section) = &parent.section_name {
+                out["sectionName"] = json!(section);
+            }
+            out
+        })
+        .collect();
+    let stable = json!({"group": "", "kind": "Service",
+                        "name": plan.rollout.spec.service.name, "port": port(plan)});
+    let mut managed = json!({"backendRefs": [stable]});
+    if kind == GatewayRouteKind::HttpRoute {
+        managed["matches"] = json!([{"path": {"type": "PathPrefix", "value": "/"}}]);
+    }
+    let rules = manage(plan, route, &[managed], kind)?;
+    let mut metadata = generated_metadata(plan, &plan.rollout.spec.service.name);
+    metadata["annotations"] = json!({ROUTE_ANNOTATION: route_json(route)});
+    let mut spec = json!({"parentRefs": parents, "rules": rules});
+    if !settings.hostnames.is_empty() {
+        spec["hostnames"] = json!(settings.hostnames);
+    }
+    Ok(
+        json!({"apiVersion": API_VERSION, "kind": kind.name(), "metadata": metadata,
+              "spec": spec}),
+    )
+}
+
+fn route_json(route: &RouteState) -> String {
+    serde_json::to_string(route).unwrap_or_default()
+}
+
+/// The kind of `object`.
+fn kind_of(object: &Value) -> GatewayRouteKind {
+    if object["kind"] == "GRPCRoute" {
+        GatewayRouteKind::GrpcRoute
+    } else {
+        GatewayRouteKind::HttpRoute
+    }
+}
+
+/// The user's route `user` with its managed rules routing `route`: built from the route as the
+/// user wrote it (canary's earlier changes taken out), the stable weights recorded.
+fn edited(plan: &RolloutPlan, route: &RouteState, user: &Value) -> Result<Value, Why> {
+    let kind = kind_of(user);
+    let (rules, weights) = pristine_rules(plan, user);
+    if !rules.iter().any(|rule| names_service(plan, rule)) {
+        return Err(format!(
+            "no rule of {} {} sends requests to Service {}: canary manages the rules whose \
+             backendRefs name it",
+            kind.name(),
+            name_of(user),
+            plan.rollout.spec.service.name
+        ));
+    }
+    let rules = manage(plan, route, &rules, kind)?;
+    let mut out = clean(user);
+    out["spec"]["rules"] = json!(rules);
+    let annotations = &mut out["metadata"]["annotations"];
+    if !annotations.is_object() {
+        *annotations = json!({});
+    }
+    annotations[ROUTE_ANNOTATION] = json!(route_json(route));
+    annotations[ORIGINAL_ANNOTATION] = json!(Value::Array(weights).to_string());
+    Ok(out)
+}
+
+/// The user's route `user` as it was before canary changed it: canary's backends, filters and
+/// rules taken out, the recorded weights put back, canary's annotations removed.
+fn given_back(plan: &RolloutPlan, user: &Value) -> Result<Value, Why> {
+    let (rules, _) = pristine_rules(plan, user);
+    let mut out = clean(user);
+    out["spec"]["rules"] = json!(rules);
+    if let Some(annotations) = out["metadata"]["annotations"].as_object_mut() {
+        annotations.remove(ROUTE_ANNOTATION);
+        annotations.remove(ORIGINAL_ANNOTATION);
+        if annotations.is_empty()
+            && let Some(metadata) = out["metadata"].as_object_mut()
+        {
+            metadata.remove("annotations");
+        }
+    }
+    Ok(out)
+}
+
+fn name_of(object: &Value) -> &str {
+    object
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+}
+
+/// The rules of `user` without canary's changes, and the stable weights of its managed rules
+/// as the user wrote them (recorded on the route, or read from it when canary has not changed
+/// it yet).
+fn pristine_rules(plan: &RolloutPlan, user: &Value) -> (Vec<Value>, Vec<Value>) {
+    let recorded: Option<Vec<Value>> = user
+        .pointer("/metadata/annotations")
+        .and_then(|annotations| annotations.get(ORIGINAL_ANNOTATION))
+        .and_then(Value::as_str)
+        .and_then(|text| serde_json::from_str(text).ok());
+    let ours = match_rule_name(plan);
+    let canary = canary_service_name(plan);
+    let service = plan.rollout.spec.service.name.as_str();
+    let mut weights = Vec::new();
+    let mut rules = Vec::new();
+    for rule in user
+        .pointer("/spec/rules")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let name = rule.get("name").and_then(Value::as_str).unwrap_or_default();
+        if name == ours || name.starts_with(&format!("{ours}-")) {
+            continue;
+        }
+        if !names_service(plan, rule) {
+            rules.push(rule.clone());
+            continue;
+        }
+        let mut rule = rule.clone();
+        if let Some(backends) = rule.get_mut("backendRefs").and_then(Value::as_array_mut) {
+            backends.retain(|backend| !is_service(plan, backend, &canary));
+            let index = weights.len();
+            for backend in backends.iter_mut() {
+                if !is_service(plan, backend, service) {
+                    continue;
+                }
+                let original = match &recorded {
+                    Some(recorded) => recorded.get(index).cloned().unwrap_or(Value::Null),
+                    None => backend.get("weight").cloned().unwrap_or(Value::Null),
+                };
+                if let Some(object) = backend.as_object_mut() {
+                    match &original {
+                        Value::Null => object.remove("weight"),
+                        weight => object.insert("weight".to_owned(), weight.clone()),
+                    };
+                }
+                weights.push(original);
+                break;
+            }
+        }
+        if let Some(filters) = rule.get_mut("filters").and_then(Value::as_array_mut) {
+            filters.retain(|filter| !mirrors_to(filter, &canary));
+            if filters.is_empty()
+                && let Some(object) = rule.as_object_mut()
+            {
+                object.remove("filters");
+            }
+        }
+        rules.push(rule);
+    }
+    (rules, weights)
+}
+
+/// Whether `filter` mirrors to the Service `canary`.
+fn mirrors_to(filter: &Value, canary: &str) -> bool {
+    filter["type"] == "RequestMirror"
+        && filter.pointer("/requestMirror/backendRef/name") == Some(&json!(canary))
+}
+
+/// Whether `backend` is the Service `name` of the Rollout's namespace.
+fn is_service(plan: &RolloutPlan, backend: &Value, name: &str) -> bool {
+    let group = backend.get("group").and_then(Value::as_str).unwrap_or("");
+    let kind = backend
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or("Service");
+    let namespace = backend.get("namespace").and_then(Value::as_str);
+    group.is_empty()
+        && kind == "Service"
+        && namespace.is_none_or(|namespace| namespace == plan.namespace)
+        && backend.get("name").and_then(Value::as_str) == Some(name)
+}
+
+/// Whether `rule` sends requests to the Rollout's Service.
+pub fn names_service(plan: &RolloutPlan, rule: &Value) -> bool {
+    rule.get("backendRefs")
+        .and_then(Value::as_array)
+        .is_some_and(|backends| {
+            backends
+                .iter()
+                .any(|b| is_service(plan, b, &plan.rollout.spec.service.name))
+        })
+}
+
+/// Whether the implementation is Envoy Gateway (see the module).
+fn envoy_gateway(plan: &RolloutPlan) -> bool {
+    settings(plan)
+        .is_ok_and(|settings| settings.implementation == Some(GatewayImplementation::EnvoyGateway))
+}
+
+/// `rules` (as the user wrote them) with every managed rule routing `route`, and the match
+/// rules after them.
+fn manage(
+    plan: &RolloutPlan,
+    route: &RouteState,
+    rules: &[Value],
+    kind: GatewayRouteKind,
+) -> Result<Vec<Value>, Why> {
+    let service = plan.rollout.spec.service.name.as_str();
+    let canary = canary_service_name(plan);
+    let to_canary = !route.is_stable_only();
+    let envoy_gateway = envoy_gateway(plan);
+    let mut out = Vec::new();
+    let mut match_rules = Vec::new();
+    for rule in rules {
+        if !names_service(plan, rule) {
+            out.push(rule.clone());
+            continue;
+        }
+        let mut managed = rule.clone();
+        let backends = rule
+            .get("backendRefs")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let mut new_backends = Vec::new();
+        let mut canary_backend = None;
+        for backend in backends {
+            if !is_service(plan, &backend, service) || canary_backend.is_some() {
+                new_backends.push(backend);
+                continue;
+            }
+            let mut stable = backend.clone();
+            stable["weight"] = json!(route.total.saturating_sub(route.weight));
+            let mut theirs = backend;
+            theirs["name"] = json!(canary);
+            theirs["weight"] = json!(route.weight);
+            if let Some(object) = theirs.as_object_mut() {
+                object.remove("filters");
+                if envoy_gateway {
+                    object.insert(
+                        "filters".to_owned(),
+                        json!([{"type": "RequestHeaderModifier", "requestHeaderModifier":
+                                {"set": [{"name": BACKEND_HEADER, "value": "canary"}]}}]),
+                    );
+                }
+            }
+            canary_backend = Some(theirs.clone());
+            match (to_canary, envoy_gateway) {
+                (false, _) => new_backends.push(stable),
+                (true, true) => new_backends.extend([theirs, stable]),
+                (true, false) => new_backends.extend([stable, theirs]),
+            }
+        }
+        managed["backendRefs"] = json!(new_backends);
+        if let Some(percent) = route.mirror.filter(|percent| *percent > 0) {
+            let filters = managed
+                .as_object_mut()
+                .map(|rule| rule.entry("filters").or_insert_with(|| json!([])));
+            if let Some(Value::Array(filters)) = filters {
+                filters.push(json!({"type": "RequestMirror", "requestMirror": {
+                    "backendRef": {"group": "", "kind": "Service", "name": canary,
+                                   "port": port(plan)},
+                    "percent": percent}}));
+            }
+        }
+        if !route.matches.is_empty()
+            && let Some(mut backend) = canary_backend
+        {
+            if let Some(object) = backend.as_object_mut() {
+                object.remove("weight");
+            }
+            let every_request = match kind {
+                GatewayRouteKind::HttpRoute => {
+                    vec![json!({"path": {"type": "PathPrefix", "value": "/"}})]
+                }
+                GatewayRouteKind::GrpcRoute => vec![json!({})],
+            };
+            let theirs = match rule.get("matches").and_then(Value::as_array) {
+                Some(matches) if !matches.is_empty() => matches.clone(),
+                _ => every_request,
+            };
+            let mut matches = Vec::new();
+            for base in &theirs {
+                for wanted in &route.matches {
+                    matches.push(combined(base, wanted)?);
+                }
+            }
+            let mut rule = Map::new();
+            rule.insert("matches".into(), json!(matches));
+            rule.insert("backendRefs".into(), json!([backend]));
+            match_rules.push(Value::Object(rule));
+        }
+        out.push(managed);
+    }
+    // One named rule per managed rule: the standard channel does not check that names are
+    // unique, so canary numbers its own.
+    let name = match_rule_name(plan);
+    for (i, mut rule) in match_rules.into_iter().enumerate() {
+        rule["name"] = json!(if i == 0 {
+            name.clone()
+        } else {
+            format!("{name}-{i}")
+        });
+        out.push(rule);
+    }
+    Ok(out)
+}
+
+/// `base` (a rule's match) with the conditions of `wanted` added.
+fn combined(base: &Value, wanted: &RequestMatch) -> Result<Value, Why> {
+    let mut out = base.clone();
+    if let Some(uri) = &wanted.uri {
+        let any_path = base
+            .get("path")
+            .is_none_or(|path| path["type"] == "PathPrefix" && path["value"] == "/");
+        if !any_path {
+            return Err(
+                "a path condition cannot be added to a rule that matches another path: give \
+                 the match without uri, or route that path in its own rule"
+                    .to_owned(),
+            );
+        }
+        out["path"] = path(uri);
+    }
+    let add = |out: &mut Value, field: &str, name: &str, condition: &StringMatch| {
+        let entry = condition_entry(name, condition);
+        match out.get_mut(field).and_then(Value::as_array_mut) {
+            Some(list) => {
+                list.retain(|c| {
+                    c.get("name")
+                        .and_then(Value::as_str)
+                        .is_none_or(|n| !n.eq_ignore_ascii_case(name))
+                });
+                list.push(entry);
+            }
+            None => out[field] = json!([entry]),
+        }
+    };
+    for (name, condition) in &wanted.headers {
+        add(&mut out, "headers", name, condition);
+    }
+    for (name, condition) in &wanted.query_params {
+        add(&mut out, "queryParams", name, condition);
+    }
+    if let Some(method) = &wanted.method {
+        out["method"] = json!(method);
+    }
+    Ok(out)
+}
+
+fn condition_entry(name: &str, condition: &StringMatch) -> Value {
+    match (&condition.exact, &condition.regex) {
+        (Some(value), _) => json!({"name": name, "type": "Exact", "value": value}),
+        (None, Some(pattern)) => {
+            json!({"name": name, "type": "RegularExpression", "value": pattern})
+        }
+        (None, None) => json!({"name": name, "type": "Exact", "value": ""}),
+    }
+}
+
+fn path(uri: &StringMatch) -> Value {
+    match (&uri.exact, &uri.prefix, &uri.regex) {
+        (Some(value), _, _) => json!({"type": "Exact", "value": value}),
+        (None, Some(value), _) => json!({"type": "PathPrefix", "value": value}),
+        (None, None, Some(pattern)) => json!({"type": "RegularExpression", "value": pattern}),
+        (None, None, None) => json!({"type": "PathPrefix", "value": "/"}),
+    }
+}

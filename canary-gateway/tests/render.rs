@@ -1,0 +1,142 @@
+//! Rendering against the upstream Gateway API CRDs (standard channel v1.6.1), and what requests
+//! arriving at the Gateway get from the rendered route (the data-plane model of the spec).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test support code
+
+use canary_core::api::spec::{RequestMatch, StringMatch};
+use canary_core::k8s::objects::Objects;
+use canary_core::sim::dataplane::{Caller, PodRef, Request, Served, World, gateway};
+use canary_core::{RolloutPlan, RouteState};
+use canary_gateway::render;
+use canary_kube::fixtures::{crd_validator, schema_errors};
+use serde_json::{Value, json};
+
+const ROLLOUT: &str = "apiVersion: canary.rs/v1alpha1
+kind: Rollout
+metadata: {name: shop, namespace: web}
+spec:
+  workloadRef: {apiVersion: apps/v1, kind: Deployment, name: shop}
+  service: {name: shop, port: 80}
+  trafficRouting:
+    gatewayAPI: ROUTING
+  strategy: {canary: {stepWeight: 10, maxWeight: 50}}
+";
+
+fn plan(routing: &str) -> RolloutPlan {
+    canary_core::api::load::plan_from_yaml(&ROLLOUT.replace("ROUTING", routing)).unwrap()
+}
+
+fn valid(object: &Value) {
+    static VALIDATOR: std::sync::OnceLock<jsonschema::Validator> = std::sync::OnceLock::new();
+    let validator = VALIDATOR.get_or_init(|| crd_validator("gateway-api/httproutes.yaml", "v1"));
+    let errors = schema_errors(validator, object);
+    assert!(errors.is_empty(), "{errors:?}\n{object:#}");
+}
+
+fn pod(name: &str, labels: Value) -> Value {
+    json!({"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": name, "namespace": "web", "labels": labels},
+           "status": {"conditions": [{"type": "Ready", "status": "True"}]}})
+}
+
+/// The stable Service and pods, a Gateway taking routes of every namespace, and a canary pod.
+fn cluster() -> Vec<Value> {
+    vec![
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "shop", "namespace": "web"},
+               "spec": {"selector": {"app": "shop"}, "ports": [{"port": 80}]}}),
+        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+               "metadata": {"name": "public", "namespace": "infra"},
+               "spec": {"gatewayClassName": "example", "listeners": [
+                   {"name": "http", "port": 80, "protocol": "HTTP",
+                    "allowedRoutes": {"namespaces": {"from": "All"}}}]}}),
+        pod("shop-1", json!({"app": "shop"})),
+        pod("shop-2", json!({"app": "shop"})),
+        // The canary's pods carry the role label and their own value of the selector's key
+        // (see canary_core::k8s::services).
+        pod(
+            "shop-canary-1",
+            json!({"app": "shop-canary", "canary.rs/role": "canary", "canary.rs/rollout": "shop"}),
+        ),
+    ]
+}
+
+fn world(objects: &[Value], rendered: &canary_gateway::Rendered) -> World {
+    let mut all = objects.to_vec();
+    all.retain(|o| !(o["kind"] == "HTTPRoute"));
+    all.extend(rendered.objects());
+    World::new(all)
+}
+
+fn at_gateway(host: &str, path: &str) -> Request {
+    Request::to(host, path).from(Caller::Gateway {
+        namespace: "infra".into(),
+        name: "public".into(),
+    })
+}
+
+fn canary_share(served: &Served) -> f64 {
+    served.share(|pod: &PodRef| pod.name.starts_with("shop-canary"))
+}
+
+#[test]
+fn a_generated_route_weights_stable_and_canary_at_the_gateway() {
+    let plan =
+        plan("{parentRefs: [{name: public, namespace: infra}], hostnames: [shop.example.com]}");
+    let objects = cluster();
+    for weight in [0, 30, 100] {
+        let rendered = render(
+            &plan,
+            &RouteState::weighted(weight),
+            &Objects::new(objects.clone()),
+        )
+        .unwrap();
+        valid(&rendered.route);
+        let world = world(&objects, &rendered);
+        let served = gateway::serve(&world, &at_gateway("shop.example.com", "/cart"));
+        assert_eq!(served.unserved(), 0.0, "{weight}: {served:?}");
+        assert!(
+            (canary_share(&served) - f64::from(weight) / 100.0).abs() < 1e-9,
+            "{weight}: {served:?}"
+        );
+        let elsewhere = gateway::serve(&world, &at_gateway("api.example.com", "/"));
+        assert_eq!(elsewhere.unserved(), 1.0);
+    }
+}
+
+#[test]
+fn a_users_route_changes_only_in_its_managed_rule() {
+    let plan = plan("{httpRoute: storefront}");
+    let user = json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+        "metadata": {"name": "storefront", "namespace": "web"},
+        "spec": {"parentRefs": [{"name": "public", "namespace": "infra"}],
+                 "hostnames": ["shop.example.com"],
+                 "rules": [
+                     {"matches": [{"path": {"type": "PathPrefix", "value": "/static"}}],
+                      "backendRefs": [{"name": "cdn", "port": 80}]},
+                     {"matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
+                      "backendRefs": [{"name": "shop", "port": 80}]},
+                     {"matches": [{"path": {"type": "Exact", "value": "/healthz"}}],
+                      "backendRefs": [{"name": "health", "port": 80}]}]}});
+    let mut objects = cluster();
+    objects.push(user.clone());
+    let beta = RouteState {
+        weight: 20,
+        matches: vec![RequestMatch {
+            headers: [("x-beta".to_owned(), StringMatch::exact("on"))].into(),
+            ..RequestMatch::default()
+        }],
+        ..RouteState::stable()
+    };
+    let rendered = render(&plan, &beta, &Objects::new(objects.clone())).unwrap();
+    valid(&rendered.route);
+    let rules = rendered.route["spec"]["rules"].as_array().unwrap();
+    assert_eq!(rules[0], user["spec"]["rules"][0]);
+    assert_eq!(rules[2], user["spec"]["rules"][2]);
+    let world = world(&objects, &rendered);
+    let plain = gateway::serve(&world, &at_gateway("shop.example.com", "/cart"));
+    assert!((canary_share(&plain) - 0.2).abs() < 1e-9, "{plain:?}");
+    let matched = gateway::serve(
+        &world,
+        &at_gateway("shop.example.com", "/cart").header("x-beta", "on"),
+    );
+    assert_eq!(canary_share(&matched), 1.0, "{matched:?}");
+}
