@@ -124,6 +124,7 @@ impl TrafficProvider for WeightedService {
         Ok(TrafficObservation {
             route: Some(route),
             verified,
+            pending: None,
         })
     }
 

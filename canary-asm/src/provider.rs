@@ -222,6 +222,7 @@ impl TrafficProvider for AsmTraffic {
             } else {
                 Verification::No
             },
+            pending: None,
         })
     }
 

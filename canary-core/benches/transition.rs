@@ -34,6 +34,7 @@ fn observation(status: &RolloutStatus, canary_replicas: u32) -> Input {
         },
         route: Some(status.routing.route.clone()),
         verified: Verification::Yes,
+        route_pending: None,
     })
 }
 

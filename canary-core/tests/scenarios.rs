@@ -402,6 +402,7 @@ async fn a_canary_whose_controller_lags_behind_its_spec_keeps_its_traffic() {
             },
             route: Some(status.routing.route.clone()),
             verified: Verification::Yes,
+            route_pending: None,
         })
     };
     let lagging = transition(&world.plan, status.clone(), &seen(true), world.now());
@@ -503,6 +504,7 @@ async fn a_route_changed_again_before_it_ever_takes_effect_runs_out_of_time() {
         },
         route: Some(RouteState::stable()),
         verified: Verification::Yes,
+        route_pending: None,
     });
     let mut now = world
         .now()
@@ -528,6 +530,73 @@ async fn a_route_changed_again_before_it_ever_takes_effect_runs_out_of_time() {
         out.status.condition("Promoted").map(|c| c.reason.as_str()),
         Some("ProgressDeadlineExceeded")
     );
+}
+
+#[tokio::test]
+async fn a_route_waiting_to_take_effect_says_why_in_a_condition() {
+    use canary_core::engine::machine::{
+        Input, Observation, Verification, WorkloadObservation, WorkloadState, transition,
+    };
+    let world = World::new(&rollout(
+        "kuma",
+        "{canary: {steps: [{weight: 30, pause: {duration: 10m}}]}}",
+        &success_rate(2),
+    ));
+    world.start().await;
+    world
+        .run_until(HOUR, |s| {
+            s.stage == StepStage::Gating && s.routing.route_verified
+        })
+        .await;
+    let mut status = world.status();
+    assert!(
+        status.condition("RouteInEffect").is_none(),
+        "no reason given: no condition"
+    );
+    status.routing.route_verified = false;
+    let revision = status.release.canary_revision.clone().unwrap_or_default();
+    let ready = |revision: &str, n| WorkloadState {
+        revision: revision.into(),
+        desired: n,
+        ready: n,
+        available: n,
+        stale: false,
+    };
+    let seen = |verified, pending: Option<&str>| {
+        Input::Observed(Observation {
+            workload: WorkloadObservation {
+                desired_revision: revision.clone(),
+                stable_reported_as: None,
+                stable: ready("rev-1", 5),
+                canary: Some(ready(&revision, 2)),
+            },
+            route: Some(status.routing.route.clone()),
+            verified,
+            route_pending: pending.map(str::to_owned),
+        })
+    };
+    let why = "HTTPRoute web: parent infra/public: Accepted=False (NotAllowedByListeners): no";
+    let waiting = transition(
+        &world.plan,
+        status.clone(),
+        &seen(Verification::No, Some(why)),
+        world.now(),
+    );
+    let condition = waiting.status.condition("RouteInEffect").unwrap();
+    assert_eq!(
+        (condition.status.as_str(), condition.message.as_str()),
+        ("False", why)
+    );
+    assert!(!waiting.status.routing.route_verified);
+    let taken = transition(
+        &world.plan,
+        waiting.status,
+        &seen(Verification::Yes, None),
+        world.now(),
+    );
+    let condition = taken.status.condition("RouteInEffect").unwrap();
+    assert_eq!(condition.status, "True");
+    assert!(taken.status.routing.route_verified);
 }
 
 #[tokio::test]
@@ -1014,6 +1083,7 @@ async fn stable_traffic_is_isolated_before_any_canary_pod_starts() {
             },
             route: Some(canary_core::RouteState::stable()),
             verified,
+            route_pending: None,
         })
     };
     let now = world.now();

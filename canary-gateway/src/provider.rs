@@ -189,6 +189,13 @@ impl TrafficProvider for GatewayTraffic {
         } else {
             Verification::No
         };
+        let in_effect = in_effect.map_err(|why| {
+            format!(
+                "{} {}: {why}",
+                self.target().map_or("route", |target| target.kind.name()),
+                self.target().map(|target| target.name).unwrap_or_default()
+            )
+        });
         let generated = self.target()?.generated;
         let route = match &live.route {
             None if generated => Some(RouteState::stable()),
@@ -205,7 +212,11 @@ impl TrafficProvider for GatewayTraffic {
                 _ => observed_route(&self.plan, object),
             },
         };
-        Ok(TrafficObservation { route, verified })
+        Ok(TrafficObservation {
+            route,
+            verified,
+            pending: in_effect.err(),
+        })
     }
 
     async fn finalize(&self) -> canary_core::Result<()> {

@@ -140,3 +140,180 @@ fn a_users_route_changes_only_in_its_managed_rule() {
     );
     assert_eq!(canary_share(&matched), 1.0, "{matched:?}");
 }
+
+fn storefront(weight: Option<u64>) -> Value {
+    let mut shop = json!({"name": "shop", "port": 80});
+    if let Some(weight) = weight {
+        shop["weight"] = json!(weight);
+    }
+    json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+        "metadata": {"name": "storefront", "namespace": "web",
+                     "annotations": {"team": "shop"}},
+        "spec": {"parentRefs": [{"name": "public", "namespace": "infra"}],
+                 "rules": [
+                     {"matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
+                      "filters": [{"type": "RequestHeaderModifier",
+                                   "requestHeaderModifier": {"add": [{"name": "x-from",
+                                                                      "value": "gw"}]}}],
+                      "backendRefs": [shop]},
+                     {"matches": [{"path": {"type": "Exact", "value": "/healthz"}}],
+                      "backendRefs": [{"name": "shop", "port": 80, "weight": 2}]}]}})
+}
+
+#[test]
+fn a_users_route_is_given_back_as_it_was_after_every_kind_of_route() {
+    let plan = plan("{httpRoute: storefront}");
+    let beta = RouteState {
+        weight: 30,
+        mirror: Some(10),
+        matches: vec![RequestMatch {
+            headers: [("x-beta".to_owned(), StringMatch::exact("on"))].into(),
+            ..RequestMatch::default()
+        }],
+        ..RouteState::stable()
+    };
+    for original in [storefront(None), storefront(Some(5))] {
+        let mut live = original.clone();
+        // Every route in turn, each rendered over the last one as the cluster holds it.
+        for route in [
+            RouteState::weighted(10),
+            beta.clone(),
+            RouteState::weighted(60),
+        ] {
+            let mut objects = cluster();
+            objects.push(live.clone());
+            let rendered = render(&plan, &route, &Objects::new(objects)).unwrap();
+            valid(&rendered.route);
+            live = rendered.route;
+        }
+        let mut objects = cluster();
+        objects.push(live);
+        let back = render(&plan, &RouteState::stable(), &Objects::new(objects)).unwrap();
+        assert_eq!(back.canary_service, None);
+        assert_eq!(back.route, original);
+    }
+}
+
+#[test]
+fn mirroring_copies_its_percent_and_serves_from_stable() {
+    let plan = plan("{httpRoute: storefront}");
+    let mut objects = cluster();
+    objects.push(storefront(None));
+    let mirror = RouteState {
+        mirror: Some(25),
+        ..RouteState::stable()
+    };
+    let rendered = render(&plan, &mirror, &Objects::new(objects.clone())).unwrap();
+    valid(&rendered.route);
+    let world = world(&objects, &rendered);
+    let served = gateway::serve(&world, &at_gateway("shop.example.com", "/cart"));
+    assert_eq!(canary_share(&served), 0.0, "{served:?}");
+    assert_eq!(served.unserved(), 0.0, "{served:?}");
+    let mirrored: f64 = served
+        .mirrored
+        .iter()
+        .filter(|(pod, _)| pod.name.starts_with("shop-canary"))
+        .map(|(_, share)| share)
+        .sum();
+    assert!((mirrored - 0.25).abs() < 1e-9, "{served:?}");
+}
+
+#[test]
+fn a_path_condition_on_a_rule_of_another_path_is_refused() {
+    let plan = plan("{httpRoute: storefront}");
+    let mut route = storefront(None);
+    route["spec"]["rules"][0]["matches"][0]["path"]["value"] = json!("/shop");
+    let mut objects = cluster();
+    objects.push(route);
+    let on_path = RouteState {
+        matches: vec![RequestMatch {
+            uri: Some(StringMatch {
+                prefix: Some("/beta".into()),
+                ..StringMatch::default()
+            }),
+            ..RequestMatch::default()
+        }],
+        ..RouteState::stable()
+    };
+    let error = render(&plan, &on_path, &Objects::new(objects)).unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("a path condition cannot be added"),
+        "{error}"
+    );
+}
+
+#[test]
+fn envoy_gateway_gets_a_cluster_per_backend_the_canary_first() {
+    let plan =
+        plan("{parentRefs: [{name: public, namespace: infra}], implementation: envoy-gateway}");
+    let objects = cluster();
+    for weight in [0, 40] {
+        let route = RouteState {
+            weight,
+            matches: vec![RequestMatch {
+                headers: [("x-beta".to_owned(), StringMatch::exact("on"))].into(),
+                ..RequestMatch::default()
+            }],
+            ..RouteState::stable()
+        };
+        let rendered = render(&plan, &route, &Objects::new(objects.clone())).unwrap();
+        valid(&rendered.route);
+        // Envoy Gateway's cluster `.../rule/<i>/backend/0` is the canary's, `/backend/1`
+        // stable's, in every rule naming the canary (the builtin metrics select by them).
+        for rule in rendered.route["spec"]["rules"].as_array().unwrap() {
+            let backends = rule["backendRefs"].as_array().unwrap();
+            assert_eq!(backends[0]["name"], "shop-canary", "{rule}");
+            assert!(backends[0]["filters"].is_array(), "{rule}");
+            if backends.len() > 1 {
+                assert_eq!(backends[1]["name"], "shop", "{rule}");
+            }
+        }
+        let world = world(&objects, &rendered);
+        let served = gateway::serve(&world, &at_gateway("shop.example.com", "/"));
+        assert!(
+            (canary_share(&served) - f64::from(weight) / 100.0).abs() < 1e-9,
+            "{weight}: {served:?}"
+        );
+    }
+}
+
+#[test]
+fn a_generated_grpc_route_sends_matching_calls_to_the_canary() {
+    static GRPC: std::sync::OnceLock<jsonschema::Validator> = std::sync::OnceLock::new();
+    let validator = GRPC.get_or_init(|| crd_validator("gateway-api/grpcroutes.yaml", "v1"));
+    let plan = plan(
+        "{parentRefs: [{name: public, namespace: infra}], routeKind: GRPCRoute, \
+         hostnames: [shop.example.com]}",
+    );
+    let objects = cluster();
+    let route = RouteState {
+        weight: 10,
+        matches: vec![RequestMatch {
+            headers: [("x-tenant".to_owned(), StringMatch::exact("internal"))].into(),
+            ..RequestMatch::default()
+        }],
+        ..RouteState::stable()
+    };
+    let rendered = render(&plan, &route, &Objects::new(objects.clone())).unwrap();
+    assert_eq!(rendered.route["kind"], "GRPCRoute");
+    let errors = schema_errors(validator, &rendered.route);
+    assert!(errors.is_empty(), "{errors:?}\n{:#}", rendered.route);
+    let mut all = objects.clone();
+    all.extend(rendered.objects());
+    let world = World::new(all);
+    let call = |tenant: Option<&str>| {
+        let mut request = at_gateway("shop.example.com", "/shop.Cart/Add")
+            .header("content-type", "application/grpc");
+        request.method = "POST".into();
+        if let Some(tenant) = tenant {
+            request = request.header("x-tenant", tenant);
+        }
+        gateway::serve(&world, &request)
+    };
+    let plain = call(None);
+    assert!((canary_share(&plain) - 0.1).abs() < 1e-9, "{plain:?}");
+    assert_eq!(canary_share(&call(Some("internal"))), 1.0);
+    assert!((canary_share(&call(Some("external"))) - 0.1).abs() < 1e-9);
+}

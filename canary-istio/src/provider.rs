@@ -562,6 +562,7 @@ impl TrafficProvider for IstioTraffic {
             return Ok(TrafficObservation {
                 route: None,
                 verified,
+                pending: None,
             });
         };
         if Self::idle(&live, applied) && in_effect {
@@ -569,6 +570,7 @@ impl TrafficProvider for IstioTraffic {
             return Ok(TrafficObservation {
                 route: Some(RouteState::stable()),
                 verified,
+                pending: None,
             });
         }
         let route = match virtual_service::applied_route(vs) {
@@ -578,7 +580,11 @@ impl TrafficProvider for IstioTraffic {
             }
             _ => virtual_service::observed_route(&self.plan, vs),
         };
-        Ok(TrafficObservation { route, verified })
+        Ok(TrafficObservation {
+            route,
+            verified,
+            pending: None,
+        })
     }
 
     async fn finalize(&self) -> canary_core::Result<()> {

@@ -1356,6 +1356,7 @@ mod blind_router {
                     ..RouteState::stable()
                 }),
                 verified: Verification::Unknown,
+                pending: None,
             })
         }
 

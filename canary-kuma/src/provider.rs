@@ -135,7 +135,11 @@ impl TrafficProvider for KumaTraffic {
                 _ => observed_route(&self.plan, object),
             },
         };
-        Ok(TrafficObservation { route, verified })
+        Ok(TrafficObservation {
+            route,
+            verified,
+            pending: None,
+        })
     }
 
     async fn finalize(&self) -> canary_core::Result<()> {

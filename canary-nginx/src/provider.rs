@@ -199,7 +199,11 @@ impl TrafficProvider for NginxTraffic {
                 Canary::new(prefix(&self.plan)).route_of(&annotations)
             }
         };
-        Ok(TrafficObservation { route, verified })
+        Ok(TrafficObservation {
+            route,
+            verified,
+            pending: None,
+        })
     }
 
     async fn finalize(&self) -> canary_core::Result<()> {

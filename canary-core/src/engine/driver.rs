@@ -213,6 +213,7 @@ impl Driver<'_> {
             workload: self.workload.observe().await?,
             route: traffic.route,
             verified: traffic.verified,
+            route_pending: traffic.pending,
         })
     }
 

@@ -192,6 +192,7 @@ impl TrafficProvider for InMemoryTraffic {
         Ok(TrafficObservation {
             route: Some(route),
             verified,
+            pending: None,
         })
     }
 

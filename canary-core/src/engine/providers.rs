@@ -79,6 +79,10 @@ pub struct TrafficObservation {
     pub route: Option<RouteState>,
     /// Whether the route last applied is in effect.
     pub verified: Verification,
+    /// Why it is not in effect yet, in words, when the provider can tell (a parent refusing
+    /// the route, a backend it cannot resolve): written in the Rollout's `RouteInEffect`
+    /// condition while the step waits.
+    pub pending: Option<String>,
 }
 
 /// Runs the stable and canary workloads.

@@ -259,6 +259,7 @@ impl TrafficProvider for EdgeRouter {
         Ok(TrafficObservation {
             route: Some(route),
             verified,
+            pending: None,
         })
     }
 

@@ -41,6 +41,9 @@ pub struct Observation {
     pub route: Option<RouteState>,
     /// Whether the route last applied is in effect.
     pub verified: Verification,
+    /// Why it is not, when the traffic provider says
+    /// ([`TrafficObservation::pending`](crate::engine::providers::TrafficObservation::pending)).
+    pub route_pending: Option<String>,
 }
 
 /// The stable and canary workloads, and the revision the user wants.

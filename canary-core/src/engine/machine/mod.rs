@@ -106,6 +106,7 @@ pub struct Transition {
 ///     },
 ///     route: None,
 ///     verified: Verification::Unknown,
+///     route_pending: None,
 /// };
 /// let now = jiff::Timestamp::UNIX_EPOCH;
 /// let next = transition(&plan, RolloutStatus::default(), &Input::Observed(seen), now);

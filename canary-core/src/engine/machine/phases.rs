@@ -7,6 +7,10 @@ use crate::api::spec::HookType;
 use crate::engine::status::{AnalysisState, GateState, Phase, ReleaseState, StepStage};
 use crate::traffic::RouteState;
 
+/// The condition saying whether the route is in effect, set once a provider says why one is
+/// not.
+pub const ROUTE_CONDITION: &str = "RouteInEffect";
+
 impl Engine<'_> {
     pub(super) fn observed(&mut self, seen: &Observation) {
         match self.status.phase {
@@ -389,7 +393,8 @@ impl Engine<'_> {
         self.gating();
     }
 
-    /// At the gate: the route must be (and stay) in effect. A route that is not in effect is
+    /// At the gate: the route must be (and stay) in effect; while it waits, the provider's
+    /// reason (when it gives one) is the `RouteInEffect` condition. A route that is not in effect is
     /// applied again and waited for until the progress deadline; a route someone changed is
     /// overruled.
     fn check_route(&mut self, seen: &Observation) {
@@ -401,7 +406,20 @@ impl Engine<'_> {
         if shown {
             self.status.routing.route_verified = true;
             self.status.gate.route_reapplied_at = None;
+            if self.status.condition(ROUTE_CONDITION).is_some() {
+                self.status.set_condition(
+                    ROUTE_CONDITION,
+                    true,
+                    "InEffect",
+                    "the route is in effect",
+                    self.now,
+                );
+            }
             return;
+        }
+        if let Some(why) = seen.route_pending.as_deref().filter(|_| written) {
+            self.status
+                .set_condition(ROUTE_CONDITION, false, "NotInEffect", why, self.now);
         }
         if !written {
             self.event(

@@ -85,6 +85,7 @@ fn observe(plan: &RolloutPlan, status: RolloutStatus, desired: &str, now: Timest
         },
         route: None,
         verified: Verification::Unknown,
+        route_pending: None,
     };
     transition(plan, status, &Input::Observed(seen), now)
 }
