@@ -24,7 +24,9 @@ use std::fmt::Write as _;
 use std::process::Command;
 
 use canary_core::ProviderKind;
-use canary_core::analysis::queries::{Version, builtin, counted_series, render, variables};
+use canary_core::analysis::queries::{
+    MetricFamily, Version, builtin, counted_series, render, variables,
+};
 use canary_core::api::plan::BuiltinMetric;
 use canary_core::engine::providers::QueryContext;
 use jiff::{SignedDuration, Timestamp};
@@ -508,4 +510,219 @@ fn kuma_queries_read_inbound_traffic_under_both_naming_schemes() {
             ],
         );
     }
+}
+
+/// The variables of podinfo's rollout routed by the Gateway API route `podinfo` of namespace
+/// `test`.
+fn gateway_query(family: &MetricFamily, metric: BuiltinMetric) -> String {
+    render(&builtin(family, metric), &vars(ProviderKind::Gateway)).unwrap()
+}
+
+fn gateway_counted(family: &MetricFamily, version: Version) -> String {
+    let series = counted_series(family, version);
+    let selector = render(&series.selector, &vars(ProviderKind::Gateway)).unwrap();
+    format!("sum(rate({selector}[1m]))")
+}
+
+/// A request the Istio gateway proxied, as it reports it: `reporter="source"` (a gateway is a
+/// client-side reporter), scraped from the gateway's pod, the backends without sidecars (their
+/// workload `unknown`), the destination named by Service.
+fn istio_gateway(
+    pod: &str,
+    namespace: &str,
+    service: &str,
+    code: &str,
+) -> Vec<(&'static str, String)> {
+    vec![
+        ("job", "kubernetes-pods".into()),
+        ("instance", format!("{pod}:15020")),
+        ("namespace", "infra".into()),
+        ("pod", pod.into()),
+        ("reporter", "source".into()),
+        ("source_workload", "public-istio".into()),
+        ("source_workload_namespace", "infra".into()),
+        ("source_canonical_service", "public-istio".into()),
+        ("destination_workload", "unknown".into()),
+        ("destination_workload_namespace", "unknown".into()),
+        (
+            "destination_service",
+            format!("{service}.{namespace}.svc.cluster.local"),
+        ),
+        ("destination_service_name", service.into()),
+        ("destination_service_namespace", namespace.into()),
+        ("destination_canonical_service", "unknown".into()),
+        ("request_protocol", "http".into()),
+        ("response_code", code.into()),
+        ("response_flags", "-".into()),
+        ("connection_security_policy", "unknown".into()),
+    ]
+}
+
+#[test]
+fn gateway_queries_on_istio_read_what_its_gateway_reports() {
+    let family = canary_core::traffic::gateway::ISTIO_METRICS;
+    let mut input = Input::new("15s");
+    let requests = "istio_requests_total";
+    // Two gateway pods proxy to the canary Service; gateway b restarted just before 4m30s,
+    // and gateway a's scrape at 4m30s failed (stale).
+    for (pod, code, values) in [
+        ("public-istio-a", "200", "0+54x17 stale 1026+54x1"),
+        ("public-istio-a", "503", "0+6x17 stale 114+6x1"),
+        ("public-istio-b", "200", "0+27x17 0+27x2"),
+        ("public-istio-b", "503", "0+3x17 0+3x2"),
+    ] {
+        let labels = istio_gateway(pod, "test", "podinfo-canary", code);
+        input.add(requests, &borrowed(&labels), values);
+    }
+    for (code, per) in [("200", "300"), ("503", "3")] {
+        let labels = istio_gateway("public-istio-a", "test", "podinfo", code);
+        input.add(requests, &borrowed(&labels), &format!("0+{per}x20"));
+    }
+    // Not counted: the canary Service of another namespace, failing; the canary pods' own
+    // sidecar report of the same requests, where they have a sidecar.
+    let other = istio_gateway("public-istio-a", "staging", "podinfo-canary", "500");
+    input.add(requests, &borrowed(&other), "0+90x20");
+    let inbound = istio(
+        "destination",
+        "test",
+        "podinfo-canary",
+        "podinfo-canary-a",
+        "503",
+    );
+    input.add(requests, &borrowed(&inbound), "0+60x20");
+    let bucket = "istio_request_duration_milliseconds_bucket";
+    let canary = istio_gateway("public-istio-a", "test", "podinfo-canary", "200");
+    histogram(&mut input, bucket, &ENVOY_MS, 6, &borrowed(&canary), 60);
+    let stable = istio_gateway("public-istio-a", "test", "podinfo", "200");
+    histogram(&mut input, bucket, &ENVOY_MS, 3, &borrowed(&stable), 300);
+    check(
+        &input,
+        &[
+            (
+                gateway_query(&family, BuiltinMetric::RequestSuccessRate),
+                Some(90.0),
+            ),
+            (
+                gateway_query(&family, BuiltinMetric::RequestDuration),
+                Some(220.0),
+            ),
+            (gateway_counted(&family, Version::Canary), Some(5.5)),
+            (gateway_counted(&family, Version::Stable), Some(20.2)),
+        ],
+    );
+}
+
+/// Envoy's upstream counter as an Envoy Gateway proxy pod exposes it.
+fn envoy_gateway(pod: &str, cluster: &str, code: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("job", "envoy-gateway-proxies".into()),
+        ("instance", format!("{pod}:19001")),
+        ("namespace", "envoy-gateway-system".into()),
+        ("pod", pod.into()),
+        ("envoy_cluster_name", cluster.into()),
+        ("envoy_response_code", code.into()),
+    ]
+}
+
+#[test]
+fn gateway_queries_on_envoy_gateway_read_the_canary_backends_clusters() {
+    let family = canary_core::traffic::gateway::ENVOY_GATEWAY_METRICS;
+    let mut input = Input::new("15s");
+    let requests = "envoy_cluster_upstream_rq";
+    // The canary is backend 0 of the weighted rule (0) and of the match rule (1); stable is
+    // backend 1 of the weighted rule. Proxy b restarted just before 4m30s.
+    for (pod, cluster, code, values) in [
+        (
+            "edge-a",
+            "httproute/test/podinfo/rule/0/backend/0",
+            "200",
+            "0+54x20",
+        ),
+        (
+            "edge-a",
+            "httproute/test/podinfo/rule/0/backend/0",
+            "503",
+            "0+6x20",
+        ),
+        (
+            "edge-b",
+            "httproute/test/podinfo/rule/1/backend/0",
+            "200",
+            "0+27x17 0+27x2",
+        ),
+        (
+            "edge-b",
+            "httproute/test/podinfo/rule/1/backend/0",
+            "503",
+            "0+3x17 0+3x2",
+        ),
+        (
+            "edge-a",
+            "httproute/test/podinfo/rule/0/backend/1",
+            "200",
+            "0+300x20",
+        ),
+        (
+            "edge-a",
+            "httproute/test/podinfo/rule/0/backend/1",
+            "503",
+            "0+3x20",
+        ),
+        // Not counted: another route's backend, the same route name in another namespace,
+        // the rule's shared cluster (before the release), the mirror's cluster.
+        (
+            "edge-a",
+            "httproute/test/checkout/rule/0/backend/0",
+            "500",
+            "0+90x20",
+        ),
+        (
+            "edge-a",
+            "httproute/staging/podinfo/rule/0/backend/0",
+            "500",
+            "0+90x20",
+        ),
+        ("edge-a", "httproute/test/podinfo/rule/0", "500", "0+60x20"),
+        (
+            "edge-b",
+            "httproute/test/podinfo/rule/0-mirror-0",
+            "500",
+            "0+60x20",
+        ),
+    ] {
+        let labels = envoy_gateway(pod, cluster, code);
+        input.add(requests, &borrowed(&labels), values);
+    }
+    let bucket = "envoy_cluster_upstream_rq_time_bucket";
+    let mut timing = |cluster: &str, p99_bucket, per_scrape| {
+        let labels: Vec<(&'static str, String)> = envoy_gateway("edge-a", cluster, "")
+            .into_iter()
+            .filter(|(name, _)| *name != "envoy_response_code")
+            .collect();
+        histogram(
+            &mut input,
+            bucket,
+            &ENVOY_MS,
+            p99_bucket,
+            &borrowed(&labels),
+            per_scrape,
+        );
+    };
+    timing("httproute/test/podinfo/rule/0/backend/0", 6, 60);
+    timing("httproute/test/podinfo/rule/0/backend/1", 3, 300);
+    check(
+        &input,
+        &[
+            (
+                gateway_query(&family, BuiltinMetric::RequestSuccessRate),
+                Some(90.0),
+            ),
+            (
+                gateway_query(&family, BuiltinMetric::RequestDuration),
+                Some(220.0),
+            ),
+            (gateway_counted(&family, Version::Canary), Some(5.5)),
+            (gateway_counted(&family, Version::Stable), Some(20.2)),
+        ],
+    );
 }

@@ -298,6 +298,66 @@ fn gateway_api_settings_name_one_route_and_follow_the_route_crds() {
         )
         .is_empty()
     );
+    let e = ab(
+        "{parentRefs: [{name: public}], routeKind: GRPCRoute}",
+        "{method: GET}",
+    );
+    assert!(
+        has(&e, "spec.strategy.abTest.matches[0].method", "a GRPCRoute"),
+        "{e:?}"
+    );
+    let e = errors(&format!(
+        "  trafficRouting: {{gatewayAPI: {{httpRoute: shop, routeKind: GRPCRoute}}}}\n{canary}"
+    ));
+    assert!(
+        has(
+            &e,
+            "spec.trafficRouting.gatewayAPI.routeKind",
+            "only for a generated route"
+        ),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn gateway_api_builtin_metrics_need_a_known_implementation() {
+    let rollout = |implementation: &str, metric: &str| {
+        errors(&format!(
+            "  trafficRouting: {{gatewayAPI: {{httpRoute: shop{implementation}}}}}\n  strategy: {{canary: {{stepWeight: 20, maxWeight: 60}}}}\n  analysis:\n    metrics:\n    - {metric}\n"
+        ))
+    };
+    let builtin = "{name: request-success-rate, thresholdRange: {min: 99}}";
+    for implementation in ["", ", implementation: other"] {
+        let e = rollout(implementation, builtin);
+        assert!(
+            has(
+                &e,
+                "spec.trafficRouting.gatewayAPI.implementation",
+                "set `istio` or `envoy-gateway`"
+            ),
+            "{e:?}"
+        );
+        assert!(
+            has(
+                &e,
+                "spec.analysis.metrics[0]",
+                "`gatewayAPI` has none for these settings"
+            ),
+            "{e:?}"
+        );
+        let custom = "{name: errors, thresholdRange: {max: 1}, prometheus: {query: 'sum(rate(x{route=\"{{ route }}\"}[1m]))'}}";
+        assert!(
+            rollout(implementation, custom).is_empty(),
+            "{implementation}: {:?}",
+            rollout(implementation, custom)
+        );
+    }
+    for implementation in [", implementation: istio", ", implementation: envoy-gateway"] {
+        assert!(
+            rollout(implementation, builtin).is_empty(),
+            "{implementation}"
+        );
+    }
 }
 
 #[test]

@@ -33,14 +33,15 @@ use crate::api::plan::BuiltinMetric;
 use crate::engine::providers::QueryContext;
 
 /// The variables every query may use: `{{ namespace }}`, `{{ target }}` (the canary
-/// workload), `{{ stable }}` (the stable workload), `{{ service }}`, `{{ ingress }}` and
-/// `{{ interval }}` (the window).
-pub const QUERY_VARIABLES: [&str; 6] = [
+/// workload), `{{ stable }}` (the stable workload), `{{ service }}`, `{{ ingress }}`,
+/// `{{ route }}` (the Gateway API route) and `{{ interval }}` (the window).
+pub const QUERY_VARIABLES: [&str; 7] = [
     "namespace",
     "target",
     "stable",
     "service",
     "ingress",
+    "route",
     "interval",
 ];
 
