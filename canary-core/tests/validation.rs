@@ -320,6 +320,47 @@ fn gateway_api_settings_name_one_route_and_follow_the_route_crds() {
 }
 
 #[test]
+fn a_sticky_canary_needs_an_http_route_and_a_cookie_name() {
+    let canary = "  strategy: {canary: {stepWeight: 20, maxWeight: 60}}\n";
+    let e = errors(&format!(
+        "  trafficRouting: {{gatewayAPI: {{grpcRoute: pay, sessionAffinity: {{}}}}}}\n{canary}"
+    ));
+    assert!(
+        has(
+            &e,
+            "spec.trafficRouting.gatewayAPI.sessionAffinity",
+            "gRPC clients keep no cookies"
+        ),
+        "{e:?}"
+    );
+    let e = errors(&format!(
+        "  trafficRouting: {{gatewayAPI: {{httpRoute: shop, sessionAffinity: {{cookieName: 'a b', maxAge: 200h}}}}}}\n{canary}"
+    ));
+    assert!(
+        has(
+            &e,
+            "spec.trafficRouting.gatewayAPI.sessionAffinity.cookieName",
+            "not a cookie name"
+        ),
+        "{e:?}"
+    );
+    assert!(
+        has(
+            &e,
+            "spec.trafficRouting.gatewayAPI.sessionAffinity.maxAge",
+            "at most 168h"
+        ),
+        "{e:?}"
+    );
+    assert!(
+        errors(&format!(
+            "  trafficRouting: {{gatewayAPI: {{httpRoute: shop, sessionAffinity: {{cookieName: beta}}}}}}\n{canary}"
+        ))
+        .is_empty()
+    );
+}
+
+#[test]
 fn gateway_api_builtin_metrics_need_a_known_implementation() {
     let rollout = |implementation: &str, metric: &str| {
         errors(&format!(

@@ -95,7 +95,7 @@ impl GatewayTraffic {
     }
 
     fn rendered(&self, live: &Live, route: &RouteState) -> Result<Rendered> {
-        Ok(render(&self.plan, route, &live.objects)?)
+        render(&self.plan, route, &live.objects)
     }
 
     /// Writes the route when it differs from `live` where canary writes it. Returns whether

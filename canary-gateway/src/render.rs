@@ -24,6 +24,15 @@
 //! Mirroring is a `RequestMirror` filter on each managed rule, copying `mirror` percent to the
 //! canary Service.
 //!
+//! A sticky canary (`sessionAffinity`, HTTPRoute only): while the weights send requests to the
+//! canary, the canary backend of each managed rule adds a `Set-Cookie` to its answers (a
+//! `ResponseHeaderModifier` on the backend), and a rule `<rollout>-canary-sticky` per managed
+//! rule sends requests whose `Cookie` header carries it to the canary (one header condition
+//! more than the managed rule: it is picked first). The cookie's value is the canary's
+//! revision, so a cookie of an earlier release sends nobody anywhere; once the route keeps
+//! everything on stable the rule is gone and the cookie is ignored. The standard channel has no
+//! `sessionPersistence` (it is experimental), hence the cookie rule.
+//!
 //! With `implementation: envoy-gateway`, the canary backend comes first in a managed rule and
 //! carries a request header filter (`x-canary-backend: canary`): Envoy Gateway gives a rule one
 //! Envoy cluster for all its backends unless a backend has filters, and then one per backend,
@@ -36,9 +45,9 @@ use canary_core::k8s::objects::{Objects, clean, generated_metadata};
 use canary_core::k8s::services::{
     canary_service, canary_service_name, stable_selects_canary, stable_service,
 };
-use canary_core::traffic::gateway::{RouteRef, route_of};
+use canary_core::traffic::gateway::{RouteRef, route_of, sticky_cookie};
 use canary_core::{RolloutPlan, RouteState};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 /// The API version of the routes canary writes.
 pub const API_VERSION: &str = "gateway.networking.k8s.io/v1";
@@ -50,6 +59,9 @@ pub const ROUTE_ANNOTATION: &str = "canary.rs/route";
 /// canary changed them (`null` for none), in rule order, as JSON.
 pub const ORIGINAL_ANNOTATION: &str = "canary.rs/original-weights";
 
+/// Annotation on the canary Deployment: the revision it runs (the sticky cookie's value).
+const REVISION_ANNOTATION: &str = "canary.rs/revision";
+
 /// The header the canary backend sets for Envoy Gateway (see the module).
 pub const BACKEND_HEADER: &str = "x-canary-backend";
 
@@ -57,6 +69,29 @@ pub const BACKEND_HEADER: &str = "x-canary-backend";
 pub fn match_rule_name(plan: &RolloutPlan) -> String {
     format!("{}-canary-match", plan.name)
 }
+
+/// The name of the rules canary adds for a sticky canary's cookie: `<rollout>-canary-sticky`.
+pub fn sticky_rule_name(plan: &RolloutPlan) -> String {
+    format!("{}-canary-sticky", plan.name)
+}
+
+/// Whether `rule` is one canary added (named as its match or sticky rules, numbered or not).
+fn added_by_canary(plan: &RolloutPlan, rule: &Value) -> bool {
+    let name = rule.get("name").and_then(Value::as_str).unwrap_or_default();
+    [match_rule_name(plan), sticky_rule_name(plan)]
+        .iter()
+        .any(|ours| {
+            name == ours
+                || name
+                    .strip_prefix(ours.as_str())
+                    .is_some_and(|rest| rest.starts_with('-'))
+        })
+}
+
+/// The most rules a route holds, and matches across its rules (the route CRDs' `maxItems`
+/// and their CEL rule on the sum of matches).
+const MAX_RULES: usize = 16;
+const MAX_MATCHES: usize = 128;
 
 /// The objects that put a route in effect.
 #[derive(Debug, Clone, PartialEq)]
@@ -121,7 +156,7 @@ fn rendered(plan: &RolloutPlan, route: &RouteState, objects: &Objects) -> Result
         Some(canary_service(plan, stable)?)
     };
     let route_object = if target.generated {
-        generated(plan, route, target.kind)?
+        generated(plan, route, target.kind, objects)?
     } else {
         let user = objects
             .get(target.kind.name(), &plan.namespace, &target.name)
@@ -136,7 +171,7 @@ fn rendered(plan: &RolloutPlan, route: &RouteState, objects: &Objects) -> Result
         if route.is_stable_only() {
             given_back(plan, user)?
         } else {
-            edited(plan, route, user)?
+            edited(plan, route, user, objects)?
         }
     };
     Ok(Rendered {
@@ -171,7 +206,12 @@ fn port(plan: &RolloutPlan) -> i64 {
 }
 
 /// The route canary generates: one weighted rule for every request, and the match rules.
-fn generated(plan: &RolloutPlan, route: &RouteState, kind: GatewayRouteKind) -> Result<Value, Why> {
+fn generated(
+    plan: &RolloutPlan,
+    route: &RouteState,
+    kind: GatewayRouteKind,
+    objects: &Objects,
+) -> Result<Value, Why> {
     let settings = settings(plan)?;
     let parents: Vec<Value> = settings
         .parent_refs
@@ -194,7 +234,7 @@ fn generated(plan: &RolloutPlan, route: &RouteState, kind: GatewayRouteKind) -> 
     if kind == GatewayRouteKind::HttpRoute {
         managed["matches"] = json!([{"path": {"type": "PathPrefix", "value": "/"}}]);
     }
-    let rules = manage(plan, route, &[managed], kind)?;
+    let rules = manage(plan, route, &[managed], kind, objects)?;
     let mut metadata = generated_metadata(plan, &plan.rollout.spec.service.name);
     metadata["annotations"] = json!({ROUTE_ANNOTATION: route_json(route)});
     let mut spec = json!({"parentRefs": parents, "rules": rules});
@@ -222,7 +262,12 @@ fn kind_of(object: &Value) -> GatewayRouteKind {
 
 /// The user's route `user` with its managed rules routing `route`: built from the route as the
 /// user wrote it (canary's earlier changes taken out), the stable weights recorded.
-fn edited(plan: &RolloutPlan, route: &RouteState, user: &Value) -> Result<Value, Why> {
+fn edited(
+    plan: &RolloutPlan,
+    route: &RouteState,
+    user: &Value,
+    objects: &Objects,
+) -> Result<Value, Why> {
     let kind = kind_of(user);
     let (rules, weights) = pristine_rules(plan, user);
     if !rules.iter().any(|rule| names_service(plan, rule)) {
@@ -234,7 +279,7 @@ fn edited(plan: &RolloutPlan, route: &RouteState, user: &Value) -> Result<Value,
             plan.rollout.spec.service.name
         ));
     }
-    let rules = manage(plan, route, &rules, kind)?;
+    let rules = manage(plan, route, &rules, kind, objects)?;
     let mut out = clean(user);
     out["spec"]["rules"] = json!(rules);
     let annotations = &mut out["metadata"]["annotations"];
@@ -280,7 +325,6 @@ fn pristine_rules(plan: &RolloutPlan, user: &Value) -> (Vec<Value>, Vec<Value>) 
         .and_then(|annotations| annotations.get(ORIGINAL_ANNOTATION))
         .and_then(Value::as_str)
         .and_then(|text| serde_json::from_str(text).ok());
-    let ours = match_rule_name(plan);
     let canary = canary_service_name(plan);
     let service = plan.rollout.spec.service.name.as_str();
     let mut weights = Vec::new();
@@ -291,8 +335,7 @@ fn pristine_rules(plan: &RolloutPlan, user: &Value) -> (Vec<Value>, Vec<Value>) 
         .into_iter()
         .flatten()
     {
-        let name = rule.get("name").and_then(Value::as_str).unwrap_or_default();
-        if name == ours || name.starts_with(&format!("{ours}-")) {
+        if added_by_canary(plan, rule) {
             continue;
         }
         if !names_service(plan, rule) {
@@ -378,13 +421,16 @@ fn manage(
     route: &RouteState,
     rules: &[Value],
     kind: GatewayRouteKind,
+    objects: &Objects,
 ) -> Result<Vec<Value>, Why> {
     let service = plan.rollout.spec.service.name.as_str();
     let canary = canary_service_name(plan);
     let to_canary = !route.is_stable_only();
     let envoy_gateway = envoy_gateway(plan);
+    let sticky = sticky(plan, route, kind, objects);
     let mut out = Vec::new();
     let mut match_rules = Vec::new();
+    let mut sticky_rules = Vec::new();
     for rule in rules {
         if !names_service(plan, rule) {
             out.push(rule.clone());
@@ -419,6 +465,17 @@ fn manage(
                 }
             }
             canary_backend = Some(theirs.clone());
+            if let Some(cookie) = &sticky {
+                // The canary's answers to weighted requests set the cookie.
+                let filters = theirs
+                    .as_object_mut()
+                    .map(|backend| backend.entry("filters").or_insert_with(|| json!([])));
+                if let Some(Value::Array(filters)) = filters {
+                    filters.push(json!({"type": "ResponseHeaderModifier",
+                        "responseHeaderModifier": {"add": [
+                            {"name": "Set-Cookie", "value": cookie.set_cookie}]}}));
+                }
+            }
             match (to_canary, envoy_gateway) {
                 (false, _) => new_backends.push(stable),
                 (true, true) => new_backends.extend([theirs, stable]),
@@ -437,9 +494,7 @@ fn manage(
                     "percent": percent}}));
             }
         }
-        if !route.matches.is_empty()
-            && let Some(mut backend) = canary_backend
-        {
+        if let Some(mut backend) = canary_backend {
             if let Some(object) = backend.as_object_mut() {
                 object.remove("weight");
             }
@@ -453,31 +508,115 @@ fn manage(
                 Some(matches) if !matches.is_empty() => matches.clone(),
                 _ => every_request,
             };
-            let mut matches = Vec::new();
-            for base in &theirs {
-                for wanted in &route.matches {
-                    matches.push(combined(base, wanted)?);
+            if !route.matches.is_empty() {
+                let mut matches = Vec::new();
+                for base in &theirs {
+                    for wanted in &route.matches {
+                        matches.push(combined(base, wanted)?);
+                    }
                 }
+                match_rules.push(json!({"matches": matches, "backendRefs": [backend.clone()]}));
             }
-            let mut rule = Map::new();
-            rule.insert("matches".into(), json!(matches));
-            rule.insert("backendRefs".into(), json!([backend]));
-            match_rules.push(Value::Object(rule));
+            if let Some(cookie) = &sticky {
+                let matches: Vec<Value> = theirs
+                    .iter()
+                    .map(|base| with_header(base, "Cookie", &cookie.pattern))
+                    .collect();
+                sticky_rules.push(json!({"matches": matches, "backendRefs": [backend]}));
+            }
         }
         out.push(managed);
     }
     // One named rule per managed rule: the standard channel does not check that names are
     // unique, so canary numbers its own.
-    let name = match_rule_name(plan);
-    for (i, mut rule) in match_rules.into_iter().enumerate() {
-        rule["name"] = json!(if i == 0 {
-            name.clone()
-        } else {
-            format!("{name}-{i}")
-        });
-        out.push(rule);
+    for (name, rules) in [
+        (match_rule_name(plan), match_rules),
+        (sticky_rule_name(plan), sticky_rules),
+    ] {
+        for (i, mut rule) in rules.into_iter().enumerate() {
+            rule["name"] = json!(if i == 0 {
+                name.clone()
+            } else {
+                format!("{name}-{i}")
+            });
+            out.push(rule);
+        }
+    }
+    let matches: usize = out
+        .iter()
+        .map(|rule| rule["matches"].as_array().map_or(0, Vec::len))
+        .sum();
+    if out.len() > MAX_RULES || matches > MAX_MATCHES {
+        return Err(format!(
+            "the route would hold {} rules with {matches} matches, more than a route takes \
+             ({MAX_RULES} rules, {MAX_MATCHES} matches): canary adds a rule per rule to the \
+             Service for request matches and for a sticky canary",
+            out.len()
+        ));
     }
     Ok(out)
+}
+
+/// A sticky canary's cookie as canary writes it.
+struct StickyCookie {
+    /// The `Set-Cookie` header value the canary's answers add.
+    set_cookie: String,
+    /// The regular expression a `Cookie` header carrying it matches.
+    pattern: String,
+}
+
+/// The cookie of a sticky canary, while the weights send requests to the canary. Its value is
+/// the canary's revision (from the canary Deployment among `objects`), so a cookie of an
+/// earlier release sends nobody to this one.
+fn sticky(
+    plan: &RolloutPlan,
+    route: &RouteState,
+    kind: GatewayRouteKind,
+    objects: &Objects,
+) -> Option<StickyCookie> {
+    if route.weight == 0 || kind != GatewayRouteKind::HttpRoute {
+        return None;
+    }
+    let (name, max_age) = sticky_cookie(settings(plan).ok()?)?;
+    let revision = objects
+        .get("Deployment", &plan.namespace, &plan.canary_workload())
+        .and_then(|deployment| {
+            deployment
+                .pointer("/metadata/annotations")
+                .and_then(|annotations| annotations.get(REVISION_ANNOTATION))
+                .and_then(Value::as_str)
+        })
+        .unwrap_or("canary");
+    let value: String = revision
+        .chars()
+        .filter(|ch| ch.is_ascii_alphanumeric() || *ch == '-' || *ch == '_')
+        .take(64)
+        .collect();
+    let escaped: String = name
+        .chars()
+        .flat_map(|ch| {
+            let special = !ch.is_ascii_alphanumeric() && ch != '-' && ch != '_';
+            special.then_some('\\').into_iter().chain([ch])
+        })
+        .collect();
+    Some(StickyCookie {
+        set_cookie: format!(
+            "{name}={value}; Max-Age={}; Path=/; HttpOnly",
+            max_age.as_secs()
+        ),
+        pattern: format!("(.*;\\s*)?{escaped}={value}(;.*)?"),
+    })
+}
+
+/// `base` (a rule's match) with the header condition `name` matching `pattern`.
+fn with_header(base: &Value, name: &str, pattern: &str) -> Value {
+    let mut out = base.clone();
+    let entry = json!({"name": name, "type": "RegularExpression", "value": pattern});
+    match out.get_mut("headers").and_then(Value::as_array_mut) {
+        Some(list) => list.push(entry),
+        None => out["headers"] = json!([entry]),
+    }
+    out
 }
 
 /// `base` (a rule's match) with the conditions of `wanted` added.

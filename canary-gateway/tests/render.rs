@@ -317,3 +317,99 @@ fn a_generated_grpc_route_sends_matching_calls_to_the_canary() {
     assert_eq!(canary_share(&call(Some("internal"))), 1.0);
     assert!((canary_share(&call(Some("external"))) - 0.1).abs() < 1e-9);
 }
+
+#[test]
+fn a_sticky_canary_keeps_the_users_it_answered() {
+    let plan = plan(
+        "{parentRefs: [{name: public, namespace: infra}], hostnames: [shop.example.com], \
+         sessionAffinity: {cookieName: shop-canary, maxAge: 1h}}",
+    );
+    let mut objects = cluster();
+    objects.push(json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "shop-canary", "namespace": "web",
+                     "annotations": {"canary.rs/revision": "5f7c9d"}},
+        "spec": {"template": {"metadata": {"labels": {"app": "shop-canary",
+            "canary.rs/role": "canary", "canary.rs/rollout": "shop"}}}}}));
+    let rendered = render(
+        &plan,
+        &RouteState::weighted(10),
+        &Objects::new(objects.clone()),
+    )
+    .unwrap();
+    valid(&rendered.route);
+    // The cookie the canary's answers set, read from the route as a browser would get it.
+    let weighted = rendered.route["spec"]["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|rule| rule["backendRefs"].as_array().unwrap().len() == 2)
+        .unwrap();
+    let canary = &weighted["backendRefs"][1];
+    assert_eq!(canary["name"], "shop-canary");
+    let set_cookie = canary["filters"][0]["responseHeaderModifier"]["add"][0]["value"]
+        .as_str()
+        .unwrap();
+    assert!(set_cookie.contains("Max-Age=3600"), "{set_cookie}");
+    let (name, value) = set_cookie
+        .split(';')
+        .next()
+        .unwrap()
+        .split_once('=')
+        .unwrap();
+    let during = world(&objects, &rendered);
+    let plain = gateway::serve(&during, &at_gateway("shop.example.com", "/cart"));
+    assert!((canary_share(&plain) - 0.1).abs() < 1e-9, "{plain:?}");
+    for request in [
+        at_gateway("shop.example.com", "/cart").cookie(name, value),
+        at_gateway("shop.example.com", "/")
+            .cookie("theme", "dark")
+            .cookie(name, value),
+    ] {
+        let served = gateway::serve(&during, &request);
+        assert_eq!(canary_share(&served), 1.0, "{request:?}: {served:?}");
+    }
+    // A cookie of another release, or another cookie, is the weights' to place.
+    let stale = gateway::serve(
+        &during,
+        &at_gateway("shop.example.com", "/cart").cookie(name, "0a1b2c"),
+    );
+    assert!((canary_share(&stale) - 0.1).abs() < 1e-9, "{stale:?}");
+    // Back on stable: no cookie rule, the cookie sends nobody to a canary.
+    let stable = render(&plan, &RouteState::stable(), &Objects::new(objects.clone())).unwrap();
+    valid(&stable.route);
+    let after = world(&objects, &stable);
+    let served = gateway::serve(
+        &after,
+        &at_gateway("shop.example.com", "/cart").cookie(name, value),
+    );
+    assert_eq!(canary_share(&served), 0.0, "{served:?}");
+}
+
+#[test]
+fn a_route_with_more_rules_than_a_route_takes_is_refused() {
+    let plan = plan("{httpRoute: storefront}");
+    let rules: Vec<Value> = (0..9)
+        .map(|i| {
+            json!({"matches": [{"path": {"type": "PathPrefix", "value": format!("/p{i}")}}],
+                   "backendRefs": [{"name": "shop", "port": 80}]})
+        })
+        .collect();
+    let mut objects = cluster();
+    objects.push(
+        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+        "metadata": {"name": "storefront", "namespace": "web"},
+        "spec": {"parentRefs": [{"name": "public", "namespace": "infra"}], "rules": rules}}),
+    );
+    let objects = Objects::new(objects);
+    assert!(render(&plan, &RouteState::weighted(20), &objects).is_ok());
+    let beta = RouteState {
+        weight: 20,
+        matches: vec![RequestMatch {
+            headers: [("x-beta".to_owned(), StringMatch::exact("on"))].into(),
+            ..RequestMatch::default()
+        }],
+        ..RouteState::stable()
+    };
+    let error = render(&plan, &beta, &objects).unwrap_err();
+    assert!(error.to_string().contains("18 rules"), "{error}");
+}

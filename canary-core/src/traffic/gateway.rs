@@ -56,6 +56,30 @@ pub const ENVOY_GATEWAY_METRICS: MetricFamily = MetricFamily {
     code: "envoy_response_code",
 };
 
+/// The cookie of a sticky canary when the Rollout gives no name.
+pub const DEFAULT_COOKIE: &str = "canary-session";
+
+/// How long a sticky canary's cookie lives when the Rollout does not say.
+pub const DEFAULT_COOKIE_MAX_AGE: jiff::SignedDuration = jiff::SignedDuration::from_hours(24);
+
+/// The longest a sticky canary's cookie may live.
+const MAX_COOKIE_MAX_AGE: jiff::SignedDuration = jiff::SignedDuration::from_hours(7 * 24);
+
+/// The cookie of a sticky canary: its name and `Max-Age`, when the settings ask for one.
+pub fn sticky_cookie(settings: &GatewayRouting) -> Option<(String, jiff::SignedDuration)> {
+    let affinity = settings.session_affinity.as_ref()?;
+    let name = affinity
+        .cookie_name
+        .clone()
+        .unwrap_or_else(|| DEFAULT_COOKIE.to_owned());
+    let max_age = affinity
+        .max_age
+        .as_deref()
+        .and_then(|text| crate::api::duration::parse_duration(text).ok())
+        .unwrap_or(DEFAULT_COOKIE_MAX_AGE);
+    Some((name, max_age))
+}
+
 /// The family of the implementation the settings name.
 fn metrics(routing: &TrafficRouting) -> Option<MetricFamily> {
     match routing.gateway_api.as_ref()?.implementation? {
@@ -220,6 +244,24 @@ fn check_settings(c: &mut Checker, routing: &TrafficRouting) {
             "only for a generated route (parentRefs): httpRoute and grpcRoute name their kind",
         );
     }
+    if let Some(affinity) = &gateway.session_affinity {
+        let path = format!("{here}.sessionAffinity");
+        if grpc(routing) {
+            c.error(
+                path.clone(),
+                "a GRPCRoute has no sticky canary: gRPC clients keep no cookies",
+            );
+        }
+        if let Some(name) = &affinity.cookie_name {
+            c.check(format!("{path}.cookieName"), cookie_name(name));
+        }
+        c.duration(
+            &format!("{path}.maxAge"),
+            affinity.max_age.as_deref(),
+            DEFAULT_COOKIE_MAX_AGE,
+            jiff::SignedDuration::from_secs(1)..=MAX_COOKIE_MAX_AGE,
+        );
+    }
     if !gateway.hostnames.is_empty() && gateway.parent_refs.is_empty() {
         c.error(
             format!("{here}.hostnames"),
@@ -273,6 +315,22 @@ fn check_match(c: &mut Checker, here: &str, request: &RequestMatch) {
         for value in [&uri.exact, &uri.prefix].into_iter().flatten() {
             c.check(format!("{here}.uri"), path(value));
         }
+    }
+}
+
+/// A cookie name: an RFC 6265 token of at most 64 characters.
+fn cookie_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(ch));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{name}` is not a cookie name (letters, digits and !#$%&'*+-.^_`|~, at most 64)"
+        ))
     }
 }
 

@@ -102,7 +102,7 @@ fn parents(pass: &Pass<'_>, gateways: &super::ResourceType, route: &Value) -> Ve
         let previous = previous_conditions(route, parent);
         let condition = |kind: &str, result: &Result<(), (&str, String)>, ok: &str| {
             let (status, reason, message) = match result {
-                Ok(()) => ("True", ok.to_owned(), format!("{ok}")),
+                Ok(()) => ("True", ok.to_owned(), ok.to_owned()),
                 Err((reason, message)) => ("False", (*reason).to_owned(), message.clone()),
             };
             let since = previous

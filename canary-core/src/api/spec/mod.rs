@@ -28,7 +28,7 @@ pub use strategy::{
 pub use traffic::{
     AsmGateway, AsmIngress, AsmRouting, AsmRoutingMode, DestinationRuleRef, GatewayImplementation,
     GatewayParentRef, GatewayRouteKind, GatewayRouting, IstioRouting, KumaRouteKind, KumaRouting,
-    NginxRouting, PluginRouting, TrafficRouting, VirtualServiceRef,
+    NginxRouting, PluginRouting, SessionAffinity, TrafficRouting, VirtualServiceRef,
 };
 pub use workload::{
     ContainerOverride, EnvVar, ExecAction, HttpGetAction, IntOrPercent, NewVersion,

@@ -153,10 +153,26 @@ pub struct GatewayRouting {
     /// The hostnames of the generated route; every host its parents accept when empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hostnames: Vec<String>,
+    /// Sticky canary: a user the weights send to the canary gets a cookie and stays on the
+    /// canary while the release runs (HTTPRoute only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_affinity: Option<SessionAffinity>,
     /// Which implementation serves the routes, for the builtin metrics (`other`, the default,
     /// has none: the metrics need custom queries).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub implementation: Option<GatewayImplementation>,
+}
+
+/// The cookie of a sticky canary.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SessionAffinity {
+    /// The cookie's name (an RFC 6265 token); `canary-session` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cookie_name: Option<String>,
+    /// How long the browser keeps it, e.g. `1h` (1s..=168h); `24h` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_age: Option<String>,
 }
 
 /// A Gateway (or a listener of one) a generated route attaches to.
