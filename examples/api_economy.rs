@@ -52,6 +52,9 @@ fn objects() -> Vec<Value> {
         json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "podinfo", "namespace": "test"},
                "spec": {"rules": [{"host": "podinfo.example.com", "http": {"paths": [{"path": "/", "pathType": "Prefix",
                         "backend": {"service": {"name": "podinfo", "port": {"number": 9898}}}}]}}]}}),
+        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway", "metadata": {"name": "public", "namespace": "infra"},
+               "spec": {"gatewayClassName": "example", "listeners": [{"name": "http", "port": 80, "protocol": "HTTP",
+                        "allowedRoutes": {"namespaces": {"from": "All"}}}]}}),
     ]
 }
 
@@ -173,7 +176,7 @@ async fn measure(
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let providers: [(&str, &str); 5] = [
+    let providers: [(&str, &str); 6] = [
         ("in memory (no route writes)", "{kuma: {}}"),
         ("istio", "{istio: {}}"),
         ("nginx", "{nginx: {ingress: podinfo}}"),
@@ -181,6 +184,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         (
             "asm (weighted lanes)",
             "{asm: {laneGroup: chain, canaryLane: canary, baseLane: base, routeHeader: x-asm-prefer-tag, mode: weighted, ingress: {}}}",
+        ),
+        (
+            "gateway (generated HTTPRoute)",
+            "{gatewayAPI: {parentRefs: [{name: public, namespace: infra}], implementation: istio}}",
         ),
     ];
     println!(

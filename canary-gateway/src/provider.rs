@@ -21,7 +21,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use canary_core::engine::machine::Verification;
 use canary_core::engine::providers::{TrafficObservation, TrafficProvider};
-use canary_core::k8s::objects::{Objects, includes};
+use canary_core::k8s::objects::{MANAGED_BY, Objects, ROLLOUT_LABEL, includes};
 use canary_core::k8s::services::canary_service_name;
 use canary_core::traffic::TrafficError;
 use canary_core::traffic::gateway::RouteRef;
@@ -36,8 +36,8 @@ use serde_json::{Map, Value, json};
 
 use crate::FIELD_MANAGER;
 use crate::render::{
-    API_VERSION, ORIGINAL_ANNOTATION, ROUTE_ANNOTATION, Rendered, applied_route, changed_by_canary,
-    names_service, render, route_ref,
+    API_VERSION, Rendered, USER_ROUTE_ANNOTATIONS, applied_route, changed_by, names_service,
+    render, route_ref,
 };
 
 type Result<T, E = TrafficError> = std::result::Result<T, E>;
@@ -105,10 +105,31 @@ impl GatewayTraffic {
         if live.is_some_and(|live| holds(live, desired, generated)) {
             return Ok(false);
         }
+        if generated && let Some(live) = live.filter(|live| !owned(&self.plan, live)) {
+            return Err(TrafficError::Conflict(format!(
+                "{} {}/{} is not one canary generated for Rollout {}: name the route in \
+                 gatewayAPI.{} to have it edited, or remove it",
+                live["kind"].as_str().unwrap_or("route"),
+                self.plan.namespace,
+                live["metadata"]["name"].as_str().unwrap_or_default(),
+                self.plan.name,
+                if live["kind"] == "GRPCRoute" {
+                    "grpcRoute"
+                } else {
+                    "httpRoute"
+                }
+            )));
+        }
         let payload = if generated {
             desired.clone()
         } else {
-            user_payload(desired)
+            // The rules are written as read: a change made since (by a person or a GitOps
+            // tool) makes the write fail with a conflict, and the next pass starts from it.
+            let mut payload = user_payload(desired);
+            if let Some(version) = live.and_then(|live| live.pointer("/metadata/resourceVersion")) {
+                payload["metadata"]["resourceVersion"] = version.clone();
+            }
+            payload
         };
         apply(&self.routes, &payload, FIELD_MANAGER).await.api()?;
         Ok(true)
@@ -200,7 +221,7 @@ impl TrafficProvider for GatewayTraffic {
         let route = match &live.route {
             None if generated => Some(RouteState::stable()),
             None => None,
-            Some(object) => match applied_route(object) {
+            Some(object) => match applied_route(&self.plan, object) {
                 Some(recorded) if recorded == *applied && in_effect.is_ok() => Some(recorded),
                 Some(recorded)
                     if render(&self.plan, &recorded, &live.objects)
@@ -208,7 +229,7 @@ impl TrafficProvider for GatewayTraffic {
                 {
                     Some(recorded)
                 }
-                None if !generated && !changed_by_canary(object) => Some(RouteState::stable()),
+                None if !generated && !changed_by(&self.plan, object) => Some(RouteState::stable()),
                 _ => observed_route(&self.plan, object),
             },
         };
@@ -224,8 +245,10 @@ impl TrafficProvider for GatewayTraffic {
         let target = self.target()?;
         if let Some(route) = &live.route {
             if target.generated {
-                delete_if_present(&self.routes, Some(route)).await.api()?;
-            } else if changed_by_canary(route) {
+                if owned(&self.plan, route) {
+                    delete_if_present(&self.routes, Some(route)).await.api()?;
+                }
+            } else if changed_by(&self.plan, route) {
                 let rendered = self.rendered(&live, &RouteState::stable())?;
                 self.write_route(Some(route), &rendered.route).await?;
             }
@@ -238,6 +261,12 @@ impl TrafficProvider for GatewayTraffic {
     }
 }
 
+/// Whether canary generated `route` for `plan`'s Rollout (its labels say so).
+fn owned(plan: &RolloutPlan, route: &Value) -> bool {
+    let labels = &route["metadata"]["labels"];
+    labels[MANAGED_BY.0] == MANAGED_BY.1 && labels[ROLLOUT_LABEL] == json!(plan.name)
+}
+
 /// Whether `live` holds `desired` where canary writes it: the whole route it generated; of a
 /// user's route, the rules and canary's annotations (present or absent as desired).
 fn holds(live: &Value, desired: &Value, generated: bool) -> bool {
@@ -245,7 +274,7 @@ fn holds(live: &Value, desired: &Value, generated: bool) -> bool {
         return includes(live, desired);
     }
     let ours = |object: &Value| -> Vec<Option<Value>> {
-        [ROUTE_ANNOTATION, ORIGINAL_ANNOTATION]
+        USER_ROUTE_ANNOTATIONS
             .iter()
             .map(|key| object.pointer("/metadata/annotations")?.get(*key).cloned())
             .collect()
@@ -262,7 +291,7 @@ fn user_payload(desired: &Value) -> Value {
         .and_then(Value::as_object)
         .into_iter()
         .flatten()
-        .filter(|(key, _)| *key == ROUTE_ANNOTATION || *key == ORIGINAL_ANNOTATION)
+        .filter(|(key, _)| USER_ROUTE_ANNOTATIONS.contains(&key.as_str()))
         .map(|(key, value)| (key.clone(), value.clone()))
         .collect();
     let mut metadata = json!({
@@ -319,12 +348,13 @@ pub fn parents_verdict(route: &Value) -> Result<(), String> {
         .into_iter()
         .flatten()
         .collect();
-    for parent in route
+    let parents: Vec<&Value> = route
         .pointer("/spec/parentRefs")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
-    {
+        .collect();
+    for parent in &parents {
         let reported = reports
             .iter()
             .any(|report| same_parent(&report["parentRef"], parent, namespace));
@@ -335,7 +365,13 @@ pub fn parents_verdict(route: &Value) -> Result<(), String> {
             ));
         }
     }
-    for report in reports {
+    // Reports of parents the route no longer names are stale, not the route's to wait for.
+    let named = |report: &&&Value| {
+        parents
+            .iter()
+            .any(|parent| same_parent(&report["parentRef"], parent, namespace))
+    };
+    for report in reports.iter().filter(named) {
         let who = describe_parent(&report["parentRef"], namespace);
         for kind in ["Accepted", "ResolvedRefs"] {
             let condition = report["conditions"]

@@ -59,6 +59,17 @@ pub const ROUTE_ANNOTATION: &str = "canary.rs/route";
 /// canary changed them (`null` for none), in rule order, as JSON.
 pub const ORIGINAL_ANNOTATION: &str = "canary.rs/original-weights";
 
+/// Annotation on a user's route: the Rollout whose release changed it (one at a time).
+pub const EDITOR_ANNOTATION: &str = "canary.rs/edited-by";
+
+/// Annotation on a generated route: the Rollout's `gatewayAPI` settings it was made from, so
+/// that a change of them (a parent or hostname less) is written even when the route is not.
+pub const SETTINGS_ANNOTATION: &str = "canary.rs/settings";
+
+/// canary's annotations on a user's route.
+pub const USER_ROUTE_ANNOTATIONS: [&str; 3] =
+    [ROUTE_ANNOTATION, ORIGINAL_ANNOTATION, EDITOR_ANNOTATION];
+
 /// Annotation on the canary Deployment: the revision it runs (the sticky cookie's value).
 const REVISION_ANNOTATION: &str = "canary.rs/revision";
 
@@ -180,8 +191,11 @@ fn rendered(plan: &RolloutPlan, route: &RouteState, objects: &Objects) -> Result
     })
 }
 
-/// The route canary last applied to `route`, from its annotation.
-pub fn applied_route(route: &Value) -> Option<RouteState> {
+/// The route canary last applied to `route` for `plan`'s Rollout, from its annotation.
+pub fn applied_route(plan: &RolloutPlan, route: &Value) -> Option<RouteState> {
+    if editor(route).is_some_and(|editor| editor != plan.name) {
+        return None;
+    }
     let text = route
         .pointer("/metadata/annotations")?
         .get(ROUTE_ANNOTATION)?
@@ -189,15 +203,18 @@ pub fn applied_route(route: &Value) -> Option<RouteState> {
     serde_json::from_str(text).ok()
 }
 
-/// Whether canary changed the user's route `route` (its annotations are on it).
-pub fn changed_by_canary(route: &Value) -> bool {
-    route
+/// Whether the release of `plan`'s Rollout changed the user's route `route` (canary's
+/// annotations are on it, naming no other Rollout).
+pub fn changed_by(plan: &RolloutPlan, route: &Value) -> bool {
+    let annotated = route
         .pointer("/metadata/annotations")
         .and_then(Value::as_object)
         .is_some_and(|annotations| {
-            annotations.contains_key(ROUTE_ANNOTATION)
-                || annotations.contains_key(ORIGINAL_ANNOTATION)
-        })
+            USER_ROUTE_ANNOTATIONS
+                .iter()
+                .any(|key| annotations.contains_key(*key))
+        });
+    annotated && editor(route).is_none_or(|editor| editor == plan.name)
 }
 
 /// The port of the Service's backends.
@@ -236,7 +253,10 @@ fn generated(
     }
     let rules = manage(plan, route, &[managed], kind, objects)?;
     let mut metadata = generated_metadata(plan, &plan.rollout.spec.service.name);
-    metadata["annotations"] = json!({ROUTE_ANNOTATION: route_json(route)});
+    metadata["annotations"] = json!({
+        ROUTE_ANNOTATION: route_json(route),
+        SETTINGS_ANNOTATION: serde_json::to_string(settings).unwrap_or_default(),
+    });
     let mut spec = json!({"parentRefs": parents, "rules": rules});
     if !settings.hostnames.is_empty() {
         spec["hostnames"] = json!(settings.hostnames);
@@ -269,6 +289,14 @@ fn edited(
     objects: &Objects,
 ) -> Result<Value, Why> {
     let kind = kind_of(user);
+    if let Some(other) = editor(user).filter(|editor| *editor != plan.name) {
+        return Err(format!(
+            "{} {} is in the release of Rollout {other}: one Rollout at a time changes a route; \
+             this one waits until that release is over",
+            kind.name(),
+            name_of(user)
+        ));
+    }
     let (rules, weights) = pristine_rules(plan, user);
     if !rules.iter().any(|rule| names_service(plan, rule)) {
         return Err(format!(
@@ -288,18 +316,24 @@ fn edited(
     }
     annotations[ROUTE_ANNOTATION] = json!(route_json(route));
     annotations[ORIGINAL_ANNOTATION] = json!(Value::Array(weights).to_string());
+    annotations[EDITOR_ANNOTATION] = json!(plan.name);
     Ok(out)
 }
 
 /// The user's route `user` as it was before canary changed it: canary's backends, filters and
 /// rules taken out, the recorded weights put back, canary's annotations removed.
 fn given_back(plan: &RolloutPlan, user: &Value) -> Result<Value, Why> {
+    if editor(user).is_some_and(|editor| editor != plan.name) {
+        // Another Rollout's release: its changes are its own to give back.
+        return Ok(clean(user));
+    }
     let (rules, _) = pristine_rules(plan, user);
     let mut out = clean(user);
     out["spec"]["rules"] = json!(rules);
     if let Some(annotations) = out["metadata"]["annotations"].as_object_mut() {
-        annotations.remove(ROUTE_ANNOTATION);
-        annotations.remove(ORIGINAL_ANNOTATION);
+        for key in USER_ROUTE_ANNOTATIONS {
+            annotations.remove(key);
+        }
         if annotations.is_empty()
             && let Some(metadata) = out["metadata"].as_object_mut()
         {
@@ -307,6 +341,14 @@ fn given_back(plan: &RolloutPlan, user: &Value) -> Result<Value, Why> {
         }
     }
     Ok(out)
+}
+
+/// The Rollout whose release changed the user's route `route`, if one did.
+fn editor(route: &Value) -> Option<&str> {
+    route
+        .pointer("/metadata/annotations")?
+        .get(EDITOR_ANNOTATION)?
+        .as_str()
 }
 
 fn name_of(object: &Value) -> &str {
@@ -344,15 +386,21 @@ fn pristine_rules(plan: &RolloutPlan, user: &Value) -> (Vec<Value>, Vec<Value>) 
         }
         let mut rule = rule.clone();
         if let Some(backends) = rule.get_mut("backendRefs").and_then(Value::as_array_mut) {
+            // A rule without canary's backend is as its owner wrote it (or as a GitOps tool
+            // put it back): its weight is theirs, whatever was recorded.
+            let edited = backends
+                .iter()
+                .any(|backend| is_service(plan, backend, &canary));
             backends.retain(|backend| !is_service(plan, backend, &canary));
             let index = weights.len();
             for backend in backends.iter_mut() {
                 if !is_service(plan, backend, service) {
                     continue;
                 }
+                let live = backend.get("weight").cloned().unwrap_or(Value::Null);
                 let original = match &recorded {
-                    Some(recorded) => recorded.get(index).cloned().unwrap_or(Value::Null),
-                    None => backend.get("weight").cloned().unwrap_or(Value::Null),
+                    Some(recorded) if edited => recorded.get(index).cloned().unwrap_or(live),
+                    _ => live,
                 };
                 if let Some(object) = backend.as_object_mut() {
                     match &original {
@@ -415,7 +463,7 @@ fn envoy_gateway(plan: &RolloutPlan) -> bool {
 }
 
 /// `rules` (as the user wrote them) with every managed rule routing `route`, and the match
-/// rules after them.
+/// and sticky rules after them.
 fn manage(
     plan: &RolloutPlan,
     route: &RouteState,
@@ -431,58 +479,74 @@ fn manage(
     let mut out = Vec::new();
     let mut match_rules = Vec::new();
     let mut sticky_rules = Vec::new();
-    for rule in rules {
+    for (index, rule) in rules.iter().enumerate() {
         if !names_service(plan, rule) {
             out.push(rule.clone());
             continue;
         }
-        let mut managed = rule.clone();
+        let refuse = |why: &str| {
+            format!(
+                "rule {index}{} {why}",
+                rule.get("name")
+                    .and_then(Value::as_str)
+                    .map(|name| format!(" ({name})"))
+                    .unwrap_or_default()
+            )
+        };
         let backends = rule
             .get("backendRefs")
             .and_then(Value::as_array)
             .cloned()
             .unwrap_or_default();
-        let mut new_backends = Vec::new();
-        let mut canary_backend = None;
-        for backend in backends {
-            if !is_service(plan, &backend, service) || canary_backend.is_some() {
-                new_backends.push(backend);
-                continue;
-            }
-            let mut stable = backend.clone();
-            stable["weight"] = json!(route.total.saturating_sub(route.weight));
-            let mut theirs = backend;
-            theirs["name"] = json!(canary);
-            theirs["weight"] = json!(route.weight);
-            if let Some(object) = theirs.as_object_mut() {
-                object.remove("filters");
-                if envoy_gateway {
-                    object.insert(
-                        "filters".to_owned(),
-                        json!([{"type": "RequestHeaderModifier", "requestHeaderModifier":
-                                {"set": [{"name": BACKEND_HEADER, "value": "canary"}]}}]),
-                    );
-                }
-            }
-            canary_backend = Some(theirs.clone());
-            if let Some(cookie) = &sticky {
-                // The canary's answers to weighted requests set the cookie.
-                let filters = theirs
-                    .as_object_mut()
-                    .map(|backend| backend.entry("filters").or_insert_with(|| json!([])));
-                if let Some(Value::Array(filters)) = filters {
-                    filters.push(json!({"type": "ResponseHeaderModifier",
-                        "responseHeaderModifier": {"add": [
-                            {"name": "Set-Cookie", "value": cookie.set_cookie}]}}));
-                }
-            }
-            match (to_canary, envoy_gateway) {
-                (false, _) => new_backends.push(stable),
-                (true, true) => new_backends.extend([theirs, stable]),
-                (true, false) => new_backends.extend([stable, theirs]),
-            }
+        let [backend] = backends.as_slice() else {
+            return Err(refuse(&format!(
+                "sends requests to other backends too: canary splits the rules whose only \
+                 backend is Service {service}"
+            )));
+        };
+        if backend.get("weight").and_then(Value::as_u64) == Some(0) {
+            return Err(refuse(&format!(
+                "gives Service {service} weight 0: it sends it nothing to split"
+            )));
         }
-        managed["backendRefs"] = json!(new_backends);
+        let mut managed = rule.clone();
+        let mut stable = backend.clone();
+        stable["weight"] = json!(route.total.saturating_sub(route.weight));
+        // The canary's backend is the stable one with the canary Service's name: its own
+        // filters (the requests it gets are changed the same way) and canary's.
+        let mut theirs = backend.clone();
+        theirs["name"] = json!(canary);
+        theirs["weight"] = json!(route.weight);
+        if envoy_gateway {
+            add_header(
+                &mut theirs,
+                "RequestHeaderModifier",
+                "set",
+                BACKEND_HEADER,
+                "canary",
+            )
+            .map_err(|why| refuse(&why))?;
+        }
+        let mut canary_backend = theirs.clone();
+        if let Some(object) = canary_backend.as_object_mut() {
+            object.remove("weight");
+        }
+        if let Some(cookie) = &sticky {
+            // The canary's answers to weighted requests set the cookie.
+            add_header(
+                &mut theirs,
+                "ResponseHeaderModifier",
+                "add",
+                "Set-Cookie",
+                &cookie.set_cookie,
+            )
+            .map_err(|why| refuse(&why))?;
+        }
+        managed["backendRefs"] = match (to_canary, envoy_gateway) {
+            (false, _) => json!([stable]),
+            (true, true) => json!([theirs, stable]),
+            (true, false) => json!([stable, theirs]),
+        };
         if let Some(percent) = route.mirror.filter(|percent| *percent > 0) {
             let filters = managed
                 .as_object_mut()
@@ -494,10 +558,7 @@ fn manage(
                     "percent": percent}}));
             }
         }
-        if let Some(mut backend) = canary_backend {
-            if let Some(object) = backend.as_object_mut() {
-                object.remove("weight");
-            }
+        if to_canary {
             let every_request = match kind {
                 GatewayRouteKind::HttpRoute => {
                     vec![json!({"path": {"type": "PathPrefix", "value": "/"}})]
@@ -512,17 +573,22 @@ fn manage(
                 let mut matches = Vec::new();
                 for base in &theirs {
                     for wanted in &route.matches {
-                        matches.push(combined(base, wanted)?);
+                        matches.push(
+                            combined(base, wanted, rules, index).map_err(|why| refuse(&why))?,
+                        );
                     }
                 }
-                match_rules.push(json!({"matches": matches, "backendRefs": [backend.clone()]}));
+                match_rules
+                    .push(added_rule(rule, matches, &canary_backend).map_err(|why| refuse(&why))?);
             }
             if let Some(cookie) = &sticky {
-                let matches: Vec<Value> = theirs
+                let matches = theirs
                     .iter()
                     .map(|base| with_header(base, "Cookie", &cookie.pattern))
-                    .collect();
-                sticky_rules.push(json!({"matches": matches, "backendRefs": [backend]}));
+                    .collect::<Result<Vec<Value>, Why>>()
+                    .map_err(|why| refuse(&why))?;
+                sticky_rules
+                    .push(added_rule(rule, matches, &canary_backend).map_err(|why| refuse(&why))?);
             }
         }
         out.push(managed);
@@ -534,18 +600,22 @@ fn manage(
         (sticky_rule_name(plan), sticky_rules),
     ] {
         for (i, mut rule) in rules.into_iter().enumerate() {
-            rule["name"] = json!(if i == 0 {
+            let name = if i == 0 {
                 name.clone()
             } else {
                 format!("{name}-{i}")
-            });
+            };
+            if name.len() > MAX_NAME {
+                return Err(format!(
+                    "the rule name `{name}` would be longer than {MAX_NAME} characters: give \
+                     the Rollout a shorter name"
+                ));
+            }
+            rule["name"] = json!(name);
             out.push(rule);
         }
     }
-    let matches: usize = out
-        .iter()
-        .map(|rule| rule["matches"].as_array().map_or(0, Vec::len))
-        .sum();
+    let matches: usize = out.iter().map(matches_len).sum();
     if out.len() > MAX_RULES || matches > MAX_MATCHES {
         return Err(format!(
             "the route would hold {} rules with {matches} matches, more than a route takes \
@@ -555,6 +625,120 @@ fn manage(
         ));
     }
     Ok(out)
+}
+
+/// The most characters of a rule's name, and the most matches of one rule and conditions of
+/// one kind in one match (the route CRDs' `maxLength` and `maxItems`).
+const MAX_NAME: usize = 253;
+const MAX_RULE_MATCHES: usize = 64;
+const MAX_CONDITIONS: usize = 16;
+
+/// A rule canary adds for the managed rule `rule`: `matches` to the canary backend alone, with
+/// the managed rule's filters and timeouts (the canary gets the requests stable would, changed
+/// the same way).
+fn added_rule(rule: &Value, matches: Vec<Value>, backend: &Value) -> Result<Value, Why> {
+    if matches.len() > MAX_RULE_MATCHES {
+        return Err(format!(
+            "would need a rule of {} matches, more than the {MAX_RULE_MATCHES} a rule takes",
+            matches.len()
+        ));
+    }
+    let mut out = json!({"matches": matches, "backendRefs": [backend]});
+    for field in ["filters", "timeouts"] {
+        if let Some(value) = rule.get(field) {
+            out[field] = value.clone();
+        }
+    }
+    // The route CRDs let `ReplacePrefixMatch` rewrite only the one `PathPrefix` match of a rule.
+    let single_prefix =
+        matches_len(&out) == 1 && out.pointer("/matches/0/path/type") == Some(&json!("PathPrefix"));
+    if replaces_prefix(&out) && !single_prefix {
+        return Err(
+            "rewrites with ReplacePrefixMatch, which a rule of several matches (the rule's \
+             matches times the Rollout's) cannot take"
+                .to_owned(),
+        );
+    }
+    Ok(out)
+}
+
+fn matches_len(rule: &Value) -> usize {
+    rule.get("matches")
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len)
+}
+
+/// Whether a filter of `rule` (or of its backends) rewrites a path with `ReplacePrefixMatch`.
+fn replaces_prefix(rule: &Value) -> bool {
+    let list = |value: Option<&Value>| value.and_then(Value::as_array).cloned().unwrap_or_default();
+    let mut filters = list(rule.get("filters"));
+    for backend in list(rule.get("backendRefs")) {
+        filters.extend(list(backend.get("filters")));
+    }
+    filters.iter().any(|filter| {
+        ["/requestRedirect/path/type", "/urlRewrite/path/type"]
+            .iter()
+            .any(|pointer| filter.pointer(pointer) == Some(&json!("ReplacePrefixMatch")))
+    })
+}
+
+/// Adds header `name: value` to the `field` list (`set` or `add`) of the `kind` filter of
+/// `backend` (its only one of that kind, as the CRDs allow), making the filter when there is
+/// none.
+fn add_header(
+    backend: &mut Value,
+    kind: &str,
+    field: &str,
+    name: &str,
+    value: &str,
+) -> Result<(), Why> {
+    let key = match kind {
+        "RequestHeaderModifier" => "requestHeaderModifier",
+        _ => "responseHeaderModifier",
+    };
+    let Some(object) = backend.as_object_mut() else {
+        return Err("has a backend that is not a mapping".to_owned());
+    };
+    let filters = object.entry("filters").or_insert_with(|| json!([]));
+    let Some(filters) = filters.as_array_mut() else {
+        return Err("has backend filters that are not a list".to_owned());
+    };
+    if !filters
+        .iter()
+        .any(|filter| filter.get("type") == Some(&json!(kind)))
+    {
+        filters.push(json!({"type": kind, key: {}}));
+    }
+    let Some(modifier) = filters
+        .iter_mut()
+        .find(|filter| filter.get("type") == Some(&json!(kind)))
+        .and_then(|filter| filter.get_mut(key))
+        .and_then(Value::as_object_mut)
+    else {
+        return Err(format!("has a {kind} filter without {key}"));
+    };
+    let list = modifier.entry(field).or_insert_with(|| json!([]));
+    let Some(list) = list.as_array_mut() else {
+        return Err(format!("has a {kind} whose {field} is not a list"));
+    };
+    let named = |header: &Value| {
+        header
+            .get("name")
+            .and_then(Value::as_str)
+            .is_some_and(|n| n.eq_ignore_ascii_case(name))
+    };
+    if list.iter().any(named) {
+        return Err(format!(
+            "already has the backend header {name} ({kind}), which canary needs"
+        ));
+    }
+    if list.len() >= MAX_CONDITIONS {
+        return Err(format!(
+            "already has {MAX_CONDITIONS} headers in its backend's {kind}"
+        ));
+    }
+    list.push(json!({"name": name, "value": value}));
+    Ok(())
 }
 
 /// A sticky canary's cookie as canary writes it.
@@ -604,61 +788,147 @@ fn sticky(
             "{name}={value}; Max-Age={}; Path=/; HttpOnly",
             max_age.as_secs()
         ),
-        pattern: format!("(.*;\\s*)?{escaped}={value}(;.*)?"),
+        pattern: format!("^(?:.*;\\s*)?{escaped}={value}(?:;.*)?$"),
     })
 }
 
 /// `base` (a rule's match) with the header condition `name` matching `pattern`.
-fn with_header(base: &Value, name: &str, pattern: &str) -> Value {
-    let mut out = base.clone();
-    let entry = json!({"name": name, "type": "RegularExpression", "value": pattern});
-    match out.get_mut("headers").and_then(Value::as_array_mut) {
-        Some(list) => list.push(entry),
-        None => out["headers"] = json!([entry]),
-    }
-    out
+fn with_header(base: &Value, name: &str, pattern: &str) -> Result<Value, Why> {
+    let condition = json!({"name": name, "type": "RegularExpression", "value": pattern});
+    add_condition(base.clone(), "headers", condition)
 }
 
-/// `base` (a rule's match) with the conditions of `wanted` added.
-fn combined(base: &Value, wanted: &RequestMatch) -> Result<Value, Why> {
+/// `out` with `condition` added to its `field` list; refused when the match has a condition
+/// on that name already (it would not be the same requests), or as many as a match takes.
+fn add_condition(mut out: Value, field: &str, condition: Value) -> Result<Value, Why> {
+    let name = condition
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let Some(object) = out.as_object_mut() else {
+        return Err("has a match that is not a mapping".to_owned());
+    };
+    let list = object.entry(field).or_insert_with(|| json!([]));
+    let Some(list) = list.as_array_mut() else {
+        return Err(format!("has a match whose {field} is not a list"));
+    };
+    let named = |c: &Value| {
+        c.get("name")
+            .and_then(Value::as_str)
+            .is_some_and(|n| n.eq_ignore_ascii_case(&name))
+    };
+    if list.iter().any(named) {
+        return Err(format!(
+            "matches on {name} already: a condition of the Rollout's on it would send the \
+             canary requests the rule does not take"
+        ));
+    }
+    if list.len() >= MAX_CONDITIONS {
+        return Err(format!(
+            "has {MAX_CONDITIONS} {field} conditions in a match already, as many as it takes"
+        ));
+    }
+    list.push(condition);
+    Ok(out)
+}
+
+/// `base` (a match of rule `index` of `rules`) with the conditions of `wanted` added; refused
+/// when that would send the canary requests another rule of the route takes now.
+fn combined(
+    base: &Value,
+    wanted: &RequestMatch,
+    rules: &[Value],
+    index: usize,
+) -> Result<Value, Why> {
     let mut out = base.clone();
+    let Some(object) = out.as_object_mut() else {
+        return Err("has a match that is not a mapping".to_owned());
+    };
     if let Some(uri) = &wanted.uri {
-        let any_path = base
-            .get("path")
-            .is_none_or(|path| path["type"] == "PathPrefix" && path["value"] == "/");
+        let any_path = base.get("path").is_none_or(|path| {
+            path.get("type") == Some(&json!("PathPrefix")) && path.get("value") == Some(&json!("/"))
+        });
         if !any_path {
             return Err(
-                "a path condition cannot be added to a rule that matches another path: give \
-                 the match without uri, or route that path in its own rule"
+                "matches another path: a path condition goes only on a rule for every path \
+                 (give the match without uri, or route that path in its own rule)"
                     .to_owned(),
             );
         }
-        out["path"] = path(uri);
-    }
-    let add = |out: &mut Value, field: &str, name: &str, condition: &StringMatch| {
-        let entry = condition_entry(name, condition);
-        match out.get_mut(field).and_then(Value::as_array_mut) {
-            Some(list) => {
-                list.retain(|c| {
-                    c.get("name")
-                        .and_then(Value::as_str)
-                        .is_none_or(|n| !n.eq_ignore_ascii_case(name))
-                });
-                list.push(entry);
-            }
-            None => out[field] = json!([entry]),
+        if let Some(other) = path_taken_elsewhere(uri, rules, index) {
+            return Err(format!(
+                "would, with the Rollout's path, take requests of rule {other}, whose path is \
+                 among them: the canary would get requests that are not the Service's"
+            ));
         }
-    };
-    for (name, condition) in &wanted.headers {
-        add(&mut out, "headers", name, condition);
-    }
-    for (name, condition) in &wanted.query_params {
-        add(&mut out, "queryParams", name, condition);
+        object.insert("path".to_owned(), path(uri));
     }
     if let Some(method) = &wanted.method {
-        out["method"] = json!(method);
+        match base.get("method").and_then(Value::as_str) {
+            Some(theirs) if theirs != method => {
+                return Err(format!(
+                    "matches method {theirs}: the Rollout's {method} requests are not its own"
+                ));
+            }
+            _ => {
+                object.insert("method".to_owned(), json!(method));
+            }
+        }
+    }
+    for (name, condition) in &wanted.headers {
+        out = add_condition(out, "headers", condition_entry(name, condition))?;
+    }
+    for (name, condition) in &wanted.query_params {
+        out = add_condition(out, "queryParams", condition_entry(name, condition))?;
     }
     Ok(out)
+}
+
+/// Another rule (than `index`) of `rules` whose path condition matches some requests `uri`
+/// matches and that `uri` would now outrank: a `PathPrefix` other than `/` that is a prefix of
+/// the Rollout's path, the same `Exact` path, an `Exact` path under the Rollout's prefix, or
+/// any regular expression (whose precedence implementations choose).
+fn path_taken_elsewhere(uri: &StringMatch, rules: &[Value], index: usize) -> Option<usize> {
+    rules.iter().enumerate().find_map(|(i, rule)| {
+        if i == index {
+            return None;
+        }
+        let paths = rule
+            .get("matches")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|m| m.get("path"));
+        let mut taken = false;
+        for path in paths {
+            let value = path.get("value").and_then(Value::as_str).unwrap_or("/");
+            let kind = path
+                .get("type")
+                .and_then(Value::as_str)
+                .unwrap_or("PathPrefix");
+            taken |= match (kind, &uri.exact, &uri.prefix) {
+                ("PathPrefix", _, _) if value == "/" => false,
+                ("PathPrefix", Some(wanted), _) | ("PathPrefix", None, Some(wanted)) => {
+                    segment_prefix(value, wanted)
+                }
+                ("Exact", Some(wanted), _) => value == wanted,
+                ("Exact", None, Some(wanted)) => segment_prefix(wanted, value),
+                _ => true,
+            };
+        }
+        taken.then_some(i)
+    })
+}
+
+/// Whether `prefix` matches `path` as a Gateway API `PathPrefix` does (whole segments).
+fn segment_prefix(prefix: &str, path: &str) -> bool {
+    let prefix = prefix.trim_end_matches('/');
+    prefix.is_empty()
+        || path == prefix
+        || path
+            .strip_prefix(prefix)
+            .is_some_and(|rest| rest.starts_with('/'))
 }
 
 fn condition_entry(name: &str, condition: &StringMatch) -> Value {

@@ -237,9 +237,7 @@ fn a_path_condition_on_a_rule_of_another_path_is_refused() {
     };
     let error = render(&plan, &on_path, &Objects::new(objects)).unwrap_err();
     assert!(
-        error
-            .to_string()
-            .contains("a path condition cannot be added"),
+        error.to_string().contains("rule 0 matches another path"),
         "{error}"
     );
 }
@@ -412,4 +410,148 @@ fn a_route_with_more_rules_than_a_route_takes_is_refused() {
     };
     let error = render(&plan, &beta, &objects).unwrap_err();
     assert!(error.to_string().contains("18 rules"), "{error}");
+}
+
+fn with_rules(rules: Value) -> Objects {
+    let mut objects = cluster();
+    objects.push(
+        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+        "metadata": {"name": "storefront", "namespace": "web"},
+        "spec": {"parentRefs": [{"name": "public", "namespace": "infra"}], "rules": rules}}),
+    );
+    Objects::new(objects)
+}
+
+fn on(request: RequestMatch) -> RouteState {
+    RouteState {
+        weight: 10,
+        matches: vec![request],
+        ..RouteState::stable()
+    }
+}
+
+#[test]
+fn what_would_send_the_canary_requests_of_others_is_refused() {
+    let plan = plan("{httpRoute: storefront}");
+    let refused = |rules: Value, route: RouteState, words: &str| {
+        let error = render(&plan, &route, &with_rules(rules))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains(words), "{error}");
+    };
+    // Another backend in the rule: its share is not the Service's to split.
+    refused(
+        json!([{"backendRefs": [{"name": "shop", "port": 80, "weight": 50},
+                                {"name": "legacy", "port": 80, "weight": 50}]}]),
+        RouteState::weighted(30),
+        "sends requests to other backends too",
+    );
+    // The Rollout's path under another rule's prefix would now outrank it.
+    let assets_and_shop = json!([
+        {"matches": [{"path": {"type": "PathPrefix", "value": "/static"}}],
+         "backendRefs": [{"name": "assets", "port": 80}]},
+        {"backendRefs": [{"name": "shop", "port": 80}]}]);
+    let under_static = RequestMatch {
+        uri: Some(StringMatch {
+            prefix: Some("/static/v2".into()),
+            ..StringMatch::default()
+        }),
+        ..RequestMatch::default()
+    };
+    refused(
+        assets_and_shop.clone(),
+        on(under_static),
+        "take requests of rule 0",
+    );
+    // Elsewhere it is the managed rule's, and the canary gets it.
+    let beta = RequestMatch {
+        uri: Some(StringMatch {
+            prefix: Some("/beta".into()),
+            ..StringMatch::default()
+        }),
+        ..RequestMatch::default()
+    };
+    let objects = with_rules(assets_and_shop);
+    let rendered = render(&plan, &on(beta), &objects).unwrap();
+    valid(&rendered.route);
+    let world = world(
+        objects.iter().cloned().collect::<Vec<_>>().as_slice(),
+        &rendered,
+    );
+    let served = gateway::serve(&world, &at_gateway("shop.example.com", "/beta/x"));
+    assert_eq!(canary_share(&served), 1.0, "{served:?}");
+    // A header the rule already matches on, or another method.
+    let tenant = json!([{"matches": [{"path": {"type": "PathPrefix", "value": "/"},
+                                      "headers": [{"name": "x-tenant", "value": "acme"}],
+                                      "method": "GET"}],
+                         "backendRefs": [{"name": "shop", "port": 80}]}]);
+    refused(
+        tenant.clone(),
+        on(RequestMatch {
+            headers: [(
+                "X-Tenant".to_owned(),
+                StringMatch {
+                    regex: Some(".*".into()),
+                    ..StringMatch::default()
+                },
+            )]
+            .into(),
+            ..RequestMatch::default()
+        }),
+        "matches on X-Tenant already",
+    );
+    refused(
+        tenant,
+        on(RequestMatch {
+            method: Some("POST".into()),
+            ..RequestMatch::default()
+        }),
+        "matches method GET",
+    );
+}
+
+#[test]
+fn the_canary_gets_requests_changed_as_stable_gets_them() {
+    let plan = plan("{httpRoute: storefront}");
+    let rewrite = json!({"type": "URLRewrite",
+                         "urlRewrite": {"path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/v2"}}});
+    let header = json!({"type": "RequestHeaderModifier",
+                        "requestHeaderModifier": {"set": [{"name": "x-env", "value": "prod"}]}});
+    let rules = json!([{"matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
+                        "filters": [header],
+                        "timeouts": {"request": "5s"},
+                        "backendRefs": [{"name": "shop", "port": 80}]}]);
+    let beta = RequestMatch {
+        headers: [("x-beta".to_owned(), StringMatch::exact("on"))].into(),
+        ..RequestMatch::default()
+    };
+    let rendered = render(&plan, &on(beta.clone()), &with_rules(rules)).unwrap();
+    valid(&rendered.route);
+    let added = rendered.route["spec"]["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|rule| rule["name"] == "shop-canary-match")
+        .unwrap();
+    assert_eq!(added["filters"], json!([header]));
+    assert_eq!(added["timeouts"], json!({"request": "5s"}));
+    // A prefix rewrite holds on a rule of one PathPrefix match only.
+    let two_matches = json!([{"matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
+                              "filters": [rewrite.clone()],
+                              "backendRefs": [{"name": "shop", "port": 80}]}]);
+    let both = RouteState {
+        weight: 10,
+        matches: vec![
+            beta.clone(),
+            RequestMatch {
+                headers: [("x-gamma".to_owned(), StringMatch::exact("on"))].into(),
+                ..RequestMatch::default()
+            },
+        ],
+        ..RouteState::stable()
+    };
+    let error = render(&plan, &both, &with_rules(two_matches.clone())).unwrap_err();
+    assert!(error.to_string().contains("ReplacePrefixMatch"), "{error}");
+    let one = render(&plan, &on(beta), &with_rules(two_matches)).unwrap();
+    valid(&one.route);
 }

@@ -133,10 +133,14 @@ fn candidates<'a>(
     request: &Request,
 ) -> Vec<Candidate<'a>> {
     let route_namespace = namespace_of(route);
-    let Some(listener_host) = admitting_listener(world, gateway, route) else {
-        return Vec::new();
-    };
-    let Some(hostname) = matching_hostname(route, listener_host.as_deref(), &request.host) else {
+    // The request arrives on a listener that admits the route and takes its host.
+    let Some(hostname) =
+        admitting_listeners(world, gateway, route)
+            .iter()
+            .find_map(|listener_host| {
+                matching_hostname(route, listener_host.as_deref(), &request.host)
+            })
+    else {
         return Vec::new();
     };
     let rules = route
@@ -231,17 +235,22 @@ fn name_of(object: &Value) -> &str {
         .unwrap_or_default()
 }
 
-/// The hostname of the first listener of `gateway` that admits `route` (`Some(None)` for a
-/// listener without a hostname), when one does.
-fn admitting_listener(world: &World, gateway: &Value, route: &Value) -> Option<Option<String>> {
+/// The hostnames of the listeners of `gateway` that admit `route` (`None` for a listener
+/// without a hostname).
+fn admitting_listeners(world: &World, gateway: &Value, route: &Value) -> Vec<Option<String>> {
+    let mut out = Vec::new();
     let gateway_namespace = namespace_of(gateway);
     let route_namespace = namespace_of(route);
     let listeners = gateway
         .pointer("/spec/listeners")
-        .and_then(Value::as_array)?;
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
     let parents = route
         .pointer("/spec/parentRefs")
-        .and_then(Value::as_array)?;
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
     for parent in parents {
         let group = parent.get("group").and_then(Value::as_str).unwrap_or(GROUP);
         let kind = parent
@@ -282,12 +291,12 @@ fn admitting_listener(world: &World, gateway: &Value, route: &Value) -> Option<O
                             .any(|route_host| hosts_intersect(listener_host, route_host))
                 }
             };
-            if intersects {
-                return Some(host);
+            if intersects && !out.contains(&host) {
+                out.push(host);
             }
         }
     }
-    None
+    out
 }
 
 /// Whether `listener` takes routes from `route_namespace`: `allowedRoutes.namespaces.from` is
@@ -839,6 +848,36 @@ mod tests {
         assert_eq!(serve(&world, &elsewhere).unserved(), 1.0);
         assert!(host_matches("*.example.com", "a.b.example.com"));
         assert!(!host_matches("*.example.com", "example.com"));
+    }
+
+    #[test]
+    fn a_request_takes_whichever_listener_admits_its_host() {
+        let two = json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+            "metadata": {"name": "public", "namespace": "infra"},
+            "spec": {"gatewayClassName": "example", "listeners": [
+                {"name": "shop", "port": 80, "protocol": "HTTP", "hostname": "shop.example.com",
+                 "allowedRoutes": {"namespaces": {"from": "All"}}},
+                {"name": "api", "port": 80, "protocol": "HTTP", "hostname": "api.example.com",
+                 "allowedRoutes": {"namespaces": {"from": "All"}}}]}});
+        let mut both = route(
+            "web",
+            "2026-01-01T00:00:00Z",
+            json!([{"backendRefs": [backend("web", 1)]}]),
+        );
+        both["spec"]["hostnames"] = json!([]);
+        let world = World::new(vec![
+            two,
+            service("shop", "web", "web"),
+            pod("shop", "web-1", "web"),
+            both,
+        ]);
+        for host in ["shop.example.com", "api.example.com"] {
+            let request = Request::to(host, "/").from(Caller::Gateway {
+                namespace: "infra".into(),
+                name: "public".into(),
+            });
+            assert_eq!(serve(&world, &request).unserved(), 0.0, "{host}");
+        }
     }
 
     #[test]
