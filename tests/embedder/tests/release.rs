@@ -83,7 +83,7 @@ fn a_plugin_is_named_in_the_rollout_and_checked_by_its_own_rules() {
         "kuma: {}\n    plugin: {name: edge-proxy",
     ));
     assert!(
-        both.contains("exactly one of istio, nginx, kuma, asm, plugin must be set"),
+        both.contains("exactly one of istio, nginx, kuma, asm, gatewayAPI, plugin must be set"),
         "{both}"
     );
 }
