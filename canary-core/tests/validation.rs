@@ -361,6 +361,40 @@ fn a_sticky_canary_needs_an_http_route_and_a_cookie_name() {
 }
 
 #[test]
+fn gateway_api_parents_and_regex_paths_follow_the_route_crds() {
+    let canary = "  strategy: {canary: {stepWeight: 20, maxWeight: 60}}\n";
+    let e = errors(&format!(
+        "  trafficRouting: {{gatewayAPI: {{parentRefs: [{{name: public}}, {{name: public, sectionName: https}}]}}}}\n{canary}"
+    ));
+    assert!(
+        has(
+            &e,
+            "spec.trafficRouting.gatewayAPI.parentRefs[1]",
+            "a sectionName of its own"
+        ),
+        "{e:?}"
+    );
+    assert!(
+        errors(&format!(
+            "  trafficRouting: {{gatewayAPI: {{parentRefs: [{{name: public, sectionName: http}}, {{name: public, sectionName: https}}]}}}}\n{canary}"
+        ))
+        .is_empty()
+    );
+    let long = "a".repeat(1025);
+    let e = errors(&format!(
+        "  trafficRouting: {{gatewayAPI: {{httpRoute: shop}}}}\n  strategy: {{abTest: {{matches: [{{uri: {{regex: '{long}'}}}}]}}}}\n"
+    ));
+    assert!(
+        has(
+            &e,
+            "spec.strategy.abTest.matches[0].uri.regex",
+            "1024 characters"
+        ),
+        "{e:?}"
+    );
+}
+
+#[test]
 fn gateway_api_builtin_metrics_need_a_known_implementation() {
     let rollout = |implementation: &str, metric: &str| {
         errors(&format!(

@@ -224,6 +224,21 @@ fn check_settings(c: &mut Checker, routing: &TrafficRouting) {
     );
     for (i, parent) in gateway.parent_refs.iter().enumerate() {
         let path = format!("{here}.parentRefs[{i}]");
+        // The route CRDs: two references to one parent each name their own listener.
+        let repeated = gateway.parent_refs.iter().take(i).any(|other| {
+            other.name == parent.name
+                && other.namespace == parent.namespace
+                && (other.section_name.is_none()
+                    || parent.section_name.is_none()
+                    || other.section_name == parent.section_name)
+        });
+        if repeated {
+            c.error(
+                path.clone(),
+                "names a Gateway named before: each reference to it needs a sectionName of its \
+                 own",
+            );
+        }
         c.check(
             format!("{path}.name"),
             names::dns1123_subdomain(&parent.name),
@@ -314,6 +329,14 @@ fn check_match(c: &mut Checker, here: &str, request: &RequestMatch) {
     if let Some(uri) = &request.uri {
         for value in [&uri.exact, &uri.prefix].into_iter().flatten() {
             c.check(format!("{here}.uri"), path(value));
+        }
+        if let Some(pattern) = &uri.regex
+            && pattern.len() > 1024
+        {
+            c.error(
+                format!("{here}.uri.regex"),
+                "longer than the 1024 characters a route's path takes",
+            );
         }
     }
 }
