@@ -130,10 +130,16 @@ async fn measure(
     }
     // The stable Deployment's current ReplicaSet (its pod-template hash selects stable pods).
     cluster.put_replicaset("test", "podinfo", "5d8f", json!({"app": "podinfo"}));
-    let traffic = traffic.unwrap_or_else(|| Arc::new(ClusterTraffic::new(cluster.client.clone())));
+    let traffic = traffic.unwrap_or_else(|| Arc::new(ClusterTraffic::new()));
     let rollout: Rollout = serde_saphyr::from_str(&rollout(routing))?;
     cluster.create_rollout(&rollout).await;
-    let context = cluster.context(traffic);
+    // Every read counted as the API server sees it without watch caches (the controller's
+    // own, with caches, is in `controller_scale`: none at idle).
+    let context = Arc::new(
+        Arc::into_inner(cluster.context(traffic))
+            .ok_or("the context is shared")?
+            .without_cache(),
+    );
     let rollouts: Api<Rollout> = Api::namespaced(cluster.client.clone(), "test");
     let mut steps = Vec::new();
     let mut last_weight = None;

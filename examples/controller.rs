@@ -13,6 +13,9 @@
 //! stops taking work, gives passes in flight `--shutdown-grace` (10 s) to end, drops the rest,
 //! and releases the lease so another replica takes over at once.
 //!
+//! Passes read from watch caches (`canary::kube::cache`). `--shard I/N` reconciles one N-th of
+//! the Rollouts under a Lease of its own: run N of these, one per I, to split the work.
+//!
 //! With `--webhook 0.0.0.0:9443 --webhook-cert /tls/tls.crt --webhook-key /tls/tls.key` every
 //! replica, leading or not, also serves the admission webhook that holds a stable Deployment in
 //! the request that changes its template (`deploy/webhook.yaml`), until the controller stops.
@@ -30,6 +33,7 @@ use canary::engine::providers::{Clock, SystemClock};
 use canary::kube::controller::{Context, TrafficFactory, run};
 use canary::kube::leader::{LeaderElection, SteadyClock};
 use canary::kube::metrics::Metrics;
+use canary::kube::shard::Shard;
 use canary::kube::traffic::MemoryTraffic;
 use canary::kube::webhook::{HOLD_PATH, WebhookServer};
 use clap::Parser;
@@ -74,6 +78,11 @@ struct Args {
     /// The webhook's PEM private key (e.g. `/tls/tls.key`).
     #[arg(long, requires = "webhook")]
     webhook_key: Option<PathBuf>,
+    /// Reconcile only shard INDEX/COUNT of the Rollouts (by a stable hash of namespace and
+    /// name), under a Lease of its own (`canary-controller-shard-INDEX-of-COUNT`): run COUNT
+    /// Deployments, one per index, to split the Rollouts between them.
+    #[arg(long)]
+    shard: Option<Shard>,
     /// Seconds passes in flight get to end on SIGTERM before they are dropped (keep it below
     /// the pod's `terminationGracePeriodSeconds`, 30 by default).
     #[arg(long, default_value_t = 10)]
@@ -114,7 +123,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let traffic: Arc<dyn TrafficFactory> = if args.memory_traffic {
         Arc::new(MemoryTraffic::new(clock.clone()))
     } else {
-        Arc::new(ClusterTraffic::new(client.clone()))
+        Arc::new(ClusterTraffic::new())
     };
     // Every replica answers the webhook: the API server calls any pod behind its Service.
     let (stop_webhook, webhook_stopped) = watch::channel(false);
@@ -152,18 +161,24 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Arc::new(Mutex::new(registry)),
         Limits::default(),
     ));
-    let context = Arc::new(
-        Context::new(
-            client.clone(),
-            traffic,
-            Arc::new(measurements),
-            Arc::new(HttpWebhooks::new(http)),
-            clock.clone(),
-            metrics,
-            "canary-controller",
-        )
-        .with_destinations(destinations),
-    );
+    let mut context = Context::new(
+        client.clone(),
+        traffic,
+        Arc::new(measurements),
+        Arc::new(HttpWebhooks::new(http)),
+        clock.clone(),
+        metrics,
+        "canary-controller",
+    )
+    .with_destinations(destinations);
+    if let Some(shard) = args.shard {
+        context = context.with_shard(shard);
+    }
+    let context = Arc::new(context);
+    let lease = match args.shard {
+        Some(shard) => format!("{LEASE}-shard-{}-of-{}", shard.index(), shard.count()),
+        None => LEASE.to_owned(),
+    };
     let identity =
         std::env::var("POD_NAME").unwrap_or_else(|_| format!("canary-{}", std::process::id()));
     // Terms are timed on a clock a step of the system time cannot move (15 s lease, 10 s renew
@@ -172,7 +187,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let election = LeaderElection::new(
         client,
         &args.lease_namespace,
-        LEASE,
+        &lease,
         &identity,
         Duration::from_secs(15),
     );

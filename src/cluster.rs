@@ -15,16 +15,26 @@ use crate::registry::PROVIDERS;
 /// refuses the Rollout with a message naming the providers it has.
 pub struct ClusterTraffic(Backends);
 
+impl Default for ClusterTraffic {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl ClusterTraffic {
-    /// Providers talking to the cluster through `client`.
-    pub fn new(client: Client) -> Self {
-        ClusterTraffic(Backends::new(client, PROVIDERS.iter().copied()))
+    /// This build's providers.
+    pub fn new() -> Self {
+        ClusterTraffic(Backends::new(PROVIDERS.iter().copied()))
     }
 }
 
 impl TrafficFactory for ClusterTraffic {
-    fn provider(&self, plan: &RolloutPlan) -> canary_kube::Result<Arc<dyn TrafficProvider>> {
-        self.0.provider(plan)
+    fn provider(
+        &self,
+        client: &Client,
+        plan: &RolloutPlan,
+    ) -> canary_kube::Result<Arc<dyn TrafficProvider>> {
+        self.0.provider(client, plan)
     }
 
     fn registry(&self) -> canary_core::traffic::Registry {
@@ -48,6 +58,6 @@ pub async fn simulate(
         simulation = simulation.gitops(gitops);
     }
     simulation
-        .run(|client| Arc::new(ClusterTraffic::new(client)) as Arc<dyn TrafficFactory>)
+        .run(|| Arc::new(ClusterTraffic::new()) as Arc<dyn TrafficFactory>)
         .await
 }

@@ -557,8 +557,8 @@ proptest! {
                 _ => simulation,
             };
             simulation
-                .run(|client| {
-                    std::sync::Arc::new(canary::cluster::ClusterTraffic::new(client))
+                .run(|| {
+                    std::sync::Arc::new(canary::cluster::ClusterTraffic::new())
                         as std::sync::Arc<dyn canary::kube::controller::TrafficFactory>
                 })
                 .await

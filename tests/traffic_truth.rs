@@ -246,7 +246,7 @@ impl Release {
         let plan = canary::api::load::plan_from_yaml(&yaml).unwrap_or_else(|e| panic!("{e}"));
         let rollout: Rollout = serde_saphyr::from_str(&yaml).unwrap();
         cluster.create_rollout(&rollout).await;
-        let context = cluster.context(Arc::new(ClusterTraffic::new(cluster.client.clone())));
+        let context = cluster.context(Arc::new(ClusterTraffic::new()));
         let mut release = Release {
             label: format!("{provider:?} {strategy}"),
             cluster,
@@ -398,9 +398,7 @@ impl Release {
             .restart_every
             .is_some_and(|n| self.passes.is_multiple_of(n))
         {
-            self.context = self
-                .cluster
-                .context(Arc::new(ClusterTraffic::new(self.cluster.client.clone())));
+            self.context = self.cluster.context(Arc::new(ClusterTraffic::new()));
             self.restarts += 1;
         }
         match reconcile(Arc::new(rollout), self.context.clone()).await {

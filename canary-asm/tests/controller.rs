@@ -91,10 +91,9 @@ async fn the_seed_chain_joins_and_leaves_the_canary_lane_service_by_service() {
             cluster.create_rollout(&rollout).await;
         }
     };
-    let context = cluster.context(Arc::new(Backends::new(
-        cluster.client.clone(),
-        [&canary_asm::Asm as &dyn ClusterBackend],
-    )));
+    let context = cluster.context(Arc::new(Backends::new([
+        &canary_asm::Asm as &dyn ClusterBackend
+    ])));
 
     // mocka's canary alone: only mocka in the canary lane, its canary pods tagged for it.
     create("mocka").await;
@@ -114,10 +113,9 @@ async fn the_seed_chain_joins_and_leaves_the_canary_lane_service_by_service() {
     assert_eq!(canary_lane(&cluster), ["mocka", "mockb", "mockc"]);
 
     // The controller restarts in the middle of the chain: membership is read back.
-    let context = cluster.context(Arc::new(Backends::new(
-        cluster.client.clone(),
-        [&canary_asm::Asm as &dyn ClusterBackend],
-    )));
+    let context = cluster.context(Arc::new(Backends::new([
+        &canary_asm::Asm as &dyn ClusterBackend
+    ])));
     for service in ["mocka", "mockb", "mockc"] {
         let rollout = rollouts.get(service).await.unwrap();
         reconcile(Arc::new(rollout), context.clone()).await.unwrap();

@@ -75,10 +75,9 @@ async fn a_release_moves_the_virtual_service_step_by_step_and_deletion_cleans_up
     }));
     let rollout: Rollout = serde_saphyr::from_str(ROLLOUT).unwrap();
     cluster.create_rollout(&rollout).await;
-    let context = cluster.context(Arc::new(Backends::new(
-        cluster.client.clone(),
-        [&canary_istio::Istio as &dyn ClusterBackend],
-    )));
+    let context = cluster.context(Arc::new(Backends::new([
+        &canary_istio::Istio as &dyn ClusterBackend
+    ])));
     let vs = || {
         cluster
             .server

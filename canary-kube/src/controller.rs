@@ -2,8 +2,8 @@
 //! the Deployment workload provider, a traffic provider per Rollout, and the status
 //! subresource.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use canary_core::analysis::destinations::Destinations;
@@ -13,35 +13,40 @@ use canary_core::engine::machine::Verification;
 use canary_core::engine::providers::{Clock, MetricProvider, TrafficProvider, WebhookRunner};
 use canary_core::traffic::Registry;
 use canary_core::{RolloutPlan, RolloutStatus, RouteState};
-use futures::{FutureExt, StreamExt};
-use k8s_openapi::api::apps::v1::Deployment;
+use futures::{FutureExt, StreamExt, TryStreamExt};
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::{Controller, watcher};
+use kube::runtime::reflector::{self, reflector};
+use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 
+use crate::cache::request::Kind;
+use crate::cache::{Cache, Touched};
 use crate::command;
 use crate::crd::{Rollout, SPEC_KEEPER};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::retry::Backoff;
+use crate::shard::Shard;
 use crate::store::KubeStatusStore;
 use crate::workload::{DeploymentWorkload, FIELD_MANAGER, Hold, ROLE, ROLLOUT};
 
 /// The finalizer that resets routes and removes the canary when a Rollout is deleted.
 pub const FINALIZER: &str = "canary.rs/cleanup";
 
-/// How often an idle Rollout is looked at again without a change.
+/// How often an idle Rollout is looked at again without a change, by default.
 pub const RESYNC: Duration = Duration::from_secs(300);
 
 /// Makes the traffic provider of a Rollout.
 pub trait TrafficFactory: Send + Sync {
-    /// The provider for `plan` (the same state for the same Rollout across passes).
-    fn provider(&self, plan: &RolloutPlan) -> Result<Arc<dyn TrafficProvider>>;
+    /// The provider for `plan` (the same state for the same Rollout across passes), talking
+    /// through `client` (the controller's: it reads from the watch caches, see
+    /// [`crate::cache`]).
+    fn provider(&self, client: &Client, plan: &RolloutPlan) -> Result<Arc<dyn TrafficProvider>>;
 
     /// The providers a Rollout may name: the built-in ones, and the plugins this factory
     /// makes providers for.
@@ -55,8 +60,14 @@ pub type PassObserver = Arc<dyn Fn(&Reconciled) + Send + Sync>;
 
 /// Everything a reconcile pass needs.
 pub struct Context {
-    /// The cluster.
+    /// The cluster: reads from the watch caches of `cache`, writes to the API server.
     pub client: Client,
+    /// The watch caches the client reads from.
+    pub cache: Cache,
+    /// The share of the Rollouts this controller reconciles (all of them when `None`).
+    pub shard: Option<Shard>,
+    /// How often an idle Rollout is looked at again without a change ([`RESYNC`]).
+    pub resync: Duration,
     /// Traffic providers.
     pub traffic: Arc<dyn TrafficFactory>,
     /// Metric measurements.
@@ -79,7 +90,8 @@ pub struct Context {
 }
 
 impl Context {
-    /// A context reporting events as `controller` (e.g. the Deployment's name).
+    /// A context reporting events as `controller` (e.g. the Deployment's name), reading
+    /// through watch caches over `client` (the API server's).
     pub fn new(
         client: Client,
         traffic: Arc<dyn TrafficFactory>,
@@ -93,9 +105,13 @@ impl Context {
             controller: controller.to_owned(),
             instance: std::env::var("POD_NAME").ok(),
         };
+        let cache = Cache::new(client);
         Context {
-            recorder: Recorder::new(client.clone(), reporter),
-            client,
+            recorder: Recorder::new(cache.api().clone(), reporter),
+            client: cache.client(),
+            cache,
+            shard: None,
+            resync: RESYNC,
             traffic,
             measurements,
             webhooks,
@@ -114,6 +130,26 @@ impl Context {
         self
     }
 
+    /// This context, reading every object from the API server in every pass (its watches
+    /// only wake the controller): what the controller costs without caches.
+    pub fn without_cache(mut self) -> Self {
+        self.cache = Cache::passthrough(self.cache.api().clone());
+        self.client = self.cache.client();
+        self
+    }
+
+    /// This context, looking at an idle Rollout again every `resync` (at least a second).
+    pub fn with_resync(mut self, resync: Duration) -> Self {
+        self.resync = resync.max(Duration::from_secs(1));
+        self
+    }
+
+    /// This context, reconciling only the Rollouts of `shard`.
+    pub fn with_shard(mut self, shard: Shard) -> Self {
+        self.shard = Some(shard);
+        self
+    }
+
     /// This context, telling `observer` of every pass the driver completes.
     pub fn with_observer(mut self, observer: PassObserver) -> Self {
         self.observer = Some(observer);
@@ -122,14 +158,17 @@ impl Context {
 }
 
 /// Runs the controller until `shutdown` completes: every Rollout in `namespaces` (every
-/// namespace when empty), woken by changes to it, to its canary Deployment and to its stable
-/// Deployment. With namespaces given, every watch is namespaced, so the controller needs
-/// rights in those namespaces only (see `deploy/rbac-namespaced.yaml`).
+/// namespace when empty) and in the context's shard, woken by changes to it, to its canary
+/// Deployment and to its stable Deployment. With namespaces given, every watch is
+/// namespaced, so the controller needs rights in those namespaces only (see
+/// `deploy/rbac-namespaced.yaml`). Passes read from the watch caches of the context, which
+/// keep these namespaces only.
 pub async fn run(
     context: Arc<Context>,
     namespaces: Vec<String>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
+    context.cache.scope_to(&namespaces);
     let shutdown = shutdown.shared();
     if namespaces.is_empty() {
         run_in(context, None, shutdown).await;
@@ -143,52 +182,57 @@ pub async fn run(
     .await;
 }
 
+/// The Deployments resource, as the caches name it.
+fn deployments() -> Kind {
+    Kind {
+        group: "apps".to_owned(),
+        version: "v1".to_owned(),
+        plural: "deployments".to_owned(),
+    }
+}
+
 /// The controller over the Rollouts of `namespace` (all namespaces when `None`).
 async fn run_in(
     context: Arc<Context>,
     namespace: Option<&str>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let (rollouts, deployments) = match namespace {
-        Some(namespace) => (
-            Api::<Rollout>::namespaced(context.client.clone(), namespace),
-            Api::<Deployment>::namespaced(context.client.clone(), namespace),
-        ),
-        None => (
-            Api::<Rollout>::all(context.client.clone()),
-            Api::<Deployment>::all(context.client.clone()),
-        ),
+    let rollouts = match namespace {
+        Some(namespace) => Api::<Rollout>::namespaced(context.cache.api().clone(), namespace),
+        None => Api::<Rollout>::all(context.cache.api().clone()),
     };
-    let controller = Controller::new(rollouts, watcher::Config::default());
-    let store = controller.store();
+    let (store, writer) = reflector::store();
+    let workloads = Arc::new(Workloads::default());
+    let index = workloads.clone();
+    let shard = context.shard;
+    let ours = move |event: &watcher::Event<Rollout>| match event {
+        watcher::Event::Apply(rollout)
+        | watcher::Event::InitApply(rollout)
+        | watcher::Event::Delete(rollout) => shard.is_none_or(|shard| {
+            shard.owns(
+                rollout.namespace().as_deref().unwrap_or_default(),
+                &rollout.name_any(),
+            )
+        }),
+        watcher::Event::Init | watcher::Event::InitDone => true,
+    };
+    let rollout_events = reflector(
+        writer,
+        watcher(rollouts, watcher::Config::default())
+            .default_backoff()
+            .try_filter(move |event| std::future::ready(ours(event)))
+            .inspect_ok(move |event| index.record(event)),
+    )
+    .touched_objects();
+    // Deployments wake their Rollouts from the cache's own watch, after the cache has kept
+    // the change: a pass woken by an edit reads the edit.
+    let woken = match context.cache.touched(&deployments(), namespace) {
+        Some(touched) => wake_ups(touched, store.clone(), workloads).boxed(),
+        None => futures::stream::empty().boxed(),
+    };
     let passes = context.clone();
-    controller
-        // A canary Deployment names its Rollout by label (it has no owner reference, see
-        // `crate::workload`).
-        .watches(
-            deployments.clone(),
-            watcher::Config::default().labels(&format!("{ROLE}=canary")),
-            |deployment: Deployment| {
-                let namespace = deployment.namespace();
-                deployment.labels().get(ROLLOUT).map(|name| {
-                    ObjectRef::<Rollout>::new(name).within(namespace.as_deref().unwrap_or_default())
-                })
-            },
-        )
-        .watches(
-            deployments,
-            watcher::Config::default(),
-            move |deployment: Deployment| {
-                let namespace = deployment.namespace();
-                let name = deployment.name_any();
-                store
-                    .state()
-                    .into_iter()
-                    .filter(|r| r.namespace() == namespace && r.spec.spec.workload_ref.name == name)
-                    .map(|r| ObjectRef::from_obj(&*r))
-                    .collect::<Vec<_>>()
-            },
-        )
+    Controller::for_stream(rollout_events, store)
+        .reconcile_on(woken)
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, context)
         .for_each(|result| {
@@ -199,6 +243,100 @@ async fn run_in(
             std::future::ready(())
         })
         .await;
+}
+
+/// The Rollouts to reconcile when Deployments change: a canary Deployment's, by its label
+/// (it has no owner reference, see `crate::workload`); a stable Deployment's, by the Rollouts
+/// naming it. When the wake-ups fall behind, every Rollout.
+fn wake_ups(
+    touched: tokio::sync::broadcast::Receiver<Touched>,
+    rollouts: reflector::Store<Rollout>,
+    workloads: Arc<Workloads>,
+) -> impl futures::Stream<Item = ObjectRef<Rollout>> + Send {
+    futures::stream::unfold(touched, move |mut touched| {
+        let rollouts = rollouts.clone();
+        let workloads = workloads.clone();
+        async move {
+            let refs = match touched.recv().await {
+                Ok(deployment) => {
+                    let mut refs = workloads.naming(&deployment.namespace, &deployment.name);
+                    if deployment.labels.get(ROLE).map(String::as_str) == Some("canary")
+                        && let Some(name) = deployment.labels.get(ROLLOUT)
+                    {
+                        refs.push(ObjectRef::new(name).within(&deployment.namespace));
+                    }
+                    refs
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                    tracing::warn!(missed, "Deployment changes came faster than they were read: every Rollout is looked at");
+                    rollouts
+                        .state()
+                        .iter()
+                        .map(|rollout| ObjectRef::from_obj(&**rollout))
+                        .collect()
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            };
+            Some((futures::stream::iter(refs), touched))
+        }
+    })
+    .flatten()
+}
+
+/// Which Rollouts name which stable Deployment (`workloadRef`), kept from the Rollouts' watch.
+#[derive(Default)]
+struct Workloads {
+    index: Mutex<WorkloadIndex>,
+}
+
+/// `(namespace, name)` keys both ways.
+#[derive(Default)]
+struct WorkloadIndex {
+    rollouts: HashMap<(String, String), BTreeSet<String>>,
+    workload: HashMap<(String, String), String>,
+}
+
+impl Workloads {
+    fn record(&self, event: &watcher::Event<Rollout>) {
+        let (rollout, keep) = match event {
+            watcher::Event::Apply(rollout) | watcher::Event::InitApply(rollout) => (rollout, true),
+            watcher::Event::Delete(rollout) => (rollout, false),
+            watcher::Event::Init | watcher::Event::InitDone => return,
+        };
+        let mut index = self.index.lock().unwrap_or_else(PoisonError::into_inner);
+        let namespace = rollout.namespace().unwrap_or_default();
+        let name = rollout.name_any();
+        // A Rollout may have changed the Deployment it names.
+        if let Some(before) = index.workload.remove(&(namespace.clone(), name.clone())) {
+            let key = (namespace.clone(), before);
+            if let Some(names) = index.rollouts.get_mut(&key) {
+                names.remove(&name);
+                if names.is_empty() {
+                    index.rollouts.remove(&key);
+                }
+            }
+        }
+        if keep {
+            let workload = rollout.spec.spec.workload_ref.name.clone();
+            index
+                .rollouts
+                .entry((namespace.clone(), workload.clone()))
+                .or_default()
+                .insert(name.clone());
+            index.workload.insert((namespace, name), workload);
+        }
+    }
+
+    fn naming(&self, namespace: &str, deployment: &str) -> Vec<ObjectRef<Rollout>> {
+        let index = self.index.lock().unwrap_or_else(PoisonError::into_inner);
+        index
+            .rollouts
+            .get(&(namespace.to_owned(), deployment.to_owned()))
+            .into_iter()
+            .flatten()
+            .map(|name| ObjectRef::new(name).within(namespace))
+            .collect()
+    }
 }
 
 /// One pass over one Rollout.
@@ -363,7 +501,7 @@ async fn apply(rollout: &Rollout, plan: RolloutPlan, context: &Context) -> Resul
         )
         .await;
     }
-    let traffic = context.traffic.provider(&plan)?;
+    let traffic = context.traffic.provider(&context.client, &plan)?;
     let store = KubeStatusStore::new(api, &name);
     let driver = Driver::new(&plan, &*traffic, &workload, &store)
         .metrics(&*context.measurements)
@@ -401,14 +539,14 @@ async fn apply(rollout: &Rollout, plan: RolloutPlan, context: &Context) -> Resul
     context
         .metrics
         .rollout(&namespace, &name, &pass.status, step_ended);
-    Ok(next(&pass))
+    Ok(next(&pass, context.resync))
 }
 
-/// When to look again.
-fn next(pass: &Reconciled) -> Action {
+/// When to look again: when the engine says, else after `resync`.
+fn next(pass: &Reconciled, resync: Duration) -> Action {
     match pass.requeue_after {
         Some(after) => Action::requeue(after.unsigned_abs().max(Duration::from_millis(200))),
-        None => Action::requeue(RESYNC),
+        None => Action::requeue(resync),
     }
 }
 
@@ -550,7 +688,7 @@ async fn cleanup(rollout: &Rollout, context: &Context) -> Result<Cleanup> {
         publish(context, rollout, EventKind::Normal, "Deleted", &message).await;
         return Ok(Cleanup::Done);
     };
-    let traffic = context.traffic.provider(&plan)?;
+    let traffic = context.traffic.provider(&context.client, &plan)?;
     let workload = DeploymentWorkload::new(context.client.clone(), &plan);
     let services: Api<k8s_openapi::api::core::v1::Service> =
         Api::namespaced(context.client.clone(), &namespace);

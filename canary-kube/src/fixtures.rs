@@ -356,10 +356,11 @@ impl TestCluster {
             );
             match reconcile(Arc::new(rollout), context.clone()).await {
                 Ok(_) => {}
-                // Writes to the stable Deployment carry the resourceVersion read, and the
+                // Writes to the stable Deployment and the status carry the resourceVersion
+                // read (from the watch caches, which may not have seen a change yet), and the
                 // Deployment controller writes its status meanwhile: the runtime runs the
                 // reconcile again after a conflict, as here.
-                Err(crate::Error::Kube(kube::Error::Api(status))) if status.code == 409 => {}
+                Err(error) if error.class() == canary_core::ErrorClass::Conflict => {}
                 Err(error) => panic!("reconcile failed: {error}"),
             }
             tokio::time::sleep(Duration::from_millis(100)).await;

@@ -4,6 +4,7 @@
 //! provider, the status store on the Rollout's status subresource, and the controller.
 
 pub mod apply;
+pub mod cache;
 pub mod command;
 pub mod controller;
 pub mod crd;
@@ -17,6 +18,7 @@ pub mod metrics;
 pub mod retry;
 pub mod revision;
 pub mod services;
+pub mod shard;
 #[cfg(feature = "test-util")]
 pub mod simulate;
 pub mod store;

@@ -39,7 +39,7 @@ impl MemoryTraffic {
 }
 
 impl TrafficFactory for MemoryTraffic {
-    fn provider(&self, plan: &RolloutPlan) -> Result<Arc<dyn TrafficProvider>> {
+    fn provider(&self, _: &Client, plan: &RolloutPlan) -> Result<Arc<dyn TrafficProvider>> {
         let mut routes = self.routes.lock().unwrap_or_else(PoisonError::into_inner);
         let key = (plan.namespace.clone(), plan.name.clone());
         let traffic = routes.entry(key).or_insert_with(|| {
@@ -57,22 +57,17 @@ pub trait ClusterBackend: TrafficBackend {
     fn traffic(&self, client: Client, plan: RolloutPlan) -> Arc<dyn TrafficProvider>;
 }
 
-/// Makes each Rollout's provider with the backend of the provider it names, all talking
-/// through one client; a Rollout naming a provider not among them is refused with the list of
-/// those that are.
+/// Makes each Rollout's provider with the backend of the provider it names, talking through
+/// the controller's client; a Rollout naming a provider not among them is refused with the
+/// list of those that are.
 pub struct Backends {
-    client: Client,
     backends: Vec<&'static dyn ClusterBackend>,
 }
 
 impl Backends {
-    /// Providers of `backends`, talking through `client`.
-    pub fn new(
-        client: Client,
-        backends: impl IntoIterator<Item = &'static dyn ClusterBackend>,
-    ) -> Self {
+    /// Providers of `backends`.
+    pub fn new(backends: impl IntoIterator<Item = &'static dyn ClusterBackend>) -> Self {
         Backends {
-            client,
             backends: backends.into_iter().collect(),
         }
     }
@@ -135,7 +130,7 @@ impl TrafficFactory for Backends {
         )
     }
 
-    fn provider(&self, plan: &RolloutPlan) -> Result<Arc<dyn TrafficProvider>> {
+    fn provider(&self, client: &Client, plan: &RolloutPlan) -> Result<Arc<dyn TrafficProvider>> {
         let backend = self
             .backends
             .iter()
@@ -143,7 +138,7 @@ impl TrafficFactory for Backends {
         match backend {
             Some(backend) => Ok(Arc::new(Named {
                 name: backend.descriptor().name,
-                provider: backend.traffic(self.client.clone(), plan.clone()),
+                provider: backend.traffic(client.clone(), plan.clone()),
             })),
             None => {
                 let known: Vec<&str> = self

@@ -47,10 +47,9 @@ async fn the_seed_progression_runs_on_a_mesh_http_route_to_promotion() {
     let documents: Vec<serde_json::Value> = serde_saphyr::from_multiple(&text).unwrap();
     let rollout: Rollout = serde_json::from_value(documents[0].clone()).unwrap();
     cluster.create_rollout(&rollout).await;
-    let context = cluster.context(Arc::new(Backends::new(
-        cluster.client.clone(),
-        [&canary_kuma::Kuma as &dyn ClusterBackend],
-    )));
+    let context = cluster.context(Arc::new(Backends::new([
+        &canary_kuma::Kuma as &dyn ClusterBackend
+    ])));
     let at = ("webapp", "backend");
     let route = || {
         cluster.server.get(

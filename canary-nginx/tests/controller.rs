@@ -52,10 +52,9 @@ async fn the_seed_release_approved_then_a_revert_cleans_every_canary_object() {
     let service_before = get(&cluster, "v1", "Service", "echoserver").unwrap();
     let rollout: Rollout = serde_saphyr::from_str(ROLLOUT).unwrap();
     cluster.create_rollout(&rollout).await;
-    let context = cluster.context(Arc::new(Backends::new(
-        cluster.client.clone(),
-        [&canary_nginx::Nginx as &dyn ClusterBackend],
-    )));
+    let context = cluster.context(Arc::new(Backends::new([
+        &canary_nginx::Nginx as &dyn ClusterBackend
+    ])));
     let at = ("default", "echoserver");
     let rollouts = Api::<Rollout>::namespaced(cluster.client.clone(), "default");
     let deployments = Api::<Deployment>::namespaced(cluster.client.clone(), "default");

@@ -109,10 +109,9 @@ impl Run {
             cluster.put(object);
         }
         let plan = canary_core::api::load::plan_from_yaml(ROLLOUT).unwrap();
-        let context = cluster.context(Arc::new(Backends::new(
-            cluster.client.clone(),
-            [&canary_nginx::Nginx as &dyn ClusterBackend],
-        )));
+        let context = cluster.context(Arc::new(Backends::new([
+            &canary_nginx::Nginx as &dyn ClusterBackend
+        ])));
         let mut run = Run {
             cluster,
             kcm,

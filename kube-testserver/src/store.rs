@@ -382,14 +382,41 @@ impl Inner {
 
     /// Objects of a type, in one namespace or all, ordered by namespace then name.
     pub(crate) fn list(&self, rt: &ResourceType, ns: Option<&str>) -> Vec<Value> {
+        self.objects_of(rt, ns).cloned().collect()
+    }
+
+    /// The stored objects of a type, in one namespace or all, ordered by namespace then
+    /// name, without copying them (a namespace is a range of the ordered keys).
+    pub(crate) fn objects_of<'a>(
+        &'a self,
+        rt: &ResourceType,
+        ns: Option<&str>,
+    ) -> Box<dyn Iterator<Item = &'a Value> + 'a> {
         let Some(objects) = self.objects.get(&key(rt)) else {
-            return Vec::new();
+            return Box::new(std::iter::empty());
         };
-        objects
-            .iter()
-            .filter(|((o_ns, _), _)| ns.is_none_or(|n| !rt.namespaced || n == o_ns))
-            .map(|(_, v)| v.clone())
-            .collect()
+        match ns.filter(|_| rt.namespaced) {
+            Some(ns) => {
+                let ns = ns.to_owned();
+                let start = (ns.clone(), String::new());
+                Box::new(
+                    objects
+                        .range(start..)
+                        .take_while(move |((o_ns, _), _)| *o_ns == ns)
+                        .map(|(_, v)| v),
+                )
+            }
+            None => Box::new(objects.values()),
+        }
+    }
+
+    /// Whether the changes after resource version `from` may concern `relevant` (a change
+    /// the history no longer holds may concern anything).
+    pub(crate) fn changed_since(&self, from: u64, relevant: impl Fn(&Event) -> bool) -> bool {
+        match self.history_since(from) {
+            History::Expired => true,
+            History::Events(events) => events.iter().any(|event| relevant(event)),
+        }
     }
 
     /// Drops the whole event history, as an etcd compaction would.

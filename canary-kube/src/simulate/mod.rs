@@ -35,7 +35,6 @@ use canary_core::sim::dataplane::probe::{self, Probe};
 use canary_core::sim::{Recorder, START, SimConfig, SimMetrics, SimReport};
 use canary_core::{Command, RolloutPlan, RolloutStatus};
 use jiff::{SignedDuration, Timestamp};
-use kube::Client;
 use serde_json::Value;
 
 pub use gitops::{GitOps, GitOpsTool, Ignored};
@@ -111,7 +110,7 @@ impl<'p> ClusterSimulation<'p> {
     /// [`Error::Unusable`]; a simulation setting out of range is a core simulation error.
     pub async fn run(
         &self,
-        traffic: impl Fn(Client) -> Arc<dyn TrafficFactory> + Send + Sync + 'static,
+        traffic: impl Fn() -> Arc<dyn TrafficFactory> + Send + Sync + 'static,
     ) -> Result<SimReport> {
         self.config.check()?;
         let cluster = cluster::Cluster::start(self.config.pod_startup).await?;
@@ -160,13 +159,17 @@ impl<'p> ClusterSimulation<'p> {
             Arc::new(
                 Context::new(
                     client.clone(),
-                    traffic(client.clone()),
+                    traffic(),
                     metrics.clone(),
                     Arc::new(InMemoryWebhooks::default()),
                     Arc::new(controller.clone()) as Arc<dyn Clock>,
                     Metrics::register(&mut prometheus_client::registry::Registry::default()),
                     CONTROLLER,
                 )
+                // Passes run in virtual time, each right after the simulated cluster has
+                // moved on: a read must see the cluster as it is then, not as a watch has
+                // brought it so far (in real time), or runs of one seed would differ.
+                .without_cache()
                 .with_destinations(destinations.clone())
                 .with_observer(observer.clone()),
             )

@@ -125,10 +125,18 @@ fn paused(d: &Value) -> bool {
 fn claim(pass: &mut Pass<'_>, d: &Value) -> Vec<Value> {
     let kind = pass.kinds.replicasets.clone();
     let mut owned = Vec::new();
-    for rs in pass.inner.list(&kind, Some(meta::namespace(d))) {
-        if rs["spec"]["template"].is_null() {
-            continue;
-        }
+    // The namespace's ReplicaSets are looked at in place; only this Deployment's and the
+    // orphans it may adopt are copied.
+    let candidates: Vec<Value> = pass
+        .inner
+        .objects_of(&kind, Some(meta::namespace(d)))
+        .filter(|rs| {
+            !rs["spec"]["template"].is_null()
+                && (meta::controlled_by(rs, d) || meta::controller_uid(rs).is_none())
+        })
+        .cloned()
+        .collect();
+    for rs in candidates {
         if meta::controlled_by(&rs, d) {
             owned.push(rs);
         } else if meta::controller_uid(&rs).is_none()

@@ -43,8 +43,8 @@ struct Dependent {
 fn dependents(pass: &Pass<'_>) -> HashMap<String, Vec<Dependent>> {
     let mut out: HashMap<String, Vec<Dependent>> = HashMap::new();
     for kind in pass.registry.all() {
-        for object in pass.inner.list(&kind, None) {
-            for reference in owner_refs(&object) {
+        for object in pass.inner.objects_of(&kind, None) {
+            for reference in owner_refs(object) {
                 if let Some(uid) = reference["uid"].as_str() {
                     out.entry(uid.to_owned()).or_default().push(Dependent {
                         kind: kind.clone(),
@@ -76,7 +76,17 @@ pub(super) fn sync_all(pass: &mut Pass<'_>) {
     let index = dependents(pass);
     let none = Vec::new();
     for kind in pass.registry.all() {
-        for object in pass.inner.list(&kind, None) {
+        // Only what the collector may act on is copied: objects being deleted, and dependents
+        // (whose owners may be gone).
+        let candidates: Vec<Value> = pass
+            .inner
+            .objects_of(&kind, None)
+            .filter(|object| {
+                meta::terminating(object) || !object["metadata"]["ownerReferences"].is_null()
+            })
+            .cloned()
+            .collect();
+        for object in candidates {
             let deps = index.get(meta::uid(&object)).unwrap_or(&none);
             if meta::terminating(&object) {
                 if has_finalizer(&object, ORPHAN_FINALIZER) {

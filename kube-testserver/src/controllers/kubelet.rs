@@ -22,16 +22,21 @@ pub(super) fn ready_at(start: Timestamp, startup: SignedDuration) -> Timestamp {
 pub(super) fn sync_all(pass: &mut Pass<'_>) {
     let kind = pass.kinds.pods.clone();
     let startup = pass.startup();
-    for pod in pass.inner.list(&kind, None) {
-        if meta::terminating(&pod)
-            || matches!(
-                pod["status"]["phase"].as_str(),
-                Some("Succeeded" | "Failed")
-            )
-            || meta::pod_ready(&pod)
-        {
-            continue;
-        }
+    // Only the pods still starting are copied.
+    let starting: Vec<Value> = pass
+        .inner
+        .objects_of(&kind, None)
+        .filter(|pod| {
+            !(meta::terminating(pod)
+                || matches!(
+                    pod["status"]["phase"].as_str(),
+                    Some("Succeeded" | "Failed")
+                )
+                || meta::pod_ready(pod))
+        })
+        .cloned()
+        .collect();
+    for pod in starting {
         let start = meta::time(&pod, "/status/startTime").unwrap_or(pass.now);
         let ready = ready_at(start, startup);
         let status = if ready <= pass.now {

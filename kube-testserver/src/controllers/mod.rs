@@ -34,7 +34,7 @@ use jiff::{SignedDuration, Timestamp};
 use serde_json::Value;
 
 use super::resources::{Registry, ResourceType};
-use super::store::{DeleteOptions, Inner, Owner, Part, Propagation, lock};
+use super::store::{DeleteOptions, Event, EventType, Inner, Owner, Part, Propagation, lock};
 use super::{State, wait_shutdown};
 
 /// The most passes one [`ControllerManager::step`] runs before it gives up on reaching a fixed
@@ -224,18 +224,20 @@ impl ControllerManager {
         let inner = self.state.store.lock();
         let kinds = Kinds::resolve(&self.state.registry)?;
         let startup = SignedDuration::try_from(self.pod_startup).unwrap_or(SignedDuration::MAX);
-        let replicasets = inner.list(&kinds.replicasets, None);
+        let replicasets: std::collections::HashMap<&str, &Value> = inner
+            .objects_of(&kinds.replicasets, None)
+            .map(|rs| (meta::uid(rs), rs))
+            .collect();
         inner
-            .list(&kinds.pods, None)
-            .iter()
+            .objects_of(&kinds.pods, None)
             .filter(|pod| !meta::terminating(pod))
             .filter_map(|pod| match meta::ready_since(pod) {
                 None => meta::time(pod, "/status/startTime")
                     .map(|start| kubelet::ready_at(start, startup)),
                 Some(since) => {
-                    let min_ready = replicasets
-                        .iter()
-                        .find(|rs| meta::controlled_by(pod, rs))
+                    let min_ready = meta::controller_uid(pod)
+                        .and_then(|uid| replicasets.get(uid))
+                        .filter(|rs| meta::controlled_by(pod, rs))
                         .map_or(0, |rs| meta::int(rs, "/spec/minReadySeconds", 0));
                     since.checked_add(SignedDuration::from_secs(min_ready)).ok()
                 }
@@ -277,14 +279,21 @@ pub(crate) async fn run(state: Arc<State>, pod_startup: Duration) {
     let tick = (pod_startup / 10).clamp(Duration::from_millis(5), Duration::from_millis(50));
     let mut changes = state.store.subscribe();
     let mut shutdown = state.shutdown.clone();
+    // The resource version the last pass saw, and whether a pass is due regardless of what
+    // changed since (a pod becoming ready, the first pass, a pass that changed something).
+    let mut seen = 0;
+    let mut due = true;
     loop {
         let changed = {
             let mut inner = state.store.lock();
-            let changed = manager.pass(&mut inner, Timestamp::now());
+            let relevant = due || inner.changed_since(seen, concerns_controllers);
+            let changed = relevant && manager.pass(&mut inner, Timestamp::now());
+            seen = inner.rv();
             // The pass's own writes are not news.
             changes.borrow_and_update();
             changed
         };
+        due = changed;
         if changed {
             tokio::select! {
                 () = tokio::time::sleep(tick) => {}
@@ -299,9 +308,22 @@ pub(crate) async fn run(state: Arc<State>, pod_startup: Duration) {
                 (d + Duration::from_millis(1)).min(Duration::from_secs(1))
             });
         tokio::select! {
-            () = tokio::time::sleep(wait) => {}
+            () = tokio::time::sleep(wait) => due = true,
             changed = changes.changed() => if changed.is_err() { return },
             () = wait_shutdown(&mut shutdown) => return,
         }
     }
+}
+
+/// Whether a change may give the controllers work: one to the kinds they manage or read
+/// (workloads, pods, Services and the Gateway API's objects, namespaces), or the deletion of
+/// anything (the garbage collector's work). Other writes, e.g. a custom resource's status,
+/// wake no pass: with thousands of objects a pass is not free, and it runs under the store's
+/// lock.
+fn concerns_controllers(event: &Event) -> bool {
+    let (group, plural) = (&event.key.0, &event.key.1);
+    matches!(group.as_str(), "apps" | "gateway.networking.k8s.io")
+        || (group.is_empty() && matches!(plural.as_str(), "pods" | "services" | "namespaces"))
+        || matches!(event.kind, EventType::Deleted)
+        || meta::terminating(&event.object)
 }

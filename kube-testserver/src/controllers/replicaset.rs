@@ -8,6 +8,7 @@
 //! `spec.template` are left alone; orphan pods are not adopted.
 
 use std::cmp::{Ordering, Reverse};
+use std::collections::HashMap;
 
 use serde_json::{Value, json};
 
@@ -23,15 +24,29 @@ const MAX_PREFIX: usize = 58;
 /// Syncs every ReplicaSet once.
 pub(super) fn sync_all(pass: &mut Pass<'_>) {
     let pods_kind = pass.kinds.pods.clone();
-    let all_pods = pass.inner.list(&pods_kind, None);
+    // The active pods by the uid of their controller, gathered once per pass.
+    let mut by_controller: HashMap<String, Vec<Value>> = HashMap::new();
+    for pod in pass
+        .inner
+        .objects_of(&pods_kind, None)
+        .filter(|pod| active(pod))
+    {
+        if let Some(uid) = meta::controller_uid(pod) {
+            by_controller
+                .entry(uid.to_owned())
+                .or_default()
+                .push(pod.clone());
+        }
+    }
     for rs in pass.inner.list(&pass.kinds.replicasets.clone(), None) {
         if rs["spec"]["template"].is_null() {
             continue;
         }
-        let mut pods: Vec<Value> = all_pods
-            .iter()
-            .filter(|pod| meta::controlled_by(pod, &rs) && active(pod))
-            .cloned()
+        let mut pods: Vec<Value> = by_controller
+            .remove(meta::uid(&rs))
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|pod| meta::controlled_by(pod, &rs))
             .collect();
         if !meta::terminating(&rs) {
             manage(pass, &rs, &mut pods);
