@@ -175,10 +175,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         context = context.with_shard(shard);
     }
     let context = Arc::new(context);
-    let lease = match args.shard {
-        Some(shard) => format!("{LEASE}-shard-{}-of-{}", shard.index(), shard.count()),
-        None => LEASE.to_owned(),
-    };
+    let lease = Shard::lease(args.shard, LEASE);
     let identity =
         std::env::var("POD_NAME").unwrap_or_else(|_| format!("canary-{}", std::process::id()));
     // Terms are timed on a clock a step of the system time cannot move (15 s lease, 10 s renew

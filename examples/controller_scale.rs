@@ -9,7 +9,8 @@
 //!
 //! The API test server (with its simulated kube-controller-manager) runs in a child process,
 //! as an API server does: `rss_mib` is the controller's process alone, `server_rss_mib` the
-//! server's. With `--uncached`, every pass reads its objects from the API server, as the
+//! server's (likewise `idle_cpu_pct` and `server_idle_cpu_pct`, the share of one core each used
+//! in the idle window). With `--uncached`, every pass reads its objects from the API server, as the
 //! controller did before watch caches (the watches only wake it).
 
 use std::collections::BTreeMap;
@@ -95,6 +96,21 @@ fn rss_mib() -> f64 {
         .map_or(0.0, |kib| kib / 1024.0)
 }
 
+/// The CPU time this process has used (user and system), in seconds.
+fn cpu_s() -> f64 {
+    // /proc/self/stat: fields 14 and 15 (utime, stime) in clock ticks, counted after the
+    // command name's closing parenthesis; the tick is 100 Hz on Linux.
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|stat| {
+            let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+            let utime: f64 = fields.get(11)?.parse().ok()?;
+            let stime: f64 = fields.get(12)?.parse().ok()?;
+            Some((utime + stime) / 100.0)
+        })
+        .unwrap_or(f64::NAN)
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -104,7 +120,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 /// The child: the API test server with the objects, and a line protocol on stdin/stdout
-/// (`clear`, `requests`, `settled`, `exists NS NAME`, `rss`); the first line out is its URL.
+/// (`clear`, `requests`, `settled`, `exists NS NAME`, `rss`, `cpu`); the first line out is its URL.
 async fn serve(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let cluster = TestCluster::start(Duration::from_millis(500)).await;
     for i in 0..args.rollouts {
@@ -143,12 +159,11 @@ async fn serve(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
                     json!({"by_verb": by_verb, "by_resource": by_resource})
                 }
                 ["settled"] => {
-                    let rollouts = server.list("canary.rs/v1alpha1", "Rollout");
-                    let adopted = rollouts
-                        .iter()
-                        .filter(|r| r["status"]["phase"] == "Initialized")
-                        .count();
-                    let seen = rollouts.iter().filter(|r| !r["status"].is_null()).count();
+                    let rollouts = |predicate: fn(&Value) -> bool| {
+                        server.count("canary.rs/v1alpha1", "Rollout", predicate)
+                    };
+                    let adopted = rollouts(|r| r["status"]["phase"] == "Initialized");
+                    let seen = rollouts(|r| !r["status"].is_null());
                     json!({"adopted": adopted, "reconciled": seen})
                 }
                 ["exists", ns, name] => json!(
@@ -157,6 +172,7 @@ async fn serve(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
                         .is_some()
                 ),
                 ["rss"] => json!(rss_mib()),
+                ["cpu"] => json!(cpu_s()),
                 _ => json!(null),
             };
             println!("{answer}");
@@ -260,8 +276,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     server.ask("clear")?;
     let passes_before = passes.load(Ordering::Relaxed);
+    let cpu_before = (cpu_s(), server.ask("cpu")?.as_f64().unwrap_or(f64::NAN));
     tokio::time::sleep(Duration::from_secs(args.idle)).await;
     let idle = server.ask("requests")?;
+    let busy = |before: f64, after: f64| (after - before) / args.idle as f64 * 100.0;
+    let cpu = busy(cpu_before.0, cpu_s());
+    let server_cpu = busy(
+        cpu_before.1,
+        server.ask("cpu")?.as_f64().unwrap_or(f64::NAN),
+    );
     let idle_passes = passes.load(Ordering::Relaxed) - passes_before;
     let by_verb: BTreeMap<String, usize> = serde_json::from_value(idle["by_verb"].clone())?;
     let total: usize = by_verb.values().sum();
@@ -329,6 +352,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         percentile(&reactions, 99.0),
         reactions.last().copied().unwrap_or(f64::NAN)
     );
+    println!(
+        "  CPU at idle (% of one core): controller {cpu:.0}%, API test server {server_cpu:.0}%"
+    );
     println!("  RSS: controller {rss:.0} MiB, API test server {server_rss:.0} MiB");
     if args.json {
         println!(
@@ -344,6 +370,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 "reaction_p99_ms": percentile(&reactions, 99.0).round(),
                 "rss_mib": rss.round(),
                 "server_rss_mib": server_rss.round(),
+                "idle_cpu_pct": cpu.round(),
+                "server_idle_cpu_pct": server_cpu.round(),
                 "settle_s": (settled.as_secs_f64() * 10.0).round() / 10.0,
             })
         );

@@ -41,6 +41,13 @@ pub const FINALIZER: &str = "canary.rs/cleanup";
 /// How often an idle Rollout is looked at again without a change, by default.
 pub const RESYNC: Duration = Duration::from_secs(300);
 
+/// How many Rollouts are reconciled at once (Argo Rollouts runs 10 workers by default). A pass
+/// that reads from the caches takes well under a millisecond of work plus its writes' round
+/// trips; unbounded, a resync of thousands of Rollouts would put thousands of passes in flight
+/// at once against the API server, and the runtime's scheduler would rescan its held
+/// requests on every wake-up.
+pub const CONCURRENCY: u16 = 32;
+
 /// Makes the traffic provider of a Rollout.
 pub trait TrafficFactory: Send + Sync {
     /// The provider for `plan` (the same state for the same Rollout across passes), talking
@@ -232,6 +239,7 @@ async fn run_in(
     };
     let passes = context.clone();
     Controller::for_stream(rollout_events, store)
+        .with_config(kube::runtime::controller::Config::default().concurrency(CONCURRENCY))
         .reconcile_on(woken)
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, context)

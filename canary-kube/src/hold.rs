@@ -38,7 +38,11 @@ use crate::workload::{STABLE_REVISION, pod_template_value};
 ///
 /// A Deployment that still carries the annotation (promoted, not yet let go) is paused at the
 /// revision the annotation names.
-pub fn hold_patch(old: &Value, new: &Value, rollouts: &[Value]) -> Option<Value> {
+pub fn hold_patch<'a>(
+    old: &Value,
+    new: &Value,
+    rollouts: impl IntoIterator<Item = &'a Value>,
+) -> Option<Value> {
     let marked = new["metadata"]["annotations"].get(STABLE_REVISION);
     if marked != old["metadata"]["annotations"].get(STABLE_REVISION)
         || new["spec"]["paused"] == Value::Bool(true)
@@ -64,9 +68,12 @@ pub fn hold_patch(old: &Value, new: &Value, rollouts: &[Value]) -> Option<Value>
 }
 
 /// The stable revision recorded by the Rollout among `rollouts` that targets `deployment`.
-fn targeting_revision<'a>(deployment: &Value, rollouts: &'a [Value]) -> Option<&'a str> {
+fn targeting_revision<'a>(
+    deployment: &Value,
+    rollouts: impl IntoIterator<Item = &'a Value>,
+) -> Option<&'a str> {
     let name = deployment["metadata"]["name"].as_str()?;
-    rollouts.iter().find_map(|rollout| {
+    rollouts.into_iter().find_map(|rollout| {
         let target = &rollout["spec"]["workloadRef"];
         let targets = target["kind"] == "Deployment"
             && target["name"].as_str() == Some(name)

@@ -48,6 +48,17 @@ impl Shard {
         let key = namespace.bytes().chain([b'/']).chain(name.bytes());
         fnv1a(key) % u64::from(self.count) == u64::from(self.index)
     }
+
+    /// The leader-election Lease of this shard's replicas, named after the unsharded
+    /// controller's `lease`: `LEASE-shard-INDEX-of-COUNT`. Each shard elects its own leader, so
+    /// N shards run N leaders at once, and a replica of a shard only ever stands in for that
+    /// shard. With `None` (no sharding) it is `lease` itself.
+    pub fn lease(shard: Option<Shard>, lease: &str) -> String {
+        match shard {
+            Some(shard) => format!("{lease}-shard-{}-of-{}", shard.index, shard.count),
+            None => lease.to_owned(),
+        }
+    }
 }
 
 /// The 64-bit FNV-1a hash of `bytes`.

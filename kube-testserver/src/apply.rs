@@ -11,6 +11,8 @@
 //!   (whole `map` list items included);
 //! - a missing object is created.
 
+use std::sync::Arc;
+
 use serde_json::{Value, json};
 
 use super::errors::{ApiError, ApiResult};
@@ -94,7 +96,8 @@ pub(crate) fn apply(
         let entries = [Entry::new(manager, "Apply", part, config_set)];
         fields::write_entries(&mut obj, &entries, rt);
         let obj = check(inner, obj, None)?;
-        return Ok((201, inner.create(rt, ns, obj, false, &Owner::Apply)?));
+        let created = inner.create(rt, ns, obj, false, &Owner::Apply)?;
+        return Ok((201, Arc::unwrap_or_clone(created)));
     };
 
     if let Some(given) = meta_str(body, "resourceVersion").filter(|v| !v.is_empty())
@@ -162,7 +165,7 @@ pub(crate) fn apply(
     let merged = check(inner, merged, Some(&live))?;
     Ok((
         200,
-        inner.update(rt, ns, name, merged, part, &Owner::Apply)?,
+        Arc::unwrap_or_clone(inner.update(rt, ns, name, merged, part, &Owner::Apply)?),
     ))
 }
 

@@ -122,9 +122,9 @@ fn list(state: &State, call: &Call<'_>) -> ApiResult<Reply> {
     let selector = selector(call.query)?;
     let inner = state.store.lock();
     let items = inner
-        .list(&t.rt, t.ns.as_deref())
-        .into_iter()
+        .objects_of(&t.rt, t.ns.as_deref())
         .filter(|o| selector.matches(o))
+        .map(|o| Value::clone(o))
         .collect();
     Ok(Reply::Json(200, list_doc(t, inner.rv(), items)))
 }
@@ -286,7 +286,9 @@ fn create(state: &State, call: &Call<'_>) -> ApiResult<Reply> {
     let body = with_update_owner(call, &types, None, body);
     let (body, warnings) = admitted(state, &inner, call, None, body, warnings)?;
     let created = run_write(&mut inner, dry, |inner| {
-        inner.create(&t.rt, t.ns.as_deref(), body, false, &Owner::Apply)
+        inner
+            .create(&t.rt, t.ns.as_deref(), body, false, &Owner::Apply)
+            .map(Arc::unwrap_or_clone)
     })?;
     let created = if dry { dry_rv(created, None) } else { created };
     Ok(reply(201, created, warnings))
@@ -312,7 +314,9 @@ fn replace(state: &State, call: &Call<'_>, name: &str) -> ApiResult<Reply> {
     let body = with_update_owner(call, &types, Some(&live), body);
     let (body, warnings) = admitted(state, &inner, call, Some(&live), body, warnings)?;
     let updated = run_write(&mut inner, dry, |inner| {
-        inner.update(&t.rt, t.ns.as_deref(), name, body, part(t), &Owner::Apply)
+        inner
+            .update(&t.rt, t.ns.as_deref(), name, body, part(t), &Owner::Apply)
+            .map(Arc::unwrap_or_clone)
     })?;
     Ok(reply(200, finish(updated, dry, &live), warnings))
 }
@@ -430,14 +434,16 @@ fn patch(state: &State, call: &Call<'_>, name: &str) -> ApiResult<Reply> {
     let patched = with_update_owner(call, &types, Some(&live), patched);
     let (patched, warnings) = admitted(state, &inner, call, Some(&live), patched, warnings)?;
     let updated = run_write(&mut inner, dry, |inner| {
-        inner.update(
-            &t.rt,
-            t.ns.as_deref(),
-            name,
-            patched,
-            part(t),
-            &Owner::Apply,
-        )
+        inner
+            .update(
+                &t.rt,
+                t.ns.as_deref(),
+                name,
+                patched,
+                part(t),
+                &Owner::Apply,
+            )
+            .map(Arc::unwrap_or_clone)
     })?;
     Ok(reply(200, finish(updated, dry, &live), warnings))
 }
@@ -473,7 +479,9 @@ fn delete(state: &State, call: &Call<'_>, name: &str) -> ApiResult<Reply> {
         .get(&t.rt, t.ns.as_deref(), name)
         .and_then(|l| meta_str(l, "resourceVersion").map(str::to_owned));
     let deleted = run_write(&mut inner, dry, |inner| {
-        inner.delete_with(&t.rt, t.ns.as_deref(), name, &options)
+        inner
+            .delete_with(&t.rt, t.ns.as_deref(), name, &options)
+            .map(Arc::unwrap_or_clone)
     })?;
     let deleted = if dry {
         dry_rv(deleted, live_rv.as_deref())
@@ -502,7 +510,8 @@ fn delete_collection(state: &State, call: &Call<'_>) -> ApiResult<Reply> {
         {
             let ns = meta_str(&obj, "namespace").map(str::to_owned);
             let name = meta_str(&obj, "name").unwrap_or_default().to_owned();
-            deleted.push(inner.delete_with(&t.rt, ns.as_deref(), &name, &options)?);
+            let gone = inner.delete_with(&t.rt, ns.as_deref(), &name, &options)?;
+            deleted.push(Arc::unwrap_or_clone(gone));
         }
         Ok(deleted)
     })?;

@@ -53,6 +53,16 @@ impl ResourceType {
         }
     }
 
+    /// Whether `api_version` (`group/version`, or `version` for the core group) names this
+    /// type's group and version (compared in place: the garbage collector asks this for
+    /// every owner reference of every object).
+    pub(crate) fn has_api_version(&self, api_version: &str) -> bool {
+        match api_version.split_once('/') {
+            Some((group, version)) => self.group == group && self.version == version,
+            None => self.group.is_empty() && self.version == api_version,
+        }
+    }
+
     /// Whether this is one of the built-in Kubernetes types (strategic merge patch allowed).
     pub(crate) fn is_builtin(&self) -> bool {
         builtins().iter().any(|b| b == self)
@@ -190,7 +200,7 @@ impl Registry {
     pub(crate) fn by_kind(&self, api_version: &str, kind: &str) -> Option<ResourceType> {
         read(&self.types)
             .iter()
-            .find(|t| t.api_version() == api_version && t.kind == kind)
+            .find(|t| t.kind == kind && t.has_api_version(api_version))
             .cloned()
     }
 

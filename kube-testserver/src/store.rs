@@ -13,7 +13,9 @@ use super::fields;
 use super::merge_types::Types;
 use super::resources::ResourceType;
 
-/// How many events the history keeps before the oldest are compacted away.
+/// How many events of one resource type the history keeps before the oldest are compacted
+/// away (the API server's watch cache is per resource type too: a busy type, pods, expires
+/// no watch of another).
 const HISTORY_LIMIT: usize = 10_000;
 
 /// Locks a mutex, ignoring poisoning (the data stays usable for a test server).
@@ -260,16 +262,25 @@ pub(crate) struct Event {
     pub key: (String, String),
     /// What happened.
     pub kind: EventType,
-    /// The object after the change (for deletes: the last state).
-    pub object: Value,
+    /// The object after the change (for deletes: the last state), shared with the store.
+    pub object: Arc<Value>,
     /// The object before the change, if any.
-    pub old: Option<Value>,
+    pub old: Option<Arc<Value>>,
+}
+
+/// The recent events of one resource type.
+#[derive(Debug, Clone, Default)]
+struct TypeHistory {
+    events: VecDeque<Arc<Event>>,
+    /// Every event of this type at or below this resource version may be missing.
+    compacted: u64,
 }
 
 /// Outcome of reading the history from a resource version.
 pub(crate) enum History {
-    /// The events after the requested version, oldest first.
-    Events(Vec<Arc<Event>>),
+    /// The events of the type after the requested version, oldest first, and the resource
+    /// version they bring a watcher to (the store's current one).
+    Events(Vec<Arc<Event>>, u64),
     /// The requested version has been compacted away.
     Expired,
 }
@@ -289,7 +300,7 @@ impl Store {
             rv: 1,
             uid_seq: 0,
             objects: HashMap::new(),
-            history: VecDeque::new(),
+            history: HashMap::new(),
             compacted: 1,
             rv_tx: tx,
         };
@@ -310,14 +321,21 @@ impl Store {
     }
 }
 
+/// The stored objects of one resource type, by (namespace, name).
+type Objects = BTreeMap<(String, String), Arc<Value>>;
+
 /// The store's data.
 #[derive(Debug)]
 pub(crate) struct Inner {
     rv: u64,
     uid_seq: u64,
-    objects: HashMap<(String, String), BTreeMap<(String, String), Value>>,
-    history: VecDeque<Arc<Event>>,
-    /// Every event with a resource version at or below this may be missing.
+    /// The objects of each type by (namespace, name), shared with the history's events: a
+    /// pass over every object, a list or a watch's initial events copies no object.
+    objects: HashMap<(String, String), Objects>,
+    /// The recent events by resource type (group, plural).
+    history: HashMap<(String, String), TypeHistory>,
+    /// Every event of any type at or below this resource version may be missing (a
+    /// compaction of the whole history).
     compacted: u64,
     rv_tx: watch::Sender<u64>,
 }
@@ -349,15 +367,27 @@ pub(crate) fn meta_str<'a>(obj: &'a Value, field: &str) -> Option<&'a str> {
     obj.get("metadata")?.get(field)?.as_str()
 }
 
-/// The object without `metadata` and `status`: what `generation` tracks.
-fn spec_part(obj: &Value) -> Value {
-    let mut v = obj.clone();
-    if let Some(map) = v.as_object_mut() {
-        for k in ["metadata", "status", "apiVersion", "kind"] {
-            map.remove(k);
-        }
-    }
-    v
+/// Whether two objects are the same but for `metadata`, `status`, `apiVersion` and `kind`:
+/// what `generation` tracks (compared in place, without copying either).
+fn same_spec(a: &Value, b: &Value) -> bool {
+    const UNTRACKED: [&str; 4] = ["metadata", "status", "apiVersion", "kind"];
+    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
+        return a == b;
+    };
+    let tracked = |map: &'_ Map<String, Value>| {
+        map.iter()
+            .filter(|(k, _)| !UNTRACKED.contains(&k.as_str()))
+            .count()
+    };
+    tracked(a) == tracked(b)
+        && a.iter()
+            .filter(|(k, _)| !UNTRACKED.contains(&k.as_str()))
+            .all(|(k, v)| b.get(k) == Some(v))
+}
+
+fn meta_has_deletion(obj: &Value) -> bool {
+    obj.get("metadata")
+        .is_some_and(|m| m.get("deletionTimestamp").is_some())
 }
 
 fn has_finalizers(obj: &Value) -> bool {
@@ -375,13 +405,24 @@ impl Inner {
 
     /// One object.
     pub(crate) fn get(&self, rt: &ResourceType, ns: Option<&str>, name: &str) -> Option<&Value> {
+        self.get_shared(rt, ns, name).map(|object| &**object)
+    }
+
+    /// One object, as shared with the history.
+    pub(crate) fn get_shared(
+        &self,
+        rt: &ResourceType,
+        ns: Option<&str>,
+        name: &str,
+    ) -> Option<&Arc<Value>> {
         self.objects
             .get(&key(rt))?
             .get(&(ns_key(rt, ns), name.to_owned()))
     }
 
-    /// Objects of a type, in one namespace or all, ordered by namespace then name.
-    pub(crate) fn list(&self, rt: &ResourceType, ns: Option<&str>) -> Vec<Value> {
+    /// Objects of a type, in one namespace or all, ordered by namespace then name (shared,
+    /// not copied).
+    pub(crate) fn list(&self, rt: &ResourceType, ns: Option<&str>) -> Vec<Arc<Value>> {
         self.objects_of(rt, ns).cloned().collect()
     }
 
@@ -391,7 +432,7 @@ impl Inner {
         &'a self,
         rt: &ResourceType,
         ns: Option<&str>,
-    ) -> Box<dyn Iterator<Item = &'a Value> + 'a> {
+    ) -> Box<dyn Iterator<Item = &'a Arc<Value>> + 'a> {
         let Some(objects) = self.objects.get(&key(rt)) else {
             return Box::new(std::iter::empty());
         };
@@ -413,10 +454,18 @@ impl Inner {
     /// Whether the changes after resource version `from` may concern `relevant` (a change
     /// the history no longer holds may concern anything).
     pub(crate) fn changed_since(&self, from: u64, relevant: impl Fn(&Event) -> bool) -> bool {
-        match self.history_since(from) {
-            History::Expired => true,
-            History::Events(events) => events.iter().any(|event| relevant(event)),
+        if from >= self.rv {
+            return false;
         }
+        if from < self.compacted {
+            return true;
+        }
+        self.history.values().any(|history| {
+            from < history.compacted || {
+                let start = history.events.partition_point(|e| e.rv <= from);
+                history.events.range(start..).any(|event| relevant(event))
+            }
+        })
     }
 
     /// Drops the whole event history, as an etcd compaction would.
@@ -425,13 +474,18 @@ impl Inner {
         self.compacted = self.rv;
     }
 
-    /// The events after resource version `from`.
-    pub(crate) fn history_since(&self, from: u64) -> History {
-        if from < self.compacted {
+    /// The events of type `rt` after resource version `from`.
+    pub(crate) fn history_since(&self, rt: &ResourceType, from: u64) -> History {
+        let history = self.history.get(&key(rt));
+        let compacted = history.map_or(0, |h| h.compacted).max(self.compacted);
+        if from < compacted {
             return History::Expired;
         }
-        let start = self.history.partition_point(|e| e.rv <= from);
-        History::Events(self.history.range(start..).cloned().collect())
+        let events = history.map_or_else(Vec::new, |h| {
+            let start = h.events.partition_point(|e| e.rv <= from);
+            h.events.range(start..).cloned().collect()
+        });
+        History::Events(events, self.rv.max(from))
     }
 
     /// Runs `f` as a `dryRun=All` write: whatever it stores, the resource versions and
@@ -461,7 +515,13 @@ impl Inner {
         self.rv
     }
 
-    fn emit(&mut self, rt: &ResourceType, kind: EventType, object: Value, old: Option<Value>) {
+    fn emit(
+        &mut self,
+        rt: &ResourceType,
+        kind: EventType,
+        object: Arc<Value>,
+        old: Option<Arc<Value>>,
+    ) {
         let event = Event {
             rv: self.rv,
             key: key(rt),
@@ -469,10 +529,11 @@ impl Inner {
             object,
             old,
         };
-        self.history.push_back(Arc::new(event));
-        while self.history.len() > HISTORY_LIMIT {
-            if let Some(e) = self.history.pop_front() {
-                self.compacted = e.rv;
+        let history = self.history.entry(key(rt)).or_default();
+        history.events.push_back(Arc::new(event));
+        while history.events.len() > HISTORY_LIMIT {
+            if let Some(e) = history.events.pop_front() {
+                history.compacted = e.rv;
             }
         }
         self.rv_tx.send_replace(self.rv);
@@ -514,7 +575,7 @@ impl Inner {
         mut obj: Value,
         keep_status: bool,
         owner: &Owner,
-    ) -> ApiResult<Value> {
+    ) -> ApiResult<Arc<Value>> {
         Self::normalise(rt, ns, &mut obj)?;
         let name = self.pick_name(rt, ns, &obj)?;
         if self.get(rt, ns, &name).is_some() {
@@ -553,12 +614,13 @@ impl Inner {
             );
             fields::write_entries(&mut obj, &entries, rt);
         }
+        let shared = Arc::new(obj);
         self.objects
             .entry(key(rt))
             .or_default()
-            .insert((ns_key(rt, ns), name), obj.clone());
-        self.emit(rt, EventType::Added, obj.clone(), None);
-        Ok(obj)
+            .insert((ns_key(rt, ns), name), Arc::clone(&shared));
+        self.emit(rt, EventType::Added, Arc::clone(&shared), None);
+        Ok(shared)
     }
 
     fn pick_name(&self, rt: &ResourceType, ns: Option<&str>, obj: &Value) -> ApiResult<String> {
@@ -596,9 +658,9 @@ impl Inner {
         mut candidate: Value,
         part: Part,
         owner: &Owner,
-    ) -> ApiResult<Value> {
+    ) -> ApiResult<Arc<Value>> {
         let live = self
-            .get(rt, ns, name)
+            .get_shared(rt, ns, name)
             .cloned()
             .ok_or_else(|| ApiError::not_found(rt, name))?;
         Self::normalise(rt, ns, &mut candidate)?;
@@ -628,7 +690,7 @@ impl Inner {
             .cloned();
         let mut next = match part {
             Part::Status => {
-                let mut next = live.clone();
+                let mut next = (*live).clone();
                 if let Some(map) = next.as_object_mut() {
                     match candidate.get("status") {
                         Some(status) => map.insert("status".into(), status.clone()),
@@ -685,14 +747,14 @@ impl Inner {
                 fields::write_entries(&mut next, &entries, rt);
             }
         }
-        if next == live {
+        if next == *live {
             return Ok(live);
         }
         let generation = live_meta
             .get("generation")
             .and_then(Value::as_i64)
             .unwrap_or(1);
-        let bump = spec_part(&next) != spec_part(&live);
+        let bump = !same_spec(&next, &live);
         let rv = self.next_rv();
         let meta = meta_mut(&mut next).ok_or_else(|| ApiError::bad_request("invalid metadata"))?;
         meta.insert("resourceVersion".into(), Value::String(rv.to_string()));
@@ -700,17 +762,18 @@ impl Inner {
             meta.insert("generation".into(), json!(generation + 1));
         }
         let slot = (ns_key(rt, ns), name.to_owned());
-        if meta.contains_key("deletionTimestamp") && !has_finalizers(&next) {
+        let next = Arc::new(next);
+        if meta_has_deletion(&next) && !has_finalizers(&next) {
             if let Some(objects) = self.objects.get_mut(&key(rt)) {
                 objects.remove(&slot);
             }
-            self.emit(rt, EventType::Deleted, next.clone(), Some(live));
+            self.emit(rt, EventType::Deleted, Arc::clone(&next), Some(live));
         } else {
             self.objects
                 .entry(key(rt))
                 .or_default()
-                .insert(slot, next.clone());
-            self.emit(rt, EventType::Modified, next.clone(), Some(live));
+                .insert(slot, Arc::clone(&next));
+            self.emit(rt, EventType::Modified, Arc::clone(&next), Some(live));
         }
         Ok(next)
     }
@@ -722,7 +785,7 @@ impl Inner {
         ns: Option<&str>,
         name: &str,
         precondition_rv: Option<&str>,
-    ) -> ApiResult<Value> {
+    ) -> ApiResult<Arc<Value>> {
         let options = DeleteOptions {
             precondition_rv: precondition_rv.map(str::to_owned),
             precondition_uid: None,
@@ -742,9 +805,9 @@ impl Inner {
         ns: Option<&str>,
         name: &str,
         options: &DeleteOptions,
-    ) -> ApiResult<Value> {
+    ) -> ApiResult<Arc<Value>> {
         let live = self
-            .get(rt, ns, name)
+            .get_shared(rt, ns, name)
             .cloned()
             .ok_or_else(|| ApiError::not_found(rt, name))?;
         if let Some(given) = options.precondition_rv.as_deref()
@@ -770,7 +833,7 @@ impl Inner {
             )));
         }
         let slot = (ns_key(rt, ns), name.to_owned());
-        let mut next = live.clone();
+        let mut next = (*live).clone();
         let wanted = finalizers_for_delete(rt, &live, options);
         if !wanted.is_empty() {
             let terminating = live
@@ -787,11 +850,12 @@ impl Inner {
             }
             meta.insert("finalizers".into(), json!(wanted));
             meta.insert("resourceVersion".into(), Value::String(rv.to_string()));
+            let next = Arc::new(next);
             self.objects
                 .entry(key(rt))
                 .or_default()
-                .insert(slot, next.clone());
-            self.emit(rt, EventType::Modified, next.clone(), Some(live));
+                .insert(slot, Arc::clone(&next));
+            self.emit(rt, EventType::Modified, Arc::clone(&next), Some(live));
             return Ok(next);
         }
         let rv = self.next_rv();
@@ -801,7 +865,8 @@ impl Inner {
         if let Some(objects) = self.objects.get_mut(&key(rt)) {
             objects.remove(&slot);
         }
-        self.emit(rt, EventType::Deleted, next.clone(), Some(live));
+        let next = Arc::new(next);
+        self.emit(rt, EventType::Deleted, Arc::clone(&next), Some(live));
         Ok(next)
     }
 }
@@ -902,5 +967,55 @@ mod tests {
             finalizers_for_delete(&rt, &live, &background),
             vec!["example.com/hold".to_owned()]
         );
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic)]
+mod history_tests {
+    use super::*;
+
+    fn create(inner: &mut Inner, rt: &ResourceType, name: &str) {
+        let object = json!({"metadata": {"name": name}});
+        inner
+            .create(rt, Some("default"), object, false, &Owner::Untracked)
+            .unwrap();
+    }
+
+    #[test]
+    fn a_busy_type_expires_the_watches_of_its_own_type_only() {
+        let store = Store::new();
+        let mut inner = store.lock();
+        let pods = ResourceType::new("", "v1", "Pod", "pods", true, true);
+        let deployments = ResourceType::new("apps", "v1", "Deployment", "deployments", true, true);
+        create(&mut inner, &deployments, "web");
+        let from = inner.rv();
+        create(&mut inner, &deployments, "api");
+        for i in 0..=HISTORY_LIMIT {
+            create(&mut inner, &pods, &format!("pod-{i}"));
+        }
+        // The Deployment watch resumes with its one event, brought to the current version.
+        match inner.history_since(&deployments, from) {
+            History::Events(events, reached) => {
+                let names: Vec<&str> = events
+                    .iter()
+                    .filter_map(|e| meta_str(&e.object, "name"))
+                    .collect();
+                assert_eq!(names, ["api"]);
+                assert_eq!(reached, inner.rv());
+            }
+            History::Expired => panic!("a Deployment watch expired by pods"),
+        }
+        assert!(matches!(inner.history_since(&pods, from), History::Expired));
+        // Nothing relevant to a filter that only Deployments pass since the last pod.
+        let last_pod = inner.rv() - 1;
+        assert!(!inner.changed_since(last_pod, |e| e.key.1 == "deployments"));
+        assert!(inner.changed_since(last_pod, |e| e.key.1 == "pods"));
+        // An etcd compaction expires every type.
+        inner.compact();
+        assert!(matches!(
+            inner.history_since(&deployments, from),
+            History::Expired
+        ));
     }
 }

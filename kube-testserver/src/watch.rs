@@ -51,11 +51,13 @@ pub(crate) fn start(state: Arc<State>, spec: WatchSpec) -> Body {
     StreamBody::new(frames).boxed_unsync()
 }
 
+/// One watch event as sent, `{"type":KIND,"object":OBJECT}` and a newline, serialised from
+/// the stored object without copying it (`kind` is one of the fixed event types).
 fn line(kind: &str, object: &Value) -> Bytes {
-    let mut bytes = json!({"type": kind, "object": object})
-        .to_string()
-        .into_bytes();
-    bytes.push(b'\n');
+    let mut bytes = format!("{{\"type\":\"{kind}\",\"object\":").into_bytes();
+    // Writing a `Value` into a vector cannot fail.
+    let _ = serde_json::to_writer(&mut bytes, object);
+    bytes.extend_from_slice(b"}\n");
     Bytes::from(bytes)
 }
 
@@ -74,8 +76,8 @@ fn bookmark(rt: &ResourceType, rv: u64, initial_end: bool) -> Bytes {
 }
 
 /// How an event looks to this watcher (selectors can turn updates into adds/deletes).
-fn translate(spec: &WatchSpec, ev: &Event) -> Option<(&'static str, Value)> {
-    if ev.key != (spec.rt.group.clone(), spec.rt.plural.clone()) {
+fn translate<'e>(spec: &WatchSpec, ev: &'e Event) -> Option<(&'static str, &'e Value)> {
+    if ev.key.0 != spec.rt.group || ev.key.1 != spec.rt.plural {
         return None;
     }
     if let Some(ns) = &spec.ns
@@ -94,7 +96,7 @@ fn translate(spec: &WatchSpec, ev: &Event) -> Option<(&'static str, Value)> {
         (EventType::Deleted, b, n) if b || n => EventType::Deleted,
         _ => return None,
     };
-    Some((kind.as_str(), ev.object.clone()))
+    Some((kind.as_str(), &ev.object))
 }
 
 async fn run(state: Arc<State>, spec: WatchSpec, tx: mpsc::Sender<Bytes>) {
@@ -134,9 +136,9 @@ async fn run(state: Arc<State>, spec: WatchSpec, tx: mpsc::Sender<Bytes>) {
 
     loop {
         changes.borrow_and_update();
-        let history = state.store.lock().history_since(cursor);
-        let events = match history {
-            History::Events(events) => events,
+        let history = state.store.lock().history_since(&spec.rt, cursor);
+        let (events, reached) = match history {
+            History::Events(events, reached) => (events, reached),
             History::Expired => {
                 let gone = ApiError::gone(format!("too old resource version: {cursor}"));
                 send(line("ERROR", &gone.to_status())).await;
@@ -146,11 +148,12 @@ async fn run(state: Arc<State>, spec: WatchSpec, tx: mpsc::Sender<Bytes>) {
         for ev in events {
             cursor = ev.rv;
             if let Some((kind, obj)) = translate(&spec, &ev)
-                && (!send(line(kind, &obj)).await || state.faults.roll_drop_watch())
+                && (!send(line(kind, obj)).await || state.faults.roll_drop_watch())
             {
                 return;
             }
         }
+        cursor = cursor.max(reached);
         let timeout = async {
             match deadline {
                 Some(d) => sleep_until(d).await,

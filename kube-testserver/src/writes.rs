@@ -10,6 +10,7 @@
 //! with one `Warning` header per field; `Ignore` prunes them silently.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use serde_json::Value;
 
@@ -47,8 +48,7 @@ pub(crate) struct Write<'a> {
 }
 
 /// The object as the store will see it: `apiVersion`, `kind`, namespace and name filled in.
-fn normalised(w: &Write<'_>, candidate: &Value) -> Value {
-    let mut obj = candidate.clone();
+fn normalised(w: &Write<'_>, mut obj: Value) -> Value {
     if let Some(map) = obj.as_object_mut() {
         map.insert("apiVersion".into(), Value::String(w.rt.api_version()));
         map.insert("kind".into(), Value::String(w.rt.kind.clone()));
@@ -109,7 +109,7 @@ pub(crate) fn check(
     candidate: Value,
     old: Option<&Value>,
 ) -> ApiResult<(Value, Vec<String>)> {
-    let mut obj = normalised(w, &candidate);
+    let mut obj = normalised(w, candidate);
     let name = meta_str(&obj, "name")
         .or_else(|| meta_str(&obj, "generateName"))
         .unwrap_or_default()
@@ -153,18 +153,22 @@ pub(crate) fn check(
     if w.part == Part::Main {
         let hooks = registry.hooks_for(w.rt);
         if !hooks.is_empty() {
-            let key = |o: &Value| {
+            fn key(o: &Value) -> (&str, &str) {
                 (
-                    meta_str(o, "namespace").unwrap_or_default().to_owned(),
-                    meta_str(o, "name").unwrap_or_default().to_owned(),
+                    meta_str(o, "namespace").unwrap_or_default(),
+                    meta_str(o, "name").unwrap_or_default(),
                 )
-            };
+            }
             let me = key(&obj);
-            let peers: Vec<Value> = inner
-                .list(w.rt, None)
-                .into_iter()
-                .filter(|o| key(o) != me)
-                .collect();
+            let peers: Vec<Arc<Value>> = if hooks.iter().any(|hook| hook.reads_peers()) {
+                inner
+                    .objects_of(w.rt, None)
+                    .filter(|o| key(o) != me)
+                    .cloned()
+                    .collect()
+            } else {
+                Vec::new()
+            };
             let request = AdmissionRequest {
                 operation: Operation::of(old),
                 group: &w.rt.group,
@@ -196,7 +200,7 @@ pub(crate) fn mutate(
     for hook in hooks {
         let current = mutated.as_ref().unwrap_or(obj);
         let ns = meta_str(current, "namespace").map(str::to_owned);
-        let read: Vec<Value> = hook
+        let read: Vec<Arc<Value>> = hook
             .reads()
             .and_then(|(api_version, kind)| registry.by_kind(api_version, kind))
             .map(|rt| inner.list(&rt, ns.as_deref()))

@@ -530,6 +530,9 @@ impl AdmissionHook for OnePerNamespace {
     fn handles(&self, group: &str, kind: &str) -> bool {
         group.is_empty() && kind == "ConfigMap"
     }
+    fn reads_peers(&self) -> bool {
+        true
+    }
     fn review(&self, request: &AdmissionRequest<'_>) -> Result<(), Denial> {
         let taken = request
             .peers

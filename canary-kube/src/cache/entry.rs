@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 
 use bytes::Bytes;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -51,7 +51,9 @@ pub struct Entry {
     pub metadata_only: bool,
     /// The labels every object of the watch carries (its label selector).
     pub selector: BTreeMap<String, String>,
-    touched: broadcast::Sender<Touched>,
+    /// Made on the first subscription: most kinds have no subscriber, and a channel holds
+    /// its whole buffer from the start.
+    touched: OnceLock<broadcast::Sender<Touched>>,
 }
 
 /// Whether resource version `a` is older than `b`. Resource versions are opaque to clients;
@@ -76,7 +78,7 @@ impl Entry {
             state: AtomicU8::new(STARTING),
             metadata_only,
             selector,
-            touched: broadcast::channel(TOUCHED_BUFFER).0,
+            touched: OnceLock::new(),
         }
     }
 
@@ -98,7 +100,17 @@ impl Entry {
 
     /// The objects the watch brings from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Touched> {
-        self.touched.subscribe()
+        self.touched
+            .get_or_init(|| broadcast::channel(TOUCHED_BUFFER).0)
+            .subscribe()
+    }
+
+    /// Tells the subscribers, if any, of an object the watch brought.
+    fn touch(&self, touched: impl FnOnce() -> Touched) {
+        if let Some(sender) = self.touched.get() {
+            // No receiver left is not an error: nothing waits for this kind any more.
+            let _ = sender.send(touched());
+        }
     }
 
     /// A list begins: its objects are gathered apart.
@@ -139,8 +151,7 @@ impl Entry {
             }
             *objects = listed;
             for ((namespace, name), object) in objects.iter() {
-                // No receiver is not an error: nothing is waiting for this kind.
-                let _ = self.touched.send(Touched {
+                self.touch(|| Touched {
                     namespace: namespace.clone(),
                     name: name.clone(),
                     labels: object.labels.clone(),
@@ -156,7 +167,7 @@ impl Entry {
     /// out (the answer to this process's own write came first).
     pub fn applied(&self, meta: &ObjectMeta, json: Vec<u8>) {
         if self.keep(meta, json) {
-            let _ = self.touched.send(Touched {
+            self.touch(|| Touched {
                 namespace: meta.namespace.clone().unwrap_or_default(),
                 name: meta.name.clone().unwrap_or_default(),
                 labels: meta.labels.clone().unwrap_or_default(),
@@ -196,7 +207,8 @@ impl Entry {
             )
         });
         if !newer && objects.remove(&key).is_some() {
-            let _ = self.touched.send(Touched {
+            drop(objects);
+            self.touch(|| Touched {
                 namespace: key.0,
                 name: key.1,
                 labels: meta.labels.clone().unwrap_or_default(),

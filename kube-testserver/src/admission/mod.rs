@@ -59,8 +59,9 @@ pub struct AdmissionRequest<'a> {
     /// The stored object, on updates.
     pub old_object: Option<&'a Value>,
     /// The other stored objects of the same kind, in every namespace (the object under
-    /// review excluded), for rules across objects.
-    pub peers: &'a [Value],
+    /// review excluded), for rules across objects; empty unless a hook of the write
+    /// [reads them](AdmissionHook::reads_peers).
+    pub peers: &'a [Arc<Value>],
 }
 
 impl AdmissionRequest<'_> {
@@ -110,6 +111,11 @@ pub trait AdmissionHook: Send + Sync + Debug {
     fn handles(&self, group: &str, kind: &str) -> bool;
     /// Allows (`Ok`) or refuses the write.
     fn review(&self, request: &AdmissionRequest<'_>) -> Result<(), Denial>;
+    /// Whether the webhook decides from the other objects of the kind too (as a real one
+    /// would list them); only then are they gathered into [`AdmissionRequest::peers`].
+    fn reads_peers(&self) -> bool {
+        false
+    }
 }
 
 /// A mutating admission webhook: its JSON Patch (RFC 6902, `patchType: JSONPatch`) is applied
@@ -130,7 +136,7 @@ pub trait MutatingHook: Send + Sync + Debug {
     fn mutate(
         &self,
         request: &AdmissionRequest<'_>,
-        read: &[Value],
+        read: &[Arc<Value>],
     ) -> Result<Option<Value>, Denial>;
 }
 

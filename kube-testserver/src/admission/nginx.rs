@@ -162,6 +162,10 @@ impl AdmissionHook for NginxAdmission {
         "validate.nginx.ingress.kubernetes.io"
     }
 
+    fn reads_peers(&self) -> bool {
+        true
+    }
+
     fn handles(&self, group: &str, kind: &str) -> bool {
         group == "networking.k8s.io" && kind == "Ingress"
     }
@@ -183,6 +187,7 @@ impl AdmissionHook for NginxAdmission {
         let mut others: Vec<&Value> = request
             .peers
             .iter()
+            .map(|p| &**p)
             .filter(|p| self.owns(p) && p["metadata"]["deletionTimestamp"].is_null())
             .collect();
         others.sort_by(|a, b| created(a).cmp(&created(b)));

@@ -12,6 +12,8 @@
 //! annotation, events, and ReplicaSet failure conditions.
 
 use std::cmp::Ordering;
+use std::collections::HashMap;
+use std::sync::Arc;
 
 use serde_json::{Value, json};
 
@@ -55,26 +57,70 @@ const DEFAULT_HISTORY_LIMIT: i64 = 10;
 /// One Deployment being synced: the Deployment and its ReplicaSets as last written, and a
 /// Progressing condition to record with the next status.
 struct Sync {
-    d: Value,
-    rss: Vec<Value>,
+    d: Arc<Value>,
+    rss: Vec<Arc<Value>>,
     progress: Option<Value>,
 }
 
 /// Syncs every Deployment once.
 pub(super) fn sync_all(pass: &mut Pass<'_>) {
+    let replicasets = ReplicaSets::gather(pass, None);
     for d in pass.inner.list(&pass.kinds.deployments, None) {
-        sync(pass, d);
+        let candidates = replicasets.candidates(&d);
+        sync(pass, d, candidates);
+    }
+}
+
+/// The ReplicaSets with a pod template, gathered once per pass (in namespace and name order):
+/// by the uid of their controller, and the orphans by namespace. Each Deployment then looks
+/// at its own and its namespace's orphans only, not at every ReplicaSet of its namespace.
+pub(super) struct ReplicaSets {
+    by_controller: HashMap<String, Vec<Arc<Value>>>,
+    orphans: HashMap<String, Vec<Arc<Value>>>,
+}
+
+impl ReplicaSets {
+    /// The ReplicaSets of namespace `ns` (all namespaces if `None`).
+    pub(super) fn gather(pass: &Pass<'_>, ns: Option<&str>) -> Self {
+        let mut index = Self {
+            by_controller: HashMap::new(),
+            orphans: HashMap::new(),
+        };
+        for rs in pass
+            .inner
+            .objects_of(&pass.kinds.replicasets, ns)
+            .filter(|rs| !rs["spec"]["template"].is_null())
+        {
+            let list = match meta::controller_uid(rs) {
+                Some(uid) => index.by_controller.entry(uid.to_owned()),
+                None => index.orphans.entry(meta::namespace(rs).to_owned()),
+            };
+            list.or_default().push(Arc::clone(rs));
+        }
+        index
+    }
+
+    /// The ReplicaSets `d` controls and the orphans of its namespace, as gathered.
+    pub(super) fn candidates(&self, d: &Value) -> Vec<Arc<Value>> {
+        let owned = self
+            .by_controller
+            .get(meta::uid(d))
+            .into_iter()
+            .flatten()
+            .filter(|rs| meta::controlled_by(rs, d));
+        let orphans = self.orphans.get(meta::namespace(d)).into_iter().flatten();
+        owned.chain(orphans).cloned().collect()
     }
 }
 
 /// deployment_controller.go `syncDeployment`.
-fn sync(pass: &mut Pass<'_>, d: Value) {
+fn sync(pass: &mut Pass<'_>, d: Arc<Value>, candidates: Vec<Arc<Value>>) {
     if !has_selector(&d["spec"]["selector"]) {
         // An empty selector would select every pod: the controller only records that it saw
         // the generation.
         let generation = meta::int(&d, "/metadata/generation", 1);
         if meta::int(&d, "/status/observedGeneration", 0) < generation {
-            let mut next = d.clone();
+            let mut next = Value::clone(&d);
             meta::set(
                 &mut next,
                 &["status", "observedGeneration"],
@@ -84,7 +130,7 @@ fn sync(pass: &mut Pass<'_>, d: Value) {
         }
         return;
     }
-    let rss = claim(pass, &d);
+    let rss = claim(pass, &d, candidates);
     let mut s = Sync {
         d,
         rss,
@@ -121,22 +167,24 @@ fn paused(d: &Value) -> bool {
 }
 
 /// The ReplicaSets the Deployment controls, adopting matching orphans (controller_ref_manager.go
-/// `ClaimReplicaSets`), oldest first. ReplicaSets without a pod template are skipped.
-fn claim(pass: &mut Pass<'_>, d: &Value) -> Vec<Value> {
+/// `ClaimReplicaSets`), oldest first, from `candidates` (see [`ReplicaSets::candidates`]).
+fn claim(pass: &mut Pass<'_>, d: &Value, candidates: Vec<Arc<Value>>) -> Vec<Arc<Value>> {
     let kind = pass.kinds.replicasets.clone();
     let mut owned = Vec::new();
-    // The namespace's ReplicaSets are looked at in place; only this Deployment's and the
-    // orphans it may adopt are copied.
-    let candidates: Vec<Value> = pass
-        .inner
-        .objects_of(&kind, Some(meta::namespace(d)))
-        .filter(|rs| {
-            !rs["spec"]["template"].is_null()
-                && (meta::controlled_by(rs, d) || meta::controller_uid(rs).is_none())
-        })
-        .cloned()
-        .collect();
-    for rs in candidates {
+    for gathered in candidates {
+        // As stored now: this pass may have adopted it for another Deployment already.
+        let Some(rs) = pass
+            .inner
+            .get_shared(
+                &kind,
+                Some(meta::namespace(&gathered)),
+                meta::name(&gathered),
+            )
+            .filter(|rs| meta::uid(rs) == meta::uid(&gathered))
+            .cloned()
+        else {
+            continue;
+        };
         if meta::controlled_by(&rs, d) {
             owned.push(rs);
         } else if meta::controller_uid(&rs).is_none()
@@ -144,7 +192,7 @@ fn claim(pass: &mut Pass<'_>, d: &Value) -> Vec<Value> {
             && !meta::terminating(d)
             && meta::selects(&d["spec"]["selector"], &rs["metadata"]["labels"])
         {
-            let mut next = rs.clone();
+            let mut next = Value::clone(&rs);
             let mut refs = rs["metadata"]["ownerReferences"]
                 .as_array()
                 .cloned()
@@ -160,24 +208,47 @@ fn claim(pass: &mut Pass<'_>, d: &Value) -> Vec<Value> {
             }
         }
     }
-    owned.sort_by(meta::by_creation);
+    owned.sort_by(|a, b| meta::by_creation(a, b));
     owned
 }
 
-/// A pod template without the `pod-template-hash` label (deployment_util.go
-/// `EqualIgnoreHash`).
-fn without_hash(template: &Value) -> Value {
-    let mut t = template.clone();
-    meta::remove(&mut t, &["metadata", "labels", HASH]);
-    t
+/// Whether two pod templates are equal but for the `pod-template-hash` label
+/// (deployment_util.go `EqualIgnoreHash`), compared in place: every Deployment's template is
+/// compared with its ReplicaSets' on every pass.
+fn equal_ignoring_hash(a: &Value, b: &Value) -> bool {
+    equal_except(a, b, &["metadata", "labels", HASH])
+}
+
+/// Whether `a` and `b` are equal once the field at `path` (a path of object keys) is removed
+/// from both.
+fn equal_except(a: &Value, b: &Value, path: &[&str]) -> bool {
+    let (Some((&first, rest)), Some(a), Some(b)) =
+        (path.split_first(), a.as_object(), b.as_object())
+    else {
+        return a == b;
+    };
+    if rest.is_empty() {
+        let others =
+            |map: &serde_json::Map<String, Value>| map.keys().filter(|k| *k != first).count();
+        return others(a) == others(b)
+            && a.iter()
+                .filter(|(k, _)| *k != first)
+                .all(|(k, v)| b.get(k) == Some(v));
+    }
+    a.len() == b.len()
+        && a.iter().all(|(k, v)| match b.get(k) {
+            Some(w) if k == first => equal_except(v, w, rest),
+            Some(w) => v == w,
+            None => false,
+        })
 }
 
 /// The oldest ReplicaSet whose template equals the Deployment's (deployment_util.go
 /// `FindNewReplicaSet`).
-fn find_new(d: &Value, rss: &[Value]) -> Option<usize> {
-    let template = without_hash(&d["spec"]["template"]);
+fn find_new(d: &Value, rss: &[Arc<Value>]) -> Option<usize> {
+    let template = &d["spec"]["template"];
     rss.iter()
-        .position(|rs| without_hash(&rs["spec"]["template"]) == template)
+        .position(|rs| equal_ignoring_hash(&rs["spec"]["template"], template))
 }
 
 /// A ReplicaSet's revision number (0 without one).
@@ -220,7 +291,7 @@ fn new_replicaset(pass: &mut Pass<'_>, s: &mut Sync, create: bool) -> Option<usi
     if let Some(rs) = s.rss.get(i)
         && revision(rs) < new_revision
     {
-        let mut next = rs.clone();
+        let mut next = Value::clone(rs);
         meta::set(
             &mut next,
             &["metadata", "annotations", REVISION],
@@ -268,7 +339,7 @@ fn create_new(pass: &mut Pass<'_>, s: &mut Sync, new_revision: i64) -> Option<us
     let desired = rolling::desired(d);
     let surge = rolling::max_surge(d);
     let replicas = if rolling::is_rolling(d) {
-        let current: i64 = s.rss.iter().map(size).sum();
+        let current: i64 = s.rss.iter().map(|rs| size(rs)).sum();
         rolling::new_rs_replicas(desired, surge, current, 0)
     } else {
         desired
@@ -305,11 +376,11 @@ fn create_new(pass: &mut Pass<'_>, s: &mut Sync, new_revision: i64) -> Option<us
     if let Some(existing) = pass.inner.get(&kind, Some(&ns), &name) {
         // Ours with the same template (being deleted, or not yet seen): wait for it.
         if meta::controlled_by(existing, d)
-            && without_hash(&existing["spec"]["template"]) == without_hash(&d["spec"]["template"])
+            && equal_ignoring_hash(&existing["spec"]["template"], &d["spec"]["template"])
         {
             return None;
         }
-        let mut next = s.d.clone();
+        let mut next = Value::clone(&s.d);
         meta::set(
             &mut next,
             &["status", "collisionCount"],
@@ -340,7 +411,7 @@ fn set_deployment_revision(pass: &mut Pass<'_>, s: &mut Sync, revision: &str) {
     if meta::annotation(&s.d, REVISION) == Some(revision) {
         return;
     }
-    let mut next = s.d.clone();
+    let mut next = Value::clone(&s.d);
     meta::set(
         &mut next,
         &["metadata", "annotations", REVISION],
@@ -360,7 +431,7 @@ fn scale(pass: &mut Pass<'_>, s: &mut Sync, i: usize, new_size: i64) -> bool {
         return false;
     };
     let resized = size(rs) != new_size;
-    let mut next = rs.clone();
+    let mut next = Value::clone(rs);
     meta::set(&mut next, &["spec", "replicas"], json!(new_size.max(0)));
     meta::set(
         &mut next,
@@ -372,7 +443,7 @@ fn scale(pass: &mut Pass<'_>, s: &mut Sync, i: usize, new_size: i64) -> bool {
         &["metadata", "annotations", MAX],
         json!(max.to_string()),
     );
-    if next == *rs {
+    if next == **rs {
         return false;
     }
     match pass.update(&pass.kinds.replicasets.clone(), next, Part::Main, MANAGER) {
@@ -410,7 +481,7 @@ fn check_paused_conditions(pass: &mut Pass<'_>, s: &mut Sync) {
         &mut status,
         new_condition("Progressing", "Unknown", reason, message, pass.now),
     );
-    let mut next = s.d.clone();
+    let mut next = Value::clone(&s.d);
     meta::set(&mut next, &["status"], status);
     if let Some(written) = pass.update(&pass.kinds.deployments.clone(), next, Part::Status, MANAGER)
     {
@@ -472,13 +543,21 @@ fn scale_all(pass: &mut Pass<'_>, s: &mut Sync, new: Option<usize>) {
     }
     let surge = rolling::max_surge(&s.d);
     let allowed = if desired > 0 { desired + surge } else { 0 };
-    let current: i64 = active.iter().filter_map(|&i| s.rss.get(i)).map(size).sum();
+    let current: i64 = active
+        .iter()
+        .filter_map(|&i| s.rss.get(i))
+        .map(|rs| size(rs))
+        .sum();
     let to_add = allowed - current;
     let mut order = active;
     // controller_utils.go `ReplicaSetsBySizeNewer` (growing) / `ReplicaSetsBySizeOlder`
     // (shrinking): larger first, ties newer (or older) first.
     order.sort_by(|&a, &b| {
-        let by_size = s.rss.get(b).map(size).cmp(&s.rss.get(a).map(size));
+        let by_size = s
+            .rss
+            .get(b)
+            .map(|rs| size(rs))
+            .cmp(&s.rss.get(a).map(|rs| size(rs)));
         let by_age = if to_add > 0 {
             creation(s, b, a)
         } else {
@@ -546,7 +625,7 @@ fn rollout_rolling(pass: &mut Pass<'_>, s: &mut Sync) {
 /// rolling.go `reconcileNewReplicaSet`.
 fn reconcile_new(pass: &mut Pass<'_>, s: &mut Sync, new: usize) -> bool {
     let desired = rolling::desired(&s.d);
-    let Some(current_size) = s.rss.get(new).map(size) else {
+    let Some(current_size) = s.rss.get(new).map(|rs| size(rs)) else {
         return false;
     };
     if current_size == desired {
@@ -555,7 +634,7 @@ fn reconcile_new(pass: &mut Pass<'_>, s: &mut Sync, new: usize) -> bool {
     if current_size > desired {
         return scale(pass, s, new, desired);
     }
-    let all: i64 = s.rss.iter().map(size).sum();
+    let all: i64 = s.rss.iter().map(|rs| size(rs)).sum();
     let target = rolling::new_rs_replicas(desired, rolling::max_surge(&s.d), all, current_size);
     scale(pass, s, new, target)
 }
@@ -565,13 +644,17 @@ fn reconcile_new(pass: &mut Pass<'_>, s: &mut Sync, new: usize) -> bool {
 /// (`scaleDownOldReplicaSetsForRollingUpdate`), oldest ReplicaSets first.
 fn reconcile_old(pass: &mut Pass<'_>, s: &mut Sync, new: usize) -> bool {
     let old: Vec<usize> = (0..s.rss.len()).filter(|&i| i != new).collect();
-    let old_pods: i64 = old.iter().filter_map(|&i| s.rss.get(i)).map(size).sum();
+    let old_pods: i64 = old
+        .iter()
+        .filter_map(|&i| s.rss.get(i))
+        .map(|rs| size(rs))
+        .sum();
     if old_pods == 0 {
         return false;
     }
     let desired = rolling::desired(&s.d);
     let min_available = desired - rolling::max_unavailable(&s.d);
-    let all_pods: i64 = s.rss.iter().map(size).sum();
+    let all_pods: i64 = s.rss.iter().map(|rs| size(rs)).sum();
     let new_unavailable = s
         .rss
         .get(new)
@@ -606,7 +689,7 @@ fn reconcile_old(pass: &mut Pass<'_>, s: &mut Sync, new: usize) -> bool {
             if scaled >= total {
                 break;
             }
-            let Some(current) = s.rss.get(i).map(size) else {
+            let Some(current) = s.rss.get(i).map(|rs| size(rs)) else {
                 continue;
             };
             if current == 0 {
@@ -656,7 +739,7 @@ fn old_pods_running(pass: &Pass<'_>, s: &Sync, new: Option<usize>) -> bool {
         .iter()
         .enumerate()
         .filter(|(i, _)| Some(*i) != new)
-        .map(|(_, rs)| rs)
+        .map(|(_, rs)| &**rs)
         .collect();
     if old.iter().any(|rs| status_count(rs, "replicas") > 0) {
         return true;
@@ -682,7 +765,7 @@ fn cleanup(pass: &mut Pass<'_>, s: &Sync, new: Option<usize>) {
         .iter()
         .enumerate()
         .filter(|(i, _)| Some(*i) != new)
-        .map(|(_, rs)| rs)
+        .map(|(_, rs)| &**rs)
         .filter(|rs| {
             size(rs) == 0
                 && status_count(rs, "replicas") == 0
@@ -706,5 +789,43 @@ fn cleanup(pass: &mut Pass<'_>, s: &Sync, new: Option<usize>) {
         .take(usize::try_from(excess).unwrap_or(0))
     {
         pass.delete(&kind, rs);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::equal_ignoring_hash;
+
+    #[test]
+    fn templates_compare_without_their_hash_label() {
+        let template = |labels: serde_json::Value| json!({"metadata": {"labels": labels}, "spec": {"containers": [{"name": "app"}]}});
+        let plain = template(json!({"app": "web"}));
+        let hashed = template(json!({"app": "web", "pod-template-hash": "abc"}));
+        assert!(equal_ignoring_hash(&plain, &hashed));
+        assert!(equal_ignoring_hash(
+            &hashed,
+            &template(json!({"app": "web", "pod-template-hash": "def"}))
+        ));
+        assert!(!equal_ignoring_hash(
+            &plain,
+            &template(json!({"app": "api"}))
+        ));
+        assert!(!equal_ignoring_hash(
+            &plain,
+            &template(json!({"app": "web", "tier": "x"}))
+        ));
+        // As if the label were removed from both: empty labels are still labels.
+        let no_labels = json!({"metadata": {}, "spec": {"containers": [{"name": "app"}]}});
+        assert!(equal_ignoring_hash(
+            &template(json!({"pod-template-hash": "abc"})),
+            &template(json!({}))
+        ));
+        assert!(!equal_ignoring_hash(&template(json!({})), &no_labels));
+        let other_spec =
+            json!({"metadata": {"labels": {"app": "web"}}, "spec": {"containers": []}});
+        assert!(!equal_ignoring_hash(&plain, &other_spec));
+        assert!(equal_ignoring_hash(&json!(null), &json!(null)));
     }
 }

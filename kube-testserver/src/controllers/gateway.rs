@@ -44,7 +44,7 @@ pub(super) fn sync_all(pass: &mut Pass<'_>) {
     for kind in kinds.into_iter().flatten() {
         for route in pass.inner.list(&kind, None) {
             let parents = parents(pass, &gateways, &route);
-            let mut next = route.clone();
+            let mut next = (*route).clone();
             next["status"] = json!({"parents": parents});
             if same_status(&route, &next) {
                 continue;

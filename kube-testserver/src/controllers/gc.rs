@@ -21,6 +21,7 @@
 //! Other objects being deleted are left to their finalizers.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use serde_json::{Value, json};
 
@@ -35,7 +36,7 @@ const MANAGER: &str = "generic-garbage-collector";
 /// blocks the owner's foreground deletion.
 struct Dependent {
     kind: ResourceType,
-    object: Value,
+    object: Arc<Value>,
     blocking: bool,
 }
 
@@ -48,7 +49,7 @@ fn dependents(pass: &Pass<'_>) -> HashMap<String, Vec<Dependent>> {
                 if let Some(uid) = reference["uid"].as_str() {
                     out.entry(uid.to_owned()).or_default().push(Dependent {
                         kind: kind.clone(),
-                        object: object.clone(),
+                        object: Arc::clone(object),
                         blocking: reference["blockOwnerDeletion"] == true,
                     });
                 }
@@ -58,11 +59,10 @@ fn dependents(pass: &Pass<'_>) -> HashMap<String, Vec<Dependent>> {
     out
 }
 
-fn owner_refs(object: &Value) -> Vec<Value> {
+fn owner_refs(object: &Value) -> &[Value] {
     object["metadata"]["ownerReferences"]
         .as_array()
-        .cloned()
-        .unwrap_or_default()
+        .map_or(&[], Vec::as_slice)
 }
 
 fn has_finalizer(object: &Value, name: &str) -> bool {
@@ -73,20 +73,36 @@ fn has_finalizer(object: &Value, name: &str) -> bool {
 
 /// Collects once over every served kind.
 pub(super) fn sync_all(pass: &mut Pass<'_>) {
+    // First, in place: what the collector may act on, objects being deleted and dependents
+    // with an owner gone or deleting them in the foreground. Every other object (nearly all,
+    // on nearly every pass) costs a look-up per owner, and no copy.
+    let mut kinds: HashMap<(&str, &str), Option<ResourceType>> = HashMap::new();
+    let mut work: Vec<(ResourceType, String, String)> = Vec::new();
+    for kind in pass.registry.all() {
+        for object in pass.inner.objects_of(&kind, None) {
+            let acts = meta::terminating(object)
+                || owner_refs(object).iter().any(|reference| {
+                    !matches!(classify(pass, &mut kinds, object, reference), Owner::Solid)
+                });
+            if acts {
+                let ns = meta::namespace(object).to_owned();
+                work.push((kind.clone(), ns, meta::name(object).to_owned()));
+            }
+        }
+    }
+    drop(kinds);
+    if work.is_empty() {
+        return;
+    }
     let index = dependents(pass);
     let none = Vec::new();
-    for kind in pass.registry.all() {
-        // Only what the collector may act on is copied: objects being deleted, and dependents
-        // (whose owners may be gone).
-        let candidates: Vec<Value> = pass
-            .inner
-            .objects_of(&kind, None)
-            .filter(|object| {
-                meta::terminating(object) || !object["metadata"]["ownerReferences"].is_null()
-            })
-            .cloned()
-            .collect();
-        for object in candidates {
+    for (kind, ns, name) in work {
+        // As stored now: an earlier action of this pass may have changed or removed it.
+        let ns = Some(ns.as_str()).filter(|ns| !ns.is_empty());
+        let Some(object) = pass.inner.get_shared(&kind, ns, &name).cloned() else {
+            continue;
+        };
+        {
             let deps = index.get(meta::uid(&object)).unwrap_or(&none);
             if meta::terminating(&object) {
                 if has_finalizer(&object, ORPHAN_FINALIZER) {
@@ -103,6 +119,27 @@ pub(super) fn sync_all(pass: &mut Pass<'_>) {
     }
 }
 
+/// [`owner_state`] with the owner kinds resolved once per pass.
+fn classify<'o>(
+    pass: &Pass<'_>,
+    kinds: &mut HashMap<(&'o str, &'o str), Option<ResourceType>>,
+    dependent: &Value,
+    reference: &'o Value,
+) -> Owner {
+    let (Some(api_version), Some(kind)) =
+        (reference["apiVersion"].as_str(), reference["kind"].as_str())
+    else {
+        return Owner::Solid;
+    };
+    let owner_kind = kinds
+        .entry((api_version, kind))
+        .or_insert_with(|| pass.registry.by_kind(api_version, kind));
+    match owner_kind {
+        Some(owner_kind) => owner_state_of(pass, owner_kind, dependent, reference),
+        None => Owner::Solid,
+    }
+}
+
 /// `attemptToDeleteItem` for an object that is not being deleted.
 fn collect(pass: &mut Pass<'_>, kind: &ResourceType, object: &Value, has_dependents: bool) {
     let refs = owner_refs(object);
@@ -113,8 +150,8 @@ fn collect(pass: &mut Pass<'_>, kind: &ResourceType, object: &Value, has_depende
     let mut waiting = false;
     let mut dangling = false;
     for reference in refs {
-        match owner_state(pass, object, &reference) {
-            Owner::Solid => solid.push(reference),
+        match owner_state(pass, object, reference) {
+            Owner::Solid => solid.push(reference.clone()),
             Owner::Waiting => waiting = true,
             Owner::Dangling => dangling = true,
         }
@@ -156,8 +193,9 @@ fn orphan(pass: &mut Pass<'_>, kind: &ResourceType, owner: &Value, deps: &[Depen
             continue;
         };
         let kept: Vec<Value> = owner_refs(&live)
-            .into_iter()
+            .iter()
             .filter(|r| r["uid"] != uid)
+            .cloned()
             .collect();
         let mut next = live;
         if kept.is_empty() {
@@ -196,19 +234,29 @@ enum Owner {
 
 /// The state of the owner `reference` of `dependent` names.
 fn owner_state(pass: &Pass<'_>, dependent: &Value, reference: &Value) -> Owner {
-    let (Some(api_version), Some(kind), Some(name), Some(uid)) = (
-        reference["apiVersion"].as_str(),
-        reference["kind"].as_str(),
-        reference["name"].as_str(),
-        reference["uid"].as_str(),
-    ) else {
+    let (Some(api_version), Some(kind)) =
+        (reference["apiVersion"].as_str(), reference["kind"].as_str())
+    else {
         return Owner::Solid;
     };
     let Some(owner_kind) = pass.registry.by_kind(api_version, kind) else {
         return Owner::Solid;
     };
+    owner_state_of(pass, &owner_kind, dependent, reference)
+}
+
+/// The state of the owner of kind `owner_kind` that `reference` of `dependent` names.
+fn owner_state_of(
+    pass: &Pass<'_>,
+    owner_kind: &ResourceType,
+    dependent: &Value,
+    reference: &Value,
+) -> Owner {
+    let (Some(name), Some(uid)) = (reference["name"].as_str(), reference["uid"].as_str()) else {
+        return Owner::Solid;
+    };
     let ns = owner_kind.namespaced.then(|| meta::namespace(dependent));
-    match pass.inner.get(&owner_kind, ns, name) {
+    match pass.inner.get(owner_kind, ns, name) {
         Some(owner) if meta::uid(owner) == uid => {
             if meta::terminating(owner) && has_finalizer(owner, FOREGROUND_FINALIZER) {
                 Owner::Waiting

@@ -4,6 +4,8 @@
 //! never fail or restart. Pods being deleted are not touched (the store removes pods without
 //! finalizers at once, so there is no grace period to model).
 
+use std::sync::Arc;
+
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
 
@@ -23,7 +25,7 @@ pub(super) fn sync_all(pass: &mut Pass<'_>) {
     let kind = pass.kinds.pods.clone();
     let startup = pass.startup();
     // Only the pods still starting are copied.
-    let starting: Vec<Value> = pass
+    let starting: Vec<Arc<Value>> = pass
         .inner
         .objects_of(&kind, None)
         .filter(|pod| {
@@ -47,7 +49,7 @@ pub(super) fn sync_all(pass: &mut Pass<'_>) {
         if status == pod["status"] {
             continue;
         }
-        let mut next = pod.clone();
+        let mut next = (*pod).clone();
         meta::set(&mut next, &["status"], status);
         pass.update(&kind, next, Part::Status, MANAGER);
     }

@@ -151,15 +151,20 @@ pub(super) fn stamp(time: Timestamp) -> Value {
 
 /// Whether a pod's `Ready` condition is `True`.
 pub(super) fn pod_ready(pod: &Value) -> bool {
-    ready_since(pod).is_some()
+    ready_condition(pod).is_some()
+}
+
+/// A pod's `Ready` condition when it is true.
+fn ready_condition(pod: &Value) -> Option<&Value> {
+    pod["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == "Ready" && c["status"] == "True")
 }
 
 /// When a ready pod became ready (its `Ready` condition's `lastTransitionTime`).
 pub(super) fn ready_since(pod: &Value) -> Option<Timestamp> {
-    let conditions = pod["status"]["conditions"].as_array()?;
-    let ready = conditions
-        .iter()
-        .find(|c| c["type"] == "Ready" && c["status"] == "True")?;
+    let ready = ready_condition(pod)?;
     Some(
         ready["lastTransitionTime"]
             .as_str()

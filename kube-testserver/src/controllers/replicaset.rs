@@ -9,6 +9,7 @@
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use serde_json::{Value, json};
 
@@ -25,7 +26,7 @@ const MAX_PREFIX: usize = 58;
 pub(super) fn sync_all(pass: &mut Pass<'_>) {
     let pods_kind = pass.kinds.pods.clone();
     // The active pods by the uid of their controller, gathered once per pass.
-    let mut by_controller: HashMap<String, Vec<Value>> = HashMap::new();
+    let mut by_controller: HashMap<String, Vec<Arc<Value>>> = HashMap::new();
     for pod in pass
         .inner
         .objects_of(&pods_kind, None)
@@ -42,7 +43,7 @@ pub(super) fn sync_all(pass: &mut Pass<'_>) {
         if rs["spec"]["template"].is_null() {
             continue;
         }
-        let mut pods: Vec<Value> = by_controller
+        let mut pods: Vec<Arc<Value>> = by_controller
             .remove(meta::uid(&rs))
             .unwrap_or_default()
             .into_iter()
@@ -65,7 +66,7 @@ fn active(pod: &Value) -> bool {
 }
 
 /// replica_set.go `manageReplicas`: creates the missing pods, deletes the surplus.
-fn manage(pass: &mut Pass<'_>, rs: &Value, pods: &mut Vec<Value>) {
+fn manage(pass: &mut Pass<'_>, rs: &Value, pods: &mut Vec<Arc<Value>>) {
     let want = usize::try_from(meta::int(rs, "/spec/replicas", 1)).unwrap_or(0);
     let kind = pass.kinds.pods.clone();
     if pods.len() < want {
@@ -80,7 +81,7 @@ fn manage(pass: &mut Pass<'_>, rs: &Value, pods: &mut Vec<Value>) {
             }
         }
     } else if pods.len() > want {
-        pods.sort_by(deletion_order);
+        pods.sort_by(|a, b| deletion_order(a, b));
         for pod in pods.drain(..pods.len() - want) {
             pass.delete(&kind, &pod);
         }
@@ -145,7 +146,7 @@ fn deletion_order(a: &Value, b: &Value) -> Ordering {
 }
 
 /// replica_set_utils.go `calculateStatus`.
-fn write_status(pass: &mut Pass<'_>, rs: &Value, pods: &[Value]) {
+fn write_status(pass: &mut Pass<'_>, rs: &Value, pods: &[Arc<Value>]) {
     let min_ready = meta::int(rs, "/spec/minReadySeconds", 0);
     let template_labels = rs["spec"]["template"]["metadata"]["labels"]
         .as_object()
@@ -180,7 +181,7 @@ fn write_status(pass: &mut Pass<'_>, rs: &Value, pods: &[Value]) {
     if status == rs["status"] {
         return;
     }
-    let mut next = rs.clone();
+    let mut next = Value::clone(rs);
     meta::set(&mut next, &["status"], status);
     pass.update(&pass.kinds.replicasets.clone(), next, Part::Status, MANAGER);
 }

@@ -1,11 +1,13 @@
 //! Naming a Deployment's current ReplicaSet by hand, for tests that need a known
 //! `pod-template-hash`.
 
+use std::sync::Arc;
+
 use serde_json::{Value, json};
 
 use super::super::super::store::{Owner, Part};
 use super::super::{Pass, meta, rolling};
-use super::{HASH, MANAGER, REVISION, claim, find_new, revision};
+use super::{HASH, MANAGER, REVISION, ReplicaSets, claim, find_new, revision};
 
 /// Makes the current ReplicaSet of Deployment `namespace/deployment` (the one with its
 /// template) `<deployment>-<hash>` with `pod-template-hash: hash`, plus `labels` on the
@@ -26,15 +28,16 @@ pub(in super::super) fn name_current(
     else {
         return false;
     };
-    let rss = claim(pass, &d);
+    let candidates = ReplicaSets::gather(pass, Some(namespace)).candidates(&d);
+    let rss = claim(pass, &d, candidates);
     let name = format!("{deployment}-{hash}");
-    let current = find_new(&d, &rss).and_then(|i| rss.get(i)).cloned();
+    let current = find_new(&d, &rss).and_then(|i| rss.get(i)).map(Arc::clone);
     if current.as_ref().is_some_and(|rs| meta::name(rs) == name) {
         return true;
     }
     let mut rs = match &current {
         Some(rs) => {
-            let mut copy = rs.clone();
+            let mut copy = Value::clone(rs);
             for field in [
                 "uid",
                 "resourceVersion",
@@ -49,7 +52,7 @@ pub(in super::super) fn name_current(
         None => {
             let revision = meta::annotation(&d, REVISION)
                 .and_then(|r| r.parse::<i64>().ok())
-                .unwrap_or_else(|| rss.iter().map(revision).max().unwrap_or(0) + 1);
+                .unwrap_or_else(|| rss.iter().map(|rs| revision(rs)).max().unwrap_or(0) + 1);
             json!({
                 "apiVersion": "apps/v1",
                 "kind": "ReplicaSet",
@@ -98,7 +101,7 @@ pub(in super::super) fn name_current(
             if !meta::controlled_by(&pod, &old) {
                 continue;
             }
-            let mut next = pod.clone();
+            let mut next = (*pod).clone();
             meta::set(&mut next, &["metadata", "labels", HASH], json!(hash));
             meta::set(
                 &mut next,

@@ -78,7 +78,7 @@ fn remove_condition(status: &mut Value, kind: &str) {
 pub(super) fn calculate_status(s: &Sync, new: Option<usize>, now: Timestamp) -> Value {
     let sum = |field: &str| -> i64 { s.rss.iter().map(|rs| status_count(rs, field)).sum() };
     let available = sum("availableReplicas");
-    let total: i64 = s.rss.iter().map(size).sum();
+    let total: i64 = s.rss.iter().map(|rs| size(rs)).sum();
     let updated = new
         .and_then(|i| s.rss.get(i))
         .map_or(0, |rs| status_count(rs, "replicas"));
@@ -233,7 +233,7 @@ pub(super) fn write_status(pass: &mut Pass<'_>, s: &mut Sync, new: Option<usize>
     if status == s.d["status"] {
         return;
     }
-    let mut next = s.d.clone();
+    let mut next = Value::clone(&s.d);
     meta::set(&mut next, &["status"], status);
     if let Some(written) = pass.update(&pass.kinds.deployments.clone(), next, Part::Status, MANAGER)
     {
