@@ -1065,3 +1065,59 @@ fn every_example_file_loads_with_its_objects_in_shape() {
         }
     }
 }
+
+#[test]
+fn analysis_names_and_queries_are_bounded() {
+    let strategy =
+        "  trafficRouting: {istio: {}}\n  strategy: {canary: {stepWeight: 10, maxWeight: 50}}\n";
+    let long = "n".repeat(64);
+    let fits = "n".repeat(63);
+    // A query that fits as written but not once its variable is filled in: 100 uses of a
+    // 200-byte value.
+    let value = "v".repeat(200);
+    let uses = "{{ big }}+".repeat(100);
+    let e = errors(&format!(
+        "{strategy}  analysis:
+    metrics:
+    - {{name: {long}, prometheus: {{query: 'x'}}, thresholdRange: {{max: 1}}}}
+    - {{name: {fits}, prometheus: {{query: 'x'}}, thresholdRange: {{max: 1}}}}
+    - name: expanded
+      prometheus: {{query: '{uses}0', variables: {{big: {value}}}}}
+      thresholdRange: {{max: 1}}
+    - name: short
+      prometheus: {{query: '{{{{ namespace }}}}', variables: {{}}}}
+      thresholdRange: {{max: 1}}
+    webhooks:
+    - {{name: {long}, type: rollout, url: 'http://hooks.example/check'}}
+"
+    ));
+    let m = "spec.analysis.metrics";
+    assert!(
+        has(&e, &format!("{m}[0].name"), "at most 63 characters"),
+        "{e:?}"
+    );
+    assert!(
+        !e.iter().any(|e| e.starts_with(&format!("{m}[1]"))),
+        "{e:?}"
+    );
+    assert!(
+        has(
+            &e,
+            &format!("{m}[2].prometheus.query"),
+            "20101 bytes once its variables are filled in; at most 16384"
+        ),
+        "{e:?}"
+    );
+    assert!(
+        !e.iter().any(|e| e.starts_with(&format!("{m}[3]"))),
+        "{e:?}"
+    );
+    assert!(
+        has(
+            &e,
+            "spec.analysis.webhooks[0].name",
+            "at most 63 characters"
+        ),
+        "{e:?}"
+    );
+}

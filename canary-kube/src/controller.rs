@@ -41,7 +41,8 @@ pub const FINALIZER: &str = "canary.rs/cleanup";
 /// How often an idle Rollout is looked at again without a change, by default.
 pub const RESYNC: Duration = Duration::from_secs(300);
 
-/// How many Rollouts are reconciled at once (Argo Rollouts runs 10 workers by default). A pass
+/// How many Rollouts are reconciled at once, per namespace the controller is given (one
+/// controller for a cluster-wide install; Argo Rollouts runs 10 workers by default). A pass
 /// that reads from the caches takes well under a millisecond of work plus its writes' round
 /// trips; unbounded, a resync of thousands of Rollouts would put thousands of passes in flight
 /// at once against the API server, and the runtime's scheduler would rescan its held

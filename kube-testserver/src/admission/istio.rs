@@ -30,6 +30,10 @@ impl AdmissionHook for IstioValidation {
         "validation.istio.io"
     }
 
+    fn reads_peers(&self) -> bool {
+        false
+    }
+
     fn handles(&self, group: &str, kind: &str) -> bool {
         group == "networking.istio.io" && matches!(kind, "VirtualService" | "DestinationRule")
     }

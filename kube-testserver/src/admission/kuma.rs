@@ -27,6 +27,10 @@ impl AdmissionHook for KumaValidation {
         "validator.kuma-admission.kuma.io"
     }
 
+    fn reads_peers(&self) -> bool {
+        false
+    }
+
     fn handles(&self, group: &str, kind: &str) -> bool {
         group == "kuma.io" && kind == "MeshHTTPRoute"
     }

@@ -112,10 +112,9 @@ pub trait AdmissionHook: Send + Sync + Debug {
     /// Allows (`Ok`) or refuses the write.
     fn review(&self, request: &AdmissionRequest<'_>) -> Result<(), Denial>;
     /// Whether the webhook decides from the other objects of the kind too (as a real one
-    /// would list them); only then are they gathered into [`AdmissionRequest::peers`].
-    fn reads_peers(&self) -> bool {
-        false
-    }
+    /// would list them); only then are they gathered into [`AdmissionRequest::peers`] (with
+    /// thousands of objects, gathering them for every write is not free).
+    fn reads_peers(&self) -> bool;
 }
 
 /// A mutating admission webhook: its JSON Patch (RFC 6902, `patchType: JSONPatch`) is applied

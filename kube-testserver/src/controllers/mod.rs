@@ -299,17 +299,21 @@ pub(crate) async fn run(state: Arc<State>, pod_startup: Duration) {
     let mut seen = 0;
     let mut due = true;
     loop {
-        let started = std::time::Instant::now();
-        let changed = {
+        let (changed, rest) = {
             let mut inner = state.store.lock();
+            let started = std::time::Instant::now();
             let relevant = due || inner.changed_since(seen, concerns_controllers);
             let changed = relevant && manager.pass(&mut inner, Timestamp::now());
             seen = inner.rv();
             // The pass's own writes are not news.
             changes.borrow_and_update();
-            changed
+            let rest = if relevant {
+                started.elapsed() * 3
+            } else {
+                Duration::ZERO
+            };
+            (changed, rest)
         };
-        let rest = started.elapsed() * 3;
         due = changed;
         if changed || rest > tick {
             tokio::select! {

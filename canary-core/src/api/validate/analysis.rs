@@ -9,6 +9,7 @@ use super::limits::{
     MAX_ANALYSIS_INTERVAL, MAX_DEGRADATION, MAX_METRICS, MAX_QUERY_OFFSET, MAX_RUN_LIMIT,
     MAX_SCRAPE_INTERVAL, MAX_WEBHOOK_TIMEOUT, MAX_WEBHOOKS,
 };
+use super::limits::{MAX_ANALYSIS_NAME, MAX_QUERY_BYTES, MAX_QUERY_VARIABLE_VALUE};
 use crate::analysis::queries::QUERY_VARIABLES;
 use crate::api::plan::{
     AnalysisPlan, BuiltinMetric, Judge, MetricPlan, MetricQuery, Sprt, WebhookPlan,
@@ -137,6 +138,11 @@ pub(super) fn check_analysis(c: &mut Checker, analysis: Option<&Analysis>) -> An
             let path = format!("spec.analysis.webhooks[{i}]");
             if hook.name.is_empty() {
                 c.error(format!("{path}.name"), "must not be empty");
+            } else if hook.name.chars().count() > MAX_ANALYSIS_NAME {
+                c.error(
+                    format!("{path}.name"),
+                    format!("must be at most {MAX_ANALYSIS_NAME} characters"),
+                );
             } else if !hook_names.insert(hook.name.as_str()) {
                 c.error(
                     format!("{path}.name"),
@@ -180,6 +186,11 @@ fn check_metric(
 ) -> Option<MetricPlan> {
     if metric.name.is_empty() {
         c.error(format!("{path}.name"), "must not be empty");
+    } else if metric.name.chars().count() > MAX_ANALYSIS_NAME {
+        c.error(
+            format!("{path}.name"),
+            format!("must be at most {MAX_ANALYSIS_NAME} characters"),
+        );
     }
     let sequential = metric.judge == Some(JudgeKind::Sequential);
     let window = c.duration(
@@ -418,6 +429,9 @@ fn check_template(c: &mut Checker, path: &str, query: &str, prometheus: &Prometh
         c.error(path, "must not be empty");
     }
     let mut rest = query;
+    // The query's length once filled in: the text around the variables, and each variable at
+    // the longest value it may take.
+    let mut filled = 0usize;
     while let Some(start) = rest.find("{{") {
         let after = &rest[start + 2..];
         let Some(end) = after.find("}}") else {
@@ -425,6 +439,13 @@ fn check_template(c: &mut Checker, path: &str, query: &str, prometheus: &Prometh
             return;
         };
         let name = after[..end].trim();
+        filled =
+            filled
+                .saturating_add(start)
+                .saturating_add(match prometheus.variables.get(name) {
+                    Some(value) => value.len(),
+                    None => MAX_QUERY_VARIABLE_VALUE,
+                });
         if !QUERY_VARIABLES.contains(&name) && !prometheus.variables.contains_key(name) {
             c.error(
                 path,
@@ -435,5 +456,14 @@ fn check_template(c: &mut Checker, path: &str, query: &str, prometheus: &Prometh
             );
         }
         rest = &after[end + 2..];
+    }
+    filled = filled.saturating_add(rest.len());
+    if filled > MAX_QUERY_BYTES {
+        c.error(
+            path,
+            format!(
+                "is {filled} bytes once its variables are filled in; at most {MAX_QUERY_BYTES}"
+            ),
+        );
     }
 }

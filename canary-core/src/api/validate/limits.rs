@@ -47,6 +47,19 @@ pub const MAX_METRICS: usize = 20;
 /// Webhooks: see [`MAX_METRICS`].
 pub const MAX_WEBHOOKS: usize = 20;
 
+/// `spec.analysis.metrics[*].name` and `spec.analysis.webhooks[*].name`: at most 63
+/// characters (a Kubernetes label value's length); they are written into the Rollout's status,
+/// events and canary's own metrics.
+pub const MAX_ANALYSIS_NAME: usize = 63;
+
+/// `spec.analysis.metrics[*].prometheus.query`: at most 16 KiB once its variables are filled
+/// in (canary's own at their longest, a Kubernetes name's 253 bytes); it is sent at every
+/// analysis run.
+pub const MAX_QUERY_BYTES: usize = 16 * 1024;
+
+/// The longest value canary fills one of its query variables with (a Kubernetes object name).
+pub const MAX_QUERY_VARIABLE_VALUE: usize = 253;
+
 /// Any list of request matches: at most 32 alternatives.
 pub const MAX_MATCHES: usize = 32;
 
