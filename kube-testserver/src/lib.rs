@@ -303,16 +303,9 @@ impl ApiServer {
 
     /// Every object of a kind, across namespaces, ordered by namespace and name.
     pub fn list(&self, api_version: &str, kind: &str) -> Vec<Value> {
-        match self.state().registry.by_kind(api_version, kind) {
-            Some(rt) => self
-                .state()
-                .store
-                .lock()
-                .objects_of(&rt, None)
-                .map(|o| Value::clone(o))
-                .collect(),
-            None => Vec::new(),
-        }
+        self.with_objects(api_version, kind, |objects| {
+            objects.map(|o| Value::clone(o)).collect()
+        })
     }
 
     /// How many objects of a kind, across namespaces, satisfy `predicate` (looked at in place
@@ -323,16 +316,26 @@ impl ApiServer {
         kind: &str,
         predicate: impl Fn(&Value) -> bool,
     ) -> usize {
-        match self.state().registry.by_kind(api_version, kind) {
-            Some(rt) => self
-                .state()
-                .store
-                .lock()
-                .objects_of(&rt, None)
-                .filter(|o| predicate(o))
-                .count(),
-            None => 0,
-        }
+        self.with_objects(api_version, kind, |objects| {
+            objects.filter(|o| predicate(o)).count()
+        })
+    }
+
+    /// `f` over the stored objects of a kind across namespaces, under the store's lock (no
+    /// object when the kind is not served).
+    fn with_objects<T>(
+        &self,
+        api_version: &str,
+        kind: &str,
+        f: impl FnOnce(&mut dyn Iterator<Item = &Arc<Value>>) -> T,
+    ) -> T {
+        let rt = self.state().registry.by_kind(api_version, kind);
+        let inner = self.state().store.lock();
+        let mut objects = match &rt {
+            Some(rt) => inner.objects_of(rt, None),
+            None => Box::new(std::iter::empty()),
+        };
+        f(&mut objects)
     }
 
     /// The resource type served for `apiVersion` `api_version` and kind `kind`, if any.

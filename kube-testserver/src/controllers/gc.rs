@@ -102,20 +102,18 @@ pub(super) fn sync_all(pass: &mut Pass<'_>) {
         let Some(object) = pass.inner.get_shared(&kind, ns, &name).cloned() else {
             continue;
         };
-        {
-            let deps = index.get(meta::uid(&object)).unwrap_or(&none);
-            if meta::terminating(&object) {
-                if has_finalizer(&object, ORPHAN_FINALIZER) {
-                    orphan(pass, &kind, &object, deps);
-                } else if has_finalizer(&object, FOREGROUND_FINALIZER)
-                    && !deps.iter().any(|d| d.blocking)
-                {
-                    remove_finalizer(pass, &kind, &object, FOREGROUND_FINALIZER);
-                }
-                continue;
+        let deps = index.get(meta::uid(&object)).unwrap_or(&none);
+        if meta::terminating(&object) {
+            if has_finalizer(&object, ORPHAN_FINALIZER) {
+                orphan(pass, &kind, &object, deps);
+            } else if has_finalizer(&object, FOREGROUND_FINALIZER)
+                && !deps.iter().any(|d| d.blocking)
+            {
+                remove_finalizer(pass, &kind, &object, FOREGROUND_FINALIZER);
             }
-            collect(pass, &kind, &object, !deps.is_empty());
+            continue;
         }
+        collect(pass, &kind, &object, !deps.is_empty());
     }
 }
 
