@@ -867,3 +867,104 @@ fn adversarial_inputs_exit_2_naming_the_field_or_the_place_quickly() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A node agent released as a DaemonSet through the simulated cluster, its objects (nodes,
+/// DaemonSet, Service) in a file of their own: healthy, it is promoted with every request
+/// answered; bad, it is rolled back and no stable pod was restarted. `validate` refuses a
+/// replica count for it, naming the field and why.
+#[test]
+fn a_daemonset_rollout_simulates_through_a_cluster_and_refuses_replicas() {
+    let dir = std::env::temp_dir().join(format!("canary-cli-daemonset-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let rollout = "apiVersion: canary.rs/v1alpha1
+kind: Rollout
+metadata: {name: edge, namespace: ingress}
+spec:
+  workloadRef: {apiVersion: apps/v1, kind: DaemonSet, name: edge}
+  service: {name: edge, port: 80}
+  newVersion: {containers: [{name: envoy, image: 'envoyproxy/envoy:v1.31.0'}]}
+  trafficRouting: {kuma: {}}
+  strategy: {blueGreen: {switch: AfterReady, iterations: 2}}
+  analysis: {interval: 30s, scrapeInterval: 10s, metrics: [{name: request-success-rate, thresholdRange: {min: 99}}]}
+";
+    let objects = "apiVersion: v1
+kind: Node
+metadata: {name: edge-1, labels: {role: edge}}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: edge-2, labels: {role: edge}}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: compute-1, labels: {role: compute}}
+---
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: edge, namespace: ingress}
+spec:
+  selector: {matchLabels: {app: edge}}
+  template:
+    metadata: {labels: {app: edge}}
+    spec:
+      nodeSelector: {role: edge}
+      containers: [{name: envoy, image: 'envoyproxy/envoy:v1.30.0', ports: [{containerPort: 8080}]}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: edge, namespace: ingress}
+spec:
+  selector: {app: edge}
+  ports: [{name: http, port: 80, targetPort: 8080, appProtocol: http}]
+";
+    let rollout_file = dir.join("edge.yaml");
+    let objects_file = dir.join("edge-objects.yaml");
+    std::fs::write(&rollout_file, rollout).unwrap();
+    std::fs::write(&objects_file, objects).unwrap();
+    let (rollout_path, objects_path) = (
+        rollout_file.to_str().unwrap(),
+        objects_file.to_str().unwrap(),
+    );
+    for (bad, phase) in [(false, "Succeeded"), (true, "Failed")] {
+        let mut args = vec![
+            "simulate",
+            rollout_path,
+            "--cluster",
+            "--objects",
+            objects_path,
+            "--json",
+        ];
+        if bad {
+            args.extend(["--canary-error-rate", "0.3"]);
+        }
+        let out = canary(&args);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let lines = json_lines(&out);
+        let summary = lines.last().unwrap();
+        assert_eq!(summary["phase"], phase, "{summary}");
+        assert_eq!(summary["unserved_requests"], 0, "{summary}");
+        assert_eq!(
+            summary["stable_pods_replaced_before_promotion"], 0,
+            "{summary}"
+        );
+        assert!(
+            summary["canary_requests"].as_u64().unwrap() > 0,
+            "{summary}"
+        );
+    }
+    // Without its nodes the DaemonSet would run nowhere: refused, saying what is missing.
+    let out = canary(&["simulate", rollout_path, "--cluster"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    assert!(stderr(&out).contains("no Node"), "{}", stderr(&out));
+
+    let sized = rollout.replace("newVersion: {", "newVersion: {replicas: 2, ");
+    std::fs::write(&rollout_file, sized).unwrap();
+    let out = canary(&["validate", rollout_path]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("spec.newVersion.replicas: not allowed for a DaemonSet"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

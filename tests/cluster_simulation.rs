@@ -94,6 +94,12 @@ fn assert_truthful_but(name: &str, report: &SimReport, allowed: impl Fn(&str) ->
         "{name}: canary requests outside the release\n{}",
         timeline.join("\n")
     );
+    assert_eq!(
+        s.stable_pods_replaced_before_promotion,
+        Some(0),
+        "{name}: stable pods replaced before the release promoted\n{}",
+        timeline.join("\n")
+    );
     let broken: Vec<&String> = report
         .rows
         .iter()
@@ -331,9 +337,67 @@ spec:
   ports: [{name: http, port: 8000, targetPort: 8000}]
 ";
 
+/// A node agent (a DaemonSet) behind Kuma released by a new pod template (no `newVersion`):
+/// the template change is held in its own request, so no stable pod restarts before
+/// promotion, and promotion rolls the agent with its owner's strategy (two nodes at a time).
+const KUMA_DAEMONSET: &str = "
+apiVersion: canary.rs/v1alpha1
+kind: Rollout
+metadata: {name: log-shipper, namespace: logging}
+spec:
+  workloadRef: {apiVersion: apps/v1, kind: DaemonSet, name: log-shipper}
+  service: {name: log-shipper, port: 2020}
+  trafficRouting: {kuma: {}}
+  strategy: {canary: {steps: [{weight: 30}, {weight: 70}]}}
+  analysis: {interval: 30s, scrapeInterval: 15s, metrics: [{name: request-success-rate, thresholdRange: {min: 99}}]}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: pool-a-1, labels: {pool: a}}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: pool-a-2, labels: {pool: a}}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: pool-a-3, labels: {pool: a}}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: pool-a-4, labels: {pool: a}}
+spec: {unschedulable: true}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: pool-b-1, labels: {pool: b}}
+---
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: log-shipper, namespace: logging}
+spec:
+  selector: {matchLabels: {app: log-shipper}}
+  updateStrategy: {type: RollingUpdate, rollingUpdate: {maxUnavailable: 2}}
+  template:
+    metadata: {labels: {app: log-shipper}}
+    spec:
+      affinity:
+        nodeAffinity:
+          requiredDuringSchedulingIgnoredDuringExecution:
+            nodeSelectorTerms: [{matchExpressions: [{key: pool, operator: In, values: [a]}]}]
+      containers: [{name: fluent-bit, image: 'fluent/fluent-bit:3.0', ports: [{containerPort: 2020}]}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: log-shipper, namespace: logging}
+spec:
+  selector: {app: log-shipper}
+  ports: [{name: http, port: 2020, targetPort: 2020, appProtocol: http}]
+";
+
 #[tokio::test]
 async fn rollouts_beyond_the_examples_release_and_roll_back_with_every_request_served() {
-    for text in [KUMA_MESH_SERVICES, ISTIO_HASH] {
+    for text in [KUMA_MESH_SERVICES, ISTIO_HASH, KUMA_DAEMONSET] {
         let (plan, objects) = load_text(text);
         let good = simulate(&plan, &objects, SimConfig::default()).await;
         assert_eq!(good.summary.phase, Phase::Succeeded, "{}", plan.name);
@@ -427,6 +491,7 @@ fn random_rollout(
     steps: u32,
     step: u32,
     interval: u32,
+    daemonset: bool,
 ) -> String {
     let routing = [
         "{istio: {}}",
@@ -448,13 +513,14 @@ fn random_rollout(
         ),
         _ => format!("{{canary: {{steps: [{}]}}}}", weights.join(", ")),
     };
+    let kind = if daemonset { "DaemonSet" } else { "Deployment" };
     format!(
         "
 apiVersion: canary.rs/v1alpha1
 kind: Rollout
 metadata: {{name: web, namespace: shop}}
 spec:
-  workloadRef: {{apiVersion: apps/v1, kind: Deployment, name: web}}
+  workloadRef: {{apiVersion: apps/v1, kind: {}, name: web}}
   service: {{name: web, port: 80}}
   newVersion: {{version: v2, containers: [{{name: web, image: 'web:2'}}]}}
   trafficRouting: {}
@@ -471,10 +537,9 @@ kind: Namespace
 metadata: {{name: shop, labels: {}}}
 ---
 apiVersion: apps/v1
-kind: Deployment
+kind: {}
 metadata: {{name: web, namespace: shop}}
-spec:
-  replicas: 3
+spec:{}
   selector: {{matchLabels: {{app: web, version: v1}}}}
   template:
     metadata: {{labels: {{app: web, version: v1}}}}
@@ -497,13 +562,37 @@ spec:
     http:
       paths:
       - {{path: /, pathType: Prefix, backend: {{service: {{name: web, port: {{number: 80}}}}}}}}
-",
+{}",
+        kind,
         routing[provider],
         strategy,
         // The mesh the pods join when the Rollout names one.
         if provider == 3 { "{kuma.io/mesh: mesh-services}" } else { "{}" },
+        kind,
+        if daemonset { "" } else { "\n  replicas: 3" },
+        if daemonset { NODES } else { "" },
     )
 }
+
+/// Three worker nodes and a control-plane node a DaemonSet does not tolerate.
+const NODES: &str = "---
+apiVersion: v1
+kind: Node
+metadata: {name: control-plane}
+spec: {taints: [{key: node-role.kubernetes.io/control-plane, effect: NoSchedule}]}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: worker-a}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: worker-b}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: worker-c}
+";
 
 /// Cases per property: `PROPTEST_CASES` when set (a long run), else `default` (what CI runs).
 /// A config that names its own `cases` overrides proptest's reading of that variable, so it is
@@ -535,8 +624,9 @@ proptest! {
         bad in any::<bool>(),
         seed in 0u64..1000,
         tool in 0usize..3,
+        daemonset in any::<bool>(),
     ) {
-        let (plan, objects) = load_text(&random_rollout(provider, strategy, steps, step, interval));
+        let (plan, objects) = load_text(&random_rollout(provider, strategy, steps, step, interval, daemonset));
         let config = SimConfig {
             // A healthy canary makes no errors: an A/B canary sees only the matched
             // requests (about a hundred a window), where even 0.1% errors would breach
@@ -565,7 +655,7 @@ proptest! {
                 .unwrap()
         });
         let name = format!(
-            "provider {provider}, strategy {strategy}, crash at write {crash}, restarting {restarting}, tool {tool}"
+            "provider {provider}, strategy {strategy}, crash at write {crash}, restarting {restarting}, tool {tool}, daemonset {daemonset}"
         );
         assert_truthful(&name, &report);
         let wanted = if bad { Phase::Failed } else { Phase::Succeeded };
@@ -726,5 +816,58 @@ async fn a_users_destination_rule_is_never_edited_and_a_failed_release_leaves_no
         let report = release_in_git(&text, tool, failing).await;
         assert_eq!(report.summary.phase, Phase::Failed, "{what}");
         assert_git_route_truthful(&format!("{what}, failed"), &report);
+    }
+}
+
+/// A DaemonSet whose `updateStrategy` Git holds, released through Git: while the release runs
+/// canary holds it `OnDelete`. Flux's drift check is a dry-run apply, which canary's webhook
+/// holds as it holds the real one, so Flux finds no drift; Argo CD compares with the live
+/// object, so it is told to ignore the strategy's type (as the README says). Either way no
+/// stable pod restarts before promotion, nothing is corrected, and afterwards the DaemonSet is
+/// as Git has it.
+#[tokio::test]
+async fn a_daemonset_whose_strategy_git_holds_is_released_under_flux_and_argo_cd() {
+    let (plan, objects) = load_text(KUMA_DAEMONSET);
+    for tool in [GitOpsTool::Flux, GitOpsTool::ArgoCd] {
+        for bad in [false, true] {
+            let mut gitops = GitOps::new(tool, jiff::SignedDuration::from_mins(1)).unwrap();
+            if tool == GitOpsTool::ArgoCd {
+                gitops = gitops
+                    .ignoring(vec![
+                        "DaemonSet/log-shipper:/spec/updateStrategy/type"
+                            .parse()
+                            .unwrap(),
+                    ])
+                    .unwrap();
+            }
+            let config = SimConfig {
+                canary_error_rate: Some(if bad { 0.3 } else { 0.0 }),
+                ..SimConfig::default()
+            };
+            let report = canary::cluster::simulate(&plan, &objects, config, Some(gitops))
+                .await
+                .unwrap();
+            let name = format!("{tool}, bad canary {bad}");
+            let wanted = if bad { Phase::Failed } else { Phase::Succeeded };
+            assert_eq!(
+                report.summary.phase, wanted,
+                "{name}: {}",
+                report.summary.message
+            );
+            assert_truthful(&name, &report);
+            assert_eq!(report.summary.gitops_corrections, Some(0), "{name}");
+            let left = report.summary.left_on_user_objects.clone().unwrap();
+            if bad {
+                // Git still asks for the template that failed: the DaemonSet stays held until
+                // it is reverted there.
+                assert!(
+                    left.iter()
+                        .any(|l| l.contains("spec.updateStrategy.type is OnDelete")),
+                    "{name}: {left:?}"
+                );
+            } else {
+                assert!(left.is_empty(), "{name}: {left:?}");
+            }
+        }
     }
 }

@@ -70,7 +70,13 @@ impl ClusterBackend for crate::Asm {
 impl AsmTraffic {
     /// The lanes of `plan` (cluster-scoped objects).
     pub fn new(client: Client, plan: RolloutPlan) -> Self {
-        let deployments = ApiResource::from_gvk(&GroupVersionKind::gvk("apps", "v1", "Deployment"));
+        let (group, version) = plan
+            .workload
+            .api_version
+            .split_once('/')
+            .unwrap_or(("", plan.workload.api_version));
+        let deployments =
+            ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, plan.workload.kind));
         AsmTraffic {
             groups: Api::all_with(client.clone(), &resource("ASMSwimLaneGroup")),
             lanes: Api::all_with(client.clone(), &resource("ASMSwimLane")),
@@ -195,9 +201,9 @@ impl TrafficProvider for AsmTraffic {
                 if !live.stable && !route.is_stable_only() {
                     let name = &self.plan.rollout.spec.workload_ref.name;
                     return Err(Error::Input(format!(
-                        "the stable Deployment {}/{name} is needed: its pods must be in the \
+                        "the stable {} {}/{name} is needed: its pods must be in the \
                          base lane before the canary gets traffic",
-                        self.plan.namespace
+                        self.plan.workload.kind, self.plan.namespace
                     )));
                 }
                 let rendered = render(&self.plan, route, &live.objects)?;

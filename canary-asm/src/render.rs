@@ -323,7 +323,7 @@ pub fn check_lane(asm: &AsmRouting, name: &str, live: Option<&Value>) -> Result<
 pub fn check_stable_pods(plan: &RolloutPlan, objects: &Objects) -> Result<()> {
     let asm = settings(plan)?;
     let name = &plan.rollout.spec.workload_ref.name;
-    let Some(stable) = objects.get("Deployment", &plan.namespace, name) else {
+    let Some(stable) = objects.get(plan.workload.kind, &plan.namespace, name) else {
         return Ok(());
     };
     let tag = &stable["spec"]["template"]["metadata"]["labels"][TAG_LABEL];
@@ -335,10 +335,11 @@ pub fn check_stable_pods(plan: &RolloutPlan, objects: &Objects) -> Result<()> {
         None => format!("no {TAG_LABEL} label"),
     };
     Err(Error::Input(format!(
-        "the stable pods of Deployment {}/{name} have {has}, so they are not in the base lane \
+        "the stable pods of {} {}/{name} have {has}, so they are not in the base lane \
          {base} that requests fall back to; add the label {TAG_LABEL}: {base} to its pod \
          template (spec.template.metadata.labels), which restarts its pods, before releasing \
          with lanes",
+        plan.workload.kind,
         plan.namespace,
         base = asm.base_lane
     )))

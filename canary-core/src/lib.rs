@@ -41,6 +41,7 @@ pub mod error;
 pub mod k8s;
 pub mod sim;
 pub mod traffic;
+pub mod workload;
 
 /// `#[async_trait]`, which every provider trait's implementation needs.
 pub use async_trait::async_trait;

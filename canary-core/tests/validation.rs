@@ -1121,3 +1121,89 @@ fn analysis_names_and_queries_are_bounded() {
         "{e:?}"
     );
 }
+
+/// A DaemonSet runs one pod per eligible node: replica counts are refused wherever a Rollout
+/// may give one, each with its path and the reason, and every step runs the canary DaemonSet
+/// on all the stable one's nodes.
+#[test]
+fn a_daemonset_rollout_refuses_replicas_and_runs_the_canary_on_every_node() {
+    let daemonset = BASE.replace(
+        "kind: Deployment, name: podinfo",
+        "kind: DaemonSet, name: podinfo",
+    );
+    let errors_of = |rest: &str| -> Vec<String> {
+        match plan_from_yaml(&format!("{daemonset}{rest}")) {
+            Ok(_) => Vec::new(),
+            Err(Error::Invalid(errors)) => errors.0.iter().map(ToString::to_string).collect(),
+            Err(other) => panic!("not a validation error: {other}"),
+        }
+    };
+    let refused = errors_of(
+        "  trafficRouting: {istio: {}}\n  newVersion: {replicas: 2}\n  strategy: {canary: {steps: [{weight: 10, replicas: 1}, {weight: 50}, {weight: 60, replicas: 50%}]}}\n",
+    );
+    assert!(
+        has(
+            &refused,
+            "spec.newVersion.replicas",
+            "one pod on every node"
+        ),
+        "{refused:?}"
+    );
+    assert!(
+        has(
+            &refused,
+            "spec.strategy.canary.steps[0].replicas",
+            "DaemonSet"
+        ),
+        "{refused:?}"
+    );
+    assert!(
+        has(
+            &refused,
+            "spec.strategy.canary.steps[2].replicas",
+            "DaemonSet"
+        ),
+        "{refused:?}"
+    );
+    assert!(
+        !refused
+            .iter()
+            .any(|e| e.starts_with("spec.strategy.canary.steps[1]"))
+    );
+
+    for strategy in [
+        "canary: {stepWeight: 20, maxWeight: 60}",
+        "blueGreen: {}",
+        "abTest: {matches: [{headers: {x-canary: {exact: \"on\"}}}]}",
+        "mirror: {percent: 50}",
+    ] {
+        let plan = plan_from_yaml(&format!(
+            "{daemonset}  trafficRouting: {{istio: {{}}}}\n  strategy: {{{strategy}}}\n"
+        ))
+        .unwrap_or_else(|e| panic!("{strategy}: {e}"));
+        assert_eq!(plan.workload.kind, "DaemonSet");
+        for step in &plan.steps {
+            assert_eq!(step.replicas.resolve(7), 7, "{strategy}: every node");
+        }
+    }
+    // A Deployment keeps its replica steps.
+    let plan = plan_from_yaml(&format!(
+        "{BASE}  trafficRouting: {{istio: {{}}}}\n  strategy: {{canary: {{steps: [{{weight: 10}}]}}}}\n"
+    ))
+    .unwrap();
+    assert_eq!(plan.steps[0].replicas.resolve(10), 1);
+
+    let other = errors("  trafficRouting: {istio: {}}\n  strategy: {blueGreen: {}}\n");
+    assert!(other.is_empty());
+    let statefulset = BASE.replace("kind: Deployment", "kind: StatefulSet");
+    let Err(Error::Invalid(refused)) = plan_from_yaml(&format!(
+        "{statefulset}  trafficRouting: {{istio: {{}}}}\n  strategy: {{blueGreen: {{}}}}\n"
+    )) else {
+        panic!("a StatefulSet was accepted");
+    };
+    let message = refused.to_string();
+    assert!(
+        message.contains("spec.workloadRef") && message.contains("apps/v1 DaemonSet"),
+        "{message}"
+    );
+}

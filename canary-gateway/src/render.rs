@@ -763,7 +763,7 @@ fn sticky(
     }
     let (name, max_age) = sticky_cookie(settings(plan).ok()?)?;
     let revision = objects
-        .get("Deployment", &plan.namespace, &plan.canary_workload())
+        .get(plan.workload.kind, &plan.namespace, &plan.canary_workload())
         .and_then(|deployment| {
             deployment
                 .pointer("/metadata/annotations")

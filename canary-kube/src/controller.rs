@@ -12,6 +12,7 @@ use canary_core::engine::machine::EventKind;
 use canary_core::engine::machine::Verification;
 use canary_core::engine::providers::{Clock, MetricProvider, TrafficProvider, WebhookRunner};
 use canary_core::traffic::Registry;
+use canary_core::workload::WorkloadKind;
 use canary_core::{RolloutPlan, RolloutStatus, RouteState};
 use futures::{FutureExt, StreamExt, TryStreamExt};
 use kube::api::{Patch, PatchParams};
@@ -33,7 +34,7 @@ use crate::metrics::Metrics;
 use crate::retry::Backoff;
 use crate::shard::Shard;
 use crate::store::KubeStatusStore;
-use crate::workload::{DeploymentWorkload, FIELD_MANAGER, Hold, ROLE, ROLLOUT};
+use crate::workload::{ClusterWorkload, FIELD_MANAGER, Hold, ROLE, ROLLOUT};
 
 /// The finalizer that resets routes and removes the canary when a Rollout is deleted.
 pub const FINALIZER: &str = "canary.rs/cleanup";
@@ -190,12 +191,17 @@ pub async fn run(
     .await;
 }
 
-/// The Deployments resource, as the caches name it.
-fn deployments() -> Kind {
+/// The resource of the workload kind `kind`, as the caches name it.
+fn workloads_of(kind: WorkloadKind) -> Kind {
+    let descriptor = kind.descriptor();
+    let (group, version) = descriptor
+        .api_version
+        .split_once('/')
+        .unwrap_or(("", descriptor.api_version));
     Kind {
-        group: "apps".to_owned(),
-        version: "v1".to_owned(),
-        plural: "deployments".to_owned(),
+        group: group.to_owned(),
+        version: version.to_owned(),
+        plural: descriptor.plural.to_owned(),
     }
 }
 
@@ -232,12 +238,12 @@ async fn run_in(
             .inspect_ok(move |event| index.record(event)),
     )
     .touched_objects();
-    // Deployments wake their Rollouts from the cache's own watch, after the cache has kept
-    // the change: a pass woken by an edit reads the edit.
-    let woken = match context.cache.touched(&deployments(), namespace) {
-        Some(touched) => wake_ups(touched, store.clone(), workloads).boxed(),
-        None => futures::stream::empty().boxed(),
-    };
+    // Workloads (of every kind) wake their Rollouts from the cache's own watch, after the
+    // cache has kept the change: a pass woken by an edit reads the edit.
+    let woken = futures::stream::select_all(WorkloadKind::ALL.into_iter().filter_map(|kind| {
+        let touched = context.cache.touched(&workloads_of(kind), namespace)?;
+        Some(wake_ups(touched, store.clone(), workloads.clone()).boxed())
+    }));
     let passes = context.clone();
     Controller::for_stream(rollout_events, store)
         .with_config(kube::runtime::controller::Config::default().concurrency(CONCURRENCY))
@@ -254,9 +260,9 @@ async fn run_in(
         .await;
 }
 
-/// The Rollouts to reconcile when Deployments change: a canary Deployment's, by its label
-/// (it has no owner reference, see `crate::workload`); a stable Deployment's, by the Rollouts
-/// naming it. When the wake-ups fall behind, every Rollout.
+/// The Rollouts to reconcile when workloads change: a canary workload's, by its label (it has
+/// no owner reference, see `crate::workload`); a stable workload's, by the Rollouts naming
+/// it. When the wake-ups fall behind, every Rollout.
 fn wake_ups(
     touched: tokio::sync::broadcast::Receiver<Touched>,
     rollouts: reflector::Store<Rollout>,
@@ -277,7 +283,7 @@ fn wake_ups(
                     refs
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
-                    tracing::warn!(missed, "Deployment changes came faster than they were read: every Rollout is looked at");
+                    tracing::warn!(missed, "workload changes came faster than they were read: every Rollout is looked at");
                     rollouts
                         .state()
                         .iter()
@@ -489,7 +495,9 @@ async fn apply(rollout: &Rollout, plan: RolloutPlan, context: &Context) -> Resul
     let namespace = rollout.namespace().unwrap_or_else(|| "default".to_owned());
     let api = Api::<Rollout>::namespaced(context.client.clone(), &namespace);
     keep_valid_spec(rollout, &api).await?;
-    let workload = DeploymentWorkload::new(context.client.clone(), &plan).with_known_stable(
+    let workload = crate::workload::for_plan(
+        context.client.clone(),
+        &plan,
         rollout
             .status
             .as_ref()
@@ -502,17 +510,17 @@ async fn apply(rollout: &Rollout, plan: RolloutPlan, context: &Context) -> Resul
             EventKind::Warning,
             "StableRolledBeforeHold",
             &format!(
-                "the stable Deployment {namespace}/{} began rolling its new pod template before \
+                "the stable {} {namespace}/{} began rolling its new pod template before \
                  canary held it: its new pods serve the stable share untested until the release \
                  ends (install canary's admission webhook to hold it in the same request)",
-                plan.rollout.spec.workload_ref.name
+                plan.workload.kind, plan.rollout.spec.workload_ref.name
             ),
         )
         .await;
     }
     let traffic = context.traffic.provider(&context.client, &plan)?;
     let store = KubeStatusStore::new(api, &name);
-    let driver = Driver::new(&plan, &*traffic, &workload, &store)
+    let driver = Driver::new(&plan, &*traffic, &*workload, &store)
         .metrics(&*context.measurements)
         .webhooks(&*context.webhooks);
     let now = context.clock.now();
@@ -686,10 +694,17 @@ async fn cleanup(rollout: &Rollout, context: &Context) -> Result<Cleanup> {
     let Some(plan) = plan else {
         // Nothing was acted on for this Rollout: only a canary carrying its labels is removed,
         // and no route nor stable Deployment is touched (they may be another Rollout's).
-        let stable = &rollout.spec.spec.workload_ref.name;
-        let workload =
-            DeploymentWorkload::without_plan(context.client.clone(), &namespace, &name, stable);
-        if let Some(waiting) = remove_canary(&workload, false).await? {
+        let target = &rollout.spec.spec.workload_ref;
+        let kind = WorkloadKind::named(&target.api_version, &target.kind)
+            .unwrap_or(WorkloadKind::Deployment);
+        let workload = crate::workload::for_kind_without_plan(
+            kind,
+            context.client.clone(),
+            &namespace,
+            &name,
+            &target.name,
+        );
+        if let Some(waiting) = remove_canary(&*workload, false).await? {
             return Ok(waiting);
         }
         context.metrics.forget(&namespace, &name);
@@ -698,7 +713,7 @@ async fn cleanup(rollout: &Rollout, context: &Context) -> Result<Cleanup> {
         return Ok(Cleanup::Done);
     };
     let traffic = context.traffic.provider(&context.client, &plan)?;
-    let workload = DeploymentWorkload::new(context.client.clone(), &plan);
+    let workload = crate::workload::for_plan(context.client.clone(), &plan, None);
     let services: Api<k8s_openapi::api::core::v1::Service> =
         Api::namespaced(context.client.clone(), &namespace);
     let stable_gone = !workload.stable_exists().await?
@@ -725,7 +740,7 @@ async fn cleanup(rollout: &Rollout, context: &Context) -> Result<Cleanup> {
             ));
         }
     }
-    if let Some(waiting) = remove_canary(&workload, true).await? {
+    if let Some(waiting) = remove_canary(&*workload, true).await? {
         return Ok(waiting);
     }
     match traffic.finalize().await {
@@ -736,18 +751,21 @@ async fn cleanup(rollout: &Rollout, context: &Context) -> Result<Cleanup> {
         Err(error) => return Err(error.into()),
     }
     context.metrics.forget(&namespace, &name);
-    let message = format!("routes reset, canary removed, stable Deployment released{note}");
+    let message = format!(
+        "routes reset, canary removed, stable {} released{note}",
+        plan.workload.kind
+    );
     publish(context, rollout, EventKind::Normal, "Deleted", &message).await;
     Ok(Cleanup::Done)
 }
 
 /// Removes the canary and, with `release`, lets the stable Deployment go; `Some` while the
 /// canary's pods are still going.
-async fn remove_canary(workload: &DeploymentWorkload, release: bool) -> Result<Option<Cleanup>> {
-    canary_core::engine::providers::WorkloadProvider::remove_canary(workload).await?;
+async fn remove_canary(workload: &dyn ClusterWorkload, release: bool) -> Result<Option<Cleanup>> {
+    workload.remove_canary().await?;
     if !workload.canary_gone().await? {
         return Ok(Some(Cleanup::Waiting(
-            "the canary Deployment and its pods are going".to_owned(),
+            "the canary workload and its pods are going".to_owned(),
         )));
     }
     if release {

@@ -1,14 +1,14 @@
-//! The mutating admission webhook that holds a stable Deployment in the very request that
-//! changes its pod template (see [`crate::hold`] for what holding means and why).
+//! The mutating admission webhook that holds a stable Deployment or DaemonSet in the very
+//! request that changes its pod template (see [`crate::hold`] for what holding means and why).
 //!
-//! The API server sends an `AdmissionReview` (`admission.k8s.io/v1`) for every Deployment
-//! UPDATE the `MutatingWebhookConfiguration` in `deploy/webhook.yaml` selects; [`review`]
-//! answers it: always allowed, with the JSON Patch of [`hold_patch`] when the Deployment must
-//! be held. Everything else (other kinds, other operations, subresources) is allowed
+//! The API server sends an `AdmissionReview` (`admission.k8s.io/v1`) for every Deployment and
+//! DaemonSet UPDATE the `MutatingWebhookConfiguration` in `deploy/webhook.yaml` selects;
+//! [`review`] answers it: always allowed, with the JSON Patch of [`hold_patch`] when the
+//! workload must be held. Everything else (other kinds, other operations, subresources) is allowed
 //! unchanged. When the Rollouts cannot be listed the request is allowed unchanged too: the
 //! controller still holds on sight, and the configuration's `failurePolicy: Ignore` lets
 //! writes through when the webhook cannot be reached at all, so the webhook never stands
-//! between a user and their Deployment.
+//! between a user and their workload.
 //!
 //! The HTTPS server around it is `WebhookServer` (feature `webhook`).
 
@@ -21,6 +21,7 @@ use serde_json::{Value, json};
 use crate::crd::Rollout;
 use crate::error::{Error, Result};
 use crate::hold::hold_patch;
+use canary_core::workload::WorkloadKind;
 
 #[cfg(feature = "webhook")]
 mod certificates;
@@ -60,7 +61,8 @@ impl RolloutSource for Client {
 /// `apiVersion` and `kind`, the request's `uid`, always `allowed`, with a JSON Patch when the
 /// Deployment is to be held).
 ///
-/// Only an UPDATE of an `apps` Deployment (not of a subresource) is considered; the Rollouts
+/// Only an UPDATE of a workload of a kind canary releases (an `apps` Deployment or DaemonSet,
+/// not a subresource) is considered; the Rollouts
 /// of its namespace are listed only when some Rollout could make [`hold_patch`] hold it.
 /// A failure to list them is logged and the request allowed unchanged.
 ///
@@ -88,9 +90,9 @@ pub async fn review<S: RolloutSource + ?Sized>(rollouts: &S, body: &[u8]) -> Res
                 Err(error) => {
                     tracing::warn!(
                         namespace = candidate.namespace,
-                        deployment = candidate.name,
+                        workload = candidate.name,
                         %error,
-                        "cannot list the Rollouts; the Deployment is admitted without a hold"
+                        "cannot list the Rollouts; the workload is admitted without a hold"
                     );
                     AdmissionResponse::from(&request)
                 }
@@ -140,9 +142,10 @@ fn base64(bytes: &[u8]) -> String {
     encoded
 }
 
-/// A Deployment UPDATE that a Rollout of its namespace could hold.
+/// A workload UPDATE that a Rollout of its namespace could hold.
 #[derive(Debug)]
 struct Candidate<'a> {
+    kind: WorkloadKind,
     namespace: &'a str,
     name: &'a str,
     old: Value,
@@ -153,8 +156,9 @@ struct Candidate<'a> {
 /// UPDATE of an `apps` Deployment itself, or an update [`hold_patch`] would not hold even if
 /// a Rollout targeted the Deployment with a stable revision recorded.
 fn held_in(request: &AdmissionRequest<DynamicObject>) -> Option<Candidate<'_>> {
-    let deployment = request.kind.group == "apps" && request.kind.kind == "Deployment";
-    if !deployment || request.operation != Operation::Update || request.sub_resource.is_some() {
+    let api_version = format!("{}/{}", request.kind.group, request.kind.version);
+    let kind = WorkloadKind::named(&api_version, &request.kind.kind)?;
+    if request.operation != Operation::Update || request.sub_resource.is_some() {
         return None;
     }
     let namespace = request.namespace.as_deref()?;
@@ -165,11 +169,12 @@ fn held_in(request: &AdmissionRequest<DynamicObject>) -> Option<Candidate<'_>> {
     // nothing, listing the namespace's Rollouts cannot change the answer.
     let probe = json!({
         "metadata": {"name": "", "namespace": namespace},
-        "spec": {"workloadRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name}},
+        "spec": {"workloadRef": {"apiVersion": api_version, "kind": request.kind.kind, "name": name}},
         "status": {"stableRevision": "probe"},
     });
-    hold_patch(&old, &new, &[probe])?;
+    hold_patch(kind, &old, &new, &[probe])?;
     Some(Candidate {
+        kind,
         namespace,
         name,
         old,
@@ -185,7 +190,7 @@ fn respond(
     rollouts: &[Value],
 ) -> AdmissionResponse {
     let allowed = AdmissionResponse::from(request);
-    let Some(patch) = hold_patch(&candidate.old, &candidate.new, rollouts) else {
+    let Some(patch) = hold_patch(candidate.kind, &candidate.old, &candidate.new, rollouts) else {
         return allowed;
     };
     let held = serde_json::from_value::<json_patch::Patch>(patch)
@@ -199,8 +204,9 @@ fn respond(
         Ok(held) => {
             tracing::info!(
                 namespace = candidate.namespace,
-                deployment = candidate.name,
-                "holding the stable Deployment: its new template waits for the release"
+                workload = candidate.name,
+                kind = candidate.kind.descriptor().kind,
+                "holding the stable workload: its new template waits for the release"
             );
             held
         }
@@ -353,6 +359,43 @@ mod tests {
         assert_eq!(held["metadata"]["annotations"][STABLE_REVISION], "5d8f7c");
         assert_eq!(held["spec"]["template"], new["spec"]["template"]);
         assert_eq!(source.asked(), ["shop"]);
+    }
+
+    /// A DaemonSet has no `paused`: held `OnDelete`, its owner's strategy kept, by the
+    /// Rollout that targets it as a DaemonSet (not by one targeting a Deployment of its name).
+    #[tokio::test]
+    async fn a_new_daemonset_template_is_held_on_delete_in_the_same_request() {
+        let daemonset = |image: &str| {
+            let mut object = deployment(image);
+            object["kind"] = json!("DaemonSet");
+            object["spec"]["updateStrategy"] =
+                json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "10%"}});
+            object
+        };
+        let mut targeting = rollout("shop", "web");
+        targeting["spec"]["workloadRef"]["kind"] = json!("DaemonSet");
+        let (old, new) = (daemonset("web:1"), daemonset("web:2"));
+        let request = body("UPDATE", ("apps", "DaemonSet"), &old, &new);
+        let source = Listed::new(vec![rollout("shop", "web"), targeting]);
+        let review = answer(&source, &request).await;
+        let held = patched(&new, &review["response"]);
+        assert_eq!(held["spec"]["updateStrategy"]["type"], "OnDelete");
+        assert_eq!(
+            held["spec"]["updateStrategy"]["rollingUpdate"],
+            new["spec"]["updateStrategy"]["rollingUpdate"]
+        );
+        assert_eq!(held["metadata"]["annotations"][STABLE_REVISION], "5d8f7c");
+        let kept: Value = serde_json::from_str(
+            held["metadata"]["annotations"][crate::workload::UPDATE_STRATEGY]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(kept, new["spec"]["updateStrategy"]);
+        // Only a Rollout of a Deployment named so: nothing to hold.
+        let source = Listed::new(vec![rollout("shop", "web")]);
+        let review = answer(&source, &request).await;
+        assert!(review["response"].get("patch").is_none(), "{review}");
     }
 
     #[tokio::test]

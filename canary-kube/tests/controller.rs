@@ -14,6 +14,7 @@ use canary_core::{Phase, RolloutStatus};
 use canary_kube::controller::{Context, reconcile, run};
 use canary_kube::crd::Rollout;
 use canary_kube::metrics::Metrics;
+use canary_kube::retry::Backoff;
 use canary_kube::traffic::MemoryTraffic;
 use canary_kube::workload::STABLE_REVISION;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -436,7 +437,14 @@ async fn rollouts_complete_through_conflicts_errors_and_dropped_watches() {
         faults.set_error_rate(0.1);
         faults.set_drop_watch_rate(0.2);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let controller = tokio::spawn(run(cluster.context(), Vec::new(), async {
+        // Retries back off from 100 ms, not 5 s: a write that meets several injected faults
+        // in a row (one in a few hundred does, at these rates) is tried again within the
+        // test's wait, as it would be within minutes in a cluster (`retry` tests the delays).
+        let mut context = Arc::try_unwrap(cluster.context())
+            .ok()
+            .expect("a fresh context is not shared");
+        context.retries = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
+        let controller = tokio::spawn(run(Arc::new(context), Vec::new(), async {
             let _ = stopped.await;
         }));
         let end = cluster.wait_until(Duration::from_secs(60), terminal).await;

@@ -99,7 +99,14 @@ async fn every_example_rollout_and_its_objects_are_accepted() {
             } else {
                 "api"
             };
-            let url = format!("/{prefix}/{api_version}/namespaces/{ns}/{plural}");
+            let namespaced = server
+                .resource(api_version, doc["kind"].as_str().unwrap())
+                .is_none_or(|resource| resource.namespaced);
+            let url = if namespaced {
+                format!("/{prefix}/{api_version}/namespaces/{ns}/{plural}")
+            } else {
+                format!("/{prefix}/{api_version}/{plural}")
+            };
             let mut doc = doc.clone();
             // Rollouts of different files may share a name.
             if doc["kind"] == "Rollout" {

@@ -51,14 +51,19 @@
 //!   [`ApiServer::add_mutating_hook`]) called as the API server calls webhooks, and imitations
 //!   of the Istio, ingress-nginx and Kuma validating webhooks ([`ApiServer::admit_like_upstream`]).
 //! - Simulated controllers: a kube-controller-manager and kubelet (Deployments → ReplicaSets →
-//!   Pods with rolling updates and Deployment status, pods becoming ready, garbage collection
-//!   of owned objects) running in real time with [`ApiServer::simulate_deployments`] or stepped
-//!   in virtual time through [`ApiServer::controllers`].
+//!   Pods with rolling updates and Deployment status; DaemonSets → one Pod per matching Node,
+//!   by node selector, required node affinity and taints, with `RollingUpdate` (incl.
+//!   `maxSurge`) and `OnDelete` updates and DaemonSet status; pods becoming ready; garbage
+//!   collection of owned objects) running in real time with [`ApiServer::simulate_deployments`]
+//!   or stepped in virtual time through [`ApiServer::controllers`]. Nodes are objects a test
+//!   writes like any other (e.g. with [`ApiServer::put`]: name, labels, `spec.taints`); the
+//!   DaemonSet controller reads them, and nothing reports on them (no node status, no
+//!   eviction of other pods).
 //! - Fault injection ([`Faults`]) and a request log ([`LoggedRequest`]) for tests of retries
 //!   and of API economy.
 //!
-//! Built-in types: core `v1` Pods, Services, ConfigMaps, Secrets, Events, Namespaces;
-//! `apps/v1` Deployments and ReplicaSets; `networking.k8s.io/v1` Ingresses;
+//! Built-in types: core `v1` Pods, Services, ConfigMaps, Secrets, Events, Namespaces, Nodes;
+//! `apps/v1` Deployments, ReplicaSets and DaemonSets; `networking.k8s.io/v1` Ingresses;
 //! `coordination.k8s.io/v1` Leases; `events.k8s.io/v1` Events. Custom resources are added
 //! with [`ApiServer::register`] (no schema) or [`ApiServer::register_crd`] (from a
 //! `CustomResourceDefinition` document the caller loads).
@@ -359,8 +364,9 @@ impl ApiServer {
     }
 
     /// Starts (or restarts with a new delay) the simulated kube-controller-manager and kubelet
-    /// in real time: Deployments get ReplicaSets, ReplicaSets get pods, pods become ready
-    /// `ready_after` they start, orphans are collected (see [`ControllerManager`]).
+    /// in real time: Deployments get ReplicaSets, ReplicaSets get pods, DaemonSets get a pod on
+    /// every Node that should run one, pods become ready `ready_after` they start, orphans are
+    /// collected (see [`ControllerManager`]).
     pub fn simulate_deployments(&self, ready_after: Duration) {
         let task = tokio::spawn(controllers::run(
             Arc::clone(&self.shared.state),

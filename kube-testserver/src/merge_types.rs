@@ -128,7 +128,8 @@ const POD_STATUS: &[Rule] = &[
     rule("podIPs", Keyed(&["ip"]), MergeBy("ip")),
 ];
 
-/// `DeploymentSpec`/`ReplicaSetSpec` and their statuses (k8s.io/api `apps/v1/types.go`):
+/// `DeploymentSpec`/`ReplicaSetSpec`/`DaemonSetSpec` and their statuses (k8s.io/api
+/// `apps/v1/types.go`):
 /// `selector` is a `LabelSelector`, `+structType=atomic` (k8s.io/apimachinery
 /// `pkg/apis/meta/v1/types.go`); `status.conditions` is `+listType=map` `+listMapKey=type`.
 const WORKLOAD: &[Rule] = &[
@@ -160,6 +161,20 @@ const INGRESS: &[Rule] = &[
 
 /// `NamespaceSpec.finalizers` is `+listType=atomic` (k8s.io/api `core/v1/types.go`).
 const NAMESPACE: &[Rule] = &[rule("spec.finalizers", AtomicList, Replace)];
+
+/// `NodeSpec`/`NodeStatus` (k8s.io/api `core/v1/types.go`): `taints` is `+listType=atomic`;
+/// `podCIDRs` is `+listType=set` with `patchStrategy=merge`; `status.conditions` and
+/// `status.addresses` are merged by `type` (`patchMergeKey=type`); `images`,
+/// `volumesAttached` and `volumesInUse` are `+listType=atomic`.
+const NODE: &[Rule] = &[
+    rule("spec.taints", AtomicList, Replace),
+    rule("spec.podCIDRs", Set, MergeValues),
+    rule("status.conditions", Keyed(&["type"]), MergeBy("type")),
+    rule("status.addresses", Keyed(&["type"]), MergeBy("type")),
+    rule("status.images", AtomicList, Replace),
+    rule("status.volumesAttached", AtomicList, Replace),
+    rule("status.volumesInUse", AtomicList, Replace),
+];
 
 /// The default of a list-map key field a built-in item may omit (`protocol` defaults to
 /// `TCP` in the OpenAPI schema, and structured-merge-diff fills key defaults in).
@@ -226,7 +241,7 @@ pub(crate) enum Cursor<'a> {
 fn table<'p>(kind: &str, path: &'p str) -> (&'static [Rule], &'p str) {
     let pod_spec = match kind {
         "Pod" => Some("spec."),
-        "Deployment" | "ReplicaSet" => Some("spec.template.spec."),
+        "Deployment" | "ReplicaSet" | "DaemonSet" => Some("spec.template.spec."),
         _ => None,
     };
     if let Some(rest) = pod_spec.and_then(|p| path.strip_prefix(p)) {
@@ -252,10 +267,11 @@ fn table<'p>(kind: &str, path: &'p str) -> (&'static [Rule], &'p str) {
         return (POD_STATUS, rest);
     }
     let rules = match kind {
-        "Deployment" | "ReplicaSet" => WORKLOAD,
+        "Deployment" | "ReplicaSet" | "DaemonSet" => WORKLOAD,
         "Service" => SERVICE,
         "Ingress" => INGRESS,
         "Namespace" => NAMESPACE,
+        "Node" => NODE,
         _ => &[],
     };
     (rules, path)
@@ -459,6 +475,27 @@ mod tests {
         assert_eq!(
             ing.root().field("spec").field("rules").shape(&json!([])),
             Shape::List(ListType::Atomic)
+        );
+        let ds = builtin("DaemonSet");
+        let ds_spec = ds.root().field("spec");
+        let containers = ds_spec.field("template").field("spec").field("containers");
+        assert_eq!(
+            containers.shape(&json!([])),
+            Shape::List(ListType::Map(vec!["name".into()]))
+        );
+        assert_eq!(containers.patch_list(), PatchList::MergeBy("name"));
+        assert_eq!(
+            ds_spec.field("selector").shape(&json!({})),
+            Shape::Map { atomic: true }
+        );
+        let node = builtin("Node");
+        assert_eq!(
+            node.root().field("spec").field("taints").shape(&json!([])),
+            Shape::List(ListType::Atomic)
+        );
+        assert_eq!(
+            node.root().field("status").field("conditions").patch_list(),
+            PatchList::MergeBy("type")
         );
         // Unknown lists are atomic.
         assert_eq!(

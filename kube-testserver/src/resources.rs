@@ -78,8 +78,10 @@ fn builtins() -> Vec<ResourceType> {
         t("", "v1", "Secret", "secrets", true, false),
         t("", "v1", "Event", "events", true, false),
         t("", "v1", "Namespace", "namespaces", false, true),
+        t("", "v1", "Node", "nodes", false, true),
         t("apps", "v1", "Deployment", "deployments", true, true),
         t("apps", "v1", "ReplicaSet", "replicasets", true, true),
+        t("apps", "v1", "DaemonSet", "daemonsets", true, true),
         t(
             "networking.k8s.io",
             "v1",

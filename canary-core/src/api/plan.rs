@@ -9,6 +9,7 @@ use crate::api::spec::{
     FailureCounting, HookType, NoDataPolicy, Rollout, SwitchMode, ThresholdRange,
 };
 use crate::traffic::{Capabilities, ProviderDescriptor, RouteState};
+use crate::workload::WorkloadDescriptor;
 
 /// A Rollout that passed validation, ready for [`crate::engine::machine::transition`].
 #[derive(Debug, Clone, PartialEq)]
@@ -19,6 +20,8 @@ pub struct RolloutPlan {
     pub namespace: String,
     /// The traffic provider, as registered.
     pub provider: &'static ProviderDescriptor,
+    /// The kind of workload released.
+    pub workload: &'static WorkloadDescriptor,
     /// Which strategy the steps came from.
     pub strategy: StrategyKind,
     /// The steps, in order; never empty.

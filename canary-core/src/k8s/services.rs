@@ -126,8 +126,8 @@ pub fn stable_selects_canary(
         return None;
     }
     let template = objects
-        .get("Deployment", &plan.namespace, &plan.canary_workload())
-        .map(|deployment| &deployment["spec"]["template"]["metadata"]["labels"]);
+        .get(plan.workload.kind, &plan.namespace, &plan.canary_workload())
+        .map(|workload| &workload["spec"]["template"]["metadata"]["labels"]);
     let pods = objects.of_kind("Pod", &plan.namespace).filter_map(|pod| {
         let labels = &pod["metadata"]["labels"];
         (labels[ROLE_LABEL] == "canary" && labels[ROLLOUT_LABEL] == json!(plan.name))
@@ -141,7 +141,7 @@ pub fn stable_selects_canary(
     selected.then(|| {
         format!(
             "the Service {}/{} selects the canary's pods (its selector {}): its share of the \
-             route would reach them; the canary Deployment {} is made again with a label of \
+             route would reach them; the canary workload {} is made again with a label of \
              its own when the next revision is released",
             plan.namespace,
             plan.rollout.spec.service.name,

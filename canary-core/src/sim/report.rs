@@ -115,6 +115,11 @@ pub struct Summary {
     /// through a data-plane model only, the settling time after the end included).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub canary_requests_outside_release: Option<u64>,
+    /// Stable pods that ran when the new revision was asked for and were gone before the
+    /// release began promoting (simulations through a cluster only): a stable workload not
+    /// held rolls the untested template onto them. 0 unless something restarts them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stable_pods_replaced_before_promotion: Option<u64>,
     /// Times a GitOps tool found one of the user's objects drifted from Git and applied it
     /// again after the release began (simulations with a GitOps tool only).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -330,6 +335,7 @@ impl Recorder {
             unserved_requests: None,
             max_canary_excess: None,
             canary_requests_outside_release: None,
+            stable_pods_replaced_before_promotion: None,
             gitops_corrections: None,
             left_on_user_objects: None,
         };

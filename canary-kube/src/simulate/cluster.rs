@@ -131,19 +131,30 @@ impl Cluster {
         Ok(())
     }
 
-    /// Checks that the objects the rollout builds on are there: the stable Deployment and
-    /// its Service.
+    /// Checks that the objects the rollout builds on are there: the stable workload, its
+    /// Service, and nodes for a DaemonSet.
     pub(super) fn check_needs(&self, plan: &RolloutPlan) -> Result<()> {
         let spec = &plan.rollout.spec;
         let needed = [
             (
-                "apps/v1",
-                "Deployment",
+                plan.workload.api_version,
+                plan.workload.kind,
                 &spec.workload_ref.name,
                 "spec.workloadRef",
             ),
             ("v1", "Service", &spec.service.name, "spec.service"),
         ];
+        // A DaemonSet runs one pod per eligible node: without nodes it runs none, and the
+        // release would have no stable pod to start from.
+        if plan.workload.id == canary_core::workload::WorkloadKind::DaemonSet
+            && self.server.list("v1", "Node").is_empty()
+        {
+            return Err(Error::Unusable(format!(
+                "the cluster has no Node for the DaemonSet {}/{} (spec.workloadRef) to run on: \
+                 add the nodes (kind: Node) to the rollout file or give them with --objects",
+                plan.namespace, spec.workload_ref.name
+            )));
+        }
         for (api_version, kind, name, field) in needed {
             if self
                 .server
@@ -224,7 +235,7 @@ impl Cluster {
     ) -> Result<()> {
         let (kind, name) = match plan.rollout.spec.new_version {
             Some(_) => ("Rollout", &plan.name),
-            None => ("Deployment", &plan.rollout.spec.workload_ref.name),
+            None => (plan.workload.kind, &plan.rollout.spec.workload_ref.name),
         };
         let Some(mut manifest) = git.manifest(kind, name).cloned() else {
             return Err(Error::Unusable(format!(
@@ -240,7 +251,7 @@ impl Cluster {
                 // A release that does not promote (a dark launch) leaves Git's template.
                 let promotes = plan.finish == canary_core::api::plan::Finish::Promote;
                 if let Some(mut deployment) = git
-                    .manifest("Deployment", stable)
+                    .manifest(plan.workload.kind, stable)
                     .filter(|_| promotes)
                     .cloned()
                 {
@@ -273,17 +284,19 @@ impl Cluster {
                     .map_err(refused(format!("Rollout {}/{}", plan.namespace, plan.name)))?;
             }
             None => {
-                let stable = &plan.rollout.spec.workload_ref.name;
+                let stable = json!({
+                    "apiVersion": plan.workload.api_version,
+                    "kind": plan.workload.kind,
+                    "metadata": {"name": plan.rollout.spec.workload_ref.name,
+                                 "namespace": plan.namespace},
+                });
+                let (api, name, what) = self.api_for(&stable)?;
                 let patch = json!({"spec": {"template": {"metadata": {"annotations": {
                     RESTARTED_AT: at.to_string()
                 }}}}});
-                Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(
-                    self.client.clone(),
-                    &plan.namespace,
-                )
-                .patch(stable, &PatchParams::default(), &Patch::Merge(&patch))
-                .await
-                .map_err(refused(format!("Deployment {}/{stable}", plan.namespace)))?;
+                api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                    .map_err(refused(what))?;
             }
         }
         Ok(())

@@ -373,7 +373,7 @@ impl Repository {
     /// What differs on the user's objects from Git now: for every manifest but the Rollout,
     /// the fields Git sets that the live object does not hold, and what canary may have left:
     /// labels and annotations of its own (`canary.rs/…`), keys of a Service's selector that Git
-    /// does not have, a paused Deployment.
+    /// does not have, a paused Deployment, a DaemonSet left `OnDelete`.
     pub(super) async fn left_on_user_objects(&self, cluster: &Cluster) -> Result<Vec<String>> {
         let mut left = Vec::new();
         for manifest in self.manifests.iter().filter(|m| m["kind"] != "Rollout") {
@@ -403,6 +403,13 @@ impl Repository {
             }
             if manifest["kind"] == "Deployment" && live["spec"]["paused"] == Value::Bool(true) {
                 left.push(format!("{what}: spec.paused is true"));
+            }
+            let strategy = &live["spec"]["updateStrategy"]["type"];
+            if manifest["kind"] == "DaemonSet"
+                && strategy == "OnDelete"
+                && manifest["spec"]["updateStrategy"]["type"] != *strategy
+            {
+                left.push(format!("{what}: spec.updateStrategy.type is OnDelete"));
             }
         }
         Ok(left)

@@ -190,6 +190,7 @@ impl<'p> ClusterSimulation<'p> {
             interrupted: false,
             broken: Vec::new(),
             unserved_because: None,
+            stable_pods: StablePods::default(),
         };
 
         // Adoption: the controller takes the stable workload as it runs.
@@ -200,6 +201,8 @@ impl<'p> ClusterSimulation<'p> {
                 break;
             }
         }
+        run.stable_pods
+            .remember(self.plan, cluster.server.snapshot());
         match &mut git {
             Some(git) => {
                 cluster.release_in_git(self.plan, now, git).await?;
@@ -304,6 +307,7 @@ impl<'p> ClusterSimulation<'p> {
         let status = run.status().await?;
         let history = run.history.clone();
         let excess = run.max_excess;
+        let stable_replaced = run.stable_pods.replaced();
         let mut report = run.recorder.finish(
             &status,
             finished,
@@ -316,6 +320,7 @@ impl<'p> ClusterSimulation<'p> {
         summary.unserved_requests = Some(unserved);
         summary.max_canary_excess = Some((excess * 100.0).round() / 100.0);
         summary.canary_requests_outside_release = Some(outside);
+        summary.stable_pods_replaced_before_promotion = Some(stable_replaced);
         if let Some(git) = &git {
             summary.gitops_corrections = Some(git.corrections());
             summary.left_on_user_objects = Some(git.left_on_user_objects(&cluster).await?);
@@ -350,6 +355,75 @@ struct Run<'a> {
     broken: Vec<String>,
     /// Why some requests were last answered by nobody, to say it once per change.
     unserved_because: Option<String>,
+    /// The stable pods that ran when the release was asked for.
+    stable_pods: StablePods,
+}
+
+/// The stable pods that ran when the new revision was asked for, and those of them gone before
+/// the release began promoting.
+#[derive(Default)]
+struct StablePods {
+    /// The uids of the stable workload's pods when the release was asked for.
+    running: std::collections::BTreeSet<String>,
+    /// Of those, the ones gone before promotion.
+    gone: std::collections::BTreeSet<String>,
+    /// Whether the release has begun promoting: pods going after that are promotion's.
+    promoting: bool,
+}
+
+impl StablePods {
+    /// Remembers the stable workload's pods among `objects`.
+    fn remember(&mut self, plan: &RolloutPlan, objects: Vec<Value>) {
+        self.running = stable_pod_uids(plan, &World::new(objects));
+    }
+
+    /// Looks at the pods of `world` in `phase`.
+    fn look(&mut self, phase: canary_core::Phase, world: &World) {
+        self.promoting |= matches!(
+            phase,
+            canary_core::Phase::Promoting
+                | canary_core::Phase::Finalising
+                | canary_core::Phase::Succeeded
+        );
+        if self.promoting || self.running.is_empty() {
+            return;
+        }
+        let live: std::collections::BTreeSet<&str> = world
+            .all("Pod")
+            .filter_map(|pod| pod.pointer("/metadata/uid").and_then(Value::as_str))
+            .collect();
+        for uid in &self.running {
+            if !live.contains(uid.as_str()) {
+                self.gone.insert(uid.clone());
+            }
+        }
+    }
+
+    /// How many stable pods went before promotion.
+    fn replaced(&self) -> u64 {
+        u64::try_from(self.gone.len()).unwrap_or(u64::MAX)
+    }
+}
+
+/// The uids of the pods of `plan`'s stable workload in `world`.
+fn stable_pod_uids(plan: &RolloutPlan, world: &World) -> std::collections::BTreeSet<String> {
+    let stable = plan.rollout.spec.workload_ref.name.as_str();
+    world
+        .all("Pod")
+        .filter(|pod| {
+            pod.pointer("/metadata/namespace").and_then(Value::as_str)
+                == Some(plan.namespace.as_str())
+        })
+        .filter_map(|pod| {
+            let reference = canary_core::sim::dataplane::PodRef {
+                namespace: plan.namespace.clone(),
+                name: pod.pointer("/metadata/name")?.as_str()?.to_owned(),
+            };
+            (world.workload_of(&reference, plan.workload).as_deref() == Some(stable))
+                .then(|| pod.pointer("/metadata/uid")?.as_str().map(str::to_owned))
+                .flatten()
+        })
+        .collect()
 }
 
 impl Run<'_> {
@@ -416,6 +490,7 @@ impl Run<'_> {
     async fn look(&mut self, now: Timestamp) -> Result<()> {
         let status = self.status().await?;
         let world = World::new(self.cluster.server.snapshot());
+        self.stable_pods.look(status.phase, &world);
         let probe = probe::probe(self.plan, &world, &self.matches);
         let split = served::split_of(&probe);
         self.history

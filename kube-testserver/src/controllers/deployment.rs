@@ -115,7 +115,7 @@ impl ReplicaSets {
 
 /// deployment_controller.go `syncDeployment`.
 fn sync(pass: &mut Pass<'_>, d: Arc<Value>, candidates: Vec<Arc<Value>>) {
-    if !has_selector(&d["spec"]["selector"]) {
+    if !meta::has_selector(&d["spec"]["selector"]) {
         // An empty selector would select every pod: the controller only records that it saw
         // the generation.
         let generation = meta::int(&d, "/metadata/generation", 1);
@@ -151,15 +151,6 @@ fn sync(pass: &mut Pass<'_>, d: Arc<Value>, candidates: Vec<Arc<Value>>) {
     } else {
         rollout_recreate(pass, &mut s);
     }
-}
-
-fn has_selector(selector: &Value) -> bool {
-    selector["matchLabels"]
-        .as_object()
-        .is_some_and(|m| !m.is_empty())
-        || selector["matchExpressions"]
-            .as_array()
-            .is_some_and(|e| !e.is_empty())
 }
 
 fn paused(d: &Value) -> bool {

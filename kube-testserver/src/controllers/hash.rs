@@ -1,5 +1,6 @@
-//! Names the workload controllers make: the `pod-template-hash` of a pod template and the
-//! random-looking suffix of a pod's name, both deterministic here.
+//! Names the workload controllers make: the hash of a pod template (`pod-template-hash`,
+//! `controller-revision-hash`) and the random-looking suffix of a pod's name, both
+//! deterministic here.
 
 use serde_json::Value;
 
@@ -31,7 +32,7 @@ fn safe_encode(s: &str) -> String {
         .collect()
 }
 
-/// The `pod-template-hash` of a Deployment's pod template: as pkg/controller/controller_utils.go
+/// The hash of a Deployment's or DaemonSet's pod template: as pkg/controller/controller_utils.go
 /// `ComputeHash`, FNV-32a of the template (here its canonical JSON, object keys sorted, rather
 /// than Go's deep printing) followed by the collision count as 8 little-endian bytes when there
 /// is one, the decimal sum encoded with the safe alphabet.
@@ -46,7 +47,7 @@ pub(super) fn pod_template_hash(template: &Value, collision_count: Option<i64>) 
     safe_encode(&fnv32a(bytes).to_string())
 }
 
-/// The 5-character suffix of the `n`-th name tried for a pod of ReplicaSet `owner` (the API
+/// The 5-character suffix of the `n`-th name tried for a pod of controller `owner` (the API
 /// server's `generateName` draws 5 random characters of the safe alphabet; these are drawn
 /// from a hash so that a run repeats).
 pub(super) fn pod_suffix(owner_uid: &str, n: u64) -> String {

@@ -131,6 +131,17 @@ pub(super) fn selects(selector: &Value, labels: &Value) -> bool {
     labels_ok && expressions_ok
 }
 
+/// Whether a label selector has any `matchLabels` or `matchExpressions` (an empty one would
+/// select every pod: the workload controllers do not act on it).
+pub(super) fn has_selector(selector: &Value) -> bool {
+    selector["matchLabels"]
+        .as_object()
+        .is_some_and(|m| !m.is_empty())
+        || selector["matchExpressions"]
+            .as_array()
+            .is_some_and(|e| !e.is_empty())
+}
+
 /// Creation order: `creationTimestamp`, then the uid (which the store hands out in order).
 pub(super) fn by_creation(a: &Value, b: &Value) -> Ordering {
     let stamp = |o: &Value| {

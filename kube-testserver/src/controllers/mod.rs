@@ -1,22 +1,27 @@
 //! A simulated kube-controller-manager and kubelet over the test server's store: the
-//! Deployment, ReplicaSet and garbage-collector controllers and a kubelet that starts pods.
+//! Deployment, ReplicaSet, DaemonSet and garbage-collector controllers and a kubelet that
+//! starts pods.
 //!
 //! Deployments get ReplicaSets named `<deployment>-<pod-template-hash>`, ReplicaSets get pods
-//! named `<replicaset>-<suffix>`, pods become ready `pod_startup` after they start, and
+//! named `<replicaset>-<suffix>`, DaemonSets get a pod `<daemonset>-<suffix>` bound to every
+//! Node that should run one (Nodes are plain objects: no kubelet reports on them, and a pod's
+//! node is not checked by the kubelet), pods become ready `pod_startup` after they start, and
 //! objects whose owners are gone (or are deleted in the foreground) are deleted, references to
 //! orphaning owners removed; each module cites the upstream code it follows.
 //! Deleted pods go away at once (no grace period: a pod is either serving or gone).
 //!
-//! One *pass* runs the kubelet, the ReplicaSet controller, the Deployment controller and the
-//! garbage collector once each, at one instant, under the store's lock. Time is injected:
-//! [`ControllerManager::step`] runs passes at a given (virtual) instant until nothing changes,
-//! and [`run`] drives passes in real time, one per short tick while things change, so that
-//! clients see the intermediate states a real cluster shows.
+//! One *pass* runs the kubelet, the ReplicaSet controller, the DaemonSet controller, the
+//! Deployment controller and the garbage collector once each, at one instant, under the
+//! store's lock. Time is injected: [`ControllerManager::step`] runs passes at a given
+//! (virtual) instant until nothing changes, and [`run`] drives passes in real time, one per
+//! short tick while things change, so that clients see the intermediate states a real cluster
+//! shows.
 //!
 //! The store stamps `creationTimestamp` with the wall clock; the controllers never read it for
 //! timing (a pod's start is its `status.startTime`, written at the pass's instant), only to
 //! order objects by creation together with their uids.
 
+mod daemonset;
 mod deployment;
 mod gateway;
 mod gc;
@@ -46,7 +51,9 @@ const MAX_PASSES: usize = 10_000;
 pub(super) struct Kinds {
     deployments: ResourceType,
     replicasets: ResourceType,
+    daemonsets: ResourceType,
     pods: ResourceType,
+    nodes: ResourceType,
 }
 
 impl Kinds {
@@ -54,7 +61,9 @@ impl Kinds {
         Some(Kinds {
             deployments: registry.by_plural("apps", "v1", "deployments")?,
             replicasets: registry.by_plural("apps", "v1", "replicasets")?,
+            daemonsets: registry.by_plural("apps", "v1", "daemonsets")?,
             pods: registry.by_plural("", "v1", "pods")?,
+            nodes: registry.by_plural("", "v1", "nodes")?,
         })
     }
 }
@@ -142,6 +151,7 @@ impl Pass<'_> {
         let before = self.inner.rv();
         kubelet::sync_all(self);
         replicaset::sync_all(self);
+        daemonset::sync_all(self);
         deployment::sync_all(self);
         gateway::sync_all(self);
         gc::sync_all(self);
@@ -200,9 +210,10 @@ impl ControllerManager {
     }
 
     /// Runs every controller at virtual time `now` until nothing changes: pods started at `t`
-    /// are ready from `t + pod_startup`, ReplicaSets and Deployments are scaled and their
-    /// statuses written accordingly, orphans collected. Returns whether anything changed.
-    /// The same objects and the same instants give the same results.
+    /// are ready from `t + pod_startup`, ReplicaSets and Deployments are scaled, DaemonSets'
+    /// pods placed and replaced, and their statuses written accordingly, orphans collected.
+    /// Returns whether anything changed. The same objects and the same instants give the same
+    /// results.
     pub fn step(&self, now: Timestamp) -> bool {
         let mut inner = self.state.store.lock();
         let mut changed = false;
@@ -216,21 +227,23 @@ impl ControllerManager {
     }
 
     /// The next instant something happens by itself: the earliest time after the last pass
-    /// that a started pod becomes ready, or a ready one available (`minReadySeconds`). `None`
-    /// when nothing is pending or nothing has run yet; objects written since the last
-    /// [`ControllerManager::step`] are only seen by the next one.
+    /// that a started pod becomes ready, or a ready one available (the `minReadySeconds` of
+    /// its ReplicaSet or DaemonSet). `None` when nothing is pending or nothing has run yet;
+    /// objects written since the last [`ControllerManager::step`] are only seen by the next
+    /// one.
     pub fn next_event(&self) -> Option<Timestamp> {
         let last = (*lock(&self.last))?;
         let inner = self.state.store.lock();
         let kinds = Kinds::resolve(&self.state.registry)?;
         let startup = SignedDuration::try_from(self.pod_startup).unwrap_or(SignedDuration::MAX);
-        // Only ReplicaSets with a minReadySeconds make a ready pod's time matter (usually none:
-        // then ready pods are not looked at further).
+        // Only ReplicaSets and DaemonSets with a minReadySeconds make a ready pod's time matter
+        // (usually none: then ready pods are not looked at further).
         let slow: std::collections::HashMap<&str, (&Value, i64)> = inner
             .objects_of(&kinds.replicasets, None)
-            .filter_map(|rs| {
-                let min_ready = meta::int(rs, "/spec/minReadySeconds", 0);
-                (min_ready > 0).then(|| (meta::uid(rs), (&**rs, min_ready)))
+            .chain(inner.objects_of(&kinds.daemonsets, None))
+            .filter_map(|owner| {
+                let min_ready = meta::int(owner, "/spec/minReadySeconds", 0);
+                (min_ready > 0).then(|| (meta::uid(owner), (&**owner, min_ready)))
             })
             .collect();
         inner
@@ -249,7 +262,7 @@ impl ControllerManager {
                 }
                 let (_, min_ready) = meta::controller_uid(pod)
                     .and_then(|uid| slow.get(uid))
-                    .filter(|(rs, _)| meta::controlled_by(pod, rs))?;
+                    .filter(|(owner, _)| meta::controlled_by(pod, owner))?;
                 let since = meta::ready_since(pod)?;
                 since
                     .checked_add(SignedDuration::from_secs(*min_ready))
@@ -339,14 +352,18 @@ pub(crate) async fn run(state: Arc<State>, pod_startup: Duration) {
 }
 
 /// Whether a change may give the controllers work: one to the kinds they manage or read
-/// (workloads, pods, Services and the Gateway API's objects, namespaces), or the deletion of
-/// anything (the garbage collector's work). Other writes, e.g. a custom resource's status,
-/// wake no pass: with thousands of objects a pass is not free, and it runs under the store's
-/// lock.
+/// (workloads, pods, nodes, Services and the Gateway API's objects, namespaces), or the
+/// deletion of anything (the garbage collector's work). Other writes, e.g. a custom resource's
+/// status, wake no pass: with thousands of objects a pass is not free, and it runs under the
+/// store's lock.
 fn concerns_controllers(event: &Event) -> bool {
     let (group, plural) = (&event.key.0, &event.key.1);
     matches!(group.as_str(), "apps" | "gateway.networking.k8s.io")
-        || (group.is_empty() && matches!(plural.as_str(), "pods" | "services" | "namespaces"))
+        || (group.is_empty()
+            && matches!(
+                plural.as_str(),
+                "pods" | "nodes" | "services" | "namespaces"
+            ))
         || matches!(event.kind, EventType::Deleted)
         || meta::terminating(&event.object)
 }

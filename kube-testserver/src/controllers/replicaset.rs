@@ -88,11 +88,19 @@ fn manage(pass: &mut Pass<'_>, rs: &Value, pods: &mut Vec<Arc<Value>>) {
     }
 }
 
-/// A pod of `rs`'s template (controller_utils.go `GetPodFromTemplate`: the template's labels,
-/// annotations and spec, the ReplicaSet as controller), named with a free suffix.
+/// A pod of `rs`'s template, named with a free suffix.
 fn new_pod(pass: &Pass<'_>, rs: &Value, attempt: &mut u64) -> Option<Value> {
-    let ns = meta::namespace(rs);
-    let mut prefix = format!("{}-", meta::name(rs));
+    let name = free_pod_name(pass, rs, attempt)?;
+    Some(pod_from_template(rs, &rs["spec"]["template"], name))
+}
+
+/// A name `<owner>-<5 characters>` no pod of `owner`'s namespace has, as the API server's
+/// `generateName` would make it (controller_utils.go `getPodsPrefix`): the suffixes are tried
+/// from the `attempt`-th on (see [`hash::pod_suffix`]), and `attempt` is left past the one
+/// taken. `None` when 10 000 are taken.
+pub(super) fn free_pod_name(pass: &Pass<'_>, owner: &Value, attempt: &mut u64) -> Option<String> {
+    let ns = meta::namespace(owner);
+    let mut prefix = format!("{}-", meta::name(owner));
     if prefix.len() > MAX_PREFIX {
         let mut end = MAX_PREFIX;
         while !prefix.is_char_boundary(end) {
@@ -100,33 +108,35 @@ fn new_pod(pass: &Pass<'_>, rs: &Value, attempt: &mut u64) -> Option<Value> {
         }
         prefix.truncate(end);
     }
-    let name = loop {
-        let name = format!("{prefix}{}", hash::pod_suffix(meta::uid(rs), *attempt));
-        *attempt += 1;
+    for _ in 0..10_000 {
+        let name = format!("{prefix}{}", hash::pod_suffix(meta::uid(owner), *attempt));
+        *attempt = attempt.wrapping_add(1);
         if pass.inner.get(&pass.kinds.pods, Some(ns), &name).is_none() {
-            break name;
+            return Some(name);
         }
-        if *attempt > 10_000 {
-            return None;
-        }
-    };
-    let template = &rs["spec"]["template"];
+    }
+    None
+}
+
+/// A pod named `name` of `template` (controller_utils.go `GetPodFromTemplate`: the
+/// template's labels, annotations and spec, `owner` as controller).
+pub(super) fn pod_from_template(owner: &Value, template: &Value, name: String) -> Value {
     let mut metadata = json!({
         "name": name,
-        "namespace": ns,
-        "ownerReferences": [meta::controller_ref(rs)],
+        "namespace": meta::namespace(owner),
+        "ownerReferences": [meta::controller_ref(owner)],
     });
     for field in ["labels", "annotations"] {
         if let Some(value) = template["metadata"].get(field) {
             meta::set(&mut metadata, &[field], value.clone());
         }
     }
-    Some(json!({
+    json!({
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": metadata,
         "spec": template["spec"],
-    }))
+    })
 }
 
 /// The order surplus pods are deleted in (controller_utils.go `ActivePodsWithRanks.Less`,

@@ -12,8 +12,9 @@ use super::{FieldError, Path};
 use crate::resources::ResourceType;
 
 /// The name rule of a kind: `ValidateServiceName` is `NameIsDNS1035Label`,
-/// `ValidateNamespaceName` is `NameIsDNSLabel`; Deployments, ReplicaSets, Pods, ConfigMaps,
-/// Secrets, Ingresses, Leases and custom resources use `NameIsDNSSubdomain`.
+/// `ValidateNamespaceName` is `NameIsDNSLabel`; Deployments, ReplicaSets, DaemonSets, Pods,
+/// Nodes, ConfigMaps, Secrets, Ingresses, Leases and custom resources use
+/// `NameIsDNSSubdomain`.
 fn name_rule(rt: &ResourceType) -> fn(&str) -> Vec<String> {
     match (rt.group.as_str(), rt.kind.as_str()) {
         ("", "Service") => dns1035_label,

@@ -288,6 +288,7 @@ pub(crate) fn validate(rt: &ResourceType, object: &Value, old: Option<&Value>) -
     errors.extend(match kind {
         ("apps", "Deployment") => apps::validate_deployment(object, old),
         ("apps", "ReplicaSet") => apps::validate_replica_set(object, old),
+        ("apps", "DaemonSet") => apps::validate_daemon_set(object, old),
         ("", "Pod") => core::validate_pod(object),
         ("", "Service") => core::validate_service(object, old),
         ("", "ConfigMap") => core::validate_config_map(object),
@@ -312,6 +313,10 @@ pub(crate) fn decode_check(rt: &ResourceType, object: &Value) -> Result<(), Stri
             &["spec", "progressDeadlineSeconds"],
         ],
         ("apps", "ReplicaSet") => &[&["spec", "replicas"], &["spec", "minReadySeconds"]],
+        ("apps", "DaemonSet") => &[
+            &["spec", "minReadySeconds"],
+            &["spec", "revisionHistoryLimit"],
+        ],
         ("coordination.k8s.io", "Lease") => &[
             &["spec", "leaseDurationSeconds"],
             &["spec", "leaseTransitions"],

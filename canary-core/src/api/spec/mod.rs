@@ -103,7 +103,8 @@ pub struct RolloutSpec {
 pub struct WorkloadRef {
     /// `apps/v1`.
     pub api_version: String,
-    /// `Deployment`.
+    /// `Deployment` or `DaemonSet`. A DaemonSet's canary runs on every node the stable one
+    /// runs on, so its replicas cannot be chosen.
     pub kind: String,
     /// The workload's name, in the Rollout's namespace.
     pub name: String,

@@ -49,7 +49,8 @@ pub struct CanaryStep {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub matches: Vec<RequestMatch>,
     /// Canary replicas for this step: a count, or a percent of the stable replicas. When absent:
-    /// `newVersion.replicas`, else the step's weight as a percent of the stable replicas.
+    /// `newVersion.replicas`, else the step's weight as a percent of the stable replicas. Not
+    /// for a DaemonSet, whose canary runs on every node.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replicas: Option<IntOrPercent>,
     /// Wait here: `{}` until promoted by a user, `{duration: 5m}` for a time.

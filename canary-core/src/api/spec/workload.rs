@@ -13,7 +13,7 @@ pub struct NewVersion {
     /// The `version` label of the canary pods: lowercase letters and digits, at most 16.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
-    /// Canary replicas: a count or a percent of the stable replicas.
+    /// Canary replicas: a count or a percent of the stable replicas (not for a DaemonSet).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replicas: Option<IntOrPercent>,
     /// Overrides by container name; a container given only an image keeps the rest of its

@@ -18,9 +18,10 @@ use jiff::SignedDuration;
 
 use crate::api::duration::parse_duration;
 use crate::api::names;
-use crate::api::plan::RolloutPlan;
+use crate::api::plan::{ReplicaTarget, RolloutPlan};
 use crate::api::spec::{API_VERSION, KIND, Rollout};
 use crate::traffic::Registry;
+use crate::workload::WorkloadKind;
 
 /// One broken rule: where, and what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -240,14 +241,21 @@ pub fn validate_with(
     }
     let spec = &rollout.spec;
     let workload = &spec.workload_ref;
-    if workload.api_version != "apps/v1" || workload.kind != "Deployment" {
+    let kind = WorkloadKind::named(&workload.api_version, &workload.kind);
+    if kind.is_none() {
         c.error(
             "spec.workloadRef",
             format!(
-                "{}/{} is not supported; the workload must be an apps/v1 Deployment",
-                workload.api_version, workload.kind
+                "{} {} is not supported; the workload must be one of: {}",
+                workload.api_version,
+                workload.kind,
+                WorkloadKind::supported()
             ),
         );
+    }
+    let kind = kind.map(WorkloadKind::descriptor);
+    if let Some(descriptor) = kind {
+        workload::check_sizes(&mut c, spec, descriptor);
     }
     c.check(
         "spec.workloadRef.name",
@@ -277,8 +285,16 @@ pub fn validate_with(
         SignedDuration::from_mins(10),
         SignedDuration::from_secs(1)..=limits::MAX_PROGRESS_DEADLINE,
     );
-    match (provider, compiled) {
-        (Some(provider), Some((strategy, steps, finish))) if c.errors.is_empty() => {
+    match (provider, compiled, kind) {
+        (Some(provider), Some((strategy, mut steps, finish)), Some(kind))
+            if c.errors.is_empty() =>
+        {
+            if !kind.sized() {
+                // Its controller sizes it: the canary runs on every eligible node at each step.
+                for step in &mut steps {
+                    step.replicas = ReplicaTarget::Percent(100);
+                }
+            }
             Ok(RolloutPlan {
                 name: rollout.metadata.name.clone(),
                 namespace: rollout
@@ -287,6 +303,7 @@ pub fn validate_with(
                     .clone()
                     .unwrap_or_else(|| "default".to_owned()),
                 provider: provider.descriptor,
+                workload: kind,
                 strategy,
                 steps,
                 finish,

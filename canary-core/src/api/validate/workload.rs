@@ -6,7 +6,10 @@ use super::Checker;
 use super::limits::MAX_REPLICAS;
 use crate::api::names;
 use crate::api::plan::ReplicaTarget;
-use crate::api::spec::{ContainerOverride, IntOrPercent, NewVersion, Probe, ResourceList};
+use crate::api::spec::{
+    ContainerOverride, IntOrPercent, NewVersion, Probe, ResourceList, RolloutSpec,
+};
+use crate::workload::WorkloadDescriptor;
 
 const PULL_POLICIES: [&str; 3] = ["Always", "IfNotPresent", "Never"];
 
@@ -45,6 +48,30 @@ pub(super) fn replicas(
                     None
                 }
             }
+        }
+    }
+}
+
+/// Refuses the replica fields a workload kind whose controller sizes it cannot honour (a
+/// DaemonSet runs one pod per eligible node), each with the kind's reason.
+pub(super) fn check_sizes(c: &mut Checker, spec: &RolloutSpec, kind: &WorkloadDescriptor) {
+    let Some(why) = kind.fixed_size else {
+        return;
+    };
+    let mut refuse = |path: String| {
+        c.error(&path, format!("not allowed for a {}: {why}", kind.kind));
+    };
+    if spec
+        .new_version
+        .as_ref()
+        .is_some_and(|nv| nv.replicas.is_some())
+    {
+        refuse("spec.newVersion.replicas".to_owned());
+    }
+    let steps = spec.strategy.canary.iter().flat_map(|canary| &canary.steps);
+    for (i, step) in steps.enumerate() {
+        if step.replicas.is_some() {
+            refuse(format!("spec.strategy.canary.steps[{i}].replicas"));
         }
     }
 }

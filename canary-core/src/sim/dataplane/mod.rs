@@ -37,6 +37,7 @@ use serde_json::Value;
 
 use crate::k8s::objects::Objects;
 use crate::traffic::ProviderKind;
+use crate::workload::WorkloadDescriptor;
 
 /// Who answers `request` in `world` on the data plane `provider` drives.
 pub fn serve(provider: ProviderKind, world: &World, request: &Request) -> Served {
@@ -317,14 +318,17 @@ impl World {
         self.objects.get("Pod", &pod.namespace, &pod.name)
     }
 
-    /// The Deployment that runs `pod` (through its owning ReplicaSet), if any.
-    pub fn deployment_of(&self, pod: &PodRef) -> Option<String> {
+    /// The workload of kind `kind` that runs `pod` (through the object between them, such as
+    /// a Deployment's ReplicaSet), if any.
+    pub fn workload_of(&self, pod: &PodRef, kind: &WorkloadDescriptor) -> Option<String> {
         let object = self.pod(pod)?;
-        let replica_set = owner(object, "ReplicaSet")?;
-        let rs = self
+        let Some(between) = kind.pods_owned_through else {
+            return owner(object, kind.kind).map(str::to_owned);
+        };
+        let middle = self
             .objects
-            .get("ReplicaSet", &pod.namespace, replica_set)?;
-        owner(rs, "Deployment").map(str::to_owned)
+            .get(between, &pod.namespace, owner(object, between)?)?;
+        owner(middle, kind.kind).map(str::to_owned)
     }
 }
 

@@ -75,8 +75,6 @@
 
 use std::fmt;
 
-use serde_json::Value;
-
 use crate::api::plan::RolloutPlan;
 use crate::api::spec::RequestMatch;
 use crate::traffic::RouteState;
@@ -320,18 +318,14 @@ fn must_match_weight(plan: &RolloutPlan, entry: &CallerProbe) -> bool {
         && entry.caller.starts_with("sidecar "))
 }
 
-/// True when the canary Deployment of `plan` exists in `world` with at least one desired
-/// replica, and at least that many of its pods are ready and not terminating (the serving
+/// True when the canary workload of `plan` exists in `world` wanting at least one pod, and at least that many of its pods are ready and not terminating (the serving
 /// endpoints a data plane sends the canary's share to).
 pub fn canary_fully_available(plan: &RolloutPlan, world: &World) -> bool {
     let canary = plan.canary_workload();
-    let Some(deployment) = world.get("Deployment", &plan.namespace, &canary) else {
+    let Some(workload) = world.get(plan.workload.kind, &plan.namespace, &canary) else {
         return false;
     };
-    let desired = deployment
-        .pointer("/spec/replicas")
-        .and_then(Value::as_u64)
-        .unwrap_or(1);
+    let desired = (plan.workload.desired_pods)(workload);
     if desired == 0 {
         return false;
     }
@@ -345,7 +339,7 @@ pub fn canary_fully_available(plan: &RolloutPlan, world: &World) -> bool {
             })
         })
         .filter(|pod| pod.namespace == plan.namespace)
-        .filter(|pod| world.deployment_of(pod).as_deref() == Some(canary.as_str()))
+        .filter(|pod| world.workload_of(pod, plan.workload).as_deref() == Some(canary.as_str()))
         .count();
     ready as u64 >= desired
 }

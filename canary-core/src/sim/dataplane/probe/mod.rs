@@ -289,7 +289,7 @@ fn classify(
     let canary_name = plan.canary_workload();
     let deployment = |pod: &PodRef| -> Option<String> {
         (pod.namespace == plan.namespace)
-            .then(|| world.deployment_of(pod))
+            .then(|| world.workload_of(pod, plan.workload))
             .flatten()
     };
     let is_stable = |pod: &PodRef| deployment(pod).as_deref() == Some(stable_name);

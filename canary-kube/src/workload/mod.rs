@@ -1,5 +1,8 @@
-//! The Deployment workload provider: the stable Deployment the user owns, and the
-//! `<name>-canary` Deployment built from it.
+//! The workload providers: the stable workload the user owns (a Deployment or a DaemonSet),
+//! and the `<name>-canary` workload of the same kind built from it. [`Workload`] holds what
+//! every kind shares; a kind is one module implementing [`Kind`] (`workload::deployment`,
+//! `workload::daemonset`) and one arm in [`for_plan`]. What follows says "Deployment" for
+//! the workload; a DaemonSet's differences are in `workload::daemonset`.
 //!
 //! - The stable Deployment is held (paused, with the revision its pods run in an annotation)
 //!   only while a release is pending, so that a new template waits for the release instead of
@@ -32,16 +35,25 @@
 //! - The canary pods carry the labels the traffic provider routes them by
 //!   ([`canary_core::traffic::ProviderDescriptor::canary_pod_labels`]), e.g. an ASM lane's tag.
 
+mod daemonset;
+mod deployment;
+mod kind;
+
 use async_trait::async_trait;
 use canary_core::api::spec::NewVersion;
 use canary_core::engine::machine::{WorkloadObservation, WorkloadState};
 use canary_core::engine::providers::WorkloadProvider;
 use canary_core::k8s::services::canary_pod_label;
-use k8s_openapi::api::apps::v1::Deployment;
+use canary_core::workload::WorkloadKind;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, Preconditions};
 use kube::{Api, Client};
 use serde_json::{Value, json};
+
+pub use daemonset::{NO_NODE, UPDATE_STRATEGY};
+pub use kind::Kind;
+use kind::merged;
 
 use crate::error::{Error, Result};
 use crate::revision::hash;
@@ -65,9 +77,9 @@ const ISTIO_WORKLOAD_NAME: &str = "service.istio.io/workload-name";
 /// Label on the canary Deployment: the Rollout it belongs to.
 pub const ROLLOUT: &str = "canary.rs/rollout";
 
-/// The stable and canary Deployments of one Rollout.
-pub struct DeploymentWorkload {
-    deployments: Api<Deployment>,
+/// The stable and canary workloads of one Rollout, of kind `K`.
+pub struct Workload<K: Kind> {
+    workloads: Api<K>,
     configmaps: Api<ConfigMap>,
     secrets: Api<Secret>,
     pods: Api<Pod>,
@@ -86,26 +98,31 @@ pub struct DeploymentWorkload {
     known_stable: Option<String>,
 }
 
-/// What [`DeploymentWorkload::hold`] did.
+/// The stable and canary Deployments of one Rollout.
+pub type DeploymentWorkload = Workload<Deployment>;
+/// The stable and canary DaemonSets of one Rollout.
+pub type DaemonSetWorkload = Workload<DaemonSet>;
+
+/// What [`Workload::hold`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Hold {
     /// Nothing to write: held as it should be, or not held and nothing pending.
     Unchanged,
-    /// Held now, before the Deployment's controller acted on its new template.
+    /// Held now, before the workload's controller acted on its new template.
     Held,
-    /// Held now, but the Deployment's controller had already begun rolling the new template
+    /// Held now, but the workload's controller had already begun rolling the new template
     /// onto stable pods (no admission webhook held it in time).
     HeldLate,
-    /// The hold ended: unpaused, canary's annotation removed.
+    /// The hold ended: rolling as its owner set it, canary's annotations removed.
     Released,
 }
 
-impl DeploymentWorkload {
+impl<K: Kind> Workload<K> {
     /// The workloads of `plan`, in its namespace.
     pub fn new(client: Client, plan: &canary_core::RolloutPlan) -> Self {
         let namespace = plan.namespace.clone();
-        DeploymentWorkload {
-            deployments: Api::namespaced(client.clone(), &namespace),
+        Workload {
+            workloads: Api::namespaced(client.clone(), &namespace),
             configmaps: Api::namespaced(client.clone(), &namespace),
             pods: Api::namespaced(client.clone(), &namespace),
             services: Api::namespaced(client.clone(), &namespace),
@@ -138,8 +155,8 @@ impl DeploymentWorkload {
     /// (so it has no plan): enough to remove its canary (found by its labels and name) and let
     /// the stable Deployment `stable` go.
     pub fn without_plan(client: Client, namespace: &str, rollout: &str, stable: &str) -> Self {
-        DeploymentWorkload {
-            deployments: Api::namespaced(client.clone(), namespace),
+        Workload {
+            workloads: Api::namespaced(client.clone(), namespace),
             configmaps: Api::namespaced(client.clone(), namespace),
             pods: Api::namespaced(client.clone(), namespace),
             services: Api::namespaced(client.clone(), namespace),
@@ -157,15 +174,15 @@ impl DeploymentWorkload {
 
     /// Whether the stable Deployment exists.
     pub async fn stable_exists(&self) -> Result<bool> {
-        Ok(self.deployments.get_opt(&self.stable).await?.is_some())
+        Ok(self.workloads.get_opt(&self.stable).await?.is_some())
     }
 
-    async fn stable(&self) -> Result<Deployment> {
-        self.deployments
+    async fn stable(&self) -> Result<K> {
+        self.workloads
             .get_opt(&self.stable)
             .await?
             .ok_or_else(|| Error::Missing {
-                kind: "Deployment",
+                kind: K::DESCRIPTOR.kind,
                 namespace: self.namespace.clone(),
                 name: self.stable.clone(),
             })
@@ -177,15 +194,15 @@ impl DeploymentWorkload {
     /// (apiserver pkg/registry/rest/update.go: a non-empty resourceVersion is a precondition of
     /// every update, patches included). A conflict is an error of this pass; the next one
     /// reads the Deployment again.
-    async fn write_stable(&self, read: &Deployment, mut patch: Value) -> Result<()> {
-        if let Some(version) = &read.metadata.resource_version {
+    async fn write_stable(&self, read: &K, mut patch: Value) -> Result<()> {
+        if let Some(version) = &read.meta().resource_version {
             patch["metadata"]["resourceVersion"] = json!(version);
         }
         let params = PatchParams {
             field_manager: Some(FIELD_MANAGER.to_owned()),
             ..PatchParams::default()
         };
-        self.deployments
+        self.workloads
             .patch(&self.stable, &params, &Patch::Merge(&patch))
             .await?;
         Ok(())
@@ -194,15 +211,15 @@ impl DeploymentWorkload {
     /// The canary Deployment, if there is one canary made for this Rollout (it carries the
     /// labels `canary.rs/role: canary` and `canary.rs/rollout: <rollout>`). A Deployment of
     /// the canary's name that someone else made is not the canary: canary never changes nor
-    /// deletes it (see [`DeploymentWorkload::foreign_canary`]).
-    async fn canary(&self) -> Result<Option<Deployment>> {
-        let found = self.deployments.get_opt(&self.canary).await?;
+    /// deletes it (see [`Workload::foreign_canary`]).
+    async fn canary(&self) -> Result<Option<K>> {
+        let found = self.workloads.get_opt(&self.canary).await?;
         Ok(found.filter(|deployment| self.made(deployment)))
     }
 
     /// Whether canary made `deployment` as this Rollout's canary.
-    fn made(&self, deployment: &Deployment) -> bool {
-        let labels = deployment.metadata.labels.as_ref();
+    fn made(&self, deployment: &K) -> bool {
+        let labels = deployment.meta().labels.as_ref();
         let label = |key: &str| {
             labels
                 .and_then(|labels| labels.get(key))
@@ -214,29 +231,33 @@ impl DeploymentWorkload {
     /// The error of a Deployment named as the canary that canary did not make, if there is
     /// one: the release cannot make its canary until it is renamed or removed by its owner.
     async fn foreign_canary(&self) -> Result<Option<Error>> {
-        let found = self.deployments.get_opt(&self.canary).await?;
+        let found = self.workloads.get_opt(&self.canary).await?;
         Ok(found.filter(|deployment| !self.made(deployment)).map(|_| {
             Error::Invalid(format!(
-                "Deployment {}/{} is in the way: canary makes the canary of Rollout {} under \
+                "{} {}/{} is in the way: canary makes the canary of Rollout {} under \
                  that name, and this one lacks the labels {ROLE}=canary and {ROLLOUT}={} that \
                  canary gives its own, so it is never changed nor deleted; rename it or remove \
                  it",
-                self.namespace, self.canary, self.rollout, self.rollout
+                K::DESCRIPTOR.kind,
+                self.namespace,
+                self.canary,
+                self.rollout,
+                self.rollout
             ))
         }))
     }
 
     /// Deletes `canary` (as read) in the foreground, on condition that it is still the object
     /// read (its uid: a Deployment of that name made since by someone else is never deleted).
-    async fn delete_canary(&self, canary: &Deployment) -> Result<bool> {
+    async fn delete_canary(&self, canary: &K) -> Result<bool> {
         let params = DeleteParams {
             preconditions: Some(Preconditions {
-                uid: canary.metadata.uid.clone(),
+                uid: canary.meta().uid.clone(),
                 resource_version: None,
             }),
             ..DeleteParams::foreground()
         };
-        match self.deployments.delete(&self.canary, &params).await {
+        match self.workloads.delete(&self.canary, &params).await {
             Ok(_) => Ok(true),
             Err(kube::Error::Api(status)) if status.code == 404 => Ok(false),
             Err(error) => Err(error.into()),
@@ -276,11 +297,9 @@ impl DeploymentWorkload {
             return Ok(Hold::Unchanged);
         };
         let (_, desired, _) = self.desired(&stable).await?;
-        let status = stable.status.clone().unwrap_or_default();
-        let observed = status.observed_generation >= stable.metadata.generation;
-        let rolled_out =
-            observed && status.updated_replicas.unwrap_or(0) >= stable.spec.replicas.unwrap_or(1);
-        let paused = stable.spec.paused.unwrap_or(false);
+        let observed = stable.observed();
+        let rolled_out = stable.rolled_out();
+        let paused = stable.frozen();
         match held {
             Some(running) if running == *known && desired == *known => {
                 self.let_go(&stable).await?;
@@ -289,8 +308,7 @@ impl DeploymentWorkload {
             // Promoted and not yet let go, and its template changed again: paused at the
             // revision the annotation names.
             Some(running) if desired != running && !paused && !rolled_out => {
-                self.write_stable(&stable, json!({"spec": {"paused": true}}))
-                    .await?;
+                self.write_stable(&stable, stable.freeze()).await?;
                 Ok(if observed { Hold::HeldLate } else { Hold::Held })
             }
             Some(_) => Ok(Hold::Unchanged),
@@ -299,7 +317,10 @@ impl DeploymentWorkload {
                 // The Deployment's controller has acted on the template once it observed its
                 // generation unpaused: pods of a new ReplicaSet are on their way.
                 let late = observed && !paused;
-                let patch = json!({"metadata": {"annotations": {STABLE_REVISION: known}}, "spec": {"paused": true}});
+                let patch = merged(
+                    stable.freeze(),
+                    json!({"metadata": {"annotations": {STABLE_REVISION: known}}}),
+                );
                 self.write_stable(&stable, patch).await?;
                 Ok(if late { Hold::HeldLate } else { Hold::Held })
             }
@@ -310,7 +331,7 @@ impl DeploymentWorkload {
     /// removed (the Rollout was deleted). A Deployment canary does not hold is left as it is.
     /// Returns whether it wrote anything.
     pub async fn release(&self) -> Result<bool> {
-        let Some(stable) = self.deployments.get_opt(&self.stable).await? else {
+        let Some(stable) = self.workloads.get_opt(&self.stable).await? else {
             return Ok(false);
         };
         if annotation(&stable, STABLE_REVISION).is_none() {
@@ -320,14 +341,18 @@ impl DeploymentWorkload {
         Ok(true)
     }
 
-    /// Ends canary's hold of `stable` (as read): unpaused, canary's annotation removed.
-    async fn let_go(&self, stable: &Deployment) -> Result<()> {
-        let patch = json!({"metadata": {"annotations": {STABLE_REVISION: null}}, "spec": {"paused": false}});
+    /// Ends canary's hold of `stable` (as read): rolling as its owner set it, canary's
+    /// annotations removed.
+    async fn let_go(&self, stable: &K) -> Result<()> {
+        let patch = merged(
+            stable.thaw(),
+            json!({"metadata": {"annotations": {STABLE_REVISION: null}}}),
+        );
         self.write_stable(stable, patch).await
     }
 
     /// The template the user asks for (without canary's own annotations), and its revision.
-    async fn desired(&self, stable: &Deployment) -> Result<(Value, String, String)> {
+    async fn desired(&self, stable: &K) -> Result<(Value, String, String)> {
         let mut template = pod_template(stable);
         if let Some(new_version) = &self.new_version {
             apply_new_version(&mut template, new_version);
@@ -390,8 +415,7 @@ impl DeploymentWorkload {
         let (_, desired, _) = self.desired(&stable).await?;
         let canary = self.canary().await?;
         let stable_reported_as = stable
-            .spec
-            .template
+            .template()
             .metadata
             .as_ref()
             .and_then(|metadata| metadata.labels.as_ref())
@@ -401,20 +425,20 @@ impl DeploymentWorkload {
         Ok(WorkloadObservation {
             desired_revision: desired,
             stable_reported_as,
-            stable: state(&stable, running),
+            stable: stable.state(running),
             canary: canary.map(|c| {
-                if c.metadata.deletion_timestamp.is_some() {
+                if c.meta().deletion_timestamp.is_some() {
                     // Being deleted: still there (its pods go first), but of no revision and
                     // with nothing ready, so that no route is sent to it.
                     return WorkloadState {
                         ready: 0,
                         available: 0,
                         stale: true,
-                        ..state(&c, String::new())
+                        ..c.state(String::new())
                     };
                 }
                 let revision = annotation(&c, REVISION).unwrap_or_default();
-                state(&c, revision)
+                c.state(revision)
             }),
         })
     }
@@ -426,17 +450,20 @@ impl DeploymentWorkload {
         let existing = self.canary().await?;
         if let Some(existing) = &existing {
             // A canary being deleted (replaced, or removed) is waited for: its pods go first.
-            if existing.metadata.deletion_timestamp.is_some() {
+            if existing.meta().deletion_timestamp.is_some() {
                 return Ok(false);
             }
             if annotation(existing, REVISION).as_deref() == Some(revision)
-                && existing.spec.replicas == Some(i32::try_from(replicas).unwrap_or(i32::MAX))
+                && existing.sized(replicas)
                 && !owned_by_rollout(existing)
             {
                 return Ok(false);
             }
         }
         let stable = self.stable().await?;
+        if let Some(why) = stable.unpromotable() {
+            return Err(Error::Invalid(why));
+        }
         let (mut template, desired, configs) = self.desired(&stable).await?;
         if desired != revision {
             return Err(Error::Invalid(format!(
@@ -467,9 +494,9 @@ impl DeploymentWorkload {
         }
         let selector = canary_selector(&stable, &template);
         if let Some(existing) = &existing
-            && existing.spec.selector.match_labels.as_ref() != Some(&selector)
+            && existing.match_labels() != Some(&selector)
         {
-            // A Deployment's selector is immutable (apps/v1): a canary whose new template no
+            // A workload's selector is immutable (apps/v1): a canary whose new template no
             // longer matches it is replaced, once its pods are gone.
             self.delete_canary(existing).await?;
             return Ok(true);
@@ -479,22 +506,18 @@ impl DeploymentWorkload {
             template["metadata"]["annotations"][CONFIG_HASH] = json!(configs);
         }
         let canary = json!({
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
+            "apiVersion": K::DESCRIPTOR.api_version,
+            "kind": K::DESCRIPTOR.kind,
             "metadata": {
                 "name": self.canary,
                 "namespace": self.namespace,
                 "labels": {ROLLOUT: self.rollout, ROLE: "canary"},
                 "annotations": {REVISION: revision},
             },
-            "spec": {
-                "replicas": replicas,
-                "selector": {"matchLabels": selector},
-                "template": template,
-            }
+            "spec": K::canary_spec(&stable, replicas, &selector, template),
         });
         let params = PatchParams::apply(FIELD_MANAGER).force();
-        self.deployments
+        self.workloads
             .patch(&self.canary, &params, &Patch::Apply(&canary))
             .await?;
         Ok(true)
@@ -534,8 +557,8 @@ impl DeploymentWorkload {
 
     /// The merge patch promoting `revision` onto `stable` (as read), or `None` when it runs
     /// it already.
-    async fn promotion(&self, stable: &Deployment, revision: &str) -> Result<Option<Value>> {
-        let paused = stable.spec.paused.unwrap_or(false);
+    async fn promotion(&self, stable: &K, revision: &str) -> Result<Option<Value>> {
+        let paused = stable.frozen();
         if annotation(stable, STABLE_REVISION).as_deref() == Some(revision) && !paused {
             return Ok(None);
         }
@@ -549,7 +572,7 @@ impl DeploymentWorkload {
         keep_stable_labels(
             &mut template,
             &live,
-            &serde_json::to_value(&stable.spec.selector.match_labels).unwrap_or(Value::Null),
+            &serde_json::to_value(stable.match_labels()).unwrap_or(Value::Null),
             self.new_version.as_ref(),
         );
         if !configs.is_empty() {
@@ -559,27 +582,32 @@ impl DeploymentWorkload {
             && let Some(manager) = gitops_applier(stable)
         {
             return Err(Error::Invalid(format!(
-                "the stable Deployment {}/{}'s pod template is applied by {manager}, which would \
+                "the stable {kind} {}/{}'s pod template is applied by {manager}, which would \
                  put the old one back after promotion: commit newVersion's change to the \
-                 Deployment's template in Git (the release is promoted once the template there \
+                 {kind}'s template in Git (the release is promoted once the template there \
                  asks for it), or release by changing the template in Git, without newVersion",
-                self.namespace, self.stable
+                self.namespace,
+                self.stable,
+                kind = K::DESCRIPTOR.kind
             )));
         }
         // The template is the live one with the new version applied, so a merge patch (lists
         // replaced whole, maps merged) sets exactly it.
-        Ok(Some(json!({
-            "metadata": {"annotations": {STABLE_REVISION: revision}},
-            "spec": {"paused": false, "template": template},
-        })))
+        Ok(Some(merged(
+            stable.thaw(),
+            json!({
+                "metadata": {"annotations": {STABLE_REVISION: revision}},
+                "spec": {"template": template},
+            }),
+        )))
     }
 
     /// Deletes the canary Deployment in the foreground (its ReplicaSets and pods first; see
-    /// [`DeploymentWorkload::canary_gone`]). Returns whether it wrote anything (a canary
+    /// [`Workload::canary_gone`]). Returns whether it wrote anything (a canary
     /// already being deleted is left to go).
     async fn remove_inner(&self) -> Result<bool> {
         match self.canary().await? {
-            Some(canary) if canary.metadata.deletion_timestamp.is_none() => {
+            Some(canary) if canary.meta().deletion_timestamp.is_none() => {
                 self.delete_canary(&canary).await
             }
             _ => Ok(false),
@@ -588,7 +616,7 @@ impl DeploymentWorkload {
 }
 
 #[async_trait]
-impl WorkloadProvider for DeploymentWorkload {
+impl<K: Kind> WorkloadProvider for Workload<K> {
     async fn observe(&self) -> canary_core::Result<WorkloadObservation> {
         self.observe_inner()
             .await
@@ -614,9 +642,78 @@ impl WorkloadProvider for DeploymentWorkload {
     }
 }
 
+/// A workload provider of any kind, with what the controller asks of it besides the engine's
+/// [`WorkloadProvider`] calls.
+#[async_trait]
+pub trait ClusterWorkload: WorkloadProvider {
+    /// Holds the stable workload while a release is pending (see [`Workload::hold`]).
+    async fn hold(&self) -> Result<Hold>;
+    /// Lets the stable workload go (see [`Workload::release`]).
+    async fn release(&self) -> Result<bool>;
+    /// Whether the canary workload and its pods are gone.
+    async fn canary_gone(&self) -> Result<bool>;
+    /// Whether the stable workload exists.
+    async fn stable_exists(&self) -> Result<bool>;
+}
+
+#[async_trait]
+impl<K: Kind> ClusterWorkload for Workload<K> {
+    async fn hold(&self) -> Result<Hold> {
+        Workload::hold(self).await
+    }
+
+    async fn release(&self) -> Result<bool> {
+        Workload::release(self).await
+    }
+
+    async fn canary_gone(&self) -> Result<bool> {
+        Workload::canary_gone(self).await
+    }
+
+    async fn stable_exists(&self) -> Result<bool> {
+        Workload::stable_exists(self).await
+    }
+}
+
+/// The workload provider of `plan`'s kind, knowing the revision the Rollout's status says the
+/// stable workload runs (see [`Workload::with_known_stable`]). Each kind is one arm here.
+pub fn for_plan(
+    client: Client,
+    plan: &canary_core::RolloutPlan,
+    known_stable: Option<String>,
+) -> Box<dyn ClusterWorkload> {
+    match plan.workload.id {
+        WorkloadKind::Deployment => {
+            Box::new(DeploymentWorkload::new(client, plan).with_known_stable(known_stable))
+        }
+        WorkloadKind::DaemonSet => {
+            Box::new(DaemonSetWorkload::new(client, plan).with_known_stable(known_stable))
+        }
+    }
+}
+
+/// The workload provider of a Rollout without a plan (see [`Workload::without_plan`]), of
+/// `kind`.
+pub fn for_kind_without_plan(
+    kind: WorkloadKind,
+    client: Client,
+    namespace: &str,
+    rollout: &str,
+    stable: &str,
+) -> Box<dyn ClusterWorkload> {
+    match kind {
+        WorkloadKind::Deployment => Box::new(DeploymentWorkload::without_plan(
+            client, namespace, rollout, stable,
+        )),
+        WorkloadKind::DaemonSet => Box::new(DaemonSetWorkload::without_plan(
+            client, namespace, rollout, stable,
+        )),
+    }
+}
+
 /// The pod template of a Deployment as JSON, without canary's own annotations.
-fn pod_template(deployment: &Deployment) -> Value {
-    pod_template_value(&serde_json::to_value(&deployment.spec.template).unwrap_or(Value::Null))
+fn pod_template<K: Kind>(workload: &K) -> Value {
+    pod_template_value(&serde_json::to_value(workload.template()).unwrap_or(Value::Null))
 }
 
 /// A pod template (`spec.template` of a Deployment as JSON) without canary's own annotations.
@@ -690,24 +787,22 @@ pub fn promoted_template(manifest: &Value, new_version: &NewVersion) -> Value {
 
 /// The GitOps tool whose manager owns fields of `deployment`'s pod template, if one does
 /// (see [`crate::apply::gitops_applier`]).
-fn gitops_applier(deployment: &Deployment) -> Option<String> {
-    let object = serde_json::to_value(deployment).ok()?;
+fn gitops_applier<K: Kind>(workload: &K) -> Option<String> {
+    let object = serde_json::to_value(workload).ok()?;
     crate::apply::gitops_applier(&object, &["f:spec", "f:template"])
 }
 
 /// The canary Deployment's selector: the keys of the stable selector with the values the
 /// canary's pods carry (a `newVersion` may change one, such as `version`), plus the canary's
 /// own labels, so that it always matches the canary's template and never the stable pods.
-fn canary_selector(
-    stable: &Deployment,
+fn canary_selector<K: Kind>(
+    stable: &K,
     template: &Value,
 ) -> std::collections::BTreeMap<String, String> {
     let labels = &template["metadata"]["labels"];
     let mut selector: std::collections::BTreeMap<String, String> = stable
-        .spec
-        .selector
-        .match_labels
-        .clone()
+        .match_labels()
+        .cloned()
         .unwrap_or_default()
         .into_iter()
         .map(|(key, value)| {
@@ -725,47 +820,17 @@ fn canary_selector(
 
 /// Whether `deployment` has an owner reference to a Rollout (a canary made before canary
 /// stopped giving them): it is applied again, without.
-fn owned_by_rollout(deployment: &Deployment) -> bool {
-    deployment
-        .metadata
+fn owned_by_rollout<K: Kind>(workload: &K) -> bool {
+    workload
+        .meta()
         .owner_references
         .iter()
         .flatten()
         .any(|r| r.kind == "Rollout" && r.api_version.starts_with(crate::GROUP))
 }
 
-fn annotation(deployment: &Deployment, key: &str) -> Option<String> {
-    deployment.metadata.annotations.as_ref()?.get(key).cloned()
-}
-
-/// A Deployment's replicas: ready and available count only pods of the current template, once
-/// the Deployment controller has seen the current generation. The status counts ready and
-/// available pods of every ReplicaSet, so while pods of an older template remain (a rolling
-/// update), they are assumed ready and available and taken off: a Deployment is only as far
-/// along as `kubectl rollout status` would say (Kubernetes `DeploymentComplete`: updated,
-/// available and total replicas all at the desired count).
-fn state(deployment: &Deployment, revision: String) -> WorkloadState {
-    let desired = deployment.spec.replicas.unwrap_or(1);
-    let status = deployment.status.clone().unwrap_or_default();
-    let current = status
-        .observed_generation
-        .is_some_and(|seen| Some(seen) >= deployment.metadata.generation);
-    let updated = status.updated_replicas.unwrap_or(0);
-    let older = status.replicas.unwrap_or(0).saturating_sub(updated).max(0);
-    let count = |n: Option<i32>| {
-        if current {
-            u32::try_from(n.unwrap_or(0).saturating_sub(older).min(updated)).unwrap_or(0)
-        } else {
-            0
-        }
-    };
-    WorkloadState {
-        revision,
-        desired: u32::try_from(desired).unwrap_or(0),
-        ready: count(status.ready_replicas),
-        available: count(status.available_replicas),
-        stale: !current,
-    }
+fn annotation<K: Kind>(workload: &K, key: &str) -> Option<String> {
+    workload.meta().annotations.as_ref()?.get(key).cloned()
 }
 
 #[cfg(all(test, feature = "test-util"))]
